@@ -1,0 +1,101 @@
+// rnnfast: forward and backpropagation-through-time for one recurrent layer in one direction.
+//
+// Shape convention (used in every comment and name): T time steps, B batch entries, I input
+// features, H hidden units, G gates per unit (1 RNN, 4 LSTM in order i f g o, 3 GRU in order
+// r z n). Arrays are row-major, the rightmost dimension fastest; "(T, B, I) with stride ldx"
+// means element (t, b, i) sits at x[(t * B + b) * ldx + i]. Weights use PyTorch's layouts:
+// w_ih (G*H, I), w_hh (G*H, H), b_ih and b_hh (G*H), so they move between the two unchanged.
+//
+// Ownership: the caller allocates every array, outputs and workspaces included; the kernels
+// keep no pointer after they return and allocate nothing. Sizes come from the *_size functions.
+// Errors in the arguments are the caller's to prevent: the Python layer validates everything.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace rnnfast {
+
+using index = std::ptrdiff_t;
+
+enum class CellKind : int { rnn_tanh = 0, rnn_relu = 1, lstm = 2, gru = 3 };
+
+constexpr int gate_count(CellKind c) {
+    return c == CellKind::lstm ? 4 : c == CellKind::gru ? 3 : 1;
+}
+
+struct LayerShape {
+    CellKind cell;
+    index T, B, I, H;
+    bool reverse;  // run time from T-1 down to 0 (the backward half of a bidirectional layer)
+};
+
+template <class T>
+struct LayerForward {
+    LayerShape s;
+    const T* x;                    // (T, B, I), stride ldx
+    index ldx;
+    const T* h0;                   // (B, H), or nullptr for zeros
+    const T* c0;                   // (B, H), LSTM only, or nullptr for zeros
+    const T* w_ih;                 // (G*H, I)
+    const T* w_hh;                 // (G*H, H)
+    const T* b_ih;                 // (G*H) or nullptr (no bias)
+    const T* b_hh;                 // (G*H) or nullptr
+    const std::int64_t* lengths;   // (B), 1 <= lengths[b] <= T, or nullptr for all T
+    T* y;                          // out (T, B, H), stride ldy; zero where t >= lengths[b]
+    index ldy;
+    T* h_n;                        // out (B, H): state after each entry's last valid step
+    T* c_n;                        // out (B, H), LSTM only
+    T* saved;                      // training: saved_size() values for backward; nullptr in eval
+    T* scratch;                    // forward_scratch_size() values, free after the call
+};
+
+template <class T>
+struct LayerBackward {
+    LayerShape s;
+    const T* x;                    // (T, B, I), stride ldx: the forward's input
+    index ldx;
+    const T* w_ih;                 // (G*H, I)
+    const T* w_hh;                 // (G*H, H)
+    const std::int64_t* lengths;   // as in the forward
+    const T* saved;                // what the training forward saved
+    const T* dy;                   // (T, B, H), stride lddy; ignored where t >= lengths[b]
+    index lddy;
+    const T* dh_n;                 // (B, H) or nullptr
+    const T* dc_n;                 // (B, H), LSTM only, or nullptr
+    T* dx;                         // (T, B, I), stride lddx: overwritten, or added into if dx_accumulate
+    index lddx;
+    bool dx_accumulate;
+    T* dh0;                        // (B, H) overwritten
+    T* dc0;                        // (B, H) overwritten, LSTM only
+    T* dw_ih;                      // (G*H, I) added into
+    T* dw_hh;                      // (G*H, H) added into
+    T* db_ih;                      // (G*H) added into, or nullptr
+    T* db_hh;                      // (G*H) added into, or nullptr
+    T* scratch;                    // backward_scratch_size() values
+};
+
+// Element counts (of T) of the workspaces for the active instruction set.
+index saved_size(const LayerShape& s);
+index forward_scratch_size(const LayerShape& s, bool training, int elem_bytes);
+index backward_scratch_size(const LayerShape& s, int elem_bytes);
+
+void layer_forward(const LayerForward<float>& a);
+void layer_forward(const LayerForward<double>& a);
+void layer_backward(const LayerBackward<float>& a);
+void layer_backward(const LayerBackward<double>& a);
+
+// Threads used by the kernels (default: OpenMP's maximum at load time; 1 without OpenMP).
+void set_num_threads(int n);
+int get_num_threads();
+
+// Instruction set in use: "avx512", "avx2" or "scalar". The best the CPU supports is picked at
+// load; RNNFAST_ISA in the environment or set_isa() forces one (false if the CPU lacks it).
+const char* isa();
+bool set_isa(const char* name);
+const char* const* available_isas();  // null-terminated list, best first
+
+// Vectorised activations as the kernels compute them, for accuracy tests: out[i] = f(in[i]),
+// f = 0 sigmoid, 1 tanh.
+void activation(int f, const float* in, float* out, index n);
+
+}  // namespace rnnfast

@@ -1,0 +1,230 @@
+// Python glue for the kernels: argument checks, allocation, GIL release, exception mapping.
+// The Python layer (python/rnnfast) validates user input first; the checks here only make sure no
+// call, however wrong, can reach the kernels with memory they must not touch.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "rnnfast/rnnfast.h"
+
+namespace py = pybind11;
+using Idx = rnnfast::index;  // not `index`, which POSIX already declares
+
+namespace {
+
+std::string shape_str(const py::array& a) {
+    std::string s = "(";
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+    return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+// A (rows..., n) view whose last axis is contiguous and whose rows are evenly strided:
+// returns the pointer and the row stride in elements.
+template <class T> struct View {
+    T* p = nullptr;
+    Idx ld = 0;
+};
+
+template <class T>
+View<T> view(const py::array& a, const char* name, std::vector<Idx> shape, bool writable) {
+    if (!py::isinstance<py::array_t<T>>(a) || a.dtype().kind() != 'f' || a.itemsize() != sizeof(T))
+        throw py::type_error(std::string(name) + ": expected dtype float" + std::to_string(8 * sizeof(T)) +
+                             ", got " + std::string(py::str(a.dtype())));
+    bool ok = a.ndim() == py::ssize_t(shape.size());
+    for (size_t i = 0; ok && i < shape.size(); ++i) ok = a.shape(i) == shape[i];
+    if (!ok) {
+        std::string want = "(";
+        for (size_t i = 0; i < shape.size(); ++i) want += (i ? ", " : "") + std::to_string(shape[i]);
+        throw py::value_error(std::string(name) + ": expected shape " + want + (shape.size() == 1 ? ",)" : ")") +
+                              ", got " + shape_str(a));
+    }
+    if (writable && !a.writeable()) throw py::value_error(std::string(name) + ": array is read-only");
+    const int nd = int(shape.size());
+    const Idx e = sizeof(T);
+    Idx ld = shape[nd - 1];
+    if (nd >= 2) ld = a.strides(nd - 2) / e;
+    bool layout = a.strides(nd - 1) == e || shape[nd - 1] <= 1;
+    if (nd >= 2) layout = layout && a.strides(nd - 2) % e == 0 && ld >= shape[nd - 1];
+    for (int i = nd - 3; i >= 0 && layout; --i) layout = a.strides(i) == a.strides(i + 1) * shape[i + 1] || shape[i] <= 1;
+    if (!layout) throw py::value_error(std::string(name) + ": expected rows with a contiguous last axis and even strides");
+    View<T> v;
+    v.p = static_cast<T*>(const_cast<void*>(a.data()));
+    v.ld = ld;
+    return v;
+}
+
+template <class T>
+const T* optional_in(const std::optional<py::array>& a, const char* name, std::vector<Idx> shape) {
+    if (!a) return nullptr;
+    return view<T>(*a, name, shape, false).p;
+}
+
+rnnfast::LayerShape make_shape(int cell, Idx T, Idx B, Idx I, Idx H, bool reverse) {
+    if (cell < 0 || cell > 3) throw py::value_error("cell: expected 0..3, got " + std::to_string(cell));
+    if (T < 1 || B < 1 || I < 1 || H < 1) throw py::value_error("sizes must be positive");
+    return {rnnfast::CellKind(cell), T, B, I, H, reverse};
+}
+
+const std::int64_t* lengths_ptr(const std::optional<py::array>& lengths, Idx T, Idx B) {
+    if (!lengths) return nullptr;
+    auto a = py::array_t<std::int64_t, py::array::c_style>::ensure(*lengths);
+    if (!a || a.ndim() != 1 || a.shape(0) != B || !py::isinstance<py::array_t<std::int64_t>>(*lengths))
+        throw py::value_error("lengths: expected a contiguous int64 array of shape (" + std::to_string(B) + ",)");
+    const std::int64_t* p = a.data();
+    for (Idx b = 0; b < B; ++b)
+        if (p[b] < 1 || p[b] > T)
+            throw py::value_error("lengths: values must lie in [1, " + std::to_string(T) + "], got " + std::to_string(p[b]));
+    return p;
+}
+
+// y_out: (T, B, H) view written in place (a slice of a bidirectional output may be passed).
+template <class T>
+py::tuple forward(int cell, py::array x, std::optional<py::array> h0, std::optional<py::array> c0, py::array w_ih,
+                  py::array w_hh, std::optional<py::array> b_ih, std::optional<py::array> b_hh, bool reverse,
+                  std::optional<py::array> lengths, bool training, py::array y_out) {
+    if (x.ndim() != 3) throw py::value_error("x: expected 3 dimensions (T, B, I), got " + shape_str(x));
+    if (w_hh.ndim() != 2) throw py::value_error("w_hh: expected 2 dimensions, got " + shape_str(w_hh));
+    const Idx nT = x.shape(0), B = x.shape(1), I = x.shape(2), H = w_hh.shape(1);
+    const rnnfast::LayerShape s = make_shape(cell, nT, B, I, H, reverse);
+    const Idx GH = rnnfast::gate_count(s.cell) * H;
+    const bool lstm = s.cell == rnnfast::CellKind::lstm;
+    rnnfast::LayerForward<T> a{};
+    a.s = s;
+    View<T> xv = view<T>(x, "x", {nT, B, I}, false);
+    a.x = xv.p;
+    a.ldx = xv.ld;
+    a.h0 = optional_in<T>(h0, "h0", {B, H});
+    a.c0 = lstm ? optional_in<T>(c0, "c0", {B, H}) : nullptr;
+    a.w_ih = view<T>(w_ih, "w_ih", {GH, I}, false).p;
+    a.w_hh = view<T>(w_hh, "w_hh", {GH, H}, false).p;
+    a.b_ih = optional_in<T>(b_ih, "b_ih", {GH});
+    a.b_hh = optional_in<T>(b_hh, "b_hh", {GH});
+    a.lengths = lengths_ptr(lengths, nT, B);
+    View<T> yv = view<T>(y_out, "y", {nT, B, H}, true);
+    a.y = yv.p;
+    a.ldy = yv.ld;
+    py::array_t<T> h_n({B, H}), c_n = lstm ? py::array_t<T>({B, H}) : py::array_t<T>(0);
+    py::array_t<T> saved(training ? rnnfast::saved_size(s) : 0);
+    a.h_n = h_n.mutable_data();
+    a.c_n = lstm ? c_n.mutable_data() : nullptr;
+    a.saved = training ? saved.mutable_data() : nullptr;
+    std::vector<T> scratch(rnnfast::forward_scratch_size(s, training, sizeof(T)));
+    a.scratch = scratch.data();
+    {
+        py::gil_scoped_release nogil;
+        rnnfast::layer_forward(a);
+    }
+    return py::make_tuple(h_n, lstm ? py::object(c_n) : py::none(), training ? py::object(saved) : py::none());
+}
+
+template <class T>
+py::tuple backward(int cell, py::array x, py::array w_ih, py::array w_hh, std::optional<py::array> lengths,
+                   bool reverse, py::array saved, py::array dy, std::optional<py::array> dh_n,
+                   std::optional<py::array> dc_n, py::array dx, bool dx_accumulate, py::array dw_ih, py::array dw_hh,
+                   std::optional<py::array> db_ih, std::optional<py::array> db_hh) {
+    if (x.ndim() != 3) throw py::value_error("x: expected 3 dimensions (T, B, I), got " + shape_str(x));
+    if (w_hh.ndim() != 2) throw py::value_error("w_hh: expected 2 dimensions, got " + shape_str(w_hh));
+    const Idx nT = x.shape(0), B = x.shape(1), I = x.shape(2), H = w_hh.shape(1);
+    const rnnfast::LayerShape s = make_shape(cell, nT, B, I, H, reverse);
+    const Idx GH = rnnfast::gate_count(s.cell) * H;
+    const bool lstm = s.cell == rnnfast::CellKind::lstm;
+    rnnfast::LayerBackward<T> a{};
+    a.s = s;
+    View<T> xv = view<T>(x, "x", {nT, B, I}, false);
+    a.x = xv.p;
+    a.ldx = xv.ld;
+    a.w_ih = view<T>(w_ih, "w_ih", {GH, I}, false).p;
+    a.w_hh = view<T>(w_hh, "w_hh", {GH, H}, false).p;
+    a.lengths = lengths_ptr(lengths, nT, B);
+    a.saved = view<T>(saved, "saved", {rnnfast::saved_size(s)}, false).p;
+    View<T> dyv = view<T>(dy, "dy", {nT, B, H}, false);
+    a.dy = dyv.p;
+    a.lddy = dyv.ld;
+    a.dh_n = optional_in<T>(dh_n, "dh_n", {B, H});
+    a.dc_n = lstm ? optional_in<T>(dc_n, "dc_n", {B, H}) : nullptr;
+    View<T> dxv = view<T>(dx, "dx", {nT, B, I}, true);
+    a.dx = dxv.p;
+    a.lddx = dxv.ld;
+    a.dx_accumulate = dx_accumulate;
+    a.dw_ih = view<T>(dw_ih, "dw_ih", {GH, I}, true).p;
+    a.dw_hh = view<T>(dw_hh, "dw_hh", {GH, H}, true).p;
+    a.db_ih = db_ih ? view<T>(*db_ih, "db_ih", {GH}, true).p : nullptr;
+    a.db_hh = db_hh ? view<T>(*db_hh, "db_hh", {GH}, true).p : nullptr;
+    py::array_t<T> dh0({B, H}), dc0 = lstm ? py::array_t<T>({B, H}) : py::array_t<T>(0);
+    a.dh0 = dh0.mutable_data();
+    a.dc0 = lstm ? dc0.mutable_data() : nullptr;
+    std::vector<T> scratch(rnnfast::backward_scratch_size(s, sizeof(T)));
+    a.scratch = scratch.data();
+    {
+        py::gil_scoped_release nogil;
+        rnnfast::layer_backward(a);
+    }
+    return py::make_tuple(dh0, lstm ? py::object(dc0) : py::none());
+}
+
+bool is_f64(const py::array& x) { return x.dtype().kind() == 'f' && x.itemsize() == 8; }
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "rnnfast kernels (private; use the rnnfast package)";
+    m.def(
+        "layer_forward",
+        [](int cell, py::array x, std::optional<py::array> h0, std::optional<py::array> c0, py::array w_ih,
+           py::array w_hh, std::optional<py::array> b_ih, std::optional<py::array> b_hh, bool reverse,
+           std::optional<py::array> lengths, bool training, py::array y) {
+            auto f = is_f64(x) ? forward<double> : forward<float>;
+            return f(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, lengths, training, y);
+        },
+        py::arg("cell"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("w_ih"), py::arg("w_hh"),
+        py::arg("b_ih"), py::arg("b_hh"), py::arg("reverse"), py::arg("lengths"), py::arg("training"), py::arg("y"),
+        "One layer, one direction. Writes y in place; returns (h_n, c_n or None, saved or None).");
+    m.def(
+        "layer_backward",
+        [](int cell, py::array x, py::array w_ih, py::array w_hh, std::optional<py::array> lengths, bool reverse,
+           py::array saved, py::array dy, std::optional<py::array> dh_n, std::optional<py::array> dc_n, py::array dx,
+           bool dx_accumulate, py::array dw_ih, py::array dw_hh, std::optional<py::array> db_ih,
+           std::optional<py::array> db_hh) {
+            auto f = is_f64(x) ? backward<double> : backward<float>;
+            return f(cell, x, w_ih, w_hh, lengths, reverse, saved, dy, dh_n, dc_n, dx, dx_accumulate, dw_ih, dw_hh,
+                     db_ih, db_hh);
+        },
+        py::arg("cell"), py::arg("x"), py::arg("w_ih"), py::arg("w_hh"), py::arg("lengths"), py::arg("reverse"),
+        py::arg("saved"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("dx"), py::arg("dx_accumulate"),
+        py::arg("dw_ih"), py::arg("dw_hh"), py::arg("db_ih"), py::arg("db_hh"),
+        "BPTT through one layer and direction. Writes (or adds into) dx, adds into the weight gradients; "
+        "returns (dh0, dc0 or None).");
+    m.def("saved_size", [](int cell, Idx T, Idx B, Idx I, Idx H) {
+        return rnnfast::saved_size(make_shape(cell, T, B, I, H, false));
+    });
+    m.def("set_num_threads", &rnnfast::set_num_threads, py::arg("n"));
+    m.def("get_num_threads", &rnnfast::get_num_threads);
+    m.def("isa", &rnnfast::isa);
+    m.def("set_isa", [](const std::string& name) {
+        if (!rnnfast::set_isa(name.c_str())) throw py::value_error("isa: '" + name + "' is not available on this CPU");
+    });
+    m.def("available_isas", [] {
+        py::list out;
+        for (const char* const* n = rnnfast::available_isas(); *n; ++n) out.append(*n);
+        return out;
+    });
+    m.def(
+        "activation",
+        [](int f, py::array_t<float, py::array::c_style | py::array::forcecast> x) {
+            if (f != 0 && f != 1) throw py::value_error("f: expected 0 (sigmoid) or 1 (tanh)");
+            py::array_t<float> out(x.size());
+            rnnfast::activation(f, x.data(), out.mutable_data(), x.size());
+            return out;
+        },
+        py::arg("f"), py::arg("x"), "The kernels' vectorised sigmoid (f=0) or tanh (f=1), float32.");
+#ifdef _OPENMP
+    m.attr("openmp") = true;
+#else
+    m.attr("openmp") = false;
+#endif
+}

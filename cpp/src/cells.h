@@ -1,0 +1,149 @@
+// The recurrent cells as small gate-math structs: one time step, one batch row, a range of hidden
+// units [u0, u1). The sequence driver (sequence.h) owns the time loop, the matrix products and the
+// threads; a cell only says how G pre-activations become a new state and how gradients flow back.
+//
+// Rows are gate-major, as in PyTorch: a row of G*H values holds gate g of unit u at g*H + u.
+// Gate orders: LSTM (i, f, g, o), GRU (r, z, n). Derivatives are written from saved outputs
+// (sigma' = s(1 - s), tanh' = 1 - t^2), so backward recomputes no gate.
+#pragma once
+#include "activations.h"
+
+namespace rnnfast {
+namespace RNNFAST_ISA_NS {
+
+template <class T> struct FwdRow {
+    const T* p;       // (G*H) input projection, biases folded in
+    const T* rec;     // (G*H) recurrent product W_hh h_{t-1} (GRU: + b_hn in the n block)
+    const T* h_prev;  // (H)
+    const T* c_prev;  // (H) LSTM only
+    T* h;             // (H) new hidden state
+    T* c;             // (H) new cell state, LSTM only
+    T* gates;         // (G*H) saved post-activation gates, or nullptr in eval; may alias p
+    T* aux;           // (H) GRU: saved W_hn h_{t-1} + b_hn; nullptr in eval
+};
+
+template <class T> struct BwdRow {
+    const T* gates;   // (G*H) saved post-activation gates (RNN: h_t itself)
+    const T* aux;     // (H) GRU: saved W_hn h_{t-1} + b_hn
+    const T* h_prev;  // (H)
+    const T* c_prev;  // (H) LSTM
+    const T* c;       // (H) LSTM: c_t
+    const T* dh;      // (H) dL/dh_t, all paths summed
+    T* dc;            // (H) LSTM: in dL/dc_t (from later steps), out dL/dc_{t-1}
+    T* dg_ih;         // (G*H) out: dL/d(W_ih x_t + b_ih)
+    T* dg_hh;         // (G*H) out: dL/d(W_hh h_{t-1} + b_hh); equals dg_ih except for GRU
+    T* dh_prev;       // (H) out: the part of dL/dh_{t-1} that bypasses W_hh
+};
+
+// Calls f(u, n) for each vector of units in [u0, u1); n < W only for the last one.
+template <class T, class F> inline void for_units(index u0, index u1, F&& f) {
+    constexpr int W = simd<T>::W;
+    for (index u = u0; u < u1; u += W) f(u, int(u1 - u < W ? u1 - u : W));
+}
+
+template <class T, bool Relu> struct RnnCell {
+    static constexpr int G = 1;
+    static constexpr bool kRecurrentBias = false;  // b_hh folds into the projection
+
+    static vec<T> act(vec<T> x) { return Relu ? vrelu(x) : vtanh(x); }
+
+    static void forward(const FwdRow<T>& r, index H, index u0, index u1) {
+        (void)H;
+        for_units<T>(u0, u1, [&](index u, int n) {
+            vec<T> h = act(load_n(r.p + u, n) + load_n(r.rec + u, n));
+            store_n(r.h + u, h, n);
+            if (r.gates) store_n(r.gates + u, h, n);
+        });
+    }
+    static void backward(const BwdRow<T>& r, index H, index u0, index u1) {
+        (void)H;
+        for_units<T>(u0, u1, [&](index u, int n) {
+            vec<T> h = load_n(r.gates + u, n), dh = load_n(r.dh + u, n);
+            vec<T> d = Relu ? (h > splat<T>(0) ? dh : splat<T>(0)) : dh * (splat<T>(1) - h * h);
+            store_n(r.dg_ih + u, d, n);
+            store_n(r.dh_prev + u, splat<T>(0), n);
+        });
+    }
+};
+
+template <class T> struct LstmCell {
+    static constexpr int G = 4;
+    static constexpr bool kRecurrentBias = false;
+
+    static void forward(const FwdRow<T>& r, index H, index u0, index u1) {
+        for_units<T>(u0, u1, [&](index u, int n) {
+            vec<T> i = vsigmoid(load_n(r.p + u, n) + load_n(r.rec + u, n));
+            vec<T> f = vsigmoid(load_n(r.p + H + u, n) + load_n(r.rec + H + u, n));
+            vec<T> g = vtanh(load_n(r.p + 2 * H + u, n) + load_n(r.rec + 2 * H + u, n));
+            vec<T> o = vsigmoid(load_n(r.p + 3 * H + u, n) + load_n(r.rec + 3 * H + u, n));
+            vec<T> c = f * load_n(r.c_prev + u, n) + i * g;
+            store_n(r.c + u, c, n);
+            store_n(r.h + u, o * vtanh(c), n);
+            if (r.gates) {
+                store_n(r.gates + u, i, n);
+                store_n(r.gates + H + u, f, n);
+                store_n(r.gates + 2 * H + u, g, n);
+                store_n(r.gates + 3 * H + u, o, n);
+            }
+        });
+    }
+    static void backward(const BwdRow<T>& r, index H, index u0, index u1) {
+        const vec<T> one = splat<T>(1);
+        for_units<T>(u0, u1, [&](index u, int n) {
+            vec<T> i = load_n(r.gates + u, n), f = load_n(r.gates + H + u, n);
+            vec<T> g = load_n(r.gates + 2 * H + u, n), o = load_n(r.gates + 3 * H + u, n);
+            vec<T> tc = vtanh(load_n(r.c + u, n));
+            vec<T> dh = load_n(r.dh + u, n);
+            vec<T> dc = load_n(r.dc + u, n) + dh * o * (one - tc * tc);
+            store_n(r.dg_ih + u, dc * g * i * (one - i), n);
+            store_n(r.dg_ih + H + u, dc * load_n(r.c_prev + u, n) * f * (one - f), n);
+            store_n(r.dg_ih + 2 * H + u, dc * i * (one - g * g), n);
+            store_n(r.dg_ih + 3 * H + u, dh * tc * o * (one - o), n);
+            store_n(r.dc + u, dc * f, n);
+            store_n(r.dh_prev + u, splat<T>(0), n);
+        });
+    }
+};
+
+template <class T> struct GruCell {
+    static constexpr int G = 3;
+    static constexpr bool kRecurrentBias = true;  // b_hn stays inside r * (W_hn h + b_hn)
+
+    static void forward(const FwdRow<T>& r, index H, index u0, index u1) {
+        for_units<T>(u0, u1, [&](index u, int n) {
+            vec<T> rg = vsigmoid(load_n(r.p + u, n) + load_n(r.rec + u, n));
+            vec<T> z = vsigmoid(load_n(r.p + H + u, n) + load_n(r.rec + H + u, n));
+            vec<T> hn = load_n(r.rec + 2 * H + u, n);
+            vec<T> nn = vtanh(load_n(r.p + 2 * H + u, n) + rg * hn);
+            vec<T> hp = load_n(r.h_prev + u, n);
+            store_n(r.h + u, nn + z * (hp - nn), n);
+            if (r.gates) {
+                store_n(r.gates + u, rg, n);
+                store_n(r.gates + H + u, z, n);
+                store_n(r.gates + 2 * H + u, nn, n);
+                store_n(r.aux + u, hn, n);
+            }
+        });
+    }
+    static void backward(const BwdRow<T>& r, index H, index u0, index u1) {
+        const vec<T> one = splat<T>(1);
+        for_units<T>(u0, u1, [&](index u, int n) {
+            vec<T> rg = load_n(r.gates + u, n), z = load_n(r.gates + H + u, n);
+            vec<T> nn = load_n(r.gates + 2 * H + u, n), hn = load_n(r.aux + u, n);
+            vec<T> dh = load_n(r.dh + u, n), hp = load_n(r.h_prev + u, n);
+            vec<T> dpn = dh * (one - z) * (one - nn * nn);  // d/d(pre-activation of n)
+            vec<T> dr = dpn * hn * rg * (one - rg);
+            vec<T> dz = dh * (hp - nn) * z * (one - z);
+            store_n(r.dg_ih + u, dr, n);
+            store_n(r.dg_ih + H + u, dz, n);
+            store_n(r.dg_ih + 2 * H + u, dpn, n);
+            store_n(r.dg_hh + u, dr, n);
+            store_n(r.dg_hh + H + u, dz, n);
+            store_n(r.dg_hh + 2 * H + u, dpn * rg, n);
+            store_n(r.dh_prev + u, dh * z, n);
+        });
+    }
+};
+
+}  // namespace RNNFAST_ISA_NS
+}  // namespace rnnfast

@@ -1,0 +1,97 @@
+// Picks the kernel table for this CPU, and holds the thread count.
+#include "dispatch.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace rnnfast {
+namespace {
+
+bool cpu_has(const KernelTable& t) {
+#ifdef RNNFAST_X86
+    if (&t == &kernels_avx512)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+    if (&t == &kernels_avx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    (void)t;
+    return true;
+}
+
+const KernelTable* const all_tables[] = {
+#ifdef RNNFAST_X86
+    &kernels_avx512, &kernels_avx2,
+#endif
+    &kernels_scalar, nullptr};
+
+const KernelTable* find(const char* name) {
+    for (const KernelTable* const* t = all_tables; *t; ++t)
+        if (std::strcmp((*t)->name, name) == 0 && cpu_has(**t)) return *t;
+    return nullptr;
+}
+
+const KernelTable* initial_table() {
+    if (const char* env = std::getenv("RNNFAST_ISA"))
+        if (const KernelTable* t = find(env)) return t;
+    for (const KernelTable* const* t = all_tables; *t; ++t)
+        if (cpu_has(**t)) return *t;
+    return &kernels_scalar;
+}
+
+std::atomic<const KernelTable*> active{initial_table()};
+
+int initial_threads() {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+std::atomic<int> num_threads{initial_threads()};
+
+const KernelTable& k() { return *active.load(std::memory_order_relaxed); }
+
+}  // namespace
+
+index saved_size(const LayerShape& s) {
+    const int G = gate_count(s.cell);
+    const index TBH = s.T * s.B * s.H, BH = s.B * s.H;
+    auto r = [](index n) { return (n + 15) / 16 * 16; };  // the driver's Carver alignment
+    return r(TBH * G) + r(TBH + BH) + (G == 4 ? r(TBH + BH) : 0) + (G == 3 ? r(TBH) : 0);
+}
+index forward_scratch_size(const LayerShape& s, bool training, int elem_bytes) {
+    return elem_bytes == 4 ? k().forward_scratch_f32(s, training) : k().forward_scratch_f64(s, training);
+}
+index backward_scratch_size(const LayerShape& s, int elem_bytes) {
+    return elem_bytes == 4 ? k().backward_scratch_f32(s) : k().backward_scratch_f64(s);
+}
+
+void layer_forward(const LayerForward<float>& a) { k().forward_f32(a); }
+void layer_forward(const LayerForward<double>& a) { k().forward_f64(a); }
+void layer_backward(const LayerBackward<float>& a) { k().backward_f32(a); }
+void layer_backward(const LayerBackward<double>& a) { k().backward_f64(a); }
+
+void set_num_threads(int n) { num_threads.store(n < 1 ? 1 : n); }
+int get_num_threads() { return num_threads.load(); }
+
+const char* isa() { return k().name; }
+bool set_isa(const char* name) {
+    const KernelTable* t = find(name);
+    if (t) active.store(t);
+    return t != nullptr;
+}
+const char* const* available_isas() {
+    static const char* names[4] = {};
+    int n = 0;
+    for (const KernelTable* const* t = all_tables; *t; ++t)
+        if (cpu_has(**t)) names[n++] = (*t)->name;
+    return names;
+}
+
+void activation(int f, const float* in, float* out, index n) { k().activation(f, in, out, n); }
+
+}  // namespace rnnfast

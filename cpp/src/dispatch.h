@@ -1,0 +1,28 @@
+// One table of kernel entry points per instruction set; kernels_isa.cpp fills one per build flavour
+// and dispatch.cpp picks the best the CPU runs.
+#pragma once
+#include "rnnfast/rnnfast.h"
+
+namespace rnnfast {
+
+struct KernelTable {
+    const char* name;
+    void (*forward_f32)(const LayerForward<float>&);
+    void (*forward_f64)(const LayerForward<double>&);
+    void (*backward_f32)(const LayerBackward<float>&);
+    void (*backward_f64)(const LayerBackward<double>&);
+    index (*forward_scratch_f32)(const LayerShape&, bool training);
+    index (*forward_scratch_f64)(const LayerShape&, bool training);
+    index (*backward_scratch_f32)(const LayerShape&);
+    index (*backward_scratch_f64)(const LayerShape&);
+    void (*activation)(int f, const float* in, float* out, index n);
+};
+
+extern const KernelTable kernels_scalar;
+#if defined(__x86_64__) || defined(_M_X64)
+#define RNNFAST_X86 1
+extern const KernelTable kernels_avx2;
+extern const KernelTable kernels_avx512;
+#endif
+
+}  // namespace rnnfast

@@ -1,0 +1,184 @@
+// Matrix products for the sequence driver: C (M, N) = A (M, K) . B (K, N) (+ C or + bias).
+//
+// A is read in place through strides (a transposed operand is just other strides), B is packed
+// into panels of NV vectors (NV * W columns) by KC rows, and one register-blocked micro-kernel
+// does every product. Each output element is computed by exactly one thread, summing over k in a
+// fixed order, so results do not depend on how many threads share the work.
+//
+// Column maps say which output column each packed vector holds: PlainCols for an ordinary
+// product, GateCols for the recurrent weights, where vector v holds gate (v % G) of unit tile
+// (v / G), so that one panel carries every gate of its hidden units.
+#pragma once
+#include "simd.h"
+#include "team.h"
+
+namespace rnnfast {
+namespace RNNFAST_ISA_NS {
+
+template <class T> struct Mat {  // element (r, c) is p[r * rs + c * cs]
+    const T* p;
+    index rs, cs;
+    T at(index r, index c) const { return p[r * rs + c * cs]; }
+};
+
+template <class T> struct PlainCols {
+    index N;
+    static constexpr int W = simd<T>::W;
+    index nvec() const { return (N + W - 1) / W; }
+    index col(index v) const { return v * W; }
+    int valid(index v) const { return v * W + W <= N ? W : int(N - v * W); }
+};
+
+template <class T> struct GateCols {
+    index G, H;
+    static constexpr int W = simd<T>::W;
+    index tiles() const { return (H + W - 1) / W; }
+    index nvec() const { return G * tiles(); }
+    index col(index v) const { return (v % G) * H + (v / G) * W; }
+    int valid(index v) const { return (v / G) * W + W <= H ? W : int(H - (v / G) * W); }
+};
+
+// B packed for the micro-kernel: K-block kb of panel p is a (kc, NV*W) row-major block.
+template <class T, int NV> struct Packed {
+    static constexpr int W = simd<T>::W;
+    T* data;
+    index K, KC, npanels;
+    static index size(index K, index nvec) { return K * ((nvec + NV - 1) / NV) * NV * W; }
+    index kc(index kb) const { return K - kb * KC < KC ? K - kb * KC : KC; }
+    T* block(index kb, index p) const { return data + kb * KC * npanels * NV * W + p * kc(kb) * NV * W; }
+};
+
+// Packs panels [p0, p1) of every K block; vectors past the map's end and lanes past a vector's
+// valid count are zero.
+template <class T, int NV, class Cols>
+void pack_panels(const Packed<T, NV>& P, Mat<T> B, Cols cols, index p0, index p1) {
+    constexpr int W = simd<T>::W;
+    const index nvec = cols.nvec();
+    for (index kb = 0; kb * P.KC < P.K; ++kb) {
+        const index kc = P.kc(kb);
+        for (index p = p0; p < p1; ++p) {
+            T* dst = P.block(kb, p);
+            for (int vi = 0; vi < NV; ++vi) {
+                const index v = p * NV + vi;
+                const int n = v < nvec ? cols.valid(v) : 0;
+                const index c0 = v < nvec ? cols.col(v) : 0;
+                for (index k = 0; k < kc; ++k) {
+                    T* d = dst + (k * NV + vi) * W;
+                    for (int l = 0; l < n; ++l) d[l] = B.at(kb * P.KC + k, c0 + l);
+                    for (int l = n; l < W; ++l) d[l] = T(0);
+                }
+            }
+        }
+    }
+}
+
+enum class Init { zero, load, bias };
+
+// C rows [0, MR) x one panel over kc values of k. cols/valid give each vector's place in C.
+template <class T, int MR, int NV>
+inline void micro(index kc, const T* a, index rs, index cs, const T* b, T* c, index ldc,
+                  const index* cols, const int* valid, Init init, const T* bias) {
+    constexpr int W = simd<T>::W;
+    vec<T> acc[MR][NV];
+    for (int vi = 0; vi < NV; ++vi) {
+        vec<T> b0 = init == Init::bias ? load_n(bias + cols[vi], valid[vi]) : splat<T>(0);
+        for (int m = 0; m < MR; ++m)
+            acc[m][vi] = init == Init::load ? load_n(c + m * ldc + cols[vi], valid[vi]) : b0;
+    }
+    for (index k = 0; k < kc; ++k) {
+        vec<T> bv[NV];
+        for (int vi = 0; vi < NV; ++vi) bv[vi] = load(b + (k * NV + vi) * W);
+        for (int m = 0; m < MR; ++m) {
+            const vec<T> am = splat(a[m * rs + k * cs]);
+            for (int vi = 0; vi < NV; ++vi) acc[m][vi] += am * bv[vi];
+        }
+    }
+    for (int m = 0; m < MR; ++m)
+        for (int vi = 0; vi < NV; ++vi) store_n(c + m * ldc + cols[vi], acc[m][vi], valid[vi]);
+}
+
+// Rows [m0, m1) of C against panels [p0, p1) of one packed K block.
+template <class T, int MR, int NV, class Cols>
+void gemm_block(index m0, index m1, Mat<T> A, index k0, const Packed<T, NV>& P, index kb,
+                Cols cols, index p0, index p1, T* C, index ldc, Init init, const T* bias) {
+    const index kc = P.kc(kb), nvec = cols.nvec();
+    for (index p = p0; p < p1; ++p) {
+        index cv[NV];
+        int nv[NV];
+        for (int vi = 0; vi < NV; ++vi) {
+            const index v = p * NV + vi;
+            cv[vi] = v < nvec ? cols.col(v) : 0;
+            nv[vi] = v < nvec ? cols.valid(v) : 0;
+        }
+        const T* b = P.block(kb, p);
+        index m = m0;
+        for (; m + MR <= m1; m += MR)
+            micro<T, MR, NV>(kc, &A.p[m * A.rs + k0 * A.cs], A.rs, A.cs, b, C + m * ldc, ldc, cv, nv, init, bias);
+        // Remaining rows, one kernel instance per count so no row past m1 is read.
+        const index rest = m1 - m;
+        const T* a = &A.p[m * A.rs + k0 * A.cs];
+        T* c = C + m * ldc;
+        switch (rest) {
+#define RNNFAST_TAIL(R) \
+    case R: if (R < MR) micro<T, (R < MR ? R : 1), NV>(kc, a, A.rs, A.cs, b, c, ldc, cv, nv, init, bias); break;
+            RNNFAST_TAIL(1) RNNFAST_TAIL(2) RNNFAST_TAIL(3) RNNFAST_TAIL(4) RNNFAST_TAIL(5)
+            RNNFAST_TAIL(6) RNNFAST_TAIL(7)
+#undef RNNFAST_TAIL
+            default: break;
+        }
+    }
+}
+
+// Whole product by a team of threads: C (M, N) = A . B [+ C if accumulate][+ bias row if bias].
+// pack_buf holds KC * (panels * NV * W) values. Every thread of the team must call it.
+template <class T, int MR, int NV>
+void gemm_team(const Team& team, index M, index N, index K, Mat<T> A, Mat<T> B, T* C, index ldc,
+               bool accumulate, const T* bias, T* pack_buf, index KC) {
+    static_assert(MR <= 8, "tail switch covers MR <= 8");
+    PlainCols<T> cols{N};
+    const index np = (cols.nvec() + NV - 1) / NV;
+    if (K == 0) {  // nothing to sum: C is bias, zero, or unchanged
+        if (!accumulate) {
+            const Range r = team.split(M);
+            for (index m = r.lo; m < r.hi; ++m)
+                for (index n = 0; n < N; ++n) C[m * ldc + n] = bias ? bias[n] : T(0);
+        }
+        team.barrier();
+        return;
+    }
+    for (index k0 = 0; k0 < K; k0 += KC) {
+        const index kc = K - k0 < KC ? K - k0 : KC;
+        Packed<T, NV> P{pack_buf, kc, kc, np};
+        Mat<T> Bk{&B.p[k0 * B.rs], B.rs, B.cs};
+        const Range q = team.split(np);
+        pack_panels(P, Bk, cols, q.lo, q.hi);
+        team.barrier();
+        const Init init = k0 > 0 || accumulate ? Init::load : bias ? Init::bias : Init::zero;
+        // Split panels when there are enough for everyone, else rows (in whole MR blocks).
+        if (np >= team.n || M <= MR) {
+            gemm_block<T, MR, NV>(0, M, A, k0, P, 0, cols, q.lo, q.hi, C, ldc, init, bias);
+        } else {
+            const Range rb = team.split((M + MR - 1) / MR);
+            gemm_block<T, MR, NV>(rb.lo * MR, rb.hi * MR < M ? rb.hi * MR : M, A, k0, P, 0, cols, 0, np, C, ldc, init, bias);
+        }
+        team.barrier();
+    }
+}
+
+// out[c] += sum over rows r of A[r * lda + c], columns split over the team, rows in order.
+template <class T>
+void column_sums_team(const Team& team, index rows, index ncols, const T* A, index lda, T* out) {
+    constexpr int W = simd<T>::W;
+    const Range vr = team.split((ncols + W - 1) / W);
+    for (index v = vr.lo; v < vr.hi; ++v) {
+        const index c = v * W;
+        const int n = c + W <= ncols ? W : int(ncols - c);
+        vec<T> s = splat<T>(0);
+        for (index r = 0; r < rows; ++r) s += load_n(A + r * lda + c, n);
+        store_n(out + c, load_n(out + c, n) + s, n);
+    }
+    team.barrier();
+}
+
+}  // namespace RNNFAST_ISA_NS
+}  // namespace rnnfast

@@ -1,0 +1,298 @@
+// The sequence driver: one template runs any cell over a whole sequence, forward or backward in
+// time, with or without per-entry lengths, for training (saving what backward needs) or eval.
+//
+// Forward, per layer call:
+//   1. the input projection P = X W_ih^T + (b_ih + folded b_hh) for many steps in one product
+//      (all T in training, written straight into the saved-gates buffer; chunks of steps in eval);
+//   2. a time loop in ONE parallel region: each thread owns a slice of hidden units, computes the
+//      recurrent product for all G gates of its units from its own packed panels of W_hh (which
+//      stay in its cache for the whole sequence), applies the cell's gate math to them while
+//      they are in cache, and meets the others at one barrier per step.
+// Backward runs the same loop in reverse, carrying only dh (and dc); dx, dW_ih, dW_hh and the bias
+// gradients are whole-sequence products and sums after the loop.
+//
+// Variable lengths: entry b is active at time t when t < lengths[b]. An inactive step carries the
+// state through unchanged and writes a zero output, so h_n is the state after the last valid step
+// and the reverse direction starts at each entry's own last valid step from h0.
+//
+// Saved for backward (time-indexed): gates (T, B, G*H) post-activation; states (T+1, B, H) where
+// the step at time t reads states[t + reverse] and writes states[t + !reverse]; for LSTM cells
+// (T+1, B, H) likewise; for GRU aux (T, B, H) = W_hn h_{t-1} + b_hn. That is T*B*(G+2)*H values at
+// most (LSTM), T*B*(G+2)*H for GRU and 2*T*B*H for RNN, plus one B*H row for the initial state.
+#pragma once
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "rnnfast/rnnfast.h"
+#include "cells.h"
+#include "gemm.h"
+
+namespace rnnfast {
+namespace RNNFAST_ISA_NS {
+
+// Hands out pieces of one workspace (or, with a null base, only counts them).
+template <class T> struct Carver {
+    T* base;
+    index used = 0;
+    T* take(index n) {
+        T* p = base ? base + used : nullptr;
+        used += (n + 15) / 16 * 16;  // keep every piece 64-byte aligned relative to the base
+        return p;
+    }
+};
+
+template <class T> struct Saved {
+    T *gates, *states, *cells, *aux;
+};
+
+template <class T, class Cell> struct Driver {
+    static constexpr int G = Cell::G;
+    static constexpr int W = simd<T>::W;
+    static constexpr int Q = G == 1 ? 2 : 1;           // unit tiles per recurrent panel
+    static constexpr int NVR = G * Q;                   // vectors per recurrent panel
+    static constexpr int MRR = RNNFAST_VBYTES == 64 ? 4 : (G == 4 ? 2 : G == 3 ? 3 : 4);
+    static constexpr int NVP = 2;                       // vectors per panel, plain products
+    static constexpr int MRP = RNNFAST_VBYTES == 64 ? 6 : 4;
+    static constexpr index KC = 256;                    // k-block of the plain products
+
+    template <class C> static Saved<T> carve_saved(const LayerShape& s, C& cv) {
+        const index TB = s.T * s.B, BH = s.B * s.H;
+        Saved<T> sv;
+        sv.gates = cv.take(TB * G * s.H);
+        sv.states = cv.take((s.T + 1) * BH);
+        sv.cells = G == 4 ? cv.take((s.T + 1) * BH) : nullptr;
+        sv.aux = G == 3 ? cv.take(TB * s.H) : nullptr;
+        return sv;
+    }
+
+    static index rec_panels(index H) { return (GateCols<T>{G, H}.nvec() + NVR - 1) / NVR; }
+    static index plain_panels(index N) { return (PlainCols<T>{N}.nvec() + NVP - 1) / NVP; }
+    static index chunk_steps(const LayerShape& s, bool training) {
+        if (training) return s.T;
+        const index c = (128 + s.B - 1) / s.B;  // about 128 rows per projection product
+        return c < s.T ? c : s.T;
+    }
+
+    struct FwdWork {
+        T *wpack, *packbuf, *bias_p, *bias_r, *rec, *P, *S[2], *C[2];
+    };
+    template <class C> static FwdWork carve_fwd(const LayerShape& s, bool training, C& cv) {
+        const index GH = G * s.H, BH = s.B * s.H;
+        FwdWork w{};
+        w.wpack = cv.take(Packed<T, NVR>::size(s.H, GateCols<T>{G, s.H}.nvec()));
+        w.packbuf = cv.take(KC * plain_panels(GH) * NVP * W);
+        w.bias_p = cv.take(GH);
+        w.bias_r = cv.take(GH);
+        w.rec = cv.take(s.B * GH);
+        if (!training) {
+            w.P = cv.take(chunk_steps(s, false) * s.B * GH);
+            for (int i = 0; i < 2; ++i) w.S[i] = cv.take(BH);
+            for (int i = 0; i < 2; ++i) w.C[i] = G == 4 ? cv.take(BH) : nullptr;
+        }
+        return w;
+    }
+    static index forward_scratch(const LayerShape& s, bool training) {
+        Carver<T> cv{nullptr};
+        carve_fwd(s, training, cv);
+        return cv.used;
+    }
+
+    struct BwdWork {
+        T *dg_ih, *dg_hh, *dh, *dc, *wpack, *packbuf;
+    };
+    template <class C> static BwdWork carve_bwd(const LayerShape& s, C& cv) {
+        const index GH = G * s.H, TBG = s.T * s.B * GH;
+        BwdWork w{};
+        w.dg_ih = cv.take(TBG);
+        w.dg_hh = G == 3 ? cv.take(TBG) : w.dg_ih;
+        w.dh = cv.take(s.B * s.H);
+        w.dc = cv.take(s.B * s.H);
+        w.wpack = cv.take(Packed<T, NVP>::size(GH, PlainCols<T>{s.H}.nvec()));
+        const index np = plain_panels(s.I) > plain_panels(s.H) ? plain_panels(s.I) : plain_panels(s.H);
+        w.packbuf = cv.take(KC * np * NVP * W);
+        return w;
+    }
+    static index backward_scratch(const LayerShape& s) {
+        Carver<T> cv{nullptr};
+        carve_bwd(s, cv);
+        return cv.used;
+    }
+
+    // Threads for a problem: no more than there are panels, and one for tiny steps, where a
+    // barrier would cost more than the step.
+    static int threads_for(const LayerShape& s, index panels) {
+        index n = get_num_threads();
+        if (s.B * G * s.H * s.H < 32768) n = 1;
+        if (n > panels) n = panels;
+        return n < 1 ? 1 : int(n);
+    }
+
+    static Team make_team() {
+        Team t;
+#ifdef _OPENMP
+        t.id = omp_get_thread_num();
+        t.n = omp_get_num_threads();
+#endif
+        return t;
+    }
+
+    static void copy_units(T* dst, const T* src, index u0, index u1) {
+        for (index u = u0; u < u1; ++u) dst[u] = src ? src[u] : T(0);
+    }
+
+    static void forward(const LayerForward<T>& a) {
+        const LayerShape& s = a.s;
+        const index nT = s.T, B = s.B, I = s.I, H = s.H, GH = G * H, BH = B * H;
+        const bool training = a.saved != nullptr;
+        Carver<T> wc{a.scratch};
+        const FwdWork w = carve_fwd(s, training, wc);
+        Carver<T> sc{a.saved};
+        const Saved<T> sv = training ? carve_saved(s, sc) : Saved<T>{};
+        const GateCols<T> rcols{G, H};
+        const index npr = rec_panels(H);
+        const Packed<T, NVR> WP{w.wpack, H, H, npr};
+        const index Tc = chunk_steps(s, training);
+        // State after k processed steps.
+        auto state = [&](T* const* pingpong, T* seq, index k) -> T* {
+            return training ? seq + (s.reverse ? nT - k : k) * BH : pingpong[k & 1];
+        };
+
+#pragma omp parallel num_threads(threads_for(s, npr))
+        {
+            const Team team = make_team();
+            const Range pr = team.split(npr);
+            const index u0 = pr.lo * Q * W < H ? pr.lo * Q * W : H;
+            const index u1 = pr.hi * Q * W < H ? pr.hi * Q * W : H;
+
+            // Each thread packs the W_hh panels it will use: B(k, g*H + u) = w_hh[(g*H + u) * H + k].
+            pack_panels(WP, Mat<T>{a.w_hh, 1, H}, rcols, pr.lo, pr.hi);
+            for (int g = 0; g < G; ++g)
+                for (index u = u0; u < u1; ++u) {
+                    const index j = g * H + u;
+                    const T bi = a.b_ih ? a.b_ih[j] : T(0), bh = a.b_hh ? a.b_hh[j] : T(0);
+                    const bool in_rec = Cell::kRecurrentBias && g == G - 1;
+                    w.bias_p[j] = in_rec ? bi : bi + bh;
+                    w.bias_r[j] = in_rec ? bh : T(0);
+                }
+            for (index b = 0; b < B; ++b) {
+                copy_units(state(w.S, sv.states, 0) + b * H, a.h0 ? a.h0 + b * H : nullptr, u0, u1);
+                if (G == 4) copy_units(state(w.C, sv.cells, 0) + b * H, a.c0 ? a.c0 + b * H : nullptr, u0, u1);
+            }
+            team.barrier();
+
+            for (index k0 = 0; k0 < nT; k0 += Tc) {
+                const index tc = nT - k0 < Tc ? nT - k0 : Tc;
+                const index tlo = s.reverse ? nT - k0 - tc : k0;  // chunk covers times [tlo, tlo + tc)
+                T* P = training ? sv.gates + tlo * B * GH : w.P;
+                gemm_team<T, MRP, NVP>(team, tc * B, GH, I, Mat<T>{a.x + tlo * B * a.ldx, a.ldx, 1},
+                                       Mat<T>{a.w_ih, 1, I}, P, GH, false, w.bias_p, w.packbuf, KC);
+                for (index k = k0; k < k0 + tc; ++k) {
+                    const index t = s.reverse ? nT - 1 - k : k;
+                    const T* hp = state(w.S, sv.states, k);
+                    T* hn = state(w.S, sv.states, k + 1);
+                    const T* cp = G == 4 ? state(w.C, sv.cells, k) : nullptr;
+                    T* cn = G == 4 ? state(w.C, sv.cells, k + 1) : nullptr;
+                    gemm_block<T, MRR, NVR>(0, B, Mat<T>{hp, H, 1}, 0, WP, 0, rcols, pr.lo, pr.hi, w.rec,
+                                            GH, Cell::kRecurrentBias ? Init::bias : Init::zero, w.bias_r);
+                    for (index b = 0; b < B; ++b) {
+                        T* p = P + ((t - tlo) * B + b) * GH;
+                        T* y = a.y + (t * B + b) * a.ldy;
+                        if (!a.lengths || t < a.lengths[b]) {
+                            FwdRow<T> r{p, w.rec + b * GH, hp + b * H, cp ? cp + b * H : nullptr,
+                                        hn + b * H, cn ? cn + b * H : nullptr, training ? p : nullptr,
+                                        training && sv.aux ? sv.aux + (t * B + b) * H : nullptr};
+                            Cell::forward(r, H, u0, u1);
+                            copy_units(y, hn + b * H, u0, u1);
+                        } else {  // past this entry's end: carry the state, output zero
+                            copy_units(hn + b * H, hp + b * H, u0, u1);
+                            if (cn) copy_units(cn + b * H, cp + b * H, u0, u1);
+                            copy_units(y, nullptr, u0, u1);
+                            if (training) {
+                                for (int g = 0; g < G; ++g) copy_units(p + g * H, nullptr, u0, u1);
+                                if (sv.aux) copy_units(sv.aux + (t * B + b) * H, nullptr, u0, u1);
+                            }
+                        }
+                    }
+                    team.barrier();
+                }
+            }
+            for (index b = 0; b < B; ++b) {
+                copy_units(a.h_n + b * H, state(w.S, sv.states, nT) + b * H, u0, u1);
+                if (G == 4 && a.c_n) copy_units(a.c_n + b * H, state(w.C, sv.cells, nT) + b * H, u0, u1);
+            }
+        }
+    }
+
+    static void backward(const LayerBackward<T>& a) {
+        const LayerShape& s = a.s;
+        const index nT = s.T, B = s.B, I = s.I, H = s.H, GH = G * H, BH = B * H, TB = nT * B;
+        Carver<T> wc{a.scratch};
+        const BwdWork w = carve_bwd(s, wc);
+        Carver<T> sc{const_cast<T*>(a.saved)};
+        const Saved<T> sv = carve_saved(s, sc);
+        const PlainCols<T> hcols{H};
+        const index npb = plain_panels(H);
+        const Packed<T, NVP> WP{w.wpack, GH, GH, npb};
+        auto state = [&](T* seq, index k) { return seq + (s.reverse ? nT - k : k) * BH; };
+        const T* hprev_all = sv.states + (s.reverse ? BH : 0);  // (T, B, H): h_{t-1} of each step
+
+#pragma omp parallel num_threads(threads_for(s, npb))
+        {
+            const Team team = make_team();
+            const Range pr = team.split(npb);
+            const index u0 = pr.lo * NVP * W < H ? pr.lo * NVP * W : H;
+            const index u1 = pr.hi * NVP * W < H ? pr.hi * NVP * W : H;
+            // B(k = g*H + j, u) = w_hh[(g*H + j) * H + u]: dh_{t-1} = dG_hh W_hh.
+            pack_panels(WP, Mat<T>{a.w_hh, H, 1}, hcols, pr.lo, pr.hi);
+            for (index b = 0; b < B; ++b) {
+                copy_units(w.dh + b * H, a.dh_n ? a.dh_n + b * H : nullptr, u0, u1);
+                copy_units(w.dc + b * H, a.dc_n ? a.dc_n + b * H : nullptr, u0, u1);
+            }
+            for (index k = nT - 1; k >= 0; --k) {
+                const index t = s.reverse ? nT - 1 - k : k;
+                const T* hp = state(sv.states, k);
+                for (index b = 0; b < B; ++b) {
+                    T* dgi = w.dg_ih + (t * B + b) * GH;
+                    T* dgh = w.dg_hh + (t * B + b) * GH;
+                    T* dh = w.dh + b * H;
+                    if (!a.lengths || t < a.lengths[b]) {
+                        const T* dy = a.dy + (t * B + b) * a.lddy;
+                        for (index u = u0; u < u1; ++u) dh[u] += dy[u];
+                        BwdRow<T> r{sv.gates + (t * B + b) * GH,
+                                    sv.aux ? sv.aux + (t * B + b) * H : nullptr,
+                                    hp + b * H,
+                                    G == 4 ? state(sv.cells, k) + b * H : nullptr,
+                                    G == 4 ? state(sv.cells, k + 1) + b * H : nullptr,
+                                    dh, w.dc + b * H, dgi, dgh, dh};
+                        Cell::backward(r, H, u0, u1);
+                    } else {  // padded step: dh and dc pass through, no gate gradient
+                        for (int g = 0; g < G; ++g) {
+                            copy_units(dgi + g * H, nullptr, u0, u1);
+                            if (dgh != dgi) copy_units(dgh + g * H, nullptr, u0, u1);
+                        }
+                    }
+                }
+                team.barrier();
+                gemm_block<T, MRP, NVP>(0, B, Mat<T>{w.dg_hh + t * B * GH, GH, 1}, 0, WP, 0, hcols, pr.lo,
+                                        pr.hi, w.dh, H, Init::load, nullptr);
+            }
+            for (index b = 0; b < B; ++b) {
+                copy_units(a.dh0 + b * H, w.dh + b * H, u0, u1);
+                if (G == 4 && a.dc0) copy_units(a.dc0 + b * H, w.dc + b * H, u0, u1);
+            }
+            team.barrier();
+            gemm_team<T, MRP, NVP>(team, TB, I, GH, Mat<T>{w.dg_ih, GH, 1}, Mat<T>{a.w_ih, I, 1}, a.dx,
+                                   a.lddx, a.dx_accumulate, nullptr, w.packbuf, KC);
+            gemm_team<T, MRP, NVP>(team, GH, I, TB, Mat<T>{w.dg_ih, 1, GH}, Mat<T>{a.x, a.ldx, 1}, a.dw_ih,
+                                   I, true, nullptr, w.packbuf, KC);
+            gemm_team<T, MRP, NVP>(team, GH, H, TB, Mat<T>{w.dg_hh, 1, GH}, Mat<T>{hprev_all, H, 1},
+                                   a.dw_hh, H, true, nullptr, w.packbuf, KC);
+            if (a.db_ih) column_sums_team(team, TB, GH, w.dg_ih, GH, a.db_ih);
+            if (a.db_hh) column_sums_team(team, TB, GH, w.dg_hh, GH, a.db_hh);
+        }
+    }
+};
+
+}  // namespace RNNFAST_ISA_NS
+}  // namespace rnnfast

@@ -1,0 +1,59 @@
+// Portable SIMD for one instruction set.
+//
+// This header is compiled once per ISA (see kernels_isa.cpp): RNNFAST_VBYTES is the vector size in
+// bytes (16 for the portable SSE2/NEON build, 32 for AVX2, 64 for AVX-512) and the namespace
+// RNNFAST_ISA_NS keeps the copies apart. GCC/Clang vector extensions turn `a * b + acc` into the
+// widest FMA the TU's flags allow, so one source serves every ISA.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#ifndef RNNFAST_VBYTES
+#error "RNNFAST_VBYTES must be defined by the build (16, 32 or 64)"
+#endif
+
+namespace rnnfast {
+namespace RNNFAST_ISA_NS {
+
+using index = std::ptrdiff_t;
+
+template <class T> struct simd;
+
+template <> struct simd<float> {
+    static constexpr int W = RNNFAST_VBYTES / 4;
+    typedef float V __attribute__((vector_size(RNNFAST_VBYTES)));
+    typedef float U __attribute__((vector_size(RNNFAST_VBYTES), aligned(4), may_alias));
+    typedef std::int32_t I __attribute__((vector_size(RNNFAST_VBYTES)));
+};
+template <> struct simd<double> {
+    static constexpr int W = RNNFAST_VBYTES / 8;
+    typedef double V __attribute__((vector_size(RNNFAST_VBYTES)));
+    typedef double U __attribute__((vector_size(RNNFAST_VBYTES), aligned(8), may_alias));
+    typedef std::int64_t I __attribute__((vector_size(RNNFAST_VBYTES)));
+};
+
+template <class T> using vec = typename simd<T>::V;
+
+template <class T> inline vec<T> splat(T s) { return vec<T>{} + s; }
+
+template <class T> inline vec<T> load(const T* p) {
+    return *reinterpret_cast<const typename simd<T>::U*>(p);
+}
+template <class T> inline void store(T* p, vec<T> v) {
+    *reinterpret_cast<typename simd<T>::U*>(p) = v;
+}
+// Partial load/store of the first n (0 < n <= W) lanes; the other lanes read as zero.
+template <class T> inline vec<T> load_n(const T* p, int n) {
+    if (n == simd<T>::W) return load(p);
+    vec<T> v = splat<T>(0);
+    for (int i = 0; i < n; ++i) v[i] = p[i];
+    return v;
+}
+template <class T> inline void store_n(T* p, vec<T> v, int n) {
+    if (n == simd<T>::W) return store(p, v);
+    for (int i = 0; i < n; ++i) p[i] = v[i];
+}
+
+}  // namespace RNNFAST_ISA_NS
+}  // namespace rnnfast

@@ -1,0 +1,27 @@
+"""rnnfast: fast CPU recurrent neural networks (RNN, LSTM, GRU) with BPTT, on NumPy arrays.
+
+The math runs in C++ (OpenMP + SIMD, the instruction set picked at import); `rnnfast.reference`
+holds a plain NumPy version of the same math, the oracle the tests check the kernels against.
+"""
+from . import _core
+from .modules import GRU, LSTM, RNN, RNNBase
+
+__version__ = "0.1.0"
+
+__all__ = ["RNN", "LSTM", "GRU", "RNNBase", "set_num_threads", "get_num_threads", "isa", "__version__"]
+
+
+def set_num_threads(n: int) -> None:
+    """Threads the kernels use (results are identical for any count)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"set_num_threads: expected a positive int, got {n!r}")
+    _core.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    return _core.get_num_threads()
+
+
+def isa() -> str:
+    """The instruction set the kernels use: 'avx512', 'avx2' or 'scalar' (RNNFAST_ISA overrides)."""
+    return _core.isa()

@@ -1,0 +1,67 @@
+"""Argument checks for the public API: clear messages that name the argument and say what was
+expected and what came, raised before any kernel runs."""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+_DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+def dtype_of(dtype) -> np.dtype:
+    """'float32' / 'float64' or the NumPy types -> np.dtype."""
+    if isinstance(dtype, str):
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
+        return np.dtype(_DTYPES[dtype])
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype: expected 'float32', 'float64' or a NumPy float type, got {dtype!r}") from None
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype: expected float32 or float64, got {dt}")
+    return dt
+
+
+def positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected a positive int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name}: expected a positive int, got {value}")
+    return int(value)
+
+
+def float_array(value, name: str, dtype: np.dtype) -> np.ndarray:
+    """Any floating array-like -> ndarray of `dtype`; integer, bool, complex or object -> TypeError."""
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists and other things NumPy cannot hold
+        raise TypeError(f"{name}: expected a floating-point array, got {type(value).__name__} ({exc})") from None
+    if arr.dtype.kind != "f":
+        raise TypeError(f"{name}: expected a floating-point array, got dtype {arr.dtype}")
+    return arr.astype(dtype, copy=False)
+
+
+def shaped(value, name: str, dtype: np.dtype, shape: tuple, what: str = "") -> np.ndarray:
+    """A floating array of exactly `shape`."""
+    arr = float_array(value, name, dtype)
+    if arr.shape != tuple(shape):
+        hint = f" {what}" if what else ""
+        raise ValueError(f"{name}: expected shape {tuple(shape)}{hint}, got {arr.shape}")
+    return arr
+
+
+def lengths_array(lengths, batch: int, steps: int) -> np.ndarray:
+    """lengths -> contiguous int64 (B,) with 1 <= length <= T."""
+    arr = np.asarray(lengths)
+    if arr.dtype.kind not in "iu" or arr.dtype == np.bool_:
+        if arr.dtype.kind == "f" and arr.size and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        else:
+            raise TypeError(f"lengths: expected integers, got dtype {arr.dtype}")
+    if arr.shape != (batch,):
+        raise ValueError(f"lengths: expected shape ({batch},) (one per batch entry), got {arr.shape}")
+    if arr.size and (arr.min() < 1 or arr.max() > steps):
+        raise ValueError(f"lengths: values must lie in [1, {steps}] (T = {steps}), got min {arr.min()} max {arr.max()}")
+    return np.ascontiguousarray(arr, dtype=np.int64)

@@ -1,0 +1,260 @@
+"""Recurrent layers with PyTorch's conventions on NumPy arrays: RNN, LSTM, GRU.
+
+A module holds its parameters (`state_dict()` names and layouts are torch.nn's), runs the C++
+kernels layer by layer and direction by direction, and keeps what its last training forward saved
+so that `backward` can run BPTT. Parameter gradients are added into `grads`.
+
+Shapes: x (T, B, I) or (B, T, I) with batch_first; h0, c0 (L*D, B, H) with L layers and D = 2 for
+bidirectional; y (T, B, D*H).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _core
+from . import _validate as v
+
+_CELL_CODE = {"rnn_tanh": 0, "rnn_relu": 1, "lstm": 2, "gru": 3}
+_GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
+
+
+class RNNBase:
+    """Shared machinery of RNN, LSTM and GRU; `mode` picks the cell."""
+
+    def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, dtype="float32", seed=None):
+        if mode not in _CELL_CODE:
+            raise ValueError(f"mode: expected one of {sorted(_CELL_CODE)}, got {mode!r}")
+        self.mode = mode
+        self.input_size = v.positive_int(input_size, "input_size")
+        self.hidden_size = v.positive_int(hidden_size, "hidden_size")
+        self.num_layers = v.positive_int(num_layers, "num_layers")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout: expected a number in [0, 1), got {dropout!r}")
+        self.dropout = float(dropout)
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.bidirectional = bool(bidirectional)
+        self.dtype = v.dtype_of(dtype)
+        self.training = True
+        self._rng = np.random.default_rng(seed)
+        self._saved = None
+        self._params = {}
+        bound = 1.0 / np.sqrt(self.hidden_size)
+        for name, shape in self._param_shapes():  # torch.nn's order and init: U(-1/sqrt(H), 1/sqrt(H))
+            self._params[name] = self._rng.uniform(-bound, bound, size=shape).astype(self.dtype)
+        self.grads = {k: np.zeros_like(p) for k, p in self._params.items()}
+
+    # ---- structure -------------------------------------------------------------------------
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def gate_size(self) -> int:
+        return _GATES[self.mode] * self.hidden_size
+
+    def _suffix(self, layer, direction):
+        return f"_l{layer}" + ("_reverse" if direction else "")
+
+    def _param_shapes(self):
+        G_H, H, D = self.gate_size, self.hidden_size, self.num_directions
+        for layer in range(self.num_layers):
+            in_size = self.input_size if layer == 0 else H * D
+            for d in range(D):
+                s = self._suffix(layer, d)
+                yield "weight_ih" + s, (G_H, in_size)
+                yield "weight_hh" + s, (G_H, H)
+                if self.bias:
+                    yield "bias_ih" + s, (G_H,)
+                    yield "bias_hh" + s, (G_H,)
+
+    def _layer_params(self, layer, d):
+        s = self._suffix(layer, d)
+        p = self._params
+        return p["weight_ih" + s], p["weight_hh" + s], p.get("bias_ih" + s), p.get("bias_hh" + s)
+
+    # ---- parameters ------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Copies of the parameters under torch.nn's names."""
+        return {k: p.copy() for k, p in self._params.items()}
+
+    def load_state_dict(self, state) -> None:
+        """Replaces every parameter; all-or-nothing (nothing changes if any entry is wrong)."""
+        expected = dict(self._param_shapes())
+        missing = [k for k in expected if k not in state]
+        unexpected = [k for k in state if k not in expected]
+        if missing or unexpected:
+            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        new = {}
+        for k, shape in expected.items():
+            arr = np.asarray(state[k])
+            if arr.dtype.kind not in "fiu":
+                raise TypeError(f"load_state_dict: {k}: expected a real array, got dtype {arr.dtype}")
+            if arr.shape != shape:
+                raise ValueError(f"load_state_dict: {k}: expected shape {shape}, got {arr.shape}")
+            new[k] = np.array(arr, dtype=self.dtype, copy=True)
+        self._params = new
+
+    def parameters(self) -> dict:
+        """The live parameter arrays (update them in place, e.g. in an optimiser)."""
+        return self._params
+
+    def zero_grad(self) -> None:
+        for g in self.grads.values():
+            g.fill(0)
+
+    def train(self, mode: bool = True):
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    # ---- forward ---------------------------------------------------------------------------
+    def _check_hx(self, hx, batch):
+        L, H = self.num_layers * self.num_directions, self.hidden_size
+        shape = (L, batch, H)
+        what = "(num_layers * num_directions, batch, hidden_size)"
+        if self.mode == "lstm":
+            if hx is None:
+                return None, None
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise TypeError("hx: LSTM expects a tuple (h0, c0)")
+            return (v.shaped(hx[0], "h0", self.dtype, shape, what), v.shaped(hx[1], "c0", self.dtype, shape, what))
+        if hx is None:
+            return None, None
+        if isinstance(hx, (tuple, list)):
+            raise TypeError(f"hx: {type(self).__name__} expects one array h0, got a {type(hx).__name__}")
+        return v.shaped(hx, "hx", self.dtype, shape, what), None
+
+    def _check_input(self, x):
+        x = v.float_array(x, "input", self.dtype)
+        if x.ndim != 3:
+            layout = "(B, T, I)" if self.batch_first else "(T, B, I)"
+            raise ValueError(f"input: expected 3 dimensions {layout}, got shape {x.shape}")
+        if self.batch_first:
+            x = x.swapaxes(0, 1)
+        T, B, I = x.shape
+        if I != self.input_size:
+            raise ValueError(f"input: expected input_size {self.input_size} on the last axis, got {I}")
+        if T == 0 or B == 0:
+            raise ValueError(f"input: T and B must be positive, got shape {x.shape}")
+        return np.ascontiguousarray(x)
+
+    def forward(self, x, hx=None, lengths=None):
+        """y, h_n (LSTM: y, (h_n, c_n)). `lengths` (B,) gives each entry's valid steps."""
+        x = self._check_input(x)
+        T, B, _ = x.shape
+        h0, c0 = self._check_hx(hx, B)
+        lens = None if lengths is None else v.lengths_array(lengths, B, T)
+        H, D, code = self.hidden_size, self.num_directions, _CELL_CODE[self.mode]
+        h_n = np.empty((self.num_layers * D, B, H), self.dtype)
+        c_n = np.empty_like(h_n) if self.mode == "lstm" else None
+        saved = [] if self.training else None
+        inp = x
+        for layer in range(self.num_layers):
+            y = np.empty((T, B, D * H), self.dtype)
+            layer_saved = []
+            for d in range(D):
+                k = layer * D + d
+                w_ih, w_hh, b_ih, b_hh = self._layer_params(layer, d)
+                hn, cn, ws = _core.layer_forward(
+                    code, inp, None if h0 is None else h0[k], None if c0 is None else c0[k],
+                    w_ih, w_hh, b_ih, b_hh, bool(d), lens, self.training, y[:, :, d * H:(d + 1) * H])
+                h_n[k] = hn
+                if c_n is not None:
+                    c_n[k] = cn
+                layer_saved.append(ws)
+            mask = None
+            if self.training and self.dropout > 0 and layer < self.num_layers - 1:
+                keep = self._rng.random(y.shape) >= self.dropout
+                mask = keep.astype(self.dtype) / self.dtype.type(1.0 - self.dropout)
+            if saved is not None:
+                saved.append((inp, layer_saved, mask))
+            inp = y if mask is None else y * mask
+        self._saved = None if saved is None else {"layers": saved, "lengths": lens, "B": B, "T": T}
+        out = y.swapaxes(0, 1) if self.batch_first else y
+        out = np.ascontiguousarray(out)
+        return out, ((h_n, c_n) if self.mode == "lstm" else h_n)
+
+    __call__ = forward
+
+    # ---- backward --------------------------------------------------------------------------
+    def backward(self, grad_output, grad_hx=None):
+        """BPTT through the last training forward: (grad_x, grad_hx). Adds into `grads`."""
+        if self._saved is None:
+            raise RuntimeError("backward: no saved forward; call forward in train mode first "
+                               "(an eval-mode forward saves nothing)")
+        sv = self._saved
+        T, B, H, D = sv["T"], sv["B"], self.hidden_size, self.num_directions
+        layout = (B, T, D * H) if self.batch_first else (T, B, D * H)
+        dy = v.shaped(grad_output, "grad_output", self.dtype, layout)
+        if self.batch_first:
+            dy = dy.swapaxes(0, 1)
+        dy = np.ascontiguousarray(dy)
+        dh_n, dc_n = self._check_hx(grad_hx, B)
+        code = self._cell_code()
+        dh0 = np.zeros((self.num_layers * D, B, H), self.dtype)
+        dc0 = np.zeros_like(dh0) if self.mode == "lstm" else None
+        for layer in reversed(range(self.num_layers)):
+            inp, layer_saved, _ = sv["layers"][layer]
+            dx = np.empty(inp.shape, self.dtype)
+            for d in range(D):
+                k = layer * D + d
+                w_ih, w_hh, _, _ = self._layer_params(layer, d)
+                s = self._suffix(layer, d)
+                g = self.grads
+                dh, dc = _core.layer_backward(
+                    code, inp, w_ih, w_hh, sv["lengths"], bool(d), layer_saved[d], dy[:, :, d * H:(d + 1) * H],
+                    None if dh_n is None else dh_n[k], None if dc_n is None else dc_n[k], dx, d > 0,
+                    g["weight_ih" + s], g["weight_hh" + s], g.get("bias_ih" + s), g.get("bias_hh" + s))
+                dh0[k] = dh
+                if dc0 is not None:
+                    dc0[k] = dc
+            if layer > 0:
+                mask = sv["layers"][layer - 1][2]
+                dy = dx if mask is None else dx * mask
+            else:
+                dy = dx
+        grad_x = np.ascontiguousarray(dy.swapaxes(0, 1)) if self.batch_first else dy
+        return grad_x, ((dh0, dc0) if self.mode == "lstm" else dh0)
+
+    def _cell_code(self):
+        return _CELL_CODE[self.mode]
+
+    def __repr__(self):
+        extra = "".join(f", {k}={getattr(self, k)!r}" for k in ("num_layers", "bias", "batch_first", "dropout",
+                                                                 "bidirectional") if getattr(self, k) != {
+            "num_layers": 1, "bias": True, "batch_first": False, "dropout": 0.0, "bidirectional": False}[k])
+        return f"{type(self).__name__}({self.input_size}, {self.hidden_size}{extra}, dtype={self.dtype.name})"
+
+
+class RNN(RNNBase):
+    """Elman RNN: h_t = f(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), f = tanh or relu."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, dtype="float32", seed=None):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__("rnn_" + nonlinearity, input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, dtype, seed)
+
+
+class LSTM(RNNBase):
+    """LSTM with gates (i, f, g, o): c_t = f*c_{t-1} + i*g, h_t = o*tanh(c_t)."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, dtype="float32", seed=None):
+        super().__init__("lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         dtype, seed)
+
+
+class GRU(RNNBase):
+    """GRU with gates (r, z, n): n = tanh(W_in x + b_in + r*(W_hn h + b_hn)), h_t = (1-z)*n + z*h_{t-1}."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, dtype="float32", seed=None):
+        super().__init__("gru", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         dtype, seed)

@@ -1,0 +1,437 @@
+"""NumPy reference for the rnnfast cells: forward pass and backpropagation through time.
+
+This is the oracle the C++ core is tested against, and the plain statement of
+what it computes. It is written to be read, not to be fast: one Python loop
+over time steps, a named line per gate, and sequences with `lengths` run one
+batch entry at a time. It imports nothing but NumPy.
+
+Shape convention (the letters are the same everywhere in rnnfast):
+    T time steps, B batch, I input size, H hidden size,
+    G gates: 1 for RNN, 4 for LSTM (rows i, f, g, o), 3 for GRU (rows r, z, n).
+
+    x           (T, B, I)   time-major input
+    h0, c0      (B, H)      initial states
+    w_ih        (G*H, I)
+    w_hh        (G*H, H)
+    b_ih, b_hh  (G*H,)      or None: a layer without bias
+    y           (T, B, H)   y[t] is the hidden state after step t
+    h_n, c_n    (B, H)      final states
+
+Gradients carry a `d` prefix and the shape of what they differentiate. All
+arithmetic is done in the dtype of x (float32 or float64); the other arrays
+are cast to it. Gate orders and formulas are PyTorch's.
+
+Direction and lengths follow PyTorch's pack_padded_sequence(enforce_sorted=False)
+-> RNN -> pad_packed_sequence(total_length=T):
+    - reverse=True runs t = T-1, ..., 0 (the backward half of a bidirectional
+      layer); y is still indexed by real time t;
+    - lengths[b] = L (1 <= L <= T) marks steps 0..L-1 of entry b as valid:
+      y[t, b] = 0 for t >= L; h_n[b] is the state after the entry's own last
+      step; a reverse run of entry b starts from h0[b] at t = L-1;
+    - dy at padded positions has no effect and dx there is zero.
+
+Design: a cell is pure gate math on the two projections
+    gi = x_t @ w_ih.T + b_ih        gh = h_{t-1} @ w_hh.T + b_hh      (B, G*H)
+and returns, in its backward, the gradients of gi and gh. One scan
+(`_scan_forward` / `_scan_backward`) runs any cell over time and does all the
+matrix products. A cell's state is a tuple whose first entry is h: (h,), or
+(h, c) for the LSTM.
+"""
+from types import SimpleNamespace
+
+import numpy as np
+
+__all__ = [
+    "rnn_forward", "rnn_backward",
+    "lstm_forward", "lstm_backward",
+    "gru_forward", "gru_backward",
+    "stack_forward", "stack_backward",
+]
+
+
+def _sigmoid(a):
+    # Written with tanh so that large |a| neither overflows nor warns in float32.
+    return 0.5 * (1.0 + np.tanh(0.5 * a))
+
+
+# ----------------------------------------------------------------------------
+# Cells: gate math for one time step, (B, G*H) projections in, state out.
+# backward(dstate, cache) -> (dgi, dgh, dstate_prev), where dstate_prev leaves
+# out the path through gh; the scan adds dgh @ w_hh to it.
+# ----------------------------------------------------------------------------
+
+class _RNNCell:
+    """h = f(gi + gh), f = tanh or relu."""
+    gates = 1
+
+    def __init__(self, nonlinearity):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+
+    def forward(self, gi, gh, state):
+        pre = gi + gh
+        h = np.tanh(pre) if self.nonlinearity == "tanh" else np.maximum(pre, 0)
+        return (h,), h
+
+    def backward(self, dstate, h):
+        (dh,) = dstate
+        if self.nonlinearity == "tanh":
+            dpre = dh * (1 - h * h)
+        else:
+            dpre = dh * (h > 0)
+        return dpre, dpre, (np.zeros_like(dh),)
+
+
+class _LSTMCell:
+    """Gates i, f, g, o; c = f*c_prev + i*g; h = o*tanh(c)."""
+    gates = 4
+
+    def forward(self, gi, gh, state):
+        h_prev, c_prev = state
+        pre_i, pre_f, pre_g, pre_o = np.split(gi + gh, 4, axis=1)
+        ingate = _sigmoid(pre_i)
+        forgetgate = _sigmoid(pre_f)
+        cellgate = np.tanh(pre_g)
+        outgate = _sigmoid(pre_o)
+        c = forgetgate * c_prev + ingate * cellgate
+        tanh_c = np.tanh(c)
+        h = outgate * tanh_c
+        return (h, c), (ingate, forgetgate, cellgate, outgate, c_prev, tanh_c)
+
+    def backward(self, dstate, cache):
+        dh, dc = dstate
+        ingate, forgetgate, cellgate, outgate, c_prev, tanh_c = cache
+        dc = dc + dh * outgate * (1 - tanh_c * tanh_c)
+        dpre_i = dc * cellgate * ingate * (1 - ingate)
+        dpre_f = dc * c_prev * forgetgate * (1 - forgetgate)
+        dpre_g = dc * ingate * (1 - cellgate * cellgate)
+        dpre_o = dh * tanh_c * outgate * (1 - outgate)
+        dgates = np.concatenate([dpre_i, dpre_f, dpre_g, dpre_o], axis=1)
+        return dgates, dgates, (np.zeros_like(dh), dc * forgetgate)
+
+
+class _GRUCell:
+    """Gates r, z, n; n = tanh(gi_n + r*gh_n); h = (1-z)*n + z*h_prev."""
+    gates = 3
+
+    def forward(self, gi, gh, state):
+        (h_prev,) = state
+        gi_r, gi_z, gi_n = np.split(gi, 3, axis=1)
+        gh_r, gh_z, gh_n = np.split(gh, 3, axis=1)
+        resetgate = _sigmoid(gi_r + gh_r)
+        updategate = _sigmoid(gi_z + gh_z)
+        newgate = np.tanh(gi_n + resetgate * gh_n)
+        h = (1 - updategate) * newgate + updategate * h_prev
+        return (h,), (resetgate, updategate, newgate, gh_n, h_prev)
+
+    def backward(self, dstate, cache):
+        (dh,) = dstate
+        resetgate, updategate, newgate, gh_n, h_prev = cache
+        dpre_n = dh * (1 - updategate) * (1 - newgate * newgate)
+        dpre_z = dh * (h_prev - newgate) * updategate * (1 - updategate)
+        dpre_r = dpre_n * gh_n * resetgate * (1 - resetgate)
+        dgi = np.concatenate([dpre_r, dpre_z, dpre_n], axis=1)
+        dgh = np.concatenate([dpre_r, dpre_z, dpre_n * resetgate], axis=1)
+        return dgi, dgh, (dh * updategate,)
+
+
+_CELLS = {
+    "rnn_tanh": lambda: _RNNCell("tanh"),
+    "rnn_relu": lambda: _RNNCell("relu"),
+    "lstm": _LSTMCell,
+    "gru": _GRUCell,
+}
+
+
+# ----------------------------------------------------------------------------
+# Scan: one cell over time for a batch whose entries all have the same length.
+# ----------------------------------------------------------------------------
+
+def _scan_forward(cell, x, state, weights, reverse):
+    w_ih, w_hh, b_ih, b_hh = weights
+    T = x.shape[0]
+    y = np.empty((T,) + state[0].shape, dtype=x.dtype)
+    steps = []  # (t, h_prev, cell cache) in the order they ran
+    for t in (range(T - 1, -1, -1) if reverse else range(T)):
+        h_prev = state[0]
+        gi = x[t] @ w_ih.T + b_ih
+        gh = h_prev @ w_hh.T + b_hh
+        state, cell_cache = cell.forward(gi, gh, state)
+        steps.append((t, h_prev, cell_cache))
+        y[t] = state[0]
+    return y, state, steps
+
+
+def _scan_backward(cell, dy, dstate, x, weights, steps):
+    w_ih, w_hh, _, _ = weights
+    dx = np.zeros_like(x)
+    dw_ih, dw_hh = np.zeros_like(w_ih), np.zeros_like(w_hh)
+    db_ih = np.zeros(w_ih.shape[0], dtype=x.dtype)
+    db_hh = np.zeros(w_hh.shape[0], dtype=x.dtype)
+    for t, h_prev, cell_cache in reversed(steps):
+        dstate = (dstate[0] + dy[t],) + dstate[1:]  # y[t] is h after step t
+        dgi, dgh, dstate = cell.backward(dstate, cell_cache)
+        dstate = (dstate[0] + dgh @ w_hh,) + dstate[1:]
+        dx[t] = dgi @ w_ih
+        dw_ih += dgi.T @ x[t]
+        dw_hh += dgh.T @ h_prev
+        db_ih += dgi.sum(axis=0)
+        db_hh += dgh.sum(axis=0)
+    return dx, dstate, (dw_ih, dw_hh, db_ih, db_hh)
+
+
+# ----------------------------------------------------------------------------
+# Layer: the scan over the whole batch, or one entry at a time with lengths.
+# ----------------------------------------------------------------------------
+
+def _check_lengths(lengths, T, B):
+    if lengths is None:
+        return None
+    lengths = np.asarray(lengths)
+    if lengths.shape != (B,) or not np.issubdtype(lengths.dtype, np.integer):
+        raise ValueError(f"lengths must be {B} integers, got shape {lengths.shape} "
+                         f"of dtype {lengths.dtype}")
+    if lengths.min() < 1 or lengths.max() > T:
+        raise ValueError(f"lengths must lie in [1, {T}], got {lengths.tolist()}")
+    return lengths
+
+
+def _layer_forward(cell, x, state0, weights, reverse, lengths):
+    x = np.asarray(x)
+    if x.ndim != 3 or not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"x must be a float (T, B, I) array, got shape {x.shape} "
+                         f"of dtype {x.dtype}")
+    T, B, I = x.shape
+    w_ih, w_hh, b_ih, b_hh = weights
+    has_bias = b_ih is not None
+    if (b_hh is not None) != has_bias:
+        raise ValueError("b_ih and b_hh must both be given or both be None")
+    H = np.shape(w_hh)[-1]
+    GH = cell.gates * H
+    expected = {"w_ih": (GH, I), "w_hh": (GH, H), "b_ih": (GH,), "b_hh": (GH,)}
+    if not has_bias:
+        b_ih = b_hh = np.zeros(GH, dtype=x.dtype)
+    weights = tuple(np.asarray(w, dtype=x.dtype) for w in (w_ih, w_hh, b_ih, b_hh))
+    for (name, shape), w in zip(expected.items(), weights):
+        if w.shape != shape:
+            raise ValueError(f"{name} must have shape {shape}, got {w.shape}")
+    state0 = tuple(np.zeros((B, H), x.dtype) if s is None else np.asarray(s, dtype=x.dtype)
+                   for s in state0)
+    for s in state0:
+        if s.shape != (B, H):
+            raise ValueError(f"initial states must have shape {(B, H)}, got {s.shape}")
+    lengths = _check_lengths(lengths, T, B)
+
+    # A run is a batch selection that shares one length: the whole batch, or
+    # one entry per run when lengths are given.
+    if lengths is None:
+        runs = [(slice(None), T)]
+    else:
+        runs = [(slice(b, b + 1), int(lengths[b])) for b in range(B)]
+    y = np.zeros((T, B, H), dtype=x.dtype)
+    state_n = tuple(np.empty_like(s) for s in state0)
+    run_caches = []
+    for sel, L in runs:
+        y_run, state_run, steps = _scan_forward(
+            cell, x[:L, sel], tuple(s[sel] for s in state0), weights, reverse)
+        y[:L, sel] = y_run
+        for s_n, s_run in zip(state_n, state_run):
+            s_n[sel] = s_run
+        run_caches.append((sel, L, steps))
+    cache = SimpleNamespace(cell=cell, x=x, weights=weights, has_bias=has_bias,
+                            state_shape=(B, H), runs=run_caches)
+    return y, state_n, cache
+
+
+def _layer_backward(dy, dstate_n, cache):
+    x, weights = cache.x, cache.weights
+    T, B, _ = x.shape
+    H = cache.state_shape[1]
+    dy = np.zeros((T, B, H), x.dtype) if dy is None else np.asarray(dy, dtype=x.dtype)
+    dstate_n = tuple(np.zeros(cache.state_shape, x.dtype) if d is None
+                     else np.asarray(d, dtype=x.dtype) for d in dstate_n)
+    dx = np.zeros_like(x)
+    dstate0 = tuple(np.zeros_like(d) for d in dstate_n)
+    dweights = tuple(np.zeros_like(w) for w in weights)
+    for sel, L, steps in cache.runs:
+        dx_run, dstate_run, dweights_run = _scan_backward(
+            cache.cell, dy[:L, sel], tuple(d[sel] for d in dstate_n), x[:L, sel],
+            weights, steps)
+        dx[:L, sel] = dx_run
+        for d0, d_run in zip(dstate0, dstate_run):
+            d0[sel] = d_run
+        for dw, dw_run in zip(dweights, dweights_run):
+            dw += dw_run
+    if not cache.has_bias:
+        dweights = dweights[:2] + (None, None)
+    return dx, dstate0, dweights
+
+
+# ----------------------------------------------------------------------------
+# Public single-layer functions.
+# ----------------------------------------------------------------------------
+
+def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=False,
+                lengths=None):
+    """Elman RNN, h_t = f(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), f = tanh or relu.
+
+    Returns y (T, B, H), h_n (B, H) and a cache for rnn_backward.
+    """
+    y, (h_n,), cache = _layer_forward(_RNNCell(nonlinearity), x, (h0,),
+                                      (w_ih, w_hh, b_ih, b_hh), reverse, lengths)
+    return y, h_n, cache
+
+
+def rnn_backward(dy, dh_n, cache):
+    """Returns dx, dh0, dw_ih, dw_hh, db_ih, db_hh (db_* None without bias)."""
+    dx, (dh0,), dweights = _layer_backward(dy, (dh_n,), cache)
+    return (dx, dh0) + dweights
+
+
+def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None):
+    """LSTM with gate rows i, f, g, o.
+
+    i, f, o = sigmoid(.), g = tanh(.) of W_ih x_t + b_ih + W_hh h_{t-1} + b_hh;
+    c_t = f*c_{t-1} + i*g; h_t = o*tanh(c_t).
+    Returns y (T, B, H), h_n, c_n (B, H) and a cache for lstm_backward.
+    """
+    y, (h_n, c_n), cache = _layer_forward(_LSTMCell(), x, (h0, c0),
+                                          (w_ih, w_hh, b_ih, b_hh), reverse, lengths)
+    return y, h_n, c_n, cache
+
+
+def lstm_backward(dy, dh_n, dc_n, cache):
+    """Returns dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh (db_* None without bias)."""
+    dx, (dh0, dc0), dweights = _layer_backward(dy, (dh_n, dc_n), cache)
+    return (dx, dh0, dc0) + dweights
+
+
+def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None):
+    """GRU with gate rows r, z, n.
+
+    r, z = sigmoid(W_i* x_t + b_i* + W_h* h_{t-1} + b_h*);
+    n = tanh(W_in x_t + b_in + r*(W_hn h_{t-1} + b_hn)); h_t = (1-z)*n + z*h_{t-1}.
+    Returns y (T, B, H), h_n (B, H) and a cache for gru_backward.
+    """
+    y, (h_n,), cache = _layer_forward(_GRUCell(), x, (h0,),
+                                      (w_ih, w_hh, b_ih, b_hh), reverse, lengths)
+    return y, h_n, cache
+
+
+def gru_backward(dy, dh_n, cache):
+    """Returns dx, dh0, dw_ih, dw_hh, db_ih, db_hh (db_* None without bias)."""
+    dx, (dh0,), dweights = _layer_backward(dy, (dh_n,), cache)
+    return (dx, dh0) + dweights
+
+
+# ----------------------------------------------------------------------------
+# Stacked and bidirectional layers, PyTorch's layout.
+# ----------------------------------------------------------------------------
+
+def _param_names(layer, direction):
+    suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
+    return tuple(name + suffix for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+
+
+def stack_forward(mode, x, hx, params, num_layers=1, bidirectional=False, lengths=None,
+                  dropout_masks=None):
+    """A multi-layer, optionally bidirectional RNN as torch.nn.RNN/LSTM/GRU runs it.
+
+    mode: "rnn_tanh", "rnn_relu", "lstm" or "gru"; D = 2 if bidirectional else 1.
+    x (T, B, I). hx: h0 (L*D, B, H), or (h0, c0) for "lstm", ordered layer 0
+    forward, layer 0 backward, layer 1 forward, ...; None means zeros.
+    params: PyTorch's keys weight_ih_l{k}, weight_hh_l{k}, bias_ih_l{k},
+    bias_hh_l{k}, with suffix _reverse for the backward direction; absent
+    bias keys mean no bias.
+    Layer k > 0 reads layer k-1's output [forward, backward] (T, B, D*H),
+    multiplied by dropout_masks[k-1] (T, B, D*H) when masks are given.
+    Returns y (T, B, D*H), hn with the structure of hx, and a cache.
+    """
+    if mode not in _CELLS:
+        raise ValueError(f"mode must be one of {sorted(_CELLS)}, got {mode!r}")
+    cell = _CELLS[mode]()
+    is_lstm = mode == "lstm"
+    D = 2 if bidirectional else 1
+    x = np.asarray(x)
+    T, B, _ = x.shape
+    H = np.shape(params["weight_hh_l0"])[1]
+    if dropout_masks is not None and len(dropout_masks) != num_layers - 1:
+        raise ValueError(f"dropout_masks must hold num_layers - 1 = {num_layers - 1} "
+                         f"masks, got {len(dropout_masks)}")
+
+    states0 = tuple(hx) if is_lstm else (hx,)
+    if hx is None:
+        states0 = (None, None) if is_lstm else (None,)
+    states0 = tuple(np.zeros((num_layers * D, B, H), x.dtype) if s is None
+                    else np.asarray(s, dtype=x.dtype) for s in states0)
+    for s in states0:
+        if s.shape != (num_layers * D, B, H):
+            raise ValueError(f"hx arrays must have shape {(num_layers * D, B, H)}, "
+                             f"got {s.shape}")
+    states_n = tuple(np.empty_like(s) for s in states0)
+
+    layer_input = x
+    layer_caches = []
+    for k in range(num_layers):
+        outputs = []
+        for d in range(D):
+            w_ih, w_hh, b_ih, b_hh = _param_names(k, d)
+            weights = (params[w_ih], params[w_hh], params.get(b_ih), params.get(b_hh))
+            y, state_n, cache = _layer_forward(
+                cell, layer_input, tuple(s[k * D + d] for s in states0), weights,
+                reverse=(d == 1), lengths=lengths)
+            outputs.append(y)
+            for s_n, s in zip(states_n, state_n):
+                s_n[k * D + d] = s
+            layer_caches.append(cache)
+        layer_input = np.concatenate(outputs, axis=-1)
+        if dropout_masks is not None and k < num_layers - 1:
+            layer_input = layer_input * np.asarray(dropout_masks[k], dtype=x.dtype)
+
+    hn = states_n if is_lstm else states_n[0]
+    cache = SimpleNamespace(is_lstm=is_lstm, num_layers=num_layers, D=D, H=H,
+                            params=params, layers=layer_caches,
+                            dropout_masks=dropout_masks, state_shape=states0[0].shape,
+                            dtype=x.dtype)
+    return layer_input, hn, cache
+
+
+def stack_backward(dy, dhn, cache):
+    """Returns dx (T, B, I), dhx with the structure of hx, and grads: a dict
+    with the keys and shapes of params.
+
+    dy (T, B, D*H); dhn has the structure of hn, and it or its entries may be
+    None (zeros).
+    """
+    L, D, H = cache.num_layers, cache.D, cache.H
+    n_states = 2 if cache.is_lstm else 1
+    if dhn is None:
+        dhn = (None,) * n_states
+    elif not cache.is_lstm:
+        dhn = (dhn,)
+    dstates_n = tuple(np.zeros(cache.state_shape, cache.dtype) if d is None
+                      else np.asarray(d, dtype=cache.dtype) for d in dhn)
+    dstates0 = tuple(np.zeros_like(d) for d in dstates_n)
+    grads = {}
+
+    d_output = dy  # gradient of the current layer's output, None means zeros
+    for k in reversed(range(L)):
+        d_input = 0
+        for d in range(D):
+            layer_cache = cache.layers[k * D + d]
+            dy_dir = None if d_output is None else d_output[..., d * H:(d + 1) * H]
+            dx, dstate0, dweights = _layer_backward(
+                dy_dir, tuple(ds[k * D + d] for ds in dstates_n), layer_cache)
+            d_input = d_input + dx
+            for ds0, ds in zip(dstates0, dstate0):
+                ds0[k * D + d] = ds
+            for name, dw in zip(_param_names(k, d), dweights):
+                if name in cache.params:
+                    grads[name] = dw
+        d_output = d_input
+        if cache.dropout_masks is not None and k > 0:
+            d_output = d_output * np.asarray(cache.dropout_masks[k - 1], dtype=cache.dtype)
+
+    dhx = dstates0 if cache.is_lstm else dstates0[0]
+    return d_output, dhx, grads

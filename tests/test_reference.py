@@ -1,0 +1,415 @@
+"""Tests of the NumPy reference alone (rnnfast/reference.py).
+
+The reference is the oracle for the C++ core, so it is checked against things
+that do not share its code: central finite differences in float64 for every
+gradient, direct per-entry runs for the lengths semantics, and PyTorch's own
+modules (where torch is installed) for the forward pass.
+"""
+import numpy as np
+import pytest
+
+from rnnfast import reference as ref
+
+MODES = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
+GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
+INPUT_NAMES = ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh")
+
+# Finite differences run in float64. With eps = 1e-6 the truncation error is
+# ~1e-12 and the rounding error ~1e-10 for losses of order 10, far below the
+# tolerance, while a gradient that is 1% wrong is far above it.
+FD_EPS = 1e-6
+FD_TOL = dict(rtol=1e-6, atol=1e-8)
+# Two computations of the same quantity in one dtype (float32 vs float64
+# reference, reference vs torch).
+TOL = {np.float32: dict(rtol=1e-4, atol=1e-5), np.float64: dict(rtol=1e-10, atol=1e-12)}
+RELU_MARGIN = 1e-3  # keep every relu preactivation this far from its kink
+
+
+# ----------------------------------------------------------------------------
+# Helpers: one calling convention for the four cells, data, finite differences.
+# ----------------------------------------------------------------------------
+
+def forward(mode, inputs, reverse=False, lengths=None):
+    """Single-layer forward of any mode: (y, final states as a tuple, cache)."""
+    x, h0 = inputs["x"], inputs["h0"]
+    weights = (inputs["w_ih"], inputs["w_hh"], inputs["b_ih"], inputs["b_hh"])
+    if mode == "lstm":
+        y, h_n, c_n, cache = ref.lstm_forward(x, h0, inputs["c0"], *weights,
+                                              reverse=reverse, lengths=lengths)
+        return y, (h_n, c_n), cache
+    if mode == "gru":
+        y, h_n, cache = ref.gru_forward(x, h0, *weights, reverse=reverse, lengths=lengths)
+    else:
+        y, h_n, cache = ref.rnn_forward(x, h0, *weights, nonlinearity=mode[4:],
+                                        reverse=reverse, lengths=lengths)
+    return y, (h_n,), cache
+
+
+def backward(mode, dy, dstates_n, cache):
+    """Single-layer backward of any mode: a dict of gradients keyed like the inputs."""
+    if mode == "lstm":
+        grads = ref.lstm_backward(dy, *dstates_n, cache)
+        return dict(zip(INPUT_NAMES, grads))
+    backward_fn = ref.gru_backward if mode == "gru" else ref.rnn_backward
+    grads = backward_fn(dy, *dstates_n, cache)
+    return dict(zip(("x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"), grads))
+
+
+def relu_preactivations(inputs, reverse, lengths):
+    """Every preactivation of a relu RNN, computed independently of the reference."""
+    x, h0 = inputs["x"], inputs["h0"]
+    w_ih, w_hh = inputs["w_ih"], inputs["w_hh"]
+    b_sum = 0 if inputs["b_ih"] is None else inputs["b_ih"] + inputs["b_hh"]
+    T, B, _ = x.shape
+    pres = []
+    for b in range(B):
+        L = T if lengths is None else lengths[b]
+        h = h0[b]
+        for t in (reversed(range(L)) if reverse else range(L)):
+            pre = w_ih @ x[t, b] + w_hh @ h + b_sum
+            pres.append(pre)
+            h = np.maximum(pre, 0)
+    return np.concatenate(pres)
+
+
+def make_inputs(mode, T, B, I, H, bias=True, reverse=False, lengths=None, seed=0,
+                dtype=np.float64):
+    """Random inputs of a single layer; for relu the first seed with no
+    preactivation near the kink, so that finite differences are valid."""
+    G = GATES[mode]
+    for attempt in range(100):
+        rng = np.random.default_rng(1000 * seed + attempt)
+        inputs = {
+            "x": rng.standard_normal((T, B, I)),
+            "h0": rng.uniform(-1, 1, (B, H)),
+            "c0": rng.uniform(-1, 1, (B, H)) if mode == "lstm" else None,
+            "w_ih": rng.uniform(-0.8, 0.8, (G * H, I)),
+            "w_hh": rng.uniform(-0.8, 0.8, (G * H, H)),
+            "b_ih": rng.uniform(-0.5, 0.5, G * H) if bias else None,
+            "b_hh": rng.uniform(-0.5, 0.5, G * H) if bias else None,
+        }
+        if (mode != "rnn_relu"
+                or np.abs(relu_preactivations(inputs, reverse, lengths)).min() > RELU_MARGIN):
+            break
+    else:
+        raise RuntimeError("no seed keeps the relu preactivations off the kink")
+    if mode != "lstm":
+        del inputs["c0"]
+    return {k: None if v is None else v.astype(dtype) for k, v in inputs.items()}
+
+
+def numerical_gradient(loss, a, eps=FD_EPS):
+    """Central differences of the scalar loss() with respect to a, perturbed in place."""
+    grad = np.zeros_like(a)
+    for idx in np.ndindex(a.shape):
+        original = a[idx]
+        a[idx] = original + eps
+        loss_plus = loss()
+        a[idx] = original - eps
+        loss_minus = loss()
+        a[idx] = original
+        grad[idx] = (loss_plus - loss_minus) / (2 * eps)
+    return grad
+
+
+def assert_gradient_matches(analytic, numeric, name):
+    np.testing.assert_allclose(analytic, numeric, err_msg=f"gradient of {name}", **FD_TOL)
+
+
+def check_single_layer_gradients(mode, T, B, I, H, reverse, lengths, bias=True,
+                                 with_dstates_n=True):
+    """Every gradient of sum(y*r_y) + sum(h_n*r_h) (+ sum(c_n*r_c)) against
+    finite differences; with_dstates_n=False drops the final-state terms and
+    passes None for dh_n (and dc_n)."""
+    inputs = make_inputs(mode, T, B, I, H, bias, reverse, lengths)
+    y, states_n, cache = forward(mode, inputs, reverse, lengths)
+    rng = np.random.default_rng(1)
+    r_y = rng.standard_normal(y.shape)
+    r_states = [rng.standard_normal(s.shape) if with_dstates_n else None for s in states_n]
+
+    def loss():
+        y, states_n, _ = forward(mode, inputs, reverse, lengths)
+        total = np.sum(y * r_y)
+        for s, r in zip(states_n, r_states):
+            if r is not None:
+                total += np.sum(s * r)
+        return total
+
+    grads = backward(mode, r_y, r_states, cache)
+    assert grads.keys() == inputs.keys()
+    for name, a in inputs.items():
+        if a is None:
+            assert grads[name] is None, f"{name} is None, so its gradient must be"
+        else:
+            assert grads[name].shape == a.shape
+            assert_gradient_matches(grads[name], numerical_gradient(loss, a), name)
+
+
+# ----------------------------------------------------------------------------
+# Single layer: gradients.
+# ----------------------------------------------------------------------------
+
+UNSORTED_LENGTHS = [2, 4, 1]  # for T = 4, B = 3: unsorted, one equal to T, one 1
+
+
+@pytest.mark.parametrize("with_dstates_n", [True, False], ids=["dh_n", "dh_n_None"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize("lengths", [None, UNSORTED_LENGTHS], ids=["full", "lengths"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("mode", MODES)
+def test_gradients_match_finite_differences(mode, reverse, lengths, bias, with_dstates_n):
+    check_single_layer_gradients(mode, 4, 3, 5, 3, reverse, lengths, bias, with_dstates_n)
+
+
+@pytest.mark.parametrize("T, B, I, H, lengths", [
+    (1, 1, 1, 1, None),
+    (1, 2, 3, 1, [1, 1]),
+    (5, 1, 2, 1, [3]),
+    (3, 2, 1, 4, [3, 1]),
+])
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("mode", MODES)
+def test_gradients_odd_shapes(mode, reverse, T, B, I, H, lengths):
+    check_single_layer_gradients(mode, T, B, I, H, reverse, lengths)
+
+
+def test_gradient_check_rejects_a_wrong_gradient():
+    inputs = make_inputs("lstm", 3, 2, 2, 2)
+    y, _, cache = forward("lstm", inputs)
+    r_y = np.random.default_rng(1).standard_normal(y.shape)
+    analytic = backward("lstm", r_y, (None, None), cache)["w_hh"]
+    numeric = numerical_gradient(lambda: np.sum(forward("lstm", inputs)[0] * r_y),
+                                 inputs["w_hh"])
+    assert_gradient_matches(analytic, numeric, "w_hh")
+    with pytest.raises(AssertionError):
+        assert_gradient_matches(analytic * 1.01, numeric, "w_hh")
+
+
+# ----------------------------------------------------------------------------
+# Single layer: lengths, dtypes, errors.
+# ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("mode", MODES)
+def test_lengths_equal_running_each_entry_alone(mode, reverse):
+    lengths = UNSORTED_LENGTHS
+    inputs = make_inputs(mode, 4, 3, 5, 3, reverse=reverse, lengths=lengths)
+    y, states_n, _ = forward(mode, inputs, reverse, lengths)
+    for b, L in enumerate(lengths):
+        assert np.all(y[L:, b] == 0), "outputs at padded steps must be zero"
+        alone = dict(inputs, x=inputs["x"][:L, b:b + 1], h0=inputs["h0"][b:b + 1])
+        if mode == "lstm":
+            alone["c0"] = inputs["c0"][b:b + 1]
+        y_alone, states_alone, _ = forward(mode, alone, reverse)
+        np.testing.assert_allclose(y[:L, b], y_alone[:, 0], **TOL[np.float64])
+        for s_n, s_alone in zip(states_n, states_alone):
+            np.testing.assert_allclose(s_n[b], s_alone[0], **TOL[np.float64])
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("mode", MODES)
+def test_lengths_gradients_ignore_padding(mode, reverse):
+    lengths = UNSORTED_LENGTHS
+    inputs = make_inputs(mode, 4, 3, 5, 3, reverse=reverse, lengths=lengths)
+    y, states_n, cache = forward(mode, inputs, reverse, lengths)
+    rng = np.random.default_rng(1)
+    dy = rng.standard_normal(y.shape)
+    dstates_n = [rng.standard_normal(s.shape) for s in states_n]
+    padded = np.arange(4)[:, None] >= np.array(lengths)[None, :]  # (T, B)
+    dy_zero_padded = np.where(padded[..., None], 0.0, dy)
+
+    grads = backward(mode, dy, dstates_n, cache)
+    grads_zero_padded = backward(mode, dy_zero_padded, dstates_n, cache)
+    assert np.all(grads["x"][padded] == 0), "dx at padded steps must be zero"
+    for name, g in grads.items():
+        np.testing.assert_allclose(g, grads_zero_padded[name], err_msg=name,
+                                   **TOL[np.float64])
+
+
+@pytest.mark.parametrize("lengths", [None, UNSORTED_LENGTHS], ids=["full", "lengths"])
+@pytest.mark.parametrize("mode", MODES)
+def test_float32_computes_in_float32(mode, lengths):
+    inputs64 = make_inputs(mode, 4, 3, 5, 3, lengths=lengths, reverse=True)
+    inputs32 = {k: v.astype(np.float32) for k, v in inputs64.items()}
+    results = {}
+    for dtype, inputs in ((np.float32, inputs32), (np.float64, inputs64)):
+        y, states_n, cache = forward(mode, inputs, True, lengths)
+        rng = np.random.default_rng(1)
+        dy = rng.standard_normal(y.shape).astype(dtype)
+        dstates_n = [rng.standard_normal(s.shape).astype(dtype) for s in states_n]
+        results[dtype] = dict(backward(mode, dy, dstates_n, cache), y=y,
+                              **{f"state_n{i}": s for i, s in enumerate(states_n)})
+    for name, value in results[np.float32].items():
+        assert value.dtype == np.float32, name
+        np.testing.assert_allclose(value, results[np.float64][name], err_msg=name,
+                                   **TOL[np.float32])
+
+
+def test_invalid_arguments_raise():
+    inputs = make_inputs("gru", 4, 3, 5, 3)
+    for bad_lengths in ([0, 1, 2], [1, 2, 5], [1, 2], [1.0, 2.0, 3.0]):
+        with pytest.raises(ValueError, match="lengths"):
+            forward("gru", inputs, lengths=bad_lengths)
+    with pytest.raises(ValueError, match="w_ih"):
+        forward("gru", dict(inputs, w_ih=inputs["w_ih"][:-1]))
+    with pytest.raises(ValueError, match="nonlinearity"):
+        ref.rnn_forward(inputs["x"], inputs["h0"], inputs["w_ih"][:3], inputs["w_hh"][:3],
+                        None, None, nonlinearity="sigmoid")
+
+
+# ----------------------------------------------------------------------------
+# Stacked, bidirectional layers.
+# ----------------------------------------------------------------------------
+
+def make_stack(mode, T, B, I, H, num_layers, D, bias=True, seed=0):
+    """Random x, hx (PyTorch's structure) and params (PyTorch's keys)."""
+    rng = np.random.default_rng(seed)
+    G = GATES[mode]
+    x = rng.standard_normal((T, B, I))
+    h0 = rng.uniform(-1, 1, (num_layers * D, B, H))
+    hx = (h0, rng.uniform(-1, 1, h0.shape)) if mode == "lstm" else h0
+    params = {}
+    for k in range(num_layers):
+        for suffix in ("", "_reverse")[:D]:
+            layer_input = I if k == 0 else D * H
+            params[f"weight_ih_l{k}{suffix}"] = rng.uniform(-0.8, 0.8, (G * H, layer_input))
+            params[f"weight_hh_l{k}{suffix}"] = rng.uniform(-0.8, 0.8, (G * H, H))
+            if bias:
+                params[f"bias_ih_l{k}{suffix}"] = rng.uniform(-0.5, 0.5, G * H)
+                params[f"bias_hh_l{k}{suffix}"] = rng.uniform(-0.5, 0.5, G * H)
+    return x, hx, params
+
+
+def as_tuple(states):
+    return tuple(states) if isinstance(states, tuple) else (states,)
+
+
+@pytest.mark.parametrize("mode, bias, dropout, with_dhn", [
+    ("rnn_tanh", True, False, True),
+    ("lstm", True, False, True),
+    ("gru", True, False, True),
+    ("lstm", True, True, False),
+    ("gru", False, True, True),
+])
+def test_stack_gradients_match_finite_differences(mode, bias, dropout, with_dhn):
+    T, B, I, H, num_layers = 3, 3, 2, 2, 2
+    lengths = [2, 3, 1]
+    x, hx, params = make_stack(mode, T, B, I, H, num_layers, 2, bias)
+    rng = np.random.default_rng(1)
+    masks = None
+    if dropout:  # drop with p = 0.5, survivors scaled by 1 / (1 - p)
+        masks = [2.0 * (rng.uniform(size=(T, B, 2 * H)) > 0.5)]
+    kwargs = dict(num_layers=num_layers, bidirectional=True, lengths=lengths,
+                  dropout_masks=masks)
+    y, hn, cache = ref.stack_forward(mode, x, hx, params, **kwargs)
+    r_y = rng.standard_normal(y.shape)
+    r_hn = tuple(rng.standard_normal(s.shape) for s in as_tuple(hn))
+
+    def loss():
+        y, hn, _ = ref.stack_forward(mode, x, hx, params, **kwargs)
+        total = np.sum(y * r_y)
+        if with_dhn:
+            total += sum(np.sum(s * r) for s, r in zip(as_tuple(hn), r_hn))
+        return total
+
+    dhn = (r_hn if mode == "lstm" else r_hn[0]) if with_dhn else None
+    dx, dhx, grads = ref.stack_backward(r_y, dhn, cache)
+    assert grads.keys() == params.keys()
+    assert_gradient_matches(dx, numerical_gradient(loss, x), "x")
+    for i, (dstate, state) in enumerate(zip(as_tuple(dhx), as_tuple(hx))):
+        assert_gradient_matches(dstate, numerical_gradient(loss, state), f"hx[{i}]")
+    for name, p in params.items():
+        assert_gradient_matches(grads[name], numerical_gradient(loss, p), name)
+
+
+# ----------------------------------------------------------------------------
+# Against PyTorch, where it is installed.
+# ----------------------------------------------------------------------------
+
+def torch_module(torch, mode, I, H, num_layers, bidirectional, params):
+    kwargs = dict(num_layers=num_layers, bidirectional=bidirectional,
+                  bias="bias_ih_l0" in params, dtype=torch.float64)
+    if mode == "lstm":
+        module = torch.nn.LSTM(I, H, **kwargs)
+    elif mode == "gru":
+        module = torch.nn.GRU(I, H, **kwargs)
+    else:
+        module = torch.nn.RNN(I, H, nonlinearity=mode[4:], **kwargs)
+    module.load_state_dict({k: torch.from_numpy(v) for k, v in params.items()})
+    return module
+
+
+def torch_run(torch, module, x, hx, lengths):
+    """(y (T, B, D*H), hn) from torch, through pack/pad when lengths are given."""
+    rnn_utils = torch.nn.utils.rnn
+    T = x.shape[0]
+    x = torch.from_numpy(x)
+    hx = tuple(torch.from_numpy(s) for s in hx) if isinstance(hx, tuple) else torch.from_numpy(hx)
+    if lengths is None:
+        y, hn = module(x, hx)
+    else:
+        packed = rnn_utils.pack_padded_sequence(x, torch.tensor(lengths), enforce_sorted=False)
+        y, hn = module(packed, hx)
+        y, _ = rnn_utils.pad_packed_sequence(y, total_length=T)
+    return y.detach().numpy(), tuple(s.detach().numpy() for s in as_tuple(hn))
+
+
+@pytest.mark.parametrize("lengths", [None, [3, 5, 1, 4]], ids=["full", "packed"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize("mode", MODES)
+def test_single_layer_matches_torch(mode, bias, lengths):
+    """Both directions of a one-layer bidirectional torch module: the
+    backward one is the reference with reverse=True."""
+    torch = pytest.importorskip("torch")
+    T, B, I, H = 5, 4, 3, 2
+    x, hx, params = make_stack(mode, T, B, I, H, 1, 2, bias)
+    y_torch, hn_torch = torch_run(torch, torch_module(torch, mode, I, H, 1, True, params),
+                                  x, hx, lengths)
+    for d, suffix in enumerate(("", "_reverse")):
+        inputs = {
+            "x": x,
+            "h0": as_tuple(hx)[0][d],
+            "w_ih": params["weight_ih_l0" + suffix], "w_hh": params["weight_hh_l0" + suffix],
+            "b_ih": params.get("bias_ih_l0" + suffix), "b_hh": params.get("bias_hh_l0" + suffix),
+        }
+        if mode == "lstm":
+            inputs["c0"] = hx[1][d]
+        y, states_n, _ = forward(mode, inputs, reverse=(d == 1), lengths=lengths)
+        np.testing.assert_allclose(y, y_torch[..., d * H:(d + 1) * H], **TOL[np.float64])
+        for s_n, s_torch in zip(states_n, hn_torch):
+            np.testing.assert_allclose(s_n, s_torch[d], **TOL[np.float64])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_stack_matches_torch(mode):
+    """Two bidirectional layers over a packed batch: outputs, final states and,
+    through autograd, every gradient."""
+    torch = pytest.importorskip("torch")
+    T, B, I, H, num_layers = 5, 4, 3, 2, 2
+    lengths = [3, 5, 1, 4]
+    x, hx, params = make_stack(mode, T, B, I, H, num_layers, 2)
+    module = torch_module(torch, mode, I, H, num_layers, True, params)
+    y, hn, cache = ref.stack_forward(mode, x, hx, params, num_layers, True, lengths)
+
+    x_t = torch.from_numpy(x).requires_grad_()
+    hx_t = tuple(torch.from_numpy(s).requires_grad_() for s in as_tuple(hx))
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x_t, torch.tensor(lengths),
+                                                     enforce_sorted=False)
+    y_t, hn_t = module(packed, hx_t if mode == "lstm" else hx_t[0])
+    y_t, _ = torch.nn.utils.rnn.pad_packed_sequence(y_t, total_length=T)
+    np.testing.assert_allclose(y, y_t.detach().numpy(), **TOL[np.float64])
+    for s, s_t in zip(as_tuple(hn), as_tuple(hn_t)):
+        np.testing.assert_allclose(s, s_t.detach().numpy(), **TOL[np.float64])
+
+    rng = np.random.default_rng(1)
+    dy = rng.standard_normal(y.shape)
+    dhn = tuple(rng.standard_normal(s.shape) for s in as_tuple(hn))
+    torch.autograd.backward([y_t, *as_tuple(hn_t)],
+                            [torch.from_numpy(dy), *map(torch.from_numpy, dhn)])
+    dx, dhx, grads = ref.stack_backward(dy, dhn if mode == "lstm" else dhn[0], cache)
+    np.testing.assert_allclose(dx, x_t.grad.numpy(), **TOL[np.float64])
+    for ds, s_t in zip(as_tuple(dhx), hx_t):
+        np.testing.assert_allclose(ds, s_t.grad.numpy(), **TOL[np.float64])
+    for name, p in module.named_parameters():
+        np.testing.assert_allclose(grads[name], p.grad.numpy(), err_msg=name,
+                                   **TOL[np.float64])
