@@ -8,7 +8,8 @@ from .modules import GRU, LSTM, RNN, RNNBase
 
 __version__ = "0.1.0"
 
-__all__ = ["RNN", "LSTM", "GRU", "RNNBase", "set_num_threads", "get_num_threads", "isa", "__version__"]
+__all__ = ["RNN", "LSTM", "GRU", "RNNBase", "set_num_threads", "get_num_threads", "isa", "set_isa", "available_isas",
+           "__version__"]
 
 
 def set_num_threads(n: int) -> None:
@@ -25,3 +26,13 @@ def get_num_threads() -> int:
 def isa() -> str:
     """The instruction set the kernels use: 'avx512', 'avx2' or 'scalar' (RNNFAST_ISA overrides)."""
     return _core.isa()
+
+
+def set_isa(name: str) -> None:
+    """Forces the kernels' instruction set ('avx512', 'avx2' or 'scalar'); ValueError if the CPU lacks it."""
+    _core.set_isa(name)
+
+
+def available_isas() -> list:
+    """The instruction sets this CPU can run, best first."""
+    return list(_core.available_isas())

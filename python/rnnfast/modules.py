@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _core
 from . import _validate as v
-
-_CELL_CODE = {"rnn_tanh": 0, "rnn_relu": 1, "lstm": 2, "gru": 3}
+from .functional import CELL_CODES, layer_backward, layer_forward
 _GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 
 
@@ -23,8 +21,8 @@ class RNNBase:
 
     def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, dtype="float32", seed=None):
-        if mode not in _CELL_CODE:
-            raise ValueError(f"mode: expected one of {sorted(_CELL_CODE)}, got {mode!r}")
+        if mode not in CELL_CODES:
+            raise ValueError(f"mode: expected one of {sorted(CELL_CODES)}, got {mode!r}")
         self.mode = mode
         self.input_size = v.positive_int(input_size, "input_size")
         self.hidden_size = v.positive_int(hidden_size, "hidden_size")
@@ -148,32 +146,32 @@ class RNNBase:
         T, B, _ = x.shape
         h0, c0 = self._check_hx(hx, B)
         lens = None if lengths is None else v.lengths_array(lengths, B, T)
-        H, D, code = self.hidden_size, self.num_directions, _CELL_CODE[self.mode]
+        H, D = self.hidden_size, self.num_directions
         h_n = np.empty((self.num_layers * D, B, H), self.dtype)
         c_n = np.empty_like(h_n) if self.mode == "lstm" else None
         saved = [] if self.training else None
         inp = x
         for layer in range(self.num_layers):
             y = np.empty((T, B, D * H), self.dtype)
-            layer_saved = []
+            contexts = []
             for d in range(D):
                 k = layer * D + d
-                w_ih, w_hh, b_ih, b_hh = self._layer_params(layer, d)
-                hn, cn, ws = _core.layer_forward(
-                    code, inp, None if h0 is None else h0[k], None if c0 is None else c0[k],
-                    w_ih, w_hh, b_ih, b_hh, bool(d), lens, self.training, y[:, :, d * H:(d + 1) * H])
+                _, hn, cn, ctx = layer_forward(
+                    self.mode, inp, None if h0 is None else h0[k], None if c0 is None else c0[k],
+                    *self._layer_params(layer, d), reverse=bool(d), lengths=lens, training=self.training,
+                    out=y[:, :, d * H:(d + 1) * H])
                 h_n[k] = hn
                 if c_n is not None:
                     c_n[k] = cn
-                layer_saved.append(ws)
+                contexts.append(ctx)
             mask = None
             if self.training and self.dropout > 0 and layer < self.num_layers - 1:
                 keep = self._rng.random(y.shape) >= self.dropout
                 mask = keep.astype(self.dtype) / self.dtype.type(1.0 - self.dropout)
             if saved is not None:
-                saved.append((inp, layer_saved, mask))
+                saved.append((contexts, mask))
             inp = y if mask is None else y * mask
-        self._saved = None if saved is None else {"layers": saved, "lengths": lens, "B": B, "T": T}
+        self._saved = None if saved is None else {"layers": saved, "B": B, "T": T}
         out = y.swapaxes(0, 1) if self.batch_first else y
         out = np.ascontiguousarray(out)
         return out, ((h_n, c_n) if self.mode == "lstm" else h_n)
@@ -194,34 +192,29 @@ class RNNBase:
             dy = dy.swapaxes(0, 1)
         dy = np.ascontiguousarray(dy)
         dh_n, dc_n = self._check_hx(grad_hx, B)
-        code = self._cell_code()
         dh0 = np.zeros((self.num_layers * D, B, H), self.dtype)
         dc0 = np.zeros_like(dh0) if self.mode == "lstm" else None
+        g = self.grads
         for layer in reversed(range(self.num_layers)):
-            inp, layer_saved, _ = sv["layers"][layer]
-            dx = np.empty(inp.shape, self.dtype)
+            contexts, _ = sv["layers"][layer]
+            dx = np.empty(contexts[0].x.shape, self.dtype)
             for d in range(D):
-                k = layer * D + d
-                w_ih, w_hh, _, _ = self._layer_params(layer, d)
-                s = self._suffix(layer, d)
-                g = self.grads
-                dh, dc = _core.layer_backward(
-                    code, inp, w_ih, w_hh, sv["lengths"], bool(d), layer_saved[d], dy[:, :, d * H:(d + 1) * H],
-                    None if dh_n is None else dh_n[k], None if dc_n is None else dc_n[k], dx, d > 0,
-                    g["weight_ih" + s], g["weight_hh" + s], g.get("bias_ih" + s), g.get("bias_hh" + s))
+                k, s = layer * D + d, self._suffix(layer, d)
+                _, dh, dc, *_ = layer_backward(
+                    contexts[d], dy[:, :, d * H:(d + 1) * H], None if dh_n is None else dh_n[k],
+                    None if dc_n is None else dc_n[k],
+                    grads=(g["weight_ih" + s], g["weight_hh" + s], g.get("bias_ih" + s), g.get("bias_hh" + s)),
+                    dx_out=dx, dx_accumulate=d > 0)
                 dh0[k] = dh
                 if dc0 is not None:
                     dc0[k] = dc
             if layer > 0:
-                mask = sv["layers"][layer - 1][2]
+                mask = sv["layers"][layer - 1][1]
                 dy = dx if mask is None else dx * mask
             else:
                 dy = dx
         grad_x = np.ascontiguousarray(dy.swapaxes(0, 1)) if self.batch_first else dy
         return grad_x, ((dh0, dc0) if self.mode == "lstm" else dh0)
-
-    def _cell_code(self):
-        return _CELL_CODE[self.mode]
 
     def __repr__(self):
         extra = "".join(f", {k}={getattr(self, k)!r}" for k in ("num_layers", "bias", "batch_first", "dropout",

@@ -1,0 +1,95 @@
+"""One recurrent layer in one direction, as functions over NumPy arrays, run by the C++ kernels.
+
+The signatures mirror `rnnfast.reference` (the NumPy oracle), so each fast path can be checked
+against its reference call for call. Shapes: x (T, B, I); h0, c0 (B, H); w_ih (G*H, I);
+w_hh (G*H, H); b_ih, b_hh (G*H,) or None; lengths (B,) ints in [1, T] or None; y (T, B, H).
+
+The `*_forward` functions return a context as their last value; pass it to the matching
+`*_backward` to run BPTT. Arrays are taken as they are (dtype float32 or float64, all alike):
+validation of user input lives in the modules.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _core
+
+CELL_CODES = {"rnn_tanh": 0, "rnn_relu": 1, "lstm": 2, "gru": 3}
+
+
+class LayerContext:
+    """What a training forward keeps for backward: the input, the weights and the saved workspace."""
+
+    __slots__ = ("mode", "x", "w_ih", "w_hh", "has_bias", "reverse", "lengths", "saved")
+
+    def __init__(self, mode, x, w_ih, w_hh, has_bias, reverse, lengths, saved):
+        self.mode, self.x, self.w_ih, self.w_hh = mode, x, w_ih, w_hh
+        self.has_bias, self.reverse, self.lengths, self.saved = has_bias, reverse, lengths, saved
+
+
+def _lengths(lengths):
+    return None if lengths is None else np.ascontiguousarray(lengths, dtype=np.int64)
+
+
+def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None, training=True, out=None):
+    """Runs one layer: returns (y, h_n, c_n or None, LayerContext or None).
+
+    `out`, if given, is a (T, B, H) view to write y into (e.g. one half of a bidirectional output).
+    """
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    y = np.empty((T, B, H), x.dtype) if out is None else out
+    lens = _lengths(lengths)
+    h_n, c_n, saved = _core.layer_forward(CELL_CODES[mode], x, h0, c0, w_ih, w_hh, b_ih, b_hh, bool(reverse), lens,
+                                          bool(training), y)
+    ctx = LayerContext(mode, x, w_ih, w_hh, b_ih is not None, bool(reverse), lens, saved) if training else None
+    return y, h_n, c_n, ctx
+
+
+def layer_backward(ctx, dy, dh_n=None, dc_n=None, grads=None, dx_out=None, dx_accumulate=False):
+    """BPTT through a layer_forward: returns (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh).
+
+    `grads`, if given, is (dw_ih, dw_hh, db_ih, db_hh) arrays that the weight gradients are added
+    into (the returned ones are those arrays); otherwise fresh arrays are returned. `dx_out` with
+    `dx_accumulate` adds dx into an existing array (layers whose input feeds two directions).
+    """
+    if ctx is None:
+        raise RuntimeError("backward: no saved forward (was the forward run with training=False?)")
+    x, dt = ctx.x, ctx.x.dtype
+    if grads is None:
+        grads = (np.zeros_like(ctx.w_ih), np.zeros_like(ctx.w_hh),
+                 np.zeros(ctx.w_hh.shape[0], dt) if ctx.has_bias else None,
+                 np.zeros(ctx.w_hh.shape[0], dt) if ctx.has_bias else None)
+    dx = np.empty(x.shape, dt) if dx_out is None else dx_out
+    dh0, dc0 = _core.layer_backward(CELL_CODES[ctx.mode], x, ctx.w_ih, ctx.w_hh, ctx.lengths, ctx.reverse, ctx.saved,
+                                    dy, dh_n, dc_n, dx, bool(dx_accumulate), *grads)
+    return (dx, dh0, dc0) + tuple(grads)
+
+
+# ---- per-cell functions with the reference's signatures -------------------------------------
+
+def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=False, lengths=None):
+    y, h_n, _, ctx = layer_forward("rnn_" + nonlinearity, x, h0, None, w_ih, w_hh, b_ih, b_hh, reverse, lengths)
+    return y, h_n, ctx
+
+
+def rnn_backward(dy, dh_n, ctx):
+    dx, dh0, _, dw_ih, dw_hh, db_ih, db_hh = layer_backward(ctx, dy, dh_n)
+    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
+
+
+def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None):
+    return layer_forward("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, lengths)
+
+
+def lstm_backward(dy, dh_n, dc_n, ctx):
+    return layer_backward(ctx, dy, dh_n, dc_n)
+
+
+def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None):
+    y, h_n, _, ctx = layer_forward("gru", x, h0, None, w_ih, w_hh, b_ih, b_hh, reverse, lengths)
+    return y, h_n, ctx
+
+
+def gru_backward(dy, dh_n, ctx):
+    return rnn_backward(dy, dh_n, ctx)

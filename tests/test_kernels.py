@@ -1,0 +1,120 @@
+"""The C++ kernels (rnnfast.functional) against the NumPy reference, forward and every gradient."""
+import numpy as np
+import pytest
+
+import rnnfast
+from rnnfast import functional as F
+from rnnfast import reference as ref
+
+from conftest import MODES, RTOL, assert_close, make_layer
+
+
+@pytest.fixture(autouse=True, params=rnnfast.available_isas())
+def isa(request):
+    """Every test here runs on each instruction-set path this CPU supports."""
+    before = rnnfast.isa()
+    rnnfast.set_isa(request.param)
+    yield request.param
+    rnnfast.set_isa(before)
+
+
+def run(lib, mode, p, reverse, lengths, with_dh):
+    """Forward + backward of one layer through `lib` (reference or functional): outputs, then grads."""
+    dh = p["dh_n"] if with_dh else None
+    dc = p["dc_n"] if with_dh else None
+    args = (p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
+    if mode == "lstm":
+        y, h_n, c_n, ctx = lib.lstm_forward(p["x"], p["h0"], p["c0"], *args, reverse=reverse, lengths=lengths)
+        grads = lib.lstm_backward(p["dy"], dh, dc, ctx)
+        return (y, h_n, c_n), grads
+    if mode == "gru":
+        y, h_n, ctx = lib.gru_forward(p["x"], p["h0"], *args, reverse=reverse, lengths=lengths)
+        return (y, h_n), lib.gru_backward(p["dy"], dh, ctx)
+    y, h_n, ctx = lib.rnn_forward(p["x"], p["h0"], *args, nonlinearity=mode[4:], reverse=reverse, lengths=lengths)
+    return (y, h_n), lib.rnn_backward(p["dy"], dh, ctx)
+
+
+def check(mode, p, reverse=False, lengths=None, with_dh=True):
+    rtol = RTOL[p["x"].dtype.type]
+    outs, grads = run(F, mode, p, reverse, lengths, with_dh)
+    routs, rgrads = run(ref, mode, p, reverse, lengths, with_dh)
+    for name, a, b in zip(["y", "h_n", "c_n"], outs, routs):
+        assert_close(a, b, rtol, name)
+    names = ["dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh"] if mode == "lstm" else \
+        ["dx", "dh0", "dw_ih", "dw_hh", "db_ih", "db_hh"]
+    for name, a, b in zip(names, grads, rgrads):
+        if b is None:
+            assert a is None, name
+        else:
+            assert_close(a, b, rtol, name)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("with_dh", [True, False])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (1, 3, 4, 3), (5, 1, 3, 17), (6, 4, 7, 33), (4, 5, 33, 8)],
+                         ids=lambda s: "T%dB%dI%dH%d" % s)
+def test_matches_reference(mode, reverse, with_dh, shape, dtype):
+    check(mode, make_layer(mode, *shape, dtype, seed=sum(shape)), reverse=reverse, with_dh=with_dh)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("reverse", [False, True])
+def test_lengths_match_reference(mode, reverse, dtype):
+    p = make_layer(mode, 7, 5, 6, 19, dtype, seed=3)
+    check(mode, p, reverse=reverse, lengths=np.array([7, 1, 4, 7, 2]))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_no_bias(mode, dtype):
+    check(mode, make_layer(mode, 4, 3, 5, 9, dtype, seed=5, bias=False), reverse=True)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_larger_shapes_use_every_code_path(mode):
+    """Sizes past one vector, one panel and one k-block (KC = 256), several threads' worth."""
+    p = make_layer(mode, 3, 13, 300, 70, np.float64, seed=11)
+    check(mode, p, lengths=np.array([3, 2, 1, 3, 3, 2, 1, 3, 3, 3, 1, 2, 3]))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_thread_count_does_not_change_bits(mode):
+    p = make_layer(mode, 6, 9, 40, 130, np.float32, seed=2)
+    before = rnnfast.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3, 1):
+            rnnfast.set_num_threads(threads)
+            outs, grads = run(F, mode, p, False, np.array([6, 3, 6, 1, 6, 6, 2, 6, 5]), True)
+            results.append([a for a in outs + tuple(grads) if a is not None])
+        for other in results[1:]:
+            for a, b in zip(results[0], other):
+                assert np.array_equal(a, b)
+    finally:
+        rnnfast.set_num_threads(before)
+
+
+def test_backward_can_run_twice_on_one_forward():
+    p = make_layer("lstm", 4, 3, 5, 6, np.float64)
+    y, h, c, ctx = F.lstm_forward(p["x"], p["h0"], p["c0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
+    first = F.lstm_backward(p["dy"], None, None, ctx)
+    second = F.lstm_backward(p["dy"], None, None, ctx)
+    for a, b in zip(first, second):
+        assert np.array_equal(a, b)
+
+
+def test_activations_accurate_over_the_float_range():
+    """The kernels' float32 sigmoid/tanh against float64 math: <= 1e-6 relative, saturating cleanly."""
+    x = np.concatenate([np.linspace(-100, 100, 200001), np.geomspace(1e-30, 1e-2, 2000),
+                        -np.geomspace(1e-30, 1e-2, 2000), [0.0, 1e30, -1e30, 3e38, -3e38]]).astype(np.float32)
+    xd = x.astype(np.float64)
+    tanh = rnnfast._core.activation(1, x)
+    sig = rnnfast._core.activation(0, x)
+    assert np.all(np.abs(tanh - np.tanh(xd)) <= 1e-6 * np.abs(np.tanh(xd)) + 1e-45)
+    exact_sig = 1.0 / (1.0 + np.exp(-np.clip(xd, -700, 700)))
+    ok = np.abs(sig - exact_sig) <= 1e-6 * exact_sig
+    ok |= exact_sig < 1e-37  # float32 cannot hold those relative to 1e-6 anyway
+    assert np.all(ok)
+    assert np.all(np.abs(tanh) <= 1) and np.all((sig >= 0) & (sig <= 1))
+    nan = rnnfast._core.activation(1, np.array([np.nan], np.float32))
+    assert np.isnan(nan[0])
