@@ -4,11 +4,13 @@ The math runs in C++ (OpenMP + SIMD, the instruction set picked at import); `rnn
 holds a plain NumPy version of the same math, the oracle the tests check the kernels against.
 """
 from . import _core
+from .birnn import BiRNN
+from .cells import GRUCell, LSTMCell, RNNCell
 from .modules import GRU, LSTM, RNN, RNNBase
 
 __version__ = "0.1.0"
 
-__all__ = ["RNN", "LSTM", "GRU", "RNNBase", "set_num_threads", "get_num_threads", "isa", "set_isa", "available_isas",
+__all__ = ["RNN", "LSTM", "GRU", "BiRNN", "RNNCell", "LSTMCell", "GRUCell", "RNNBase", "set_num_threads", "get_num_threads", "isa", "set_isa", "available_isas",
            "__version__"]
 
 

@@ -1,0 +1,96 @@
+"""BiRNN: a bidirectional recurrent network whose two directions are merged per time step.
+
+merge = "concat" gives [forward, backward] on the last axis (2H, as torch.nn with
+bidirectional=True); "sum", "mul" and "ave" combine the two H-wide halves element-wise. The
+textbook output o_t = g(V s_t + V' s'_t) is "concat" followed by a linear layer.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .modules import GRU, LSTM, RNN
+
+_CELLS = {
+    "rnn_tanh": lambda **k: RNN(nonlinearity="tanh", **k),
+    "rnn_relu": lambda **k: RNN(nonlinearity="relu", **k),
+    "lstm": lambda **k: LSTM(**k),
+    "gru": lambda **k: GRU(**k),
+}
+MERGES = ("concat", "sum", "mul", "ave")
+
+
+class BiRNN:
+    def __init__(self, cell, input_size, hidden_size, num_layers=1, merge="concat", **kwargs):
+        if cell not in _CELLS:
+            raise ValueError(f"cell: expected one of {sorted(_CELLS)}, got {cell!r}")
+        if merge not in MERGES:
+            raise ValueError(f"merge: expected one of {MERGES}, got {merge!r}")
+        if "bidirectional" in kwargs:
+            raise TypeError("BiRNN is always bidirectional: drop the 'bidirectional' argument")
+        self.cell, self.merge = cell, merge
+        self.rnn = _CELLS[cell](input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
+                                bidirectional=True, **kwargs)
+        self._halves = None
+
+    hidden_size = property(lambda self: self.rnn.hidden_size)
+    grads = property(lambda self: self.rnn.grads)
+    training = property(lambda self: self.rnn.training)
+
+    @property
+    def output_size(self) -> int:
+        return 2 * self.hidden_size if self.merge == "concat" else self.hidden_size
+
+    def forward(self, x, hx=None, lengths=None):
+        """(y, h_n): y has output_size features; h_n as the underlying bidirectional module's."""
+        y, h_n = self.rnn.forward(x, hx, lengths)
+        H = self.hidden_size
+        fwd, bwd = y[..., :H], y[..., H:]
+        self._halves = (fwd, bwd) if self.merge == "mul" and self.rnn.training else None
+        if self.merge == "concat":
+            out = y
+        elif self.merge == "sum":
+            out = fwd + bwd
+        elif self.merge == "mul":
+            out = fwd * bwd
+        else:
+            out = (fwd + bwd) * y.dtype.type(0.5)
+        return out, h_n
+
+    __call__ = forward
+
+    def backward(self, grad_output, grad_hx=None):
+        """BPTT through the merge and both directions: (grad_x, grad_hx)."""
+        g = np.asarray(grad_output, dtype=self.rnn.dtype)
+        if self.merge == "concat":
+            dy = g
+        elif self.merge == "mul":
+            if self._halves is None:
+                raise RuntimeError("backward: no saved training forward")
+            fwd, bwd = self._halves
+            dy = np.concatenate([g * bwd, g * fwd], axis=-1)
+        else:
+            scale = g.dtype.type(0.5 if self.merge == "ave" else 1.0)
+            dy = np.concatenate([g * scale, g * scale], axis=-1)
+        return self.rnn.backward(dy, grad_hx)
+
+    def state_dict(self):
+        return self.rnn.state_dict()
+
+    def load_state_dict(self, state):
+        self.rnn.load_state_dict(state)
+
+    def parameters(self):
+        return self.rnn.parameters()
+
+    def zero_grad(self):
+        self.rnn.zero_grad()
+
+    def train(self, mode=True):
+        self.rnn.train(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def __repr__(self):
+        return f"BiRNN({self.cell!r}, {self.rnn.input_size}, {self.hidden_size}, merge={self.merge!r})"

@@ -1,0 +1,150 @@
+"""Single-step cells for streaming inference and for models that feed their own output back.
+
+`new_state = cell(x_t, state)` runs one step (x_t (B, I); state (B, H), or (h, c) for LSTMCell).
+In train mode every step is recorded; `cell.backward(grad_new_state)` back-propagates through the
+most recent recorded step and returns (grad_x_t, grad_state), so calling it once per step in
+reverse order walks the recorded sequence back (BPTT step by step, with whatever the model did
+between steps in the caller's hands: teacher forcing or free running). Parameter gradients are
+added into `grads`. In eval mode nothing is recorded; use eval (or `reset()`) for long streams.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _validate as v
+from .functional import layer_backward, layer_forward
+
+_GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
+
+
+class _Cell:
+    def __init__(self, mode, input_size, hidden_size, bias, dtype, seed):
+        self.mode = mode
+        self.input_size = v.positive_int(input_size, "input_size")
+        self.hidden_size = v.positive_int(hidden_size, "hidden_size")
+        self.bias = bool(bias)
+        self.dtype = v.dtype_of(dtype)
+        self.training = True
+        self._tape = []
+        rng = np.random.default_rng(seed)
+        GH, bound = _GATES[mode] * self.hidden_size, 1.0 / np.sqrt(self.hidden_size)
+        shapes = {"weight_ih": (GH, self.input_size), "weight_hh": (GH, self.hidden_size)}
+        if self.bias:
+            shapes.update(bias_ih=(GH,), bias_hh=(GH,))
+        self._params = {k: rng.uniform(-bound, bound, s).astype(self.dtype) for k, s in shapes.items()}
+        self.grads = {k: np.zeros_like(p) for k, p in self._params.items()}
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size
+
+    @property
+    def state_size(self):
+        return (self.hidden_size, self.hidden_size) if self.mode == "lstm" else self.hidden_size
+
+    @property
+    def recorded_steps(self) -> int:
+        return len(self._tape)
+
+    # parameters, as in the layer modules
+    def state_dict(self):
+        return {k: p.copy() for k, p in self._params.items()}
+
+    def load_state_dict(self, state):
+        expected = {k: p.shape for k, p in self._params.items()}
+        missing, unexpected = [k for k in expected if k not in state], [k for k in state if k not in expected]
+        if missing or unexpected:
+            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        new = {}
+        for k, shape in expected.items():
+            arr = np.asarray(state[k])
+            if arr.shape != shape:
+                raise ValueError(f"load_state_dict: {k}: expected shape {shape}, got {arr.shape}")
+            new[k] = np.array(arr, dtype=self.dtype, copy=True)
+        self._params = new
+
+    def parameters(self):
+        return self._params
+
+    def zero_grad(self):
+        for g in self.grads.values():
+            g.fill(0)
+
+    def train(self, mode=True):
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def reset(self):
+        """Forgets the recorded steps."""
+        self._tape.clear()
+
+    def _state(self, state, batch, name):
+        shape = (batch, self.hidden_size)
+        if self.mode == "lstm":
+            if state is None:
+                return None, None
+            if not isinstance(state, (tuple, list)) or len(state) != 2:
+                raise TypeError(f"{name}: LSTMCell expects a tuple (h, c)")
+            return v.shaped(state[0], name + "[0]", self.dtype, shape), v.shaped(state[1], name + "[1]", self.dtype, shape)
+        if state is None:
+            return None, None
+        if isinstance(state, (tuple, list)):
+            raise TypeError(f"{name}: {type(self).__name__} expects one array (B, H)")
+        return v.shaped(state, name, self.dtype, shape), None
+
+    def forward(self, x, state=None):
+        x = v.float_array(x, "input", self.dtype)
+        if x.ndim != 2 or x.shape[1] != self.input_size:
+            raise ValueError(f"input: expected shape (batch, {self.input_size}), got {x.shape}")
+        h0, c0 = self._state(state, x.shape[0], "state")
+        p = self._params
+        _, h, c, ctx = layer_forward(self.mode, np.ascontiguousarray(x)[None], h0, c0, p["weight_ih"], p["weight_hh"],
+                                     p.get("bias_ih"), p.get("bias_hh"), training=self.training)
+        if self.training:
+            self._tape.append(ctx)
+        return (h, c) if self.mode == "lstm" else h
+
+    __call__ = forward
+
+    def backward(self, grad_state):
+        """Back through the last recorded step: returns (grad_x, grad_prev_state)."""
+        if not self._tape:
+            raise RuntimeError("backward: no recorded step left (steps are recorded by train-mode calls)")
+        ctx = self._tape[-1]
+        dh, dc = self._state(grad_state, ctx.x.shape[1], "grad_state")
+        B, H = ctx.x.shape[1], self.hidden_size
+        g = self.grads
+        dx, dh0, dc0, *_ = layer_backward(ctx, np.zeros((1, B, H), self.dtype), dh, dc,
+                                          grads=(g["weight_ih"], g["weight_hh"], g.get("bias_ih"), g.get("bias_hh")))
+        self._tape.pop()
+        return dx[0], ((dh0, dc0) if self.mode == "lstm" else dh0)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.input_size}, {self.hidden_size}, bias={self.bias}, dtype={self.dtype.name})"
+
+
+class RNNCell(_Cell):
+    """h' = f(W_ih x + b_ih + W_hh h + b_hh), f = tanh or relu."""
+
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", dtype="float32", seed=None):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__("rnn_" + nonlinearity, input_size, hidden_size, bias, dtype, seed)
+
+
+class LSTMCell(_Cell):
+    """(h', c') from (x, (h, c)) with gates i, f, g, o."""
+
+    def __init__(self, input_size, hidden_size, bias=True, dtype="float32", seed=None):
+        super().__init__("lstm", input_size, hidden_size, bias, dtype, seed)
+
+
+class GRUCell(_Cell):
+    """h' from (x, h) with gates r, z, n."""
+
+    def __init__(self, input_size, hidden_size, bias=True, dtype="float32", seed=None):
+        super().__init__("gru", input_size, hidden_size, bias, dtype, seed)
