@@ -222,6 +222,13 @@ PYBIND11_MODULE(_core, m) {
             return out;
         },
         py::arg("f"), py::arg("x"), "The kernels' vectorised sigmoid (f=0) or tanh (f=1), float32.");
+    m.def(
+        "fma_peak_gflops",
+        [](int threads) {
+            py::gil_scoped_release nogil;
+            return rnnfast::fma_peak_gflops(threads);
+        },
+        py::arg("threads"), "Measured float32 FMA peak of the active ISA on `threads` threads, GFLOP/s.");
 #ifdef _OPENMP
     m.attr("openmp") = true;
 #else

@@ -93,5 +93,6 @@ const char* const* available_isas() {
 }
 
 void activation(int f, const float* in, float* out, index n) { k().activation(f, in, out, n); }
+double fma_peak_gflops(int threads) { return k().fma_peak_gflops(threads < 1 ? 1 : threads); }
 
 }  // namespace rnnfast

@@ -16,6 +16,7 @@ struct KernelTable {
     index (*backward_scratch_f32)(const LayerShape&);
     index (*backward_scratch_f64)(const LayerShape&);
     void (*activation)(int f, const float* in, float* out, index n);
+    double (*fma_peak_gflops)(int threads);
 };
 
 extern const KernelTable kernels_scalar;

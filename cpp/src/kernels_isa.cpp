@@ -42,6 +42,52 @@ void activation(int f, const float* in, float* out, index n) {
     }
 }
 
+float peak_sink;
+
+// An empty asm that claims to change v: the compiler must keep every FMA chain, in a register.
+#if defined(__x86_64__)
+#define RNNFAST_OPAQUE(v) __asm__ volatile("" : "+v"(v))
+#elif defined(__aarch64__)
+#define RNNFAST_OPAQUE(v) __asm__ volatile("" : "+w"(v))
+#else
+#define RNNFAST_OPAQUE(v) (void)0
+#endif
+
+// The machine's float32 FMA rate: each thread runs 12 independent vector FMA chains (enough to
+// cover the FMA latency on every core we know) on registers only. Returns GFLOP/s, all threads.
+double fma_peak_gflops(int threads) {
+    using V = vec<float>;
+    const index iters = 10000000;
+    double seconds = 0;
+#pragma omp parallel num_threads(threads) reduction(max : seconds)
+    {
+        V a0 = splat(0.1f), a1 = splat(0.2f), a2 = splat(0.3f), a3 = splat(0.4f), a4 = splat(0.5f),
+          a5 = splat(0.6f), a6 = splat(0.7f), a7 = splat(0.8f), a8 = splat(0.9f), a9 = splat(1.0f),
+          a10 = splat(1.1f), a11 = splat(1.2f);
+        const V m = splat(0.999999f), c = splat(1e-7f);
+#ifdef _OPENMP
+#pragma omp barrier
+        const double t0 = omp_get_wtime();
+#endif
+        for (index it = 0; it < iters; ++it) {
+#define RNNFAST_STEP(v) v = v * m + c; RNNFAST_OPAQUE(v);
+            RNNFAST_STEP(a0) RNNFAST_STEP(a1) RNNFAST_STEP(a2) RNNFAST_STEP(a3) RNNFAST_STEP(a4)
+            RNNFAST_STEP(a5) RNNFAST_STEP(a6) RNNFAST_STEP(a7) RNNFAST_STEP(a8) RNNFAST_STEP(a9)
+            RNNFAST_STEP(a10) RNNFAST_STEP(a11)
+#undef RNNFAST_STEP
+        }
+#ifdef _OPENMP
+        seconds = omp_get_wtime() - t0;
+#endif
+        const V sum = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11;
+#pragma omp critical
+        peak_sink += sum[0];
+    }
+    const double flops = 2.0 * 12 * simd<float>::W * double(iters) * threads;
+    return seconds > 0 ? flops / seconds * 1e-9 : 0.0;
+}
+#undef RNNFAST_OPAQUE
+
 }  // namespace RNNFAST_ISA_NS
 
 extern const KernelTable RNNFAST_TABLE;
@@ -56,6 +102,7 @@ const KernelTable RNNFAST_TABLE = {
     RNNFAST_ISA_NS::backward_scratch<float>,
     RNNFAST_ISA_NS::backward_scratch<double>,
     RNNFAST_ISA_NS::activation,
+    RNNFAST_ISA_NS::fma_peak_gflops,
 };
 
 }  // namespace rnnfast

@@ -98,4 +98,8 @@ const char* const* available_isas();  // null-terminated list, best first
 // f = 0 sigmoid, 1 tanh.
 void activation(int f, const float* in, float* out, index n);
 
+// Measured float32 FMA throughput of the active instruction set on `threads` threads, GFLOP/s
+// (a register-only loop: the machine's arithmetic ceiling, for benchmarks to compare against).
+double fma_peak_gflops(int threads);
+
 }  // namespace rnnfast
