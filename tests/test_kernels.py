@@ -118,3 +118,12 @@ def test_activations_accurate_over_the_float_range():
     assert np.all(np.abs(tanh) <= 1) and np.all((sig >= 0) & (sig <= 1))
     nan = rnnfast._core.activation(1, np.array([np.nan], np.float32))
     assert np.isnan(nan[0])
+
+
+def test_callers_floating_point_mode_is_untouched():
+    """The kernels flush denormals inside their threads only: NumPy still sees gradual underflow."""
+    tiny = np.float32(1e-38)
+    assert tiny * np.float32(0.01) > 0  # a denormal before
+    p = make_layer("gru", 3, 2, 4, 5, np.float32)
+    F.gru_backward(p["dy"], None, F.gru_forward(p["x"], p["h0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])[2])
+    assert tiny * np.float32(0.01) > 0  # and after

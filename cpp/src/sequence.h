@@ -53,7 +53,7 @@ template <class T, class Cell> struct Driver {
     static constexpr int NVR = G * Q;                   // vectors per recurrent panel
     static constexpr int MRR = RNNFAST_VBYTES == 64 ? 4 : (G == 4 ? 2 : G == 3 ? 3 : 4);
     static constexpr int NVP = 2;                       // vectors per panel, plain products
-    static constexpr int MRP = RNNFAST_VBYTES == 64 ? 6 : 4;
+    static constexpr int MRP = RNNFAST_VBYTES == 64 ? 8 : 6;
     static constexpr index KC = 256;                    // k-block of the plain products
 
     template <class C> static Saved<T> carve_saved(const LayerShape& s, C& cv) {
@@ -161,6 +161,7 @@ template <class T, class Cell> struct Driver {
 #pragma omp parallel num_threads(threads_for(s, npr))
         {
             const Team team = make_team();
+            const FlushDenormals ftz;
             const Range pr = team.split(npr);
             const index u0 = pr.lo * Q * W < H ? pr.lo * Q * W : H;
             const index u1 = pr.hi * Q * W < H ? pr.hi * Q * W : H;
@@ -240,6 +241,7 @@ template <class T, class Cell> struct Driver {
 #pragma omp parallel num_threads(threads_for(s, npb))
         {
             const Team team = make_team();
+            const FlushDenormals ftz;
             const Range pr = team.split(npb);
             const index u0 = pr.lo * NVP * W < H ? pr.lo * NVP * W : H;
             const index u1 = pr.hi * NVP * W < H ? pr.hi * NVP * W : H;

@@ -23,5 +23,23 @@ struct Team {
     }
 };
 
+// Flushes denormals to zero on this thread while it lives, then restores the thread's previous
+// floating-point mode, so the caller's state is never changed. Denormals appear only in values
+// below 1e-38 (float) and would otherwise slow a step by an order of magnitude.
+class FlushDenormals {
+   public:
+#if defined(__x86_64__) || defined(__i386__)
+    FlushDenormals() : saved_(__builtin_ia32_stmxcsr()) { __builtin_ia32_ldmxcsr(saved_ | 0x8040u); }
+    ~FlushDenormals() { __builtin_ia32_ldmxcsr(saved_); }
+
+   private:
+    unsigned saved_;
+#else
+    FlushDenormals() {}
+#endif
+    FlushDenormals(const FlushDenormals&) = delete;
+    FlushDenormals& operator=(const FlushDenormals&) = delete;
+};
+
 }  // namespace RNNFAST_ISA_NS
 }  // namespace rnnfast
