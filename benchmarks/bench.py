@@ -4,10 +4,10 @@
     python benchmarks/bench.py --quick    # two shapes, fewer repeats, under a minute
 
 Shapes follow rnnfast's convention: x is (T, B, I), H = I, G gates (1 RNN, 4 LSTM, 3 GRU).
-For each (cell, shape, mode) the bench first checks rnnfast against torch autograd with the same
-weights (or, without torch, against the float64 NumPy reference) and reports no timing for a
-wrong result. Then it alternates one rnnfast call and one torch call, so that both see the same
-machine state (other load, frequency, caches), and reports the medians.
+Each (cell, shape, mode) row is first checked: rnnfast against torch autograd with the same
+weights (without torch, against the float64 NumPy reference); a wrong result gets no timing.
+Then one rnnfast call and one torch call alternate, so that both see the same machine state
+(other load, clock, caches), and the medians are reported.
 Writes results.json, results.md (also printed) and, when matplotlib is importable, results.png.
 """
 import argparse
@@ -32,15 +32,15 @@ import rnnfast.reference
 
 try:
     import torch
-except ImportError:  # torch is optional: rnnfast alone is still benchmarked and checked
+except ImportError:  # torch is optional: rnnfast alone is still checked and timed
     torch = None
 
-CELLS = {"rnn_tanh": ("RNN", 1), "lstm": ("LSTM", 4), "gru": ("GRU", 3)}  # class name, G
+CELLS = {"rnn_tanh": ("RNN", 1), "lstm": ("LSTM", 4), "gru": ("GRU", 3)}  # class (tanh by default), G
 SHAPES = [(100, 1, 256), (100, 16, 256), (100, 64, 256), (50, 64, 512), (25, 32, 1024)]
 QUICK_SHAPES = [(100, 1, 256), (100, 64, 256)]
 MODES = ("inference", "training")
-RTOL = 1e-3  # float32 sums over up to T*B*(I+H) terms: error relative to the largest entry
-BUSY = 0.05  # share of the cores used by other processes above which a timing is suspect
+RTOL = 1e-3  # float32 sums of up to T*(I+H) terms; error relative to the tensor's largest entry
+BUSY = 0.05  # share of the cores taken by other processes above which a timing is suspect
 
 
 # ---- the two calls being compared ----------------------------------------------------------
@@ -56,7 +56,7 @@ def rnnfast_step(m, x, dy, training):
 
 
 def torch_step(tm, x, dy, training):
-    """One timed torch call, the same work as rnnfast_step: forward, or forward + y.backward(dy)."""
+    """The same work in torch: an inference-mode forward, or forward + y.backward(dy)."""
     if not training:
         with torch.inference_mode():
             return tm(x)[0], None, None
@@ -67,6 +67,23 @@ def torch_step(tm, x, dy, training):
     return y, x.grad, {k: p.grad for k, p in tm.named_parameters()}
 
 
+def make_calls(cell, shape, training, use_torch):
+    """The rnnfast model and the calls to time: [rnnfast] or [rnnfast, torch], same weights."""
+    T, B, I = shape
+    cls = CELLS[cell][0]
+    rng = np.random.default_rng(0)
+    x, dy = rng.standard_normal(shape, dtype=np.float32), rng.standard_normal(shape, dtype=np.float32)
+    m = getattr(rnnfast, cls)(I, I, seed=0).train(training)
+    calls = [lambda: rnnfast_step(m, x, dy, training)]
+    if use_torch:
+        torch.manual_seed(0)
+        tm = getattr(torch.nn, cls)(I, I).train(training)
+        m.load_state_dict({k: v.detach().numpy() for k, v in tm.state_dict().items()})
+        tx, tdy = torch.from_numpy(x).requires_grad_(training), torch.from_numpy(dy)
+        calls.append(lambda: torch_step(tm, tx, tdy, training))
+    return m, x, dy, calls
+
+
 # ---- correctness -------------------------------------------------------------------------
 
 def rel_err(got, ref):
@@ -75,27 +92,16 @@ def rel_err(got, ref):
     return float(np.max(np.abs(got - ref)) / max(float(np.max(np.abs(ref))), 1e-30))
 
 
-def reference_step(cell, params, x, dy, training):
-    """The float64 NumPy reference for the same call (used when torch is absent)."""
-    p64 = {k: v.astype(np.float64) for k, v in params.items()}
-    y, _, cache = rnnfast.reference.stack_forward(cell, x.astype(np.float64), None, p64)
-    if not training:
-        return y, None, None
-    dx, _, grads = rnnfast.reference.stack_backward(dy.astype(np.float64), None, cache)
-    return y, dx, grads
-
-
 def max_error(ours, ref):
-    """The largest rel_err over y, dx and every weight grad that both calls returned."""
+    """The largest rel_err over y and, for training, dx and every weight grad."""
     (y, dx, grads), (ry, rdx, rgrads) = ours, ref
     errs = [rel_err(y, ry)]
     if dx is not None:
-        errs.append(rel_err(dx, rdx))
-        errs += [rel_err(grads[k], rgrads[k]) for k in grads]
+        errs += [rel_err(dx, rdx)] + [rel_err(grads[k], rgrads[k]) for k in grads]
     return max(errs)
 
 
-def to_numpy(result):
+def torch_to_numpy(result):
     """A torch_step result as NumPy arrays."""
     y, dx, grads = result
     if dx is None:
@@ -103,42 +109,65 @@ def to_numpy(result):
     return y.detach().numpy(), dx.numpy(), {k: g.numpy() for k, g in grads.items()}
 
 
+def reference_step(cell, params, x, dy, training):
+    """The float64 NumPy reference for the same call (the oracle when torch is absent)."""
+    p64 = {k: v.astype(np.float64) for k, v in params.items()}
+    h0 = np.zeros((1,) + x.shape[1:])  # explicit zeros: stack_forward("lstm", hx=None) raises TypeError
+    hx = (h0, h0) if cell == "lstm" else h0
+    y, _, cache = rnnfast.reference.stack_forward(cell, x.astype(np.float64), hx, p64)
+    if not training:
+        return y, None, None
+    dx, _, grads = rnnfast.reference.stack_backward(dy.astype(np.float64), None, cache)
+    return y, dx, grads
+
+
 # ---- memory ------------------------------------------------------------------------------
 
 def numpy_peak_bytes(fn):
-    """Peak bytes of NumPy arrays allocated during fn() (tracemalloc sees NumPy's allocator).
+    """(fn(), peak bytes of NumPy arrays allocated during it and not yet freed).
 
-    The C++ std::vector scratch inside rnnfast's binding is invisible here, so this is a lower
-    bound: outputs, the saved workspace for backward and temporaries, not the per-call scratch.
+    tracemalloc sees NumPy's allocator but not the C++ std::vector scratch in rnnfast's binding,
+    so this counts outputs, the workspace saved for backward and temporaries: a lower bound.
     """
     tracemalloc.start()
     try:
-        result = fn()
-        return result, tracemalloc.get_traced_memory()[1]
+        return fn(), tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
 
 
 def torch_peak_bytes(fn):
-    """Peak bytes of tensors allocated during fn(), from the profiler's allocation events.
+    """(fn(), peak bytes of tensors allocated during it and not yet freed), from the profiler.
 
-    Like numpy_peak_bytes it counts tensors, not allocator or oneDNN scratch outside them.
+    The same measure as numpy_peak_bytes: tensors, not oneDNN or allocator scratch outside them.
+    The events' own "Total Allocated" is not used: it also counts blocks of earlier profiling
+    sessions that were freed while the profiler was off, so it drifts upward from row to row.
     """
     from torch.profiler import ProfilerActivity, profile
     with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         result = fn()
-    with tempfile.TemporaryDirectory() as d:  # the allocation timeline is only in the trace
+    with tempfile.TemporaryDirectory() as d:  # the allocation events are only in the trace
         path = os.path.join(d, "trace.json")
         prof.export_chrome_trace(path)
         with open(path) as f:
-            events = json.load(f)["traceEvents"]
-    totals = [e["args"]["Total Allocated"] for e in events if e.get("name") == "[memory]"]
-    return result, max(totals, default=0)
+            events = [e for e in json.load(f)["traceEvents"] if e.get("name") == "[memory]"]
+    live, now, peak = set(), 0, 0
+    for e in sorted(events, key=lambda e: e["ts"]):
+        addr, nbytes = e["args"]["Addr"], e["args"]["Bytes"]
+        if nbytes > 0:
+            live.add(addr)
+        elif addr in live:
+            live.remove(addr)
+        else:
+            continue  # a block allocated before fn(): not counted, as in tracemalloc
+        now += nbytes
+        peak = max(peak, now)
+    return result, peak
 
 
 @contextlib.contextmanager
 def _quiet_stderr():
-    """Silences the profiler's C++ log lines, which would otherwise bury the table."""
+    """Silences the profiler's C++ log lines, which would otherwise bury the progress lines."""
     sys.stderr.flush()
     saved = os.dup(2)
     with open(os.devnull, "w") as null:
@@ -150,7 +179,7 @@ def _quiet_stderr():
         os.close(saved)
 
 
-# ---- machine -----------------------------------------------------------------------------
+# ---- timing ------------------------------------------------------------------------------
 
 def cpu_seconds():
     """(CPU seconds the whole machine has been busy, CPU seconds this process has used)."""
@@ -160,58 +189,38 @@ def cpu_seconds():
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK"), me.ru_utime + me.ru_stime
 
 
-def others_share(before, after, wall_s):
-    """Fraction of all cores that other processes used between two cpu_seconds() readings.
-
-    With one thread per core, a core taken by someone else stalls every barrier of every time
-    step, so a row where this is not near 0 can be slower by far more than the share suggests.
-    """
-    busy, mine = after[0] - before[0], after[1] - before[1]
-    return max(0.0, busy - mine) / (wall_s * len(os.sched_getaffinity(0)))
-
-
-def fp32_peak(threads):
-    """(GFLOP/s, label): rnnfast's own FMA peak when it has one, else numpy sgemm's best."""
-    fma = getattr(rnnfast._core, "fma_peak_gflops", None)
-    if fma is not None:
-        return float(fma(threads)), "% of FMA peak"
-    # A child process, because OpenBLAS reads its thread count only when it loads.
-    code = ("import time, numpy as np\n"
-            "a = np.random.rand(2048, 2048).astype(np.float32); b = a.copy(); best = 0.0\n"
-            "for _ in range(8):\n"
-            "    t = time.perf_counter(); np.matmul(a, b); dt = time.perf_counter() - t\n"
-            "    best = max(best, 2 * 2048 ** 3 / dt / 1e9)\n"
-            "print(best)\n")
-    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
-    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
-    return float(out.stdout), "% of sgemm peak (numpy)"
-
-
-def machine_info(threads, peak, peak_label, use_torch):
-    """What a reader needs to compare this run with another; peak is a list of measurements."""
-    cpu = platform.processor()
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "threads": threads, "isa": rnnfast.isa(),
-            "rnnfast": rnnfast.__version__, "torch": torch.__version__ if use_torch else None,
-            "numpy": np.__version__, "python": platform.python_version(),
-            "load_average_at_end": os.getloadavg()[0],
-            # the best of the measurements: another process running during one only lowers it
-            "fp32_peak_gflops": round(max(peak), 1), "fp32_peak_measurements": peak, "peak_label": peak_label,
-            "date": datetime.datetime.now().isoformat(timespec="seconds"),
-            "checked_against": "torch autograd" if use_torch else "the float64 NumPy reference"}
-
-
 def time_interleaved(calls, n):
-    """n rounds of one call each, in turn; returns (seconds per call, others' share meanwhile)."""
+    """n rounds of each call in turn; returns (seconds per call, share of the cores others used).
+
+    The share matters because with one thread per core, a core taken by another process stalls
+    the barrier of every time step: a 5% share can make a row many times slower.
+    """
     times = [[] for _ in calls]
-    cpu0, start = cpu_seconds(), time.perf_counter()
+    (busy0, mine0), start = cpu_seconds(), time.perf_counter()
     for _ in range(n):
         for call, ts in zip(calls, times):
             t0 = time.perf_counter()
             call()
             ts.append(time.perf_counter() - t0)
-    return times, others_share(cpu0, cpu_seconds(), time.perf_counter() - start)
+    (busy1, mine1), wall = cpu_seconds(), time.perf_counter() - start
+    others = max(0.0, (busy1 - busy0) - (mine1 - mine0)) / (wall * len(os.sched_getaffinity(0)))
+    return times, others
+
+
+def fp32_peak(threads):
+    """(GFLOP/s, what it is): rnnfast's measured FMA peak when it has one, else numpy sgemm's."""
+    fma = getattr(rnnfast._core, "fma_peak_gflops", None)
+    if fma is not None:
+        return float(fma(threads)), "FMA peak"
+    # A child process, because OpenBLAS reads its thread count only when it loads.
+    code = ("import time, numpy as np\n"
+            "a = np.random.rand(2048, 2048).astype(np.float32); b = a.copy(); best = 1e9\n"
+            "for _ in range(8):\n"
+            "    t = time.perf_counter(); np.matmul(a, b); best = min(best, time.perf_counter() - t)\n"
+            "print(2 * 2048 ** 3 / best / 1e9)\n")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
+    return float(out.stdout), "sgemm peak (numpy)"
 
 
 # ---- one row -----------------------------------------------------------------------------
@@ -219,63 +228,48 @@ def time_interleaved(calls, n):
 def bench_row(cell, shape, training, use_torch, budget_s, min_reps, repeats):
     """Checks, then times one (cell, shape, mode); returns the row as a dict."""
     T, B, I = shape
-    cls, G = CELLS[cell]
+    start = time.perf_counter()
     row = {"cell": cell, "mode": MODES[training], "T": T, "B": B, "I": I, "H": I}
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal(shape, dtype=np.float32)
-    dy = rng.standard_normal(shape, dtype=np.float32)
-    m = getattr(rnnfast, cls)(I, I, seed=0).train(training)
-    if use_torch:
-        torch.manual_seed(0)
-        tm = getattr(torch.nn, cls)(I, I).train(training)
-        m.load_state_dict({k: v.detach().numpy() for k, v in tm.state_dict().items()})
-        tx, tdy = torch.from_numpy(x).requires_grad_(training), torch.from_numpy(dy)
-        calls = [lambda: rnnfast_step(m, x, dy, training), lambda: torch_step(tm, tx, tdy, training)]
-    else:
-        calls = [lambda: rnnfast_step(m, x, dy, training)]
-
     # The checked calls are also the first warm-up, and the ones whose memory is measured.
     try:
+        m, x, dy, calls = make_calls(cell, shape, training, use_torch)
         ours, row["rnnfast_bytes"] = numpy_peak_bytes(calls[0])
         if use_torch:
             ref, row["torch_bytes"] = torch_peak_bytes(calls[1])
-            ref = to_numpy(ref)
+            ref = torch_to_numpy(ref)
         else:
             ref = reference_step(cell, m.state_dict(), x, dy, training)
         row["max_rel_err"] = max_error(ours, ref)
-    except Exception as e:  # a crash is a failed check too, and should not hide the other rows
-        row.update(status="FAILED", error=f"{type(e).__name__}: {e}")
-        return row
-    if not row["max_rel_err"] <= RTOL:  # also catches NaN
-        row.update(status="FAILED", error=f"max rel err {row['max_rel_err']:.2e} > {RTOL:g}")
-        return row
+    except Exception as e:  # a crash is a failed check too, and must not hide the other rows
+        return dict(row, status="FAILED", error=f"{type(e).__name__}: {e}")
+    if not row["max_rel_err"] <= RTOL:  # written so that NaN fails too
+        return dict(row, status="FAILED", error=f"max rel err {row['max_rel_err']:.2e} > {RTOL:g}")
 
-    start = time.perf_counter()
+    t0 = time.perf_counter()
     for call in calls:  # a second warm-up, which also sizes the number of repeats
         call()
-    n = repeats or max(min_reps, min(100, int(budget_s / (time.perf_counter() - start))))
-    # Another process's burst can make a row meaningless; two more tries usually find a quiet spell.
-    tries = []
-    for _ in range(3):
-        tries.append(time_interleaved(calls, n))
-        if tries[-1][1] <= BUSY:
-            break
-    times, row["others_cpu"] = min(tries, key=lambda t: t[1])
+    n = repeats or max(min_reps, min(100, int(budget_s / (time.perf_counter() - t0))))
+    times, row["others_cpu"] = time_interleaved(calls, n)
+    if row["others_cpu"] > BUSY:  # another process's burst; a second try may find a quiet spell
+        times, row["others_cpu"] = min([(times, row["others_cpu"]), time_interleaved(calls, n)],
+                                       key=lambda t: t[1])
 
-    flop = 2 * T * B * (I + I) * G * I * (3 if training else 1)  # backward is about 2x forward
+    G = CELLS[cell][1]
+    flop = 2 * T * B * (I + I) * G * I * (3 if training else 1)  # backward: about two forwards
     row.update(status="ok", repeats=n, gflop=flop / 1e9)
     for name, ts in zip(("rnnfast", "torch"), times):
         row[name + "_ms"] = statistics.median(ts) * 1e3
         row[name + "_samples_ms"] = [round(t * 1e3, 4) for t in ts]
     if use_torch:
         row["ratio"] = row["torch_ms"] / row["rnnfast_ms"]
+    row["row_seconds"] = time.perf_counter() - start
     return row
 
 
 # ---- reporting ---------------------------------------------------------------------------
 
 def summarize(rows):
-    """Per cell and mode: geometric mean of the ratios over shapes, and the lowest ratio."""
+    """Per cell and mode: geometric mean of the ratios over the shapes, and the lowest ratio."""
     out = []
     for cell in CELLS:
         for mode in MODES:
@@ -292,36 +286,49 @@ def summarize(rows):
     return out
 
 
+def machine_info(threads, peaks, peak_name, use_torch):
+    """What a reader needs to compare this run with another."""
+    cpu = platform.processor()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "threads": threads, "isa": rnnfast.isa(),
+            "rnnfast": rnnfast.__version__, "torch": torch.__version__ if use_torch else None,
+            "numpy": np.__version__, "python": platform.python_version(),
+            # the best measurement: a busy machine can only lower one
+            "fp32_peak_gflops": round(max(peaks), 1), "fp32_peak_measurements": peaks, "peak_name": peak_name,
+            "checked_against": "torch autograd" if use_torch else "the float64 NumPy reference",
+            "date": datetime.datetime.now().isoformat(timespec="seconds")}
+
+
 def markdown(info, rows, summary):
-    """The report as Markdown: machine, one line per row, then the summary."""
-    fmt = lambda v, spec: "n/a" if v is None else format(v, spec)  # noqa: E731
-    mib = lambda r, k: fmt(r[k] / 2 ** 20 if k in r else None, ".1f")  # noqa: E731
-    peak, label = info["fp32_peak_gflops"], info["peak_label"]
+    """The report as Markdown: machine and legend, one line per row, then the summary."""
+    def fmt(v, spec):
+        return "n/a" if v is None else format(v, spec)
+    peak, pct = info["fp32_peak_gflops"], f"% of {info['peak_name']}"
     busy = max((r["others_cpu"] for r in rows if "others_cpu" in r), default=0.0)
     lines = [f"Machine: {info['cpu']}, {info['cores']} cores, {info['threads']} threads, isa {info['isa']}, "
-             f"torch {info['torch'] or 'not used'}, {info['date']}.",
-             f"Every row is checked against {info['checked_against']} first "
-             f"(FAILED: max rel err > {RTOL:g}; no timing).",
-             f"fp32 peak: {peak} GFLOP/s ({label[5:]}). ratio = torch ms / rnnfast ms (> 1: rnnfast faster). "
-             "MiB = peak bytes of arrays/tensors the call allocates (rnnfast: NumPy arrays via tracemalloc, "
-             "without its C++ scratch; torch: profiler tensor allocations). "
-             "others % = share of the cores other processes used while the row was timed.", ""]
+             f"torch {info['torch'] or 'not used'}, {info['date']}; fp32 peak {peak} GFLOP/s ({info['peak_name']}).",
+             f"Each row is checked against {info['checked_against']} before it is timed "
+             f"(FAILED: max rel err > {RTOL:g}, no timing). ratio = torch ms / rnnfast ms (> 1: rnnfast faster).",
+             "MiB = peak bytes of the arrays/tensors one call allocates (rnnfast: NumPy arrays by tracemalloc, "
+             "without its C++ scratch; torch: tensors by its profiler). "
+             "others % = share of the cores other processes took while the row was timed.", ""]
     if busy > BUSY:
-        lines += [f"**Warning: other processes used up to {100 * busy:.0f}% of the cores during timing; "
-                  "those rows are unreliable (a stalled thread stalls every time step).**", ""]
+        lines += [f"**Warning: other processes took up to {100 * busy:.0f}% of the cores during timing; "
+                  "rows with a high others % are unreliable.**", ""]
     lines += [f"| cell | mode | T, B, I=H | rnnfast ms | torch ms | ratio | rnnfast GFLOP/s | torch GFLOP/s "
-              f"| rnnfast {label} | torch {label} | rnnfast MiB | torch MiB | max rel err | others % |",
+              f"| rnnfast {pct} | torch {pct} | rnnfast MiB | torch MiB | max rel err | others % |",
               "|" + "---|" * 14]
     for r in rows:
         head = f"| {r['cell']} | {r['mode']} | {r['T']}, {r['B']}, {r['I']} "
         if r["status"] != "ok":
             lines.append(head + f"| FAILED: {r['error']} |" + " |" * 10)
             continue
-        rates = [r["gflop"] / (r[k] / 1e3) if k in r else None for k in ("rnnfast_ms", "torch_ms")]
+        rates = [r["gflop"] / (r[k + "_ms"] / 1e3) if k + "_ms" in r else None for k in ("rnnfast", "torch")]
         cols = [fmt(r["rnnfast_ms"], ".2f"), fmt(r.get("torch_ms"), ".2f"), fmt(r.get("ratio"), ".2f")]
-        cols += [fmt(g, ".1f") for g in rates] + [fmt(g and 100 * g / peak, ".1f") for g in rates]
-        cols += [mib(r, "rnnfast_bytes"), mib(r, "torch_bytes"), f"{r['max_rel_err']:.1e}"]
-        cols.append(f"{100 * r['others_cpu']:.0f}")
+        cols += [fmt(g, ".1f") for g in rates] + [fmt(None if g is None else 100 * g / peak, ".1f") for g in rates]
+        cols += [fmt(r[k] / 2 ** 20 if k in r else None, ".1f") for k in ("rnnfast_bytes", "torch_bytes")]
+        cols += [f"{r['max_rel_err']:.1e}", f"{100 * r['others_cpu']:.0f}"]
         lines.append(head + "| " + " | ".join(cols) + " |")
     if any("geomean_ratio" in s for s in summary):
         lines += ["", "| cell | mode | geomean ratio | lowest ratio (T, B, I) | failed rows |", "|---|---|---|---|---|"]
@@ -333,10 +340,10 @@ def markdown(info, rows, summary):
 
 
 def plot(rows, path):
-    """A bar per checked row of the speed ratio; skipped when matplotlib is not installed."""
+    """A bar chart of the ratios of the checked rows; skipped when matplotlib is not installed."""
     try:
         import matplotlib
-        matplotlib.use("Agg")
+        matplotlib.use("Agg")  # no display needed
         import matplotlib.pyplot as plt
     except ImportError:
         return False
@@ -348,7 +355,7 @@ def plot(rows, path):
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_xticks(range(len(ok)), [f"{r['cell']} {r['mode'][:5]} {r['T']},{r['B']},{r['I']}" for r in ok],
                   rotation=75, fontsize=7)
-    ax.set_ylabel("torch time / rnnfast time")
+    ax.set_ylabel("torch time / rnnfast time (> 1: rnnfast faster)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -358,33 +365,35 @@ def plot(rows, path):
 def main(argv=None):
     """Parses the options, runs every row, writes and prints the report; 1 if any row FAILED."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help=f"shapes {QUICK_SHAPES}, fewer repeats")
+    p.add_argument("--quick", action="store_true", help=f"shapes {QUICK_SHAPES} only, fewer repeats")
     p.add_argument("--cells", nargs="+", choices=list(CELLS), default=list(CELLS))
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="default: all cores")
     p.add_argument("--repeats", type=int, default=None,
                    help="timed calls per row (default: as many as fit in --budget, at least 5, 3 with --quick)")
-    p.add_argument("--budget", type=float, default=None, help="seconds of timing per row (default 5, 1 with --quick)")
+    p.add_argument("--budget", type=float, default=None, help="seconds of timing per row (default 6, 1 with --quick)")
     p.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)), help="default: benchmarks/")
     p.add_argument("--no-torch", action="store_true", help="rnnfast alone, checked against the NumPy reference")
     args = p.parse_args(argv)
     use_torch = torch is not None and not args.no_torch
-    budget = args.budget if args.budget is not None else (1.0 if args.quick else 5.0)
+    budget = args.budget if args.budget is not None else (1.0 if args.quick else 6.0)
 
     rnnfast.set_num_threads(args.threads)
     if use_torch:
         torch.set_num_threads(args.threads)
-    peak, peak_label = fp32_peak(args.threads)
+    peak, peak_name = fp32_peak(args.threads)
     rows = []
     for cell in args.cells:
         for shape in QUICK_SHAPES if args.quick else SHAPES:
             for training in (False, True):
                 row = bench_row(cell, shape, training, use_torch, budget, 3 if args.quick else 5, args.repeats)
-                done = row.get("error") or " ".join(f"{k} {row[k + '_ms']:.2f} ms" for k in ("rnnfast", "torch")
-                                                    if k + "_ms" in row)
+                done = row.get("error") or ", ".join(
+                    [f"{k} {row[k + '_ms']:.2f} ms" for k in ("rnnfast", "torch") if k + "_ms" in row]
+                    + [f"others {100 * row['others_cpu']:.0f}%"])
                 print(f"{cell:8s} {row['mode']:9s} {shape}: {row['status']}: {done}", file=sys.stderr, flush=True)
                 rows.append(row)
+    peaks = [round(peak, 1), round(fp32_peak(args.threads)[0], 1)]  # measured again: see machine_info
+    info = machine_info(args.threads, peaks, peak_name, use_torch)
     summary = summarize(rows)
-    info = machine_info(args.threads, [round(peak, 1), round(fp32_peak(args.threads)[0], 1)], peak_label, use_torch)
 
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w") as f:
@@ -394,7 +403,7 @@ def main(argv=None):
         f.write(report)
     plot(rows, os.path.join(args.out, "results.png"))
     print(report)
-    return 1 if any(r["status"] != "ok" for r in rows) else 0  # a wrong result fails CI
+    return 1 if any(r["status"] != "ok" for r in rows) else 0  # so that a wrong result fails CI
 
 
 if __name__ == "__main__":
