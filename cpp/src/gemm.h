@@ -75,26 +75,38 @@ void pack_panels(const Packed<T, NV>& P, Mat<T> B, Cols cols, index p0, index p1
 enum class Init { zero, load, bias };
 
 // C rows [0, MR) x one panel over kc values of k. cols/valid give each vector's place in C.
-template <class T, int MR, int NV>
+// KS > 1 splits k into KS interleaved partial sums (added in a fixed order at the end), so that
+// a kernel with few rows still has enough independent FMA chains to hide the FMA latency.
+template <class T, int MR, int NV, int KS = 1>
 inline void micro(index kc, const T* a, index rs, index cs, const T* b, T* c, index ldc,
                   const index* cols, const int* valid, Init init, const T* bias) {
     constexpr int W = simd<T>::W;
-    vec<T> acc[MR][NV];
+    vec<T> acc[KS][MR][NV];
     for (int vi = 0; vi < NV; ++vi) {
         vec<T> b0 = init == Init::bias ? load_n(bias + cols[vi], valid[vi]) : splat<T>(0);
-        for (int m = 0; m < MR; ++m)
-            acc[m][vi] = init == Init::load ? load_n(c + m * ldc + cols[vi], valid[vi]) : b0;
-    }
-    for (index k = 0; k < kc; ++k) {
-        vec<T> bv[NV];
-        for (int vi = 0; vi < NV; ++vi) bv[vi] = load(b + (k * NV + vi) * W);
         for (int m = 0; m < MR; ++m) {
-            const vec<T> am = splat(a[m * rs + k * cs]);
-            for (int vi = 0; vi < NV; ++vi) acc[m][vi] += am * bv[vi];
+            acc[0][m][vi] = init == Init::load ? load_n(c + m * ldc + cols[vi], valid[vi]) : b0;
+            for (int s = 1; s < KS; ++s) acc[s][m][vi] = splat<T>(0);
         }
     }
+    index k = 0;
+    for (; k + KS <= kc; k += KS)
+        for (int s = 0; s < KS; ++s) {
+            vec<T> bv[NV];
+            for (int vi = 0; vi < NV; ++vi) bv[vi] = load(b + ((k + s) * NV + vi) * W);
+            for (int m = 0; m < MR; ++m) {
+                const vec<T> am = splat(a[m * rs + (k + s) * cs]);
+                for (int vi = 0; vi < NV; ++vi) acc[s][m][vi] += am * bv[vi];
+            }
+        }
+    for (; k < kc; ++k)
+        for (int m = 0; m < MR; ++m)
+            for (int vi = 0; vi < NV; ++vi) acc[0][m][vi] += splat(a[m * rs + k * cs]) * load(b + (k * NV + vi) * W);
+    for (int s = 1; s < KS; ++s)
+        for (int m = 0; m < MR; ++m)
+            for (int vi = 0; vi < NV; ++vi) acc[0][m][vi] += acc[s][m][vi];
     for (int m = 0; m < MR; ++m)
-        for (int vi = 0; vi < NV; ++vi) store_n(c + m * ldc + cols[vi], acc[m][vi], valid[vi]);
+        for (int vi = 0; vi < NV; ++vi) store_n(c + m * ldc + cols[vi], acc[0][m][vi], valid[vi]);
 }
 
 // Rows [m0, m1) of C against panels [p0, p1) of one packed K block.
@@ -114,13 +126,18 @@ void gemm_block(index m0, index m1, Mat<T> A, index k0, const Packed<T, NV>& P, 
         index m = m0;
         for (; m + MR <= m1; m += MR)
             micro<T, MR, NV>(kc, &A.p[m * A.rs + k0 * A.cs], A.rs, A.cs, b, C + m * ldc, ldc, cv, nv, init, bias);
-        // Remaining rows, one kernel instance per count so no row past m1 is read.
+        // Remaining rows, one kernel instance per count so no row past m1 is read; with few rows,
+        // k is split to keep at least 8 FMA chains in flight.
         const index rest = m1 - m;
         const T* a = &A.p[m * A.rs + k0 * A.cs];
         T* c = C + m * ldc;
         switch (rest) {
 #define RNNFAST_TAIL(R) \
-    case R: if (R < MR) micro<T, (R < MR ? R : 1), NV>(kc, a, A.rs, A.cs, b, c, ldc, cv, nv, init, bias); break;
+    case R:                                                                                              \
+        if (R < MR)                                                                                      \
+            micro<T, (R < MR ? R : 1), NV, (R * NV >= 8 ? 1 : R * NV >= 4 ? 2 : 4)>(kc, a, A.rs, A.cs, b, c, \
+                                                                                   ldc, cv, nv, init, bias); \
+        break;
             RNNFAST_TAIL(1) RNNFAST_TAIL(2) RNNFAST_TAIL(3) RNNFAST_TAIL(4) RNNFAST_TAIL(5)
             RNNFAST_TAIL(6) RNNFAST_TAIL(7)
 #undef RNNFAST_TAIL

@@ -49,11 +49,12 @@ template <class T> struct Saved {
 template <class T, class Cell> struct Driver {
     static constexpr int G = Cell::G;
     static constexpr int W = simd<T>::W;
-    static constexpr int Q = G == 1 ? 2 : 1;           // unit tiles per recurrent panel
-    static constexpr int NVR = G * Q;                   // vectors per recurrent panel
-    static constexpr int MRR = RNNFAST_VBYTES == 64 ? 4 : (G == 4 ? 2 : G == 3 ? 3 : 4);
-    static constexpr int NVP = 2;                       // vectors per panel, plain products
-    static constexpr int MRP = RNNFAST_VBYTES == 64 ? 8 : 6;
+    static constexpr int NVP = 2;                       // vectors per panel (W_hh and plain products)
+    static constexpr int MRP = RNNFAST_VBYTES == 64 ? 8 : 6;  // rows per micro-kernel call
+    // The recurrent product hands out unit tiles (W hidden units, all G gates) in groups whose
+    // G * TPG vectors fill whole panels, so each thread owns every gate of its units.
+    static constexpr int TPG = G % 2 == 0 ? 1 : 2;      // unit tiles per group
+    static constexpr int PPG = G * TPG / NVP;           // panels per group
     static constexpr index KC = 256;                    // k-block of the plain products
 
     template <class C> static Saved<T> carve_saved(const LayerShape& s, C& cv) {
@@ -66,11 +67,11 @@ template <class T, class Cell> struct Driver {
         return sv;
     }
 
-    static index rec_panels(index H) { return (GateCols<T>{G, H}.nvec() + NVR - 1) / NVR; }
+    static index rec_groups(index H) { return (GateCols<T>{G, H}.tiles() + TPG - 1) / TPG; }
     static index plain_panels(index N) { return (PlainCols<T>{N}.nvec() + NVP - 1) / NVP; }
     static index chunk_steps(const LayerShape& s, bool training) {
         if (training) return s.T;
-        const index c = (128 + s.B - 1) / s.B;  // about 128 rows per projection product
+        const index c = (512 + s.B - 1) / s.B;  // about 512 rows per projection product
         return c < s.T ? c : s.T;
     }
 
@@ -80,7 +81,7 @@ template <class T, class Cell> struct Driver {
     template <class C> static FwdWork carve_fwd(const LayerShape& s, bool training, C& cv) {
         const index GH = G * s.H, BH = s.B * s.H;
         FwdWork w{};
-        w.wpack = cv.take(Packed<T, NVR>::size(s.H, GateCols<T>{G, s.H}.nvec()));
+        w.wpack = cv.take(Packed<T, NVP>::size(s.H, rec_groups(s.H) * PPG * NVP));
         w.packbuf = cv.take(KC * plain_panels(GH) * NVP * W);
         w.bias_p = cv.take(GH);
         w.bias_r = cv.take(GH);
@@ -150,21 +151,22 @@ template <class T, class Cell> struct Driver {
         Carver<T> sc{a.saved};
         const Saved<T> sv = training ? carve_saved(s, sc) : Saved<T>{};
         const GateCols<T> rcols{G, H};
-        const index npr = rec_panels(H);
-        const Packed<T, NVR> WP{w.wpack, H, H, npr};
+        const index ngroups = rec_groups(H);
+        const Packed<T, NVP> WP{w.wpack, H, H, ngroups * PPG};
         const index Tc = chunk_steps(s, training);
         // State after k processed steps.
         auto state = [&](T* const* pingpong, T* seq, index k) -> T* {
             return training ? seq + (s.reverse ? nT - k : k) * BH : pingpong[k & 1];
         };
 
-#pragma omp parallel num_threads(threads_for(s, npr))
+#pragma omp parallel num_threads(threads_for(s, ngroups))
         {
             const Team team = make_team();
             const FlushDenormals ftz;
-            const Range pr = team.split(npr);
-            const index u0 = pr.lo * Q * W < H ? pr.lo * Q * W : H;
-            const index u1 = pr.hi * Q * W < H ? pr.hi * Q * W : H;
+            const Range gr = team.split(ngroups);
+            const Range pr{gr.lo * PPG, gr.hi * PPG};  // my panels of W_hh
+            const index u0 = gr.lo * TPG * W < H ? gr.lo * TPG * W : H;  // my hidden units
+            const index u1 = gr.hi * TPG * W < H ? gr.hi * TPG * W : H;
 
             // Each thread packs the W_hh panels it will use: B(k, g*H + u) = w_hh[(g*H + u) * H + k].
             pack_panels(WP, Mat<T>{a.w_hh, 1, H}, rcols, pr.lo, pr.hi);
@@ -194,7 +196,7 @@ template <class T, class Cell> struct Driver {
                     T* hn = state(w.S, sv.states, k + 1);
                     const T* cp = G == 4 ? state(w.C, sv.cells, k) : nullptr;
                     T* cn = G == 4 ? state(w.C, sv.cells, k + 1) : nullptr;
-                    gemm_block<T, MRR, NVR>(0, B, Mat<T>{hp, H, 1}, 0, WP, 0, rcols, pr.lo, pr.hi, w.rec,
+                    gemm_block<T, MRP, NVP>(0, B, Mat<T>{hp, H, 1}, 0, WP, 0, rcols, pr.lo, pr.hi, w.rec,
                                             GH, Cell::kRecurrentBias ? Init::bias : Init::zero, w.bias_r);
                     for (index b = 0; b < B; ++b) {
                         T* p = P + ((t - tlo) * B + b) * GH;

@@ -35,7 +35,9 @@ template <> struct simd<double> {
 
 template <class T> using vec = typename simd<T>::V;
 
-template <class T> inline vec<T> splat(T s) { return vec<T>{} + s; }
+// Broadcast. (Not `vec<T>{} + s`: without -ffast-math, 0 + s is a real add, since 0 + -0 = +0;
+// s - 0 is exactly s for every s, so it folds to a plain broadcast.)
+template <class T> inline vec<T> splat(T s) { return s - vec<T>{}; }
 
 template <class T> inline vec<T> load(const T* p) {
     return *reinterpret_cast<const typename simd<T>::U*>(p);
