@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -113,8 +114,9 @@ py::tuple forward(int cell, py::array x, std::optional<py::array> h0, std::optio
     a.h_n = h_n.mutable_data();
     a.c_n = lstm ? c_n.mutable_data() : nullptr;
     a.saved = training ? saved.mutable_data() : nullptr;
-    std::vector<T> scratch(rnnfast::forward_scratch_size(s, training, sizeof(T)));
-    a.scratch = scratch.data();
+    // Uninitialised on purpose: the kernels write every scratch value before reading it.
+    std::unique_ptr<T[]> scratch(new T[rnnfast::forward_scratch_size(s, training, sizeof(T))]);
+    a.scratch = scratch.get();
     {
         py::gil_scoped_release nogil;
         rnnfast::layer_forward(a);
@@ -158,8 +160,8 @@ py::tuple backward(int cell, py::array x, py::array w_ih, py::array w_hh, std::o
     py::array_t<T> dh0({B, H}), dc0 = lstm ? py::array_t<T>({B, H}) : py::array_t<T>(0);
     a.dh0 = dh0.mutable_data();
     a.dc0 = lstm ? dc0.mutable_data() : nullptr;
-    std::vector<T> scratch(rnnfast::backward_scratch_size(s, sizeof(T)));
-    a.scratch = scratch.data();
+    std::unique_ptr<T[]> scratch(new T[rnnfast::backward_scratch_size(s, sizeof(T))]);
+    a.scratch = scratch.get();
     {
         py::gil_scoped_release nogil;
         rnnfast::layer_backward(a);

@@ -109,39 +109,45 @@ inline void micro(index kc, const T* a, index rs, index cs, const T* b, T* c, in
         for (int vi = 0; vi < NV; ++vi) store_n(c + m * ldc + cols[vi], acc[0][m][vi], valid[vi]);
 }
 
-// Rows [m0, m1) of C against panels [p0, p1) of one packed K block.
+// Rows [m0, m1) of C against panels [p0, p1) of one packed K block. Rows go in blocks of MC so
+// that a block of A (MC x kc) stays in L2 while every panel passes over it; a panel (kc x NV*W)
+// stays in L1 while the block's rows pass over it.
 template <class T, int MR, int NV, class Cols>
 void gemm_block(index m0, index m1, Mat<T> A, index k0, const Packed<T, NV>& P, index kb,
                 Cols cols, index p0, index p1, T* C, index ldc, Init init, const T* bias) {
+    constexpr index MC = MR * 20;
     const index kc = P.kc(kb), nvec = cols.nvec();
-    for (index p = p0; p < p1; ++p) {
-        index cv[NV];
-        int nv[NV];
-        for (int vi = 0; vi < NV; ++vi) {
-            const index v = p * NV + vi;
-            cv[vi] = v < nvec ? cols.col(v) : 0;
-            nv[vi] = v < nvec ? cols.valid(v) : 0;
-        }
-        const T* b = P.block(kb, p);
-        index m = m0;
-        for (; m + MR <= m1; m += MR)
-            micro<T, MR, NV>(kc, &A.p[m * A.rs + k0 * A.cs], A.rs, A.cs, b, C + m * ldc, ldc, cv, nv, init, bias);
-        // Remaining rows, one kernel instance per count so no row past m1 is read; with few rows,
-        // k is split to keep at least 8 FMA chains in flight.
-        const index rest = m1 - m;
-        const T* a = &A.p[m * A.rs + k0 * A.cs];
-        T* c = C + m * ldc;
-        switch (rest) {
-#define RNNFAST_TAIL(R) \
+    for (index mb = m0; mb < m1; mb += MC) {
+        const index me = mb + MC < m1 ? mb + MC : m1;
+        for (index p = p0; p < p1; ++p) {
+            index cv[NV];
+            int nv[NV];
+            for (int vi = 0; vi < NV; ++vi) {
+                const index v = p * NV + vi;
+                cv[vi] = v < nvec ? cols.col(v) : 0;
+                nv[vi] = v < nvec ? cols.valid(v) : 0;
+            }
+            const T* b = P.block(kb, p);
+            index m = mb;
+            for (; m + MR <= me; m += MR)
+                micro<T, MR, NV>(kc, &A.p[m * A.rs + k0 * A.cs], A.rs, A.cs, b, C + m * ldc, ldc, cv, nv, init, bias);
+            // Remaining rows, one kernel instance per count so no row past me is read; with few
+            // rows, k is split to keep at least 8 FMA chains in flight.
+            const index rest = me - m;
+            const T* a = &A.p[m * A.rs + k0 * A.cs];
+            T* c = C + m * ldc;
+            switch (rest) {
+#define RNNFAST_TAIL(R)                                                                                  \
     case R:                                                                                              \
         if (R < MR)                                                                                      \
             micro<T, (R < MR ? R : 1), NV, (R * NV >= 8 ? 1 : R * NV >= 4 ? 2 : 4)>(kc, a, A.rs, A.cs, b, c, \
                                                                                    ldc, cv, nv, init, bias); \
         break;
-            RNNFAST_TAIL(1) RNNFAST_TAIL(2) RNNFAST_TAIL(3) RNNFAST_TAIL(4) RNNFAST_TAIL(5)
-            RNNFAST_TAIL(6) RNNFAST_TAIL(7)
+                RNNFAST_TAIL(1) RNNFAST_TAIL(2) RNNFAST_TAIL(3) RNNFAST_TAIL(4) RNNFAST_TAIL(5)
+                RNNFAST_TAIL(6) RNNFAST_TAIL(7)
 #undef RNNFAST_TAIL
-            default: break;
+                default: break;
+            }
         }
     }
 }
