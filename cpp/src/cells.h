@@ -35,6 +35,10 @@ template <class T> struct BwdRow {
     T* dh_prev;       // (H) out: the part of dL/dh_{t-1} that bypasses W_hh
 };
 
+// Inline everything a cell's step calls (the unit loop's lambda, the activations), so constants
+// stay in registers across the loop.
+#define RNNFAST_FLATTEN __attribute__((flatten))
+
 // Calls f(u, n) for each vector of units in [u0, u1); n < W only for the last one.
 template <class T, class F> inline void for_units(index u0, index u1, F&& f) {
     constexpr int W = simd<T>::W;
@@ -47,7 +51,7 @@ template <class T, bool Relu> struct RnnCell {
 
     static vec<T> act(vec<T> x) { return Relu ? vrelu(x) : vtanh(x); }
 
-    static void forward(const FwdRow<T>& r, index H, index u0, index u1) {
+    RNNFAST_FLATTEN static void forward(const FwdRow<T>& r, index H, index u0, index u1) {
         (void)H;
         for_units<T>(u0, u1, [&](index u, int n) {
             vec<T> h = act(load_n(r.p + u, n) + load_n(r.rec + u, n));
@@ -55,7 +59,7 @@ template <class T, bool Relu> struct RnnCell {
             if (r.gates) store_n(r.gates + u, h, n);
         });
     }
-    static void backward(const BwdRow<T>& r, index H, index u0, index u1) {
+    RNNFAST_FLATTEN static void backward(const BwdRow<T>& r, index H, index u0, index u1) {
         (void)H;
         for_units<T>(u0, u1, [&](index u, int n) {
             vec<T> h = load_n(r.gates + u, n), dh = load_n(r.dh + u, n);
@@ -70,7 +74,7 @@ template <class T> struct LstmCell {
     static constexpr int G = 4;
     static constexpr bool kRecurrentBias = false;
 
-    static void forward(const FwdRow<T>& r, index H, index u0, index u1) {
+    RNNFAST_FLATTEN static void forward(const FwdRow<T>& r, index H, index u0, index u1) {
         for_units<T>(u0, u1, [&](index u, int n) {
             vec<T> i = vsigmoid(load_n(r.p + u, n) + load_n(r.rec + u, n));
             vec<T> f = vsigmoid(load_n(r.p + H + u, n) + load_n(r.rec + H + u, n));
@@ -87,7 +91,7 @@ template <class T> struct LstmCell {
             }
         });
     }
-    static void backward(const BwdRow<T>& r, index H, index u0, index u1) {
+    RNNFAST_FLATTEN static void backward(const BwdRow<T>& r, index H, index u0, index u1) {
         const vec<T> one = splat<T>(1);
         for_units<T>(u0, u1, [&](index u, int n) {
             vec<T> i = load_n(r.gates + u, n), f = load_n(r.gates + H + u, n);
@@ -109,7 +113,7 @@ template <class T> struct GruCell {
     static constexpr int G = 3;
     static constexpr bool kRecurrentBias = true;  // b_hn stays inside r * (W_hn h + b_hn)
 
-    static void forward(const FwdRow<T>& r, index H, index u0, index u1) {
+    RNNFAST_FLATTEN static void forward(const FwdRow<T>& r, index H, index u0, index u1) {
         for_units<T>(u0, u1, [&](index u, int n) {
             vec<T> rg = vsigmoid(load_n(r.p + u, n) + load_n(r.rec + u, n));
             vec<T> z = vsigmoid(load_n(r.p + H + u, n) + load_n(r.rec + H + u, n));
@@ -125,7 +129,7 @@ template <class T> struct GruCell {
             }
         });
     }
-    static void backward(const BwdRow<T>& r, index H, index u0, index u1) {
+    RNNFAST_FLATTEN static void backward(const BwdRow<T>& r, index H, index u0, index u1) {
         const vec<T> one = splat<T>(1);
         for_units<T>(u0, u1, [&](index u, int n) {
             vec<T> rg = load_n(r.gates + u, n), z = load_n(r.gates + H + u, n);

@@ -1,0 +1,176 @@
+"""Feed-forward pieces that sit around the recurrent layers: Linear (a per-time-step head) and
+Embedding (integer ids -> vectors).
+
+Both follow the recurrent modules' conventions: `forward` / `__call__`, `backward(grad_output)`
+through the last training forward, gradients *added into* `grads` (`zero_grad()` clears them),
+`state_dict()` / `load_state_dict()` under torch.nn's names (`weight`, `bias`), `parameters()`
+(the live arrays an optimiser updates in place), `train()` / `eval()` (eval saves nothing).
+
+Shapes: Linear maps the last axis, so one call covers every time step of (T, B, F) or (B, T, F)
+(or a plain (B, F)); Embedding maps ids of any shape (...) to (..., D).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _validate as v
+
+
+class _Module:
+    """Parameter bookkeeping shared by Linear and Embedding."""
+
+    def _init_params(self, params: dict, dtype) -> None:
+        self.dtype = v.dtype_of(dtype)
+        self._params = {k: np.ascontiguousarray(p, dtype=self.dtype) for k, p in params.items()}
+        self.grads = {k: np.zeros_like(p) for k, p in self._params.items()}
+        self.training = True
+        self._saved = None
+
+    def state_dict(self) -> dict:
+        """Copies of the parameters under torch.nn's names."""
+        return {k: p.copy() for k, p in self._params.items()}
+
+    def load_state_dict(self, state) -> None:
+        """Copies every parameter in place; all-or-nothing (nothing changes if any entry is wrong)."""
+        missing = [k for k in self._params if k not in state]
+        unexpected = [k for k in state if k not in self._params]
+        if missing or unexpected:
+            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        checked = {}
+        for k, p in self._params.items():
+            arr = np.asarray(state[k])
+            if arr.dtype.kind not in "fiu":
+                raise TypeError(f"load_state_dict: {k}: expected a real array, got dtype {arr.dtype}")
+            if arr.shape != p.shape:
+                raise ValueError(f"load_state_dict: {k}: expected shape {p.shape}, got {arr.shape}")
+            checked[k] = arr
+        for k, arr in checked.items():
+            np.copyto(self._params[k], arr, casting="unsafe")
+
+    def parameters(self) -> dict:
+        """The live parameter arrays (update them in place, e.g. in an optimiser)."""
+        return self._params
+
+    def zero_grad(self) -> None:
+        for g in self.grads.values():
+            g.fill(0)
+
+    def train(self, mode: bool = True):
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def _saved_forward(self):
+        if self._saved is None:
+            raise RuntimeError("backward: no saved forward; call forward in train mode first "
+                               "(an eval-mode forward saves nothing)")
+        return self._saved
+
+
+class Linear(_Module):
+    """y = x @ weight.T + bias on the last axis: weight (out_features, in_features), bias (out_features,).
+
+    Initialised like torch.nn.Linear: U(-1/sqrt(in_features), 1/sqrt(in_features)).
+    """
+
+    def __init__(self, in_features, out_features, bias=True, dtype="float32", seed=None):
+        self.in_features = v.positive_int(in_features, "in_features")
+        self.out_features = v.positive_int(out_features, "out_features")
+        self.bias = bool(bias)
+        rng = np.random.default_rng(seed)
+        bound = 1.0 / np.sqrt(self.in_features)
+        params = {"weight": rng.uniform(-bound, bound, (self.out_features, self.in_features))}
+        if self.bias:
+            params["bias"] = rng.uniform(-bound, bound, self.out_features)
+        self._init_params(params, dtype)
+
+    def forward(self, x):
+        """(..., in_features) -> (..., out_features)."""
+        x = v.float_array(x, "input", self.dtype)
+        if x.ndim < 1 or x.shape[-1] != self.in_features:
+            raise ValueError(f"input: expected in_features {self.in_features} on the last axis, got shape {x.shape}")
+        x2 = x.reshape(-1, self.in_features)
+        y = x2 @ self._params["weight"].T
+        if self.bias:
+            y += self._params["bias"]
+        self._saved = x2 if self.training else None
+        return y.reshape(x.shape[:-1] + (self.out_features,))
+
+    __call__ = forward
+
+    def backward(self, grad_output):
+        """grad_input (..., in_features); adds into grads["weight"] and grads["bias"]."""
+        x2 = self._saved_forward()
+        dy = v.float_array(grad_output, "grad_output", self.dtype)
+        if dy.ndim < 1 or dy.shape[-1] != self.out_features or dy.size // self.out_features != x2.shape[0]:
+            raise ValueError(f"grad_output: expected {x2.shape[0]} rows of {self.out_features} "
+                             f"(the forward's output shape), got shape {dy.shape}")
+        dy2 = dy.reshape(-1, self.out_features)
+        self.grads["weight"] += dy2.T @ x2
+        if self.bias:
+            self.grads["bias"] += dy2.sum(axis=0)
+        return (dy2 @ self._params["weight"]).reshape(dy.shape[:-1] + (self.in_features,))
+
+    def __repr__(self):
+        return f"Linear({self.in_features}, {self.out_features}, bias={self.bias}, dtype={self.dtype.name})"
+
+
+class Embedding(_Module):
+    """Row lookup: ids (...) in [0, num_embeddings) -> weight[ids] (..., embedding_dim).
+
+    Initialised like torch.nn.Embedding: N(0, 1), with the `padding_idx` row (if any) zero; that row
+    gets no gradient, so it stays zero. The backward scatters into the rows the ids touched and
+    nowhere else (`np.add.at`), so its cost follows the number of ids, not the vocabulary.
+    """
+
+    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, dtype="float32", seed=None):
+        self.num_embeddings = v.positive_int(num_embeddings, "num_embeddings")
+        self.embedding_dim = v.positive_int(embedding_dim, "embedding_dim")
+        if padding_idx is not None:
+            if isinstance(padding_idx, bool) or not isinstance(padding_idx, (int, np.integer)):
+                raise TypeError(f"padding_idx: expected an int or None, got {type(padding_idx).__name__}")
+            if not -self.num_embeddings <= padding_idx < self.num_embeddings:
+                raise ValueError(f"padding_idx: expected a value in [-{self.num_embeddings}, "
+                                 f"{self.num_embeddings}), got {padding_idx}")
+            padding_idx = int(padding_idx) % self.num_embeddings  # torch's convention for negative values
+        self.padding_idx = padding_idx
+        weight = np.random.default_rng(seed).standard_normal((self.num_embeddings, self.embedding_dim))
+        if padding_idx is not None:
+            weight[padding_idx] = 0
+        self._init_params({"weight": weight}, dtype)
+
+    def _check_ids(self, ids):
+        ids = np.asarray(ids)
+        if ids.dtype.kind not in "iu" or ids.dtype == np.bool_:
+            raise TypeError(f"input: expected integer ids, got dtype {ids.dtype}")
+        if ids.size and (ids.min() < 0 or ids.max() >= self.num_embeddings):
+            raise IndexError(f"input: ids must lie in [0, {self.num_embeddings}), "
+                             f"got min {ids.min()} max {ids.max()}")
+        return ids.astype(np.intp, copy=False)
+
+    def forward(self, ids):
+        """ids (...) -> vectors (..., embedding_dim), a new array."""
+        ids = self._check_ids(ids)
+        self._saved = ids if self.training else None
+        return self._params["weight"].take(ids, axis=0)
+
+    __call__ = forward
+
+    def backward(self, grad_output):
+        """Adds into grads["weight"] the rows of the ids of the last training forward; returns None
+        (ids have no gradient)."""
+        ids = self._saved_forward()
+        dy = v.shaped(grad_output, "grad_output", self.dtype, ids.shape + (self.embedding_dim,),
+                      "(the forward's output shape)")
+        flat_ids, rows = ids.reshape(-1), dy.reshape(-1, self.embedding_dim)
+        if self.padding_idx is not None:
+            keep = flat_ids != self.padding_idx
+            flat_ids, rows = flat_ids[keep], rows[keep]
+        np.add.at(self.grads["weight"], flat_ids, rows)
+        return None
+
+    def __repr__(self):
+        pad = "" if self.padding_idx is None else f", padding_idx={self.padding_idx}"
+        return f"Embedding({self.num_embeddings}, {self.embedding_dim}{pad}, dtype={self.dtype.name})"
