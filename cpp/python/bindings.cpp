@@ -160,7 +160,8 @@ py::tuple backward(int cell, py::array x, py::array w_ih, py::array w_hh, std::o
     py::array_t<T> dh0({B, H}), dc0 = lstm ? py::array_t<T>({B, H}) : py::array_t<T>(0);
     a.dh0 = dh0.mutable_data();
     a.dc0 = lstm ? dc0.mutable_data() : nullptr;
-    std::unique_ptr<T[]> scratch(new T[rnnfast::backward_scratch_size(s, sizeof(T))]);
+    a.threads = rnnfast::get_num_threads();  // read once: sizes the scratch and runs the kernel
+    std::unique_ptr<T[]> scratch(new T[rnnfast::backward_scratch_size(s, sizeof(T), a.threads)]);
     a.scratch = scratch.get();
     {
         py::gil_scoped_release nogil;

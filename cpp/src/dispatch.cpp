@@ -66,8 +66,8 @@ index saved_size(const LayerShape& s) {
 index forward_scratch_size(const LayerShape& s, bool training, int elem_bytes) {
     return elem_bytes == 4 ? k().forward_scratch_f32(s, training) : k().forward_scratch_f64(s, training);
 }
-index backward_scratch_size(const LayerShape& s, int elem_bytes) {
-    return elem_bytes == 4 ? k().backward_scratch_f32(s) : k().backward_scratch_f64(s);
+index backward_scratch_size(const LayerShape& s, int elem_bytes, int threads) {
+    return elem_bytes == 4 ? k().backward_scratch_f32(s, threads) : k().backward_scratch_f64(s, threads);
 }
 
 void layer_forward(const LayerForward<float>& a) { k().forward_f32(a); }

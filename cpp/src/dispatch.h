@@ -13,8 +13,8 @@ struct KernelTable {
     void (*backward_f64)(const LayerBackward<double>&);
     index (*forward_scratch_f32)(const LayerShape&, bool training);
     index (*forward_scratch_f64)(const LayerShape&, bool training);
-    index (*backward_scratch_f32)(const LayerShape&);
-    index (*backward_scratch_f64)(const LayerShape&);
+    index (*backward_scratch_f32)(const LayerShape&, int threads);
+    index (*backward_scratch_f64)(const LayerShape&, int threads);
     void (*activation)(int f, const float* in, float* out, index n);
     double (*fma_peak_gflops)(int threads);
 };

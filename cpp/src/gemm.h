@@ -112,13 +112,27 @@ inline void micro(index kc, const T* a, index rs, index cs, const T* b, T* c, in
 // Rows [m0, m1) of C against panels [p0, p1) of one packed K block. Rows go in blocks of MC so
 // that a block of A (MC x kc) stays in L2 while every panel passes over it; a panel (kc x NV*W)
 // stays in L1 while the block's rows pass over it.
+//
+// A transposed operand (A.cs != 1: each k a far-apart row, a new page per k) is first copied into
+// apack (MC x kc values, per thread) as MR-row groups, [group][k][row], read contiguously.
+template <class T, int MR> constexpr index gemm_mc() { return MR * 20; }
+
 template <class T, int MR, int NV, class Cols>
 void gemm_block(index m0, index m1, Mat<T> A, index k0, const Packed<T, NV>& P, index kb,
-                Cols cols, index p0, index p1, T* C, index ldc, Init init, const T* bias) {
-    constexpr index MC = MR * 20;
+                Cols cols, index p0, index p1, T* C, index ldc, Init init, const T* bias,
+                T* apack = nullptr) {
+    constexpr index MC = gemm_mc<T, MR>();
     const index kc = P.kc(kb), nvec = cols.nvec();
     for (index mb = m0; mb < m1; mb += MC) {
         const index me = mb + MC < m1 ? mb + MC : m1;
+        if (apack) {
+            for (index g = mb; g < me; g += MR) {
+                const index rows = me - g < MR ? me - g : MR;
+                T* dst = apack + (g - mb) * kc;
+                for (index k = 0; k < kc; ++k)
+                    for (index r = 0; r < rows; ++r) dst[k * MR + r] = A.at(g + r, k0 + k);
+            }
+        }
         for (index p = p0; p < p1; ++p) {
             index cv[NV];
             int nv[NV];
@@ -128,19 +142,22 @@ void gemm_block(index m0, index m1, Mat<T> A, index k0, const Packed<T, NV>& P, 
                 nv[vi] = v < nvec ? cols.valid(v) : 0;
             }
             const T* b = P.block(kb, p);
+            // Row m of the block: &a_of(m)[k * cs] is A(m, k0 + k).
+            auto a_of = [&](index m) { return apack ? apack + (m - mb) * kc : &A.p[m * A.rs + k0 * A.cs]; };
+            const index rs = apack ? 1 : A.rs, cs = apack ? MR : A.cs;
             index m = mb;
             for (; m + MR <= me; m += MR)
-                micro<T, MR, NV>(kc, &A.p[m * A.rs + k0 * A.cs], A.rs, A.cs, b, C + m * ldc, ldc, cv, nv, init, bias);
+                micro<T, MR, NV>(kc, a_of(m), rs, cs, b, C + m * ldc, ldc, cv, nv, init, bias);
             // Remaining rows, one kernel instance per count so no row past me is read; with few
             // rows, k is split to keep at least 8 FMA chains in flight.
             const index rest = me - m;
-            const T* a = &A.p[m * A.rs + k0 * A.cs];
+            const T* a = a_of(m);
             T* c = C + m * ldc;
             switch (rest) {
 #define RNNFAST_TAIL(R)                                                                                  \
     case R:                                                                                              \
         if (R < MR)                                                                                      \
-            micro<T, (R < MR ? R : 1), NV, (R * NV >= 8 ? 1 : R * NV >= 4 ? 2 : 4)>(kc, a, A.rs, A.cs, b, c, \
+            micro<T, (R < MR ? R : 1), NV, (R * NV >= 8 ? 1 : R * NV >= 4 ? 2 : 4)>(kc, a, rs, cs, b, c,     \
                                                                                    ldc, cv, nv, init, bias); \
         break;
                 RNNFAST_TAIL(1) RNNFAST_TAIL(2) RNNFAST_TAIL(3) RNNFAST_TAIL(4) RNNFAST_TAIL(5)
@@ -156,7 +173,7 @@ void gemm_block(index m0, index m1, Mat<T> A, index k0, const Packed<T, NV>& P, 
 // pack_buf holds KC * (panels * NV * W) values. Every thread of the team must call it.
 template <class T, int MR, int NV>
 void gemm_team(const Team& team, index M, index N, index K, Mat<T> A, Mat<T> B, T* C, index ldc,
-               bool accumulate, const T* bias, T* pack_buf, index KC) {
+               bool accumulate, const T* bias, T* pack_buf, index KC, T* apack = nullptr) {
     static_assert(MR <= 8, "tail switch covers MR <= 8");
     PlainCols<T> cols{N};
     const index np = (cols.nvec() + NV - 1) / NV;
@@ -179,28 +196,14 @@ void gemm_team(const Team& team, index M, index N, index K, Mat<T> A, Mat<T> B, 
         const Init init = k0 > 0 || accumulate ? Init::load : bias ? Init::bias : Init::zero;
         // Split panels when there are enough for everyone, else rows (in whole MR blocks).
         if (np >= team.n || M <= MR) {
-            gemm_block<T, MR, NV>(0, M, A, k0, P, 0, cols, q.lo, q.hi, C, ldc, init, bias);
+            gemm_block<T, MR, NV>(0, M, A, k0, P, 0, cols, q.lo, q.hi, C, ldc, init, bias, apack);
         } else {
             const Range rb = team.split((M + MR - 1) / MR);
-            gemm_block<T, MR, NV>(rb.lo * MR, rb.hi * MR < M ? rb.hi * MR : M, A, k0, P, 0, cols, 0, np, C, ldc, init, bias);
+            gemm_block<T, MR, NV>(rb.lo * MR, rb.hi * MR < M ? rb.hi * MR : M, A, k0, P, 0, cols, 0, np, C, ldc,
+                                  init, bias, apack);
         }
         team.barrier();
     }
-}
-
-// out[c] += sum over rows r of A[r * lda + c], columns split over the team, rows in order.
-template <class T>
-void column_sums_team(const Team& team, index rows, index ncols, const T* A, index lda, T* out) {
-    constexpr int W = simd<T>::W;
-    const Range vr = team.split((ncols + W - 1) / W);
-    for (index v = vr.lo; v < vr.hi; ++v) {
-        const index c = v * W;
-        const int n = c + W <= ncols ? W : int(ncols - c);
-        vec<T> s = splat<T>(0);
-        for (index r = 0; r < rows; ++r) s += load_n(A + r * lda + c, n);
-        store_n(out + c, load_n(out + c, n) + s, n);
-    }
-    team.barrier();
 }
 
 }  // namespace RNNFAST_ISA_NS

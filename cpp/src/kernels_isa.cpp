@@ -27,9 +27,9 @@ template <class T> index forward_scratch(const LayerShape& s, bool training) {
     with_cell<T>(s.cell, [&](auto d) { n = d.forward_scratch(s, training); });
     return n;
 }
-template <class T> index backward_scratch(const LayerShape& s) {
+template <class T> index backward_scratch(const LayerShape& s, int threads) {
     index n = 0;
-    with_cell<T>(s.cell, [&](auto d) { n = d.backward_scratch(s); });
+    with_cell<T>(s.cell, [&](auto d) { n = d.backward_scratch(s, threads); });
     return n;
 }
 

@@ -100,9 +100,9 @@ template <class T, class Cell> struct Driver {
     }
 
     struct BwdWork {
-        T *dg_ih, *dg_hh, *dh, *dc, *wpack, *packbuf;
+        T *dg_ih, *dg_hh, *dh, *dc, *wpack, *packbuf, *apack, *db_ih, *db_hh;
     };
-    template <class C> static BwdWork carve_bwd(const LayerShape& s, C& cv) {
+    template <class C> static BwdWork carve_bwd(const LayerShape& s, int threads, C& cv) {
         const index GH = G * s.H, TBG = s.T * s.B * GH;
         BwdWork w{};
         w.dg_ih = cv.take(TBG);
@@ -112,18 +112,24 @@ template <class T, class Cell> struct Driver {
         w.wpack = cv.take(Packed<T, NVP>::size(GH, PlainCols<T>{s.H}.nvec()));
         const index np = plain_panels(s.I) > plain_panels(s.H) ? plain_panels(s.I) : plain_panels(s.H);
         w.packbuf = cv.take(KC * np * NVP * W);
+        w.apack = cv.take(threads * gemm_mc<T, MRP>() * KC);
+        w.db_ih = cv.take(GH);
+        w.db_hh = G == 3 ? cv.take(GH) : w.db_ih;
         return w;
     }
-    static index backward_scratch(const LayerShape& s) {
+    static index backward_scratch(const LayerShape& s, int threads) {
         Carver<T> cv{nullptr};
-        carve_bwd(s, cv);
+        carve_bwd(s, backward_threads(s, threads), cv);
         return cv.used;
+    }
+    static int backward_threads(const LayerShape& s, int requested) {
+        return threads_for(s, plain_panels(s.H), requested);
     }
 
     // Threads for a problem: no more than there are panels, and one for tiny steps, where a
     // barrier would cost more than the step.
-    static int threads_for(const LayerShape& s, index panels) {
-        index n = get_num_threads();
+    static int threads_for(const LayerShape& s, index panels, int requested = 0) {
+        index n = requested > 0 ? requested : get_num_threads();
         if (s.B * G * s.H * s.H < 32768) n = 1;
         if (n > panels) n = panels;
         return n < 1 ? 1 : int(n);
@@ -140,6 +146,9 @@ template <class T, class Cell> struct Driver {
 
     static void copy_units(T* dst, const T* src, index u0, index u1) {
         for (index u = u0; u < u1; ++u) dst[u] = src ? src[u] : T(0);
+    }
+    static void add_units(T* dst, const T* src, index u0, index u1) {
+        for (index u = u0; u < u1; ++u) dst[u] += src[u];
     }
 
     static void forward(const LayerForward<T>& a) {
@@ -230,8 +239,9 @@ template <class T, class Cell> struct Driver {
     static void backward(const LayerBackward<T>& a) {
         const LayerShape& s = a.s;
         const index nT = s.T, B = s.B, I = s.I, H = s.H, GH = G * H, BH = B * H, TB = nT * B;
+        const int nth = backward_threads(s, a.threads);
         Carver<T> wc{a.scratch};
-        const BwdWork w = carve_bwd(s, wc);
+        const BwdWork w = carve_bwd(s, nth, wc);
         Carver<T> sc{const_cast<T*>(a.saved)};
         const Saved<T> sv = carve_saved(s, sc);
         const PlainCols<T> hcols{H};
@@ -240,7 +250,7 @@ template <class T, class Cell> struct Driver {
         auto state = [&](T* seq, index k) { return seq + (s.reverse ? nT - k : k) * BH; };
         const T* hprev_all = sv.states + (s.reverse ? BH : 0);  // (T, B, H): h_{t-1} of each step
 
-#pragma omp parallel num_threads(threads_for(s, npb))
+#pragma omp parallel num_threads(nth)
         {
             const Team team = make_team();
             const FlushDenormals ftz;
@@ -252,6 +262,10 @@ template <class T, class Cell> struct Driver {
             for (index b = 0; b < B; ++b) {
                 copy_units(w.dh + b * H, a.dh_n ? a.dh_n + b * H : nullptr, u0, u1);
                 copy_units(w.dc + b * H, a.dc_n ? a.dc_n + b * H : nullptr, u0, u1);
+            }
+            for (int g = 0; g < G; ++g) {
+                copy_units(w.db_ih + g * H, nullptr, u0, u1);
+                if (w.db_hh != w.db_ih) copy_units(w.db_hh + g * H, nullptr, u0, u1);
             }
             for (index k = nT - 1; k >= 0; --k) {
                 const index t = s.reverse ? nT - 1 - k : k;
@@ -277,6 +291,12 @@ template <class T, class Cell> struct Driver {
                         }
                     }
                 }
+                // Bias gradients: this step's gate gradients, summed over the batch, for my units.
+                for (index b = 0; b < B; ++b)
+                    for (int g = 0; g < G; ++g) {
+                        add_units(w.db_ih + g * H, w.dg_ih + (t * B + b) * GH + g * H, u0, u1);
+                        if (w.db_hh != w.db_ih) add_units(w.db_hh + g * H, w.dg_hh + (t * B + b) * GH + g * H, u0, u1);
+                    }
                 team.barrier();
                 gemm_block<T, MRP, NVP>(0, B, Mat<T>{w.dg_hh + t * B * GH, GH, 1}, 0, WP, 0, hcols, pr.lo,
                                         pr.hi, w.dh, H, Init::load, nullptr);
@@ -285,15 +305,18 @@ template <class T, class Cell> struct Driver {
                 copy_units(a.dh0 + b * H, w.dh + b * H, u0, u1);
                 if (G == 4 && a.dc0) copy_units(a.dc0 + b * H, w.dc + b * H, u0, u1);
             }
+            for (int g = 0; g < G; ++g) {
+                if (a.db_ih) add_units(a.db_ih + g * H, w.db_ih + g * H, u0, u1);
+                if (a.db_hh) add_units(a.db_hh + g * H, w.db_hh + g * H, u0, u1);
+            }
             team.barrier();
             gemm_team<T, MRP, NVP>(team, TB, I, GH, Mat<T>{w.dg_ih, GH, 1}, Mat<T>{a.w_ih, I, 1}, a.dx,
                                    a.lddx, a.dx_accumulate, nullptr, w.packbuf, KC);
+            T* apack = w.apack + team.id * gemm_mc<T, MRP>() * KC;  // dG^T is read transposed: pack it
             gemm_team<T, MRP, NVP>(team, GH, I, TB, Mat<T>{w.dg_ih, 1, GH}, Mat<T>{a.x, a.ldx, 1}, a.dw_ih,
-                                   I, true, nullptr, w.packbuf, KC);
+                                   I, true, nullptr, w.packbuf, KC, apack);
             gemm_team<T, MRP, NVP>(team, GH, H, TB, Mat<T>{w.dg_hh, 1, GH}, Mat<T>{hprev_all, H, 1},
-                                   a.dw_hh, H, true, nullptr, w.packbuf, KC);
-            if (a.db_ih) column_sums_team(team, TB, GH, w.dg_ih, GH, a.db_ih);
-            if (a.db_hh) column_sums_team(team, TB, GH, w.dg_hh, GH, a.db_hh);
+                                   a.dw_hh, H, true, nullptr, w.packbuf, KC, apack);
         }
     }
 };

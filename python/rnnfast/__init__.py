@@ -7,11 +7,21 @@ from . import _core
 from .birnn import BiRNN
 from .cells import GRUCell, LSTMCell, RNNCell
 from .modules import GRU, LSTM, RNN, RNNBase
+from . import optim
+from .checkpoint import load, save
+from .data import Batch, Batches, lengths_mask, one_hot, pad_sequences
+from .losses import cross_entropy, mse_loss
+from .nn import Embedding, Linear
+from .optim import clip_grad_norm
+from .tbptt import TBPTTResult, tbptt
 
 __version__ = "0.1.0"
 
 __all__ = ["RNN", "LSTM", "GRU", "BiRNN", "RNNCell", "LSTMCell", "GRUCell", "RNNBase", "set_num_threads", "get_num_threads", "isa", "set_isa", "available_isas",
-           "__version__"]
+           "__version__",
+           # training toolkit
+           "Linear", "Embedding", "cross_entropy", "mse_loss", "optim", "clip_grad_norm", "tbptt", "TBPTTResult",
+           "one_hot", "pad_sequences", "lengths_mask", "Batch", "Batches", "save", "load"]
 
 
 def set_num_threads(n: int) -> None:

@@ -72,12 +72,13 @@ struct LayerBackward {
     T* db_ih;                      // (G*H) added into, or nullptr
     T* db_hh;                      // (G*H) added into, or nullptr
     T* scratch;                    // backward_scratch_size() values
+    int threads;                   // threads to use (the same value given to backward_scratch_size)
 };
 
 // Element counts (of T) of the workspaces for the active instruction set.
 index saved_size(const LayerShape& s);
 index forward_scratch_size(const LayerShape& s, bool training, int elem_bytes);
-index backward_scratch_size(const LayerShape& s, int elem_bytes);
+index backward_scratch_size(const LayerShape& s, int elem_bytes, int threads);
 
 void layer_forward(const LayerForward<float>& a);
 void layer_forward(const LayerForward<double>& a);
