@@ -184,3 +184,11 @@ def test_cells_match_torch(mode):
         assert_close(a, b.grad.numpy(), 1e-12, "dstate")
     for k, p in tc.named_parameters():
         assert_close(cell.grads[k], p.grad.numpy(), 1e-12, k)
+
+
+def test_reference_stack_accepts_no_initial_state():
+    m = rnnfast.LSTM(3, 4, num_layers=2, dtype="float64", seed=0)
+    x = np.random.default_rng(0).standard_normal((5, 2, 3))
+    y, _ = m(x)
+    yr, _, _ = ref.stack_forward("lstm", x, None, m.state_dict(), num_layers=2)
+    assert_close(y, yr, 1e-12, "y")

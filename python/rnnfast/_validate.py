@@ -3,6 +3,7 @@ expected and what came, raised before any kernel runs."""
 from __future__ import annotations
 
 import numbers
+import os
 
 import numpy as np
 
@@ -65,3 +66,19 @@ def lengths_array(lengths, batch: int, steps: int) -> np.ndarray:
     if arr.size and (arr.min() < 1 or arr.max() > steps):
         raise ValueError(f"lengths: values must lie in [1, {steps}] (T = {steps}), got min {arr.min()} max {arr.max()}")
     return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def physical_memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: no bound known
+        return 1 << 62
+
+
+def check_allocation(nbytes: int, what: str) -> None:
+    """MemoryError, before anything is allocated, for a request larger than this machine's memory
+    (sizes are Python ints here, so nothing can overflow)."""
+    limit = physical_memory_bytes()
+    if nbytes > limit:
+        raise MemoryError(f"{what} would need {nbytes / 2**30:.3g} GiB, more than this machine's "
+                          f"{limit / 2**30:.3g} GiB")

@@ -6,9 +6,11 @@ textbook output o_t = g(V s_t + V' s'_t) is "concat" followed by a linear layer.
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
-from .modules import GRU, LSTM, RNN
+from .modules import GRU, LSTM, RNN, ThreadSafe, serialized
 
 _CELLS = {
     "rnn_tanh": lambda **k: RNN(nonlinearity="tanh", **k),
@@ -19,8 +21,9 @@ _CELLS = {
 MERGES = ("concat", "sum", "mul", "ave")
 
 
-class BiRNN:
+class BiRNN(ThreadSafe):
     def __init__(self, cell, input_size, hidden_size, num_layers=1, merge="concat", **kwargs):
+        self._lock = threading.RLock()
         if cell not in _CELLS:
             raise ValueError(f"cell: expected one of {sorted(_CELLS)}, got {cell!r}")
         if merge not in MERGES:
@@ -40,6 +43,7 @@ class BiRNN:
     def output_size(self) -> int:
         return 2 * self.hidden_size if self.merge == "concat" else self.hidden_size
 
+    @serialized
     def forward(self, x, hx=None, lengths=None):
         """(y, h_n): y has output_size features; h_n as the underlying bidirectional module's."""
         y, h_n = self.rnn.forward(x, hx, lengths)
@@ -58,6 +62,7 @@ class BiRNN:
 
     __call__ = forward
 
+    @serialized
     def backward(self, grad_output, grad_hx=None):
         """BPTT through the merge and both directions: (grad_x, grad_hx)."""
         g = np.asarray(grad_output, dtype=self.rnn.dtype)

@@ -9,16 +9,20 @@ added into `grads`. In eval mode nothing is recorded; use eval (or `reset()`) fo
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from . import _validate as v
 from .functional import layer_backward, layer_forward
+from .modules import ThreadSafe, serialized
 
 _GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 
 
-class _Cell:
+class _Cell(ThreadSafe):
     def __init__(self, mode, input_size, hidden_size, bias, dtype, seed):
+        self._lock = threading.RLock()
         self.mode = mode
         self.input_size = v.positive_int(input_size, "input_size")
         self.hidden_size = v.positive_int(hidden_size, "hidden_size")
@@ -28,6 +32,8 @@ class _Cell:
         self._tape = []
         rng = np.random.default_rng(seed)
         GH, bound = _GATES[mode] * self.hidden_size, 1.0 / np.sqrt(self.hidden_size)
+        v.check_allocation(2 * GH * (self.input_size + self.hidden_size + 2) * self.dtype.itemsize,
+                           "the parameters and their gradients")
         shapes = {"weight_ih": (GH, self.input_size), "weight_hh": (GH, self.hidden_size)}
         if self.bias:
             shapes.update(bias_ih=(GH,), bias_hh=(GH,))
@@ -50,6 +56,7 @@ class _Cell:
     def state_dict(self):
         return {k: p.copy() for k, p in self._params.items()}
 
+    @serialized
     def load_state_dict(self, state):
         expected = {k: p.shape for k, p in self._params.items()}
         missing, unexpected = [k for k in expected if k not in state], [k for k in state if k not in expected]
@@ -60,8 +67,11 @@ class _Cell:
             arr = np.asarray(state[k])
             if arr.shape != shape:
                 raise ValueError(f"load_state_dict: {k}: expected shape {shape}, got {arr.shape}")
-            new[k] = np.array(arr, dtype=self.dtype, copy=True)
-        self._params = new
+            if arr.dtype.kind not in "fiu":
+                raise TypeError(f"load_state_dict: {k}: expected a real array, got dtype {arr.dtype}")
+            new[k] = arr.astype(self.dtype)
+        for k, arr in new.items():
+            np.copyto(self._params[k], arr)
 
     def parameters(self):
         return self._params
@@ -95,6 +105,7 @@ class _Cell:
             raise TypeError(f"{name}: {type(self).__name__} expects one array (B, H)")
         return v.shaped(state, name, self.dtype, shape), None
 
+    @serialized
     def forward(self, x, state=None):
         x = v.float_array(x, "input", self.dtype)
         if x.ndim != 2 or x.shape[1] != self.input_size:
@@ -109,6 +120,7 @@ class _Cell:
 
     __call__ = forward
 
+    @serialized
     def backward(self, grad_state):
         """Back through the last recorded step: returns (grad_x, grad_prev_state)."""
         if not self._tape:

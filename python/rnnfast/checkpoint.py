@@ -79,8 +79,16 @@ def _read(path) -> dict:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path!r}: no such file")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        with open(path, "rb") as f:  # our own handle, so that it is closed on any error
+            z = np.load(f, allow_pickle=False)
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise ValueError(f"checkpoint {path!r}: not an rnnfast checkpoint (a single .npy array)")
+            with z:
+                arrays = {k: z[k] for k in z.files}
+    except ValueError as exc:
+        if str(exc).startswith("checkpoint "):
+            raise
+        raise ValueError(f"checkpoint {path!r} cannot be read (truncated or corrupted?): {exc}") from None
     except Exception as exc:  # zipfile, zlib, numpy header and EOF errors alike mean the same to the caller
         raise ValueError(f"checkpoint {path!r} cannot be read (truncated or corrupted?): "
                          f"{type(exc).__name__}: {exc}") from None

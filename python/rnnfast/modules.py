@@ -9,6 +9,9 @@ bidirectional; y (T, B, D*H).
 """
 from __future__ import annotations
 
+import functools
+import threading
+
 import numpy as np
 
 from . import _validate as v
@@ -16,11 +19,35 @@ from .functional import CELL_CODES, layer_backward, layer_forward
 _GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 
 
-class RNNBase:
+def serialized(method):
+    """Runs a method under the instance's lock: one module used from several threads is safe,
+    its calls simply take turns (the kernels themselves run without the GIL)."""
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return locked
+
+
+class ThreadSafe:
+    """A per-instance lock that survives copy.deepcopy and pickling (a fresh one is made)."""
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
+
+class RNNBase(ThreadSafe):
     """Shared machinery of RNN, LSTM and GRU; `mode` picks the cell."""
 
     def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, dtype="float32", seed=None):
+        self._lock = threading.RLock()
         if mode not in CELL_CODES:
             raise ValueError(f"mode: expected one of {sorted(CELL_CODES)}, got {mode!r}")
         self.mode = mode
@@ -37,6 +64,8 @@ class RNNBase:
         self.training = True
         self._rng = np.random.default_rng(seed)
         self._saved = None
+        v.check_allocation(sum(int(np.prod(shape, dtype=object)) for _, shape in self._param_shapes())
+                           * 2 * self.dtype.itemsize, "the parameters and their gradients")
         self._params = {}
         bound = 1.0 / np.sqrt(self.hidden_size)
         for name, shape in self._param_shapes():  # torch.nn's order and init: U(-1/sqrt(H), 1/sqrt(H))
@@ -77,8 +106,10 @@ class RNNBase:
         """Copies of the parameters under torch.nn's names."""
         return {k: p.copy() for k, p in self._params.items()}
 
+    @serialized
     def load_state_dict(self, state) -> None:
-        """Replaces every parameter; all-or-nothing (nothing changes if any entry is wrong)."""
+        """Copies every parameter in place (arrays from `parameters()` stay valid); all-or-nothing:
+        nothing changes if any entry is missing, unexpected or of the wrong shape."""
         expected = dict(self._param_shapes())
         missing = [k for k in expected if k not in state]
         unexpected = [k for k in state if k not in expected]
@@ -91,8 +122,9 @@ class RNNBase:
                 raise TypeError(f"load_state_dict: {k}: expected a real array, got dtype {arr.dtype}")
             if arr.shape != shape:
                 raise ValueError(f"load_state_dict: {k}: expected shape {shape}, got {arr.shape}")
-            new[k] = np.array(arr, dtype=self.dtype, copy=True)
-        self._params = new
+            new[k] = arr.astype(self.dtype)
+        for k, arr in new.items():
+            np.copyto(self._params[k], arr)
 
     def parameters(self) -> dict:
         """The live parameter arrays (update them in place, e.g. in an optimiser)."""
@@ -140,6 +172,7 @@ class RNNBase:
             raise ValueError(f"input: T and B must be positive, got shape {x.shape}")
         return np.ascontiguousarray(x)
 
+    @serialized
     def forward(self, x, hx=None, lengths=None):
         """y, h_n (LSTM: y, (h_n, c_n)). `lengths` (B,) gives each entry's valid steps."""
         x = self._check_input(x)
@@ -147,6 +180,9 @@ class RNNBase:
         h0, c0 = self._check_hx(hx, B)
         lens = None if lengths is None else v.lengths_array(lengths, B, T)
         H, D = self.hidden_size, self.num_directions
+        G = self.gate_size // H
+        v.check_allocation(self.num_layers * D * T * B * H * ((G + 3) if self.training else 2) * self.dtype.itemsize,
+                           "this forward's outputs and saved workspace")
         h_n = np.empty((self.num_layers * D, B, H), self.dtype)
         c_n = np.empty_like(h_n) if self.mode == "lstm" else None
         saved = [] if self.training else None
@@ -179,8 +215,12 @@ class RNNBase:
     __call__ = forward
 
     # ---- backward --------------------------------------------------------------------------
+    @serialized
     def backward(self, grad_output, grad_hx=None):
-        """BPTT through the last training forward: (grad_x, grad_hx). Adds into `grads`."""
+        """BPTT through the last training forward: (grad_x, grad_hx). Adds into `grads`.
+
+        Everything is checked before any gradient is touched: after an error `grads` and the
+        saved forward are as they were."""
         if self._saved is None:
             raise RuntimeError("backward: no saved forward; call forward in train mode first "
                                "(an eval-mode forward saves nothing)")

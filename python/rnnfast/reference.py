@@ -360,9 +360,10 @@ def stack_forward(mode, x, hx, params, num_layers=1, bidirectional=False, length
         raise ValueError(f"dropout_masks must hold num_layers - 1 = {num_layers - 1} "
                          f"masks, got {len(dropout_masks)}")
 
-    states0 = tuple(hx) if is_lstm else (hx,)
     if hx is None:
         states0 = (None, None) if is_lstm else (None,)
+    else:
+        states0 = tuple(hx) if is_lstm else (hx,)
     states0 = tuple(np.zeros((num_layers * D, B, H), x.dtype) if s is None
                     else np.asarray(s, dtype=x.dtype) for s in states0)
     for s in states0:

@@ -1,0 +1,303 @@
+"""`python -m rnnfast`: a character-level language model, trained and sampled.
+
+Given the start of a text, the model predicts the next character. The corpus (by default the
+sentences of `rnnfast.corpus`, or --text FILE) is cut into B parallel streams that are read in
+chunks of --seq-len steps with truncated BPTT (the state carries over from chunk to chunk, the
+gradient does not); each chunk is one Adam step. Inputs are one-hot characters; a recurrent layer
+(stack) and a Linear head give the next character's logits. Generation feeds the model its own
+samples one character at a time through the single-step cells (RNNCell / LSTMCell / GRUCell)
+loaded with the trained layer's weights. Everything it writes goes to --out: the checkpoint
+(rnnfast_charlm.npz) and, when matplotlib is importable, the loss curve (rnnfast_loss.png).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+import rnnfast
+from rnnfast import corpus
+
+CELLS = {"lstm": (rnnfast.LSTM, rnnfast.LSTMCell), "gru": (rnnfast.GRU, rnnfast.GRUCell),
+         "rnn": (rnnfast.RNN, rnnfast.RNNCell)}
+CHECKPOINT, PLOT = "rnnfast_charlm.npz", "rnnfast_loss.png"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m rnnfast", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--text", metavar="FILE", help="train on this UTF-8 text file instead of the built-in corpus")
+    p.add_argument("--cell", choices=sorted(CELLS), default="lstm")
+    p.add_argument("--hidden", type=int, default=192, help="hidden size")
+    p.add_argument("--layers", type=int, default=1)
+    p.add_argument("--epochs", type=int, default=3, help="passes over the training text")
+    p.add_argument("--seq-len", type=int, default=64, help="steps per truncated-BPTT chunk")
+    p.add_argument("--batch", type=int, default=32, help="parallel streams")
+    p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
+    p.add_argument("--clip", type=float, default=5.0, help="gradient-norm clipping threshold")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (0: always the likeliest)")
+    p.add_argument("--prompt", default="The ", help="start of the generated text")
+    p.add_argument("--length", type=int, default=300, help="characters to generate")
+    p.add_argument("--resume", metavar="CHECKPOINT", help="continue from a checkpoint written by this program")
+    p.add_argument("--sample-only", action="store_true",
+                   help="only generate text from --resume CHECKPOINT (default: the checkpoint in --out)")
+    p.add_argument("--out", metavar="DIR", default=".", help="where the checkpoint and the loss plot go")
+    p.add_argument("--quick", action="store_true", help="a tiny run of a few seconds (for tests)")
+    args = p.parse_args(argv)
+    if args.quick:
+        for name, value in dict(hidden=32, epochs=1, seq_len=32, batch=16, length=80).items():
+            if getattr(args, name) == p.get_default(name):
+                setattr(args, name, value)
+    for name in ("hidden", "layers", "seq_len", "batch", "length"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.epochs < 0:
+        p.error("--epochs must be at least 0")
+    if args.temperature < 0 or not math.isfinite(args.temperature):
+        p.error("--temperature must be a finite number >= 0")
+    return args
+
+
+# ---- model -------------------------------------------------------------------------------------
+
+class CharModel:
+    """Recurrent stack + Linear head over one-hot characters of `vocab`."""
+
+    def __init__(self, vocab, cell, hidden, layers, seed):
+        self.vocab, self.cell = vocab, cell
+        self.index = {ch: i for i, ch in enumerate(vocab)}
+        V = len(vocab)
+        self.rnn = CELLS[cell][0](V, hidden, num_layers=layers, seed=seed)
+        self.head = rnnfast.Linear(hidden, V, seed=seed + 1)
+
+    @property
+    def modules(self):
+        return [self.rnn, self.head]
+
+    def encode(self, text):
+        unknown = sorted(set(text) - set(self.index))
+        if unknown:
+            raise ValueError(f"the text has characters the model does not know: {''.join(unknown)[:40]!r}")
+        return np.fromiter((self.index[ch] for ch in text), dtype=np.int64, count=len(text))
+
+    def metadata(self, epochs_done):
+        return {"vocab": self.vocab, "cell": self.cell, "hidden": self.rnn.hidden_size,
+                "layers": self.rnn.num_layers, "epochs_done": epochs_done}
+
+    def stream_loss(self, x, y):
+        """Mean cross-entropy (nats per character) of an eval-mode pass over one-hot streams x, targets y."""
+        self.rnn.eval(), self.head.eval()
+        logits = self.head(self.rnn(x)[0])
+        self.rnn.train(), self.head.train()
+        return rnnfast.cross_entropy(logits, y)[0]
+
+    def sample(self, prompt, length, temperature, rng):
+        """prompt + `length` generated characters, one step at a time through single-step cells."""
+        rnn, H = self.rnn, self.rnn.hidden_size
+        state = rnn.state_dict()
+        kwargs = {"nonlinearity": rnn.nonlinearity} if self.cell == "rnn" else {}
+        cells = []
+        for layer in range(rnn.num_layers):
+            cell = CELLS[self.cell][1](rnn.input_size if layer == 0 else H, H, **kwargs).eval()
+            cell.load_state_dict({k: state[f"{k}_l{layer}"] for k in cell.state_dict()})
+            cells.append(cell)
+        head = self.head.train(False)
+        states = [None] * len(cells)
+        out, V = [], len(self.vocab)
+        ids = list(self.encode(prompt)) if prompt else [int(rng.integers(V))]
+        for step in range(len(ids) - 1 + length):
+            x = rnnfast.one_hot(np.array([ids[step] if step < len(ids) else out[-1]]), V)
+            for layer, cell in enumerate(cells):
+                states[layer] = cell(x, states[layer])
+                x = states[layer][0] if self.cell == "lstm" else states[layer]
+            if step < len(ids) - 1:
+                continue
+            logits = head(x)[0].astype(np.float64)
+            if temperature == 0:
+                out.append(int(np.argmax(logits)))
+            else:
+                z = logits / temperature
+                p = np.exp(z - z.max())
+                out.append(int(rng.choice(V, p=p / p.sum())))
+        head.train()
+        return "".join(self.vocab[i] for i in ids) + "".join(self.vocab[i] for i in out)
+
+
+# ---- training ----------------------------------------------------------------------------------
+
+class Progress:
+    """A plain-stdout progress bar: redrawn in place on a terminal, a line per tenth otherwise."""
+
+    def __init__(self, total, label, width=28, stream=sys.stdout):
+        self.total, self.label, self.width, self.stream = total, label, width, stream
+        self.tty = stream.isatty()
+        self.start = time.perf_counter()
+        self.done, self.chars, self.last_tenth = 0, 0, 0
+
+    def update(self, chars, loss):
+        self.done += 1
+        self.chars += chars
+        rate = self.chars / max(time.perf_counter() - self.start, 1e-9)
+        frac = self.done / self.total
+        bar = "#" * int(frac * self.width) + "." * (self.width - int(frac * self.width))
+        line = f"{self.label} [{bar}] {100 * frac:3.0f}%  loss {loss:.3f}  {rate:,.0f} chars/s"
+        if self.tty:
+            self.stream.write("\r" + line + ("\n" if self.done == self.total else ""))
+            self.stream.flush()
+        elif int(frac * 10) > self.last_tenth or self.done == self.total:
+            self.last_tenth = int(frac * 10)
+            print(line, file=self.stream, flush=True)
+
+
+def streams(ids, batch):
+    """ids -> (x ids (L, B), targets (L, B)): B parallel streams, each reading its own slice of the text."""
+    L = (len(ids) - 1) // batch
+    if L < 1:
+        raise ValueError(f"the text is too short for {batch} streams ({len(ids)} characters)")
+    return ids[: L * batch].reshape(batch, L).T, ids[1: L * batch + 1].reshape(batch, L).T
+
+
+def train_epoch(model, opt, x, y, seq_len, clip, label, history):
+    n_chunks = -(-x.shape[0] // seq_len)
+    bar = Progress(n_chunks, label)
+    head, rnn = model.head, model.rnn
+    chunk_loss = {}
+
+    def loss_fn(out, t0, t1):
+        loss, dlogits = rnnfast.cross_entropy(head(out), y[t0:t1])
+        chunk_loss["value"] = loss
+        return loss, head.backward(dlogits)
+
+    def after_chunk(t0, t1):
+        norm = rnnfast.clip_grad_norm(model.modules, clip)
+        if math.isfinite(norm):
+            opt.step()
+        opt.zero_grad()
+        history.append(chunk_loss["value"])
+        bar.update((t1 - t0) * x.shape[1], chunk_loss["value"])
+
+    opt.zero_grad()
+    rnnfast.tbptt(rnn, x, seq_len, loss_fn, after_chunk=after_chunk)
+
+
+def show(title, text, temperature):
+    print(f"\n{title} (temperature {temperature}):")
+    print("  | " + text.replace("\n", "\n  | ") + "\n")
+
+
+def save_plot(history, val_points, path):
+    """The training loss per chunk (and its running mean) and the validation loss per epoch, as a PNG."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    h = np.asarray(history)
+    k = max(1, len(h) // 50)
+    smooth = np.convolve(h, np.ones(k) / k, mode="valid")
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(h, color="0.8", lw=0.8, label="training chunk")
+    ax.plot(np.arange(k - 1, len(h)), smooth, color="C0", label=f"running mean ({k} chunks)")
+    if val_points:
+        ax.plot(*zip(*val_points), "o-", color="C3", label="validation")
+    ax.set_xlabel("training chunk (one Adam step each)")
+    ax.set_ylabel("cross-entropy (nats per character)")
+    ax.set_title("rnnfast character-level language model")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    ckpt_path = os.path.join(args.out, CHECKPOINT)
+    rng = np.random.default_rng(args.seed)
+    print(f"rnnfast {rnnfast.__version__}: isa={rnnfast.isa()} threads={rnnfast.get_num_threads()}")
+
+    resume = args.resume or (ckpt_path if args.sample_only else None)
+    if args.sample_only and not os.path.isfile(resume):
+        print(f"--sample-only: no checkpoint at {resume} (train first, or pass --resume CHECKPOINT)", file=sys.stderr)
+        return 2
+    meta, epochs_done = None, 0
+    if resume:
+        try:
+            meta = rnnfast.checkpoint.read_metadata(resume)
+            model = CharModel(str(meta["vocab"]), str(meta["cell"]), int(meta["hidden"]), int(meta["layers"]), args.seed)
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"--resume {resume}: {exc}", file=sys.stderr)
+            return 2
+        epochs_done = int(meta.get("epochs_done", 0))
+        print(f"checkpoint {resume}: {model.cell}, hidden {model.rnn.hidden_size}, "
+              f"{model.rnn.num_layers} layer(s), {epochs_done} epoch(s) trained")
+    if args.sample_only:
+        rnnfast.load(resume, *model.modules)
+        show("sample", model.sample(args.prompt, args.length, args.temperature, rng), args.temperature)
+        return 0
+
+    if args.text:
+        with open(args.text, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        source = args.text
+    else:
+        text = corpus.generate(300, seed=0) if args.quick else corpus.default_text()
+        source = "the built-in corpus (rnnfast.corpus)"
+    if meta is None:
+        model = CharModel("".join(sorted(set(text))), args.cell, args.hidden, args.layers, args.seed)
+    try:
+        ids = model.encode(text)
+    except ValueError as exc:
+        print(f"--text {args.text}: {exc}", file=sys.stderr)
+        return 2
+    split = int(len(ids) * 0.9)
+    x_ids, y_train = streams(ids[:split], args.batch)
+    vx_ids, y_val = streams(ids[split:], min(args.batch, max(1, (len(ids) - split - 1) // args.seq_len)))
+    V = len(model.vocab)
+    x_train, x_val = rnnfast.one_hot(x_ids, V), rnnfast.one_hot(vx_ids, V)
+    opt = rnnfast.optim.Adam(model.modules, lr=args.lr)
+    if resume:
+        rnnfast.load(resume, *model.modules, optimizer=opt)
+        opt.lr = args.lr  # the optimiser's moments carry on; the learning rate is this run's
+    print(f"text: {source}, {len(text):,} characters, {V} distinct; {len(ids) - split:,} held out for validation")
+    print(f"model: {model.cell.upper()} {V} -> {model.rnn.hidden_size} x {model.rnn.num_layers} layer(s) -> Linear -> "
+          f"{V}; {sum(p.size for m in model.modules for p in m.parameters().values()):,} parameters")
+    print(f"training: {args.epochs} epoch(s), {args.batch} streams x chunks of {args.seq_len} steps, Adam lr {args.lr}")
+
+    when = "from the checkpoint" if resume else "before training"
+    show(f"sample {when}", model.sample(args.prompt, args.length, args.temperature, rng), args.temperature)
+    first_val = model.stream_loss(x_val, y_val)
+    print(f"validation loss {first_val:.3f} nats/char (uniform guessing: {math.log(V):.3f})")
+    history, val_points = [], [(0, first_val)]
+    start = time.perf_counter()
+    for epoch in range(args.epochs):
+        label = f"epoch {epochs_done + epoch + 1}/{epochs_done + args.epochs}"
+        train_epoch(model, opt, x_train, y_train, args.seq_len, args.clip, label, history)
+        val = model.stream_loss(x_val, y_val)
+        val_points.append((len(history), val))
+        print(f"  validation loss {val:.3f} nats/char ({val / math.log(2):.3f} bits/char)")
+    seconds = time.perf_counter() - start
+    chars = args.epochs * x_train.shape[0] * x_train.shape[1]
+    print(f"\ntrained {chars:,} characters in {seconds:.1f} s ({chars / max(seconds, 1e-9):,.0f} chars/s); "
+          f"validation loss {val_points[0][1]:.3f} -> {val_points[-1][1]:.3f} nats/char")
+    show("sample after training", model.sample(args.prompt, args.length, args.temperature, rng), args.temperature)
+
+    rnnfast.save(ckpt_path, *model.modules, optimizer=opt, metadata=model.metadata(epochs_done + args.epochs))
+    print(f"checkpoint: {ckpt_path} (continue with --resume {ckpt_path}, or --sample-only)")
+    plot_path = os.path.join(args.out, PLOT)
+    if history and save_plot(history, val_points, plot_path):
+        print(f"loss curve: {plot_path}")
+    elif history:
+        print("loss curve: skipped (pip install matplotlib to get a PNG)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""Every bad input named in the reliability issue, with the exception it must raise. Nothing may
+crash the interpreter, and a failed call must leave the module exactly as it was."""
+import copy
+import pickle
+
+import numpy as np
+import pytest
+
+import rnnfast
+
+T, B, I, H = 4, 3, 5, 6
+
+
+def lstm(**kw):
+    return rnnfast.LSTM(I, H, seed=0, **kw)
+
+
+def x_ok(dtype=np.float32):
+    return np.random.default_rng(0).standard_normal((T, B, I)).astype(dtype)
+
+
+# ---- x ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("x,exc,match", [
+    (np.zeros((T, I), np.float32), ValueError, "3 dimensions"),
+    (np.zeros((T, B, I, 1), np.float32), ValueError, "3 dimensions"),
+    (np.zeros((T, B, I + 1), np.float32), ValueError, "input_size 5"),
+    (np.zeros((0, B, I), np.float32), ValueError, "positive"),
+    (np.zeros((T, 0, I), np.float32), ValueError, "positive"),
+    (np.zeros((T, B, I), np.int32), TypeError, "floating"),
+    (np.zeros((T, B, I), bool), TypeError, "floating"),
+    (np.zeros((T, B, I), np.complex64), TypeError, "floating"),
+    (np.zeros((T, B, I), object), TypeError, "floating"),
+    ("not an array", TypeError, "floating"),
+    ([[1.0, 2.0], [3.0]], TypeError, "floating"),
+    (None, TypeError, "floating"),
+])
+def test_bad_x(x, exc, match):
+    with pytest.raises(exc, match=match):
+        lstm()(x)
+
+
+def test_other_float_precisions_are_converted():
+    m = lstm()
+    y16, _ = m(x_ok(np.float16))
+    y64, _ = m(x_ok(np.float16).astype(np.float64))
+    assert y16.dtype == np.float32 and np.array_equal(y16, y64)
+
+
+@pytest.mark.parametrize("make", [
+    lambda x: np.asfortranarray(x),
+    lambda x: np.repeat(x, 2, axis=2)[:, :, ::2],               # strided last axis
+    lambda x: np.stack([x, x], axis=2).reshape(T, 2 * B, I)[:, ::2],  # strided batch
+    lambda x: x.transpose(1, 0, 2).copy().transpose(1, 0, 2),   # batch-major memory
+])
+def test_non_contiguous_inputs_equal_a_contiguous_copy(make):
+    x = x_ok()
+    view = make(x)
+    assert np.array_equal(view, x) and not view.flags.c_contiguous
+    m = lstm()
+    assert np.array_equal(m(view)[0], m(np.ascontiguousarray(x))[0])
+
+
+# ---- hx ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("hx,exc", [
+    (np.zeros((1, B, H), np.float32), TypeError),                                     # bare array for LSTM
+    ((np.zeros((1, B, H), np.float32),), TypeError),                                  # tuple of one
+    ((np.zeros((2, B, H), np.float32), np.zeros((1, B, H), np.float32)), ValueError),  # layers
+    ((np.zeros((1, B + 1, H), np.float32), np.zeros((1, B, H), np.float32)), ValueError),  # batch
+    ((np.zeros((1, B, H), np.float32), np.zeros((1, B, H + 1), np.float32)), ValueError),  # hidden
+    ((np.zeros((1, B, H), np.int64), np.zeros((1, B, H), np.float32)), TypeError),     # dtype
+])
+def test_bad_lstm_hx(hx, exc):
+    with pytest.raises(exc):
+        lstm()(x_ok(), hx)
+
+
+def test_bad_gru_hx():
+    m = rnnfast.GRU(I, H)
+    with pytest.raises(TypeError):
+        m(x_ok(), (np.zeros((1, B, H), np.float32), np.zeros((1, B, H), np.float32)))
+    with pytest.raises(ValueError, match="hx"):
+        m(x_ok(), np.zeros((1, B, H + 1), np.float32))
+
+
+# ---- lengths ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("lengths,exc", [
+    ([T, T], ValueError),                  # count
+    (np.full((B, 1), T), ValueError),      # shape
+    ([T, 0, T], ValueError),               # < 1
+    ([T, T + 1, T], ValueError),           # > T
+    ([T, 2.5, T], TypeError),              # not integers
+    (["a", "b", "c"], TypeError),
+    (np.array([True, True, True]), TypeError),
+])
+def test_bad_lengths(lengths, exc):
+    with pytest.raises(exc, match="lengths"):
+        lstm()(x_ok(), lengths=lengths)
+
+
+# ---- constructor ------------------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs,exc", [
+    (dict(input_size=0, hidden_size=H), ValueError),
+    (dict(input_size=I, hidden_size=-2), ValueError),
+    (dict(input_size=I, hidden_size=2.5), TypeError),
+    (dict(input_size=I, hidden_size=H, num_layers=0), ValueError),
+    (dict(input_size=I, hidden_size=H, dropout=-0.1), ValueError),
+    (dict(input_size=I, hidden_size=H, dropout=1.0), ValueError),
+    (dict(input_size=I, hidden_size=H, dtype="int8"), ValueError),
+    (dict(input_size=I, hidden_size=H, dtype=np.int32), ValueError),
+    (dict(input_size=I, hidden_size=H, dtype=object()), TypeError),
+    (dict(input_size=2 ** 40, hidden_size=2 ** 40), MemoryError),
+    (dict(input_size=2 ** 62, hidden_size=2 ** 62), MemoryError),
+])
+def test_bad_constructor(kwargs, exc):
+    with pytest.raises(exc):
+        rnnfast.LSTM(**kwargs)
+
+
+def test_unknown_nonlinearity():
+    with pytest.raises(ValueError, match="nonlinearity"):
+        rnnfast.RNN(I, H, nonlinearity="softsign")
+
+
+# ---- backward ---------------------------------------------------------------------------------
+def test_backward_before_forward_and_after_eval():
+    m = lstm()
+    with pytest.raises(RuntimeError):
+        m.backward(np.zeros((T, B, H), np.float32))
+    m.eval()(x_ok())
+    with pytest.raises(RuntimeError, match="eval"):
+        m.backward(np.zeros((T, B, H), np.float32))
+
+
+@pytest.mark.parametrize("grad,grad_hx,exc", [
+    (np.zeros((T, B, H + 1), np.float32), None, ValueError),
+    (np.zeros((T + 1, B, H), np.float32), None, ValueError),
+    (np.zeros((T, B, H), np.int64), None, TypeError),
+    (np.zeros((T, B, H), np.float32), np.zeros((1, B, H), np.float32), TypeError),
+    (np.zeros((T, B, H), np.float32), (np.zeros((1, B, H), np.float32), np.zeros((2, B, H), np.float32)), ValueError),
+])
+def test_failed_backward_leaves_grads_and_saved_forward(grad, grad_hx, exc):
+    m = lstm()
+    m(x_ok())
+    m.backward(np.ones((T, B, H), np.float32))
+    before = {k: g.copy() for k, g in m.grads.items()}
+    with pytest.raises(exc):
+        m.backward(grad, grad_hx)
+    assert all(np.array_equal(before[k], m.grads[k]) for k in before)
+    m.backward(np.ones((T, B, H), np.float32))  # the saved forward still works
+    assert all(np.allclose(m.grads[k], 2 * before[k]) for k in before)
+
+
+# ---- load_state_dict --------------------------------------------------------------------------
+@pytest.mark.parametrize("edit,exc", [
+    (lambda d: d.pop("weight_ih_l0"), KeyError),
+    (lambda d: d.update(weight_ih_l1=np.zeros((4 * H, I))), KeyError),
+    (lambda d: d.update(bias_hh_l0=np.zeros(4 * H + 1)), ValueError),
+    (lambda d: d.update(weight_hh_l0=np.zeros((4 * H, H), complex)), TypeError),
+])
+def test_failed_load_changes_nothing(edit, exc):
+    m = lstm()
+    before = m.state_dict()
+    live = m.parameters()["weight_hh_l0"]
+    bad = {k: np.full_like(v, 7.0) for k, v in before.items()}
+    edit(bad)
+    with pytest.raises(exc):
+        m.load_state_dict(bad)
+    assert all(np.array_equal(before[k], v) for k, v in m.state_dict().items())
+    m.load_state_dict({k: np.full_like(v, 0.5) for k, v in before.items()})
+    assert m.parameters()["weight_hh_l0"] is live and np.all(live == 0.5)  # copied in place
+
+
+# ---- numerics ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["rnn_tanh", "rnn_relu", "lstm", "gru"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_huge_inputs_saturate_cleanly(mode, dtype):
+    m = {"rnn_tanh": lambda: rnnfast.RNN(I, H, dtype=dtype), "rnn_relu": lambda: rnnfast.RNN(I, H, dtype=dtype),
+         "lstm": lambda: rnnfast.LSTM(I, H, dtype=dtype), "gru": lambda: rnnfast.GRU(I, H, dtype=dtype)}[mode]()
+    if mode == "rnn_relu":
+        m = rnnfast.RNN(I, H, nonlinearity="relu", dtype=dtype)
+    x = np.where(np.arange(T * B * I).reshape(T, B, I) % 2, 1e30, -1e30).astype(dtype)
+    y, _ = m(x)
+    assert not np.any(np.isnan(y))
+    if mode != "rnn_relu":
+        assert np.all(np.abs(y) <= 1)
+    dx, _ = m.backward(np.ones_like(y))
+    assert not np.any(np.isnan(dx))
+
+
+@pytest.mark.parametrize("mode", ["rnn_tanh", "lstm", "gru"])
+def test_nan_propagates_to_the_affected_outputs_only(mode):
+    m = {"rnn_tanh": rnnfast.RNN, "lstm": rnnfast.LSTM, "gru": rnnfast.GRU}[mode](I, H)
+    x = x_ok()
+    x[2, 1, 0] = np.nan
+    y, _ = m(x)
+    assert np.all(np.isnan(y[2:, 1]))                      # the entry from that step on
+    assert not np.any(np.isnan(y[:2])) and not np.any(np.isnan(y[:, [0, 2]]))  # nothing else
+    m.backward(np.ones_like(y))                             # and no hang or crash in BPTT
+
+
+# ---- concurrency and copies -------------------------------------------------------------------
+def test_modules_deepcopy_and_pickle():
+    m = lstm()
+    for clone in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
+        assert np.array_equal(clone(x_ok())[0], m(x_ok())[0])
