@@ -1,7 +1,9 @@
 """The training toolkit: Linear, Embedding, losses, optimisers, clipping, truncated BPTT, batching,
 checkpoints, and the `python -m rnnfast` demo."""
+import copy
 import math
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -95,6 +97,15 @@ def test_linear_load_state_dict_is_all_or_nothing_and_torch_compatible():
     lin.load_state_dict({k: v.detach().numpy() for k, v in t.state_dict().items()})
     x = np.random.default_rng(0).standard_normal((4, 5, 3))
     assert_close(lin(x), t(torch.from_numpy(x)).detach().numpy(), 1e-6, "torch.nn.Linear")
+
+
+def test_linear_and_embedding_copy_and_pickle():
+    for m, x in ((rnnfast.Linear(3, 2, seed=0), np.ones((4, 3), np.float32)),
+                 (rnnfast.Embedding(5, 2, seed=0), np.array([1, 4]))):
+        for clone in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
+            assert np.array_equal(clone(x), m(x))
+            clone.load_state_dict({k: np.zeros_like(p) for k, p in clone.state_dict().items()})
+            assert m.state_dict()["weight"].any()  # the clone owns its parameters
 
 
 # ---- Embedding --------------------------------------------------------------------------------

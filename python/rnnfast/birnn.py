@@ -6,11 +6,10 @@ textbook output o_t = g(V s_t + V' s'_t) is "concat" followed by a linear layer.
 """
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
-from .modules import GRU, LSTM, RNN, ThreadSafe, serialized
+from .module import Lockable, serialized
+from .modules import GRU, LSTM, RNN
 
 _CELLS = {
     "rnn_tanh": lambda **k: RNN(nonlinearity="tanh", **k),
@@ -21,15 +20,15 @@ _CELLS = {
 MERGES = ("concat", "sum", "mul", "ave")
 
 
-class BiRNN(ThreadSafe):
+class BiRNN(Lockable):
     def __init__(self, cell, input_size, hidden_size, num_layers=1, merge="concat", **kwargs):
-        self._lock = threading.RLock()
         if cell not in _CELLS:
             raise ValueError(f"cell: expected one of {sorted(_CELLS)}, got {cell!r}")
         if merge not in MERGES:
             raise ValueError(f"merge: expected one of {MERGES}, got {merge!r}")
         if "bidirectional" in kwargs:
             raise TypeError("BiRNN is always bidirectional: drop the 'bidirectional' argument")
+        super().__init__()
         self.cell, self.merge = cell, merge
         self.rnn = _CELLS[cell](input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
                                 bidirectional=True, **kwargs)

@@ -9,26 +9,23 @@ added into `grads`. In eval mode nothing is recorded; use eval (or `reset()`) fo
 """
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from . import _validate as v
 from .functional import layer_backward, layer_forward
-from .modules import ThreadSafe, serialized
+from .module import Module, serialized
 
 _GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 
 
-class _Cell(ThreadSafe):
+class _Cell(Module):
     def __init__(self, mode, input_size, hidden_size, bias, dtype, seed):
-        self._lock = threading.RLock()
+        super().__init__()
         self.mode = mode
         self.input_size = v.positive_int(input_size, "input_size")
         self.hidden_size = v.positive_int(hidden_size, "hidden_size")
         self.bias = bool(bias)
         self.dtype = v.dtype_of(dtype)
-        self.training = True
         self._tape = []
         rng = np.random.default_rng(seed)
         GH, bound = _GATES[mode] * self.hidden_size, 1.0 / np.sqrt(self.hidden_size)
@@ -37,8 +34,7 @@ class _Cell(ThreadSafe):
         shapes = {"weight_ih": (GH, self.input_size), "weight_hh": (GH, self.hidden_size)}
         if self.bias:
             shapes.update(bias_ih=(GH,), bias_hh=(GH,))
-        self._params = {k: rng.uniform(-bound, bound, s).astype(self.dtype) for k, s in shapes.items()}
-        self.grads = {k: np.zeros_like(p) for k, p in self._params.items()}
+        self._init_params(shapes, rng, bound)
 
     @property
     def output_size(self) -> int:
@@ -51,41 +47,6 @@ class _Cell(ThreadSafe):
     @property
     def recorded_steps(self) -> int:
         return len(self._tape)
-
-    # parameters, as in the layer modules
-    def state_dict(self):
-        return {k: p.copy() for k, p in self._params.items()}
-
-    @serialized
-    def load_state_dict(self, state):
-        expected = {k: p.shape for k, p in self._params.items()}
-        missing, unexpected = [k for k in expected if k not in state], [k for k in state if k not in expected]
-        if missing or unexpected:
-            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
-        new = {}
-        for k, shape in expected.items():
-            arr = np.asarray(state[k])
-            if arr.shape != shape:
-                raise ValueError(f"load_state_dict: {k}: expected shape {shape}, got {arr.shape}")
-            if arr.dtype.kind not in "fiu":
-                raise TypeError(f"load_state_dict: {k}: expected a real array, got dtype {arr.dtype}")
-            new[k] = arr.astype(self.dtype)
-        for k, arr in new.items():
-            np.copyto(self._params[k], arr)
-
-    def parameters(self):
-        return self._params
-
-    def zero_grad(self):
-        for g in self.grads.values():
-            g.fill(0)
-
-    def train(self, mode=True):
-        self.training = bool(mode)
-        return self
-
-    def eval(self):
-        return self.train(False)
 
     def reset(self):
         """Forgets the recorded steps."""

@@ -41,7 +41,8 @@ def parse_args(argv=None):
     p.add_argument("--clip", type=float, default=5.0, help="gradient-norm clipping threshold")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (0: always the likeliest)")
-    p.add_argument("--prompt", default="The ", help="start of the generated text")
+    p.add_argument("--prompt", help='start of the generated text (default "The " when the text has those '
+                   'characters, else one random character)')
     p.add_argument("--length", type=int, default=300, help="characters to generate")
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue from a checkpoint written by this program")
     p.add_argument("--sample-only", action="store_true",
@@ -82,7 +83,7 @@ class CharModel:
     def encode(self, text):
         unknown = sorted(set(text) - set(self.index))
         if unknown:
-            raise ValueError(f"the text has characters the model does not know: {''.join(unknown)[:40]!r}")
+            raise ValueError(f"characters the model does not know: {''.join(unknown)[:40]!r}")
         return np.fromiter((self.index[ch] for ch in text), dtype=np.int64, count=len(text))
 
     def metadata(self, epochs_done):
@@ -95,6 +96,16 @@ class CharModel:
         logits = self.head(self.rnn(x)[0])
         self.rnn.train(), self.head.train()
         return rnnfast.cross_entropy(logits, y)[0]
+
+    def check_prompt(self, prompt):
+        """The prompt to use: the given one (ValueError if it has unknown characters) or the default."""
+        if prompt is not None:
+            try:
+                self.encode(prompt)
+            except ValueError as exc:
+                raise ValueError(f"--prompt {prompt!r}: {exc}") from None
+            return prompt
+        return "The " if set("The ") <= set(self.index) else ""
 
     def sample(self, prompt, length, temperature, rng):
         """prompt + `length` generated characters, one step at a time through single-step cells."""
@@ -162,7 +173,8 @@ def streams(ids, batch):
     return ids[: L * batch].reshape(batch, L).T, ids[1: L * batch + 1].reshape(batch, L).T
 
 
-def train_epoch(model, opt, x, y, seq_len, clip, label, history):
+def train_epoch(model, opt, x, y, seq_len, clip, label, history, chunk_chars):
+    """One pass over the streams, an Adam step per chunk; appends each chunk's loss and size."""
     n_chunks = -(-x.shape[0] // seq_len)
     bar = Progress(n_chunks, label)
     head, rnn = model.head, model.rnn
@@ -179,7 +191,8 @@ def train_epoch(model, opt, x, y, seq_len, clip, label, history):
             opt.step()
         opt.zero_grad()
         history.append(chunk_loss["value"])
-        bar.update((t1 - t0) * x.shape[1], chunk_loss["value"])
+        chunk_chars.append((t1 - t0) * x.shape[1])
+        bar.update(chunk_chars[-1], chunk_loss["value"])
 
     opt.zero_grad()
     rnnfast.tbptt(rnn, x, seq_len, loss_fn, after_chunk=after_chunk)
@@ -216,80 +229,105 @@ def save_plot(history, val_points, path):
     return True
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
-    ckpt_path = os.path.join(args.out, CHECKPOINT)
-    rng = np.random.default_rng(args.seed)
-    print(f"rnnfast {rnnfast.__version__}: isa={rnnfast.isa()} threads={rnnfast.get_num_threads()}")
-
-    resume = args.resume or (ckpt_path if args.sample_only else None)
-    if args.sample_only and not os.path.isfile(resume):
-        print(f"--sample-only: no checkpoint at {resume} (train first, or pass --resume CHECKPOINT)", file=sys.stderr)
-        return 2
-    meta, epochs_done = None, 0
-    if resume:
-        try:
-            meta = rnnfast.checkpoint.read_metadata(resume)
-            model = CharModel(str(meta["vocab"]), str(meta["cell"]), int(meta["hidden"]), int(meta["layers"]), args.seed)
-        except (OSError, ValueError, KeyError) as exc:
-            print(f"--resume {resume}: {exc}", file=sys.stderr)
-            return 2
-        epochs_done = int(meta.get("epochs_done", 0))
-        print(f"checkpoint {resume}: {model.cell}, hidden {model.rnn.hidden_size}, "
-              f"{model.rnn.num_layers} layer(s), {epochs_done} epoch(s) trained")
-    if args.sample_only:
-        rnnfast.load(resume, *model.modules)
-        show("sample", model.sample(args.prompt, args.length, args.temperature, rng), args.temperature)
-        return 0
-
+def read_text(args):
+    """(text, where it came from)."""
     if args.text:
         with open(args.text, encoding="utf-8", errors="replace") as f:
-            text = f.read()
-        source = args.text
-    else:
-        text = corpus.generate(300, seed=0) if args.quick else corpus.default_text()
-        source = "the built-in corpus (rnnfast.corpus)"
-    if meta is None:
-        model = CharModel("".join(sorted(set(text))), args.cell, args.hidden, args.layers, args.seed)
+            return f.read(), args.text
+    return (corpus.generate(300, seed=0) if args.quick else corpus.default_text()), "the built-in corpus (rnnfast.corpus)"
+
+
+def from_checkpoint(path, seed):
+    """(model with the checkpoint's shape, epochs it was trained); the weights are loaded later."""
+    meta = rnnfast.checkpoint.read_metadata(path)
+    try:
+        model = CharModel(str(meta["vocab"]), str(meta["cell"]), int(meta["hidden"]), int(meta["layers"]), seed)
+    except KeyError as exc:
+        raise ValueError(f"not a checkpoint of this program (no {exc} in its metadata)") from None
+    return model, int(meta.get("epochs_done", 0))
+
+
+def prepare(model, text, args):
+    """One-hot training and validation streams (the last 10% of the text is held out)."""
     try:
         ids = model.encode(text)
     except ValueError as exc:
-        print(f"--text {args.text}: {exc}", file=sys.stderr)
-        return 2
+        raise ValueError(f"the text does not fit the checkpoint's model: {exc}") from None
     split = int(len(ids) * 0.9)
     x_ids, y_train = streams(ids[:split], args.batch)
     vx_ids, y_val = streams(ids[split:], min(args.batch, max(1, (len(ids) - split - 1) // args.seq_len)))
     V = len(model.vocab)
-    x_train, x_val = rnnfast.one_hot(x_ids, V), rnnfast.one_hot(vx_ids, V)
-    opt = rnnfast.optim.Adam(model.modules, lr=args.lr)
-    if resume:
-        rnnfast.load(resume, *model.modules, optimizer=opt)
-        opt.lr = args.lr  # the optimiser's moments carry on; the learning rate is this run's
-    print(f"text: {source}, {len(text):,} characters, {V} distinct; {len(ids) - split:,} held out for validation")
+    return rnnfast.one_hot(x_ids, V), y_train, rnnfast.one_hot(vx_ids, V), y_val
+
+
+def train(model, opt, data, args, epochs_done, resumed):
+    x_train, y_train, x_val, y_val = data
+    V, rng = len(model.vocab), np.random.default_rng(args.seed)
+    show("sample from the checkpoint" if resumed else "sample before training",
+         model.sample(args.prompt, args.length, args.temperature, rng), args.temperature)
+    first_val = model.stream_loss(x_val, y_val)
+    print(f"validation loss {first_val:.3f} nats/char (uniform guessing: {math.log(V):.3f})")
+    history, chunk_chars, val_points = [], [], [(0, first_val)]
+    start, completed = time.perf_counter(), 0
+    try:
+        for epoch in range(args.epochs):
+            label = f"epoch {epochs_done + epoch + 1}/{epochs_done + args.epochs}"
+            train_epoch(model, opt, x_train, y_train, args.seq_len, args.clip, label, history, chunk_chars)
+            val = model.stream_loss(x_val, y_val)
+            val_points.append((len(history), val))
+            completed += 1
+            print(f"  validation loss {val:.3f} nats/char ({val / math.log(2):.3f} bits/char)")
+    except KeyboardInterrupt:  # keep what was learnt: sample and save as after a full run
+        print("\ninterrupted: stopping here")
+        if len(history) > val_points[-1][0]:
+            val_points.append((len(history), model.stream_loss(x_val, y_val)))
+    seconds = time.perf_counter() - start
+    chars = int(np.sum(chunk_chars))
+    print(f"\ntrained {chars:,} characters in {seconds:.1f} s ({chars / max(seconds, 1e-9):,.0f} chars/s); "
+          f"validation loss {first_val:.3f} -> {val_points[-1][1]:.3f} nats/char")
+    show("sample after training", model.sample(args.prompt, args.length, args.temperature, rng), args.temperature)
+    return history, val_points, completed
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    ckpt_path = os.path.join(args.out, CHECKPOINT)
+    print(f"rnnfast {rnnfast.__version__}: isa={rnnfast.isa()} threads={rnnfast.get_num_threads()}")
+    resume = args.resume or (ckpt_path if args.sample_only else None)
+    try:
+        if resume:
+            model, epochs_done = from_checkpoint(resume, args.seed)
+            print(f"checkpoint {resume}: {model.cell}, hidden {model.rnn.hidden_size}, "
+                  f"{model.rnn.num_layers} layer(s), {epochs_done} epoch(s) trained")
+        if args.sample_only:
+            rnnfast.load(resume, *model.modules)
+            args.prompt = model.check_prompt(args.prompt)
+            show("sample", model.sample(args.prompt, args.length, args.temperature, np.random.default_rng(args.seed)),
+                 args.temperature)
+            return 0
+        text, source = read_text(args)
+        if not resume:
+            model, epochs_done = CharModel("".join(sorted(set(text))), args.cell, args.hidden, args.layers, args.seed), 0
+        args.prompt = model.check_prompt(args.prompt)
+        data = prepare(model, text, args)
+        opt = rnnfast.optim.Adam(model.modules, lr=args.lr)
+        if resume:
+            rnnfast.load(resume, *model.modules, optimizer=opt)
+            opt.lr = args.lr  # the optimiser's moments carry on; the learning rate is this run's
+    except (OSError, ValueError) as exc:  # a missing or damaged file, a text or prompt that does not fit
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    V = len(model.vocab)
+    print(f"text: {source}, {len(text):,} characters, {V} distinct; {len(text) - int(len(text) * 0.9):,} "
+          f"held out for validation")
     print(f"model: {model.cell.upper()} {V} -> {model.rnn.hidden_size} x {model.rnn.num_layers} layer(s) -> Linear -> "
           f"{V}; {sum(p.size for m in model.modules for p in m.parameters().values()):,} parameters")
     print(f"training: {args.epochs} epoch(s), {args.batch} streams x chunks of {args.seq_len} steps, Adam lr {args.lr}")
+    history, val_points, completed = train(model, opt, data, args, epochs_done, bool(resume))
 
-    when = "from the checkpoint" if resume else "before training"
-    show(f"sample {when}", model.sample(args.prompt, args.length, args.temperature, rng), args.temperature)
-    first_val = model.stream_loss(x_val, y_val)
-    print(f"validation loss {first_val:.3f} nats/char (uniform guessing: {math.log(V):.3f})")
-    history, val_points = [], [(0, first_val)]
-    start = time.perf_counter()
-    for epoch in range(args.epochs):
-        label = f"epoch {epochs_done + epoch + 1}/{epochs_done + args.epochs}"
-        train_epoch(model, opt, x_train, y_train, args.seq_len, args.clip, label, history)
-        val = model.stream_loss(x_val, y_val)
-        val_points.append((len(history), val))
-        print(f"  validation loss {val:.3f} nats/char ({val / math.log(2):.3f} bits/char)")
-    seconds = time.perf_counter() - start
-    chars = args.epochs * x_train.shape[0] * x_train.shape[1]
-    print(f"\ntrained {chars:,} characters in {seconds:.1f} s ({chars / max(seconds, 1e-9):,.0f} chars/s); "
-          f"validation loss {val_points[0][1]:.3f} -> {val_points[-1][1]:.3f} nats/char")
-    show("sample after training", model.sample(args.prompt, args.length, args.temperature, rng), args.temperature)
-
-    rnnfast.save(ckpt_path, *model.modules, optimizer=opt, metadata=model.metadata(epochs_done + args.epochs))
+    rnnfast.save(ckpt_path, *model.modules, optimizer=opt, metadata=model.metadata(epochs_done + completed))
     print(f"checkpoint: {ckpt_path} (continue with --resume {ckpt_path}, or --sample-only)")
     plot_path = os.path.join(args.out, PLOT)
     if history and save_plot(history, val_points, plot_path):

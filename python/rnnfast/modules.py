@@ -9,45 +9,21 @@ bidirectional; y (T, B, D*H).
 """
 from __future__ import annotations
 
-import functools
-import threading
-
 import numpy as np
 
 from . import _validate as v
+from .module import Lockable as ThreadSafe  # noqa: F401  (kept for nn.py until it moves to Module)
+from .module import Module, serialized
 from .functional import CELL_CODES, layer_backward, layer_forward
 _GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 
 
-def serialized(method):
-    """Runs a method under the instance's lock: one module used from several threads is safe,
-    its calls simply take turns (the kernels themselves run without the GIL)."""
-    @functools.wraps(method)
-    def locked(self, *args, **kwargs):
-        with self._lock:
-            return method(self, *args, **kwargs)
-    return locked
-
-
-class ThreadSafe:
-    """A per-instance lock that survives copy.deepcopy and pickling (a fresh one is made)."""
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._lock = threading.RLock()
-
-
-class RNNBase(ThreadSafe):
+class RNNBase(Module):
     """Shared machinery of RNN, LSTM and GRU; `mode` picks the cell."""
 
     def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, dtype="float32", seed=None):
-        self._lock = threading.RLock()
+        super().__init__()
         if mode not in CELL_CODES:
             raise ValueError(f"mode: expected one of {sorted(CELL_CODES)}, got {mode!r}")
         self.mode = mode
@@ -66,11 +42,8 @@ class RNNBase(ThreadSafe):
         self._saved = None
         v.check_allocation(sum(int(np.prod(shape, dtype=object)) for _, shape in self._param_shapes())
                            * 2 * self.dtype.itemsize, "the parameters and their gradients")
-        self._params = {}
-        bound = 1.0 / np.sqrt(self.hidden_size)
-        for name, shape in self._param_shapes():  # torch.nn's order and init: U(-1/sqrt(H), 1/sqrt(H))
-            self._params[name] = self._rng.uniform(-bound, bound, size=shape).astype(self.dtype)
-        self.grads = {k: np.zeros_like(p) for k, p in self._params.items()}
+        # torch.nn's order and init: U(-1/sqrt(H), 1/sqrt(H))
+        self._init_params(dict(self._param_shapes()), self._rng, 1.0 / np.sqrt(self.hidden_size))
 
     # ---- structure -------------------------------------------------------------------------
     @property
@@ -100,46 +73,6 @@ class RNNBase(ThreadSafe):
         s = self._suffix(layer, d)
         p = self._params
         return p["weight_ih" + s], p["weight_hh" + s], p.get("bias_ih" + s), p.get("bias_hh" + s)
-
-    # ---- parameters ------------------------------------------------------------------------
-    def state_dict(self) -> dict:
-        """Copies of the parameters under torch.nn's names."""
-        return {k: p.copy() for k, p in self._params.items()}
-
-    @serialized
-    def load_state_dict(self, state) -> None:
-        """Copies every parameter in place (arrays from `parameters()` stay valid); all-or-nothing:
-        nothing changes if any entry is missing, unexpected or of the wrong shape."""
-        expected = dict(self._param_shapes())
-        missing = [k for k in expected if k not in state]
-        unexpected = [k for k in state if k not in expected]
-        if missing or unexpected:
-            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
-        new = {}
-        for k, shape in expected.items():
-            arr = np.asarray(state[k])
-            if arr.dtype.kind not in "fiu":
-                raise TypeError(f"load_state_dict: {k}: expected a real array, got dtype {arr.dtype}")
-            if arr.shape != shape:
-                raise ValueError(f"load_state_dict: {k}: expected shape {shape}, got {arr.shape}")
-            new[k] = arr.astype(self.dtype)
-        for k, arr in new.items():
-            np.copyto(self._params[k], arr)
-
-    def parameters(self) -> dict:
-        """The live parameter arrays (update them in place, e.g. in an optimiser)."""
-        return self._params
-
-    def zero_grad(self) -> None:
-        for g in self.grads.values():
-            g.fill(0)
-
-    def train(self, mode: bool = True):
-        self.training = bool(mode)
-        return self
-
-    def eval(self):
-        return self.train(False)
 
     # ---- forward ---------------------------------------------------------------------------
     def _check_hx(self, hx, batch):

@@ -11,16 +11,20 @@ Shapes: Linear maps the last axis, so one call covers every time step of (T, B, 
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from . import _validate as v
+from .modules import ThreadSafe, serialized
 
 
-class _Module:
-    """Parameter bookkeeping shared by Linear and Embedding."""
+class _Module(ThreadSafe):
+    """Parameter bookkeeping shared by Linear and Embedding; calls from several threads take turns."""
 
-    def _init_params(self, params: dict, dtype) -> None:
-        self.dtype = v.dtype_of(dtype)
+    def _init_params(self, params: dict) -> None:
+        """Takes the freshly drawn parameters (float64) in self.dtype, set by the subclass."""
+        self._lock = threading.RLock()
         self._params = {k: np.ascontiguousarray(p, dtype=self.dtype) for k, p in params.items()}
         self.grads = {k: np.zeros_like(p) for k, p in self._params.items()}
         self.training = True
@@ -30,6 +34,7 @@ class _Module:
         """Copies of the parameters under torch.nn's names."""
         return {k: p.copy() for k, p in self._params.items()}
 
+    @serialized
     def load_state_dict(self, state) -> None:
         """Copies every parameter in place; all-or-nothing (nothing changes if any entry is wrong)."""
         missing = [k for k in self._params if k not in state]
@@ -79,13 +84,17 @@ class Linear(_Module):
         self.in_features = v.positive_int(in_features, "in_features")
         self.out_features = v.positive_int(out_features, "out_features")
         self.bias = bool(bias)
+        self.dtype = v.dtype_of(dtype)
+        v.check_allocation(2 * (self.in_features + self.bias) * self.out_features * self.dtype.itemsize,
+                           "the parameters and their gradients")
         rng = np.random.default_rng(seed)
         bound = 1.0 / np.sqrt(self.in_features)
         params = {"weight": rng.uniform(-bound, bound, (self.out_features, self.in_features))}
         if self.bias:
             params["bias"] = rng.uniform(-bound, bound, self.out_features)
-        self._init_params(params, dtype)
+        self._init_params(params)
 
+    @serialized
     def forward(self, x):
         """(..., in_features) -> (..., out_features)."""
         x = v.float_array(x, "input", self.dtype)
@@ -100,6 +109,7 @@ class Linear(_Module):
 
     __call__ = forward
 
+    @serialized
     def backward(self, grad_output):
         """grad_input (..., in_features); adds into grads["weight"] and grads["bias"]."""
         x2 = self._saved_forward()
@@ -136,10 +146,13 @@ class Embedding(_Module):
                                  f"{self.num_embeddings}), got {padding_idx}")
             padding_idx = int(padding_idx) % self.num_embeddings  # torch's convention for negative values
         self.padding_idx = padding_idx
+        self.dtype = v.dtype_of(dtype)
+        v.check_allocation(2 * self.num_embeddings * self.embedding_dim * self.dtype.itemsize,
+                           "the parameters and their gradients")
         weight = np.random.default_rng(seed).standard_normal((self.num_embeddings, self.embedding_dim))
         if padding_idx is not None:
             weight[padding_idx] = 0
-        self._init_params({"weight": weight}, dtype)
+        self._init_params({"weight": weight})
 
     def _check_ids(self, ids):
         ids = np.asarray(ids)
@@ -150,6 +163,7 @@ class Embedding(_Module):
                              f"got min {ids.min()} max {ids.max()}")
         return ids.astype(np.intp, copy=False)
 
+    @serialized
     def forward(self, ids):
         """ids (...) -> vectors (..., embedding_dim), a new array."""
         ids = self._check_ids(ids)
@@ -158,6 +172,7 @@ class Embedding(_Module):
 
     __call__ = forward
 
+    @serialized
     def backward(self, grad_output):
         """Adds into grads["weight"] the rows of the ids of the last training forward; returns None
         (ids have no gradient)."""

@@ -1,0 +1,33 @@
+"""Every example's --quick mode runs to the end (the full modes are run by hand: see the README)."""
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+
+# script -> a line its output must contain
+EXPECTED = {
+    "addition.py": "held-out exact match",
+    "digits.py": "BiRNN(lstm)  test accuracy",
+    "fill_in_the_blank.py": "BiRNN(lstm), both ways",
+    "long_memory.py": "gradient reaching step 0",
+    "forecast.py": "last-value baseline",
+}
+
+
+def test_every_example_is_covered():
+    assert sorted(p.name for p in EXAMPLES.glob("*.py")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("script", sorted(EXPECTED))
+def test_example_quick_mode_runs(script, tmp_path):
+    if script == "digits.py":
+        pytest.importorskip("sklearn", reason="digits.py needs scikit-learn")
+    args = [sys.executable, str(EXAMPLES / script), "--quick"]
+    if script == "long_memory.py":
+        args += ["--out", str(tmp_path)]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert EXPECTED[script] in r.stdout, r.stdout
