@@ -71,6 +71,13 @@ rnnfast::LayerShape make_shape(int cell, Idx T, Idx B, Idx I, Idx H, bool revers
     return {rnnfast::CellKind(cell), T, B, I, H, reverse};
 }
 
+// The layer's sizes from x (T, B, I) and w_hh (G*H, H).
+rnnfast::LayerShape layer_shape(int cell, const py::array& x, const py::array& w_hh, bool reverse) {
+    if (x.ndim() != 3) throw py::value_error("x: expected 3 dimensions (T, B, I), got " + shape_str(x));
+    if (w_hh.ndim() != 2) throw py::value_error("w_hh: expected 2 dimensions, got " + shape_str(w_hh));
+    return make_shape(cell, x.shape(0), x.shape(1), x.shape(2), w_hh.shape(1), reverse);
+}
+
 const std::int64_t* lengths_ptr(const std::optional<py::array>& lengths, Idx T, Idx B) {
     if (!lengths) return nullptr;
     auto a = py::array_t<std::int64_t, py::array::c_style>::ensure(*lengths);
@@ -88,11 +95,8 @@ template <class T>
 py::tuple forward(int cell, py::array x, std::optional<py::array> h0, std::optional<py::array> c0, py::array w_ih,
                   py::array w_hh, std::optional<py::array> b_ih, std::optional<py::array> b_hh, bool reverse,
                   std::optional<py::array> lengths, bool training, py::array y_out) {
-    if (x.ndim() != 3) throw py::value_error("x: expected 3 dimensions (T, B, I), got " + shape_str(x));
-    if (w_hh.ndim() != 2) throw py::value_error("w_hh: expected 2 dimensions, got " + shape_str(w_hh));
-    const Idx nT = x.shape(0), B = x.shape(1), I = x.shape(2), H = w_hh.shape(1);
-    const rnnfast::LayerShape s = make_shape(cell, nT, B, I, H, reverse);
-    const Idx GH = rnnfast::gate_count(s.cell) * H;
+    const rnnfast::LayerShape s = layer_shape(cell, x, w_hh, reverse);
+    const Idx nT = s.T, B = s.B, I = s.I, H = s.H, GH = rnnfast::gate_count(s.cell) * H;
     const bool lstm = s.cell == rnnfast::CellKind::lstm;
     rnnfast::LayerForward<T> a{};
     a.s = s;
@@ -129,11 +133,8 @@ py::tuple backward(int cell, py::array x, py::array w_ih, py::array w_hh, std::o
                    bool reverse, py::array saved, py::array dy, std::optional<py::array> dh_n,
                    std::optional<py::array> dc_n, py::array dx, bool dx_accumulate, py::array dw_ih, py::array dw_hh,
                    std::optional<py::array> db_ih, std::optional<py::array> db_hh) {
-    if (x.ndim() != 3) throw py::value_error("x: expected 3 dimensions (T, B, I), got " + shape_str(x));
-    if (w_hh.ndim() != 2) throw py::value_error("w_hh: expected 2 dimensions, got " + shape_str(w_hh));
-    const Idx nT = x.shape(0), B = x.shape(1), I = x.shape(2), H = w_hh.shape(1);
-    const rnnfast::LayerShape s = make_shape(cell, nT, B, I, H, reverse);
-    const Idx GH = rnnfast::gate_count(s.cell) * H;
+    const rnnfast::LayerShape s = layer_shape(cell, x, w_hh, reverse);
+    const Idx nT = s.T, B = s.B, I = s.I, H = s.H, GH = rnnfast::gate_count(s.cell) * H;
     const bool lstm = s.cell == rnnfast::CellKind::lstm;
     rnnfast::LayerBackward<T> a{};
     a.s = s;
