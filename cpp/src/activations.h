@@ -1,7 +1,7 @@
 // Vectorised sigmoid and tanh.
 //
 // float: a branch-free exp (Cody-Waite reduction, degree-7 polynomial, exponent-bit scaling) and a
-// tanh that switches to its odd Taylor series near zero, where 1 - 2/(e^2x + 1) would cancel.
+// tanh from an expm1 of the same kind, so that it keeps its relative accuracy near zero.
 // Both stay within a few ulp of the float64 result over the whole finite range and saturate to
 // exactly 0, 1 or +-1 without overflow or NaN (a NaN input stays NaN).
 // double: lane by lane through the C library, which is exact to the last bit we promise.
@@ -63,25 +63,36 @@ inline vec<float> vrecip(vec<float> d) {
 
 inline vec<float> vsigmoid(vec<float> x) { return vrecip(splat(1.0f) + vexp(-x)); }
 
+// e^y - 1 for y in [-18, 0], accurate to a few ulp relative also near 0: with y = n ln2 + r,
+// e^y - 1 = 2^n (e^r - 1) + (2^n - 1), and e^r - 1 is a polynomial with no constant term.
+inline vec<float> vexpm1_neg(vec<float> y) {
+    using V = vec<float>;
+    using I = simd<float>::I;
+    const float magic = 12582912.0f;
+    V t = y * splat(1.44269504088896341f) + splat(magic);
+    V n = t - splat(magic);
+    V r = y - n * splat(0.693145751953125f);
+    r = r - n * splat(1.42860682030941723212e-6f);
+    V q = splat(1.0f / 40320.0f);  // (e^r - 1) / r - 1, then times r: degree 8 in r
+    q = q * r + splat(1.0f / 5040.0f);
+    q = q * r + splat(1.0f / 720.0f);
+    q = q * r + splat(1.0f / 120.0f);
+    q = q * r + splat(1.0f / 24.0f);
+    q = q * r + splat(1.0f / 6.0f);
+    q = q * r + splat(0.5f);
+    V em1 = r + r * (r * q);  // e^r - 1
+    I ni = (I)t - (I)splat(magic);
+    V two_n = (V)((ni + 127) << 23);  // 2^n, n in [-26, 0]
+    return two_n * em1 + (two_n - splat(1.0f));
+}
+
+// tanh|x| = -E / (2 + E) with E = e^{-2|x|} - 1: one path for every x, no cancellation near 0.
 inline vec<float> vtanh(vec<float> x) {
     using V = vec<float>;
     V a = x < splat(0.0f) ? -x : x;
-    // |x| >= 0.55: 1 - 2 / (e^{2|x|} + 1), with |x| capped at 9 where tanh is 1 in float.
-    V big = splat(1.0f) - splat(2.0f) * vrecip(vexp(splat(2.0f) * vmin(a, splat(9.0f))) + splat(1.0f));
-    big = x < splat(0.0f) ? -big : big;
-    // |x| < 0.55: odd Taylor series through x^19 (truncation error < 1e-8 relative).
-    V x2 = x * x;
-    V q = splat(-443861162.0f / 1856156927625.0f);
-    q = q * x2 + splat(6404582.0f / 10854718875.0f);
-    q = q * x2 + splat(-929569.0f / 638512875.0f);
-    q = q * x2 + splat(21844.0f / 6081075.0f);
-    q = q * x2 + splat(-1382.0f / 155925.0f);
-    q = q * x2 + splat(62.0f / 2835.0f);
-    q = q * x2 + splat(-17.0f / 315.0f);
-    q = q * x2 + splat(2.0f / 15.0f);
-    q = q * x2 + splat(-1.0f / 3.0f);
-    V small = x + x * x2 * q;
-    V y = a < splat(0.55f) ? small : big;
+    V e = vexpm1_neg(splat(-2.0f) * vmin(a, splat(9.0f)));
+    V t = -e * vrecip(splat(2.0f) + e);
+    V y = x < splat(0.0f) ? -t : t;
     return x != x ? x : y;
 }
 

@@ -1,0 +1,425 @@
+"""rnnfast's kernels as torch.nn modules: drop-in RNN, LSTM and GRU for PyTorch code on the CPU.
+
+    import rnnfast.torch
+    lstm = rnnfast.torch.LSTM(8, 32, num_layers=2, bidirectional=True)  # torch.nn.LSTM's arguments
+    y, (h_n, c_n) = lstm(x)                        # tensors or a PackedSequence, as torch.nn.LSTM
+    lstm = rnnfast.torch.from_torch(torch_lstm)    # and back: lstm.to_torch()
+
+Importing this module imports torch; `import rnnfast` alone never does.
+
+Design. Each layer (both directions) is one `torch.autograd.Function`, `_Layer`: its forward calls
+`rnnfast.functional.layer_forward` once per direction, each writing its half of one (T, B, D*H)
+output, and its backward calls `layer_backward`, the second direction adding into the first's dx.
+Tensors reach the kernels as NumPy views (`.detach().numpy()`: no copy when contiguous) and
+results come back through `torch.from_numpy` (no copy); the kernels run without the GIL. Dropout
+between layers is torch's own `F.dropout`, drawn in the layout torch.nn draws it in (over the packed
+data when lengths are given), so for the same `torch.manual_seed` the masks are torch.nn's.
+Without autograd (eval under `torch.no_grad()`, or nothing requiring grad) the layers run the
+kernels' inference path directly, saving nothing.
+
+Shapes: x (T, B, I) or (B, T, I) with batch_first, or (T, I) unbatched; h0, c0 (L*D, B, H) with L
+layers and D = 2 for bidirectional; y (T, B, D*H). `lengths` (B,) as in `rnnfast.RNN.forward`.
+"""
+import math
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from . import _validate
+from . import modules as _np_modules
+from .functional import layer_backward, layer_forward
+
+__all__ = ["RNN", "LSTM", "GRU", "RNNBase", "from_torch", "from_numpy"]
+
+_GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
+_TORCH_MODE = {"rnn_tanh": "RNN_TANH", "rnn_relu": "RNN_RELU", "lstm": "LSTM", "gru": "GRU"}
+_DTYPES = (torch.float32, torch.float64)
+
+
+def _np(t):
+    """A tensor as a NumPy view of its memory (a contiguous copy only where it is not contiguous)."""
+    return t.detach().contiguous().numpy()
+
+
+def _run_layer(cell, D, lengths, x, h0, c0, weights, training):
+    """Both directions of one layer on NumPy views: (y (T, B, D*H), h_n (D, B, H), c_n or None, contexts).
+
+    `weights` is D groups of (w_ih, w_hh[, b_ih, b_hh]) tensors, forward direction first."""
+    T, B, _ = x.shape
+    nw = len(weights) // D
+    H = weights[1].shape[1]
+    y = np.empty((T, B, D * H), x.dtype)
+    h_n = np.empty((D, B, H), x.dtype)
+    c_n = np.empty((D, B, H), x.dtype) if cell == "lstm" else None
+    contexts = []
+    for d in range(D):
+        w = [_np(t) for t in weights[d * nw:(d + 1) * nw]]
+        b_ih, b_hh = (w[2], w[3]) if nw == 4 else (None, None)
+        _, hn, cn, ctx = layer_forward(cell, x, None if h0 is None else h0[d], None if c0 is None else c0[d],
+                                       w[0], w[1], b_ih, b_hh, reverse=bool(d), lengths=lengths,
+                                       training=training, out=y[:, :, d * H:(d + 1) * H])
+        h_n[d] = hn
+        if c_n is not None:
+            c_n[d] = cn
+        contexts.append(ctx)
+    return y, h_n, c_n, contexts
+
+
+class _Layer(torch.autograd.Function):
+    """One layer, both directions: (x, h0, c0, *weights) -> (y, h_n[, c_n]) through rnnfast's kernels."""
+
+    @staticmethod
+    def forward(ctx, cell, D, lengths, x, h0, c0, *weights):
+        ctx.set_materialize_grads(False)  # absent output gradients stay None: the kernels take None
+        y, h_n, c_n, contexts = _run_layer(cell, D, lengths, _np(x), None if h0 is None else _np(h0),
+                                           None if c0 is None else _np(c0), weights, training=True)
+        ctx.cell, ctx.contexts, ctx.has_h0, ctx.has_c0 = cell, contexts, h0 is not None, c0 is not None
+        ctx.save_for_backward(x, *weights)  # so that in-place changes before backward raise, as in torch.nn
+        out = (torch.from_numpy(y), torch.from_numpy(h_n))
+        return out + (torch.from_numpy(c_n),) if c_n is not None else out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy, dh_n, dc_n=None):
+        x, *weights = ctx.saved_tensors  # checks the version counters
+        contexts = ctx.contexts
+        D, H = len(contexts), weights[1].shape[1]
+        T, B, _ = x.shape
+        dy = np.zeros((T, B, D * H), contexts[0].x.dtype) if dy is None else _np(dy)
+        dh_n = None if dh_n is None else _np(dh_n)
+        dc_n = None if dc_n is None else _np(dc_n)
+        dx = np.empty(contexts[0].x.shape, dy.dtype)
+        dh0, dc0, dweights = [], [], []
+        for d, c in enumerate(contexts):
+            _, dh, dc, *dw = layer_backward(c, dy[:, :, d * H:(d + 1) * H], None if dh_n is None else dh_n[d],
+                                            None if dc_n is None else dc_n[d], dx_out=dx, dx_accumulate=d > 0)
+            dh0.append(dh)
+            dc0.append(dc)
+            dweights += [torch.from_numpy(g) for g in dw if g is not None]
+        ctx.contexts = None  # the saved workspace is freed with the graph, not later
+        grad_h0 = torch.from_numpy(np.stack(dh0)) if ctx.has_h0 else None
+        grad_c0 = torch.from_numpy(np.stack(dc0)) if ctx.has_c0 else None
+        return (None, None, None, torch.from_numpy(dx), grad_h0, grad_c0, *dweights)
+
+
+def _layer(cell, D, lengths, x, h0, c0, weights):
+    """Through autograd when a gradient is wanted; otherwise the kernels' inference path."""
+    tensors = [x, h0, c0, *weights]
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        out = _Layer.apply(cell, D, lengths, x, h0, c0, *weights)
+        return out if cell == "lstm" else (out[0], out[1], None)
+    y, h_n, c_n, _ = _run_layer(cell, D, lengths, _np(x), None if h0 is None else _np(h0),
+                                None if c0 is None else _np(c0), weights, training=False)
+    return torch.from_numpy(y), torch.from_numpy(h_n), None if c_n is None else torch.from_numpy(c_n)
+
+
+def _dropout(y, p, lengths, sorted_indices):
+    """torch.nn's inter-layer dropout: over the packed data when there are lengths, so that the same
+    seed draws the same mask as torch.nn on the same PackedSequence."""
+    if lengths is None:
+        return F.dropout(y, p, training=True)
+    T = y.shape[0]
+    lens = torch.from_numpy(lengths)
+    if sorted_indices is not None:
+        y, lens = y.index_select(1, sorted_indices), lens[sorted_indices]
+    packed = pack_padded_sequence(y, lens, enforce_sorted=True)
+    dropped = PackedSequence(F.dropout(packed.data, p, training=True), packed.batch_sizes)
+    y = pad_packed_sequence(dropped, total_length=T)[0]
+    return y if sorted_indices is None else y.index_select(1, torch.argsort(sorted_indices))
+
+
+def _repack(y, lengths, like):
+    """y (T, B, D*H) in the batch order of pad_packed_sequence(like) -> a PackedSequence with like's
+    batch_sizes, sorted_indices and unsorted_indices (what torch.nn returns)."""
+    lens = torch.from_numpy(lengths)
+    if like.sorted_indices is not None:
+        y, lens = y.index_select(1, like.sorted_indices), lens[like.sorted_indices]
+    data = pack_padded_sequence(y, lens, enforce_sorted=True).data
+    return PackedSequence(data, like.batch_sizes, like.sorted_indices, like.unsorted_indices)
+
+
+class RNNBase(torch.nn.Module):
+    """Shared machinery of RNN, LSTM and GRU: torch.nn.RNNBase's attributes, parameters and checks."""
+
+    def __init__(self, cell, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, device=None, dtype=None):
+        super().__init__()
+        name = type(self).__name__
+        if device is not None and torch.device(device).type != "cpu":
+            raise ValueError(f"rnnfast.torch.{name}: runs on the CPU only, got device={device!r} "
+                             f"(use torch.nn.{name} on {torch.device(device).type})")
+        dtype = torch.get_default_dtype() if dtype is None else dtype
+        if dtype not in _DTYPES:
+            raise TypeError(f"rnnfast.torch.{name}: dtype must be torch.float32 or torch.float64, got {dtype}")
+        for arg, value in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{arg} should be of type int, got: {type(value).__name__}")
+            if value <= 0:
+                raise ValueError(f"{arg} must be greater than zero")
+        for arg, value in (("bias", bias), ("batch_first", batch_first), ("bidirectional", bidirectional)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{arg} should be of type bool, got: {type(value).__name__}")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout <= 1:
+            raise ValueError("dropout should be a number in range [0, 1] representing the probability of an "
+                             "element being zeroed")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn("dropout option adds dropout after all but last recurrent layer, so non-zero dropout "
+                          f"expects num_layers greater than 1, but got dropout={dropout} and num_layers={num_layers}",
+                          stacklevel=3)
+        self._cell = cell
+        self.mode = _TORCH_MODE[cell]
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.bias, self.batch_first, self.bidirectional = bias, batch_first, bidirectional
+        self.dropout = float(dropout)
+        self.proj_size = 0
+        G_H, D = _GATES[cell] * hidden_size, self.num_directions
+        self._flat_weights_names = []
+        for layer in range(num_layers):  # torch.nn's names, shapes and registration order
+            for d in range(D):
+                s = f"_l{layer}" + ("_reverse" if d else "")
+                shapes = [("weight_ih" + s, (G_H, input_size if layer == 0 else hidden_size * D)),
+                          ("weight_hh" + s, (G_H, hidden_size))]
+                if bias:
+                    shapes += [("bias_ih" + s, (G_H,)), ("bias_hh" + s, (G_H,))]
+                for pname, shape in shapes:
+                    self.register_parameter(pname, torch.nn.Parameter(torch.empty(shape, dtype=dtype)))
+                    self._flat_weights_names.append(pname)
+        self.reset_parameters()
+
+    @property
+    def num_directions(self):
+        return 2 if self.bidirectional else 1
+
+    def reset_parameters(self):
+        """torch.nn's init: every parameter U(-1/sqrt(H), 1/sqrt(H)), in registration order."""
+        stdv = 1.0 / math.sqrt(self.hidden_size)
+        for weight in self.parameters():
+            torch.nn.init.uniform_(weight, -stdv, stdv)
+
+    def flatten_parameters(self):
+        """A no-op, there for code written for torch.nn (cuDNN's packed weights do not apply here)."""
+
+    @property
+    def _flat_weights(self):
+        return [getattr(self, n) for n in self._flat_weights_names]
+
+    @property
+    def all_weights(self):
+        n = len(self._flat_weights_names) // (self.num_layers * self.num_directions)
+        w = self._flat_weights
+        return [w[i:i + n] for i in range(0, len(w), n)]
+
+    def extra_repr(self):
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if self._cell == "rnn_relu":
+            s += ", nonlinearity='relu'"
+        for k, default in (("bias", True), ("batch_first", False), ("dropout", 0.0), ("bidirectional", False)):
+            if getattr(self, k) != default:
+                s += f", {k}={getattr(self, k)}"
+        return s
+
+    # ---- forward ---------------------------------------------------------------------------
+    def _check_tensor(self, t, what, dtype):
+        name = type(self).__name__
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name}: {what} must be a torch.Tensor, got {type(t).__name__}")
+        if t.device.type != "cpu":
+            raise RuntimeError(f"rnnfast.torch.{name} runs on the CPU only, but {what} is on {t.device}: "
+                               f"move it with .cpu(), or use torch.nn.{name} on {t.device.type}")
+        if t.dtype != dtype:
+            raise ValueError(f"RNN {what} dtype ({t.dtype}) does not match weight dtype ({dtype}). "
+                             f"Convert {what}: {what}.to({dtype}), or convert model: model.to({t.dtype})")
+
+    def _check_hx(self, hx, B, batched, dtype):
+        shape = (self.num_layers * self.num_directions, B, self.hidden_size)
+        names = ("hx", "cx") if self._cell == "lstm" else ("hx",)
+        if hx is None:
+            return (None,) * 2
+        if self._cell == "lstm":
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise TypeError("LSTM: hx must be a tuple (h_0, c_0)")
+            states = tuple(hx)
+        else:
+            if isinstance(hx, (tuple, list)):
+                raise TypeError(f"{type(self).__name__}: hx must be a tensor, got a {type(hx).__name__}")
+            states = (hx,)
+        out = []
+        for name, h in zip(names, states):
+            self._check_tensor(h, name, dtype)
+            want = 3 if batched else 2
+            if h.dim() != want:
+                raise RuntimeError(f"For {'batched 3-D' if batched else 'unbatched 2-D'} input, {name} should "
+                                   f"also be {want}-D but got {h.dim()}-D tensor")
+            h = h if batched else h.unsqueeze(1)
+            if tuple(h.shape) != shape:
+                raise RuntimeError(f"Expected hidden size {shape}, got {list(h.shape)}")
+            out.append(h)
+        return tuple(out) + (None,) * (2 - len(out))
+
+    def forward(self, input, hx=None, lengths=None):
+        """torch.nn's forward: output, h_n (LSTM: output, (h_n, c_n)); a PackedSequence in gives one out.
+
+        `lengths` (B,) with a padded tensor gives what packing with enforce_sorted=False, this module
+        and pad_packed_sequence(total_length=T) give, without packing."""
+        weights = self._flat_weights
+        dtype = weights[0].dtype
+        for n, w in zip(self._flat_weights_names, weights):
+            self._check_tensor(w, n, dtype)
+        if dtype not in _DTYPES:
+            raise TypeError(f"rnnfast.torch.{type(self).__name__}: parameters must be float32 or float64, got {dtype}")
+        packed = isinstance(input, PackedSequence)
+        batched, sorted_indices = True, None
+        if packed:
+            if lengths is not None:
+                raise ValueError("lengths: give either a PackedSequence or lengths, not both")
+            self._check_tensor(input.data, "input", dtype)
+            x, lens = pad_packed_sequence(input)  # in the caller's batch order, like hx
+            lengths = lens.numpy().astype(np.int64)
+            sorted_indices = input.sorted_indices
+        else:
+            self._check_tensor(input, "input", dtype)
+            if input.dim() not in (2, 3):
+                raise ValueError(f"{type(self).__name__}: Expected input to be 2D or 3D, got {input.dim()}D instead")
+            batched = input.dim() == 3
+            x = input.unsqueeze(1) if not batched else input.transpose(0, 1) if self.batch_first else input
+            if lengths is not None:
+                if not batched:
+                    lengths = lengths.reshape(1) if isinstance(lengths, torch.Tensor) else np.reshape(lengths, 1)
+                if isinstance(lengths, torch.Tensor):
+                    lengths = lengths.cpu().numpy()
+                lengths = _validate.lengths_array(lengths, x.shape[1], x.shape[0])
+                sorted_indices = torch.sort(torch.from_numpy(lengths), descending=True)[1]
+        if x.shape[-1] != self.input_size:
+            raise RuntimeError(f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
+                               f"got {x.shape[-1]}")
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            raise ValueError(f"{type(self).__name__}: input has no time steps or no batch entries: {tuple(x.shape)}")
+        T, B = x.shape[0], x.shape[1]
+        h0, c0 = self._check_hx(hx, B, batched, dtype)
+        D = self.num_directions
+        per = len(weights) // (self.num_layers * D)
+        inp, h_n, c_n = x.contiguous(), [], []
+        for layer in range(self.num_layers):
+            k = slice(layer * D, (layer + 1) * D)
+            y, hn, cn = _layer(self._cell, D, lengths, inp, None if h0 is None else h0[k], None if c0 is None else c0[k],
+                               weights[layer * D * per:(layer + 1) * D * per])
+            h_n.append(hn)
+            c_n.append(cn)
+            inp = y
+            if self.training and self.dropout > 0 and layer < self.num_layers - 1:
+                inp = _dropout(y, self.dropout, lengths, sorted_indices).contiguous()
+        h_n = torch.cat(h_n) if self.num_layers > 1 else h_n[0]
+        c_n = (torch.cat(c_n) if self.num_layers > 1 else c_n[0]) if self._cell == "lstm" else None
+        if packed:
+            out = _repack(y, lengths, input)
+        elif not batched:
+            out, h_n, c_n = y.squeeze(1), h_n.squeeze(1), None if c_n is None else c_n.squeeze(1)
+        else:
+            out = y.transpose(0, 1) if self.batch_first else y
+        return (out, (h_n, c_n)) if self._cell == "lstm" else (out, h_n)
+
+    # ---- conversions -----------------------------------------------------------------------
+    def _kwargs(self):
+        kw = dict(num_layers=self.num_layers, bias=self.bias, batch_first=self.batch_first, dropout=self.dropout,
+                  bidirectional=self.bidirectional)
+        if self._cell.startswith("rnn_"):
+            kw["nonlinearity"] = self._cell[4:]
+        return kw
+
+    def to_torch(self):
+        """The torch.nn module with the same arguments, weights and train/eval mode."""
+        with warnings.catch_warnings():  # the dropout warning was given when this module was made
+            warnings.simplefilter("ignore")
+            m = getattr(torch.nn, type(self).__name__)(self.input_size, self.hidden_size, dtype=self.weight_ih_l0.dtype,
+                                                       **self._kwargs())
+        m.load_state_dict(self.state_dict())
+        return m.train(self.training)
+
+    def to_numpy(self):
+        """The rnnfast NumPy module (rnnfast.RNN / LSTM / GRU) with the same arguments and weights."""
+        dt = {torch.float32: "float32", torch.float64: "float64"}[self.weight_ih_l0.dtype]
+        kw = self._kwargs()
+        if kw["dropout"] >= 1:
+            raise ValueError("to_numpy: rnnfast's NumPy modules take dropout < 1")
+        m = getattr(_np_modules, type(self).__name__)(self.input_size, self.hidden_size, dtype=dt, **kw)
+        m.load_state_dict({k: _np(v) for k, v in self.state_dict().items()})
+        return m.train(self.training)
+
+
+class RNN(RNNBase):
+    """Elman RNN, h_t = f(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), f = tanh or relu: torch.nn.RNN's API."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, device=None, dtype=None):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
+        self.nonlinearity = nonlinearity
+        super().__init__("rnn_" + nonlinearity, input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, device, dtype)
+
+
+class LSTM(RNNBase):
+    """LSTM with torch.nn.LSTM's API and gate order (i, f, g, o); projections (proj_size) are not supported."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, proj_size=0, device=None, dtype=None):
+        if proj_size != 0:
+            raise ValueError(f"rnnfast.torch.LSTM: proj_size must be 0 (projections are not supported), got {proj_size}")
+        super().__init__("lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         device, dtype)
+
+
+class GRU(RNNBase):
+    """GRU with torch.nn.GRU's API and gate order (r, z, n)."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, device=None, dtype=None):
+        super().__init__("gru", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         device, dtype)
+
+
+def _build(cls_name, input_size, hidden_size, dtype, kw, state, training):
+    with warnings.catch_warnings():  # the source module was made with the same arguments
+        warnings.simplefilter("ignore")
+        m = globals()[cls_name](input_size, hidden_size, dtype=dtype, **kw)
+    m.load_state_dict(state)
+    return m.train(training)
+
+
+def from_torch(module):
+    """torch.nn.RNN / LSTM / GRU -> the rnnfast.torch module with the same arguments, weights (copied,
+    to the CPU) and train/eval mode."""
+    kinds = (torch.nn.RNN, torch.nn.LSTM, torch.nn.GRU)
+    if not isinstance(module, kinds):
+        raise TypeError(f"from_torch: expected torch.nn.RNN, LSTM or GRU, got {type(module).__name__}")
+    if getattr(module, "proj_size", 0):
+        raise ValueError(f"from_torch: LSTM projections are not supported (proj_size={module.proj_size})")
+    dtype = module.weight_ih_l0.dtype
+    if dtype not in _DTYPES:
+        raise TypeError(f"from_torch: parameters must be float32 or float64, got {dtype}")
+    kw = dict(num_layers=module.num_layers, bias=module.bias, batch_first=module.batch_first,
+              dropout=module.dropout, bidirectional=module.bidirectional)
+    if isinstance(module, torch.nn.RNN):
+        kw["nonlinearity"] = module.nonlinearity
+    name = next(k.__name__ for k in kinds if isinstance(module, k))
+    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    return _build(name, module.input_size, module.hidden_size, dtype, kw, state, module.training)
+
+
+def from_numpy(module):
+    """rnnfast.RNN / LSTM / GRU (NumPy) -> the rnnfast.torch module with the same arguments and weights."""
+    if not isinstance(module, (_np_modules.RNN, _np_modules.LSTM, _np_modules.GRU)):
+        raise TypeError(f"from_numpy: expected rnnfast.RNN, LSTM or GRU, got {type(module).__name__}")
+    kw = dict(num_layers=module.num_layers, bias=module.bias, batch_first=module.batch_first,
+              dropout=module.dropout, bidirectional=module.bidirectional)
+    if isinstance(module, _np_modules.RNN):
+        kw["nonlinearity"] = module.nonlinearity
+    dtype = torch.float64 if module.dtype == np.float64 else torch.float32
+    state = {k: torch.from_numpy(v) for k, v in module.state_dict().items()}
+    return _build(type(module).__name__, module.input_size, module.hidden_size, dtype, kw, state, module.training)

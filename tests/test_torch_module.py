@@ -1,0 +1,267 @@
+"""rnnfast.torch: drop-in torch.nn modules (skipped where torch is absent).
+
+gradcheck in float64; outputs and gradients equal torch.nn's for the same weights (1e-9 in float64)
+over cells x layers x directions x input kinds (tensor, lengths=, packed sorted / unsorted,
+unbatched); dropout masks equal torch.nn's for the same seed; the same training run (embedding ->
+recurrent layer -> linear, Adam, 20 steps, float32) gives the same losses as torch.nn (1e-5)."""
+import itertools
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import rnnfast
+
+torch = pytest.importorskip("torch")
+import rnnfast.torch as rt  # noqa: E402
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence  # noqa: E402
+
+CELLS = {"rnn_tanh": ("RNN", {"nonlinearity": "tanh"}), "rnn_relu": ("RNN", {"nonlinearity": "relu"}),
+         "lstm": ("LSTM", {}), "gru": ("GRU", {})}
+F64 = torch.float64
+
+
+def pair(cell, *args, **kwargs):
+    """(torch.nn module, rnnfast.torch module) with the same weights."""
+    name, extra = CELLS[cell]
+    tm = getattr(torch.nn, name)(*args, **extra, **kwargs)
+    ours = getattr(rt, name)(*args, **extra, **kwargs)
+    ours.load_state_dict(tm.state_dict())
+    return tm, ours
+
+
+def states(cell, L, B, H, dtype, gen, batched=True):
+    shape = (L, B, H) if batched else (L, H)
+    h = [torch.randn(shape, dtype=dtype, generator=gen, requires_grad=True) for _ in range(2 if cell == "lstm" else 1)]
+    return h, (tuple(h) if cell == "lstm" else h[0])
+
+
+def as_tuple(h):
+    return h if isinstance(h, tuple) else (h,)
+
+
+# ---- gradcheck --------------------------------------------------------------------------------
+@pytest.mark.parametrize("cell", list(CELLS))
+@pytest.mark.parametrize("bidirectional,with_lengths", [(False, False), (True, True), (True, False), (False, True)])
+def test_gradcheck(cell, bidirectional, with_lengths):
+    gen = torch.Generator().manual_seed(3)
+    T, B, I, H, L = 4, 3, 2, 3, 2
+    torch.manual_seed(0)
+    m = getattr(rt, CELLS[cell][0])(I, H, num_layers=L, bidirectional=bidirectional, dtype=F64, **CELLS[cell][1])
+    x = torch.randn(T, B, I, dtype=F64, generator=gen, requires_grad=True)
+    h, hx = states(cell, L * m.num_directions, B, H, F64, gen)
+    lengths = [4, 2, 3] if with_lengths else None
+
+    def f(x, *inputs):
+        y, hn = m(x, tuple(inputs[:len(h)]) if cell == "lstm" else inputs[0], lengths=lengths)
+        return (y,) + as_tuple(hn)
+
+    assert torch.autograd.gradcheck(f, (x, *h, *m.parameters()), eps=1e-6, atol=1e-7, rtol=1e-6)
+
+
+# ---- parity with torch.nn -----------------------------------------------------------------------
+KINDS = ["tensor", "lengths", "packed", "packed_sorted", "unbatched"]
+GRID = list(itertools.product(CELLS, [1, 2], [False, True], KINDS))
+
+
+@pytest.mark.parametrize("cell,layers,bidirectional,kind", GRID,
+                         ids=[f"{c}-L{n}-bi{int(b)}-{k}" for c, n, b, k in GRID])
+def test_matches_torch_nn(cell, layers, bidirectional, kind):
+    i = GRID.index((cell, layers, bidirectional, kind))
+    batch_first, with_hx, bias = kind != "unbatched" and i % 2 == 1, i % 3 != 0, i % 5 != 0
+    T, B, I, H = 5, 4, 3, 4
+    gen = torch.Generator().manual_seed(i)
+    torch.manual_seed(i)
+    tm, ours = pair(cell, I, H, num_layers=layers, bidirectional=bidirectional, batch_first=batch_first, bias=bias,
+                    dtype=F64)
+    D = 2 if bidirectional else 1
+    batched = kind != "unbatched"
+    x = torch.randn(((B, T, I) if batch_first else (T, B, I)) if batched else (T, I), dtype=F64, generator=gen,
+                    requires_grad=True)
+    h, hx = states(cell, layers * D, B, H, F64, gen, batched)
+    lengths = torch.tensor([3, 5, 1, 3] if kind == "packed" or kind == "lengths" else [5, 4, 3, 1])
+
+    def run(m):
+        hxm = hx if with_hx else None
+        if kind in ("packed", "packed_sorted"):
+            inp = pack_padded_sequence(x, lengths, batch_first=batch_first, enforce_sorted=kind == "packed_sorted")
+            y, hn = m(inp, hxm)
+            assert isinstance(y, PackedSequence)
+            for a, b in zip(y[1:], inp[1:]):
+                assert (a is None and b is None) or torch.equal(a, b)
+            data = y.data
+        elif kind == "lengths":
+            if m is tm:
+                inp = pack_padded_sequence(x, lengths, batch_first=batch_first, enforce_sorted=False)
+                y, hn = m(inp, hxm)
+                y = pad_packed_sequence(y, batch_first=batch_first, total_length=T)[0]
+            else:
+                y, hn = m(x, hxm, lengths=lengths)
+            data = y
+        else:
+            data, hn = m(x, hxm)
+        w = torch.randn(data.shape, dtype=F64, generator=torch.Generator().manual_seed(1))
+        loss = (data * w).sum() + sum((s * (k + 2)).pow(2).sum() for k, s in enumerate(as_tuple(hn)))
+        wrt = [x] + (h if with_hx else []) + list(m.parameters())
+        return [data.detach()] + [s.detach() for s in as_tuple(hn)] + list(torch.autograd.grad(loss, wrt))
+
+    expected, actual = run(tm), run(ours)
+    assert len(expected) == len(actual)
+    for k, (a, e) in enumerate(zip(actual, expected)):
+        assert a.shape == e.shape and a.dtype == e.dtype, k
+        assert torch.allclose(a, e, rtol=0, atol=1e-9 * max(1.0, e.abs().max().item())), (k, (a - e).abs().max())
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_dropout_masks_are_torch_nn_s(packed):
+    """Same seed, same masks: train-mode outputs and gradients equal torch.nn's with dropout."""
+    torch.manual_seed(0)
+    tm, ours = pair("lstm", 3, 4, num_layers=3, dropout=0.4, bidirectional=True, dtype=F64)
+    x = torch.randn(6, 5, 3, dtype=F64, requires_grad=True)
+    lengths = torch.tensor([6, 3, 6, 1, 4])
+    out = []
+    for m in (tm, ours):
+        torch.manual_seed(7)
+        inp = pack_padded_sequence(x, lengths, enforce_sorted=False) if packed else x
+        y, (hn, cn) = m(inp)
+        y = y.data if packed else y
+        out.append((y.detach(), torch.autograd.grad(y.sum() + cn.sum(), [x, *m.parameters()])))
+    assert torch.allclose(out[0][0], out[1][0], rtol=0, atol=1e-12)
+    for a, e in zip(out[1][1], out[0][1]):
+        assert torch.allclose(a, e, rtol=0, atol=1e-11)
+
+
+# ---- a training run, torch.nn vs rnnfast.torch -------------------------------------------------
+class Tagger(torch.nn.Module):
+    """Embedding -> recurrent layer (2 layers, dropout) -> Linear, over packed variable-length batches."""
+
+    def __init__(self, rnn_cls, cell):
+        super().__init__()
+        self.emb = torch.nn.Embedding(12, 6)
+        self.rnn = rnn_cls(6, 16, num_layers=2, dropout=0.2, bidirectional=True, **CELLS[cell][1])
+        self.out = torch.nn.Linear(32, 12)
+
+    def forward(self, tokens, lengths):
+        packed = pack_padded_sequence(self.emb(tokens), lengths, enforce_sorted=False)
+        y, _ = self.rnn(packed)
+        return self.out(pad_packed_sequence(y, total_length=tokens.shape[0])[0])
+
+
+def train_losses(module_ns, cell, steps=20):
+    torch.manual_seed(0)
+    model = Tagger(getattr(module_ns, CELLS[cell][0]), cell)
+    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+    data = torch.Generator().manual_seed(1)
+    losses = []
+    for _ in range(steps):
+        tokens = torch.randint(0, 12, (9, 8), generator=data)
+        lengths = torch.randint(2, 10, (8,), generator=data)
+        target = tokens.flip(0)  # a task with memory: predict the sequence reversed
+        mask = torch.arange(9)[:, None] < lengths[None, :]
+        logits = model(tokens, lengths)
+        loss = torch.nn.functional.cross_entropy(logits[mask], target[mask])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return np.array(losses)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
+def test_training_run_matches_torch_nn(cell):
+    ref, ours = train_losses(torch.nn, cell), train_losses(rt, cell)
+    assert ours[-1] < ours[0]
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=0)
+
+
+# ---- API details ------------------------------------------------------------------------------
+def test_import_rnnfast_does_not_import_torch():
+    code = "import sys, rnnfast; assert 'torch' not in sys.modules; import rnnfast.torch; assert 'torch' in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_parameters_and_init_are_torch_nn_s():
+    for cell in CELLS:
+        kw = dict(num_layers=2, bidirectional=True, bias=True)
+        name, extra = CELLS[cell]
+        torch.manual_seed(5)
+        tm = getattr(torch.nn, name)(3, 4, **extra, **kw)
+        torch.manual_seed(5)
+        ours = getattr(rt, name)(3, 4, **extra, **kw)
+        assert [n for n, _ in ours.named_parameters()] == [n for n, _ in tm.named_parameters()]
+        for (n, a), (_, b) in zip(ours.named_parameters(), tm.named_parameters()):
+            assert isinstance(a, torch.nn.Parameter) and torch.equal(a, b), n
+        assert repr(ours) == repr(tm)
+        assert ours.mode == tm.mode
+
+
+def test_conversions_round_trip():
+    torch.manual_seed(0)
+    tm = torch.nn.GRU(3, 4, num_layers=2, bidirectional=True, batch_first=True, dtype=F64).eval()
+    ours = rt.from_torch(tm)
+    assert isinstance(ours, rt.GRU) and not ours.training and ours.batch_first
+    back = ours.to_torch()
+    assert isinstance(back, torch.nn.GRU)
+    for k, v in tm.state_dict().items():
+        assert torch.equal(back.state_dict()[k], v)
+    npm = ours.to_numpy()
+    assert isinstance(npm, rnnfast.GRU) and npm.dtype == np.float64
+    x = torch.randn(2, 5, 3, dtype=F64)
+    y_np, h_np = npm(x.numpy(), lengths=[5, 3])
+    y, hn = ours(x, lengths=[5, 3])
+    np.testing.assert_allclose(y.detach().numpy(), y_np, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(hn.detach().numpy(), h_np, rtol=0, atol=1e-12)
+    again = rt.from_numpy(npm)
+    assert isinstance(again, rt.GRU)
+    for k, v in ours.state_dict().items():
+        assert torch.equal(again.state_dict()[k], v)
+    rnn = rt.from_torch(torch.nn.RNN(3, 4, nonlinearity="relu"))
+    assert rnn.nonlinearity == "relu" and rnn.weight_ih_l0.dtype == torch.float32
+    with pytest.raises(ValueError, match="proj_size"):
+        rt.from_torch(torch.nn.LSTM(3, 4, proj_size=2))
+    with pytest.raises(TypeError, match="expected torch.nn.RNN, LSTM or GRU"):
+        rt.from_torch(torch.nn.Linear(3, 4))
+
+
+def test_no_grad_and_eval_give_the_same_numbers():
+    torch.manual_seed(0)
+    m = rt.LSTM(3, 4, num_layers=2, bidirectional=True, dropout=0.5).eval()
+    x = torch.randn(5, 2, 3)
+    y, (hn, cn) = m(x, lengths=[5, 2])
+    with torch.no_grad():
+        y2, (hn2, cn2) = m(x, lengths=[5, 2])
+    assert y.requires_grad and not y2.requires_grad
+    assert torch.equal(y.detach(), y2) and torch.equal(hn.detach(), hn2) and torch.equal(cn.detach(), cn2)
+    assert torch.all(y2[2:, 1] == 0)  # padded steps give 0
+
+
+def test_in_place_change_before_backward_is_refused():
+    m = rt.GRU(3, 4)
+    y, _ = m(torch.randn(5, 2, 3))
+    with torch.no_grad():
+        m.weight_hh_l0.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+
+
+def test_devices_and_dtypes_are_checked():
+    with pytest.raises(ValueError, match="CPU only"):
+        rt.LSTM(3, 4, device="cuda")
+    with pytest.raises(TypeError, match="float32 or torch.float64"):
+        rt.GRU(3, 4, dtype=torch.float16)
+    m = rt.LSTM(3, 4)
+    with pytest.raises(RuntimeError, match="CPU only, but input is on meta"):
+        m(torch.empty(5, 2, 3, device="meta"))
+    with pytest.raises(ValueError, match="does not match weight dtype"):
+        m(torch.randn(5, 2, 3, dtype=F64))
+    with pytest.raises(RuntimeError, match="Expected hidden size"):
+        m(torch.randn(5, 2, 3), (torch.zeros(1, 3, 4), torch.zeros(1, 3, 4)))
+    with pytest.raises(RuntimeError, match="input_size"):
+        m(torch.randn(5, 2, 7))
+    with pytest.raises(TypeError, match="tuple"):
+        m(torch.randn(5, 2, 3), torch.zeros(1, 2, 4))
+    with pytest.raises(ValueError, match="lengths"):
+        m(torch.randn(5, 2, 3), lengths=[6, 1])
+    with pytest.raises(TypeError, match="float32 or float64"):
+        m.half()(torch.randn(5, 2, 3).half())
