@@ -57,12 +57,7 @@ const KernelTable& k() { return *active.load(std::memory_order_relaxed); }
 
 }  // namespace
 
-index saved_size(const LayerShape& s) {
-    const int G = gate_count(s.cell);
-    const index TBH = s.T * s.B * s.H, BH = s.B * s.H;
-    auto r = [](index n) { return (n + 15) / 16 * 16; };  // the driver's Carver alignment
-    return r(TBH * G) + r(TBH + BH) + (G == 4 ? r(TBH + BH) : 0) + (G == 3 ? r(TBH) : 0);
-}
+index saved_size(const LayerShape& s) { return k().saved_size(s); }
 index forward_scratch_size(const LayerShape& s, bool training, int elem_bytes) {
     return elem_bytes == 4 ? k().forward_scratch_f32(s, training) : k().forward_scratch_f64(s, training);
 }

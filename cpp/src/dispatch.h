@@ -11,6 +11,7 @@ struct KernelTable {
     void (*forward_f64)(const LayerForward<double>&);
     void (*backward_f32)(const LayerBackward<float>&);
     void (*backward_f64)(const LayerBackward<double>&);
+    index (*saved_size)(const LayerShape&);
     index (*forward_scratch_f32)(const LayerShape&, bool training);
     index (*forward_scratch_f64)(const LayerShape&, bool training);
     index (*backward_scratch_f32)(const LayerShape&, int threads);

@@ -27,6 +27,11 @@ template <class T> index forward_scratch(const LayerShape& s, bool training) {
     with_cell<T>(s.cell, [&](auto d) { n = d.forward_scratch(s, training); });
     return n;
 }
+index saved_size(const LayerShape& s) {  // the layout does not depend on T's size or the ISA
+    index n = 0;
+    with_cell<float>(s.cell, [&](auto d) { n = d.saved_size(s); });
+    return n;
+}
 template <class T> index backward_scratch(const LayerShape& s, int threads) {
     index n = 0;
     with_cell<T>(s.cell, [&](auto d) { n = d.backward_scratch(s, threads); });
@@ -97,6 +102,7 @@ const KernelTable RNNFAST_TABLE = {
     RNNFAST_ISA_NS::forward<double>,
     RNNFAST_ISA_NS::backward<float>,
     RNNFAST_ISA_NS::backward<double>,
+    RNNFAST_ISA_NS::saved_size,
     RNNFAST_ISA_NS::forward_scratch<float>,
     RNNFAST_ISA_NS::forward_scratch<double>,
     RNNFAST_ISA_NS::backward_scratch<float>,

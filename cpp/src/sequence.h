@@ -67,6 +67,12 @@ template <class T, class Cell> struct Driver {
         return sv;
     }
 
+    static index saved_size(const LayerShape& s) {
+        Carver<T> cv{nullptr};
+        carve_saved(s, cv);
+        return cv.used;
+    }
+
     static index rec_groups(index H) { return (GateCols<T>{G, H}.tiles() + TPG - 1) / TPG; }
     static index plain_panels(index N) { return (PlainCols<T>{N}.nvec() + NVP - 1) / NVP; }
     static index chunk_steps(const LayerShape& s, bool training) {
