@@ -90,11 +90,18 @@ const std::int64_t* lengths_ptr(const std::optional<py::array>& lengths, Idx T, 
     return p;
 }
 
+// A caller-provided workspace we may write: contiguous, writable, of dtype T and n values.
+template <class T> bool reusable(const py::array& a, Idx n) {
+    return py::isinstance<py::array_t<T>>(a) && a.dtype().kind() == 'f' && a.itemsize() == sizeof(T) &&
+           a.ndim() == 1 && a.shape(0) == n && a.writeable() && (a.flags() & py::array::c_style);
+}
+
 // y_out: (T, B, H) view written in place (a slice of a bidirectional output may be passed).
 template <class T>
 py::tuple forward(int cell, py::array x, std::optional<py::array> h0, std::optional<py::array> c0, py::array w_ih,
                   py::array w_hh, std::optional<py::array> b_ih, std::optional<py::array> b_hh, bool reverse,
-                  std::optional<py::array> lengths, bool training, py::array y_out) {
+                  std::optional<py::array> lengths, bool training, py::array y_out,
+                  std::optional<py::array> saved_buf) {
     const rnnfast::LayerShape s = layer_shape(cell, x, w_hh, reverse);
     const Idx nT = s.T, B = s.B, I = s.I, H = s.H, GH = rnnfast::gate_count(s.cell) * H;
     const bool lstm = s.cell == rnnfast::CellKind::lstm;
@@ -114,7 +121,11 @@ py::tuple forward(int cell, py::array x, std::optional<py::array> h0, std::optio
     a.y = yv.p;
     a.ldy = yv.ld;
     py::array_t<T> h_n({B, H}), c_n = lstm ? py::array_t<T>({B, H}) : py::array_t<T>(0);
-    py::array_t<T> saved(training ? rnnfast::saved_size(s) : 0);
+    // The saved workspace: the caller's buffer when it has the right size (reused across calls, so
+    // no fresh pages to fault in), else a new array.
+    py::array_t<T> saved = saved_buf && training && reusable<T>(*saved_buf, rnnfast::saved_size(s))
+                               ? py::array_t<T>(*saved_buf)
+                               : py::array_t<T>(training ? rnnfast::saved_size(s) : 0);
     a.h_n = h_n.mutable_data();
     a.c_n = lstm ? c_n.mutable_data() : nullptr;
     a.saved = training ? saved.mutable_data() : nullptr;
@@ -132,7 +143,8 @@ template <class T>
 py::tuple backward(int cell, py::array x, py::array w_ih, py::array w_hh, std::optional<py::array> lengths,
                    bool reverse, py::array saved, py::array dy, std::optional<py::array> dh_n,
                    std::optional<py::array> dc_n, py::array dx, bool dx_accumulate, py::array dw_ih, py::array dw_hh,
-                   std::optional<py::array> db_ih, std::optional<py::array> db_hh) {
+                   std::optional<py::array> db_ih, std::optional<py::array> db_hh,
+                   std::optional<py::array> scratch_buf) {
     const rnnfast::LayerShape s = layer_shape(cell, x, w_hh, reverse);
     const Idx nT = s.T, B = s.B, I = s.I, H = s.H, GH = rnnfast::gate_count(s.cell) * H;
     const bool lstm = s.cell == rnnfast::CellKind::lstm;
@@ -162,8 +174,14 @@ py::tuple backward(int cell, py::array x, py::array w_ih, py::array w_hh, std::o
     a.dh0 = dh0.mutable_data();
     a.dc0 = lstm ? dc0.mutable_data() : nullptr;
     a.threads = rnnfast::get_num_threads();  // read once: sizes the scratch and runs the kernel
-    std::unique_ptr<T[]> scratch(new T[rnnfast::backward_scratch_size(s, sizeof(T), a.threads)]);
-    a.scratch = scratch.get();
+    const Idx need = rnnfast::backward_scratch_size(s, sizeof(T), a.threads);
+    std::unique_ptr<T[]> scratch;
+    if (scratch_buf && reusable<T>(*scratch_buf, need)) {
+        a.scratch = static_cast<T*>(scratch_buf->mutable_data());
+    } else {
+        scratch.reset(new T[need]);
+        a.scratch = scratch.get();
+    }
     {
         py::gil_scoped_release nogil;
         rnnfast::layer_backward(a);
@@ -181,31 +199,38 @@ PYBIND11_MODULE(_core, m) {
         "layer_forward",
         [](int cell, py::array x, std::optional<py::array> h0, std::optional<py::array> c0, py::array w_ih,
            py::array w_hh, std::optional<py::array> b_ih, std::optional<py::array> b_hh, bool reverse,
-           std::optional<py::array> lengths, bool training, py::array y) {
+           std::optional<py::array> lengths, bool training, py::array y, std::optional<py::array> saved) {
             auto f = is_f64(x) ? forward<double> : forward<float>;
-            return f(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, lengths, training, y);
+            return f(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, lengths, training, y, saved);
         },
         py::arg("cell"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("w_ih"), py::arg("w_hh"),
         py::arg("b_ih"), py::arg("b_hh"), py::arg("reverse"), py::arg("lengths"), py::arg("training"), py::arg("y"),
-        "One layer, one direction. Writes y in place; returns (h_n, c_n or None, saved or None).");
+        py::arg("saved") = py::none(),
+        "One layer, one direction. Writes y in place; returns (h_n, c_n or None, saved or None). `saved`, if "
+        "a float array of saved_size values, is reused as the training workspace.");
     m.def(
         "layer_backward",
         [](int cell, py::array x, py::array w_ih, py::array w_hh, std::optional<py::array> lengths, bool reverse,
            py::array saved, py::array dy, std::optional<py::array> dh_n, std::optional<py::array> dc_n, py::array dx,
            bool dx_accumulate, py::array dw_ih, py::array dw_hh, std::optional<py::array> db_ih,
-           std::optional<py::array> db_hh) {
+           std::optional<py::array> db_hh, std::optional<py::array> scratch) {
             auto f = is_f64(x) ? backward<double> : backward<float>;
             return f(cell, x, w_ih, w_hh, lengths, reverse, saved, dy, dh_n, dc_n, dx, dx_accumulate, dw_ih, dw_hh,
-                     db_ih, db_hh);
+                     db_ih, db_hh, scratch);
         },
         py::arg("cell"), py::arg("x"), py::arg("w_ih"), py::arg("w_hh"), py::arg("lengths"), py::arg("reverse"),
         py::arg("saved"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("dx"), py::arg("dx_accumulate"),
-        py::arg("dw_ih"), py::arg("dw_hh"), py::arg("db_ih"), py::arg("db_hh"),
+        py::arg("dw_ih"), py::arg("dw_hh"), py::arg("db_ih"), py::arg("db_hh"), py::arg("scratch") = py::none(),
         "BPTT through one layer and direction. Writes (or adds into) dx, adds into the weight gradients; "
         "returns (dh0, dc0 or None).");
     m.def("saved_size", [](int cell, Idx T, Idx B, Idx I, Idx H) {
         return rnnfast::saved_size(make_shape(cell, T, B, I, H, false));
     });
+    m.def("backward_scratch_size", [](int cell, Idx T, Idx B, Idx I, Idx H, int elem_bytes) {
+        if (elem_bytes != 4 && elem_bytes != 8) throw py::value_error("elem_bytes: expected 4 or 8");
+        return rnnfast::backward_scratch_size(make_shape(cell, T, B, I, H, false), elem_bytes,
+                                              rnnfast::get_num_threads());
+    }, "Values of backward scratch at the current thread count (a `scratch` buffer of this size is reused).");
     m.def("set_num_threads", &rnnfast::set_num_threads, py::arg("n"));
     m.def("get_num_threads", &rnnfast::get_num_threads);
     m.def("isa", &rnnfast::isa);

@@ -14,7 +14,7 @@ import numpy as np
 from . import _validate as v
 from .module import Lockable as ThreadSafe  # noqa: F401  (kept for nn.py until it moves to Module)
 from .module import Module, serialized
-from .functional import CELL_CODES, layer_backward, layer_forward
+from .functional import CELL_CODES, backward_scratch_size, layer_backward, layer_forward
 _GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 
 
@@ -40,6 +40,7 @@ class RNNBase(Module):
         self.training = True
         self._rng = np.random.default_rng(seed)
         self._saved = None
+        self._workspace = {}  # reused between calls: fresh pages cost ~5% of a training step
         v.check_allocation(sum(int(np.prod(shape, dtype=object)) for _, shape in self._param_shapes())
                            * 2 * self.dtype.itemsize, "the parameters and their gradients")
         # torch.nn's order and init: U(-1/sqrt(H), 1/sqrt(H))
@@ -119,16 +120,20 @@ class RNNBase(Module):
         h_n = np.empty((self.num_layers * D, B, H), self.dtype)
         c_n = np.empty_like(h_n) if self.mode == "lstm" else None
         saved = [] if self.training else None
+        # The last forward's saved workspaces are reused below: that forward is spent from here on.
+        old = self._saved
+        self._saved = None
         inp = x
         for layer in range(self.num_layers):
             y = np.empty((T, B, D * H), self.dtype)
             contexts = []
             for d in range(D):
                 k = layer * D + d
+                reuse = old["layers"][layer][0][d].saved if old and self.training else None
                 _, hn, cn, ctx = layer_forward(
                     self.mode, inp, None if h0 is None else h0[k], None if c0 is None else c0[k],
                     *self._layer_params(layer, d), reverse=bool(d), lengths=lens, training=self.training,
-                    out=y[:, :, d * H:(d + 1) * H])
+                    out=y[:, :, d * H:(d + 1) * H], saved=reuse)
                 h_n[k] = hn
                 if c_n is not None:
                     c_n[k] = cn
@@ -171,13 +176,14 @@ class RNNBase(Module):
         for layer in reversed(range(self.num_layers)):
             contexts, _ = sv["layers"][layer]
             dx = np.empty(contexts[0].x.shape, self.dtype)
+            scratch = self._scratch(T, B, contexts[0].x.shape[2])
             for d in range(D):
                 k, s = layer * D + d, self._suffix(layer, d)
                 _, dh, dc, *_ = layer_backward(
                     contexts[d], dy[:, :, d * H:(d + 1) * H], None if dh_n is None else dh_n[k],
                     None if dc_n is None else dc_n[k],
                     grads=(g["weight_ih" + s], g["weight_hh" + s], g.get("bias_ih" + s), g.get("bias_hh" + s)),
-                    dx_out=dx, dx_accumulate=d > 0)
+                    dx_out=dx, dx_accumulate=d > 0, scratch=scratch)
                 dh0[k] = dh
                 if dc0 is not None:
                     dc0[k] = dc
@@ -188,6 +194,19 @@ class RNNBase(Module):
                 dy = dx
         grad_x = np.ascontiguousarray(dy.swapaxes(0, 1)) if self.batch_first else dy
         return grad_x, ((dh0, dc0) if self.mode == "lstm" else dh0)
+
+    def __getstate__(self):  # copies and pickles leave the reusable workspaces behind
+        state = super().__getstate__()
+        state["_workspace"] = {}
+        return state
+
+    def _scratch(self, T, B, I):
+        """The backward's workspace for a layer of input size I, kept for the next call."""
+        n = backward_scratch_size(self.mode, T, B, I, self.hidden_size, self.dtype)
+        buf = self._workspace.get(I)
+        if buf is None or buf.size != n:
+            buf = self._workspace[I] = np.empty(n, self.dtype)
+        return buf
 
     def __repr__(self):
         extra = "".join(f", {k}={getattr(self, k)!r}" for k in ("num_layers", "bias", "batch_first", "dropout",
