@@ -77,7 +77,7 @@ class _Layer(torch.autograd.Function):
         ctx.set_materialize_grads(False)  # absent output gradients stay None: the kernels take None
         y, h_n, c_n, contexts = _run_layer(cell, D, lengths, _np(x), None if h0 is None else _np(h0),
                                            None if c0 is None else _np(c0), weights, training=True)
-        ctx.cell, ctx.contexts, ctx.has_h0, ctx.has_c0 = cell, contexts, h0 is not None, c0 is not None
+        ctx.contexts, ctx.has_h0, ctx.has_c0 = contexts, h0 is not None, c0 is not None
         ctx.save_for_backward(x, *weights)  # so that in-place changes before backward raise, as in torch.nn
         out = (torch.from_numpy(y), torch.from_numpy(h_n))
         return out + (torch.from_numpy(c_n),) if c_n is not None else out
@@ -100,7 +100,6 @@ class _Layer(torch.autograd.Function):
             dh0.append(dh)
             dc0.append(dc)
             dweights += [torch.from_numpy(g) for g in dw if g is not None]
-        ctx.contexts = None  # the saved workspace is freed with the graph, not later
         grad_h0 = torch.from_numpy(np.stack(dh0)) if ctx.has_h0 else None
         grad_c0 = torch.from_numpy(np.stack(dc0)) if ctx.has_c0 else None
         return (None, None, None, torch.from_numpy(dx), grad_h0, grad_c0, *dweights)
@@ -213,12 +212,10 @@ class RNNBase(torch.nn.Module):
         w = self._flat_weights
         return [w[i:i + n] for i in range(0, len(w), n)]
 
-    def extra_repr(self):
+    def extra_repr(self):  # torch.nn's, item for item
         s = f"{self.input_size}, {self.hidden_size}"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
-        if self._cell == "rnn_relu":
-            s += ", nonlinearity='relu'"
         for k, default in (("bias", True), ("batch_first", False), ("dropout", 0.0), ("bidirectional", False)):
             if getattr(self, k) != default:
                 s += f", {k}={getattr(self, k)}"
@@ -262,6 +259,26 @@ class RNNBase(torch.nn.Module):
             out.append(h)
         return tuple(out) + (None,) * (2 - len(out))
 
+    def _time_major(self, input, lengths, dtype):
+        """input -> (x (T, B, I), lengths as int64 (B,) or None, the batch order packing sorts by, batched)."""
+        if isinstance(input, PackedSequence):
+            if lengths is not None:
+                raise ValueError("lengths: give either a PackedSequence or lengths, not both")
+            self._check_tensor(input.data, "input", dtype)
+            x, lens = pad_packed_sequence(input)  # in the caller's batch order, like hx
+            return x, lens.numpy().astype(np.int64), input.sorted_indices, True
+        self._check_tensor(input, "input", dtype)
+        if input.dim() not in (2, 3):
+            raise ValueError(f"{type(self).__name__}: Expected input to be 2D or 3D, got {input.dim()}D instead")
+        batched = input.dim() == 3
+        x = input.unsqueeze(1) if not batched else input.transpose(0, 1) if self.batch_first else input
+        if lengths is None:
+            return x, None, None, batched
+        if isinstance(lengths, torch.Tensor):
+            lengths = lengths.cpu().numpy()
+        lengths = _validate.lengths_array(np.reshape(lengths, -1) if not batched else lengths, x.shape[1], x.shape[0])
+        return x, lengths, torch.sort(torch.from_numpy(lengths), descending=True)[1], batched  # as packing sorts
+
     def forward(self, input, hx=None, lengths=None):
         """torch.nn's forward: output, h_n (LSTM: output, (h_n, c_n)); a PackedSequence in gives one out.
 
@@ -272,51 +289,30 @@ class RNNBase(torch.nn.Module):
         for n, w in zip(self._flat_weights_names, weights):
             self._check_tensor(w, n, dtype)
         if dtype not in _DTYPES:
-            raise TypeError(f"rnnfast.torch.{type(self).__name__}: parameters must be float32 or float64, got {dtype}")
-        packed = isinstance(input, PackedSequence)
-        batched, sorted_indices = True, None
-        if packed:
-            if lengths is not None:
-                raise ValueError("lengths: give either a PackedSequence or lengths, not both")
-            self._check_tensor(input.data, "input", dtype)
-            x, lens = pad_packed_sequence(input)  # in the caller's batch order, like hx
-            lengths = lens.numpy().astype(np.int64)
-            sorted_indices = input.sorted_indices
-        else:
-            self._check_tensor(input, "input", dtype)
-            if input.dim() not in (2, 3):
-                raise ValueError(f"{type(self).__name__}: Expected input to be 2D or 3D, got {input.dim()}D instead")
-            batched = input.dim() == 3
-            x = input.unsqueeze(1) if not batched else input.transpose(0, 1) if self.batch_first else input
-            if lengths is not None:
-                if not batched:
-                    lengths = lengths.reshape(1) if isinstance(lengths, torch.Tensor) else np.reshape(lengths, 1)
-                if isinstance(lengths, torch.Tensor):
-                    lengths = lengths.cpu().numpy()
-                lengths = _validate.lengths_array(lengths, x.shape[1], x.shape[0])
-                sorted_indices = torch.sort(torch.from_numpy(lengths), descending=True)[1]
-        if x.shape[-1] != self.input_size:
-            raise RuntimeError(f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
-                               f"got {x.shape[-1]}")
-        if x.shape[0] == 0 or x.shape[1] == 0:
-            raise ValueError(f"{type(self).__name__}: input has no time steps or no batch entries: {tuple(x.shape)}")
-        T, B = x.shape[0], x.shape[1]
+            raise TypeError(f"rnnfast.torch.{type(self).__name__}: parameters must be float32 or float64, "
+                            f"got {dtype}")
+        x, lengths, sorted_indices, batched = self._time_major(input, lengths, dtype)
+        T, B, I = x.shape
+        if I != self.input_size:
+            raise RuntimeError(f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {I}")
+        if T == 0 or B == 0:
+            raise ValueError(f"{type(self).__name__}: input has no time steps or no batch entries: {(T, B, I)}")
         h0, c0 = self._check_hx(hx, B, batched, dtype)
-        D = self.num_directions
-        per = len(weights) // (self.num_layers * D)
+        L, D = self.num_layers, self.num_directions
+        per = len(weights) // (L * D)  # parameters per layer and direction
         inp, h_n, c_n = x.contiguous(), [], []
-        for layer in range(self.num_layers):
+        for layer in range(L):
             k = slice(layer * D, (layer + 1) * D)
-            y, hn, cn = _layer(self._cell, D, lengths, inp, None if h0 is None else h0[k], None if c0 is None else c0[k],
-                               weights[layer * D * per:(layer + 1) * D * per])
+            y, hn, cn = _layer(self._cell, D, lengths, inp, None if h0 is None else h0[k],
+                               None if c0 is None else c0[k], weights[layer * D * per:(layer + 1) * D * per])
             h_n.append(hn)
             c_n.append(cn)
             inp = y
-            if self.training and self.dropout > 0 and layer < self.num_layers - 1:
+            if self.training and self.dropout > 0 and layer < L - 1:
                 inp = _dropout(y, self.dropout, lengths, sorted_indices).contiguous()
-        h_n = torch.cat(h_n) if self.num_layers > 1 else h_n[0]
-        c_n = (torch.cat(c_n) if self.num_layers > 1 else c_n[0]) if self._cell == "lstm" else None
-        if packed:
+        h_n = torch.cat(h_n) if L > 1 else h_n[0]
+        c_n = (torch.cat(c_n) if L > 1 else c_n[0]) if self._cell == "lstm" else None
+        if isinstance(input, PackedSequence):
             out = _repack(y, lengths, input)
         elif not batched:
             out, h_n, c_n = y.squeeze(1), h_n.squeeze(1), None if c_n is None else c_n.squeeze(1)
@@ -336,8 +332,8 @@ class RNNBase(torch.nn.Module):
         """The torch.nn module with the same arguments, weights and train/eval mode."""
         with warnings.catch_warnings():  # the dropout warning was given when this module was made
             warnings.simplefilter("ignore")
-            m = getattr(torch.nn, type(self).__name__)(self.input_size, self.hidden_size, dtype=self.weight_ih_l0.dtype,
-                                                       **self._kwargs())
+            m = getattr(torch.nn, type(self).__name__)(self.input_size, self.hidden_size,
+                                                       dtype=self.weight_ih_l0.dtype, **self._kwargs())
         m.load_state_dict(self.state_dict())
         return m.train(self.training)
 
@@ -370,7 +366,8 @@ class LSTM(RNNBase):
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, proj_size=0, device=None, dtype=None):
         if proj_size != 0:
-            raise ValueError(f"rnnfast.torch.LSTM: proj_size must be 0 (projections are not supported), got {proj_size}")
+            raise ValueError(f"rnnfast.torch.LSTM: proj_size must be 0 (projections are not supported), "
+                             f"got {proj_size}")
         super().__init__("lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
                          device, dtype)
 

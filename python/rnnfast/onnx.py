@@ -1,0 +1,179 @@
+"""Export of rnnfast's recurrent modules as standard ONNX graphs (RNN / LSTM / GRU nodes).
+
+    import rnnfast, rnnfast.onnx
+    lstm = rnnfast.LSTM(8, 32, num_layers=2, bidirectional=True)
+    rnnfast.onnx.export(lstm, "lstm.onnx", (x, None, lengths))  # as in lstm(x, None, lengths)
+
+Needs the `onnx` package (`pip install "rnnfast[onnx]"`), imported only when `export` runs.
+
+The graph. Its inputs follow the call `model(*example_input)`: always `input` ((T, B, I), or
+(B, T, I) with batch_first); `h0` (and `c0` for an LSTM) of shape (L*D, B, H) where the example
+gives hx; `lengths` (B,) int64 where the example gives lengths. T and B are symbolic (`seq_len`,
+`batch`), so one file serves any sequence length and batch size. Its outputs are the module's:
+`output` (T, B, D*H) (batch-first if the module is), `h_n` and for an LSTM `c_n`, (L*D, B, H).
+
+Each layer is one ONNX node over both directions (direction="bidirectional"), the layers chained:
+ONNX's Y (T, D, B, H) is transposed and reshaped into torch's (T, B, D*H) = [forward, backward]
+before it feeds the next layer. The weights are stored per layer as ONNX wants them: W (D, G*H, I),
+R (D, G*H, H), B (D, 2*G*H) = [b_ih, b_hh], with the gate blocks reordered from torch's order
+(LSTM i,f,g,o -> ONNX i,o,f,c; GRU r,z,n -> ONNX z,r,h, with linear_before_reset=1, which is
+torch's GRU). `lengths` go to every node's sequence_lens (cast to int32): outputs past each length
+are 0 and the backward direction starts at each sequence's last valid step, as in rnnfast. Dropout
+is an inference no-op and is left out.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import __version__
+from . import _validate as v
+from .modules import GRU, LSTM, RNN
+
+__all__ = ["export", "DEFAULT_OPSET"]
+
+DEFAULT_OPSET = 17
+# Gate blocks of each ONNX weight, as indices into torch's (and rnnfast's) gate order.
+_ONNX_GATES = {"rnn_tanh": [0], "rnn_relu": [0], "lstm": [0, 3, 1, 2], "gru": [1, 0, 2]}
+_OP = {"rnn_tanh": "RNN", "rnn_relu": "RNN", "lstm": "LSTM", "gru": "GRU"}
+
+
+def _numpy_module(model):
+    """rnnfast.RNN / LSTM / GRU as they are; rnnfast.torch modules through their to_numpy()."""
+    if isinstance(model, (RNN, LSTM, GRU)):
+        return model
+    if type(model).__module__ == "rnnfast.torch" and hasattr(model, "to_numpy"):
+        return model.to_numpy()
+    raise TypeError(f"export: expected rnnfast.RNN, LSTM or GRU (or an rnnfast.torch one), "
+                    f"got {type(model).__name__}")
+
+
+def _example(model, example_input):
+    """example_input -> (x, has_hx, has_lengths), checked against the module."""
+    args = tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
+    if not 1 <= len(args) <= 3:
+        raise TypeError(f"example_input: expected x or a tuple (x[, hx[, lengths]]), got {len(args)} items")
+    x = v.float_array(args[0], "example_input x", model.dtype)
+    if x.ndim != 3 or x.shape[-1] != model.input_size:
+        layout = "(B, T, I)" if model.batch_first else "(T, B, I)"
+        raise ValueError(f"example_input x: expected shape {layout} with I = {model.input_size}, got {x.shape}")
+    hx = args[1] if len(args) > 1 else None
+    lengths = args[2] if len(args) > 2 else None
+    B, T = (x.shape[0], x.shape[1]) if model.batch_first else (x.shape[1], x.shape[0])
+    if hx is not None:
+        model._check_hx(hx, B)
+    if lengths is not None:
+        v.lengths_array(lengths, B, T)
+    return x, hx is not None, lengths is not None
+
+
+def _onnx_weights(model, layer, dtype):
+    """(W, R, B or None) of one layer in ONNX's layout and gate order, as `dtype`."""
+    H, order = model.hidden_size, _ONNX_GATES[model.mode]
+
+    def reorder(a):  # (G*H, ...) in torch's gate order -> ONNX's
+        return np.concatenate([a[g * H:(g + 1) * H] for g in order])
+
+    W, R, B = [], [], []
+    for d in range(model.num_directions):
+        w_ih, w_hh, b_ih, b_hh = model._layer_params(layer, d)
+        W.append(reorder(w_ih))
+        R.append(reorder(w_hh))
+        if b_ih is not None:
+            B.append(np.concatenate([reorder(b_ih), reorder(b_hh)]))
+    return np.stack(W).astype(dtype), np.stack(R).astype(dtype), np.stack(B).astype(dtype) if B else None
+
+
+class _Graph:
+    """Nodes and initializers (constants) as they are added."""
+
+    def __init__(self, helper, numpy_helper):
+        self.helper, self.numpy_helper, self.nodes, self.inits = helper, numpy_helper, [], {}
+
+    def node(self, op, inputs, outputs, **attrs):
+        self.nodes.append(self.helper.make_node(op, inputs, outputs, **attrs))
+        return outputs[0]
+
+    def const(self, name, array):
+        if name not in self.inits:
+            self.inits[name] = self.numpy_helper.from_array(array, name)
+        return name
+
+
+def _add_layer(g, model, layer, x, seq_lens, states, dtype):
+    """One ONNX RNN / LSTM / GRU node over both directions of `layer`, its input `x` (T, B, I):
+    returns (y (T, B, D*H), [h_n (D, B, H), c_n]) as value names."""
+    mode, D, H, s = model.mode, model.num_directions, model.hidden_size, f"_l{layer}"
+    W, R, B = _onnx_weights(model, layer, dtype)
+    inputs = [x, g.const("W" + s, W), g.const("R" + s, R), "" if B is None else g.const("B" + s, B), seq_lens]
+    if states:  # this layer's rows of h0 (and c0)
+        bounds = [g.const(f"start{s}", np.array([layer * D], np.int64)),
+                  g.const(f"end{s}", np.array([(layer + 1) * D], np.int64)), g.const("axis0", np.array([0], np.int64))]
+        inputs += [g.node("Slice", [name] + bounds, [name + s]) for name in states]
+    while inputs[-1] == "":
+        inputs.pop()
+    outputs = ["Y" + s, "h_n" + s] + (["c_n" + s] if mode == "lstm" else [])
+    attrs = dict(hidden_size=H, direction="bidirectional" if D == 2 else "forward")
+    if mode == "rnn_relu":
+        attrs["activations"] = ["Relu"] * D
+    if mode == "gru":
+        attrs["linear_before_reset"] = 1  # torch's GRU: r multiplies (W_hn h + b_hn)
+    g.node(_OP[mode], inputs, outputs, name=_OP[mode].lower() + s, **attrs)
+    # Y (T, D, B, H) -> (T, B, D, H) -> (T, B, D*H): torch's [forward, backward] concatenation
+    y = g.node("Transpose", ["Y" + s], ["Y_tbdh" + s], perm=[0, 2, 1, 3])
+    y = g.node("Reshape", [y, g.const("shape_tb_", np.array([0, 0, -1], np.int64))], ["y" + s])
+    return y, outputs[1:]
+
+
+def export(model, path, example_input, opset: int = DEFAULT_OPSET, dtype=None):
+    """Writes `model` (rnnfast.RNN / LSTM / GRU, or rnnfast.torch's) to `path` as an ONNX graph and
+    returns the onnx.ModelProto. `example_input` is x or (x, hx) or (x, hx, lengths), as for
+    `model(...)`: hx and lengths, where given (not None), become graph inputs `h0` [, `c0`] and
+    `lengths`; the example's values only set which inputs exist and are checked against the module.
+    `dtype` ("float32" / "float64", default the module's) is the graph's floating type: onnxruntime
+    runs RNN, LSTM and GRU nodes in float32 only, so a float64 module meant for it is exported with
+    dtype="float32".
+    """
+    try:
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError as exc:
+        raise ImportError("rnnfast.onnx.export needs the onnx package: pip install 'rnnfast[onnx]'") from exc
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset < 14:
+        raise ValueError(f"opset: expected an int >= 14, got {opset!r}")
+    model = _numpy_module(model)
+    _, has_hx, has_lengths = _example(model, example_input)
+    mode, L, D, H = model.mode, model.num_layers, model.num_directions, model.hidden_size
+    dtype = model.dtype if dtype is None else v.dtype_of(dtype)
+    elem = TensorProto.DOUBLE if dtype == np.float64 else TensorProto.FLOAT
+    time_batch = ["batch", "seq_len"] if model.batch_first else ["seq_len", "batch"]
+    states = (["h0", "c0"] if mode == "lstm" else ["h0"]) if has_hx else []
+    finals = ["h_n", "c_n"] if mode == "lstm" else ["h_n"]
+
+    def value(name, shape, kind=elem):
+        return helper.make_tensor_value_info(name, kind, shape)
+
+    inputs = [value("input", time_batch + [model.input_size])] + [value(s, [L * D, "batch", H]) for s in states]
+    if has_lengths:
+        inputs.append(value("lengths", ["batch"], TensorProto.INT64))
+    outputs = [value("output", time_batch + [D * H])] + [value(s, [L * D, "batch", H]) for s in finals]
+
+    g = _Graph(helper, numpy_helper)
+    x = g.node("Transpose", ["input"], ["input_tbi"], perm=[1, 0, 2]) if model.batch_first else "input"
+    seq_lens = g.node("Cast", ["lengths"], ["sequence_lens"], to=TensorProto.INT32) if has_lengths else ""
+    per_layer = []
+    for layer in range(L):
+        x, layer_states = _add_layer(g, model, layer, x, seq_lens, states, dtype)
+        per_layer.append(layer_states)
+    g.node("Transpose" if model.batch_first else "Identity", [x], ["output"],
+           **({"perm": [1, 0, 2]} if model.batch_first else {}))
+    for k, name in enumerate(finals):
+        g.node("Concat", [s[k] for s in per_layer], [name], axis=0)
+
+    graph = helper.make_graph(g.nodes, f"rnnfast_{type(model).__name__}", inputs, outputs, list(g.inits.values()))
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="rnnfast",
+                              producer_version=__version__)
+    # The oldest IR version that carries this opset, so that older runtimes load the file too.
+    proto.ir_version = helper.find_min_ir_version_for(proto.opset_import)
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, path)
+    return proto
