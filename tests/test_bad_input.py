@@ -203,3 +203,14 @@ def test_modules_deepcopy_and_pickle():
     m = lstm()
     for clone in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
         assert np.array_equal(clone(x_ok())[0], m(x_ok())[0])
+
+
+def test_forward_larger_than_memory_is_refused_before_allocating(monkeypatch):
+    m = lstm()
+    y, _ = m(x_ok())
+    monkeypatch.setattr(rnnfast._validate, "physical_memory_bytes", lambda: 1000)
+    with pytest.raises(MemoryError, match="GiB"):
+        m(x_ok())
+    monkeypatch.undo()
+    dx, _ = m.backward(np.ones_like(y))  # the earlier forward is still there to back-propagate
+    assert dx.shape == (T, B, I)
