@@ -33,11 +33,14 @@ def decode(digits_tn):
 
 
 def split_pairs(rng, digits, n_train, n_test):
-    """Disjoint random train and test sets of (a, b) pairs."""
+    """Disjoint random train and test sets of (a, b) pairs. Every test pair has a number with all
+    `digits` digits, so no shortened training pair (see main) is a test pair either."""
     top = 10 ** digits
-    ids = rng.choice(top * top, size=n_train + n_test, replace=False)
+    ids = rng.choice(top * top, size=n_train + 3 * n_test, replace=False)
     a, b = ids // top, ids % top
-    return (a[:n_train], b[:n_train]), (a[n_train:], b[n_train:])
+    test = np.flatnonzero(np.maximum(a, b) >= top // 10)[:n_test]
+    train = np.setdiff1d(np.arange(len(ids)), test)[:n_train]
+    return (a[train], b[train]), (a[test], b[test])
 
 
 class Adder:
@@ -69,7 +72,6 @@ def main():
     n_train, epochs, batch = (2000, 3, 64) if args.quick else (20000, 12, 64)
     rng = np.random.default_rng(args.seed)
     (a, b), (ta, tb) = split_pairs(rng, args.digits, n_train, 2000)
-    x, y = encode(a, b, args.digits)
     model = Adder(args.hidden, args.seed)
     opt = rnnfast.optim.Adam(model.modules, lr=1e-2)
     print(f"learning {args.digits}-digit addition from {n_train} pairs; exact match on {len(ta)} held-out pairs")
@@ -79,7 +81,11 @@ def main():
         losses = []
         for s in range(0, n_train, batch):
             idx = order[s:s + batch]
-            loss, dlogits = rnnfast.cross_entropy(model.logits(x[:, idx]), y[:, idx])
+            # Each batch keeps only its last d digits (d = 1..digits), so that the step at which the
+            # numbers end varies and the model cannot tie the carry's last digit to a step count.
+            d = int(rng.integers(1, args.digits + 1))
+            xb, yb = encode(a[idx] % 10 ** d, b[idx] % 10 ** d, d)
+            loss, dlogits = rnnfast.cross_entropy(model.logits(xb), yb)
             model.lstm.backward(model.head.backward(dlogits))
             rnnfast.clip_grad_norm(model.modules, 1.0)
             opt.step()

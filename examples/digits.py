@@ -53,9 +53,11 @@ class RowReader:
 
 
 def train(model, x, y, x_test, y_test, epochs, rng, label):
-    opt = rnnfast.optim.Adam(model.modules, lr=3e-3)
+    lr = 1e-2
+    opt = rnnfast.optim.Adam(model.modules, lr=lr)
     start = time.perf_counter()
     for epoch in range(epochs):
+        opt.lr = lr * 0.5 * (1 + np.cos(np.pi * epoch / epochs))  # cosine decay: the last epochs settle
         for batch in rnnfast.Batches(list(x), 64, targets=list(y), shuffle=True, seed=int(rng.integers(2**31)),
                                      batch_first=True):
             loss, dlogits = rnnfast.cross_entropy(model.forward(batch.x), batch.y)

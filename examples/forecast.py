@@ -42,7 +42,7 @@ def main():
     args = p.parse_args()
     rng = np.random.default_rng(args.seed)
     length, warmup, h = 120, 20, args.horizon
-    series = make_series(8000, args.noise, rng)
+    series = make_series(8000 if args.quick else 40000, args.noise, rng)
     split = int(0.8 * len(series))
     train_series, test_series = series[:split], series[split:]
     test_starts = np.arange(0, len(test_series) - length - h, 10)
@@ -53,7 +53,7 @@ def main():
 
     lstm, head = rnnfast.LSTM(1, args.hidden, seed=args.seed), rnnfast.Linear(args.hidden, 1, seed=args.seed + 1)
     opt = rnnfast.optim.Adam([lstm, head], lr=3e-3)
-    steps = 150 if args.quick else 3000
+    steps = 100 if args.quick else 1500
     print(f"series of {len(series)} points (periods {', '.join(f'{p:g}' for p in PERIODS)}, noise sd {args.noise}); "
           f"predicting {h} steps ahead; {steps} Adam steps of 64 windows of {length}")
 

@@ -214,3 +214,10 @@ def test_forward_larger_than_memory_is_refused_before_allocating(monkeypatch):
     monkeypatch.undo()
     dx, _ = m.backward(np.ones_like(y))  # the earlier forward is still there to back-propagate
     assert dx.shape == (T, B, I)
+
+
+def test_size_one_axes_with_any_stride_are_accepted():
+    s = np.random.default_rng(0).standard_normal((4, 3))
+    m = rnnfast.GRU(3, 6, dtype="float64")
+    y, _ = m(s[:, None])  # (T, 1, I) whose size-1 axis has stride 0
+    assert np.array_equal(y, m(s[:, None].copy())[0])

@@ -47,14 +47,18 @@ View<T> view(const py::array& a, const char* name, std::vector<Idx> shape, bool 
     if (writable && !a.writeable()) throw py::value_error(std::string(name) + ": array is read-only");
     const int nd = int(shape.size());
     const Idx e = sizeof(T);
+    View<T> v;
+    v.p = static_cast<T*>(const_cast<void*>(a.data()));
+    v.ld = shape[nd - 1];
+    // NumPy's C-contiguity ignores the strides of size-1 axes (they may be anything): such an
+    // array is plain rows of the last axis's length.
+    if (a.flags() & py::array::c_style) return v;
     Idx ld = shape[nd - 1];
     if (nd >= 2) ld = a.strides(nd - 2) / e;
     bool layout = a.strides(nd - 1) == e || shape[nd - 1] <= 1;
     if (nd >= 2) layout = layout && a.strides(nd - 2) % e == 0 && ld >= shape[nd - 1];
     for (int i = nd - 3; i >= 0 && layout; --i) layout = a.strides(i) == a.strides(i + 1) * shape[i + 1] || shape[i] <= 1;
     if (!layout) throw py::value_error(std::string(name) + ": expected rows with a contiguous last axis and even strides");
-    View<T> v;
-    v.p = static_cast<T*>(const_cast<void*>(a.data()));
     v.ld = ld;
     return v;
 }

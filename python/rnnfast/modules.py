@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 
 from . import _validate as v
-from .module import Lockable as ThreadSafe  # noqa: F401  (kept for nn.py until it moves to Module)
 from .module import Module, serialized
 from .functional import CELL_CODES, backward_scratch_size, layer_backward, layer_forward
 _GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}

@@ -11,61 +11,20 @@ Shapes: Linear maps the last axis, so one call covers every time step of (T, B, 
 """
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from . import _validate as v
-from .modules import ThreadSafe, serialized
+from .module import Module, serialized
 
 
-class _Module(ThreadSafe):
-    """Parameter bookkeeping shared by Linear and Embedding; calls from several threads take turns."""
+class _Module(Module):
+    """Module plus what Linear and Embedding share: the saved forward that backward needs."""
 
-    def _init_params(self, params: dict) -> None:
-        """Takes the freshly drawn parameters (float64) in self.dtype, set by the subclass."""
-        self._lock = threading.RLock()
-        self._params = {k: np.ascontiguousarray(p, dtype=self.dtype) for k, p in params.items()}
-        self.grads = {k: np.zeros_like(p) for k, p in self._params.items()}
-        self.training = True
+    def __init__(self, dtype, n_params):
+        super().__init__()
+        self.dtype = v.dtype_of(dtype)
+        v.check_allocation(2 * n_params * self.dtype.itemsize, "the parameters and their gradients")
         self._saved = None
-
-    def state_dict(self) -> dict:
-        """Copies of the parameters under torch.nn's names."""
-        return {k: p.copy() for k, p in self._params.items()}
-
-    @serialized
-    def load_state_dict(self, state) -> None:
-        """Copies every parameter in place; all-or-nothing (nothing changes if any entry is wrong)."""
-        missing = [k for k in self._params if k not in state]
-        unexpected = [k for k in state if k not in self._params]
-        if missing or unexpected:
-            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
-        checked = {}
-        for k, p in self._params.items():
-            arr = np.asarray(state[k])
-            if arr.dtype.kind not in "fiu":
-                raise TypeError(f"load_state_dict: {k}: expected a real array, got dtype {arr.dtype}")
-            if arr.shape != p.shape:
-                raise ValueError(f"load_state_dict: {k}: expected shape {p.shape}, got {arr.shape}")
-            checked[k] = arr
-        for k, arr in checked.items():
-            np.copyto(self._params[k], arr, casting="unsafe")
-
-    def parameters(self) -> dict:
-        """The live parameter arrays (update them in place, e.g. in an optimiser)."""
-        return self._params
-
-    def zero_grad(self) -> None:
-        for g in self.grads.values():
-            g.fill(0)
-
-    def train(self, mode: bool = True):
-        self.training = bool(mode)
-        return self
-
-    def eval(self):
-        return self.train(False)
 
     def _saved_forward(self):
         if self._saved is None:
@@ -84,15 +43,11 @@ class Linear(_Module):
         self.in_features = v.positive_int(in_features, "in_features")
         self.out_features = v.positive_int(out_features, "out_features")
         self.bias = bool(bias)
-        self.dtype = v.dtype_of(dtype)
-        v.check_allocation(2 * (self.in_features + self.bias) * self.out_features * self.dtype.itemsize,
-                           "the parameters and their gradients")
-        rng = np.random.default_rng(seed)
-        bound = 1.0 / np.sqrt(self.in_features)
-        params = {"weight": rng.uniform(-bound, bound, (self.out_features, self.in_features))}
+        super().__init__(dtype, (self.in_features + self.bias) * self.out_features)
+        shapes = {"weight": (self.out_features, self.in_features)}
         if self.bias:
-            params["bias"] = rng.uniform(-bound, bound, self.out_features)
-        self._init_params(params)
+            shapes["bias"] = (self.out_features,)
+        self._init_params(shapes, np.random.default_rng(seed), 1.0 / np.sqrt(self.in_features))
 
     @serialized
     def forward(self, x):
@@ -146,13 +101,12 @@ class Embedding(_Module):
                                  f"{self.num_embeddings}), got {padding_idx}")
             padding_idx = int(padding_idx) % self.num_embeddings  # torch's convention for negative values
         self.padding_idx = padding_idx
-        self.dtype = v.dtype_of(dtype)
-        v.check_allocation(2 * self.num_embeddings * self.embedding_dim * self.dtype.itemsize,
-                           "the parameters and their gradients")
+        super().__init__(dtype, self.num_embeddings * self.embedding_dim)
         weight = np.random.default_rng(seed).standard_normal((self.num_embeddings, self.embedding_dim))
         if padding_idx is not None:
             weight[padding_idx] = 0
-        self._init_params({"weight": weight})
+        self._params = {"weight": weight.astype(self.dtype)}
+        self.grads = {"weight": np.zeros_like(self._params["weight"])}
 
     def _check_ids(self, ids):
         ids = np.asarray(ids)

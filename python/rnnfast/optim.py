@@ -222,9 +222,9 @@ def clip_grad_norm(modules, max_norm, norm_type=2.0, error_if_nonfinite=False) -
         total = float(np.max([np.max(np.abs(g), initial=0.0) for g in grads], initial=0.0))  # NaN propagates
     else:
         acc = 0.0
-        for g in grads:
-            g64 = np.abs(g.astype(np.float64, copy=False).reshape(-1))
-            acc += float(np.dot(g64, g64)) if norm_type == 2 else float(np.sum(g64 ** norm_type))
+        for g in grads:  # einsum, not np.dot: a BLAS call would wake BLAS threads that then compete with the kernels
+            g64 = g.astype(np.float64, copy=False).reshape(-1)
+            acc += float(np.einsum("i,i->", g64, g64) if norm_type == 2 else np.sum(np.abs(g64) ** norm_type))
         total = acc ** (1.0 / norm_type)
     if not math.isfinite(total):
         if error_if_nonfinite:
