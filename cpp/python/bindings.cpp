@@ -193,6 +193,47 @@ py::tuple backward(int cell, py::array x, py::array w_ih, py::array w_hh, std::o
     return py::make_tuple(dh0, lstm ? py::object(dc0) : py::none());
 }
 
+// Rows stored back to back (ld == row length), as the linear kernels read them.
+template <class T> T* dense(const py::array& a, const char* name, std::vector<Idx> shape, bool writable) {
+    View<T> v = view<T>(a, name, shape, writable);
+    if (v.ld != shape.back()) throw py::value_error(std::string(name) + ": expected a C-contiguous array");
+    return v.p;
+}
+
+template <class T> void linear_forward(py::array x, py::array w, std::optional<py::array> b, py::array y) {
+    if (x.ndim() != 2 || w.ndim() != 2) throw py::value_error("linear: expected x (N, F) and w (O, F)");
+    rnnfast::LinearForward<T> a{};
+    a.N = x.shape(0), a.F = x.shape(1), a.O = w.shape(0);
+    a.x = dense<T>(x, "x", {a.N, a.F}, false);
+    a.w = dense<T>(w, "w", {a.O, a.F}, false);
+    a.b = b ? dense<T>(*b, "b", {a.O}, false) : nullptr;
+    a.y = dense<T>(y, "y", {a.N, a.O}, true);
+    a.threads = rnnfast::get_num_threads();
+    std::unique_ptr<T[]> scratch(new T[rnnfast::linear_scratch_size(a.N, a.F, a.O, sizeof(T), a.threads)]);
+    a.scratch = scratch.get();
+    py::gil_scoped_release nogil;
+    rnnfast::linear_forward(a);
+}
+
+template <class T>
+void linear_backward(py::array x, py::array w, py::array dy, std::optional<py::array> dx, py::array dw,
+                     std::optional<py::array> db) {
+    if (x.ndim() != 2 || w.ndim() != 2) throw py::value_error("linear: expected x (N, F) and w (O, F)");
+    rnnfast::LinearBackward<T> a{};
+    a.N = x.shape(0), a.F = x.shape(1), a.O = w.shape(0);
+    a.x = dense<T>(x, "x", {a.N, a.F}, false);
+    a.w = dense<T>(w, "w", {a.O, a.F}, false);
+    a.dy = dense<T>(dy, "dy", {a.N, a.O}, false);
+    a.dx = dx ? dense<T>(*dx, "dx", {a.N, a.F}, true) : nullptr;
+    a.dw = dense<T>(dw, "dw", {a.O, a.F}, true);
+    a.db = db ? dense<T>(*db, "db", {a.O}, true) : nullptr;
+    a.threads = rnnfast::get_num_threads();
+    std::unique_ptr<T[]> scratch(new T[rnnfast::linear_scratch_size(a.N, a.F, a.O, sizeof(T), a.threads)]);
+    a.scratch = scratch.get();
+    py::gil_scoped_release nogil;
+    rnnfast::linear_backward(a);
+}
+
 bool is_f64(const py::array& x) { return x.dtype().kind() == 'f' && x.itemsize() == 8; }
 
 }  // namespace
@@ -227,6 +268,20 @@ PYBIND11_MODULE(_core, m) {
         py::arg("dw_ih"), py::arg("dw_hh"), py::arg("db_ih"), py::arg("db_hh"), py::arg("scratch") = py::none(),
         "BPTT through one layer and direction. Writes (or adds into) dx, adds into the weight gradients; "
         "returns (dh0, dc0 or None).");
+    m.def(
+        "linear_forward",
+        [](py::array x, py::array w, std::optional<py::array> b, py::array y) {
+            (is_f64(x) ? linear_forward<double> : linear_forward<float>)(x, w, b, y);
+        },
+        py::arg("x"), py::arg("w"), py::arg("b"), py::arg("y"), "y (N, O) = x (N, F) w^T + b, written into y.");
+    m.def(
+        "linear_backward",
+        [](py::array x, py::array w, py::array dy, std::optional<py::array> dx, py::array dw,
+           std::optional<py::array> db) {
+            (is_f64(x) ? linear_backward<double> : linear_backward<float>)(x, w, dy, dx, dw, db);
+        },
+        py::arg("x"), py::arg("w"), py::arg("dy"), py::arg("dx"), py::arg("dw"), py::arg("db"),
+        "dx = dy w (overwritten, if given); dw += dy^T x; db += sum of dy's rows (if given).");
     m.def("saved_size", [](int cell, Idx T, Idx B, Idx I, Idx H) {
         return rnnfast::saved_size(make_shape(cell, T, B, I, H, false));
     });

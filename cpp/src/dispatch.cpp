@@ -70,6 +70,14 @@ void layer_forward(const LayerForward<double>& a) { k().forward_f64(a); }
 void layer_backward(const LayerBackward<float>& a) { k().backward_f32(a); }
 void layer_backward(const LayerBackward<double>& a) { k().backward_f64(a); }
 
+index linear_scratch_size(index N, index F, index O, int elem_bytes, int threads) {
+    return elem_bytes == 4 ? k().linear_scratch_f32(N, F, O, threads) : k().linear_scratch_f64(N, F, O, threads);
+}
+void linear_forward(const LinearForward<float>& a) { k().linear_forward_f32(a); }
+void linear_forward(const LinearForward<double>& a) { k().linear_forward_f64(a); }
+void linear_backward(const LinearBackward<float>& a) { k().linear_backward_f32(a); }
+void linear_backward(const LinearBackward<double>& a) { k().linear_backward_f64(a); }
+
 void set_num_threads(int n) { num_threads.store(n < 1 ? 1 : n); }
 int get_num_threads() { return num_threads.load(); }
 

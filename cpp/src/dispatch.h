@@ -16,6 +16,12 @@ struct KernelTable {
     index (*forward_scratch_f64)(const LayerShape&, bool training);
     index (*backward_scratch_f32)(const LayerShape&, int threads);
     index (*backward_scratch_f64)(const LayerShape&, int threads);
+    void (*linear_forward_f32)(const LinearForward<float>&);
+    void (*linear_forward_f64)(const LinearForward<double>&);
+    void (*linear_backward_f32)(const LinearBackward<float>&);
+    void (*linear_backward_f64)(const LinearBackward<double>&);
+    index (*linear_scratch_f32)(index N, index F, index O, int threads);
+    index (*linear_scratch_f64)(index N, index F, index O, int threads);
     void (*activation)(int f, const float* in, float* out, index n);
     double (*fma_peak_gflops)(int threads);
 };

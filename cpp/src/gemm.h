@@ -15,6 +15,12 @@
 namespace rnnfast {
 namespace RNNFAST_ISA_NS {
 
+// Register blocking of every product: MR rows x NV vectors of C per micro-kernel call (12 of 16
+// vector registers on AVX2/SSE, 16 of 32 on AVX-512), B packed in k-blocks of KC.
+constexpr int kMR = RNNFAST_VBYTES == 64 ? 8 : 6;
+constexpr int kNV = 2;
+constexpr index kKC = 256;
+
 template <class T> struct Mat {  // element (r, c) is p[r * rs + c * cs]
     const T* p;
     index rs, cs;
@@ -117,7 +123,9 @@ inline void micro(index kc, const T* a, index rs, index cs, const T* b, T* c, in
 // apack (MC x kc values, per thread) as MR-row groups, [group][k][row], read contiguously.
 template <class T, int MR> constexpr index gemm_mc() { return MR * 20; }
 
-template <class T, int MR, int NV, class Cols>
+// KSplit = false keeps every row's sum in plain k order, so a row's result does not depend on
+// where in the matrix it sits (the linear layer promises that; the recurrent step prefers speed).
+template <class T, int MR, int NV, class Cols, bool KSplit = true>
 void gemm_block(index m0, index m1, Mat<T> A, index k0, const Packed<T, NV>& P, index kb,
                 Cols cols, index p0, index p1, T* C, index ldc, Init init, const T* bias,
                 T* apack = nullptr) {
@@ -157,8 +165,8 @@ void gemm_block(index m0, index m1, Mat<T> A, index k0, const Packed<T, NV>& P, 
 #define RNNFAST_TAIL(R)                                                                                  \
     case R:                                                                                              \
         if (R < MR)                                                                                      \
-            micro<T, (R < MR ? R : 1), NV, (R * NV >= 8 ? 1 : R * NV >= 4 ? 2 : 4)>(kc, a, rs, cs, b, c,     \
-                                                                                   ldc, cv, nv, init, bias); \
+            micro<T, (R < MR ? R : 1), NV, (!KSplit || R * NV >= 8 ? 1 : R * NV >= 4 ? 2 : 4)>(            \
+                kc, a, rs, cs, b, c, ldc, cv, nv, init, bias);                                           \
         break;
                 RNNFAST_TAIL(1) RNNFAST_TAIL(2) RNNFAST_TAIL(3) RNNFAST_TAIL(4) RNNFAST_TAIL(5)
                 RNNFAST_TAIL(6) RNNFAST_TAIL(7)
@@ -171,7 +179,7 @@ void gemm_block(index m0, index m1, Mat<T> A, index k0, const Packed<T, NV>& P, 
 
 // Whole product by a team of threads: C (M, N) = A . B [+ C if accumulate][+ bias row if bias].
 // pack_buf holds KC * (panels * NV * W) values. Every thread of the team must call it.
-template <class T, int MR, int NV>
+template <class T, int MR, int NV, bool KSplit = true>
 void gemm_team(const Team& team, index M, index N, index K, Mat<T> A, Mat<T> B, T* C, index ldc,
                bool accumulate, const T* bias, T* pack_buf, index KC, T* apack = nullptr) {
     static_assert(MR <= 8, "tail switch covers MR <= 8");
@@ -196,14 +204,29 @@ void gemm_team(const Team& team, index M, index N, index K, Mat<T> A, Mat<T> B, 
         const Init init = k0 > 0 || accumulate ? Init::load : bias ? Init::bias : Init::zero;
         // Split panels when there are enough for everyone, else rows (in whole MR blocks).
         if (np >= team.n || M <= MR) {
-            gemm_block<T, MR, NV>(0, M, A, k0, P, 0, cols, q.lo, q.hi, C, ldc, init, bias, apack);
+            gemm_block<T, MR, NV, PlainCols<T>, KSplit>(0, M, A, k0, P, 0, cols, q.lo, q.hi, C, ldc, init, bias, apack);
         } else {
             const Range rb = team.split((M + MR - 1) / MR);
-            gemm_block<T, MR, NV>(rb.lo * MR, rb.hi * MR < M ? rb.hi * MR : M, A, k0, P, 0, cols, 0, np, C, ldc,
-                                  init, bias, apack);
+            gemm_block<T, MR, NV, PlainCols<T>, KSplit>(rb.lo * MR, rb.hi * MR < M ? rb.hi * MR : M, A, k0, P, 0,
+                                                        cols, 0, np, C, ldc, init, bias, apack);
         }
         team.barrier();
     }
+}
+
+// out[c] += sum over rows r of A[r * lda + c]: columns split over the team, rows summed in order.
+template <class T>
+void column_sums_team(const Team& team, index rows, index ncols, const T* A, index lda, T* out) {
+    constexpr int W = simd<T>::W;
+    const Range vr = team.split((ncols + W - 1) / W);
+    for (index v = vr.lo; v < vr.hi; ++v) {
+        const index c = v * W;
+        const int n = c + W <= ncols ? W : int(ncols - c);
+        vec<T> s = splat<T>(0);
+        for (index r = 0; r < rows; ++r) s += load_n(A + r * lda + c, n);
+        store_n(out + c, load_n(out + c, n) + s, n);
+    }
+    team.barrier();
 }
 
 }  // namespace RNNFAST_ISA_NS

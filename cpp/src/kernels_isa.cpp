@@ -2,6 +2,7 @@
 // RNNFAST_VBYTES (vector bytes), RNNFAST_ISA_NS (a namespace that keeps the copies apart) and
 // RNNFAST_TABLE (the table's name).
 #include "dispatch.h"
+#include "linear.h"
 #include "sequence.h"
 
 namespace rnnfast {
@@ -36,6 +37,12 @@ template <class T> index backward_scratch(const LayerShape& s, int threads) {
     index n = 0;
     with_cell<T>(s.cell, [&](auto d) { n = d.backward_scratch(s, threads); });
     return n;
+}
+
+template <class T> void linear_fwd(const LinearForward<T>& a) { LinearDriver<T>::forward(a); }
+template <class T> void linear_bwd(const LinearBackward<T>& a) { LinearDriver<T>::backward(a); }
+template <class T> index linear_scratch(index N, index F, index O, int threads) {
+    return LinearDriver<T>::scratch(N, F, O, threads);
 }
 
 void activation(int f, const float* in, float* out, index n) {
@@ -107,6 +114,12 @@ const KernelTable RNNFAST_TABLE = {
     RNNFAST_ISA_NS::forward_scratch<double>,
     RNNFAST_ISA_NS::backward_scratch<float>,
     RNNFAST_ISA_NS::backward_scratch<double>,
+    RNNFAST_ISA_NS::linear_fwd<float>,
+    RNNFAST_ISA_NS::linear_fwd<double>,
+    RNNFAST_ISA_NS::linear_bwd<float>,
+    RNNFAST_ISA_NS::linear_bwd<double>,
+    RNNFAST_ISA_NS::linear_scratch<float>,
+    RNNFAST_ISA_NS::linear_scratch<double>,
     RNNFAST_ISA_NS::activation,
     RNNFAST_ISA_NS::fma_peak_gflops,
 };

@@ -49,13 +49,13 @@ template <class T> struct Saved {
 template <class T, class Cell> struct Driver {
     static constexpr int G = Cell::G;
     static constexpr int W = simd<T>::W;
-    static constexpr int NVP = 2;                       // vectors per panel (W_hh and plain products)
-    static constexpr int MRP = RNNFAST_VBYTES == 64 ? 8 : 6;  // rows per micro-kernel call
+    static constexpr int NVP = kNV;                     // vectors per panel (W_hh and plain products)
+    static constexpr int MRP = kMR;                     // rows per micro-kernel call
     // The recurrent product hands out unit tiles (W hidden units, all G gates) in groups whose
     // G * TPG vectors fill whole panels, so each thread owns every gate of its units.
     static constexpr int TPG = G % 2 == 0 ? 1 : 2;      // unit tiles per group
     static constexpr int PPG = G * TPG / NVP;           // panels per group
-    static constexpr index KC = 256;                    // k-block of the plain products
+    static constexpr index KC = kKC;                    // k-block of the plain products
 
     template <class C> static Saved<T> carve_saved(const LayerShape& s, C& cv) {
         const index TB = s.T * s.B, BH = s.B * s.H;

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _core
 from . import _validate as v
 from .module import Module, serialized
 
@@ -55,10 +56,10 @@ class Linear(_Module):
         x = v.float_array(x, "input", self.dtype)
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"input: expected in_features {self.in_features} on the last axis, got shape {x.shape}")
-        x2 = x.reshape(-1, self.in_features)
-        y = x2 @ self._params["weight"].T
-        if self.bias:
-            y += self._params["bias"]
+        x2 = np.ascontiguousarray(x.reshape(-1, self.in_features))
+        y = np.empty((x2.shape[0], self.out_features), self.dtype)
+        if x2.shape[0]:  # on rnnfast's kernels: no BLAS threads left spinning next to the RNN's
+            _core.linear_forward(x2, self._params["weight"], self._params.get("bias"), y)
         self._saved = x2 if self.training else None
         return y.reshape(x.shape[:-1] + (self.out_features,))
 
@@ -72,11 +73,11 @@ class Linear(_Module):
         if dy.ndim < 1 or dy.shape[-1] != self.out_features or dy.size // self.out_features != x2.shape[0]:
             raise ValueError(f"grad_output: expected {x2.shape[0]} rows of {self.out_features} "
                              f"(the forward's output shape), got shape {dy.shape}")
-        dy2 = dy.reshape(-1, self.out_features)
-        self.grads["weight"] += dy2.T @ x2
-        if self.bias:
-            self.grads["bias"] += dy2.sum(axis=0)
-        return (dy2 @ self._params["weight"]).reshape(dy.shape[:-1] + (self.in_features,))
+        dy2 = np.ascontiguousarray(dy.reshape(-1, self.out_features))
+        dx = np.empty((dy2.shape[0], self.in_features), self.dtype)
+        if dy2.shape[0]:
+            _core.linear_backward(x2, self._params["weight"], dy2, dx, self.grads["weight"], self.grads.get("bias"))
+        return dx.reshape(dy.shape[:-1] + (self.in_features,))
 
     def __repr__(self):
         return f"Linear({self.in_features}, {self.out_features}, bias={self.bias}, dtype={self.dtype.name})"

@@ -75,6 +75,35 @@ struct LayerBackward {
     int threads;                   // threads to use (the same value given to backward_scratch_size)
 };
 
+// A linear layer on rows (a recurrent network's output head): y (N, O) = x (N, F) w^T + b, w (O, F).
+template <class T>
+struct LinearForward {
+    index N, F, O;
+    const T* x;       // (N, F)
+    const T* w;       // (O, F)
+    const T* b;       // (O) or nullptr
+    T* y;             // out (N, O)
+    T* scratch;       // linear_scratch_size() values
+    int threads;      // the value given to linear_scratch_size
+};
+template <class T>
+struct LinearBackward {
+    index N, F, O;
+    const T* x;       // (N, F): the forward's input
+    const T* w;       // (O, F)
+    const T* dy;      // (N, O)
+    T* dx;            // (N, F) overwritten, or nullptr when not wanted
+    T* dw;            // (O, F) added into
+    T* db;            // (O) added into, or nullptr
+    T* scratch;       // linear_scratch_size() values
+    int threads;
+};
+index linear_scratch_size(index N, index F, index O, int elem_bytes, int threads);
+void linear_forward(const LinearForward<float>& a);
+void linear_forward(const LinearForward<double>& a);
+void linear_backward(const LinearBackward<float>& a);
+void linear_backward(const LinearBackward<double>& a);
+
 // Element counts (of T) of the workspaces for the active instruction set.
 index saved_size(const LayerShape& s);
 index forward_scratch_size(const LayerShape& s, bool training, int elem_bytes);

@@ -1,0 +1,69 @@
+// A linear layer applied to rows: y (N, O) = x (N, F) W^T + b, with W (O, F) in PyTorch's layout.
+// Backward: dx = dy W (overwritten), dW += dy^T x, db += the column sums of dy. A row's result does
+// not depend on its place among the N rows (no k-split for short row blocks). Each is one team
+// product on the same micro-kernel as the recurrent layers, so a training loop's output head runs
+// on rnnfast's threads instead of waking a BLAS library's (whose spinning threads would compete
+// with the recurrent kernels for the cores).
+#pragma once
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "gemm.h"
+#include "rnnfast/rnnfast.h"
+
+namespace rnnfast {
+namespace RNNFAST_ISA_NS {
+
+template <class T> struct LinearDriver {
+    static constexpr int W = simd<T>::W;
+    static index panels(index n) { return (PlainCols<T>{n}.nvec() + kNV - 1) / kNV; }
+    static int threads(index N, index F, index O, int requested) {
+        index n = requested > 0 ? requested : get_num_threads();
+        if (N * F * O < 65536) n = 1;  // too small to share
+        return n < 1 ? 1 : int(n);
+    }
+    static index scratch(index N, index F, index O, int requested) {
+        const index np = panels(O) > panels(F) ? panels(O) : panels(F);
+        return kKC * np * kNV * W + threads(N, F, O, requested) * gemm_mc<T, kMR>() * kKC + 16;
+    }
+    static Team team() {
+        Team t;
+#ifdef _OPENMP
+        t.id = omp_get_thread_num();
+        t.n = omp_get_num_threads();
+#endif
+        return t;
+    }
+
+    static void forward(const LinearForward<T>& a) {
+        const int nth = threads(a.N, a.F, a.O, a.threads);
+#pragma omp parallel num_threads(nth)
+        {
+            const FlushDenormals ftz;
+            gemm_team<T, kMR, kNV, false>(team(), a.N, a.O, a.F, Mat<T>{a.x, a.F, 1}, Mat<T>{a.w, 1, a.F}, a.y, a.O, false,
+                                   a.b, a.scratch, kKC);
+        }
+    }
+
+    static void backward(const LinearBackward<T>& a) {
+        const int nth = threads(a.N, a.F, a.O, a.threads);
+        const index np = panels(a.O) > panels(a.F) ? panels(a.O) : panels(a.F);
+        T* apack_all = a.scratch + kKC * np * kNV * W;
+#pragma omp parallel num_threads(nth)
+        {
+            const FlushDenormals ftz;
+            const Team tm = team();
+            if (a.dx)
+                gemm_team<T, kMR, kNV, false>(tm, a.N, a.F, a.O, Mat<T>{a.dy, a.O, 1}, Mat<T>{a.w, a.F, 1}, a.dx, a.F, false,
+                                       nullptr, a.scratch, kKC);
+            T* apack = apack_all + tm.id * gemm_mc<T, kMR>() * kKC;  // dy^T is read transposed: pack it
+            gemm_team<T, kMR, kNV, false>(tm, a.O, a.F, a.N, Mat<T>{a.dy, 1, a.O}, Mat<T>{a.x, a.F, 1}, a.dw, a.F, true,
+                                   nullptr, a.scratch, kKC, apack);
+            if (a.db) column_sums_team(tm, a.N, a.O, a.dy, a.O, a.db);
+        }
+    }
+};
+
+}  // namespace RNNFAST_ISA_NS
+}  // namespace rnnfast
