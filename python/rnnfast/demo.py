@@ -12,7 +12,6 @@ loaded with the trained layer's weights. Everything it writes goes to --out: the
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import os
 import sys
@@ -230,21 +229,6 @@ def save_plot(history, val_points, path):
     return True
 
 
-def blas_on_one_thread():
-    """numpy's BLAS (the Linear head's products) keeps its threads spinning after each call, and on
-    a small machine they take the cores from rnnfast's kernels: with BLAS on one thread this demo
-    trains about 3x faster on 2 cores. threadpoolctl, where installed, sets that for the training;
-    otherwise OPENBLAS_NUM_THREADS=1 in the environment does (numpy reads it when it loads)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        if not any(k in os.environ for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")):
-            print("tip: OPENBLAS_NUM_THREADS=1 python -m rnnfast (or pip install threadpoolctl) trains faster: "
-                  "numpy's BLAS threads compete with rnnfast's for the cores")
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
 def read_text(args):
     """(text, where it came from)."""
     if args.text:
@@ -341,8 +325,7 @@ def main(argv=None) -> int:
     print(f"model: {model.cell.upper()} {V} -> {model.rnn.hidden_size} x {model.rnn.num_layers} layer(s) -> Linear -> "
           f"{V}; {sum(p.size for m in model.modules for p in m.parameters().values()):,} parameters")
     print(f"training: {args.epochs} epoch(s), {args.batch} streams x chunks of {args.seq_len} steps, Adam lr {args.lr}")
-    with blas_on_one_thread():
-        history, val_points, completed = train(model, opt, data, args, epochs_done, bool(resume))
+    history, val_points, completed = train(model, opt, data, args, epochs_done, bool(resume))
 
     rnnfast.save(ckpt_path, *model.modules, optimizer=opt, metadata=model.metadata(epochs_done + completed))
     print(f"checkpoint: {ckpt_path} (continue with --resume {ckpt_path}, or --sample-only)")
