@@ -17,6 +17,20 @@ def assert_close(actual, expected, rtol, what=""):
     assert err <= rtol * scale, f"{what}: max error {err:.3e} > {rtol:.1e} * {scale:.3e}"
 
 
+def numeric_grad(f, arr, eps=1e-6):
+    """Central finite differences of the scalar f() with respect to every entry of arr (changed in place)."""
+    g = np.zeros_like(arr, dtype=np.float64)
+    for i in np.ndindex(arr.shape):
+        old = arr[i]
+        arr[i] = old + eps
+        up = f()
+        arr[i] = old - eps
+        down = f()
+        arr[i] = old
+        g[i] = (up - down) / (2 * eps)
+    return g
+
+
 def make_layer(mode, T, B, I, H, dtype, seed=0, bias=True):
     """Random weights and inputs for one layer (uniform, like the modules' init, a bit wider)."""
     rng = np.random.default_rng(seed)

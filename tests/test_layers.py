@@ -5,7 +5,7 @@ import pytest
 import rnnfast
 from rnnfast import reference as ref
 
-from conftest import MODES, assert_close
+from conftest import MODES, assert_close, numeric_grad
 from test_modules import MAKERS
 
 
@@ -35,19 +35,6 @@ def test_stacked_bidirectional_lengths_match_reference(mode, dtype, rtol):
     for k in gr:
         assert_close(m.grads[k], gr[k], rtol, k)
     assert not np.any(dx[2:, 1]) and not np.any(y[1:, 3])  # padded positions
-
-
-def numeric_grad(f, arr, eps=1e-6):
-    g = np.zeros_like(arr)
-    for i in np.ndindex(arr.shape):
-        old = arr[i]
-        arr[i] = old + eps
-        up = f()
-        arr[i] = old - eps
-        down = f()
-        arr[i] = old
-        g[i] = (up - down) / (2 * eps)
-    return g
 
 
 @pytest.mark.parametrize("merge", ["concat", "sum", "mul", "ave"])

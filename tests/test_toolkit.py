@@ -14,23 +14,9 @@ import pytest
 import rnnfast
 from rnnfast import optim
 
-from conftest import assert_close
+from conftest import assert_close, numeric_grad
 
 FD_RTOL = 1e-7  # central differences in float64 with eps = 1e-6
-
-
-def numeric_grad(f, arr, eps=1e-6):
-    """Central finite differences of the scalar f() with respect to every entry of arr (changed in place)."""
-    g = np.zeros_like(arr, dtype=np.float64)
-    for i in np.ndindex(arr.shape):
-        old = arr[i]
-        arr[i] = old + eps
-        up = f()
-        arr[i] = old - eps
-        down = f()
-        arr[i] = old
-        g[i] = (up - down) / (2 * eps)
-    return g
 
 
 # ---- Linear -----------------------------------------------------------------------------------

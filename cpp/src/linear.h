@@ -5,10 +5,6 @@
 // on rnnfast's threads instead of waking a BLAS library's (whose spinning threads would compete
 // with the recurrent kernels for the cores).
 #pragma once
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "gemm.h"
 #include "rnnfast/rnnfast.h"
 
@@ -27,21 +23,13 @@ template <class T> struct LinearDriver {
         const index np = panels(O) > panels(F) ? panels(O) : panels(F);
         return kKC * np * kNV * W + threads(N, F, O, requested) * gemm_mc<T, kMR>() * kKC + 16;
     }
-    static Team team() {
-        Team t;
-#ifdef _OPENMP
-        t.id = omp_get_thread_num();
-        t.n = omp_get_num_threads();
-#endif
-        return t;
-    }
 
     static void forward(const LinearForward<T>& a) {
         const int nth = threads(a.N, a.F, a.O, a.threads);
 #pragma omp parallel num_threads(nth)
         {
             const FlushDenormals ftz;
-            gemm_team<T, kMR, kNV, false>(team(), a.N, a.O, a.F, Mat<T>{a.x, a.F, 1}, Mat<T>{a.w, 1, a.F}, a.y, a.O, false,
+            gemm_team<T, kMR, kNV, false>(current_team(), a.N, a.O, a.F, Mat<T>{a.x, a.F, 1}, Mat<T>{a.w, 1, a.F}, a.y, a.O, false,
                                    a.b, a.scratch, kKC);
         }
     }
@@ -53,7 +41,7 @@ template <class T> struct LinearDriver {
 #pragma omp parallel num_threads(nth)
         {
             const FlushDenormals ftz;
-            const Team tm = team();
+            const Team tm = current_team();
             if (a.dx)
                 gemm_team<T, kMR, kNV, false>(tm, a.N, a.F, a.O, Mat<T>{a.dy, a.O, 1}, Mat<T>{a.w, a.F, 1}, a.dx, a.F, false,
                                        nullptr, a.scratch, kKC);

@@ -20,10 +20,6 @@
 // (T+1, B, H) likewise; for GRU aux (T, B, H) = W_hn h_{t-1} + b_hn. That is T*B*(G+2)*H values at
 // most (LSTM), T*B*(G+2)*H for GRU and 2*T*B*H for RNN, plus one B*H row for the initial state.
 #pragma once
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "rnnfast/rnnfast.h"
 #include "cells.h"
 #include "gemm.h"
@@ -141,15 +137,6 @@ template <class T, class Cell> struct Driver {
         return n < 1 ? 1 : int(n);
     }
 
-    static Team make_team() {
-        Team t;
-#ifdef _OPENMP
-        t.id = omp_get_thread_num();
-        t.n = omp_get_num_threads();
-#endif
-        return t;
-    }
-
     static void copy_units(T* dst, const T* src, index u0, index u1) {
         for (index u = u0; u < u1; ++u) dst[u] = src ? src[u] : T(0);
     }
@@ -176,7 +163,7 @@ template <class T, class Cell> struct Driver {
 
 #pragma omp parallel num_threads(threads_for(s, ngroups))
         {
-            const Team team = make_team();
+            const Team team = current_team();
             const FlushDenormals ftz;
             const Range gr = team.split(ngroups);
             const Range pr{gr.lo * PPG, gr.hi * PPG};  // my panels of W_hh
@@ -258,7 +245,7 @@ template <class T, class Cell> struct Driver {
 
 #pragma omp parallel num_threads(nth)
         {
-            const Team team = make_team();
+            const Team team = current_team();
             const FlushDenormals ftz;
             const Range pr = team.split(npb);
             const index u0 = pr.lo * NVP * W < H ? pr.lo * NVP * W : H;

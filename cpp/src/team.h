@@ -2,6 +2,10 @@
 // Splits are contiguous and depend only on (count, id, n), so a thread owns whole output rows or
 // columns and no two threads ever write the same value.
 #pragma once
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "simd.h"
 
 namespace rnnfast {
@@ -22,6 +26,16 @@ struct Team {
 #endif
     }
 };
+
+// The team of the enclosing parallel region (a team of one outside any, or without OpenMP).
+inline Team current_team() {
+    Team t;
+#ifdef _OPENMP
+    t.id = omp_get_thread_num();
+    t.n = omp_get_num_threads();
+#endif
+    return t;
+}
 
 // Flushes denormals to zero on this thread while it lives, then restores the thread's previous
 // floating-point mode, so the caller's state is never changed. Denormals appear only in values
