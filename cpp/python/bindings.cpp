@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -100,12 +101,23 @@ template <class T> bool reusable(const py::array& a, Idx n) {
            a.ndim() == 1 && a.shape(0) == n && a.writeable() && (a.flags() & py::array::c_style);
 }
 
+// The packed-weights cache: the caller's when it has the right size (its content is checked by
+// the kernels), else a new one (returned, for the caller to pass next time).
+template <class T> py::array_t<T> weight_cache(const rnnfast::LayerShape& s, const std::optional<py::array>& buf,
+                                               bool backward) {
+    const Idx n = rnnfast::weight_cache_size(s, sizeof(T), backward);
+    if (buf && reusable<T>(*buf, n)) return py::array_t<T>(*buf);
+    py::array_t<T> fresh(n);
+    std::fill_n(fresh.mutable_data(), 16, T(0));  // no tag: the kernels fill it
+    return fresh;
+}
+
 // y_out: (T, B, H) view written in place (a slice of a bidirectional output may be passed).
 template <class T>
 py::tuple forward(int cell, py::array x, std::optional<py::array> h0, std::optional<py::array> c0, py::array w_ih,
                   py::array w_hh, std::optional<py::array> b_ih, std::optional<py::array> b_hh, bool reverse,
                   std::optional<py::array> lengths, bool training, py::array y_out,
-                  std::optional<py::array> saved_buf) {
+                  std::optional<py::array> saved_buf, std::optional<py::array> wcache_buf) {
     const rnnfast::LayerShape s = layer_shape(cell, x, w_hh, reverse);
     const Idx nT = s.T, B = s.B, I = s.I, H = s.H, GH = rnnfast::gate_count(s.cell) * H;
     const bool lstm = s.cell == rnnfast::CellKind::lstm;
@@ -136,11 +148,14 @@ py::tuple forward(int cell, py::array x, std::optional<py::array> h0, std::optio
     // Uninitialised on purpose: the kernels write every scratch value before reading it.
     std::unique_ptr<T[]> scratch(new T[rnnfast::forward_scratch_size(s, training, sizeof(T))]);
     a.scratch = scratch.get();
+    py::array_t<T> wcache = weight_cache<T>(s, wcache_buf, false);
+    a.wcache = wcache.mutable_data();
     {
         py::gil_scoped_release nogil;
         rnnfast::layer_forward(a);
     }
-    return py::make_tuple(h_n, lstm ? py::object(c_n) : py::none(), training ? py::object(saved) : py::none());
+    return py::make_tuple(h_n, lstm ? py::object(c_n) : py::none(), training ? py::object(saved) : py::none(),
+                          wcache);
 }
 
 template <class T>
@@ -148,7 +163,7 @@ py::tuple backward(int cell, py::array x, py::array w_ih, py::array w_hh, std::o
                    bool reverse, py::array saved, py::array dy, std::optional<py::array> dh_n,
                    std::optional<py::array> dc_n, py::array dx, bool dx_accumulate, py::array dw_ih, py::array dw_hh,
                    std::optional<py::array> db_ih, std::optional<py::array> db_hh,
-                   std::optional<py::array> scratch_buf) {
+                   std::optional<py::array> scratch_buf, std::optional<py::array> wcache_buf) {
     const rnnfast::LayerShape s = layer_shape(cell, x, w_hh, reverse);
     const Idx nT = s.T, B = s.B, I = s.I, H = s.H, GH = rnnfast::gate_count(s.cell) * H;
     const bool lstm = s.cell == rnnfast::CellKind::lstm;
@@ -186,11 +201,13 @@ py::tuple backward(int cell, py::array x, py::array w_ih, py::array w_hh, std::o
         scratch.reset(new T[need]);
         a.scratch = scratch.get();
     }
+    py::array_t<T> wcache = weight_cache<T>(s, wcache_buf, true);
+    a.wcache = wcache.mutable_data();
     {
         py::gil_scoped_release nogil;
         rnnfast::layer_backward(a);
     }
-    return py::make_tuple(dh0, lstm ? py::object(dc0) : py::none());
+    return py::make_tuple(dh0, lstm ? py::object(dc0) : py::none(), wcache);
 }
 
 // Rows stored back to back (ld == row length), as the linear kernels read them.
@@ -244,30 +261,33 @@ PYBIND11_MODULE(_core, m) {
         "layer_forward",
         [](int cell, py::array x, std::optional<py::array> h0, std::optional<py::array> c0, py::array w_ih,
            py::array w_hh, std::optional<py::array> b_ih, std::optional<py::array> b_hh, bool reverse,
-           std::optional<py::array> lengths, bool training, py::array y, std::optional<py::array> saved) {
+           std::optional<py::array> lengths, bool training, py::array y, std::optional<py::array> saved,
+           std::optional<py::array> wcache) {
             auto f = is_f64(x) ? forward<double> : forward<float>;
-            return f(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, lengths, training, y, saved);
+            return f(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, lengths, training, y, saved, wcache);
         },
         py::arg("cell"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("w_ih"), py::arg("w_hh"),
         py::arg("b_ih"), py::arg("b_hh"), py::arg("reverse"), py::arg("lengths"), py::arg("training"), py::arg("y"),
-        py::arg("saved") = py::none(),
-        "One layer, one direction. Writes y in place; returns (h_n, c_n or None, saved or None). `saved`, if "
-        "a float array of saved_size values, is reused as the training workspace.");
+        py::arg("saved") = py::none(), py::arg("wcache") = py::none(),
+        "One layer, one direction. Writes y in place; returns (h_n, c_n or None, saved or None, wcache). `saved`, "
+        "if a float array of saved_size values, is reused as the training workspace; `wcache`, if of the right "
+        "size, as the packed-weights cache (returned either way, for the next call).");
     m.def(
         "layer_backward",
         [](int cell, py::array x, py::array w_ih, py::array w_hh, std::optional<py::array> lengths, bool reverse,
            py::array saved, py::array dy, std::optional<py::array> dh_n, std::optional<py::array> dc_n, py::array dx,
            bool dx_accumulate, py::array dw_ih, py::array dw_hh, std::optional<py::array> db_ih,
-           std::optional<py::array> db_hh, std::optional<py::array> scratch) {
+           std::optional<py::array> db_hh, std::optional<py::array> scratch, std::optional<py::array> wcache) {
             auto f = is_f64(x) ? backward<double> : backward<float>;
             return f(cell, x, w_ih, w_hh, lengths, reverse, saved, dy, dh_n, dc_n, dx, dx_accumulate, dw_ih, dw_hh,
-                     db_ih, db_hh, scratch);
+                     db_ih, db_hh, scratch, wcache);
         },
         py::arg("cell"), py::arg("x"), py::arg("w_ih"), py::arg("w_hh"), py::arg("lengths"), py::arg("reverse"),
         py::arg("saved"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("dx"), py::arg("dx_accumulate"),
         py::arg("dw_ih"), py::arg("dw_hh"), py::arg("db_ih"), py::arg("db_hh"), py::arg("scratch") = py::none(),
+        py::arg("wcache") = py::none(),
         "BPTT through one layer and direction. Writes (or adds into) dx, adds into the weight gradients; "
-        "returns (dh0, dc0 or None).");
+        "returns (dh0, dc0 or None, wcache): `wcache` as in layer_forward, for the backward's packing.");
     m.def(
         "linear_forward",
         [](py::array x, py::array w, std::optional<py::array> b, py::array y) {

@@ -65,6 +65,10 @@ index backward_scratch_size(const LayerShape& s, int elem_bytes, int threads) {
     return elem_bytes == 4 ? k().backward_scratch_f32(s, threads) : k().backward_scratch_f64(s, threads);
 }
 
+index weight_cache_size(const LayerShape& s, int elem_bytes, bool backward) {
+    return elem_bytes == 4 ? k().weight_cache_f32(s, backward) : k().weight_cache_f64(s, backward);
+}
+
 void layer_forward(const LayerForward<float>& a) { k().forward_f32(a); }
 void layer_forward(const LayerForward<double>& a) { k().forward_f64(a); }
 void layer_backward(const LayerBackward<float>& a) { k().backward_f32(a); }

@@ -16,6 +16,8 @@ struct KernelTable {
     index (*forward_scratch_f64)(const LayerShape&, bool training);
     index (*backward_scratch_f32)(const LayerShape&, int threads);
     index (*backward_scratch_f64)(const LayerShape&, int threads);
+    index (*weight_cache_f32)(const LayerShape&, bool backward);
+    index (*weight_cache_f64)(const LayerShape&, bool backward);
     void (*linear_forward_f32)(const LinearForward<float>&);
     void (*linear_forward_f64)(const LinearForward<double>&);
     void (*linear_backward_f32)(const LinearBackward<float>&);

@@ -39,6 +39,12 @@ template <class T> index backward_scratch(const LayerShape& s, int threads) {
     return n;
 }
 
+template <class T> index weight_cache(const LayerShape& s, bool backward) {
+    index n = 0;
+    with_cell<T>(s.cell, [&](auto d) { n = d.weight_cache(s, backward); });
+    return n;
+}
+
 template <class T> void linear_fwd(const LinearForward<T>& a) { LinearDriver<T>::forward(a); }
 template <class T> void linear_bwd(const LinearBackward<T>& a) { LinearDriver<T>::backward(a); }
 template <class T> index linear_scratch(index N, index F, index O, int threads) {
@@ -114,6 +120,8 @@ const KernelTable RNNFAST_TABLE = {
     RNNFAST_ISA_NS::forward_scratch<double>,
     RNNFAST_ISA_NS::backward_scratch<float>,
     RNNFAST_ISA_NS::backward_scratch<double>,
+    RNNFAST_ISA_NS::weight_cache<float>,
+    RNNFAST_ISA_NS::weight_cache<double>,
     RNNFAST_ISA_NS::linear_fwd<float>,
     RNNFAST_ISA_NS::linear_fwd<double>,
     RNNFAST_ISA_NS::linear_bwd<float>,

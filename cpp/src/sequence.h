@@ -23,6 +23,7 @@
 #include "rnnfast/rnnfast.h"
 #include "cells.h"
 #include "gemm.h"
+#include "weight_cache.h"
 
 namespace rnnfast {
 namespace RNNFAST_ISA_NS {
@@ -77,13 +78,19 @@ template <class T, class Cell> struct Driver {
         return c < s.T ? c : s.T;
     }
 
+    static index fwd_packed_size(index H) { return Packed<T, NVP>::size(H, rec_groups(H) * PPG * NVP); }
+    static index bwd_packed_size(index H) { return Packed<T, NVP>::size(G * H, PlainCols<T>{H}.nvec()); }
+    static index weight_cache(const LayerShape& s, bool backward) {
+        return WeightCache<T>::size(G * s.H * s.H, backward ? bwd_packed_size(s.H) : fwd_packed_size(s.H));
+    }
+
     struct FwdWork {
         T *wpack, *packbuf, *bias_p, *bias_r, *rec, *P, *S[2], *C[2];
     };
     template <class C> static FwdWork carve_fwd(const LayerShape& s, bool training, C& cv) {
         const index GH = G * s.H, BH = s.B * s.H;
         FwdWork w{};
-        w.wpack = cv.take(Packed<T, NVP>::size(s.H, rec_groups(s.H) * PPG * NVP));
+        w.wpack = cv.take(fwd_packed_size(s.H));  // untouched (no pages faulted in) with a cache
         w.packbuf = cv.take(KC * plain_panels(GH) * NVP * W);
         w.bias_p = cv.take(GH);
         w.bias_r = cv.take(GH);
@@ -111,7 +118,7 @@ template <class T, class Cell> struct Driver {
         w.dg_hh = G == 3 ? cv.take(TBG) : w.dg_ih;
         w.dh = cv.take(s.B * s.H);
         w.dc = cv.take(s.B * s.H);
-        w.wpack = cv.take(Packed<T, NVP>::size(GH, PlainCols<T>{s.H}.nvec()));
+        w.wpack = cv.take(bwd_packed_size(s.H));
         const index np = plain_panels(s.I) > plain_panels(s.H) ? plain_panels(s.I) : plain_panels(s.H);
         w.packbuf = cv.take(KC * np * NVP * W);
         w.apack = cv.take(threads * gemm_mc<T, MRP>() * KC);
@@ -154,7 +161,10 @@ template <class T, class Cell> struct Driver {
         const Saved<T> sv = training ? carve_saved(s, sc) : Saved<T>{};
         const GateCols<T> rcols{G, H};
         const index ngroups = rec_groups(H);
-        const Packed<T, NVP> WP{w.wpack, H, H, ngroups * PPG};
+        const WeightCache<T> cache(a.wcache, GH * H);
+        const std::uint64_t tag = WeightCache<T>::make_tag(G, H, NVP, false);
+        const bool fresh = !a.wcache || cache.tag() != tag;
+        const Packed<T, NVP> WP{a.wcache ? cache.packed : w.wpack, H, H, ngroups * PPG};
         const index Tc = chunk_steps(s, training);
         // State after k processed steps.
         auto state = [&](T* const* pingpong, T* seq, index k) -> T* {
@@ -170,8 +180,12 @@ template <class T, class Cell> struct Driver {
             const index u0 = gr.lo * TPG * W < H ? gr.lo * TPG * W : H;  // my hidden units
             const index u1 = gr.hi * TPG * W < H ? gr.hi * TPG * W : H;
 
-            // Each thread packs the W_hh panels it will use: B(k, g*H + u) = w_hh[(g*H + u) * H + k].
-            pack_panels(WP, Mat<T>{a.w_hh, 1, H}, rcols, pr.lo, pr.hi);
+            // Each thread packs the W_hh panels it will use, B(k, g*H + u) = w_hh[(g*H + u) * H + k],
+            // unless the cache holds them packed from the same rows.
+            bool repack = fresh;
+            for (int g = 0; a.wcache && g < G; ++g)
+                repack = !cache.refresh(a.w_hh, H, g * H + u0, g * H + u1, 0, H, fresh) || repack;
+            if (repack) pack_panels(WP, Mat<T>{a.w_hh, 1, H}, rcols, pr.lo, pr.hi);
             for (int g = 0; g < G; ++g)
                 for (index u = u0; u < u1; ++u) {
                     const index j = g * H + u;
@@ -227,6 +241,7 @@ template <class T, class Cell> struct Driver {
                 if (G == 4 && a.c_n) copy_units(a.c_n + b * H, state(w.C, sv.cells, nT) + b * H, u0, u1);
             }
         }
+        if (a.wcache) cache.set_tag(tag);
     }
 
     static void backward(const LayerBackward<T>& a) {
@@ -239,7 +254,10 @@ template <class T, class Cell> struct Driver {
         const Saved<T> sv = carve_saved(s, sc);
         const PlainCols<T> hcols{H};
         const index npb = plain_panels(H);
-        const Packed<T, NVP> WP{w.wpack, GH, GH, npb};
+        const WeightCache<T> cache(a.wcache, GH * H);
+        const std::uint64_t tag = WeightCache<T>::make_tag(G, H, NVP, true);
+        const bool fresh = !a.wcache || cache.tag() != tag;
+        const Packed<T, NVP> WP{a.wcache ? cache.packed : w.wpack, GH, GH, npb};
         auto state = [&](T* seq, index k) { return seq + (s.reverse ? nT - k : k) * BH; };
         const T* hprev_all = sv.states + (s.reverse ? BH : 0);  // (T, B, H): h_{t-1} of each step
 
@@ -250,8 +268,10 @@ template <class T, class Cell> struct Driver {
             const Range pr = team.split(npb);
             const index u0 = pr.lo * NVP * W < H ? pr.lo * NVP * W : H;
             const index u1 = pr.hi * NVP * W < H ? pr.hi * NVP * W : H;
-            // B(k = g*H + j, u) = w_hh[(g*H + j) * H + u]: dh_{t-1} = dG_hh W_hh.
-            pack_panels(WP, Mat<T>{a.w_hh, H, 1}, hcols, pr.lo, pr.hi);
+            // B(k = g*H + j, u) = w_hh[(g*H + j) * H + u]: dh_{t-1} = dG_hh W_hh; from the cache when
+            // it holds my columns packed from the same values.
+            if (!a.wcache || !cache.refresh(a.w_hh, H, 0, GH, u0, u1, fresh))
+                pack_panels(WP, Mat<T>{a.w_hh, H, 1}, hcols, pr.lo, pr.hi);
             for (index b = 0; b < B; ++b) {
                 copy_units(w.dh + b * H, a.dh_n ? a.dh_n + b * H : nullptr, u0, u1);
                 copy_units(w.dc + b * H, a.dc_n ? a.dc_n + b * H : nullptr, u0, u1);
@@ -311,6 +331,7 @@ template <class T, class Cell> struct Driver {
             gemm_team<T, MRP, NVP>(team, GH, H, TB, Mat<T>{w.dg_hh, 1, GH}, Mat<T>{hprev_all, H, 1},
                                    a.dw_hh, H, true, nullptr, w.packbuf, KC, apack);
         }
+        if (a.wcache) cache.set_tag(tag);
     }
 };
 

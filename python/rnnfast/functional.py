@@ -17,14 +17,33 @@ from . import _core
 CELL_CODES = {"rnn_tanh": 0, "rnn_relu": 1, "lstm": 2, "gru": 3}
 
 
+class WeightCache:
+    """W_hh packed for the kernels, kept between the calls of one layer and direction.
+
+    The kernels compare w_hh with the copy the cache holds on every call and repack only what
+    changed, so any update of the weights (load_state_dict, an optimiser step, an in-place edit)
+    is seen; a cache is an optimisation, never a source of stale results. Not for concurrent calls.
+    Holds two copies of w_hh per pass (forward, and backward once a backward has run).
+    """
+
+    __slots__ = ("forward", "backward")
+
+    def __init__(self):
+        self.forward = self.backward = None
+
+    def __reduce__(self):  # copies and pickles start empty
+        return WeightCache, ()
+
+
 class LayerContext:
     """What a training forward keeps for backward: the input, the weights and the saved workspace."""
 
-    __slots__ = ("mode", "x", "w_ih", "w_hh", "has_bias", "reverse", "lengths", "saved")
+    __slots__ = ("mode", "x", "w_ih", "w_hh", "has_bias", "reverse", "lengths", "saved", "cache")
 
-    def __init__(self, mode, x, w_ih, w_hh, has_bias, reverse, lengths, saved):
+    def __init__(self, mode, x, w_ih, w_hh, has_bias, reverse, lengths, saved, cache):
         self.mode, self.x, self.w_ih, self.w_hh = mode, x, w_ih, w_hh
         self.has_bias, self.reverse, self.lengths, self.saved = has_bias, reverse, lengths, saved
+        self.cache = cache
 
 
 def _lengths(lengths):
@@ -32,20 +51,23 @@ def _lengths(lengths):
 
 
 def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None, training=True, out=None,
-                  saved=None):
+                  saved=None, cache=None):
     """Runs one layer: returns (y, h_n, c_n or None, LayerContext or None).
 
     `out`, if given, is a (T, B, H) view to write y into (e.g. one half of a bidirectional output).
     `saved`, if given, is an earlier context's workspace to reuse (overwritten: that context is
-    spent); it is used when its size fits and ignored otherwise.
+    spent); it is used when its size fits and ignored otherwise. `cache`, if given, is this layer
+    and direction's `WeightCache` (its backward uses it too).
     """
     T, B, _ = x.shape
     H = w_hh.shape[1]
     y = np.empty((T, B, H), x.dtype) if out is None else out
     lens = _lengths(lengths)
-    h_n, c_n, saved = _core.layer_forward(CELL_CODES[mode], x, h0, c0, w_ih, w_hh, b_ih, b_hh, bool(reverse), lens,
-                                          bool(training), y, saved)
-    ctx = LayerContext(mode, x, w_ih, w_hh, b_ih is not None, bool(reverse), lens, saved) if training else None
+    h_n, c_n, saved, packed = _core.layer_forward(CELL_CODES[mode], x, h0, c0, w_ih, w_hh, b_ih, b_hh, bool(reverse),
+                                                  lens, bool(training), y, saved, cache and cache.forward)
+    if cache is not None:
+        cache.forward = packed
+    ctx = LayerContext(mode, x, w_ih, w_hh, b_ih is not None, bool(reverse), lens, saved, cache) if training else None
     return y, h_n, c_n, ctx
 
 
@@ -65,8 +87,12 @@ def layer_backward(ctx, dy, dh_n=None, dc_n=None, grads=None, dx_out=None, dx_ac
                  np.zeros(ctx.w_hh.shape[0], dt) if ctx.has_bias else None,
                  np.zeros(ctx.w_hh.shape[0], dt) if ctx.has_bias else None)
     dx = np.empty(x.shape, dt) if dx_out is None else dx_out
-    dh0, dc0 = _core.layer_backward(CELL_CODES[ctx.mode], x, ctx.w_ih, ctx.w_hh, ctx.lengths, ctx.reverse, ctx.saved,
-                                    dy, dh_n, dc_n, dx, bool(dx_accumulate), *grads, scratch)
+    cache = ctx.cache
+    dh0, dc0, packed = _core.layer_backward(CELL_CODES[ctx.mode], x, ctx.w_ih, ctx.w_hh, ctx.lengths, ctx.reverse,
+                                            ctx.saved, dy, dh_n, dc_n, dx, bool(dx_accumulate), *grads, scratch,
+                                            cache and cache.backward)
+    if cache is not None:
+        cache.backward = packed
     return (dx, dh0, dc0) + tuple(grads)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import _validate as v
 from .module import Module, serialized
-from .functional import CELL_CODES, backward_scratch_size, layer_backward, layer_forward
+from .functional import CELL_CODES, WeightCache, backward_scratch_size, layer_backward, layer_forward
 _GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 
 
@@ -40,6 +40,7 @@ class RNNBase(Module):
         self._rng = np.random.default_rng(seed)
         self._saved = None
         self._workspace = {}  # reused between calls: fresh pages cost ~5% of a training step
+        self._packed = {}  # (layer, direction) -> WeightCache: W_hh packed once per weight change
         v.check_allocation(sum(int(np.prod(shape, dtype=object)) for _, shape in self._param_shapes())
                            * 2 * self.dtype.itemsize, "the parameters and their gradients")
         # torch.nn's order and init: U(-1/sqrt(H), 1/sqrt(H))
@@ -132,7 +133,7 @@ class RNNBase(Module):
                 _, hn, cn, ctx = layer_forward(
                     self.mode, inp, None if h0 is None else h0[k], None if c0 is None else c0[k],
                     *self._layer_params(layer, d), reverse=bool(d), lengths=lens, training=self.training,
-                    out=y[:, :, d * H:(d + 1) * H], saved=reuse)
+                    out=y[:, :, d * H:(d + 1) * H], saved=reuse, cache=self._packed.setdefault(k, WeightCache()))
                 h_n[k] = hn
                 if c_n is not None:
                     c_n[k] = cn
@@ -197,6 +198,7 @@ class RNNBase(Module):
     def __getstate__(self):  # copies and pickles leave the reusable workspaces behind
         state = super().__getstate__()
         state["_workspace"] = {}
+        state["_packed"] = {}
         return state
 
     def _scratch(self, T, B, I):

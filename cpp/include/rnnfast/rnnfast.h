@@ -47,6 +47,7 @@ struct LayerForward {
     T* c_n;                        // out (B, H), LSTM only
     T* saved;                      // training: saved_size() values for backward; nullptr in eval
     T* scratch;                    // forward_scratch_size() values, free after the call
+    T* wcache;                     // weight_cache_size(s, .., false) values kept between calls, or nullptr
 };
 
 template <class T>
@@ -73,6 +74,7 @@ struct LayerBackward {
     T* db_hh;                      // (G*H) added into, or nullptr
     T* scratch;                    // backward_scratch_size() values
     int threads;                   // threads to use (the same value given to backward_scratch_size)
+    T* wcache;                     // weight_cache_size(s, .., true) values kept between calls, or nullptr
 };
 
 // A linear layer on rows (a recurrent network's output head): y (N, O) = x (N, F) w^T + b, w (O, F).
@@ -108,6 +110,13 @@ void linear_backward(const LinearBackward<double>& a);
 index saved_size(const LayerShape& s);
 index forward_scratch_size(const LayerShape& s, bool training, int elem_bytes);
 index backward_scratch_size(const LayerShape& s, int elem_bytes, int threads);
+
+// Packed W_hh kept between calls (`wcache`): a forward's (backward = false) or a backward's. The
+// kernels compare w_hh with the copy the cache holds on every call and repack only what changed,
+// so in-place weight updates are always seen. Any content is a valid start (a cache filled for
+// another layout is refilled); one cache per layer and direction, never shared by concurrent calls.
+// Depends on T's size, the cell, H and the instruction set, not on T or B.
+index weight_cache_size(const LayerShape& s, int elem_bytes, bool backward);
 
 void layer_forward(const LayerForward<float>& a);
 void layer_forward(const LayerForward<double>& a);

@@ -1,0 +1,66 @@
+// Packed recurrent weights kept between calls.
+//
+// Packing W_hh into the micro-kernel's panels costs a pass of strided reads over the weights on
+// every call (about 4% of an LSTM forward at B = 1, all of it for a single step of a cell). A
+// cache keeps the packed panels and a plain copy of the w_hh they were packed from:
+//
+//   [tag: 16 values][copy of w_hh (G*H, H), rounded up to 16 values][packed panels]
+//
+// On every call each thread compares the part of w_hh its panels are made of with the copy
+// (memcmp: one contiguous read of both, several times cheaper than packing) and repacks its own
+// panels only where they differ. So any change to the weights is seen, in-place updates included,
+// with no version counter for the caller to keep, and a thread count that differs from the last
+// call's is fine: a panel's contents depend on its own rows only. The tag says which layout
+// (vector width, panel width, G, H, element size, direction of the pack) filled the cache; any
+// other tag (a new, zeroed or foreign cache) makes every thread pack.
+//
+// Not for concurrent calls: two calls sharing one cache at the same time race on it.
+#pragma once
+#include <cstring>
+
+#include "simd.h"
+
+namespace rnnfast {
+namespace RNNFAST_ISA_NS {
+
+template <class T> struct WeightCache {
+    static constexpr index kHead = 16;  // values before the copy: the tag, 64-byte aligned after
+    static index round16(index n) { return (n + 15) / 16 * 16; }
+    static index size(index copy_n, index packed_n) { return kHead + round16(copy_n) + packed_n; }
+
+    T* head;
+    T* copy;
+    T* packed;
+
+    // A null base is no cache (every pointer null).
+    WeightCache(T* base, index copy_n)
+        : head(base), copy(base ? base + kHead : nullptr), packed(base ? base + kHead + round16(copy_n) : nullptr) {}
+
+    std::uint64_t tag() const {
+        std::uint64_t t;
+        std::memcpy(&t, head, sizeof t);
+        return t;
+    }
+    void set_tag(std::uint64_t t) const { std::memcpy(head, &t, sizeof t); }
+
+    static std::uint64_t make_tag(int G, index H, int NV, bool transposed) {
+        std::uint64_t t = 0x726e6e6661737400ull;  // "rnnfast\0"
+        t ^= std::uint64_t(RNNFAST_VBYTES) << 1 ^ std::uint64_t(NV) << 8 ^ std::uint64_t(G) << 12 ^
+             std::uint64_t(sizeof(T)) << 16 ^ std::uint64_t(transposed) << 20 ^ std::uint64_t(H) << 24;
+        return t;
+    }
+
+    // Rows [r0, r1) x columns [c0, c1) of w (rows of length ld, the copy alike): true when the copy
+    // holds exactly these bytes; otherwise (or when `force`) copies them and returns false.
+    bool refresh(const T* w, index ld, index r0, index r1, index c0, index c1, bool force) const {
+        const std::size_t bytes = std::size_t(c1 - c0) * sizeof(T);
+        bool same = !force;
+        for (index r = r0; same && r < r1; ++r) same = std::memcmp(copy + r * ld + c0, w + r * ld + c0, bytes) == 0;
+        if (!same)
+            for (index r = r0; r < r1; ++r) std::memcpy(copy + r * ld + c0, w + r * ld + c0, bytes);
+        return same;
+    }
+};
+
+}  // namespace RNNFAST_ISA_NS
+}  // namespace rnnfast

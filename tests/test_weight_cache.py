@@ -1,0 +1,160 @@
+"""The packed-weights cache: W_hh is packed once per weight change and kept on the module, and no
+change of the weights, however it is made, is ever missed.
+
+Each check compares a module whose cache was filled by earlier calls with a new module (empty
+cache) holding the same weights: the results must be the same bits."""
+import copy
+import pickle
+
+import numpy as np
+import pytest
+
+import rnnfast
+from rnnfast.functional import WeightCache, layer_forward
+
+MAKERS = {"rnn_tanh": rnnfast.RNN, "lstm": rnnfast.LSTM, "gru": rnnfast.GRU}
+T, B, I, H = 5, 8, 6, 70  # B*G*H*H is large enough for the kernels to use several threads
+
+
+@pytest.fixture(autouse=True)
+def two_threads():
+    before = rnnfast.get_num_threads()
+    rnnfast.set_num_threads(2)
+    yield
+    rnnfast.set_num_threads(before)
+
+
+def fresh_like(m):
+    twin = type(m)(I, H, num_layers=m.num_layers, bidirectional=m.bidirectional)
+    twin.load_state_dict(m.state_dict())
+    return twin.train(m.training)
+
+
+def run(m, x, dy):
+    """Outputs and, in train mode, every gradient of one forward (+ backward) from zeroed grads."""
+    m.zero_grad()
+    y, _ = m(x)
+    if not m.training:
+        return [y]
+    dx, _ = m.backward(dy)
+    return [y, dx] + [m.grads[k].copy() for k in sorted(m.grads)]
+
+
+def same(a, b):
+    assert len(a) == len(b)
+    for u, v in zip(a, b):
+        np.testing.assert_array_equal(u, v)
+
+
+def data(seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((T, B, I), dtype=np.float32), rng.standard_normal((T, B, 2 * H), dtype=np.float32)
+
+
+EDITS = {
+    # each edits weight_hh_l0 (and its reverse) in place, where a different thread owns the rows
+    "first row": lambda w: w.__setitem__((0, 0), w[0, 0] + 0.25),
+    "last row": lambda w: w.__setitem__((-1, -1), w[-1, -1] - 0.25),
+    "middle column": lambda w: w.__setitem__((slice(None), H // 2), 0.0),
+    "all": lambda w: w.__imul__(0.5),
+    "sign of zero": lambda w: w.__setitem__((3, 3), -0.0 if w[3, 3] == 0 else 0.0),
+}
+
+
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("edit", list(EDITS))
+@pytest.mark.parametrize("mode", list(MAKERS))
+def test_in_place_edit_is_seen(mode, edit, training):
+    m = MAKERS[mode](I, H, bidirectional=True, seed=1).train(training)
+    x, dy = data()
+    before = run(m, x, dy)
+    run(m, x, dy)  # the cache is filled and used
+    for k in ("weight_hh_l0", "weight_hh_l0_reverse"):
+        EDITS[edit](m.parameters()[k])
+    after = run(m, x, dy)
+    same(after, run(fresh_like(m), x, dy))
+    if edit != "sign of zero":
+        assert not np.array_equal(after[0], before[0])
+
+
+@pytest.mark.parametrize("mode", list(MAKERS))
+def test_load_state_dict_and_optimiser_steps_are_seen(mode):
+    m = MAKERS[mode](I, H, num_layers=2, seed=2)
+    x, dy = data(1)
+    dy = dy[:, :, :H]
+    run(m, x, dy)
+    m.load_state_dict(MAKERS[mode](I, H, num_layers=2, seed=3).state_dict())
+    same(run(m, x, dy), run(fresh_like(m), x, dy))
+    opt = rnnfast.optim.Adam([m], lr=0.05)
+    for _ in range(3):
+        run(m, x, dy)
+        opt.step()
+        same(run(m, x, dy), run(fresh_like(m), x, dy))
+
+
+def test_thread_count_and_isa_changes_between_calls():
+    m = rnnfast.LSTM(I, H, seed=4)
+    x, dy = data(2)
+    dy = dy[:, :, :H]
+    isa = rnnfast._core.isa()
+    try:
+        for threads, path in [(1, isa), (2, isa), (3, isa), (2, "scalar"), (2, isa)]:
+            rnnfast.set_num_threads(threads)
+            rnnfast._core.set_isa(path)
+            m.parameters()["weight_hh_l0"][threads] += 0.125
+            same(run(m, x, dy), run(fresh_like(m), x, dy))
+    finally:
+        rnnfast._core.set_isa(isa)
+
+
+def test_any_cache_content_is_a_valid_start():
+    """A cache holding garbage (or another layer's weights) is refilled, never trusted."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((T, B, I))
+    w_ih, w_hh = rng.standard_normal((3 * H, I)) * 0.1, rng.standard_normal((3 * H, H)) * 0.1
+    y_plain, *_ = layer_forward("gru", x, None, None, w_ih, w_hh, None, None, training=False)
+    cache = WeightCache()
+    layer_forward("gru", x, None, None, w_ih, w_hh, None, None, training=False, cache=cache)
+    for fill in (0.0, np.nan, 7.0):
+        cache.forward[16:] = fill  # tag kept, copy and panels spoiled
+        y, *_ = layer_forward("gru", x, None, None, w_ih, w_hh, None, None, training=False, cache=cache)
+        np.testing.assert_array_equal(y, y_plain)
+    other = rng.standard_normal((3 * H, H)) * 0.1  # another layer's weights through the same cache
+    y_other, *_ = layer_forward("gru", x, None, None, w_ih, other, None, None, training=False)
+    y, *_ = layer_forward("gru", x, None, None, w_ih, other, None, None, training=False, cache=cache)
+    np.testing.assert_array_equal(y, y_other)
+
+
+def test_spoiled_copy_with_a_valid_tag_repacks():
+    """The tag says the layout; the copy decides what is repacked: a copy that no longer matches
+    the weights (here: set to values the weights do not hold) makes every thread repack."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((T, B, I))
+    w_ih, w_hh = rng.standard_normal((4 * H, I)) * 0.1, rng.standard_normal((4 * H, H)) * 0.1
+    expect, *_ = layer_forward("lstm", x, None, None, w_ih, w_hh, None, None, training=False)
+    cache = WeightCache()
+    for fill in (np.nan, 3.0):
+        layer_forward("lstm", x, None, None, w_ih, w_hh, None, None, training=False, cache=cache)
+        cache.forward[16:16 + w_hh.size] = fill
+        y, *_ = layer_forward("lstm", x, None, None, w_ih, w_hh, None, None, training=False, cache=cache)
+        np.testing.assert_array_equal(y, expect)
+
+
+def test_cell_steps_see_weight_changes():
+    cell = rnnfast.GRUCell(I, H, seed=7).eval()
+    x = np.random.default_rng(8).standard_normal((B, I), dtype=np.float32)
+    h = cell(x)
+    cell.parameters()["weight_hh"][:] *= -1
+    twin = rnnfast.GRUCell(I, H).eval()
+    twin.load_state_dict(cell.state_dict())
+    np.testing.assert_array_equal(cell(x, h), twin(x, h))
+
+
+def test_copies_do_not_share_a_cache():
+    m = rnnfast.RNN(I, H, seed=9).eval()
+    x, _ = data(3)
+    m(x)
+    for c in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
+        assert all(p.forward is None for p in c._packed.values())
+        c.parameters()["weight_hh_l0"][:] = 0
+        assert not np.array_equal(c(x)[0], m(x)[0])
