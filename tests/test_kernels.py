@@ -127,3 +127,24 @@ def test_callers_floating_point_mode_is_untouched():
     p = make_layer("gru", 3, 2, 4, 5, np.float32)
     F.gru_backward(p["dy"], None, F.gru_forward(p["x"], p["h0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])[2])
     assert tiny * np.float32(0.01) > 0  # and after
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_batch_parallel_mode_gives_the_same_bits(mode):
+    """B large enough for the barrier-free batch mode at 2 and 3 threads (rows split over threads
+    in blocks, the last block partial) against one thread, lengths and all."""
+    p = make_layer(mode, 4, 100, 8, 40, np.float32, seed=3)
+    lengths = np.random.default_rng(4).integers(1, 5, size=100)
+    before = rnnfast.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            rnnfast.set_num_threads(threads)
+            check(mode, p, reverse=threads == 3, lengths=lengths)
+            outs, grads = run(F, mode, p, False, lengths, True)
+            results.append([a for a in outs + tuple(grads) if a is not None])
+        for other in results[1:]:
+            for a, b in zip(results[0], other):
+                assert np.array_equal(a, b)
+    finally:
+        rnnfast.set_num_threads(before)

@@ -7,7 +7,9 @@
 //   2. a time loop in ONE parallel region: each thread owns a slice of hidden units, computes the
 //      recurrent product for all G gates of its units from its own packed panels of W_hh (which
 //      stay in its cache for the whole sequence), applies the cell's gate math to them while
-//      they are in cache, and meets the others at one barrier per step.
+//      they are in cache, and meets the others at one barrier per step (unit mode); or, for large
+//      B, each thread runs its own rows through every unit with no barrier at all (batch mode,
+//      see Share), which also keeps a loaded machine from stalling the team at every step.
 // Backward runs the same loop in reverse, carrying only dh (and dc); dx, dW_ih, dW_hh and the bias
 // gradients are whole-sequence products and sums after the loop.
 //
@@ -135,13 +137,39 @@ template <class T, class Cell> struct Driver {
         return threads_for(s, plain_panels(s.H), requested);
     }
 
-    // Threads for a problem: no more than there are panels, and one for tiny steps, where a
-    // barrier would cost more than the step.
+    // Threads for a problem: one for tiny steps, where a barrier would cost more than the step; no
+    // more than there are panels in unit mode, or blocks of MR rows in batch mode.
     static int threads_for(const LayerShape& s, index panels, int requested = 0) {
         index n = requested > 0 ? requested : get_num_threads();
         if (s.B * G * s.H * s.H < 32768) n = 1;
-        if (n > panels) n = panels;
+        const index blocks = (s.B + MRP - 1) / MRP;
+        if (batch_mode(s, int(n))) {
+            if (n > blocks) n = blocks;
+        } else if (n > panels) {
+            n = panels;
+        }
         return n < 1 ? 1 : int(n);
+    }
+
+    // What a thread owns in the time loop. Unit mode: every batch row, a slice of hidden units and
+    // their panels of W_hh (which stay in its cache), one barrier per step. Batch mode, for large B:
+    // a slice of rows in whole MR blocks, every unit and panel, no barrier in the loop (each thread
+    // reads all of W_hh every step, which pays only when it has enough rows to reuse each weight).
+    // A row's products run through the same micro-kernel instance in both modes (the blocks of MR
+    // rows sit on one grid from row 0, the last block's tail included), so the mode and the thread
+    // count never change a result.
+    struct Share {
+        bool batch;
+        index b0, b1, u0, u1, p0, p1;
+    };
+    static constexpr index kBatchRows = 24;  // rows per thread from which batch mode pays (measured)
+    static bool batch_mode(const LayerShape& s, int threads) {
+        return threads > 1 && s.B >= kBatchRows * threads;
+    }
+    static Share share(const Team& team, const LayerShape& s, Range panels, index u0, index u1, index all_panels) {
+        if (!batch_mode(s, team.n)) return {false, 0, s.B, u0, u1, panels.lo, panels.hi};
+        const Range rb = team.split((s.B + MRP - 1) / MRP);
+        return {true, rb.lo * MRP, rb.hi * MRP < s.B ? rb.hi * MRP : s.B, 0, s.H, 0, all_panels};
     }
 
     static void copy_units(T* dst, const T* src, index u0, index u1) {
@@ -199,6 +227,7 @@ template <class T, class Cell> struct Driver {
                 if (G == 4) copy_units(state(w.C, sv.cells, 0) + b * H, a.c0 ? a.c0 + b * H : nullptr, u0, u1);
             }
             team.barrier();
+            const Share me = share(team, s, pr, u0, u1, ngroups * PPG);
 
             for (index k0 = 0; k0 < nT; k0 += Tc) {
                 const index tc = nT - k0 < Tc ? nT - k0 : Tc;
@@ -212,33 +241,33 @@ template <class T, class Cell> struct Driver {
                     T* hn = state(w.S, sv.states, k + 1);
                     const T* cp = G == 4 ? state(w.C, sv.cells, k) : nullptr;
                     T* cn = G == 4 ? state(w.C, sv.cells, k + 1) : nullptr;
-                    gemm_block<T, MRP, NVP>(0, B, Mat<T>{hp, H, 1}, 0, WP, 0, rcols, pr.lo, pr.hi, w.rec,
+                    gemm_block<T, MRP, NVP>(me.b0, me.b1, Mat<T>{hp, H, 1}, 0, WP, 0, rcols, me.p0, me.p1, w.rec,
                                             GH, Cell::kRecurrentBias ? Init::bias : Init::zero, w.bias_r);
-                    for (index b = 0; b < B; ++b) {
+                    for (index b = me.b0; b < me.b1; ++b) {
                         T* p = P + ((t - tlo) * B + b) * GH;
                         T* y = a.y + (t * B + b) * a.ldy;
                         if (!a.lengths || t < a.lengths[b]) {
                             FwdRow<T> r{p, w.rec + b * GH, hp + b * H, cp ? cp + b * H : nullptr,
                                         hn + b * H, cn ? cn + b * H : nullptr, training ? p : nullptr,
                                         training && sv.aux ? sv.aux + (t * B + b) * H : nullptr};
-                            Cell::forward(r, H, u0, u1);
-                            copy_units(y, hn + b * H, u0, u1);
+                            Cell::forward(r, H, me.u0, me.u1);
+                            copy_units(y, hn + b * H, me.u0, me.u1);
                         } else {  // past this entry's end: carry the state, output zero
-                            copy_units(hn + b * H, hp + b * H, u0, u1);
-                            if (cn) copy_units(cn + b * H, cp + b * H, u0, u1);
-                            copy_units(y, nullptr, u0, u1);
+                            copy_units(hn + b * H, hp + b * H, me.u0, me.u1);
+                            if (cn) copy_units(cn + b * H, cp + b * H, me.u0, me.u1);
+                            copy_units(y, nullptr, me.u0, me.u1);
                             if (training) {
-                                for (int g = 0; g < G; ++g) copy_units(p + g * H, nullptr, u0, u1);
-                                if (sv.aux) copy_units(sv.aux + (t * B + b) * H, nullptr, u0, u1);
+                                for (int g = 0; g < G; ++g) copy_units(p + g * H, nullptr, me.u0, me.u1);
+                                if (sv.aux) copy_units(sv.aux + (t * B + b) * H, nullptr, me.u0, me.u1);
                             }
                         }
                     }
-                    team.barrier();
+                    if (!me.batch) team.barrier();
                 }
             }
-            for (index b = 0; b < B; ++b) {
-                copy_units(a.h_n + b * H, state(w.S, sv.states, nT) + b * H, u0, u1);
-                if (G == 4 && a.c_n) copy_units(a.c_n + b * H, state(w.C, sv.cells, nT) + b * H, u0, u1);
+            for (index b = me.b0; b < me.b1; ++b) {
+                copy_units(a.h_n + b * H, state(w.S, sv.states, nT) + b * H, me.u0, me.u1);
+                if (G == 4 && a.c_n) copy_units(a.c_n + b * H, state(w.C, sv.cells, nT) + b * H, me.u0, me.u1);
             }
         }
         if (a.wcache) cache.set_tag(tag);
@@ -272,51 +301,63 @@ template <class T, class Cell> struct Driver {
             // it holds my columns packed from the same values.
             if (!a.wcache || !cache.refresh(a.w_hh, H, 0, GH, u0, u1, fresh))
                 pack_panels(WP, Mat<T>{a.w_hh, H, 1}, hcols, pr.lo, pr.hi);
-            for (index b = 0; b < B; ++b) {
-                copy_units(w.dh + b * H, a.dh_n ? a.dh_n + b * H : nullptr, u0, u1);
-                copy_units(w.dc + b * H, a.dc_n ? a.dc_n + b * H : nullptr, u0, u1);
+            const Share me = share(team, s, pr, u0, u1, npb);
+            if (me.batch) team.barrier();  // every thread reads every panel
+            for (index b = me.b0; b < me.b1; ++b) {
+                copy_units(w.dh + b * H, a.dh_n ? a.dh_n + b * H : nullptr, me.u0, me.u1);
+                copy_units(w.dc + b * H, a.dc_n ? a.dc_n + b * H : nullptr, me.u0, me.u1);
             }
             for (int g = 0; g < G; ++g) {
                 copy_units(w.db_ih + g * H, nullptr, u0, u1);
                 if (w.db_hh != w.db_ih) copy_units(w.db_hh + g * H, nullptr, u0, u1);
             }
+            // Bias gradients: step t's gate gradients summed over the batch, for units [u0, u1), in
+            // the order of the time loop (so both modes give the same bits).
+            auto add_bias_grads = [&](index t) {
+                for (index b = 0; b < B; ++b)
+                    for (int g = 0; g < G; ++g) {
+                        add_units(w.db_ih + g * H, w.dg_ih + (t * B + b) * GH + g * H, u0, u1);
+                        if (w.db_hh != w.db_ih) add_units(w.db_hh + g * H, w.dg_hh + (t * B + b) * GH + g * H, u0, u1);
+                    }
+            };
             for (index k = nT - 1; k >= 0; --k) {
                 const index t = s.reverse ? nT - 1 - k : k;
                 const T* hp = state(sv.states, k);
-                for (index b = 0; b < B; ++b) {
+                for (index b = me.b0; b < me.b1; ++b) {
                     T* dgi = w.dg_ih + (t * B + b) * GH;
                     T* dgh = w.dg_hh + (t * B + b) * GH;
                     T* dh = w.dh + b * H;
                     if (!a.lengths || t < a.lengths[b]) {
                         const T* dy = a.dy + (t * B + b) * a.lddy;
-                        for (index u = u0; u < u1; ++u) dh[u] += dy[u];
+                        for (index u = me.u0; u < me.u1; ++u) dh[u] += dy[u];
                         BwdRow<T> r{sv.gates + (t * B + b) * GH,
                                     sv.aux ? sv.aux + (t * B + b) * H : nullptr,
                                     hp + b * H,
                                     G == 4 ? state(sv.cells, k) + b * H : nullptr,
                                     G == 4 ? state(sv.cells, k + 1) + b * H : nullptr,
                                     dh, w.dc + b * H, dgi, dgh, dh};
-                        Cell::backward(r, H, u0, u1);
+                        Cell::backward(r, H, me.u0, me.u1);
                     } else {  // padded step: dh and dc pass through, no gate gradient
                         for (int g = 0; g < G; ++g) {
-                            copy_units(dgi + g * H, nullptr, u0, u1);
-                            if (dgh != dgi) copy_units(dgh + g * H, nullptr, u0, u1);
+                            copy_units(dgi + g * H, nullptr, me.u0, me.u1);
+                            if (dgh != dgi) copy_units(dgh + g * H, nullptr, me.u0, me.u1);
                         }
                     }
                 }
-                // Bias gradients: this step's gate gradients, summed over the batch, for my units.
-                for (index b = 0; b < B; ++b)
-                    for (int g = 0; g < G; ++g) {
-                        add_units(w.db_ih + g * H, w.dg_ih + (t * B + b) * GH + g * H, u0, u1);
-                        if (w.db_hh != w.db_ih) add_units(w.db_hh + g * H, w.dg_hh + (t * B + b) * GH + g * H, u0, u1);
-                    }
-                team.barrier();
-                gemm_block<T, MRP, NVP>(0, B, Mat<T>{w.dg_hh + t * B * GH, GH, 1}, 0, WP, 0, hcols, pr.lo,
-                                        pr.hi, w.dh, H, Init::load, nullptr);
+                if (!me.batch) {  // while this step's gradients are in cache
+                    add_bias_grads(t);
+                    team.barrier();
+                }
+                gemm_block<T, MRP, NVP>(me.b0, me.b1, Mat<T>{w.dg_hh + t * B * GH, GH, 1}, 0, WP, 0, hcols, me.p0,
+                                        me.p1, w.dh, H, Init::load, nullptr);
             }
-            for (index b = 0; b < B; ++b) {
-                copy_units(a.dh0 + b * H, w.dh + b * H, u0, u1);
-                if (G == 4 && a.dc0) copy_units(a.dc0 + b * H, w.dc + b * H, u0, u1);
+            for (index b = me.b0; b < me.b1; ++b) {
+                copy_units(a.dh0 + b * H, w.dh + b * H, me.u0, me.u1);
+                if (G == 4 && a.dc0) copy_units(a.dc0 + b * H, w.dc + b * H, me.u0, me.u1);
+            }
+            if (me.batch) {
+                team.barrier();
+                for (index k = nT - 1; k >= 0; --k) add_bias_grads(s.reverse ? nT - 1 - k : k);
             }
             for (int g = 0; g < G; ++g) {
                 if (a.db_ih) add_units(a.db_ih + g * H, w.db_ih + g * H, u0, u1);
