@@ -80,12 +80,18 @@ def test_larger_shapes_use_every_code_path(mode):
 @pytest.mark.parametrize("mode", MODES)
 def test_thread_count_does_not_change_bits(mode):
     p = make_layer(mode, 6, 9, 40, 130, np.float32, seed=2)
+    assert_same_bits_for_threads(mode, p, np.array([6, 3, 6, 1, 6, 6, 2, 6, 5]), (1, 2, 3, 1))
+
+
+def assert_same_bits_for_threads(mode, p, lengths, counts, check_reference=False):
     before = rnnfast.get_num_threads()
     try:
         results = []
-        for threads in (1, 2, 3, 1):
+        for threads in counts:
             rnnfast.set_num_threads(threads)
-            outs, grads = run(F, mode, p, False, np.array([6, 3, 6, 1, 6, 6, 2, 6, 5]), True)
+            if check_reference:
+                check(mode, p, reverse=threads == 3, lengths=lengths)
+            outs, grads = run(F, mode, p, False, lengths, True)
             results.append([a for a in outs + tuple(grads) if a is not None])
         for other in results[1:]:
             for a, b in zip(results[0], other):
@@ -135,16 +141,4 @@ def test_batch_parallel_mode_gives_the_same_bits(mode):
     in blocks, the last block partial) against one thread, lengths and all."""
     p = make_layer(mode, 4, 100, 8, 40, np.float32, seed=3)
     lengths = np.random.default_rng(4).integers(1, 5, size=100)
-    before = rnnfast.get_num_threads()
-    try:
-        results = []
-        for threads in (1, 2, 3):
-            rnnfast.set_num_threads(threads)
-            check(mode, p, reverse=threads == 3, lengths=lengths)
-            outs, grads = run(F, mode, p, False, lengths, True)
-            results.append([a for a in outs + tuple(grads) if a is not None])
-        for other in results[1:]:
-            for a, b in zip(results[0], other):
-                assert np.array_equal(a, b)
-    finally:
-        rnnfast.set_num_threads(before)
+    assert_same_bits_for_threads(mode, p, lengths, (1, 2, 3), check_reference=True)
