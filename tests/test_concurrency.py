@@ -63,3 +63,52 @@ def test_one_module_shared_by_two_threads_is_safe():
     assert not errors
     for k, g in twin.grads.items():  # every backward added the same gradient: 2n of them in all
         assert np.array_equal(m.grads[k], g)
+
+
+def test_bidirectional_directions_run_together_with_the_same_bits():
+    """With 2+ threads the two directions of a layer run at the same time (one on a worker thread);
+    outputs and every gradient must be the bits of one thread running them in turn."""
+    from rnnfast import _directions
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((20, 8, 64)).astype(np.float32)
+    dy = rng.standard_normal((20, 8, 128)).astype(np.float32)
+    lengths = rng.integers(1, 21, size=8)
+    before = rnnfast.get_num_threads()
+    try:
+        results = {}
+        for threads in (1, 2, 3):
+            rnnfast.set_num_threads(threads)
+            assert (_directions.thread_split(20 * 8 * 4 * 64 * 128, 2) is None) == (threads == 1)
+            m = rnnfast.LSTM(64, 64, num_layers=2, bidirectional=True, seed=3)
+            y, (h, c) = m(x, lengths=lengths)
+            dx, (dh, dc) = m.backward(dy)
+            results[threads] = [y, h, c, dx, dh, dc] + [m.grads[k] for k in sorted(m.grads)]
+        for threads in (2, 3):
+            assert all(np.array_equal(a, b) for a, b in zip(results[threads], results[1]))
+    finally:
+        rnnfast.set_num_threads(before)
+
+
+def test_an_error_in_one_direction_is_raised_after_both_finish():
+    from rnnfast import _directions
+
+    finished = []
+
+    def ok(n):
+        import time
+        time.sleep(0.05)
+        finished.append(n)
+
+    def bad(n):
+        raise ValueError("boom")
+
+    for jobs in ([ok, bad], [bad, ok]):
+        finished.clear()
+        try:
+            _directions.run(jobs, (1, 1))
+        except ValueError as e:
+            assert str(e) == "boom"
+        else:
+            raise AssertionError("no error raised")
+        assert finished == [1]

@@ -117,7 +117,7 @@ template <class T>
 py::tuple forward(int cell, py::array x, std::optional<py::array> h0, std::optional<py::array> c0, py::array w_ih,
                   py::array w_hh, std::optional<py::array> b_ih, std::optional<py::array> b_hh, bool reverse,
                   std::optional<py::array> lengths, bool training, py::array y_out,
-                  std::optional<py::array> saved_buf, std::optional<py::array> wcache_buf) {
+                  std::optional<py::array> saved_buf, std::optional<py::array> wcache_buf, int threads) {
     const rnnfast::LayerShape s = layer_shape(cell, x, w_hh, reverse);
     const Idx nT = s.T, B = s.B, I = s.I, H = s.H, GH = rnnfast::gate_count(s.cell) * H;
     const bool lstm = s.cell == rnnfast::CellKind::lstm;
@@ -150,6 +150,7 @@ py::tuple forward(int cell, py::array x, std::optional<py::array> h0, std::optio
     a.scratch = scratch.get();
     py::array_t<T> wcache = weight_cache<T>(s, wcache_buf, false);
     a.wcache = wcache.mutable_data();
+    a.threads = threads;
     {
         py::gil_scoped_release nogil;
         rnnfast::layer_forward(a);
@@ -163,7 +164,7 @@ py::tuple backward(int cell, py::array x, py::array w_ih, py::array w_hh, std::o
                    bool reverse, py::array saved, py::array dy, std::optional<py::array> dh_n,
                    std::optional<py::array> dc_n, py::array dx, bool dx_accumulate, py::array dw_ih, py::array dw_hh,
                    std::optional<py::array> db_ih, std::optional<py::array> db_hh,
-                   std::optional<py::array> scratch_buf, std::optional<py::array> wcache_buf) {
+                   std::optional<py::array> scratch_buf, std::optional<py::array> wcache_buf, int threads) {
     const rnnfast::LayerShape s = layer_shape(cell, x, w_hh, reverse);
     const Idx nT = s.T, B = s.B, I = s.I, H = s.H, GH = rnnfast::gate_count(s.cell) * H;
     const bool lstm = s.cell == rnnfast::CellKind::lstm;
@@ -192,7 +193,7 @@ py::tuple backward(int cell, py::array x, py::array w_ih, py::array w_hh, std::o
     py::array_t<T> dh0({B, H}), dc0 = lstm ? py::array_t<T>({B, H}) : py::array_t<T>(0);
     a.dh0 = dh0.mutable_data();
     a.dc0 = lstm ? dc0.mutable_data() : nullptr;
-    a.threads = rnnfast::get_num_threads();  // read once: sizes the scratch and runs the kernel
+    a.threads = threads > 0 ? threads : rnnfast::get_num_threads();  // read once: sizes the scratch, runs the kernel
     const Idx need = rnnfast::backward_scratch_size(s, sizeof(T), a.threads);
     std::unique_ptr<T[]> scratch;
     if (scratch_buf && reusable<T>(*scratch_buf, need)) {
@@ -262,13 +263,13 @@ PYBIND11_MODULE(_core, m) {
         [](int cell, py::array x, std::optional<py::array> h0, std::optional<py::array> c0, py::array w_ih,
            py::array w_hh, std::optional<py::array> b_ih, std::optional<py::array> b_hh, bool reverse,
            std::optional<py::array> lengths, bool training, py::array y, std::optional<py::array> saved,
-           std::optional<py::array> wcache) {
+           std::optional<py::array> wcache, int threads) {
             auto f = is_f64(x) ? forward<double> : forward<float>;
-            return f(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, lengths, training, y, saved, wcache);
+            return f(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, lengths, training, y, saved, wcache, threads);
         },
         py::arg("cell"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("w_ih"), py::arg("w_hh"),
         py::arg("b_ih"), py::arg("b_hh"), py::arg("reverse"), py::arg("lengths"), py::arg("training"), py::arg("y"),
-        py::arg("saved") = py::none(), py::arg("wcache") = py::none(),
+        py::arg("saved") = py::none(), py::arg("wcache") = py::none(), py::arg("threads") = 0,
         "One layer, one direction. Writes y in place; returns (h_n, c_n or None, saved or None, wcache). `saved`, "
         "if a float array of saved_size values, is reused as the training workspace; `wcache`, if of the right "
         "size, as the packed-weights cache (returned either way, for the next call).");
@@ -277,15 +278,16 @@ PYBIND11_MODULE(_core, m) {
         [](int cell, py::array x, py::array w_ih, py::array w_hh, std::optional<py::array> lengths, bool reverse,
            py::array saved, py::array dy, std::optional<py::array> dh_n, std::optional<py::array> dc_n, py::array dx,
            bool dx_accumulate, py::array dw_ih, py::array dw_hh, std::optional<py::array> db_ih,
-           std::optional<py::array> db_hh, std::optional<py::array> scratch, std::optional<py::array> wcache) {
+           std::optional<py::array> db_hh, std::optional<py::array> scratch, std::optional<py::array> wcache,
+           int threads) {
             auto f = is_f64(x) ? backward<double> : backward<float>;
             return f(cell, x, w_ih, w_hh, lengths, reverse, saved, dy, dh_n, dc_n, dx, dx_accumulate, dw_ih, dw_hh,
-                     db_ih, db_hh, scratch, wcache);
+                     db_ih, db_hh, scratch, wcache, threads);
         },
         py::arg("cell"), py::arg("x"), py::arg("w_ih"), py::arg("w_hh"), py::arg("lengths"), py::arg("reverse"),
         py::arg("saved"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("dx"), py::arg("dx_accumulate"),
         py::arg("dw_ih"), py::arg("dw_hh"), py::arg("db_ih"), py::arg("db_hh"), py::arg("scratch") = py::none(),
-        py::arg("wcache") = py::none(),
+        py::arg("wcache") = py::none(), py::arg("threads") = 0,
         "BPTT through one layer and direction. Writes (or adds into) dx, adds into the weight gradients; "
         "returns (dh0, dc0 or None, wcache): `wcache` as in layer_forward, for the backward's packing.");
     m.def(
@@ -305,11 +307,13 @@ PYBIND11_MODULE(_core, m) {
     m.def("saved_size", [](int cell, Idx T, Idx B, Idx I, Idx H) {
         return rnnfast::saved_size(make_shape(cell, T, B, I, H, false));
     });
-    m.def("backward_scratch_size", [](int cell, Idx T, Idx B, Idx I, Idx H, int elem_bytes) {
+    m.def("backward_scratch_size", [](int cell, Idx T, Idx B, Idx I, Idx H, int elem_bytes, int threads) {
         if (elem_bytes != 4 && elem_bytes != 8) throw py::value_error("elem_bytes: expected 4 or 8");
         return rnnfast::backward_scratch_size(make_shape(cell, T, B, I, H, false), elem_bytes,
-                                              rnnfast::get_num_threads());
-    }, "Values of backward scratch at the current thread count (a `scratch` buffer of this size is reused).");
+                                              threads > 0 ? threads : rnnfast::get_num_threads());
+    }, py::arg("cell"), py::arg("T"), py::arg("B"), py::arg("I"), py::arg("H"), py::arg("elem_bytes"),
+       py::arg("threads") = 0,
+       "Values of backward scratch for `threads` (0: the current count); a `scratch` of this size is reused.");
     m.def("set_num_threads", &rnnfast::set_num_threads, py::arg("n"));
     m.def("get_num_threads", &rnnfast::get_num_threads);
     m.def("isa", &rnnfast::isa);

@@ -199,7 +199,7 @@ template <class T, class Cell> struct Driver {
             return training ? seq + (s.reverse ? nT - k : k) * BH : pingpong[k & 1];
         };
 
-#pragma omp parallel num_threads(threads_for(s, ngroups))
+#pragma omp parallel num_threads(threads_for(s, ngroups, a.threads))
         {
             const Team team = current_team();
             const FlushDenormals ftz;

@@ -51,33 +51,36 @@ def _lengths(lengths):
 
 
 def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None, training=True, out=None,
-                  saved=None, cache=None):
+                  saved=None, cache=None, threads=0):
     """Runs one layer: returns (y, h_n, c_n or None, LayerContext or None).
 
     `out`, if given, is a (T, B, H) view to write y into (e.g. one half of a bidirectional output).
     `saved`, if given, is an earlier context's workspace to reuse (overwritten: that context is
     spent); it is used when its size fits and ignored otherwise. `cache`, if given, is this layer
-    and direction's `WeightCache` (its backward uses it too).
+    and direction's `WeightCache` (its backward uses it too). `threads` > 0 caps this call's
+    threads (else `get_num_threads()`).
     """
     T, B, _ = x.shape
     H = w_hh.shape[1]
     y = np.empty((T, B, H), x.dtype) if out is None else out
     lens = _lengths(lengths)
     h_n, c_n, saved, packed = _core.layer_forward(CELL_CODES[mode], x, h0, c0, w_ih, w_hh, b_ih, b_hh, bool(reverse),
-                                                  lens, bool(training), y, saved, cache and cache.forward)
+                                                  lens, bool(training), y, saved, cache and cache.forward, int(threads))
     if cache is not None:
         cache.forward = packed
     ctx = LayerContext(mode, x, w_ih, w_hh, b_ih is not None, bool(reverse), lens, saved, cache) if training else None
     return y, h_n, c_n, ctx
 
 
-def layer_backward(ctx, dy, dh_n=None, dc_n=None, grads=None, dx_out=None, dx_accumulate=False, scratch=None):
+def layer_backward(ctx, dy, dh_n=None, dc_n=None, grads=None, dx_out=None, dx_accumulate=False, scratch=None,
+                   threads=0):
     """BPTT through a layer_forward: returns (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh).
 
     `grads`, if given, is (dw_ih, dw_hh, db_ih, db_hh) arrays that the weight gradients are added
     into (the returned ones are those arrays); otherwise fresh arrays are returned. `dx_out` with
     `dx_accumulate` adds dx into an existing array (layers whose input feeds two directions).
-    `scratch`: a workspace of `backward_scratch_size` values to reuse (else one is allocated).
+    `scratch`: a workspace of `backward_scratch_size` values (for the same `threads`) to reuse (else
+    one is allocated). `threads` > 0: this call's thread count (else `get_num_threads()`).
     """
     if ctx is None:
         raise RuntimeError("backward: no saved forward (was the forward run with training=False?)")
@@ -90,7 +93,7 @@ def layer_backward(ctx, dy, dh_n=None, dc_n=None, grads=None, dx_out=None, dx_ac
     cache = ctx.cache
     dh0, dc0, packed = _core.layer_backward(CELL_CODES[ctx.mode], x, ctx.w_ih, ctx.w_hh, ctx.lengths, ctx.reverse,
                                             ctx.saved, dy, dh_n, dc_n, dx, bool(dx_accumulate), *grads, scratch,
-                                            cache and cache.backward)
+                                            cache and cache.backward, int(threads))
     if cache is not None:
         cache.backward = packed
     return (dx, dh0, dc0) + tuple(grads)
@@ -125,6 +128,6 @@ def gru_backward(dy, dh_n, ctx):
     return rnn_backward(dy, dh_n, ctx)
 
 
-def backward_scratch_size(mode, T, B, I, H, dtype):
-    """Values of workspace `layer_backward` needs at the current thread count."""
-    return _core.backward_scratch_size(CELL_CODES[mode], T, B, I, H, np.dtype(dtype).itemsize)
+def backward_scratch_size(mode, T, B, I, H, dtype, threads=0):
+    """Values of workspace `layer_backward` needs with `threads` threads (0: the current count)."""
+    return _core.backward_scratch_size(CELL_CODES[mode], T, B, I, H, np.dtype(dtype).itemsize, int(threads))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _directions
 from . import _validate as v
 from .module import Module, serialized
 from .functional import CELL_CODES, WeightCache, backward_scratch_size, layer_backward, layer_forward
@@ -126,18 +127,23 @@ class RNNBase(Module):
         inp = x
         for layer in range(self.num_layers):
             y = np.empty((T, B, D * H), self.dtype)
-            contexts = []
-            for d in range(D):
+
+            def direction(d, threads, inp=inp, y=y, layer=layer):
                 k = layer * D + d
                 reuse = old["layers"][layer][0][d].saved if old and self.training else None
                 _, hn, cn, ctx = layer_forward(
                     self.mode, inp, None if h0 is None else h0[k], None if c0 is None else c0[k],
                     *self._layer_params(layer, d), reverse=bool(d), lengths=lens, training=self.training,
-                    out=y[:, :, d * H:(d + 1) * H], saved=reuse, cache=self._packed.setdefault(k, WeightCache()))
+                    out=y[:, :, d * H:(d + 1) * H], saved=reuse, cache=self._packed[k], threads=threads)
                 h_n[k] = hn
                 if c_n is not None:
                     c_n[k] = cn
-                contexts.append(ctx)
+                return ctx
+
+            for d in range(D):
+                self._packed.setdefault(layer * D + d, WeightCache())
+            jobs = [lambda n, d=d: direction(d, n) for d in range(D)]
+            contexts = _directions.run(jobs, _directions.thread_split(T * B * G * H * (inp.shape[2] + H), D))
             mask = None
             if self.training and self.dropout > 0 and layer < self.num_layers - 1:
                 keep = self._rng.random(y.shape) >= self.dropout
@@ -173,20 +179,29 @@ class RNNBase(Module):
         dh0 = np.zeros((self.num_layers * D, B, H), self.dtype)
         dc0 = np.zeros_like(dh0) if self.mode == "lstm" else None
         g = self.grads
+        G = self.gate_size // H
         for layer in reversed(range(self.num_layers)):
             contexts, _ = sv["layers"][layer]
-            dx = np.empty(contexts[0].x.shape, self.dtype)
-            scratch = self._scratch(T, B, contexts[0].x.shape[2])
-            for d in range(D):
+            I = contexts[0].x.shape[2]
+            split = _directions.thread_split(T * B * G * H * (I + H), D)
+            dxs = [np.empty((T, B, I), self.dtype) for _ in range(D)]
+
+            def direction(d, threads, layer=layer, contexts=contexts, I=I, dy=dy, dxs=dxs):
                 k, s = layer * D + d, self._suffix(layer, d)
                 _, dh, dc, *_ = layer_backward(
                     contexts[d], dy[:, :, d * H:(d + 1) * H], None if dh_n is None else dh_n[k],
                     None if dc_n is None else dc_n[k],
                     grads=(g["weight_ih" + s], g["weight_hh" + s], g.get("bias_ih" + s), g.get("bias_hh" + s)),
-                    dx_out=dx, dx_accumulate=d > 0, scratch=scratch)
+                    dx_out=dxs[d], scratch=self._scratch(T, B, I, d, threads),
+                    threads=threads)
                 dh0[k] = dh
                 if dc0 is not None:
                     dc0[k] = dc
+
+            _directions.run([lambda n, d=d: direction(d, n) for d in range(D)], split)
+            # Each direction wrote its own dx (so they can run together); their sum is dx, the same
+            # bits whichever way they ran.
+            dx = dxs[0] if D == 1 else np.add(dxs[0], dxs[1], out=dxs[0])
             if layer > 0:
                 mask = sv["layers"][layer - 1][1]
                 dy = dx if mask is None else dx * mask
@@ -201,12 +216,13 @@ class RNNBase(Module):
         state["_packed"] = {}
         return state
 
-    def _scratch(self, T, B, I):
-        """The backward's workspace for a layer of input size I, kept for the next call."""
-        n = backward_scratch_size(self.mode, T, B, I, self.hidden_size, self.dtype)
-        buf = self._workspace.get(I)
+    def _scratch(self, T, B, I, direction, threads):
+        """The backward's workspace of one direction for a layer of input size I, kept for the next
+        call (the directions may run at the same time: each has its own)."""
+        n = backward_scratch_size(self.mode, T, B, I, self.hidden_size, self.dtype, threads)
+        buf = self._workspace.get((I, direction))
         if buf is None or buf.size != n:
-            buf = self._workspace[I] = np.empty(n, self.dtype)
+            buf = self._workspace[(I, direction)] = np.empty(n, self.dtype)
         return buf
 
     def __repr__(self):

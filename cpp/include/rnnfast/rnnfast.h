@@ -48,6 +48,7 @@ struct LayerForward {
     T* saved;                      // training: saved_size() values for backward; nullptr in eval
     T* scratch;                    // forward_scratch_size() values, free after the call
     T* wcache;                     // weight_cache_size(s, .., false) values kept between calls, or nullptr
+    int threads;                   // threads to use at most, or 0 for get_num_threads()
 };
 
 template <class T>

@@ -1,0 +1,59 @@
+"""The two directions of a bidirectional layer, run at the same time when there are threads for both.
+
+The directions of one layer are independent (each reads the layer's input and writes its own half
+of the output; in backward each writes its own dx, summed afterwards), so with n >= 2 threads the
+reverse direction runs on a worker thread with n // 2 of them while the caller runs the forward
+direction with the rest. The kernels release the GIL, so both make progress; each direction's
+results are the same bits as when run alone (no result depends on the thread count), so running
+them together changes timing only.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from . import _core
+
+# Below this many multiply-adds per direction, handing one to another thread costs more than it
+# saves (a hand-off is tens of microseconds).
+MIN_WORK = 2_000_000
+
+_pool = None
+_pool_pid = None
+_pool_lock = threading.Lock()
+
+
+def _executor():
+    """A pool per process: worker threads do not survive a fork, so a child makes its own."""
+    global _pool, _pool_pid
+    with _pool_lock:
+        if _pool is None or _pool_pid != os.getpid():
+            _pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="rnnfast")
+            _pool_pid = os.getpid()
+        return _pool
+
+
+def thread_split(work, directions):
+    """Per-direction thread counts: (n - n // 2, n // 2) to run two together, or None to run them
+    one after the other with every thread each."""
+    n = _core.get_num_threads()
+    if directions != 2 or n < 2 or work < MIN_WORK:
+        return None
+    return n - n // 2, n // 2
+
+
+def run(jobs, split):
+    """Calls jobs[d](threads) for every direction d and returns their results in order: together
+    when `split` gives thread counts, else one after the other with threads=0 (all of them).
+    An error in either is raised after both have finished, so no job writes after this returns."""
+    if split is None:
+        return [job(0) for job in jobs]
+    other = _executor().submit(jobs[1], split[1])
+    try:
+        first = jobs[0](split[0])
+    finally:
+        error = other.exception()  # waits for the worker, whether or not the first job failed
+    if error is not None:
+        raise error
+    return [first, other.result()]
