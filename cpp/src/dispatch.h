@@ -22,6 +22,10 @@ struct KernelTable {
     void (*linear_backward_f64)(const LinearBackward<double>&);
     index (*linear_scratch_f32)(index N, index F, index O, int threads);
     index (*linear_scratch_f64)(index N, index F, index O, int threads);
+    void (*embedding_forward_f32)(const EmbeddingForward<float>&);
+    void (*embedding_forward_f64)(const EmbeddingForward<double>&);
+    void (*embedding_backward_f32)(const EmbeddingBackward<float>&);
+    void (*embedding_backward_f64)(const EmbeddingBackward<double>&);
     void (*activation)(int f, const float* in, float* out, index n);
     double (*fma_peak_gflops)(int threads);
 };

@@ -104,6 +104,30 @@ void linear_forward(const LinearForward<double>& a);
 void linear_backward(const LinearBackward<float>& a);
 void linear_backward(const LinearBackward<double>& a);
 
+// An embedding table: y (N, E) = weight[ids], weight (V, E); N ids, V rows, E values per row.
+template <class T>
+struct EmbeddingForward {
+    index N, V, E;
+    const std::int64_t* ids;     // (N), each in [0, V)
+    const T* weight;             // (V, E)
+    T* y;                        // out (N, E)
+    int threads;                 // threads to use, or 0 for get_num_threads()
+};
+// dweight[ids[n]] += dy[n] for each n, in the order of n; only the rows the ids name are touched.
+template <class T>
+struct EmbeddingBackward {
+    index N, V, E;
+    const std::int64_t* ids;     // (N), each in [0, V)
+    std::int64_t padding_idx;    // ids equal to it add nothing (-1: none)
+    const T* dy;                 // (N, E)
+    T* dweight;                  // (V, E) added into
+    int threads;
+};
+void embedding_forward(const EmbeddingForward<float>& a);
+void embedding_forward(const EmbeddingForward<double>& a);
+void embedding_backward(const EmbeddingBackward<float>& a);
+void embedding_backward(const EmbeddingBackward<double>& a);
+
 // Element counts (of T) of the workspaces for the active instruction set.
 index saved_size(const LayerShape& s);
 index forward_scratch_size(const LayerShape& s, bool training, int elem_bytes);
