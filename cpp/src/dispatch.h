@@ -26,6 +26,8 @@ struct KernelTable {
     void (*embedding_forward_f64)(const EmbeddingForward<double>&);
     void (*embedding_backward_f32)(const EmbeddingBackward<float>&);
     void (*embedding_backward_f64)(const EmbeddingBackward<double>&);
+    double (*cross_entropy_f32)(const CrossEntropy<float>&);
+    double (*cross_entropy_f64)(const CrossEntropy<double>&);
     void (*activation)(int f, const float* in, float* out, index n);
     double (*fma_peak_gflops)(int threads);
 };
