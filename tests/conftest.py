@@ -2,6 +2,8 @@
 import numpy as np
 import pytest
 
+import rnnfast
+
 # Relative tolerances (to the largest magnitude of the expected array), per dtype.
 RTOL = {np.float64: 1e-10, np.float32: 1e-5}
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
@@ -43,6 +45,15 @@ def make_layer(mode, T, B, I, H, dtype, seed=0, bias=True):
              dy=rng.standard_normal((T, B, H)).astype(dtype), dh_n=rng.standard_normal((B, H)).astype(dtype),
              dc_n=rng.standard_normal((B, H)).astype(dtype))
     return p
+
+
+@pytest.fixture(params=rnnfast.available_isas())
+def every_isa(request):
+    """Runs the test on each instruction-set path this CPU supports (then restores the one in use)."""
+    before = rnnfast.isa()
+    rnnfast.set_isa(request.param)
+    yield request.param
+    rnnfast.set_isa(before)
 
 
 @pytest.fixture(params=[np.float64, np.float32], ids=["f64", "f32"])

@@ -9,13 +9,7 @@ from rnnfast import reference as ref
 from conftest import MODES, RTOL, assert_close, make_layer
 
 
-@pytest.fixture(autouse=True, params=rnnfast.available_isas())
-def isa(request):
-    """Every test here runs on each instruction-set path this CPU supports."""
-    before = rnnfast.isa()
-    rnnfast.set_isa(request.param)
-    yield request.param
-    rnnfast.set_isa(before)
+pytestmark = pytest.mark.usefixtures("every_isa")  # each test on each instruction set the CPU has
 
 
 def run(lib, mode, p, reverse, lengths, with_dh):

@@ -252,6 +252,83 @@ void linear_backward(py::array x, py::array w, py::array dy, std::optional<py::a
     rnnfast::linear_backward(a);
 }
 
+// A contiguous int64 (n,) array, as the embedding and loss kernels read ids and targets.
+const std::int64_t* int64_in(const py::array& a, const char* name, Idx n) {
+    if (a.dtype().kind() != 'i' || a.itemsize() != 8 || a.ndim() != 1 || a.shape(0) != n ||
+        !(a.flags() & py::array::c_style))
+        throw py::value_error(std::string(name) + ": expected a contiguous int64 array of shape (" + std::to_string(n) +
+                              ",), got dtype " + std::string(py::str(a.dtype())) + " shape " + shape_str(a));
+    return static_cast<const std::int64_t*>(a.data());
+}
+
+// Every id in [0, n) (or equal to `except`), checked before a kernel writes anything: an id out of
+// range would read or write outside the table.
+void check_ids(const std::int64_t* ids, Idx count, Idx n, const char* name, std::optional<std::int64_t> except = {}) {
+    for (Idx i = 0; i < count; ++i)
+        if (ids[i] != except && (ids[i] < 0 || ids[i] >= n))
+            throw py::index_error(std::string(name) + ": ids must lie in [0, " + std::to_string(n) + "), got " +
+                                  std::to_string(ids[i]));
+}
+
+template <class T> void embedding_forward(py::array weight, py::array ids, py::array y) {
+    if (weight.ndim() != 2 || ids.ndim() != 1) throw py::value_error("embedding: expected weight (V, E) and ids (N,)");
+    rnnfast::EmbeddingForward<T> a{};
+    a.N = ids.shape(0), a.V = weight.shape(0), a.E = weight.shape(1);
+    a.weight = dense<T>(weight, "weight", {a.V, a.E}, false);
+    a.ids = int64_in(ids, "ids", a.N);
+    check_ids(a.ids, a.N, a.V, "ids");
+    a.y = dense<T>(y, "y", {a.N, a.E}, true);
+    a.threads = rnnfast::get_num_threads();
+    py::gil_scoped_release nogil;
+    rnnfast::embedding_forward(a);
+}
+
+template <class T> void embedding_backward(py::array ids, py::array dy, py::array dweight, std::int64_t padding_idx) {
+    if (dweight.ndim() != 2 || ids.ndim() != 1)
+        throw py::value_error("embedding: expected dweight (V, E) and ids (N,)");
+    rnnfast::EmbeddingBackward<T> a{};
+    a.N = ids.shape(0), a.V = dweight.shape(0), a.E = dweight.shape(1);
+    a.ids = int64_in(ids, "ids", a.N);
+    check_ids(a.ids, a.N, a.V, "ids");
+    if (padding_idx < -1 || padding_idx >= a.V)
+        throw py::value_error("padding_idx: expected -1 (none) or a row in [0, " + std::to_string(a.V) + "), got " +
+                              std::to_string(padding_idx));
+    a.padding_idx = padding_idx;
+    a.dy = dense<T>(dy, "dy", {a.N, a.E}, false);
+    a.dweight = dense<T>(dweight, "dweight", {a.V, a.E}, true);
+    a.threads = rnnfast::get_num_threads();
+    py::gil_scoped_release nogil;
+    rnnfast::embedding_backward(a);
+}
+
+template <class T>
+py::tuple cross_entropy(py::array z, py::array targets, std::int64_t ignore_index, std::optional<py::array> row_weight,
+                        const std::string& reduction) {
+    if (z.ndim() != 2 || z.shape(1) < 1)
+        throw py::value_error("cross_entropy: expected logits (N, C) with C >= 1, got " + shape_str(z));
+    rnnfast::CrossEntropy<T> a{};
+    a.N = z.shape(0), a.C = z.shape(1);
+    a.z = dense<T>(z, "logits", {a.N, a.C}, false);
+    a.targets = int64_in(targets, "targets", a.N);
+    check_ids(a.targets, a.N, a.C, "targets", ignore_index);
+    a.ignore_index = ignore_index;
+    a.row_weight = row_weight ? dense<T>(*row_weight, "row_weight", {a.N}, false) : nullptr;
+    if (reduction == "none") a.reduction = rnnfast::Reduction::none;
+    else if (reduction == "sum") a.reduction = rnnfast::Reduction::sum;
+    else if (reduction == "mean") a.reduction = rnnfast::Reduction::mean;
+    else throw py::value_error("reduction: expected 'none', 'sum' or 'mean', got '" + reduction + "'");
+    py::array_t<T> loss(a.N), dz({a.N, a.C});
+    a.loss = loss.mutable_data();
+    a.dz = dz.mutable_data();
+    a.threads = rnnfast::get_num_threads();
+    double total;
+    {
+        py::gil_scoped_release nogil;
+        total = rnnfast::cross_entropy(a);
+    }
+    return py::make_tuple(total, loss, dz);
+}
+
 bool is_f64(const py::array& x) { return x.dtype().kind() == 'f' && x.itemsize() == 8; }
 
 }  // namespace
@@ -304,6 +381,29 @@ PYBIND11_MODULE(_core, m) {
         },
         py::arg("x"), py::arg("w"), py::arg("dy"), py::arg("dx"), py::arg("dw"), py::arg("db"),
         "dx = dy w (overwritten, if given); dw += dy^T x; db += sum of dy's rows (if given).");
+    m.def(
+        "embedding_forward",
+        [](py::array weight, py::array ids, py::array y) {
+            (is_f64(weight) ? embedding_forward<double> : embedding_forward<float>)(weight, ids, y);
+        },
+        py::arg("weight"), py::arg("ids"), py::arg("y"), "y (N, E) = weight[ids], written into y; ids int64 (N,).");
+    m.def(
+        "embedding_backward",
+        [](py::array ids, py::array dy, py::array dweight, std::int64_t padding_idx) {
+            (is_f64(dweight) ? embedding_backward<double> : embedding_backward<float>)(ids, dy, dweight, padding_idx);
+        },
+        py::arg("ids"), py::arg("dy"), py::arg("dweight"), py::arg("padding_idx"),
+        "dweight[ids[n]] += dy[n] in the order of n, except where ids[n] == padding_idx (-1: none).");
+    m.def(
+        "cross_entropy",
+        [](py::array z, py::array targets, std::int64_t ignore_index, std::optional<py::array> row_weight,
+           const std::string& reduction) {
+            return (is_f64(z) ? cross_entropy<double> : cross_entropy<float>)(z, targets, ignore_index, row_weight,
+                                                                             reduction);
+        },
+        py::arg("logits"), py::arg("targets"), py::arg("ignore_index"), py::arg("row_weight"), py::arg("reduction"),
+        "Softmax cross-entropy of logits (N, C) with int64 targets (N,): returns (reduced loss, per-row loss (N,), "
+        "dlogits (N, C)).");
     m.def("saved_size", [](int cell, Idx T, Idx B, Idx I, Idx H) {
         return rnnfast::saved_size(make_shape(cell, T, B, I, H, false));
     });

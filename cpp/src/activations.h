@@ -1,4 +1,4 @@
-// Vectorised sigmoid and tanh.
+// Vectorised exp, sigmoid and tanh.
 //
 // float: a branch-free exp (Cody-Waite reduction, degree-7 polynomial, exponent-bit scaling) and a
 // tanh from an expm1 of the same kind, so that it keeps its relative accuracy near zero.
@@ -103,6 +103,11 @@ inline vec<double> vsigmoid(vec<double> x) {
 }
 inline vec<double> vtanh(vec<double> x) {
     for (int i = 0; i < simd<double>::W; ++i) x[i] = __builtin_tanh(x[i]);
+    return x;
+}
+inline vec<double> vmax(vec<double> a, vec<double> b) { return a > b ? a : b; }
+inline vec<double> vexp(vec<double> x) {
+    for (int i = 0; i < simd<double>::W; ++i) x[i] = __builtin_exp(x[i]);
     return x;
 }
 

@@ -82,6 +82,13 @@ void linear_forward(const LinearForward<double>& a) { k().linear_forward_f64(a);
 void linear_backward(const LinearBackward<float>& a) { k().linear_backward_f32(a); }
 void linear_backward(const LinearBackward<double>& a) { k().linear_backward_f64(a); }
 
+void embedding_forward(const EmbeddingForward<float>& a) { k().embedding_forward_f32(a); }
+void embedding_forward(const EmbeddingForward<double>& a) { k().embedding_forward_f64(a); }
+void embedding_backward(const EmbeddingBackward<float>& a) { k().embedding_backward_f32(a); }
+void embedding_backward(const EmbeddingBackward<double>& a) { k().embedding_backward_f64(a); }
+double cross_entropy(const CrossEntropy<float>& a) { return k().cross_entropy_f32(a); }
+double cross_entropy(const CrossEntropy<double>& a) { return k().cross_entropy_f64(a); }
+
 void set_num_threads(int n) { num_threads.store(n < 1 ? 1 : n); }
 int get_num_threads() { return num_threads.load(); }
 

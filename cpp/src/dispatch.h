@@ -24,6 +24,12 @@ struct KernelTable {
     void (*linear_backward_f64)(const LinearBackward<double>&);
     index (*linear_scratch_f32)(index N, index F, index O, int threads);
     index (*linear_scratch_f64)(index N, index F, index O, int threads);
+    void (*embedding_forward_f32)(const EmbeddingForward<float>&);
+    void (*embedding_forward_f64)(const EmbeddingForward<double>&);
+    void (*embedding_backward_f32)(const EmbeddingBackward<float>&);
+    void (*embedding_backward_f64)(const EmbeddingBackward<double>&);
+    double (*cross_entropy_f32)(const CrossEntropy<float>&);
+    double (*cross_entropy_f64)(const CrossEntropy<double>&);
     void (*activation)(int f, const float* in, float* out, index n);
     double (*fma_peak_gflops)(int threads);
 };

@@ -1,7 +1,9 @@
 // The kernels for one instruction set. CMake compiles this file once per ISA with its flags,
 // RNNFAST_VBYTES (vector bytes), RNNFAST_ISA_NS (a namespace that keeps the copies apart) and
 // RNNFAST_TABLE (the table's name).
+#include "cross_entropy.h"
 #include "dispatch.h"
+#include "embedding.h"
 #include "linear.h"
 #include "sequence.h"
 
@@ -50,6 +52,10 @@ template <class T> void linear_bwd(const LinearBackward<T>& a) { LinearDriver<T>
 template <class T> index linear_scratch(index N, index F, index O, int threads) {
     return LinearDriver<T>::scratch(N, F, O, threads);
 }
+
+template <class T> void embedding_fwd(const EmbeddingForward<T>& a) { EmbeddingDriver<T>::forward(a); }
+template <class T> void embedding_bwd(const EmbeddingBackward<T>& a) { EmbeddingDriver<T>::backward(a); }
+template <class T> double cross_entropy_rows(const CrossEntropy<T>& a) { return CrossEntropyDriver<T>::run(a); }
 
 void activation(int f, const float* in, float* out, index n) {
     constexpr int W = simd<float>::W;
@@ -128,6 +134,12 @@ const KernelTable RNNFAST_TABLE = {
     RNNFAST_ISA_NS::linear_bwd<double>,
     RNNFAST_ISA_NS::linear_scratch<float>,
     RNNFAST_ISA_NS::linear_scratch<double>,
+    RNNFAST_ISA_NS::embedding_fwd<float>,
+    RNNFAST_ISA_NS::embedding_fwd<double>,
+    RNNFAST_ISA_NS::embedding_bwd<float>,
+    RNNFAST_ISA_NS::embedding_bwd<double>,
+    RNNFAST_ISA_NS::cross_entropy_rows<float>,
+    RNNFAST_ISA_NS::cross_entropy_rows<double>,
     RNNFAST_ISA_NS::activation,
     RNNFAST_ISA_NS::fma_peak_gflops,
 };

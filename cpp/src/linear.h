@@ -14,11 +14,7 @@ namespace RNNFAST_ISA_NS {
 template <class T> struct LinearDriver {
     static constexpr int W = simd<T>::W;
     static index panels(index n) { return (PlainCols<T>{n}.nvec() + kNV - 1) / kNV; }
-    static int threads(index N, index F, index O, int requested) {
-        index n = requested > 0 ? requested : get_num_threads();
-        if (N * F * O < 65536) n = 1;  // too small to share
-        return n < 1 ? 1 : int(n);
-    }
+    static int threads(index N, index F, index O, int requested) { return team_size(N * F * O, 65536, requested); }
     static index scratch(index N, index F, index O, int requested) {
         const index np = panels(O) > panels(F) ? panels(O) : panels(F);
         return kKC * np * kNV * W + threads(N, F, O, requested) * gemm_mc<T, kMR>() * kKC + 16;

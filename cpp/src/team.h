@@ -6,6 +6,7 @@
 #include <omp.h>
 #endif
 
+#include "rnnfast/rnnfast.h"
 #include "simd.h"
 
 namespace rnnfast {
@@ -35,6 +36,14 @@ inline Team current_team() {
     t.n = omp_get_num_threads();
 #endif
     return t;
+}
+
+// How many threads a kernel uses: `requested` (0: get_num_threads()), or one when its `work`
+// (values touched, or multiply-adds) is below `min_work`, so small that waking a second thread
+// would cost more than it saves.
+inline int team_size(index work, index min_work, int requested) {
+    const int n = requested > 0 ? requested : get_num_threads();
+    return work < min_work || n < 1 ? 1 : n;
 }
 
 // Flushes denormals to zero on this thread while it lives, then restores the thread's previous

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _core
+
 _REDUCTIONS = ("mean", "sum", "none")
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # cross_entropy's other floats take the NumPy reference
 
 
 def _float(x, name):
@@ -50,6 +53,14 @@ def cross_entropy(logits, targets, ignore_index=-100, mask=None, reduction="mean
     grad that of its sum. Computed with the log-sum-exp shift, so large logits neither overflow
     nor lose the small probabilities.
     """
+    z, t, valid, m = _cross_entropy_args(logits, targets, ignore_index, mask, reduction)
+    if z.dtype in _KERNEL_DTYPES:
+        return _cross_entropy_kernel(z, t, valid, m, reduction)
+    return _cross_entropy_reference(z, t, valid, m, reduction)
+
+
+def _cross_entropy_args(logits, targets, ignore_index, mask, reduction):
+    """Checked arguments: logits z (..., C), targets t (...), valid (t != ignore_index), mask weights or None."""
     _check_reduction(reduction)
     z = _float(logits, "logits")
     if z.ndim < 1 or z.shape[-1] < 1:
@@ -66,8 +77,27 @@ def cross_entropy(logits, targets, ignore_index=-100, mask=None, reduction="mean
     if bad.any():
         raise IndexError(f"targets: class ids must lie in [0, {C}) or equal ignore_index={ignore_index}, "
                          f"got {t[bad].reshape(-1)[0]}")
+    return z, t, valid, _weights(mask, t.shape, z.dtype)
+
+
+def _cross_entropy_kernel(z, t, valid, m, reduction):
+    """cross_entropy on rnnfast's kernel: rows split over threads, the same bits for any thread count."""
+    # Positions that do not count go in as -1, the kernel's ignore_index, whatever the caller's
+    # ignore_index and integer type (a uint64 id past int64's range is never a valid one).
+    ids = t.astype(np.int64).reshape(-1)
+    ids[~valid.reshape(-1)] = -1
+    row_weight = None if m is None else np.ascontiguousarray(m.reshape(-1))
+    total, per_position, grad = _core.cross_entropy(np.ascontiguousarray(z.reshape(-1, z.shape[-1])), ids, -1,
+                                                    row_weight, reduction)
+    if reduction == "none":
+        return per_position.reshape(t.shape)[()], grad.reshape(z.shape)  # [()]: a 0-d result as a scalar
+    return total, grad.reshape(z.shape)
+
+
+def _cross_entropy_reference(z, t, valid, m, reduction):
+    """cross_entropy in NumPy: the statement of what the kernel computes, and the path for float
+    dtypes other than float32 and float64."""
     w = valid.astype(z.dtype)
-    m = _weights(mask, t.shape, z.dtype)
     if m is not None:
         w *= m
     safe_t = np.where(valid, t, 0).astype(np.intp)

@@ -88,7 +88,9 @@ class Embedding(_Module):
 
     Initialised like torch.nn.Embedding: N(0, 1), with the `padding_idx` row (if any) zero; that row
     gets no gradient, so it stays zero. The backward scatters into the rows the ids touched and
-    nowhere else (`np.add.at`), so its cost follows the number of ids, not the vocabulary.
+    nowhere else, so its cost follows the number of ids, not the vocabulary. Both directions run on
+    rnnfast's kernels (the same bits for any thread count); `_embedding_forward_reference` and
+    `_embedding_backward_reference` below say in NumPy what they compute.
     """
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None, dtype="float32", seed=None):
@@ -116,14 +118,17 @@ class Embedding(_Module):
         if ids.size and (ids.min() < 0 or ids.max() >= self.num_embeddings):
             raise IndexError(f"input: ids must lie in [0, {self.num_embeddings}), "
                              f"got min {ids.min()} max {ids.max()}")
-        return ids.astype(np.intp, copy=False)
+        return ids.astype(np.int64, order="C", copy=False)  # as the kernels read them
 
     @serialized
     def forward(self, ids):
         """ids (...) -> vectors (..., embedding_dim), a new array."""
         ids = self._check_ids(ids)
         self._saved = ids if self.training else None
-        return self._params["weight"].take(ids, axis=0)
+        y = np.empty(ids.shape + (self.embedding_dim,), self.dtype)
+        if ids.size:
+            _core.embedding_forward(self._params["weight"], ids.reshape(-1), y.reshape(-1, self.embedding_dim))
+        return y
 
     __call__ = forward
 
@@ -134,13 +139,27 @@ class Embedding(_Module):
         ids = self._saved_forward()
         dy = v.shaped(grad_output, "grad_output", self.dtype, ids.shape + (self.embedding_dim,),
                       "(the forward's output shape)")
-        flat_ids, rows = ids.reshape(-1), dy.reshape(-1, self.embedding_dim)
-        if self.padding_idx is not None:
-            keep = flat_ids != self.padding_idx
-            flat_ids, rows = flat_ids[keep], rows[keep]
-        np.add.at(self.grads["weight"], flat_ids, rows)
+        if ids.size:
+            _core.embedding_backward(ids.reshape(-1), np.ascontiguousarray(dy.reshape(-1, self.embedding_dim)),
+                                     self.grads["weight"], -1 if self.padding_idx is None else self.padding_idx)
         return None
 
     def __repr__(self):
         pad = "" if self.padding_idx is None else f", padding_idx={self.padding_idx}"
         return f"Embedding({self.num_embeddings}, {self.embedding_dim}{pad}, dtype={self.dtype.name})"
+
+
+# ---- NumPy references of the embedding kernels (what they compute; the tests compare) ----------
+
+def _embedding_forward_reference(weight, ids):
+    """weight (V, E), ids (...) -> weight[ids] (..., E)."""
+    return weight.take(ids, axis=0)
+
+
+def _embedding_backward_reference(dweight, ids, dy, padding_idx=None):
+    """dweight (V, E) += dy (..., E) row by row at ids (...); repeated ids add up, padding rows get nothing."""
+    flat_ids, rows = ids.reshape(-1), dy.reshape(-1, dweight.shape[1])
+    if padding_idx is not None:
+        keep = flat_ids != padding_idx
+        flat_ids, rows = flat_ids[keep], rows[keep]
+    np.add.at(dweight, flat_ids, rows)

@@ -107,6 +107,51 @@ void linear_forward(const LinearForward<double>& a);
 void linear_backward(const LinearBackward<float>& a);
 void linear_backward(const LinearBackward<double>& a);
 
+// An embedding table: y (N, E) = weight[ids], weight (V, E); N ids, V rows, E values per row.
+template <class T>
+struct EmbeddingForward {
+    index N, V, E;
+    const std::int64_t* ids;     // (N), each in [0, V)
+    const T* weight;             // (V, E)
+    T* y;                        // out (N, E)
+    int threads;                 // threads to use, or 0 for get_num_threads()
+};
+// dweight[ids[n]] += dy[n] for each n, in the order of n; only the rows the ids name are touched.
+template <class T>
+struct EmbeddingBackward {
+    index N, V, E;
+    const std::int64_t* ids;     // (N), each in [0, V)
+    std::int64_t padding_idx;    // ids equal to it add nothing (-1: none)
+    const T* dy;                 // (N, E)
+    T* dweight;                  // (V, E) added into
+    int threads;
+};
+void embedding_forward(const EmbeddingForward<float>& a);
+void embedding_forward(const EmbeddingForward<double>& a);
+void embedding_backward(const EmbeddingBackward<float>& a);
+void embedding_backward(const EmbeddingBackward<double>& a);
+
+// Softmax cross-entropy over C classes for N rows of logits, the loss and its gradient in one call.
+// Row n counts with weight w[n] = row_weight[n] (1 without row weights), or 0 where its target is
+// ignore_index. The reduction's scale s is 1 for none and sum, 1 / sum(w) for mean (0 when the
+// weights sum to 0: nothing counts, so loss and gradient are zero).
+enum class Reduction : int { none = 0, sum = 1, mean = 2 };
+template <class T>
+struct CrossEntropy {
+    index N, C;
+    const T* z;                    // (N, C) logits
+    const std::int64_t* targets;   // (N), each in [0, C) or equal to ignore_index
+    std::int64_t ignore_index;
+    const T* row_weight;           // (N) finite and >= 0, or nullptr for ones
+    Reduction reduction;
+    T* loss;                       // out (N): w[n] (-log softmax(z[n])[targets[n]])
+    T* dz;                         // out (N, C): w[n] s (softmax(z[n]) - onehot(targets[n]))
+    int threads;
+};
+// Returns s times the sum of loss (summed in row order, in double): the reduced loss.
+double cross_entropy(const CrossEntropy<float>& a);
+double cross_entropy(const CrossEntropy<double>& a);
+
 // Element counts (of T) of the workspaces for the active instruction set.
 index saved_size(const LayerShape& s);
 index forward_scratch_size(const LayerShape& s, bool training, int elem_bytes);
