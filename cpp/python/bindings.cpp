@@ -85,10 +85,12 @@ rnnfast::LayerShape layer_shape(int cell, const py::array& x, const py::array& w
 
 const std::int64_t* lengths_ptr(const std::optional<py::array>& lengths, Idx T, Idx B) {
     if (!lengths) return nullptr;
-    auto a = py::array_t<std::int64_t, py::array::c_style>::ensure(*lengths);
-    if (!a || a.ndim() != 1 || a.shape(0) != B || !py::isinstance<py::array_t<std::int64_t>>(*lengths))
+    // Read in place (a converted copy would die with this function, leaving the pointer dangling).
+    const py::array& a = *lengths;
+    if (!py::isinstance<py::array_t<std::int64_t>>(a) || a.dtype().kind() != 'i' || a.itemsize() != 8 ||
+        a.ndim() != 1 || a.shape(0) != B || !(a.flags() & py::array::c_style))
         throw py::value_error("lengths: expected a contiguous int64 array of shape (" + std::to_string(B) + ",)");
-    const std::int64_t* p = a.data();
+    const std::int64_t* p = static_cast<const std::int64_t*>(a.data());
     for (Idx b = 0; b < B; ++b)
         if (p[b] < 1 || p[b] > T)
             throw py::value_error("lengths: values must lie in [1, " + std::to_string(T) + "], got " + std::to_string(p[b]));
