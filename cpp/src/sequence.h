@@ -162,9 +162,15 @@ template <class T, class Cell> struct Driver {
         bool batch;
         index b0, b1, u0, u1, p0, p1;
     };
-    static constexpr index kBatchRows = 24;  // rows per thread from which batch mode pays (measured)
+    // Measured on a 2-core Zen 3 (512 KiB L2 per core), quiet: batch mode against unit mode is
+    // 0.99-1.10x with W_hh of 256 KiB to 1 MiB (H = 256) at B = 64, but 0.91-0.98x with W_hh of
+    // 1-4 MiB (H = 512), which each thread would stream from L3 every step; at B = 32 (16 rows
+    // per thread) it is 0.88-1.01x. On a loaded machine unit mode's per-step barrier waits for
+    // descheduled threads: there batch mode was 3-16x faster.
+    static constexpr index kBatchRows = 24;               // rows per thread, at least
+    static constexpr index kBatchWeightBytes = 1 << 20;  // W_hh's size, at most
     static bool batch_mode(const LayerShape& s, int threads) {
-        return threads > 1 && s.B >= kBatchRows * threads;
+        return threads > 1 && s.B >= kBatchRows * threads && G * s.H * s.H * index(sizeof(T)) <= kBatchWeightBytes;
     }
     static Share share(const Team& team, const LayerShape& s, Range panels, index u0, index u1, index all_panels) {
         if (!batch_mode(s, team.n)) return {false, 0, s.B, u0, u1, panels.lo, panels.hi};
