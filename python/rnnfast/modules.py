@@ -143,7 +143,9 @@ class RNNBase(Module):
             for d in range(D):
                 self._packed.setdefault(layer * D + d, WeightCache())
             jobs = [lambda n, d=d: direction(d, n) for d in range(D)]
-            contexts = _directions.run(jobs, _directions.thread_split(T * B * G * H * (inp.shape[2] + H), D))
+            split = _directions.thread_split(T * B * G * H * (inp.shape[2] + H), D, G * H * H * self.dtype.itemsize,
+                                             self.training)
+            contexts = _directions.run(jobs, split)
             mask = None
             if self.training and self.dropout > 0 and layer < self.num_layers - 1:
                 keep = self._rng.random(y.shape) >= self.dropout
