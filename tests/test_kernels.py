@@ -136,3 +136,41 @@ def test_batch_parallel_mode_gives_the_same_bits(mode):
     p = make_layer(mode, 4, 100, 8, 40, np.float32, seed=3)
     lengths = np.random.default_rng(4).integers(1, 5, size=100)
     assert_same_bits_for_threads(mode, p, lengths, (1, 2, 3), check_reference=True)
+
+
+@pytest.mark.parametrize("B", [5, 100])
+@pytest.mark.parametrize("mode", MODES)
+def test_eval_forward_in_chunks_matches_reference(mode, B):
+    """Eval runs the input projection in chunks of about 512 rows (here 103 and 6 steps per chunk,
+    the last one short); at B = 100 the time loop is in batch mode on 2 and 3 threads. Outputs
+    against the reference, and the same bits for 1, 2 and 3 threads."""
+    T = 130 if B == 5 else 31
+    p = make_layer(mode, T, B, 9, 40, np.float64, seed=5)
+    lengths = np.random.default_rng(6).integers(1, T + 1, size=B)
+    args = (p["x"], p["h0"], p["c0"] if mode == "lstm" else None, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
+    before = rnnfast.get_num_threads()
+    try:
+        outs = []
+        for threads in (1, 2, 3):
+            rnnfast.set_num_threads(threads)
+            for reverse in (False, True):
+                y, h, c, _ = F.layer_forward(mode, *args, reverse=reverse, lengths=lengths, training=False)
+                ry, rh, rc, _ = F.layer_forward(mode, *args, reverse=reverse, lengths=lengths, training=True)
+                assert_close(y, ry, 1e-12, "y")  # eval's chunks against training's one projection
+                if threads == 1:
+                    if mode == "lstm":
+                        want = ref.lstm_forward(*args, reverse=reverse, lengths=lengths)[:3]
+                    elif mode == "gru":
+                        want = ref.gru_forward(*[a for a in args if a is not None], reverse=reverse,
+                                               lengths=lengths)[:2]
+                    else:
+                        want = ref.rnn_forward(*[a for a in args if a is not None], nonlinearity=mode[4:],
+                                               reverse=reverse, lengths=lengths)[:2]
+                    for got, w in zip((y, h, c), want):
+                        assert_close(got, w, RTOL[np.float64], "eval output")
+                outs.append([a for a in (y, h, c) if a is not None])
+        for i in range(2, len(outs)):  # outs alternate forward / reverse: compare with 1 thread's
+            for a, b in zip(outs[i % 2], outs[i]):
+                assert np.array_equal(a, b)
+    finally:
+        rnnfast.set_num_threads(before)

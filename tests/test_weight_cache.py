@@ -1,5 +1,5 @@
-"""The packed-weights cache: W_hh is packed once per weight change and kept on the module, and no
-change of the weights, however it is made, is ever missed.
+"""The packed-weights cache: W_hh and W_ih are packed once per weight change and kept on the
+module, and no change of the weights, however it is made, is ever missed.
 
 Each check compares a module whose cache was filled by earlier calls with a new module (empty
 cache) holding the same weights: the results must be the same bits."""
@@ -52,24 +52,25 @@ def data(seed=0):
 
 
 EDITS = {
-    # each edits weight_hh_l0 (and its reverse) in place, where a different thread owns the rows
+    # each edits a weight matrix in place, where different threads own the rows
     "first row": lambda w: w.__setitem__((0, 0), w[0, 0] + 0.25),
     "last row": lambda w: w.__setitem__((-1, -1), w[-1, -1] - 0.25),
-    "middle column": lambda w: w.__setitem__((slice(None), H // 2), 0.0),
+    "middle column": lambda w: w.__setitem__((slice(None), w.shape[1] // 2), 0.0),
     "all": lambda w: w.__imul__(0.5),
     "sign of zero": lambda w: w.__setitem__((3, 3), -0.0 if w[3, 3] == 0 else 0.0),
 }
 
 
+@pytest.mark.parametrize("weight", ["weight_hh", "weight_ih"])
 @pytest.mark.parametrize("training", [False, True])
 @pytest.mark.parametrize("edit", list(EDITS))
 @pytest.mark.parametrize("mode", list(MAKERS))
-def test_in_place_edit_is_seen(mode, edit, training):
+def test_in_place_edit_is_seen(mode, edit, training, weight):
     m = MAKERS[mode](I, H, bidirectional=True, seed=1).train(training)
     x, dy = data()
     before = run(m, x, dy)
-    run(m, x, dy)  # the cache is filled and used
-    for k in ("weight_hh_l0", "weight_hh_l0_reverse"):
+    run(m, x, dy)  # the caches are filled and used
+    for k in (weight + "_l0", weight + "_l0_reverse"):
         EDITS[edit](m.parameters()[k])
     after = run(m, x, dy)
     same(after, run(fresh_like(m), x, dy))
@@ -107,8 +108,10 @@ def test_thread_count_and_isa_changes_between_calls():
         rnnfast._core.set_isa(isa)
 
 
-def test_any_cache_content_is_a_valid_start():
-    """A cache holding garbage (or another layer's weights) is refilled, never trusted."""
+def test_spoiled_or_foreign_cache_is_refilled():
+    """A cache whose tags and contents were overwritten, or that holds another layer's weights, is
+    refilled, never trusted. (New caches start zeroed: memory that happened to hold a valid tag
+    over stale panels would be trusted, which is why the binding zero-fills what it allocates.)"""
     rng = np.random.default_rng(5)
     x = rng.standard_normal((T, B, I))
     w_ih, w_hh = rng.standard_normal((3 * H, I)) * 0.1, rng.standard_normal((3 * H, H)) * 0.1

@@ -110,7 +110,7 @@ template <class T> py::array_t<T> weight_cache(const rnnfast::LayerShape& s, con
     const Idx n = rnnfast::weight_cache_size(s, sizeof(T), backward);
     if (buf && reusable<T>(*buf, n)) return py::array_t<T>(*buf);
     py::array_t<T> fresh(n);
-    std::fill_n(fresh.mutable_data(), 16, T(0));  // no tag: the kernels fill it
+    std::fill_n(fresh.mutable_data(), n, T(0));  // no valid tag anywhere: the kernels fill it
     return fresh;
 }
 

@@ -177,6 +177,35 @@ void gemm_block(index m0, index m1, Mat<T> A, index k0, const Packed<T, NV>& P, 
     }
 }
 
+// Which part of C a thread of the team computes: panels when there are enough for everyone, else
+// rows in whole MR blocks (so the blocks, and the last one's tail, sit on one grid from row 0
+// whatever the split). Either way a thread owns the same C tiles in every k-block.
+struct Part {
+    index m0, m1, p0, p1;
+};
+template <int MR> Part team_part(const Team& team, index M, index np) {
+    if (np >= team.n || M <= MR) {
+        const Range q = team.split(np);
+        return {0, M, q.lo, q.hi};
+    }
+    const Range rb = team.split((M + MR - 1) / MR);
+    return {rb.lo * MR, rb.hi * MR < M ? rb.hi * MR : M, 0, np};
+}
+
+// C (M, N) = A . B + bias row (or + 0), with B already packed whole (every k-block) in P, e.g.
+// weights packed once per call or kept packed between calls. No barrier between k-blocks (a
+// thread owns its tiles of C in all of them); one at the end, after which C is complete.
+template <class T, int MR, int NV>
+void gemm_packed_team(const Team& team, index M, Mat<T> A, const Packed<T, NV>& P, PlainCols<T> cols, T* C,
+                      index ldc, const T* bias) {
+    const Part part = team_part<MR>(team, M, P.npanels);
+    for (index kb = 0; kb * P.KC < P.K; ++kb) {
+        const Init init = kb > 0 ? Init::load : bias ? Init::bias : Init::zero;
+        gemm_block<T, MR, NV>(part.m0, part.m1, A, kb * P.KC, P, kb, cols, part.p0, part.p1, C, ldc, init, bias);
+    }
+    team.barrier();
+}
+
 // Whole product by a team of threads: C (M, N) = A . B [+ C if accumulate][+ bias row if bias].
 // pack_buf holds KC * (panels * NV * W) values. Every thread of the team must call it.
 template <class T, int MR, int NV, bool KSplit = true>
@@ -202,14 +231,9 @@ void gemm_team(const Team& team, index M, index N, index K, Mat<T> A, Mat<T> B, 
         pack_panels(P, Bk, cols, q.lo, q.hi);
         team.barrier();
         const Init init = k0 > 0 || accumulate ? Init::load : bias ? Init::bias : Init::zero;
-        // Split panels when there are enough for everyone, else rows (in whole MR blocks).
-        if (np >= team.n || M <= MR) {
-            gemm_block<T, MR, NV, PlainCols<T>, KSplit>(0, M, A, k0, P, 0, cols, q.lo, q.hi, C, ldc, init, bias, apack);
-        } else {
-            const Range rb = team.split((M + MR - 1) / MR);
-            gemm_block<T, MR, NV, PlainCols<T>, KSplit>(rb.lo * MR, rb.hi * MR < M ? rb.hi * MR : M, A, k0, P, 0,
-                                                        cols, 0, np, C, ldc, init, bias, apack);
-        }
+        const Part part = team_part<MR>(team, M, np);
+        gemm_block<T, MR, NV, PlainCols<T>, KSplit>(part.m0, part.m1, A, k0, P, 0, cols, part.p0, part.p1, C, ldc,
+                                                    init, bias, apack);
         team.barrier();
     }
 }

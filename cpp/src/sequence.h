@@ -82,18 +82,22 @@ template <class T, class Cell> struct Driver {
 
     static index fwd_packed_size(index H) { return Packed<T, NVP>::size(H, rec_groups(H) * PPG * NVP); }
     static index bwd_packed_size(index H) { return Packed<T, NVP>::size(G * H, PlainCols<T>{H}.nvec()); }
+    static index input_packed_size(index I, index H) { return Packed<T, NVP>::size(I, PlainCols<T>{G * H}.nvec()); }
+    // The forward's cache: W_hh's, then W_ih's (at this offset); the backward's: W_hh's.
+    static index rec_cache_size(index H) { return WeightCache<T>::size(G * H * H, fwd_packed_size(H)); }
     static index weight_cache(const LayerShape& s, bool backward) {
-        return WeightCache<T>::size(G * s.H * s.H, backward ? bwd_packed_size(s.H) : fwd_packed_size(s.H));
+        if (backward) return WeightCache<T>::size(G * s.H * s.H, bwd_packed_size(s.H));
+        return rec_cache_size(s.H) + WeightCache<T>::size(G * s.H * s.I, input_packed_size(s.I, s.H));
     }
 
     struct FwdWork {
-        T *wpack, *packbuf, *bias_p, *bias_r, *rec, *P, *S[2], *C[2];
+        T *wpack, *ipack, *bias_p, *bias_r, *rec, *P, *S[2], *C[2];
     };
     template <class C> static FwdWork carve_fwd(const LayerShape& s, bool training, C& cv) {
         const index GH = G * s.H, BH = s.B * s.H;
         FwdWork w{};
         w.wpack = cv.take(fwd_packed_size(s.H));  // untouched (no pages faulted in) with a cache
-        w.packbuf = cv.take(KC * plain_panels(GH) * NVP * W);
+        w.ipack = cv.take(input_packed_size(s.I, s.H));  // untouched with a cache, like wpack
         w.bias_p = cv.take(GH);
         w.bias_r = cv.take(GH);
         w.rec = cv.take(s.B * GH);
@@ -196,9 +200,16 @@ template <class T, class Cell> struct Driver {
         const GateCols<T> rcols{G, H};
         const index ngroups = rec_groups(H);
         const WeightCache<T> cache(a.wcache, GH * H);
-        const std::uint64_t tag = WeightCache<T>::make_tag(G, H, NVP, false);
+        const std::uint64_t tag = WeightCache<T>::make_tag(G, H, NVP, WeightCache<T>::kRecurrent);
         const bool fresh = !a.wcache || cache.tag() != tag;
         const Packed<T, NVP> WP{a.wcache ? cache.packed : w.wpack, H, H, ngroups * PPG};
+        // W_ih packed whole for the input projection (every chunk of steps uses it).
+        const PlainCols<T> pcols{GH};
+        const index npi = plain_panels(GH);
+        const WeightCache<T> icache(a.wcache ? a.wcache + rec_cache_size(H) : nullptr, GH * I);
+        const std::uint64_t itag = WeightCache<T>::make_tag(G, I, NVP, WeightCache<T>::kInput);
+        const bool ifresh = !a.wcache || icache.tag() != itag;
+        const Packed<T, NVP> IP{a.wcache ? icache.packed : w.ipack, I, KC, npi};
         const index Tc = chunk_steps(s, training);
         // State after k processed steps.
         auto state = [&](T* const* pingpong, T* seq, index k) -> T* {
@@ -220,6 +231,12 @@ template <class T, class Cell> struct Driver {
             for (int g = 0; a.wcache && g < G; ++g)
                 repack = !cache.refresh(a.w_hh, H, g * H + u0, g * H + u1, 0, H, fresh) || repack;
             if (repack) pack_panels(WP, Mat<T>{a.w_hh, 1, H}, rcols, pr.lo, pr.hi);
+            // Likewise W_ih, B(k, j) = w_ih[j * I + k], split by panels of output columns j.
+            const Range iq = team.split(npi);
+            const index j0 = iq.lo * NVP * W < GH ? iq.lo * NVP * W : GH;
+            const index j1 = iq.hi * NVP * W < GH ? iq.hi * NVP * W : GH;
+            if (!a.wcache || !icache.refresh(a.w_ih, I, j0, j1, 0, I, ifresh))
+                pack_panels(IP, Mat<T>{a.w_ih, 1, I}, pcols, iq.lo, iq.hi);
             for (int g = 0; g < G; ++g)
                 for (index u = u0; u < u1; ++u) {
                     const index j = g * H + u;
@@ -239,8 +256,9 @@ template <class T, class Cell> struct Driver {
                 const index tc = nT - k0 < Tc ? nT - k0 : Tc;
                 const index tlo = s.reverse ? nT - k0 - tc : k0;  // chunk covers times [tlo, tlo + tc)
                 T* P = training ? sv.gates + tlo * B * GH : w.P;
-                gemm_team<T, MRP, NVP>(team, tc * B, GH, I, Mat<T>{a.x + tlo * B * a.ldx, a.ldx, 1},
-                                       Mat<T>{a.w_ih, 1, I}, P, GH, false, w.bias_p, w.packbuf, KC);
+                if (k0 > 0 && me.batch) team.barrier();  // no one still reads the last chunk's P
+                gemm_packed_team<T, MRP, NVP>(team, tc * B, Mat<T>{a.x + tlo * B * a.ldx, a.ldx, 1}, IP, pcols, P, GH,
+                                              w.bias_p);
                 for (index k = k0; k < k0 + tc; ++k) {
                     const index t = s.reverse ? nT - 1 - k : k;
                     const T* hp = state(w.S, sv.states, k);
@@ -276,7 +294,10 @@ template <class T, class Cell> struct Driver {
                 if (G == 4 && a.c_n) copy_units(a.c_n + b * H, state(w.C, sv.cells, nT) + b * H, me.u0, me.u1);
             }
         }
-        if (a.wcache) cache.set_tag(tag);
+        if (a.wcache) {
+            cache.set_tag(tag);
+            icache.set_tag(itag);
+        }
     }
 
     static void backward(const LayerBackward<T>& a) {
@@ -290,7 +311,7 @@ template <class T, class Cell> struct Driver {
         const PlainCols<T> hcols{H};
         const index npb = plain_panels(H);
         const WeightCache<T> cache(a.wcache, GH * H);
-        const std::uint64_t tag = WeightCache<T>::make_tag(G, H, NVP, true);
+        const std::uint64_t tag = WeightCache<T>::make_tag(G, H, NVP, WeightCache<T>::kRecurrentTransposed);
         const bool fresh = !a.wcache || cache.tag() != tag;
         const Packed<T, NVP> WP{a.wcache ? cache.packed : w.wpack, GH, GH, npb};
         auto state = [&](T* seq, index k) { return seq + (s.reverse ? nT - k : k) * BH; };

@@ -1,18 +1,20 @@
-// Packed recurrent weights kept between calls.
+// Packed weights kept between calls.
 //
-// Packing W_hh into the micro-kernel's panels costs a pass of strided reads over the weights on
-// every call (about 4% of an LSTM forward at B = 1, all of it for a single step of a cell). A
-// cache keeps the packed panels and a plain copy of the w_hh they were packed from:
+// Packing a weight matrix into the micro-kernel's panels costs a pass of strided reads over it on
+// every call (W_hh: about 10% of an LSTM forward at B = 1, nearly all of a single step of a cell;
+// W_ih as much again). A cache keeps the packed panels and a plain copy of the weights they were
+// packed from:
 //
-//   [tag: 16 values][copy of w_hh (G*H, H), rounded up to 16 values][packed panels]
+//   [tag: 16 values][copy of the weights (rows, cols), rounded up to 16 values][packed panels]
 //
-// On every call each thread compares the part of w_hh its panels are made of with the copy
+// A forward's cache holds two of these, W_hh's then W_ih's; a backward's one (W_hh transposed).
+// On every call each thread compares the part of the weights its panels are made of with the copy
 // (memcmp: one contiguous read of both, several times cheaper than packing) and repacks its own
 // panels only where they differ. So any change to the weights is seen, in-place updates included,
 // with no version counter for the caller to keep, and a thread count that differs from the last
 // call's is fine: a panel's contents depend on its own rows only. The tag says which layout
-// (vector width, panel width, G, H, element size, direction of the pack) filled the cache; any
-// other tag (a new, zeroed or foreign cache) makes every thread pack.
+// (vector width, panel width, G, H or I, element size, which weights) filled the cache; any other
+// tag (a new, zeroed or foreign cache) makes every thread pack.
 //
 // Not for concurrent calls: two calls sharing one cache at the same time race on it.
 #pragma once
@@ -43,10 +45,11 @@ template <class T> struct WeightCache {
     }
     void set_tag(std::uint64_t t) const { std::memcpy(head, &t, sizeof t); }
 
-    static std::uint64_t make_tag(int G, index H, int NV, bool transposed) {
+    enum Kind { kRecurrent = 0, kRecurrentTransposed = 1, kInput = 2 };  // which weights, which layout
+    static std::uint64_t make_tag(int G, index cols, int NV, Kind kind) {
         std::uint64_t t = 0x726e6e6661737400ull;  // "rnnfast\0"
         t ^= std::uint64_t(RNNFAST_VBYTES) << 1 ^ std::uint64_t(NV) << 8 ^ std::uint64_t(G) << 12 ^
-             std::uint64_t(sizeof(T)) << 16 ^ std::uint64_t(transposed) << 20 ^ std::uint64_t(H) << 24;
+             std::uint64_t(sizeof(T)) << 16 ^ std::uint64_t(kind) << 20 ^ std::uint64_t(cols) << 24;
         return t;
     }
 
