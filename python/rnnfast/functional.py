@@ -18,12 +18,12 @@ CELL_CODES = {"rnn_tanh": 0, "rnn_relu": 1, "lstm": 2, "gru": 3}
 
 
 class WeightCache:
-    """W_hh packed for the kernels, kept between the calls of one layer and direction.
+    """The weights packed for the kernels, kept between the calls of one layer and direction.
 
-    The kernels compare w_hh with the copy the cache holds on every call and repack only what
-    changed, so any update of the weights (load_state_dict, an optimiser step, an in-place edit)
-    is seen; a cache is an optimisation, never a source of stale results. Not for concurrent calls.
-    Holds two copies of w_hh per pass (forward, and backward once a backward has run).
+    The kernels compare the weights with the copy the cache holds on every call and repack only
+    what changed, so any update (load_state_dict, an optimiser step, an in-place edit) is seen; a
+    cache is an optimisation, never a source of stale results. Not for concurrent calls. Holds two
+    copies of w_hh and w_ih for the forward, and two of w_hh for the backward once one has run.
     """
 
     __slots__ = ("forward", "backward")

@@ -157,12 +157,13 @@ index saved_size(const LayerShape& s);
 index forward_scratch_size(const LayerShape& s, bool training, int elem_bytes);
 index backward_scratch_size(const LayerShape& s, int elem_bytes, int threads);
 
-// Packed W_hh kept between calls (`wcache`): a forward's (backward = false) or a backward's. The
-// kernels compare w_hh with the copy the cache holds on every call and repack only what changed,
+// Packed weights kept between calls (`wcache`): a forward's (backward = false: W_hh and W_ih) or a
+// backward's (W_hh). The kernels compare the weights with the copy the cache holds on every call
+// and repack only what changed,
 // so in-place weight updates are always seen. Start from zeros (a cache filled for another layout
 // or other weights is then refilled as needed; arbitrary memory could hold a valid tag over stale
 // panels); one cache per layer and direction, never shared by concurrent calls.
-// Depends on T's size, the cell, H and the instruction set, not on T or B.
+// Depends on T's size, the cell, I (forward), H and the instruction set, not on T or B.
 index weight_cache_size(const LayerShape& s, int elem_bytes, bool backward);
 
 void layer_forward(const LayerForward<float>& a);
