@@ -22,8 +22,11 @@ if [[ "$what" == all || "$what" == asan ]]; then
     -Ccmake.define.CMAKE_CXX_FLAGS="$san" -Ccmake.define.CMAKE_SHARED_LINKER_FLAGS="$san" \
     -Ccmake.define.CMAKE_MODULE_LINKER_FLAGS="$san"
   # Python itself is not instrumented: preload the runtime, and skip leak checks at exit
-  # (the interpreter keeps its objects alive on purpose).
-  LD_PRELOAD="$(g++ -print-file-name=libasan.so)" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+  # (the interpreter keeps its objects alive on purpose). libstdc++ is preloaded with it so that
+  # ASan's __cxa_throw interceptor finds the real one (Python does not load libstdc++ itself; without
+  # it the first C++ exception aborts with "CHECK failed ... real___cxa_throw").
+  LD_PRELOAD="$(g++ -print-file-name=libasan.so) $(g++ -print-file-name=libstdc++.so)" \
+    ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 python -m pytest -q -x -p no:cacheprovider tests
   deactivate
   echo "sanitizers: clean"
