@@ -60,6 +60,45 @@ def test_non_contiguous_inputs_equal_a_contiguous_copy(make):
     assert np.array_equal(m(view)[0], m(np.ascontiguousarray(x))[0])
 
 
+STRIDED = [
+    lambda a: np.asfortranarray(a),
+    lambda a: np.repeat(a, 2, axis=2)[:, :, ::2],                          # strided last axis
+    lambda a: np.concatenate([a, np.ones_like(a)], axis=2)[:, :, :a.shape[2]],  # rows wider than H
+]
+
+
+@pytest.mark.parametrize("make", STRIDED)
+def test_non_contiguous_states_and_gradients_equal_a_contiguous_copy(make):
+    """h0, c0 and the gradients given to backward, as views that are not rows back to back."""
+    rng = np.random.default_rng(3)
+    h0, c0 = (rng.standard_normal((1, B, H)).astype(np.float32) for _ in range(2))
+    dy = rng.standard_normal((T, B, H)).astype(np.float32)
+    dh, dc = (rng.standard_normal((1, B, H)).astype(np.float32) for _ in range(2))
+    results = []
+    for f in (np.ascontiguousarray, make):
+        m = lstm()
+        y, (h, c) = m(x_ok(), (f(h0), f(c0)))
+        dx, (dh0, dc0) = m.backward(dy, (f(dh), f(dc)))
+        results.append([y, h, c, dx, dh0, dc0] + [m.grads[k] for k in sorted(m.grads)])
+    assert not make(h0).flags.c_contiguous
+    for a, b in zip(*results):
+        assert np.array_equal(a, b)
+    cell = rnnfast.GRUCell(I, H, seed=0)
+    x1, s = x_ok()[0], h0[0]
+    assert np.array_equal(cell(x1, make(s[None])[0]), cell(x1, s))
+
+
+def test_functional_refuses_weights_with_a_row_stride():
+    """The functional API takes arrays as they are; weights whose rows are not back to back are
+    refused with a clear error instead of being read as if they were."""
+    from rnnfast import functional as F
+    rng = np.random.default_rng(4)
+    w_ih = rng.standard_normal((4 * H, I)).astype(np.float32)
+    wide = np.concatenate([rng.standard_normal((4 * H, H)), np.ones((4 * H, 3))], axis=1).astype(np.float32)
+    with pytest.raises(ValueError, match="w_hh: expected a C-contiguous array"):
+        F.layer_forward("lstm", x_ok(), None, None, w_ih, wide[:, :H], None, None)
+
+
 # ---- hx ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("hx,exc", [
     (np.zeros((1, B, H), np.float32), TypeError),                                     # bare array for LSTM

@@ -64,10 +64,18 @@ View<T> view(const py::array& a, const char* name, std::vector<Idx> shape, bool 
     return v;
 }
 
+// Rows stored back to back (ld == row length): weights, states and everything else the kernels
+// index without a row stride of their own.
+template <class T> T* dense(const py::array& a, const char* name, std::vector<Idx> shape, bool writable) {
+    View<T> v = view<T>(a, name, shape, writable);
+    if (v.ld != shape.back()) throw py::value_error(std::string(name) + ": expected a C-contiguous array");
+    return v.p;
+}
+
 template <class T>
 const T* optional_in(const std::optional<py::array>& a, const char* name, std::vector<Idx> shape) {
     if (!a) return nullptr;
-    return view<T>(*a, name, shape, false).p;
+    return dense<T>(*a, name, shape, false);
 }
 
 rnnfast::LayerShape make_shape(int cell, Idx T, Idx B, Idx I, Idx H, bool reverse) {
@@ -103,15 +111,18 @@ template <class T> bool reusable(const py::array& a, Idx n) {
            a.ndim() == 1 && a.shape(0) == n && a.writeable() && (a.flags() & py::array::c_style);
 }
 
-// The packed-weights cache: the caller's when it has the right size (its content is checked by
-// the kernels), else a new one (returned, for the caller to pass next time).
-template <class T> py::array_t<T> weight_cache(const rnnfast::LayerShape& s, const std::optional<py::array>& buf,
-                                               bool backward) {
+// The packed-weights cache: none when the caller passes None (the kernels pack into scratch);
+// the caller's when it has the right size (its content is checked by the kernels); else a new one,
+// returned for the caller to pass next time.
+template <class T> py::object weight_cache(const rnnfast::LayerShape& s, const std::optional<py::array>& buf,
+                                           bool backward, T** data) {
+    *data = nullptr;
+    if (!buf) return py::none();
     const Idx n = rnnfast::weight_cache_size(s, sizeof(T), backward);
-    if (buf && reusable<T>(*buf, n)) return py::array_t<T>(*buf);
-    py::array_t<T> fresh(n);
-    std::fill_n(fresh.mutable_data(), n, T(0));  // no valid tag anywhere: the kernels fill it
-    return fresh;
+    py::array_t<T> cache = reusable<T>(*buf, n) ? py::array_t<T>(*buf) : py::array_t<T>(n);
+    if (cache.ptr() != buf->ptr()) std::fill_n(cache.mutable_data(), n, T(0));  // new: no valid tag anywhere
+    *data = cache.mutable_data();
+    return std::move(cache);
 }
 
 // y_out: (T, B, H) view written in place (a slice of a bidirectional output may be passed).
@@ -130,8 +141,8 @@ py::tuple forward(int cell, py::array x, std::optional<py::array> h0, std::optio
     a.ldx = xv.ld;
     a.h0 = optional_in<T>(h0, "h0", {B, H});
     a.c0 = lstm ? optional_in<T>(c0, "c0", {B, H}) : nullptr;
-    a.w_ih = view<T>(w_ih, "w_ih", {GH, I}, false).p;
-    a.w_hh = view<T>(w_hh, "w_hh", {GH, H}, false).p;
+    a.w_ih = dense<T>(w_ih, "w_ih", {GH, I}, false);
+    a.w_hh = dense<T>(w_hh, "w_hh", {GH, H}, false);
     a.b_ih = optional_in<T>(b_ih, "b_ih", {GH});
     a.b_hh = optional_in<T>(b_hh, "b_hh", {GH});
     a.lengths = lengths_ptr(lengths, nT, B);
@@ -150,8 +161,7 @@ py::tuple forward(int cell, py::array x, std::optional<py::array> h0, std::optio
     // Uninitialised on purpose: the kernels write every scratch value before reading it.
     std::unique_ptr<T[]> scratch(new T[rnnfast::forward_scratch_size(s, training, sizeof(T))]);
     a.scratch = scratch.get();
-    py::array_t<T> wcache = weight_cache<T>(s, wcache_buf, false);
-    a.wcache = wcache.mutable_data();
+    py::object wcache = weight_cache<T>(s, wcache_buf, false, &a.wcache);
     a.threads = threads;
     {
         py::gil_scoped_release nogil;
@@ -175,8 +185,8 @@ py::tuple backward(int cell, py::array x, py::array w_ih, py::array w_hh, std::o
     View<T> xv = view<T>(x, "x", {nT, B, I}, false);
     a.x = xv.p;
     a.ldx = xv.ld;
-    a.w_ih = view<T>(w_ih, "w_ih", {GH, I}, false).p;
-    a.w_hh = view<T>(w_hh, "w_hh", {GH, H}, false).p;
+    a.w_ih = dense<T>(w_ih, "w_ih", {GH, I}, false);
+    a.w_hh = dense<T>(w_hh, "w_hh", {GH, H}, false);
     a.lengths = lengths_ptr(lengths, nT, B);
     a.saved = view<T>(saved, "saved", {rnnfast::saved_size(s)}, false).p;
     View<T> dyv = view<T>(dy, "dy", {nT, B, H}, false);
@@ -188,10 +198,10 @@ py::tuple backward(int cell, py::array x, py::array w_ih, py::array w_hh, std::o
     a.dx = dxv.p;
     a.lddx = dxv.ld;
     a.dx_accumulate = dx_accumulate;
-    a.dw_ih = view<T>(dw_ih, "dw_ih", {GH, I}, true).p;
-    a.dw_hh = view<T>(dw_hh, "dw_hh", {GH, H}, true).p;
-    a.db_ih = db_ih ? view<T>(*db_ih, "db_ih", {GH}, true).p : nullptr;
-    a.db_hh = db_hh ? view<T>(*db_hh, "db_hh", {GH}, true).p : nullptr;
+    a.dw_ih = dense<T>(dw_ih, "dw_ih", {GH, I}, true);
+    a.dw_hh = dense<T>(dw_hh, "dw_hh", {GH, H}, true);
+    a.db_ih = db_ih ? dense<T>(*db_ih, "db_ih", {GH}, true) : nullptr;
+    a.db_hh = db_hh ? dense<T>(*db_hh, "db_hh", {GH}, true) : nullptr;
     py::array_t<T> dh0({B, H}), dc0 = lstm ? py::array_t<T>({B, H}) : py::array_t<T>(0);
     a.dh0 = dh0.mutable_data();
     a.dc0 = lstm ? dc0.mutable_data() : nullptr;
@@ -204,8 +214,7 @@ py::tuple backward(int cell, py::array x, py::array w_ih, py::array w_hh, std::o
         scratch.reset(new T[need]);
         a.scratch = scratch.get();
     }
-    py::array_t<T> wcache = weight_cache<T>(s, wcache_buf, true);
-    a.wcache = wcache.mutable_data();
+    py::object wcache = weight_cache<T>(s, wcache_buf, true, &a.wcache);
     {
         py::gil_scoped_release nogil;
         rnnfast::layer_backward(a);
@@ -213,12 +222,6 @@ py::tuple backward(int cell, py::array x, py::array w_ih, py::array w_hh, std::o
     return py::make_tuple(dh0, lstm ? py::object(dc0) : py::none(), wcache);
 }
 
-// Rows stored back to back (ld == row length), as the linear kernels read them.
-template <class T> T* dense(const py::array& a, const char* name, std::vector<Idx> shape, bool writable) {
-    View<T> v = view<T>(a, name, shape, writable);
-    if (v.ld != shape.back()) throw py::value_error(std::string(name) + ": expected a C-contiguous array");
-    return v.p;
-}
 
 template <class T> void linear_forward(py::array x, py::array w, std::optional<py::array> b, py::array y) {
     if (x.ndim() != 2 || w.ndim() != 2) throw py::value_error("linear: expected x (N, F) and w (O, F)");

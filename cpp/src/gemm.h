@@ -198,6 +198,12 @@ template <int MR> Part team_part(const Team& team, index M, index np) {
 template <class T, int MR, int NV>
 void gemm_packed_team(const Team& team, index M, Mat<T> A, const Packed<T, NV>& P, PlainCols<T> cols, T* C,
                       index ldc, const T* bias) {
+    static_assert(MR <= 8, "gemm_block's tail switch covers MR <= 8");
+    if (P.K == 0) {  // nothing to sum: C is the bias row, or zero
+        const Range r = team.split(M);
+        for (index m = r.lo; m < r.hi; ++m)
+            for (index n = 0; n < cols.N; ++n) C[m * ldc + n] = bias ? bias[n] : T(0);
+    }
     const Part part = team_part<MR>(team, M, P.npanels);
     for (index kb = 0; kb * P.KC < P.K; ++kb) {
         const Init init = kb > 0 ? Init::load : bias ? Init::bias : Init::zero;

@@ -10,8 +10,9 @@
 //      they are in cache, and meets the others at one barrier per step (unit mode); or, for large
 //      B, each thread runs its own rows through every unit with no barrier at all (batch mode,
 //      see Share), which also keeps a loaded machine from stalling the team at every step.
-// Backward runs the same loop in reverse, carrying only dh (and dc); dx, dW_ih, dW_hh and the bias
-// gradients are whole-sequence products and sums after the loop.
+// Backward runs the same loop in reverse, carrying only dh (and dc); dx, dW_ih and dW_hh are
+// whole-sequence products after the loop, the bias gradients sums over each step's gate gradients
+// (inside the loop in unit mode, while they are in cache; after it in batch mode).
 //
 // Variable lengths: entry b is active at time t when t < lengths[b]. An inactive step carries the
 // state through unchanged and writes a zero output, so h_n is the state after the last valid step
@@ -142,7 +143,9 @@ template <class T, class Cell> struct Driver {
     }
 
     // Threads for a problem: one for tiny steps, where a barrier would cost more than the step; no
-    // more than there are panels in unit mode, or blocks of MR rows in batch mode.
+    // more than there are panels in unit mode, or blocks of MR rows in batch mode. The team then
+    // decides its mode again from its actual size (share()): with fewer threads than asked for,
+    // unit mode may become batch mode; both work with any number of threads.
     static int threads_for(const LayerShape& s, index panels, int requested = 0) {
         index n = requested > 0 ? requested : get_num_threads();
         if (s.B * G * s.H * s.H < 32768) n = 1;
@@ -200,15 +203,15 @@ template <class T, class Cell> struct Driver {
         const GateCols<T> rcols{G, H};
         const index ngroups = rec_groups(H);
         const WeightCache<T> cache(a.wcache, GH * H);
-        const std::uint64_t tag = WeightCache<T>::make_tag(G, H, NVP, WeightCache<T>::kRecurrent);
+        const std::uint64_t tag = WeightCache<T>::make_tag(G, H, H, NVP, WeightCache<T>::kRecurrent);
         const bool fresh = !a.wcache || cache.tag() != tag;
         const Packed<T, NVP> WP{a.wcache ? cache.packed : w.wpack, H, H, ngroups * PPG};
         // W_ih packed whole for the input projection (every chunk of steps uses it).
         const PlainCols<T> pcols{GH};
         const index npi = plain_panels(GH);
         const WeightCache<T> icache(a.wcache ? a.wcache + rec_cache_size(H) : nullptr, GH * I);
-        const std::uint64_t itag = WeightCache<T>::make_tag(G, I, NVP, WeightCache<T>::kInput);
-        const bool ifresh = !a.wcache || icache.tag() != itag;
+        const std::uint64_t itag = WeightCache<T>::make_tag(G, H, I, NVP, WeightCache<T>::kInput);
+        const bool ifresh = fresh || icache.tag() != itag;  // a fresh W_hh part: this one too
         const Packed<T, NVP> IP{a.wcache ? icache.packed : w.ipack, I, KC, npi};
         const index Tc = chunk_steps(s, training);
         // State after k processed steps.
@@ -311,7 +314,7 @@ template <class T, class Cell> struct Driver {
         const PlainCols<T> hcols{H};
         const index npb = plain_panels(H);
         const WeightCache<T> cache(a.wcache, GH * H);
-        const std::uint64_t tag = WeightCache<T>::make_tag(G, H, NVP, WeightCache<T>::kRecurrentTransposed);
+        const std::uint64_t tag = WeightCache<T>::make_tag(G, H, H, NVP, WeightCache<T>::kRecurrentTransposed);
         const bool fresh = !a.wcache || cache.tag() != tag;
         const Packed<T, NVP> WP{a.wcache ? cache.packed : w.wpack, GH, GH, npb};
         auto state = [&](T* seq, index k) { return seq + (s.reverse ? nT - k : k) * BH; };

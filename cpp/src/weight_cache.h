@@ -9,12 +9,12 @@
 //
 // A forward's cache holds two of these, W_hh's then W_ih's; a backward's one (W_hh transposed).
 // On every call each thread compares the part of the weights its panels are made of with the copy
-// (memcmp: one contiguous read of both, several times cheaper than packing) and repacks its own
+// (memcmp over contiguous rows, or row pieces, several times cheaper than packing) and repacks its own
 // panels only where they differ. So any change to the weights is seen, in-place updates included,
 // with no version counter for the caller to keep, and a thread count that differs from the last
 // call's is fine: a panel's contents depend on its own rows only. The tag says which layout
-// (vector width, panel width, G, H or I, element size, which weights) filled the cache; any other
-// tag (a new, zeroed or foreign cache) makes every thread pack.
+// (vector width, panel width, G, H, I for W_ih, element size, which weights) filled the cache; any
+// other tag (a new, zeroed or foreign cache) makes every thread pack.
 //
 // Not for concurrent calls: two calls sharing one cache at the same time race on it.
 #pragma once
@@ -46,10 +46,12 @@ template <class T> struct WeightCache {
     void set_tag(std::uint64_t t) const { std::memcpy(head, &t, sizeof t); }
 
     enum Kind { kRecurrent = 0, kRecurrentTransposed = 1, kInput = 2 };  // which weights, which layout
-    static std::uint64_t make_tag(int G, index cols, int NV, Kind kind) {
+    // A weight matrix of G*H rows and `cols` columns (H for W_hh, I for W_ih).
+    static std::uint64_t make_tag(int G, index H, index cols, int NV, Kind kind) {
         std::uint64_t t = 0x726e6e6661737400ull;  // "rnnfast\0"
         t ^= std::uint64_t(RNNFAST_VBYTES) << 1 ^ std::uint64_t(NV) << 8 ^ std::uint64_t(G) << 12 ^
-             std::uint64_t(sizeof(T)) << 16 ^ std::uint64_t(kind) << 20 ^ std::uint64_t(cols) << 24;
+             std::uint64_t(sizeof(T)) << 16 ^ std::uint64_t(kind) << 20 ^ std::uint64_t(cols) << 24 ^
+             std::uint64_t(H) << 44;
         return t;
     }
 

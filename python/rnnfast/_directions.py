@@ -20,17 +20,23 @@ from . import _core
 MIN_WORK = 2_000_000
 
 _pool = None
-_pool_pid = None
 _pool_lock = threading.Lock()
 
 
+def _after_fork_in_child():
+    """Worker threads do not survive a fork (nor does a lock another thread held): start afresh."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _executor():
-    """A pool per process: worker threads do not survive a fork, so a child makes its own."""
-    global _pool, _pool_pid
+    global _pool
     with _pool_lock:
-        if _pool is None or _pool_pid != os.getpid():
+        if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="rnnfast")
-            _pool_pid = os.getpid()
         return _pool
 
 
@@ -59,11 +65,30 @@ def run(jobs, split):
     An error in either is raised after both have finished, so no job writes after this returns."""
     if split is None:
         return [job(0) for job in jobs]
-    other = _executor().submit(jobs[1], split[1])
+    try:
+        other = _executor().submit(jobs[1], split[1])
+    except RuntimeError:  # the interpreter is shutting down: no new threads, run them in turn
+        return [job(0) for job in jobs]
     try:
         first = jobs[0](split[0])
     finally:
-        error = other.exception()  # waits for the worker, whether or not the first job failed
+        _wait(other)  # whether or not the first job failed, and through Ctrl-C
+    error = other.exception()
     if error is not None:
         raise error
     return [first, other.result()]
+
+
+def _wait(future):
+    """Waits until `future` is done even if the wait is interrupted (KeyboardInterrupt): the job
+    writes into the caller's arrays, so the caller must not move on while it runs. The interruption
+    is raised again once the job is done."""
+    interrupted = None
+    while True:
+        try:
+            future.exception()
+            break
+        except BaseException as e:  # noqa: B036 (re-raised below, after the job is done)
+            interrupted = interrupted or e
+    if interrupted is not None:
+        raise interrupted

@@ -60,12 +60,13 @@ class _Cell(Module):
                 return None, None
             if not isinstance(state, (tuple, list)) or len(state) != 2:
                 raise TypeError(f"{name}: LSTMCell expects a tuple (h, c)")
-            return v.shaped(state[0], name + "[0]", self.dtype, shape), v.shaped(state[1], name + "[1]", self.dtype, shape)
+            return (np.ascontiguousarray(v.shaped(state[0], name + "[0]", self.dtype, shape)),
+                    np.ascontiguousarray(v.shaped(state[1], name + "[1]", self.dtype, shape)))
         if state is None:
             return None, None
         if isinstance(state, (tuple, list)):
             raise TypeError(f"{name}: {type(self).__name__} expects one array (B, H)")
-        return v.shaped(state, name, self.dtype, shape), None
+        return np.ascontiguousarray(v.shaped(state, name, self.dtype, shape)), None  # rows back to back
 
     @serialized
     def forward(self, x, state=None):
@@ -96,6 +97,11 @@ class _Cell(Module):
                                           grads=(g["weight_ih"], g["weight_hh"], g.get("bias_ih"), g.get("bias_hh")))
         self._tape.pop()
         return dx[0], ((dh0, dc0) if self.mode == "lstm" else dh0)
+
+    def __getstate__(self):  # copies (shallow ones too) and pickles get their own, empty, cache
+        state = super().__getstate__()
+        state["_packed"] = WeightCache()
+        return state
 
     def __repr__(self):
         return f"{type(self).__name__}({self.input_size}, {self.hidden_size}, bias={self.bias}, dtype={self.dtype.name})"

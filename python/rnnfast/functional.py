@@ -29,7 +29,8 @@ class WeightCache:
     __slots__ = ("forward", "backward")
 
     def __init__(self):
-        self.forward = self.backward = None
+        # Empty arrays ask the kernels for a cache of the right size (None would mean: no cache).
+        self.forward = self.backward = np.empty(0, np.float32)
 
     def __reduce__(self):  # copies and pickles start empty
         return WeightCache, ()

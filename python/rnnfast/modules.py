@@ -86,12 +86,13 @@ class RNNBase(Module):
                 return None, None
             if not isinstance(hx, (tuple, list)) or len(hx) != 2:
                 raise TypeError("hx: LSTM expects a tuple (h0, c0)")
-            return (v.shaped(hx[0], "h0", self.dtype, shape, what), v.shaped(hx[1], "c0", self.dtype, shape, what))
+            return (np.ascontiguousarray(v.shaped(hx[0], "h0", self.dtype, shape, what)),
+                    np.ascontiguousarray(v.shaped(hx[1], "c0", self.dtype, shape, what)))
         if hx is None:
             return None, None
         if isinstance(hx, (tuple, list)):
             raise TypeError(f"hx: {type(self).__name__} expects one array h0, got a {type(hx).__name__}")
-        return v.shaped(hx, "hx", self.dtype, shape, what), None
+        return np.ascontiguousarray(v.shaped(hx, "hx", self.dtype, shape, what)), None  # the kernels read rows back to back
 
     def _check_input(self, x):
         x = v.float_array(x, "input", self.dtype)

@@ -25,7 +25,7 @@ constexpr int gate_count(CellKind c) {
 
 struct LayerShape {
     CellKind cell;
-    index T, B, I, H;
+    index T, B, I, H;  // all >= 1
     bool reverse;  // run time from T-1 down to 0 (the backward half of a bidirectional layer)
 };
 
@@ -159,11 +159,11 @@ index backward_scratch_size(const LayerShape& s, int elem_bytes, int threads);
 
 // Packed weights kept between calls (`wcache`): a forward's (backward = false: W_hh and W_ih) or a
 // backward's (W_hh). The kernels compare the weights with the copy the cache holds on every call
-// and repack only what changed,
-// so in-place weight updates are always seen. Start from zeros (a cache filled for another layout
-// or other weights is then refilled as needed; arbitrary memory could hold a valid tag over stale
-// panels); one cache per layer and direction, never shared by concurrent calls.
-// Depends on T's size, the cell, I (forward), H and the instruction set, not on T or B.
+// and repack only what changed, so in-place weight updates are always seen. Start from zeros (a
+// cache filled for another layout or other weights is then refilled as needed; arbitrary memory
+// could hold a valid tag over stale panels); one cache per layer and direction, never shared by
+// concurrent calls. Its size depends on the element size, the cell, I (forward), H and the
+// instruction set; not on the sequence length or the batch.
 index weight_cache_size(const LayerShape& s, int elem_bytes, bool backward);
 
 void layer_forward(const LayerForward<float>& a);
