@@ -180,12 +180,15 @@ def test_backward_before_forward_and_after_eval():
 def test_failed_backward_leaves_grads_and_saved_forward(grad, grad_hx, exc):
     m = lstm()
     m(x_ok())
-    m.backward(np.ones((T, B, H), np.float32))
+    m.backward(np.ones((T, B, H), np.float32), retain_graph=True)
     before = {k: g.copy() for k, g in m.grads.items()}
     with pytest.raises(exc):
-        m.backward(grad, grad_hx)
+        m.backward(grad, grad_hx)  # would consume the saved forward, had it run
     assert all(np.array_equal(before[k], m.grads[k]) for k in before)
     m.backward(np.ones((T, B, H), np.float32))  # the saved forward still works
+    assert all(np.allclose(m.grads[k], 2 * before[k]) for k in before)
+    with pytest.raises(RuntimeError, match="retain_graph=True"):  # and now it is spent
+        m.backward(np.ones((T, B, H), np.float32))
     assert all(np.allclose(m.grads[k], 2 * before[k]) for k in before)
 
 

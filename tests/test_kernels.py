@@ -94,13 +94,51 @@ def assert_same_bits_for_threads(mode, p, lengths, counts, check_reference=False
         rnnfast.set_num_threads(before)
 
 
-def test_backward_can_run_twice_on_one_forward():
+def test_backward_runs_twice_on_one_forward_with_retain_graph():
     p = make_layer("lstm", 4, 3, 5, 6, np.float64)
     y, h, c, ctx = F.lstm_forward(p["x"], p["h0"], p["c0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
-    first = F.lstm_backward(p["dy"], None, None, ctx)
-    second = F.lstm_backward(p["dy"], None, None, ctx)
-    for a, b in zip(first, second):
-        assert np.array_equal(a, b)
+    first = F.lstm_backward(p["dy"], None, None, ctx, retain_graph=True)
+    second = F.lstm_backward(p["dy"], None, None, ctx, retain_graph=True)
+    third = F.lstm_backward(p["dy"], None, None, ctx)  # the last one may consume it
+    for a, b, c in zip(first, second, third):
+        assert np.array_equal(a, b) and np.array_equal(a, c)
+    with pytest.raises(RuntimeError, match="already used by a backward"):
+        F.lstm_backward(p["dy"], None, None, ctx)
+
+
+def layer_grads(mode, p, lengths, reverse, retain_graph, threads):
+    """Forward + backward of one layer with the given retain_graph: every output and gradient."""
+    lstm = mode == "lstm"
+    y, h_n, c_n, ctx = F.layer_forward(mode, p["x"], p["h0"], p["c0"] if lstm else None, p["w_ih"], p["w_hh"],
+                                       p["b_ih"], p["b_hh"], reverse=reverse, lengths=lengths, threads=threads)
+    size = F.backward_scratch_size(mode, *p["x"].shape, p["w_hh"].shape[1], p["x"].dtype, threads, retain_graph)
+    scratch = np.full(size, np.nan, p["x"].dtype)  # nothing may be read before it is written
+    grads = F.layer_backward(ctx, p["dy"], p["dh_n"], p["dc_n"] if lstm else None, scratch=scratch, threads=threads,
+                             retain_graph=retain_graph)
+    return [a for a in (y, h_n, c_n) + tuple(grads) if a is not None]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("B,H", [(9, 130), (100, 40)], ids=["unit_mode", "batch_mode"])
+def test_consuming_backward_gives_the_same_bits_as_retaining(mode, B, H):
+    """Gate gradients written over the saved gates (the default) against a separate workspace
+    (retain_graph=True), at 1 to 3 threads, both directions, with lengths: bit for bit; and the
+    consuming backward's workspace is smaller by the gate gradients' T*B*G*H values (GRU: the n
+    block of dG_hh's too), which are the saved workspace's now, and does not grow with T."""
+    T, I = 5, 24
+    p = make_layer(mode, T, B, I, H, np.float32, seed=B)
+    lengths = np.random.default_rng(B).integers(1, T + 1, size=B)
+    for threads in (1, 2, 3):
+        for reverse in (False, True):
+            kept = layer_grads(mode, p, lengths, reverse, True, threads)
+            spent = layer_grads(mode, p, lengths, reverse, False, threads)
+            for a, b in zip(kept, spent):
+                assert np.array_equal(a, b)
+    G = {"lstm": 4, "gru": 3}.get(mode, 1)
+    retained = F.backward_scratch_size(mode, T, B, I, H, np.float32, 2, retain_graph=True)
+    consumed = F.backward_scratch_size(mode, T, B, I, H, np.float32, 2)
+    assert retained - consumed >= T * B * (G + (G == 3)) * H
+    assert F.backward_scratch_size(mode, 100 * T, B, I, H, np.float32, 2) == consumed
 
 
 def test_activations_accurate_over_the_float_range():

@@ -66,7 +66,8 @@ int main() {
     const int threads = rnnfast::get_num_threads();
     std::vector<double> dx(p.x.size()), dh0(s.B * s.H), dc0(s.B * s.H);
     std::vector<double> dw_ih(p.w_ih.size()), dw_hh(p.w_hh.size()), db_ih(GH), db_hh(GH);
-    std::vector<double> scratch(rnnfast::backward_scratch_size(s, sizeof(double), threads));
+    // consume_saved: the gate gradients overwrite the saved gates (one backward per forward).
+    std::vector<double> scratch(rnnfast::backward_scratch_size(s, sizeof(double), threads, true));
     rnnfast::LayerBackward<double> b{};
     b.s = s;
     b.x = p.x.data();
@@ -74,6 +75,7 @@ int main() {
     b.w_ih = p.w_ih.data();
     b.w_hh = p.w_hh.data();
     b.saved = saved.data();
+    b.consume_saved = true;
     b.dy = p.dy.data();
     b.lddy = s.H;
     b.dx = dx.data();

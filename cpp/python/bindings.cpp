@@ -176,7 +176,8 @@ py::tuple backward(int cell, py::array x, py::array w_ih, py::array w_hh, std::o
                    bool reverse, py::array saved, py::array dy, std::optional<py::array> dh_n,
                    std::optional<py::array> dc_n, py::array dx, bool dx_accumulate, py::array dw_ih, py::array dw_hh,
                    std::optional<py::array> db_ih, std::optional<py::array> db_hh,
-                   std::optional<py::array> scratch_buf, std::optional<py::array> wcache_buf, int threads) {
+                   std::optional<py::array> scratch_buf, std::optional<py::array> wcache_buf, int threads,
+                   bool consume_saved) {
     const rnnfast::LayerShape s = layer_shape(cell, x, w_hh, reverse);
     const Idx nT = s.T, B = s.B, I = s.I, H = s.H, GH = rnnfast::gate_count(s.cell) * H;
     const bool lstm = s.cell == rnnfast::CellKind::lstm;
@@ -188,7 +189,8 @@ py::tuple backward(int cell, py::array x, py::array w_ih, py::array w_hh, std::o
     a.w_ih = dense<T>(w_ih, "w_ih", {GH, I}, false);
     a.w_hh = dense<T>(w_hh, "w_hh", {GH, H}, false);
     a.lengths = lengths_ptr(lengths, nT, B);
-    a.saved = view<T>(saved, "saved", {rnnfast::saved_size(s)}, false).p;
+    a.saved = dense<T>(saved, "saved", {rnnfast::saved_size(s)}, consume_saved);
+    a.consume_saved = consume_saved;
     View<T> dyv = view<T>(dy, "dy", {nT, B, H}, false);
     a.dy = dyv.p;
     a.lddy = dyv.ld;
@@ -206,7 +208,7 @@ py::tuple backward(int cell, py::array x, py::array w_ih, py::array w_hh, std::o
     a.dh0 = dh0.mutable_data();
     a.dc0 = lstm ? dc0.mutable_data() : nullptr;
     a.threads = threads > 0 ? threads : rnnfast::get_num_threads();  // read once: sizes the scratch, runs the kernel
-    const Idx need = rnnfast::backward_scratch_size(s, sizeof(T), a.threads);
+    const Idx need = rnnfast::backward_scratch_size(s, sizeof(T), a.threads, consume_saved);
     std::unique_ptr<T[]> scratch;
     if (scratch_buf && reusable<T>(*scratch_buf, need)) {
         a.scratch = static_cast<T*>(scratch_buf->mutable_data());
@@ -361,17 +363,18 @@ PYBIND11_MODULE(_core, m) {
            py::array saved, py::array dy, std::optional<py::array> dh_n, std::optional<py::array> dc_n, py::array dx,
            bool dx_accumulate, py::array dw_ih, py::array dw_hh, std::optional<py::array> db_ih,
            std::optional<py::array> db_hh, std::optional<py::array> scratch, std::optional<py::array> wcache,
-           int threads) {
+           int threads, bool consume_saved) {
             auto f = is_f64(x) ? backward<double> : backward<float>;
             return f(cell, x, w_ih, w_hh, lengths, reverse, saved, dy, dh_n, dc_n, dx, dx_accumulate, dw_ih, dw_hh,
-                     db_ih, db_hh, scratch, wcache, threads);
+                     db_ih, db_hh, scratch, wcache, threads, consume_saved);
         },
         py::arg("cell"), py::arg("x"), py::arg("w_ih"), py::arg("w_hh"), py::arg("lengths"), py::arg("reverse"),
         py::arg("saved"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("dx"), py::arg("dx_accumulate"),
         py::arg("dw_ih"), py::arg("dw_hh"), py::arg("db_ih"), py::arg("db_hh"), py::arg("scratch") = py::none(),
-        py::arg("wcache") = py::none(), py::arg("threads") = 0,
+        py::arg("wcache") = py::none(), py::arg("threads") = 0, py::arg("consume_saved") = false,
         "BPTT through one layer and direction. Writes (or adds into) dx, adds into the weight gradients; "
-        "returns (dh0, dc0 or None, wcache): `wcache` as in layer_forward, for the backward's packing.");
+        "returns (dh0, dc0 or None, wcache): `wcache` as in layer_forward, for the backward's packing. "
+        "consume_saved: the gate gradients overwrite `saved` (less scratch; `saved` is spent).");
     m.def(
         "linear_forward",
         [](py::array x, py::array w, std::optional<py::array> b, py::array y) {
@@ -412,13 +415,15 @@ PYBIND11_MODULE(_core, m) {
     m.def("saved_size", [](int cell, Idx T, Idx B, Idx I, Idx H) {
         return rnnfast::saved_size(make_shape(cell, T, B, I, H, false));
     });
-    m.def("backward_scratch_size", [](int cell, Idx T, Idx B, Idx I, Idx H, int elem_bytes, int threads) {
+    m.def("backward_scratch_size", [](int cell, Idx T, Idx B, Idx I, Idx H, int elem_bytes, int threads,
+                                      bool consume_saved) {
         if (elem_bytes != 4 && elem_bytes != 8) throw py::value_error("elem_bytes: expected 4 or 8");
         return rnnfast::backward_scratch_size(make_shape(cell, T, B, I, H, false), elem_bytes,
-                                              threads > 0 ? threads : rnnfast::get_num_threads());
+                                              threads > 0 ? threads : rnnfast::get_num_threads(), consume_saved);
     }, py::arg("cell"), py::arg("T"), py::arg("B"), py::arg("I"), py::arg("H"), py::arg("elem_bytes"),
-       py::arg("threads") = 0,
-       "Values of backward scratch for `threads` (0: the current count); a `scratch` of this size is reused.");
+       py::arg("threads") = 0, py::arg("consume_saved") = false,
+       "Values of backward scratch for `threads` (0: the current count) and consume_saved; a `scratch` of this "
+       "size is reused.");
     m.def("set_num_threads", &rnnfast::set_num_threads, py::arg("n"));
     m.def("get_num_threads", &rnnfast::get_num_threads);
     m.def("isa", &rnnfast::isa);

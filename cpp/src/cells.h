@@ -4,7 +4,9 @@
 //
 // Rows are gate-major, as in PyTorch: a row of G*H values holds gate g of unit u at g*H + u.
 // Gate orders: LSTM (i, f, g, o), GRU (r, z, n). Derivatives are written from saved outputs
-// (sigma' = s(1 - s), tanh' = 1 - t^2), so backward recomputes no gate.
+// (sigma' = s(1 - s), tanh' = 1 - t^2), so backward recomputes no gate. A backward step reads all
+// it needs of a vector of units before it writes any output for them, so gradients may overwrite
+// the saved values they come from.
 #pragma once
 #include "activations.h"
 
@@ -23,7 +25,7 @@ template <class T> struct FwdRow {
 };
 
 template <class T> struct BwdRow {
-    const T* gates;   // (G*H) saved post-activation gates (RNN: h_t itself)
+    const T* gates;   // (G*H) saved post-activation gates (RNN: h_t itself); dg_ih may alias it
     const T* aux;     // (H) GRU: saved W_hn h_{t-1} + b_hn
     const T* h_prev;  // (H)
     const T* c_prev;  // (H) LSTM
@@ -32,6 +34,7 @@ template <class T> struct BwdRow {
     T* dc;            // (H) LSTM: in dL/dc_t (from later steps), out dL/dc_{t-1}
     T* dg_ih;         // (G*H) out: dL/d(W_ih x_t + b_ih)
     T* dg_hh;         // (G*H) out: dL/d(W_hh h_{t-1} + b_hh); equals dg_ih except for GRU
+    T* dg_hn;         // (H) GRU: out: dg_hh's n block again (kept for dW_hh); may alias aux
     T* dh_prev;       // (H) out: the part of dL/dh_{t-1} that bypasses W_hh
 };
 
@@ -144,6 +147,7 @@ template <class T> struct GruCell {
             store_n(r.dg_hh + u, dr, n);
             store_n(r.dg_hh + H + u, dz, n);
             store_n(r.dg_hh + 2 * H + u, dpn * rg, n);
+            store_n(r.dg_hn + u, dpn * rg, n);
             store_n(r.dh_prev + u, dh * z, n);
         });
     }

@@ -61,8 +61,9 @@ index saved_size(const LayerShape& s) { return k().saved_size(s); }
 index forward_scratch_size(const LayerShape& s, bool training, int elem_bytes) {
     return elem_bytes == 4 ? k().forward_scratch_f32(s, training) : k().forward_scratch_f64(s, training);
 }
-index backward_scratch_size(const LayerShape& s, int elem_bytes, int threads) {
-    return elem_bytes == 4 ? k().backward_scratch_f32(s, threads) : k().backward_scratch_f64(s, threads);
+index backward_scratch_size(const LayerShape& s, int elem_bytes, int threads, bool consume_saved) {
+    return elem_bytes == 4 ? k().backward_scratch_f32(s, threads, consume_saved)
+                           : k().backward_scratch_f64(s, threads, consume_saved);
 }
 
 index weight_cache_size(const LayerShape& s, int elem_bytes, bool backward) {

@@ -14,8 +14,8 @@ struct KernelTable {
     index (*saved_size)(const LayerShape&);
     index (*forward_scratch_f32)(const LayerShape&, bool training);
     index (*forward_scratch_f64)(const LayerShape&, bool training);
-    index (*backward_scratch_f32)(const LayerShape&, int threads);
-    index (*backward_scratch_f64)(const LayerShape&, int threads);
+    index (*backward_scratch_f32)(const LayerShape&, int threads, bool consume_saved);
+    index (*backward_scratch_f64)(const LayerShape&, int threads, bool consume_saved);
     index (*weight_cache_f32)(const LayerShape&, bool backward);
     index (*weight_cache_f64)(const LayerShape&, bool backward);
     void (*linear_forward_f32)(const LinearForward<float>&);

@@ -35,9 +35,9 @@ index saved_size(const LayerShape& s) {  // the layout does not depend on T's si
     with_cell<float>(s.cell, [&](auto d) { n = d.saved_size(s); });
     return n;
 }
-template <class T> index backward_scratch(const LayerShape& s, int threads) {
+template <class T> index backward_scratch(const LayerShape& s, int threads, bool consume_saved) {
     index n = 0;
-    with_cell<T>(s.cell, [&](auto d) { n = d.backward_scratch(s, threads); });
+    with_cell<T>(s.cell, [&](auto d) { n = d.backward_scratch(s, threads, consume_saved); });
     return n;
 }
 

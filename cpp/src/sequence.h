@@ -22,6 +22,8 @@
 // the step at time t reads states[t + reverse] and writes states[t + !reverse]; for LSTM cells
 // (T+1, B, H) likewise; for GRU aux (T, B, H) = W_hn h_{t-1} + b_hn. That is T*B*(G+2)*H values at
 // most (LSTM), T*B*(G+2)*H for GRU and 2*T*B*H for RNN, plus one B*H row for the initial state.
+// A backward with consume_saved writes the gate gradients over the saved gates (and GRU's aux), so
+// that its own workspace does not grow with T (see BwdWork); without, it holds them apart.
 #pragma once
 #include "rnnfast/rnnfast.h"
 #include "cells.h"
@@ -115,14 +117,22 @@ template <class T, class Cell> struct Driver {
         return cv.used;
     }
 
+    // The backward's gate gradients: dG_ih (T, B, G*H) = dL/d(W_ih x_t + b_ih), and for GRU, whose
+    // dG_hh differs from dG_ih only in the n block, that block (T, B, H) plus the whole of dG_hh
+    // for the step in flight (two (B, G*H) buffers, alternating: the recurrent product of step t
+    // may still read one while a faster thread writes step t-1's into the other). With
+    // consume_saved they overwrite the saved gates (and GRU's aux), each value right after it was
+    // read, and the backward's workspace is O(B * G * H): the saved workspace then serves one
+    // backward only. Both ways compute the same values in the same order.
     struct BwdWork {
-        T *dg_ih, *dg_hh, *dh, *dc, *wpack, *packbuf, *apack, *db_ih, *db_hh;
+        T *dg_ih, *dg_hn, *dg_step, *dh, *dc, *wpack, *packbuf, *apack, *db_ih, *db_hh;
     };
-    template <class C> static BwdWork carve_bwd(const LayerShape& s, int threads, C& cv) {
-        const index GH = G * s.H, TBG = s.T * s.B * GH;
+    template <class C> static BwdWork carve_bwd(const LayerShape& s, int threads, bool consume, C& cv) {
+        const index GH = G * s.H, TB = s.T * s.B;
         BwdWork w{};
-        w.dg_ih = cv.take(TBG);
-        w.dg_hh = G == 3 ? cv.take(TBG) : w.dg_ih;
+        w.dg_ih = consume ? nullptr : cv.take(TB * GH);
+        w.dg_hn = G == 3 && !consume ? cv.take(TB * s.H) : nullptr;
+        w.dg_step = G == 3 ? cv.take(2 * s.B * GH) : nullptr;
         w.dh = cv.take(s.B * s.H);
         w.dc = cv.take(s.B * s.H);
         w.wpack = cv.take(bwd_packed_size(s.H));
@@ -133,9 +143,9 @@ template <class T, class Cell> struct Driver {
         w.db_hh = G == 3 ? cv.take(GH) : w.db_ih;
         return w;
     }
-    static index backward_scratch(const LayerShape& s, int threads) {
+    static index backward_scratch(const LayerShape& s, int threads, bool consume) {
         Carver<T> cv{nullptr};
-        carve_bwd(s, backward_threads(s, threads), cv);
+        carve_bwd(s, backward_threads(s, threads), consume, cv);
         return cv.used;
     }
     static int backward_threads(const LayerShape& s, int requested) {
@@ -308,9 +318,13 @@ template <class T, class Cell> struct Driver {
         const index nT = s.T, B = s.B, I = s.I, H = s.H, GH = G * H, BH = B * H, TB = nT * B;
         const int nth = backward_threads(s, a.threads);
         Carver<T> wc{a.scratch};
-        const BwdWork w = carve_bwd(s, nth, wc);
-        Carver<T> sc{const_cast<T*>(a.saved)};
+        BwdWork w = carve_bwd(s, nth, a.consume_saved, wc);
+        Carver<T> sc{a.saved};
         const Saved<T> sv = carve_saved(s, sc);
+        if (a.consume_saved) {  // each gate gradient replaces the saved value it was computed from
+            w.dg_ih = sv.gates;
+            w.dg_hn = sv.aux;
+        }
         const PlainCols<T> hcols{H};
         const index npb = plain_panels(H);
         const WeightCache<T> cache(a.wcache, GH * H);
@@ -342,20 +356,25 @@ template <class T, class Cell> struct Driver {
                 if (w.db_hh != w.db_ih) copy_units(w.db_hh + g * H, nullptr, u0, u1);
             }
             // Bias gradients: step t's gate gradients summed over the batch, for units [u0, u1), in
-            // the order of the time loop (so both modes give the same bits).
+            // the order of the time loop (so both modes give the same bits). GRU's db_hh differs
+            // from db_ih only in the n block.
             auto add_bias_grads = [&](index t) {
-                for (index b = 0; b < B; ++b)
+                for (index b = 0; b < B; ++b) {
                     for (int g = 0; g < G; ++g) {
                         add_units(w.db_ih + g * H, w.dg_ih + (t * B + b) * GH + g * H, u0, u1);
-                        if (w.db_hh != w.db_ih) add_units(w.db_hh + g * H, w.dg_hh + (t * B + b) * GH + g * H, u0, u1);
+                        if (G == 3 && g < 2) add_units(w.db_hh + g * H, w.dg_ih + (t * B + b) * GH + g * H, u0, u1);
                     }
+                    if (G == 3) add_units(w.db_hh + 2 * H, w.dg_hn + (t * B + b) * H, u0, u1);
+                }
             };
             for (index k = nT - 1; k >= 0; --k) {
                 const index t = s.reverse ? nT - 1 - k : k;
                 const T* hp = state(sv.states, k);
+                T* dg_hh = G == 3 ? w.dg_step + (k & 1) * B * GH : w.dg_ih + t * B * GH;  // this step's
                 for (index b = me.b0; b < me.b1; ++b) {
                     T* dgi = w.dg_ih + (t * B + b) * GH;
-                    T* dgh = w.dg_hh + (t * B + b) * GH;
+                    T* dgh = dg_hh + b * GH;
+                    T* dgn = G == 3 ? w.dg_hn + (t * B + b) * H : nullptr;
                     T* dh = w.dh + b * H;
                     if (!a.lengths || t < a.lengths[b]) {
                         const T* dy = a.dy + (t * B + b) * a.lddy;
@@ -365,21 +384,22 @@ template <class T, class Cell> struct Driver {
                                     hp + b * H,
                                     G == 4 ? state(sv.cells, k) + b * H : nullptr,
                                     G == 4 ? state(sv.cells, k + 1) + b * H : nullptr,
-                                    dh, w.dc + b * H, dgi, dgh, dh};
+                                    dh, w.dc + b * H, dgi, dgh, dgn, dh};
                         Cell::backward(r, H, me.u0, me.u1);
                     } else {  // padded step: dh and dc pass through, no gate gradient
                         for (int g = 0; g < G; ++g) {
                             copy_units(dgi + g * H, nullptr, me.u0, me.u1);
                             if (dgh != dgi) copy_units(dgh + g * H, nullptr, me.u0, me.u1);
                         }
+                        if (dgn) copy_units(dgn, nullptr, me.u0, me.u1);
                     }
                 }
                 if (!me.batch) {  // while this step's gradients are in cache
                     add_bias_grads(t);
                     team.barrier();
                 }
-                gemm_block<T, MRP, NVP>(me.b0, me.b1, Mat<T>{w.dg_hh + t * B * GH, GH, 1}, 0, WP, 0, hcols, me.p0,
-                                        me.p1, w.dh, H, Init::load, nullptr);
+                gemm_block<T, MRP, NVP>(me.b0, me.b1, Mat<T>{dg_hh, GH, 1}, 0, WP, 0, hcols, me.p0, me.p1, w.dh, H,
+                                        Init::load, nullptr);
             }
             for (index b = me.b0; b < me.b1; ++b) {
                 copy_units(a.dh0 + b * H, w.dh + b * H, me.u0, me.u1);
@@ -399,8 +419,13 @@ template <class T, class Cell> struct Driver {
             T* apack = w.apack + team.id * gemm_mc<T, MRP>() * KC;  // dG^T is read transposed: pack it
             gemm_team<T, MRP, NVP>(team, GH, I, TB, Mat<T>{w.dg_ih, 1, GH}, Mat<T>{a.x, a.ldx, 1}, a.dw_ih,
                                    I, true, nullptr, w.packbuf, KC, apack);
-            gemm_team<T, MRP, NVP>(team, GH, H, TB, Mat<T>{w.dg_hh, 1, GH}, Mat<T>{hprev_all, H, 1},
-                                   a.dw_hh, H, true, nullptr, w.packbuf, KC, apack);
+            // dW_hh = dG_hh^T h_prev; for GRU the r and z rows from dG_ih, the n rows from dg_hn.
+            const index GHr = G == 3 ? 2 * H : GH;
+            gemm_team<T, MRP, NVP>(team, GHr, H, TB, Mat<T>{w.dg_ih, 1, GH}, Mat<T>{hprev_all, H, 1}, a.dw_hh,
+                                   H, true, nullptr, w.packbuf, KC, apack);
+            if (G == 3)
+                gemm_team<T, MRP, NVP>(team, H, H, TB, Mat<T>{w.dg_hn, 1, H}, Mat<T>{hprev_all, H, 1},
+                                       a.dw_hh + GHr * H, H, true, nullptr, w.packbuf, KC, apack);
         }
         if (a.wcache) cache.set_tag(tag);
     }

@@ -62,8 +62,9 @@ class BiRNN(Lockable):
     __call__ = forward
 
     @serialized
-    def backward(self, grad_output, grad_hx=None):
-        """BPTT through the merge and both directions: (grad_x, grad_hx)."""
+    def backward(self, grad_output, grad_hx=None, retain_graph=False):
+        """BPTT through the merge and both directions: (grad_x, grad_hx); `retain_graph` as in
+        RNNBase.backward."""
         g = np.asarray(grad_output, dtype=self.rnn.dtype)
         if self.merge == "concat":
             dy = g
@@ -75,7 +76,7 @@ class BiRNN(Lockable):
         else:
             scale = g.dtype.type(0.5 if self.merge == "ave" else 1.0)
             dy = np.concatenate([g * scale, g * scale], axis=-1)
-        return self.rnn.backward(dy, grad_hx)
+        return self.rnn.backward(dy, grad_hx, retain_graph)
 
     def state_dict(self):
         return self.rnn.state_dict()

@@ -37,14 +37,22 @@ class WeightCache:
 
 
 class LayerContext:
-    """What a training forward keeps for backward: the input, the weights and the saved workspace."""
+    """What a training forward keeps for backward: the input, the weights and the saved workspace.
 
-    __slots__ = ("mode", "x", "w_ih", "w_hh", "has_bias", "reverse", "lengths", "saved", "cache")
+    `spent` is set by a backward that consumed the workspace (retain_graph=False): it then holds
+    gate gradients, and only a new forward (which may reuse the memory) makes a new context."""
+
+    __slots__ = ("mode", "x", "w_ih", "w_hh", "has_bias", "reverse", "lengths", "saved", "cache", "spent")
 
     def __init__(self, mode, x, w_ih, w_hh, has_bias, reverse, lengths, saved, cache):
         self.mode, self.x, self.w_ih, self.w_hh = mode, x, w_ih, w_hh
         self.has_bias, self.reverse, self.lengths, self.saved = has_bias, reverse, lengths, saved
         self.cache = cache
+        self.spent = False
+
+
+SPENT_MESSAGE = ("backward: the saved forward was already used by a backward, which freed it (its workspace now "
+                 "holds gate gradients); run the forward again, or pass retain_graph=True to the first backward")
 
 
 def _lengths(lengths):
@@ -74,17 +82,24 @@ def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, length
 
 
 def layer_backward(ctx, dy, dh_n=None, dc_n=None, grads=None, dx_out=None, dx_accumulate=False, scratch=None,
-                   threads=0):
+                   threads=0, retain_graph=False):
     """BPTT through a layer_forward: returns (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh).
+
+    As in torch, a backward frees what the forward saved unless `retain_graph`: the gate gradients
+    are written over the saved gates (the backward's workspace is then O(B*G*H) instead of
+    O(T*B*G*H)) and a second backward through `ctx` raises. The results are the same either way.
 
     `grads`, if given, is (dw_ih, dw_hh, db_ih, db_hh) arrays that the weight gradients are added
     into (the returned ones are those arrays); otherwise fresh arrays are returned. `dx_out` with
     `dx_accumulate` adds dx into an existing array (layers whose input feeds two directions).
-    `scratch`: a workspace of `backward_scratch_size` values (for the same `threads`) to reuse (else
-    one is allocated). `threads` > 0: this call's thread count (else `get_num_threads()`).
+    `scratch`: a workspace of `backward_scratch_size` values (for the same `threads` and
+    `retain_graph`) to reuse (else one is allocated). `threads` > 0: this call's thread count (else
+    `get_num_threads()`).
     """
     if ctx is None:
         raise RuntimeError("backward: no saved forward (was the forward run with training=False?)")
+    if ctx.spent:
+        raise RuntimeError(SPENT_MESSAGE)
     x, dt = ctx.x, ctx.x.dtype
     if grads is None:
         grads = (np.zeros_like(ctx.w_ih), np.zeros_like(ctx.w_hh),
@@ -94,7 +109,8 @@ def layer_backward(ctx, dy, dh_n=None, dc_n=None, grads=None, dx_out=None, dx_ac
     cache = ctx.cache
     dh0, dc0, packed = _core.layer_backward(CELL_CODES[ctx.mode], x, ctx.w_ih, ctx.w_hh, ctx.lengths, ctx.reverse,
                                             ctx.saved, dy, dh_n, dc_n, dx, bool(dx_accumulate), *grads, scratch,
-                                            cache and cache.backward, int(threads))
+                                            cache and cache.backward, int(threads), not retain_graph)
+    ctx.spent = not retain_graph
     if cache is not None:
         cache.backward = packed
     return (dx, dh0, dc0) + tuple(grads)
@@ -107,8 +123,8 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=Fals
     return y, h_n, ctx
 
 
-def rnn_backward(dy, dh_n, ctx):
-    dx, dh0, _, dw_ih, dw_hh, db_ih, db_hh = layer_backward(ctx, dy, dh_n)
+def rnn_backward(dy, dh_n, ctx, retain_graph=False):
+    dx, dh0, _, dw_ih, dw_hh, db_ih, db_hh = layer_backward(ctx, dy, dh_n, retain_graph=retain_graph)
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
 
 
@@ -116,8 +132,8 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None)
     return layer_forward("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, lengths)
 
 
-def lstm_backward(dy, dh_n, dc_n, ctx):
-    return layer_backward(ctx, dy, dh_n, dc_n)
+def lstm_backward(dy, dh_n, dc_n, ctx, retain_graph=False):
+    return layer_backward(ctx, dy, dh_n, dc_n, retain_graph=retain_graph)
 
 
 def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None):
@@ -125,10 +141,11 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None):
     return y, h_n, ctx
 
 
-def gru_backward(dy, dh_n, ctx):
-    return rnn_backward(dy, dh_n, ctx)
+def gru_backward(dy, dh_n, ctx, retain_graph=False):
+    return rnn_backward(dy, dh_n, ctx, retain_graph)
 
 
-def backward_scratch_size(mode, T, B, I, H, dtype, threads=0):
+def backward_scratch_size(mode, T, B, I, H, dtype, threads=0, retain_graph=False):
     """Values of workspace `layer_backward` needs with `threads` threads (0: the current count)."""
-    return _core.backward_scratch_size(CELL_CODES[mode], T, B, I, H, np.dtype(dtype).itemsize, int(threads))
+    return _core.backward_scratch_size(CELL_CODES[mode], T, B, I, H, np.dtype(dtype).itemsize, int(threads),
+                                       not retain_graph)

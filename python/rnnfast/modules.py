@@ -14,7 +14,7 @@ import numpy as np
 from . import _directions
 from . import _validate as v
 from .module import Module, serialized
-from .functional import CELL_CODES, WeightCache, backward_scratch_size, layer_backward, layer_forward
+from .functional import CELL_CODES, SPENT_MESSAGE, WeightCache, backward_scratch_size, layer_backward, layer_forward
 _GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 
 
@@ -163,15 +163,19 @@ class RNNBase(Module):
 
     # ---- backward --------------------------------------------------------------------------
     @serialized
-    def backward(self, grad_output, grad_hx=None):
+    def backward(self, grad_output, grad_hx=None, retain_graph=False):
         """BPTT through the last training forward: (grad_x, grad_hx). Adds into `grads`.
 
-        Everything is checked before any gradient is touched: after an error `grads` and the
-        saved forward are as they were."""
+        As in torch, this frees the saved forward (its memory then holds the gate gradients, which
+        saves T*B*G*H values per layer and direction); a second backward raises unless the first
+        one had `retain_graph=True`. Everything is checked before any gradient is touched: after
+        an error `grads` and the saved forward are as they were."""
         if self._saved is None:
             raise RuntimeError("backward: no saved forward; call forward in train mode first "
                                "(an eval-mode forward saves nothing)")
         sv = self._saved
+        if sv["layers"][0][0][0].spent:
+            raise RuntimeError(SPENT_MESSAGE)
         T, B, H, D = sv["T"], sv["B"], self.hidden_size, self.num_directions
         layout = (B, T, D * H) if self.batch_first else (T, B, D * H)
         dy = v.shaped(grad_output, "grad_output", self.dtype, layout)
@@ -195,8 +199,8 @@ class RNNBase(Module):
                     contexts[d], dy[:, :, d * H:(d + 1) * H], None if dh_n is None else dh_n[k],
                     None if dc_n is None else dc_n[k],
                     grads=(g["weight_ih" + s], g["weight_hh" + s], g.get("bias_ih" + s), g.get("bias_hh" + s)),
-                    dx_out=dxs[d], scratch=self._scratch(T, B, I, d, threads),
-                    threads=threads)
+                    dx_out=dxs[d], scratch=self._scratch(T, B, I, d, threads, retain_graph),
+                    threads=threads, retain_graph=retain_graph)
                 dh0[k] = dh
                 if dc0 is not None:
                     dc0[k] = dc
@@ -219,10 +223,10 @@ class RNNBase(Module):
         state["_packed"] = {}
         return state
 
-    def _scratch(self, T, B, I, direction, threads):
+    def _scratch(self, T, B, I, direction, threads, retain_graph):
         """The backward's workspace of one direction for a layer of input size I, kept for the next
         call (the directions may run at the same time: each has its own)."""
-        n = backward_scratch_size(self.mode, T, B, I, self.hidden_size, self.dtype, threads)
+        n = backward_scratch_size(self.mode, T, B, I, self.hidden_size, self.dtype, threads, retain_graph)
         buf = self._workspace.get((I, direction))
         if buf is None or buf.size != n:
             buf = self._workspace[(I, direction)] = np.empty(n, self.dtype)

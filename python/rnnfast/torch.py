@@ -95,8 +95,10 @@ class _Layer(torch.autograd.Function):
         dx = np.empty(contexts[0].x.shape, dy.dtype)
         dh0, dc0, dweights = [], [], []
         for d, c in enumerate(contexts):
+            # retain_graph: torch may call this again (backward(retain_graph=True)), and cannot say so here.
             _, dh, dc, *dw = layer_backward(c, dy[:, :, d * H:(d + 1) * H], None if dh_n is None else dh_n[d],
-                                            None if dc_n is None else dc_n[d], dx_out=dx, dx_accumulate=d > 0)
+                                            None if dc_n is None else dc_n[d], dx_out=dx, dx_accumulate=d > 0,
+                                            retain_graph=True)
             dh0.append(dh)
             dc0.append(dc)
             dweights += [torch.from_numpy(g) for g in dw if g is not None]

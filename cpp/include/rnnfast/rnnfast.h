@@ -59,7 +59,10 @@ struct LayerBackward {
     const T* w_ih;                 // (G*H, I)
     const T* w_hh;                 // (G*H, H)
     const std::int64_t* lengths;   // as in the forward
-    const T* saved;                // what the training forward saved
+    T* saved;                      // what the training forward saved; overwritten if consume_saved
+    bool consume_saved;            // the gate gradients overwrite the saved gates: the backward's scratch
+                                   // shrinks by T*B*G*H values (GRU: T*B*(G+1)*H) and `saved` serves
+                                   // this one backward only. Same results either way.
     const T* dy;                   // (T, B, H), stride lddy; ignored where t >= lengths[b]
     index lddy;
     const T* dh_n;                 // (B, H) or nullptr
@@ -73,7 +76,7 @@ struct LayerBackward {
     T* dw_hh;                      // (G*H, H) added into
     T* db_ih;                      // (G*H) added into, or nullptr
     T* db_hh;                      // (G*H) added into, or nullptr
-    T* scratch;                    // backward_scratch_size() values
+    T* scratch;                    // backward_scratch_size() values (for the same threads, consume_saved)
     int threads;                   // threads to use (the same value given to backward_scratch_size)
     T* wcache;                     // weight_cache_size(s, .., true) values kept between calls, or nullptr
 };
@@ -155,7 +158,7 @@ double cross_entropy(const CrossEntropy<double>& a);
 // Element counts (of T) of the workspaces for the active instruction set.
 index saved_size(const LayerShape& s);
 index forward_scratch_size(const LayerShape& s, bool training, int elem_bytes);
-index backward_scratch_size(const LayerShape& s, int elem_bytes, int threads);
+index backward_scratch_size(const LayerShape& s, int elem_bytes, int threads, bool consume_saved);
 
 // Packed weights kept between calls (`wcache`): a forward's (backward = false: W_hh and W_ih) or a
 // backward's (W_hh). The kernels compare the weights with the copy the cache holds on every call
