@@ -177,14 +177,14 @@ void gemm_block(index m0, index m1, Mat<T> A, index k0, const Packed<T, NV>& P, 
     }
 }
 
-// Which part of C a thread of the team computes: panels when there are enough for everyone, else
-// rows in whole MR blocks (so the blocks, and the last one's tail, sit on one grid from row 0
+// Which part of C a thread of the team computes: panels when there are enough for everyone (and
+// not by_rows), else rows in whole MR blocks (so the blocks, and the last one's tail, sit on one grid from row 0
 // whatever the split). Either way a thread owns the same C tiles in every k-block.
 struct Part {
     index m0, m1, p0, p1;
 };
-template <int MR> Part team_part(const Team& team, index M, index np) {
-    if (np >= team.n || M <= MR) {
+template <int MR> Part team_part(const Team& team, index M, index np, bool by_rows = false) {
+    if ((np >= team.n && !by_rows) || M <= MR) {
         const Range q = team.split(np);
         return {0, M, q.lo, q.hi};
     }
@@ -237,7 +237,8 @@ void gemm_team(const Team& team, index M, index N, index K, Mat<T> A, Mat<T> B, 
         pack_panels(P, Bk, cols, q.lo, q.hi);
         team.barrier();
         const Init init = k0 > 0 || accumulate ? Init::load : bias ? Init::bias : Init::zero;
-        const Part part = team_part<MR>(team, M, np);
+        // A transposed operand is packed by each thread for its rows: split rows, so none packs twice.
+        const Part part = team_part<MR>(team, M, np, apack != nullptr && M >= 4 * MR * team.n);
         gemm_block<T, MR, NV, PlainCols<T>, KSplit>(part.m0, part.m1, A, k0, P, 0, cols, part.p0, part.p1, C, ldc,
                                                     init, bias, apack);
         team.barrier();
