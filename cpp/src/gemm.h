@@ -178,8 +178,8 @@ void gemm_block(index m0, index m1, Mat<T> A, index k0, const Packed<T, NV>& P, 
 }
 
 // Which part of C a thread of the team computes: panels when there are enough for everyone (and
-// not by_rows), else rows in whole MR blocks (so the blocks, and the last one's tail, sit on one grid from row 0
-// whatever the split). Either way a thread owns the same C tiles in every k-block.
+// not by_rows), else rows in whole MR blocks (so the blocks, and the last one's tail, sit on one
+// grid from row 0 whatever the split). Either way a thread owns the same C tiles in every k-block.
 struct Part {
     index m0, m1, p0, p1;
 };
