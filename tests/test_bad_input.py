@@ -192,6 +192,56 @@ def test_failed_backward_leaves_grads_and_saved_forward(grad, grad_hx, exc):
     assert all(np.allclose(m.grads[k], 2 * before[k]) for k in before)
 
 
+def test_backward_rejected_by_the_binding_frees_nothing():
+    """An argument the C++ binding refuses (here dx_out's shape) fails before any kernel runs: the
+    saved forward is intact and the next backward gives what a retained one gives."""
+    from rnnfast import functional as F
+    rng = np.random.default_rng(0)
+    m = lstm()
+    x = x_ok()
+    args = [m.state_dict()[k] for k in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")]
+    _, _, _, ctx = F.layer_forward("lstm", x, None, None, *args)
+    saved = ctx.saved.copy()
+    dy = rng.standard_normal((T, B, H)).astype(np.float32)
+    with pytest.raises(ValueError):
+        F.layer_backward(ctx, dy, dx_out=np.empty((T, B, I + 1), np.float32))
+    assert not ctx.spent and np.array_equal(ctx.saved, saved)
+    kept = F.layer_backward(ctx, dy, retain_graph=True)
+    spent = F.layer_backward(ctx, dy)
+    assert ctx.spent and all(np.array_equal(a, b) for a, b in zip(kept, spent) if a is not None)
+
+
+class _InterruptAfter:
+    """Stands in for rnnfast._core: runs the real layer_backward, then raises KeyboardInterrupt as
+    a Ctrl-C arriving during the kernels would (Python raises it once the call returns)."""
+
+    def __init__(self, core):
+        self.core = core
+
+    def __getattr__(self, name):
+        return getattr(self.core, name)
+
+    def layer_backward(self, *args, **kw):
+        self.core.layer_backward(*args, **kw)
+        raise KeyboardInterrupt
+
+
+def test_interrupted_backward_leaves_the_forward_freed(monkeypatch):
+    """Ctrl-C in a 2-layer backward after the top layer: that layer's workspace holds gradients now,
+    so another backward must refuse to run (not read them as gates), and touch no gradient."""
+    from rnnfast import functional as F
+    m = lstm(num_layers=2)
+    m(x_ok())
+    monkeypatch.setattr(F, "_core", _InterruptAfter(F._core))
+    with pytest.raises(KeyboardInterrupt):
+        m.backward(np.ones((T, B, H), np.float32))
+    monkeypatch.undo()
+    before = {k: g.copy() for k, g in m.grads.items()}
+    with pytest.raises(RuntimeError, match="retain_graph=True"):
+        m.backward(np.ones((T, B, H), np.float32))
+    assert all(np.array_equal(before[k], m.grads[k]) for k in before)
+
+
 # ---- load_state_dict --------------------------------------------------------------------------
 @pytest.mark.parametrize("edit,exc", [
     (lambda d: d.pop("weight_ih_l0"), KeyError),

@@ -237,7 +237,8 @@ void gemm_team(const Team& team, index M, index N, index K, Mat<T> A, Mat<T> B, 
         pack_panels(P, Bk, cols, q.lo, q.hi);
         team.barrier();
         const Init init = k0 > 0 || accumulate ? Init::load : bias ? Init::bias : Init::zero;
-        // A transposed operand is packed by each thread for its rows: split rows, so none packs twice.
+        // A transposed operand is copied by each thread for the rows it computes: with enough rows,
+        // split rows, so that no two threads copy the same ones.
         const Part part = team_part<MR>(team, M, np, apack != nullptr && M >= 4 * MR * team.n);
         gemm_block<T, MR, NV, PlainCols<T>, KSplit>(part.m0, part.m1, A, k0, P, 0, cols, part.p0, part.p1, C, ldc,
                                                     init, bias, apack);

@@ -107,10 +107,18 @@ def layer_backward(ctx, dy, dh_n=None, dc_n=None, grads=None, dx_out=None, dx_ac
                  np.zeros(ctx.w_hh.shape[0], dt) if ctx.has_bias else None)
     dx = np.empty(x.shape, dt) if dx_out is None else dx_out
     cache = ctx.cache
-    dh0, dc0, packed = _core.layer_backward(CELL_CODES[ctx.mode], x, ctx.w_ih, ctx.w_hh, ctx.lengths, ctx.reverse,
-                                            ctx.saved, dy, dh_n, dc_n, dx, bool(dx_accumulate), *grads, scratch,
-                                            cache and cache.backward, int(threads), not retain_graph)
+    # Marked before the call: a Ctrl-C raised as the kernels return must not leave a workspace
+    # that holds gradients looking like saved gates. The binding's own errors (types, shapes,
+    # memory) come before any kernel runs: then nothing was consumed.
     ctx.spent = not retain_graph
+    try:
+        dh0, dc0, packed = _core.layer_backward(CELL_CODES[ctx.mode], x, ctx.w_ih, ctx.w_hh, ctx.lengths,
+                                                ctx.reverse, ctx.saved, dy, dh_n, dc_n, dx, bool(dx_accumulate),
+                                                *grads, scratch, cache and cache.backward, int(threads),
+                                                not retain_graph)
+    except Exception:
+        ctx.spent = False
+        raise
     if cache is not None:
         cache.backward = packed
     return (dx, dh0, dc0) + tuple(grads)
@@ -146,6 +154,8 @@ def gru_backward(dy, dh_n, ctx, retain_graph=False):
 
 
 def backward_scratch_size(mode, T, B, I, H, dtype, threads=0, retain_graph=False):
-    """Values of workspace `layer_backward` needs with `threads` threads (0: the current count)."""
+    """Values of workspace `layer_backward` needs with `threads` threads (0: the current count) and
+    `retain_graph` (without it the gate gradients live in the saved workspace: this does not grow
+    with T)."""
     return _core.backward_scratch_size(CELL_CODES[mode], T, B, I, H, np.dtype(dtype).itemsize, int(threads),
                                        not retain_graph)

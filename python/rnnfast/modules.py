@@ -169,12 +169,13 @@ class RNNBase(Module):
         As in torch, this frees the saved forward (its memory then holds the gate gradients, which
         saves T*B*G*H values per layer and direction); a second backward raises unless the first
         one had `retain_graph=True`. Everything is checked before any gradient is touched: after
-        an error `grads` and the saved forward are as they were."""
+        an error `grads` and the saved forward are as they were (a backward interrupted by Ctrl-C
+        has freed the forward, as far as it got)."""
         if self._saved is None:
             raise RuntimeError("backward: no saved forward; call forward in train mode first "
                                "(an eval-mode forward saves nothing)")
         sv = self._saved
-        if sv["layers"][0][0][0].spent:
+        if any(ctx.spent for contexts, _ in sv["layers"] for ctx in contexts):
             raise RuntimeError(SPENT_MESSAGE)
         T, B, H, D = sv["T"], sv["B"], self.hidden_size, self.num_directions
         layout = (B, T, D * H) if self.batch_first else (T, B, D * H)

@@ -158,7 +158,7 @@ double cross_entropy(const CrossEntropy<double>& a);
 // Element counts (of T) of the workspaces for the active instruction set.
 index saved_size(const LayerShape& s);
 index forward_scratch_size(const LayerShape& s, bool training, int elem_bytes);
-index backward_scratch_size(const LayerShape& s, int elem_bytes, int threads, bool consume_saved);
+index backward_scratch_size(const LayerShape& s, int elem_bytes, int threads, bool consume_saved = false);
 
 // Packed weights kept between calls (`wcache`): a forward's (backward = false: W_hh and W_ih) or a
 // backward's (W_hh). The kernels compare the weights with the copy the cache holds on every call
