@@ -42,10 +42,13 @@ template <class T> struct BwdRow {
 // stay in registers across the loop.
 #define RNNFAST_FLATTEN __attribute__((flatten))
 
-// Calls f(u, n) for each vector of units in [u0, u1); n < W only for the last one.
+// Calls f(u, n) for each vector of units in [u0, u1); n < W only for the last one. The full
+// vectors get n as a constant, so their loop body has no partial-load branches.
 template <class T, class F> inline void for_units(index u0, index u1, F&& f) {
     constexpr int W = simd<T>::W;
-    for (index u = u0; u < u1; u += W) f(u, int(u1 - u < W ? u1 - u : W));
+    index u = u0;
+    for (; u + W <= u1; u += W) f(u, W);
+    if (u < u1) f(u, int(u1 - u));
 }
 
 template <class T, bool Relu> struct RnnCell {
