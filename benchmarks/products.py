@@ -1,0 +1,81 @@
+"""The three matrix products of a layer, alone: rnnfast's kernels against torch's matmul.
+
+    python benchmarks/products.py [--rows N] [--inner F] [--outer O] [--rounds R]
+
+At the defaults, (1600 x 256) x (256 x 1024) is an LSTM (T=100, B=16, H=256) input projection,
+and dW = dy^T x and dx = dy W are its two backward products. rnnfast's run through
+`rnnfast._core.linear_forward` / `linear_backward`, the same micro-kernel and team split as the
+recurrent layers. Each line: GFLOP/s of the fastest of 21 calls, median over the rounds, with the
+share of the FMA peak that rnnfast measures. The two libraries alternate within each round.
+torch is optional; without it only rnnfast's column is printed.
+"""
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+import rnnfast
+
+
+def fastest(fn, calls=21):
+    fn()
+    best = float("inf")
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1600)
+    ap.add_argument("--inner", type=int, default=256)
+    ap.add_argument("--outer", type=int, default=1024)
+    ap.add_argument("--rounds", type=int, default=7)
+    args = ap.parse_args()
+    try:
+        import torch
+        torch.set_num_threads(rnnfast.get_num_threads())
+    except ImportError:
+        torch = None
+    core = rnnfast._core
+    core.fma_peak_gflops(rnnfast.get_num_threads())  # wakes the threads
+    peak = max(core.fma_peak_gflops(rnnfast.get_num_threads()) for _ in range(3))
+
+    N, F, O = args.rows, args.inner, args.outer
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((N, F), dtype=np.float32)
+    w = rng.standard_normal((O, F), dtype=np.float32)
+    dy = rng.standard_normal((N, O), dtype=np.float32)
+    y, dw, dx = np.empty((N, O), np.float32), np.zeros((O, F), np.float32), np.empty((N, F), np.float32)
+    ours = {  # linear_backward always computes dW: dx's time is (dx + dW) - dW
+        "y = x W^T": lambda: core.linear_forward(x, w, None, y),
+        "dW = dy^T x": lambda: core.linear_backward(x, w, dy, None, dw, None),
+        "dx + dW": lambda: core.linear_backward(x, w, dy, dx, dw, None),
+    }
+    theirs = {}
+    if torch is not None:
+        xt, wt, dyt = map(torch.from_numpy, (x, w, dy))
+        theirs = {"y = x W^T": lambda: xt @ wt.t(), "dW = dy^T x": lambda: dyt.t() @ xt, "dx = dy W": lambda: dyt @ wt}
+    times = {}
+    for _ in range(args.rounds):
+        for name, fn in list(ours.items()) + [("torch " + k, f) for k, f in theirs.items()]:
+            times.setdefault(name, []).append(fastest(fn))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    med["dx = dy W"] = med["dx + dW"] - med["dW = dy^T x"]
+    flops = 2.0 * N * F * O
+    print(f"({N} x {F}) x ({F} x {O}), {rnnfast.get_num_threads()} threads, FMA peak {peak:.0f} GFLOP/s; "
+          f"fastest of 21 calls, median of {args.rounds} rounds")
+    for name in ("y = x W^T", "dW = dy^T x", "dx = dy W"):
+        g = flops / med[name] / 1e9
+        line = f"{name:12} rnnfast {g:6.1f} GFLOP/s ({g / peak:4.0%})"
+        if ("torch " + name) in med:
+            gt = flops / med["torch " + name] / 1e9
+            line += f"   torch {gt:6.1f} GFLOP/s ({gt / peak:4.0%})"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
