@@ -1,6 +1,6 @@
 """The three matrix products of a layer, alone: rnnfast's kernels against torch's matmul.
 
-    python benchmarks/products.py [--rows N] [--inner F] [--outer O] [--rounds R]
+    python benchmarks/products.py [--rows N] [--inner F] [--outer O] [--rounds R] [--threads N]
 
 At the defaults, (1600 x 256) x (256 x 1024) is an LSTM (T=100, B=16, H=256) input projection,
 and dW = dy^T x and dx = dy W are its two backward products. rnnfast's run through
@@ -34,7 +34,10 @@ def main():
     ap.add_argument("--inner", type=int, default=256)
     ap.add_argument("--outer", type=int, default=1024)
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=None, help="default: rnnfast's (all cores)")
     args = ap.parse_args()
+    if args.threads:
+        rnnfast.set_num_threads(args.threads)
     try:
         import torch
         torch.set_num_threads(rnnfast.get_num_threads())
