@@ -5,9 +5,10 @@
 At the defaults, (1600 x 256) x (256 x 1024) is an LSTM (T=100, B=16, H=256) input projection,
 and dW = dy^T x and dx = dy W are its two backward products. rnnfast's run through
 `rnnfast._core.linear_forward` / `linear_backward`, the same micro-kernel and team split as the
-recurrent layers. Each line: GFLOP/s of the fastest of 21 calls, median over the rounds, with the
-share of the FMA peak that rnnfast measures. The two libraries alternate within each round.
-torch is optional; without it only rnnfast's column is printed.
+recurrent layers. The products are first checked against float64 NumPy (exit 1 when they differ
+by more than 1e-5 of the largest value). Each line: GFLOP/s of the fastest of 21 calls, median
+over the rounds, with the share of the FMA peak that rnnfast measures. The two libraries alternate
+within each round. torch is optional; without it only rnnfast's column is printed.
 """
 import argparse
 import statistics
@@ -62,6 +63,15 @@ def main():
     if torch is not None:
         xt, wt, dyt = map(torch.from_numpy, (x, w, dy))
         theirs = {"y = x W^T": lambda: xt @ wt.t(), "dW = dy^T x": lambda: dyt.t() @ xt, "dx = dy W": lambda: dyt @ wt}
+    # Checked before timing, against float64 NumPy: a wrong product must not be timed.
+    core.linear_forward(x, w, None, y)
+    dw[:] = 0
+    core.linear_backward(x, w, dy, dx, dw, None)
+    x64, w64, dy64 = (a.astype(np.float64) for a in (x, w, dy))
+    err = max(float(np.max(np.abs(got - want))) / float(np.max(np.abs(want)))
+              for got, want in ((y, x64 @ w64.T), (dw, dy64.T @ x64), (dx, dy64 @ w64)))
+    if not err <= 1e-5:  # written so that NaN fails too
+        raise SystemExit(f"rnnfast's products differ from NumPy's: max rel err {err:.2e}")
     times = {}
     for _ in range(args.rounds):
         for name, fn in list(ours.items()) + [("torch " + k, f) for k, f in theirs.items()]:
@@ -70,7 +80,7 @@ def main():
     med["dx = dy W"] = med["dx + dW"] - med["dW = dy^T x"]
     flops = 2.0 * N * F * O
     print(f"({N} x {F}) x ({F} x {O}), {rnnfast.get_num_threads()} threads, FMA peak {peak:.0f} GFLOP/s; "
-          f"fastest of 21 calls, median of {args.rounds} rounds")
+          f"fastest of 21 calls, median of {args.rounds} rounds; max rel err against float64 {err:.1e}")
     for name in ("y = x W^T", "dW = dy^T x", "dx = dy W"):
         g = flops / med[name] / 1e9
         line = f"{name:12} rnnfast {g:6.1f} GFLOP/s ({g / peak:4.0%})"
