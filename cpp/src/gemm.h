@@ -16,10 +16,15 @@ namespace rnnfast {
 namespace RNNFAST_ISA_NS {
 
 // Register blocking of every product: MR rows x NV vectors of C per micro-kernel call (12 of 16
-// vector registers on AVX2/SSE, 16 of 32 on AVX-512), B packed in k-blocks of KC.
+// vector registers on AVX2/SSE, 16 of 32 on AVX-512), B packed in k-blocks of KC: a panel of
+// KC x NV vectors is 32 KiB on AVX2 and AVX-512 (16 KiB on SSE/NEON). On Zen 3 (AVX2, 32 KiB
+// L1d) KC = 512 against 256 made (3200 x 512) x (512 x 2048) products 2-11% faster and layers
+// with H >= 512 0.98-1.20x (medians, benchmarks/RESULTS.md); on a 16-core Xeon (AVX-512, 48 KiB
+// L1d) KC = 128 or 192 was no faster than 256 for the layers. The recurrent products take all
+// of k in one block (k-blocks of 256 there were slower).
 constexpr int kMR = RNNFAST_VBYTES == 64 ? 8 : 6;
 constexpr int kNV = 2;
-constexpr index kKC = 256;
+constexpr index kKC = RNNFAST_VBYTES == 64 ? 256 : 512;
 
 template <class T> struct Mat {  // element (r, c) is p[r * rs + c * cs]
     const T* p;
