@@ -66,9 +66,11 @@ def test_no_bias(mode, dtype):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_larger_shapes_use_every_code_path(mode):
-    """Sizes past one vector, one panel and one k-block (KC = 256), several threads' worth."""
-    p = make_layer(mode, 3, 13, 300, 70, np.float64, seed=11)
-    check(mode, p, lengths=np.array([3, 2, 1, 3, 3, 2, 1, 3, 3, 3, 1, 2, 3]))
+    """Sizes past one vector, one panel and one k-block (KC: 256 values on AVX-512, 512 on the
+    other paths) in the input projection (I), dx (G*H for LSTM and GRU) and dW (T*B), several
+    threads' worth."""
+    p = make_layer(mode, 40, 13, 530, 180, np.float64, seed=11)
+    check(mode, p, lengths=np.array([40, 27, 1, 40, 40, 13, 1, 40, 39, 40, 2, 26, 40]))
 
 
 @pytest.mark.parametrize("mode", MODES)
