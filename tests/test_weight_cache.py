@@ -108,6 +108,12 @@ def test_thread_count_and_isa_changes_between_calls():
         rnnfast._core.set_isa(isa)
 
 
+def head(buf):
+    """Where a cache's tag lies in its buffer: the kernels use the buffer from its first 64-byte
+    boundary on (16 values of header, then the copy of the weights, then the panels)."""
+    return (-buf.ctypes.data) % 64 // buf.itemsize
+
+
 def test_spoiled_or_foreign_cache_is_refilled():
     """A cache whose tags and contents were overwritten, or that holds another layer's weights, is
     refilled, never trusted. (New caches start zeroed: memory that happened to hold a valid tag
@@ -119,7 +125,7 @@ def test_spoiled_or_foreign_cache_is_refilled():
     cache = WeightCache()
     layer_forward("gru", x, None, None, w_ih, w_hh, None, None, training=False, cache=cache)
     for fill in (0.0, np.nan, 7.0):
-        cache.forward[16:] = fill  # tag kept, copy and panels spoiled
+        cache.forward[head(cache.forward) + 16:] = fill  # tag kept, copy and panels spoiled
         y, *_ = layer_forward("gru", x, None, None, w_ih, w_hh, None, None, training=False, cache=cache)
         np.testing.assert_array_equal(y, y_plain)
     other = rng.standard_normal((3 * H, H)) * 0.1  # another layer's weights through the same cache
@@ -138,9 +144,34 @@ def test_spoiled_copy_with_a_valid_tag_repacks():
     cache = WeightCache()
     for fill in (np.nan, 3.0):
         layer_forward("lstm", x, None, None, w_ih, w_hh, None, None, training=False, cache=cache)
-        cache.forward[16:16 + w_hh.size] = fill
+        h = head(cache.forward) + 16
+        cache.forward[h:h + w_hh.size] = fill
         y, *_ = layer_forward("lstm", x, None, None, w_ih, w_hh, None, None, training=False, cache=cache)
         np.testing.assert_array_equal(y, expect)
+
+
+def test_cache_moved_off_its_alignment_is_refilled():
+    """A cache's contents copied into a buffer that sits elsewhere against a 64-byte boundary are
+    read shifted by the kernels (which start at the first boundary): never trusted, refilled in
+    place, and the results stay the same bits."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((T, B, I))
+    w_ih, w_hh = rng.standard_normal((4 * H, I)) * 0.1, rng.standard_normal((4 * H, H)) * 0.1
+    expect, *_ = layer_forward("lstm", x, None, None, w_ih, w_hh, None, None, training=False)
+    cache = WeightCache()
+    layer_forward("lstm", x, None, None, w_ih, w_hh, None, None, training=False, cache=cache)
+    filled = cache.forward.copy()
+    heads = set()
+    room = np.empty(filled.size + 8)
+    for shift in range(8):  # float64: 8 values to a 64-byte line
+        moved = room[shift:shift + filled.size]
+        moved[:] = filled
+        heads.add(head(moved))
+        cache.forward = moved
+        y, *_ = layer_forward("lstm", x, None, None, w_ih, w_hh, None, None, training=False, cache=cache)
+        assert cache.forward is moved  # reused, not replaced
+        np.testing.assert_array_equal(y, expect)
+    assert len(heads) == 8
 
 
 def test_cell_steps_see_weight_changes():

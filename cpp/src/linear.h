@@ -17,33 +17,35 @@ template <class T> struct LinearDriver {
     static int threads(index N, index F, index O, int requested) { return team_size(N * F * O, 65536, requested); }
     static index scratch(index N, index F, index O, int requested) {
         const index np = panels(O) > panels(F) ? panels(O) : panels(F);
-        return kKC * np * kNV * W + threads(N, F, O, requested) * gemm_mc<T, kMR>() * kKC + 16;
+        return kKC * np * kNV * W + threads(N, F, O, requested) * gemm_mc<T, kMR>() * kKC + kAlignSlack;
     }
 
     static void forward(const LinearForward<T>& a) {
         const int nth = threads(a.N, a.F, a.O, a.threads);
+        T* const scratch = align64(a.scratch);
 #pragma omp parallel num_threads(nth)
         {
             const FlushDenormals ftz;
             gemm_team<T, kMR, kNV, false>(current_team(), a.N, a.O, a.F, Mat<T>{a.x, a.F, 1}, Mat<T>{a.w, 1, a.F}, a.y, a.O, false,
-                                   a.b, a.scratch, kKC);
+                                   a.b, scratch, kKC);
         }
     }
 
     static void backward(const LinearBackward<T>& a) {
         const int nth = threads(a.N, a.F, a.O, a.threads);
         const index np = panels(a.O) > panels(a.F) ? panels(a.O) : panels(a.F);
-        T* apack_all = a.scratch + kKC * np * kNV * W;
+        T* const scratch = align64(a.scratch);
+        T* apack_all = scratch + kKC * np * kNV * W;
 #pragma omp parallel num_threads(nth)
         {
             const FlushDenormals ftz;
             const Team tm = current_team();
             if (a.dx)
                 gemm_team<T, kMR, kNV, false>(tm, a.N, a.F, a.O, Mat<T>{a.dy, a.O, 1}, Mat<T>{a.w, a.F, 1}, a.dx, a.F, false,
-                                       nullptr, a.scratch, kKC);
+                                       nullptr, scratch, kKC);
             T* apack = apack_all + tm.id * gemm_mc<T, kMR>() * kKC;  // dy^T is read transposed: pack it
             gemm_team<T, kMR, kNV, false>(tm, a.O, a.F, a.N, Mat<T>{a.dy, 1, a.O}, Mat<T>{a.x, a.F, 1}, a.dw, a.F, true,
-                                   nullptr, a.scratch, kKC, apack);
+                                   nullptr, scratch, kKC, apack);
             if (a.db) column_sums_team(tm, a.N, a.O, a.dy, a.O, a.db);
         }
     }

@@ -89,8 +89,8 @@ template <class T, class Cell> struct Driver {
     // The forward's cache: W_hh's, then W_ih's (at this offset); the backward's: W_hh's.
     static index rec_cache_size(index H) { return WeightCache<T>::size(G * H * H, fwd_packed_size(H)); }
     static index weight_cache(const LayerShape& s, bool backward) {
-        if (backward) return WeightCache<T>::size(G * s.H * s.H, bwd_packed_size(s.H));
-        return rec_cache_size(s.H) + WeightCache<T>::size(G * s.H * s.I, input_packed_size(s.I, s.H));
+        if (backward) return WeightCache<T>::size(G * s.H * s.H, bwd_packed_size(s.H)) + kAlignSlack;
+        return rec_cache_size(s.H) + WeightCache<T>::size(G * s.H * s.I, input_packed_size(s.I, s.H)) + kAlignSlack;
     }
 
     struct FwdWork {
@@ -114,7 +114,7 @@ template <class T, class Cell> struct Driver {
     static index forward_scratch(const LayerShape& s, bool training) {
         Carver<T> cv{nullptr};
         carve_fwd(s, training, cv);
-        return cv.used;
+        return cv.used + kAlignSlack;
     }
 
     // The backward's gate gradients: dG_ih (T, B, G*H) = dL/d(W_ih x_t + b_ih), and for GRU, whose
@@ -146,7 +146,7 @@ template <class T, class Cell> struct Driver {
     static index backward_scratch(const LayerShape& s, int threads, bool consume) {
         Carver<T> cv{nullptr};
         carve_bwd(s, backward_threads(s, threads), consume, cv);
-        return cv.used;
+        return cv.used + kAlignSlack;
     }
     static int backward_threads(const LayerShape& s, int requested) {
         return threads_for(s, plain_panels(s.H), requested);
@@ -206,23 +206,24 @@ template <class T, class Cell> struct Driver {
         const LayerShape& s = a.s;
         const index nT = s.T, B = s.B, I = s.I, H = s.H, GH = G * H, BH = B * H;
         const bool training = a.saved != nullptr;
-        Carver<T> wc{a.scratch};
+        Carver<T> wc{align64(a.scratch)};
+        T* const wcache = align64(a.wcache);
         const FwdWork w = carve_fwd(s, training, wc);
         Carver<T> sc{a.saved};
         const Saved<T> sv = training ? carve_saved(s, sc) : Saved<T>{};
         const GateCols<T> rcols{G, H};
         const index ngroups = rec_groups(H);
-        const WeightCache<T> cache(a.wcache, GH * H);
+        const WeightCache<T> cache(wcache, GH * H);
         const std::uint64_t tag = WeightCache<T>::make_tag(G, H, H, NVP, WeightCache<T>::kRecurrent);
-        const bool fresh = !a.wcache || cache.tag() != tag;
-        const Packed<T, NVP> WP{a.wcache ? cache.packed : w.wpack, H, H, ngroups * PPG};
+        const bool fresh = !wcache || cache.tag() != tag;
+        const Packed<T, NVP> WP{wcache ? cache.packed : w.wpack, H, H, ngroups * PPG};
         // W_ih packed whole for the input projection (every chunk of steps uses it).
         const PlainCols<T> pcols{GH};
         const index npi = plain_panels(GH);
-        const WeightCache<T> icache(a.wcache ? a.wcache + rec_cache_size(H) : nullptr, GH * I);
+        const WeightCache<T> icache(wcache ? wcache + rec_cache_size(H) : nullptr, GH * I);
         const std::uint64_t itag = WeightCache<T>::make_tag(G, H, I, NVP, WeightCache<T>::kInput);
         const bool ifresh = fresh || icache.tag() != itag;  // a fresh W_hh part: this one too
-        const Packed<T, NVP> IP{a.wcache ? icache.packed : w.ipack, I, KC, npi};
+        const Packed<T, NVP> IP{wcache ? icache.packed : w.ipack, I, KC, npi};
         const index Tc = chunk_steps(s, training);
         // State after k processed steps.
         auto state = [&](T* const* pingpong, T* seq, index k) -> T* {
@@ -241,14 +242,14 @@ template <class T, class Cell> struct Driver {
             // Each thread packs the W_hh panels it will use, B(k, g*H + u) = w_hh[(g*H + u) * H + k],
             // unless the cache holds them packed from the same rows.
             bool repack = fresh;
-            for (int g = 0; a.wcache && g < G; ++g)
+            for (int g = 0; wcache && g < G; ++g)
                 repack = !cache.refresh(a.w_hh, H, g * H + u0, g * H + u1, 0, H, fresh) || repack;
             if (repack) pack_panels(WP, Mat<T>{a.w_hh, 1, H}, rcols, pr.lo, pr.hi);
             // Likewise W_ih, B(k, j) = w_ih[j * I + k], split by panels of output columns j.
             const Range iq = team.split(npi);
             const index j0 = iq.lo * NVP * W < GH ? iq.lo * NVP * W : GH;
             const index j1 = iq.hi * NVP * W < GH ? iq.hi * NVP * W : GH;
-            if (!a.wcache || !icache.refresh(a.w_ih, I, j0, j1, 0, I, ifresh))
+            if (!wcache || !icache.refresh(a.w_ih, I, j0, j1, 0, I, ifresh))
                 pack_panels(IP, Mat<T>{a.w_ih, 1, I}, pcols, iq.lo, iq.hi);
             for (int g = 0; g < G; ++g)
                 for (index u = u0; u < u1; ++u) {
@@ -307,7 +308,7 @@ template <class T, class Cell> struct Driver {
                 if (G == 4 && a.c_n) copy_units(a.c_n + b * H, state(w.C, sv.cells, nT) + b * H, me.u0, me.u1);
             }
         }
-        if (a.wcache) {
+        if (wcache) {
             cache.set_tag(tag);
             icache.set_tag(itag);
         }
@@ -317,7 +318,8 @@ template <class T, class Cell> struct Driver {
         const LayerShape& s = a.s;
         const index nT = s.T, B = s.B, I = s.I, H = s.H, GH = G * H, BH = B * H, TB = nT * B;
         const int nth = backward_threads(s, a.threads);
-        Carver<T> wc{a.scratch};
+        Carver<T> wc{align64(a.scratch)};
+        T* const wcache = align64(a.wcache);
         BwdWork w = carve_bwd(s, nth, a.consume_saved, wc);
         Carver<T> sc{a.saved};
         const Saved<T> sv = carve_saved(s, sc);
@@ -327,10 +329,10 @@ template <class T, class Cell> struct Driver {
         }
         const PlainCols<T> hcols{H};
         const index npb = plain_panels(H);
-        const WeightCache<T> cache(a.wcache, GH * H);
+        const WeightCache<T> cache(wcache, GH * H);
         const std::uint64_t tag = WeightCache<T>::make_tag(G, H, H, NVP, WeightCache<T>::kRecurrentTransposed);
-        const bool fresh = !a.wcache || cache.tag() != tag;
-        const Packed<T, NVP> WP{a.wcache ? cache.packed : w.wpack, GH, GH, npb};
+        const bool fresh = !wcache || cache.tag() != tag;
+        const Packed<T, NVP> WP{wcache ? cache.packed : w.wpack, GH, GH, npb};
         auto state = [&](T* seq, index k) { return seq + (s.reverse ? nT - k : k) * BH; };
         const T* hprev_all = sv.states + (s.reverse ? BH : 0);  // (T, B, H): h_{t-1} of each step
 
@@ -343,7 +345,7 @@ template <class T, class Cell> struct Driver {
             const index u1 = pr.hi * NVP * W < H ? pr.hi * NVP * W : H;
             // B(k = g*H + j, u) = w_hh[(g*H + j) * H + u]: dh_{t-1} = dG_hh W_hh; from the cache when
             // it holds my columns packed from the same values.
-            if (!a.wcache || !cache.refresh(a.w_hh, H, 0, GH, u0, u1, fresh))
+            if (!wcache || !cache.refresh(a.w_hh, H, 0, GH, u0, u1, fresh))
                 pack_panels(WP, Mat<T>{a.w_hh, H, 1}, hcols, pr.lo, pr.hi);
             const Share me = share(team, s, pr, u0, u1, npb);
             if (me.batch) team.barrier();  // every thread reads every panel
@@ -427,7 +429,7 @@ template <class T, class Cell> struct Driver {
                 gemm_team<T, MRP, NVP>(team, H, H, TB, Mat<T>{w.dg_hn, 1, H}, Mat<T>{hprev_all, H, 1},
                                        a.dw_hh + GHr * H, H, true, nullptr, w.packbuf, KC, apack);
         }
-        if (a.wcache) cache.set_tag(tag);
+        if (wcache) cache.set_tag(tag);
     }
 };
 

@@ -7,6 +7,10 @@
 //
 //   [tag: 16 values][copy of the weights (rows, cols), rounded up to 16 values][packed panels]
 //
+// from the buffer's first 64-byte boundary on (align64; the sizes include kAlignSlack). A cache
+// copied to a buffer that sits differently against a boundary is read shifted: its tag is then
+// wrong and it is refilled.
+//
 // A forward's cache holds two of these, W_hh's then W_ih's; a backward's one (W_hh transposed).
 // On every call each thread compares the part of the weights its panels are made of with the copy
 // (memcmp over contiguous rows, or row pieces, several times cheaper than packing) and repacks its own
