@@ -32,3 +32,21 @@ def test_products_are_checked_before_they_are_timed():
     err = float(out.split("max rel err against float64 ")[1].split()[0])
     assert err <= 1e-5
     assert [ln.split()[0] for ln in out.splitlines()[1:]] == ["y", "dW", "dx"]
+
+
+def test_ab_builds_alternates_the_two_builds_it_is_given(tmp_path):
+    rows = ["lstm,3,2,8,eval", "gru,3,2,8,train"]
+    out = run("ab_builds.py", "-", "-", *rows, "--rounds", "2", "--budget", "0.01", "--threads", "1")
+    lines = {ln.split()[0]: ln.split() for ln in out.splitlines()[1:]}
+    assert sorted(lines) == sorted(rows)
+    for row in rows:  # old ms, new ms, median ratio, then one ratio per round
+        assert len(lines[row]) == 1 + 3 + 2 and all(float(v.strip("()")) > 0 for v in lines[row][1:])
+    # A folder is put first on the worker's path: a broken package there is what gets imported.
+    (tmp_path / "rnnfast").mkdir()
+    (tmp_path / "rnnfast" / "__init__.py").write_text("raise ImportError('not a real build')\n")
+    r = subprocess.run([sys.executable, str(BENCH / "ab_builds.py"), "-", str(tmp_path), rows[0], "--rounds", "1",
+                        "--budget", "0.01"], capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "not a real build" in r.stderr
+    r = subprocess.run([sys.executable, str(BENCH / "ab_builds.py"), "-", "-", "lstm,3,2,8,fast"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "cell,T,B,H,mode" in r.stderr

@@ -1,0 +1,119 @@
+"""Two builds of rnnfast against each other, alternated in fresh processes: is a change faster?
+
+    python benchmarks/ab_builds.py OLD NEW [--rounds R] [--threads N] [ROW ...]
+
+OLD and NEW are folders holding an installed `rnnfast` package (for example from
+`pip install --no-deps --target /tmp/old <checkout>`), or `-` for the one Python imports by
+default. Each ROW is `cell,T,B,H,mode` with cell in rnn, lstm, gru and mode in eval, train (I = H,
+as in bench.py). Every round runs OLD, then NEW, each in a new process that times every row
+(median of the calls that fit in --budget seconds, at least 5, after two warm-up calls); the
+report gives each row's median time per build and the median over rounds of old time / new time
+(> 1: NEW faster), with every round's ratio, since on a shared machine one noisy round can move a
+single pair a long way. Both builds run the same inputs and weights (seeded).
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+DEFAULT_ROWS = ["lstm,100,16,256,eval", "lstm,100,16,256,train", "lstm,50,64,512,train",
+                "gru,100,64,256,train", "rnn,25,32,1024,eval"]
+CLASSES = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
+
+
+def parse_row(text):
+    cell, T, B, H, mode = text.split(",")
+    if cell not in CLASSES or mode not in ("eval", "train"):
+        raise argparse.ArgumentTypeError(f"row {text!r}: expected cell,T,B,H,mode (cell: rnn|lstm|gru, mode: eval|train)")
+    return cell, int(T), int(B), int(H), mode
+
+
+def time_rows(rows, threads, budget):
+    """In the worker process: median seconds per row for the rnnfast that Python imports."""
+    import numpy as np
+    import rnnfast
+    if threads:
+        rnnfast.set_num_threads(threads)
+    out = []
+    for cell, T, B, H, mode in rows:
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((T, B, H), dtype=np.float32)
+        dy = rng.standard_normal((T, B, H), dtype=np.float32)
+        m = getattr(rnnfast, CLASSES[cell])(H, H, seed=0).train(mode == "train")
+
+        def call():
+            if mode == "eval":
+                return m(x)
+            m.zero_grad()
+            m(x)
+            return m.backward(dy)
+
+        call()
+        call()
+        times, end = [], time.perf_counter() + budget
+        while time.perf_counter() < end or len(times) < 5:
+            t0 = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - t0)
+        out.append(statistics.median(times))
+    return out
+
+
+def run_build(folder, args):
+    env = dict(os.environ)
+    if folder != "-":
+        env["PYTHONPATH"] = os.path.abspath(folder) + os.pathsep + env.get("PYTHONPATH", "")
+    cmd = [sys.executable, __file__, "--worker", "--threads", str(args.threads), "--budget", str(args.budget),
+           *args.rows]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("TIMES ")]
+    if res.returncode != 0 or not lines:
+        raise SystemExit(f"build {folder}: worker failed\n{res.stderr[-2000:]}")
+    return [float(v) for v in lines[-1].split()[1:]]
+
+
+def worker(argv):
+    """`--worker [--threads N] [--budget S] ROW ...`: prints one line, TIMES and a value per row."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--budget", type=float, default=1.5)
+    ap.add_argument("rows", nargs="+", type=parse_row)
+    args = ap.parse_args(argv)
+    print("TIMES " + " ".join(f"{t:.6e}" for t in time_rows(args.rows, args.threads, args.budget)), flush=True)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--worker"]:
+        return worker(argv[1:])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("old", help="folder with the old build's rnnfast, or -")
+    ap.add_argument("new", help="folder with the new build's rnnfast, or -")
+    ap.add_argument("rows", nargs="*", default=DEFAULT_ROWS, metavar="ROW")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0, help="default: rnnfast's (all cores)")
+    ap.add_argument("--budget", type=float, default=1.5, help="seconds of timed calls per row and process")
+    args = ap.parse_args(argv)
+    for r in args.rows:
+        try:
+            parse_row(r)
+        except (argparse.ArgumentTypeError, ValueError) as e:
+            ap.error(str(e))
+    times = {"old": [], "new": []}
+    for _ in range(args.rounds):
+        for which, folder in (("old", args.old), ("new", args.new)):
+            times[which].append(run_build(folder, args))
+    print(f"{args.rounds} rounds, {args.threads or 'all'} threads; ms old / new (medians), "
+          f"old/new time (median of rounds) and each round's")
+    for i, row in enumerate(args.rows):
+        old = [r[i] for r in times["old"]]
+        new = [r[i] for r in times["new"]]
+        ratios = [o / n for o, n in zip(old, new)]
+        print(f"  {row:24} {statistics.median(old) * 1e3:9.3f} {statistics.median(new) * 1e3:9.3f}   "
+              f"{statistics.median(ratios):.3f}  ({' '.join(f'{r:.2f}' for r in ratios)})")
+
+
+if __name__ == "__main__":
+    main()
