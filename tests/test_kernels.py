@@ -74,6 +74,22 @@ def test_larger_shapes_use_every_code_path(mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("B", [123, 163])
+def test_row_counts_just_past_a_chunk_of_rows(mode, B):
+    """The products take rows in chunks of 20 micro-kernel blocks (120 rows on AVX2 and the
+    portable path, 160 on AVX-512) with a short block or two at the end: B = 123 and 163 put that
+    end just past a chunk in the recurrent products (one thread, all rows in one call), I > 512 past
+    one k-block in the input projection, and G * H = 123 (GRU), 164 (LSTM) in dW's rows."""
+    p = make_layer(mode, 2, B, 530, 41, np.float64, seed=B)
+    before = rnnfast.get_num_threads()
+    try:
+        rnnfast.set_num_threads(1)
+        check(mode, p, reverse=True)
+    finally:
+        rnnfast.set_num_threads(before)
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_thread_count_does_not_change_bits(mode):
     p = make_layer(mode, 6, 9, 40, 130, np.float32, seed=2)
     assert_same_bits_for_threads(mode, p, np.array([6, 3, 6, 1, 6, 6, 2, 6, 5]), (1, 2, 3, 1))
@@ -171,10 +187,12 @@ def test_callers_floating_point_mode_is_untouched():
 
 @pytest.mark.parametrize("mode", MODES)
 def test_batch_parallel_mode_gives_the_same_bits(mode):
-    """B large enough for the barrier-free batch mode at 2 and 3 threads (rows split over threads
-    in blocks, the last block partial) against one thread, lengths and all."""
-    p = make_layer(mode, 4, 100, 8, 40, np.float32, seed=3)
-    lengths = np.random.default_rng(4).integers(1, 5, size=100)
+    """B large enough for the barrier-free batch mode at 2 and 3 threads against one thread,
+    lengths and all. Rows are split evenly, so each thread cuts its own rows into micro-kernel
+    blocks: with 6 rows a block (AVX2), 98 = 15 * 6 + 4 + 4 on one thread, 49 = 7 * 6 + 4 + 3 on
+    two, 32 = 4 * 6 + 4 + 4 and 33 = 4 * 6 + 5 + 4 on three; a row's bits may not depend on it."""
+    p = make_layer(mode, 4, 98, 8, 40, np.float32, seed=3)
+    lengths = np.random.default_rng(4).integers(1, 5, size=98)
     assert_same_bits_for_threads(mode, p, lengths, (1, 2, 3), check_reference=True)
 
 

@@ -35,6 +35,23 @@ def test_linear_gradients_match_finite_differences(shape):
         assert_close(lin.grads[name], numeric_grad(loss, p), FD_RTOL, name)
 
 
+def test_linear_with_row_counts_just_past_a_chunk_of_rows():
+    """N = 163 rows (a chunk of 160 on AVX-512 and 3 more), O = 125 rows of dW (120 on AVX2 and 5),
+    F = 530 past one k-block of 512: against NumPy, on one thread (every row in one call)."""
+    rng = np.random.default_rng(2)
+    lin = rnnfast.Linear(530, 125, dtype="float64", seed=2)
+    x, r = rng.standard_normal((163, 530)), rng.standard_normal((163, 125))
+    w, b = lin.state_dict()["weight"], lin.state_dict()["bias"]
+    before = rnnfast.get_num_threads()
+    try:
+        rnnfast.set_num_threads(1)
+        assert_close(lin(x), x @ w.T + b, 1e-12, "y")
+        assert_close(lin.backward(r), r @ w, 1e-12, "dx")
+    finally:
+        rnnfast.set_num_threads(before)
+    assert_close(lin.grads["weight"], r.T @ x, 1e-12, "dweight")
+
+
 def test_linear_is_per_time_step_in_either_layout():
     rng = np.random.default_rng(0)
     lin = rnnfast.Linear(4, 6, seed=0)
@@ -42,6 +59,9 @@ def test_linear_is_per_time_step_in_either_layout():
     y = lin(x)
     assert y.shape == (7, 3, 6) and y.dtype == np.float32
     assert np.array_equal(lin(x.swapaxes(0, 1)), y.swapaxes(0, 1))
+    rows = x.reshape(21, 4)  # 21 rows: micro-kernel blocks of 6, 6, 5 and 4 rows on AVX2
+    for i in (0, 13, 20):  # a row alone gives the bits it gets among the others
+        assert np.array_equal(lin(rows[i:i + 1])[0], y.reshape(21, 6)[i])
     assert_close(y[2, 1], lin.state_dict()["weight"] @ x[2, 1] + lin.state_dict()["bias"], 1e-6, "one step")
 
 

@@ -88,9 +88,12 @@ enum class Init { zero, load, bias };
 // C rows [0, MR) x one panel over kc values of k. cols/valid give each vector's place in C.
 // KS > 1 splits k into KS interleaved partial sums (added in a fixed order at the end), so that
 // a kernel with few rows still has enough independent FMA chains to hide the FMA latency.
+// Always inlined: with gemm_block's many instances GCC otherwise calls some out of line, and a
+// step at B = 1 is one short call per panel.
 template <class T, int MR, int NV, int KS = 1>
-inline void micro(index kc, const T* a, index rs, index cs, const T* b, T* c, index ldc,
-                  const index* cols, const int* valid, Init init, const T* bias) {
+__attribute__((always_inline)) inline void micro(index kc, const T* a, index rs, index cs, const T* b,
+                                                 T* c, index ldc, const index* cols, const int* valid,
+                                                 Init init, const T* bias) {
     constexpr int W = simd<T>::W;
     vec<T> acc[KS][MR][NV];
     for (int vi = 0; vi < NV; ++vi) {
@@ -125,26 +128,60 @@ inline void micro(index kc, const T* a, index rs, index cs, const T* b, T* c, in
 // stays in L1 while the block's rows pass over it.
 //
 // A transposed operand (A.cs != 1: each k a far-apart row, a new page per k) is first copied into
-// apack (MC x kc values, per thread) as MR-row groups, [group][k][row], read contiguously.
+// apack (MC x kc values, per thread) as groups of a micro-kernel's rows, [group][k][row], read
+// contiguously.
 template <class T, int MR> constexpr index gemm_mc() { return MR * 20; }
 
-// KSplit = false keeps every row's sum in plain k order, so a row's result does not depend on
-// where in the matrix it sits (the linear layer promises that; the recurrent step prefers speed).
-template <class T, int MR, int NV, class Cols, bool KSplit = true>
+// What a product does with the rows after its last whole block of MR (FMA chains: rows x NV; a
+// core needs about 8 in flight to hide the FMA latency).
+//  grid:  they go in one short block, whose k is split into 2 or 4 interleaved partial sums
+//         (added in a fixed order at the end) when it has fewer than 8 chains. A row's bits then
+//         depend on the block it lands in, so callers cut rows on one grid from row 0.
+//  exact: k always in plain order, so a row's bits never depend on where it sits; a short block
+//         with fewer than 8 chains is merged with the whole block before it and the two cut in
+//         halves (4 + 3 rows instead of 6 + 1, for MR = 6 and 7 rows).
+//  exact_unless_short: as exact, except that a call with too few rows for 8 chains (one short
+//         block, nothing to merge with) splits k: a row's bits depend only on its call's row
+//         count when that is below 8 / NV.
+enum class Tail { grid, exact, exact_unless_short };
+
+template <class T, int MR, int NV, class Cols, Tail tail = Tail::grid>
 void gemm_block(index m0, index m1, Mat<T> A, index k0, const Packed<T, NV>& P, index kb,
                 Cols cols, index p0, index p1, T* C, index ldc, Init init, const T* bias,
                 T* apack = nullptr) {
     constexpr index MC = gemm_mc<T, MR>();
     const index kc = P.kc(kb), nvec = cols.nvec();
-    for (index mb = m0; mb < m1; mb += MC) {
-        const index me = mb + MC < m1 ? mb + MC : m1;
+    static_assert(tail == Tail::grid || (8 + NV - 1) / NV < MR,
+                  "exact tails need MR > 8 / NV: the halves of a merged block must be short blocks");
+    const index rest = (m1 - m0) % MR;
+    index body = m1 - rest;  // the whole blocks of MR end here, the short blocks start
+    index half = 0;          // exact: rows of the first half of a merged short block
+    if (tail != Tail::grid && body > m0 && rest * NV < 8 && rest > 0) {
+        body -= MR;
+        half = (MR + rest + 1) / 2;
+    }
+    const bool split_k = tail == Tail::grid || (tail == Tail::exact_unless_short && (m1 - m0) * NV < 8);
+    // Chunks of at most MC rows; one that would end inside the short blocks ends before them, so
+    // the last chunk holds them all.
+    for (index mb = m0, me; mb < m1; mb = me) {
+        me = m1 - mb <= MC ? m1 : mb + MC < body ? mb + MC : body;
+        const index whole = me < body ? me : body;  // whole blocks of MR in [mb, whole)
+        // The short blocks' row counts (none, one, or two halves), in the last chunk.
+        const index rows0 = me < m1 ? 0 : half ? half : m1 - whole;
+        const index rows1 = me < m1 ? 0 : half ? m1 - whole - half : 0;
+        // &a_of(m)[k * cs_of(rows)] is A(m, k0 + k) (in apack, a block's rows side by side per k).
+        auto a_of = [&](index m) { return apack ? apack + (m - mb) * kc : &A.p[m * A.rs + k0 * A.cs]; };
+        auto cs_of = [&](index rows) { return apack ? rows : A.cs; };
+        const index rs = apack ? 1 : A.rs;
         if (apack) {
-            for (index g = mb; g < me; g += MR) {
-                const index rows = me - g < MR ? me - g : MR;
+            auto pack = [&](index g, index rows) {
                 T* dst = apack + (g - mb) * kc;
                 for (index k = 0; k < kc; ++k)
-                    for (index r = 0; r < rows; ++r) dst[k * MR + r] = A.at(g + r, k0 + k);
-            }
+                    for (index r = 0; r < rows; ++r) dst[k * rows + r] = A.at(g + r, k0 + k);
+            };
+            for (index g = mb; g < whole; g += MR) pack(g, MR);
+            if (rows0) pack(whole, rows0);
+            if (rows1) pack(whole + rows0, rows1);
         }
         for (index p = p0; p < p1; ++p) {
             index cv[NV];
@@ -155,29 +192,30 @@ void gemm_block(index m0, index m1, Mat<T> A, index k0, const Packed<T, NV>& P, 
                 nv[vi] = v < nvec ? cols.valid(v) : 0;
             }
             const T* b = P.block(kb, p);
-            // Row m of the block: &a_of(m)[k * cs] is A(m, k0 + k).
-            auto a_of = [&](index m) { return apack ? apack + (m - mb) * kc : &A.p[m * A.rs + k0 * A.cs]; };
-            const index rs = apack ? 1 : A.rs, cs = apack ? MR : A.cs;
-            index m = mb;
-            for (; m + MR <= me; m += MR)
-                micro<T, MR, NV>(kc, a_of(m), rs, cs, b, C + m * ldc, ldc, cv, nv, init, bias);
-            // Remaining rows, one kernel instance per count so no row past me is read; with few
-            // rows, k is split to keep at least 8 FMA chains in flight.
-            const index rest = me - m;
-            const T* a = a_of(m);
-            T* c = C + m * ldc;
-            switch (rest) {
-#define RNNFAST_TAIL(R)                                                                                  \
-    case R:                                                                                              \
-        if (R < MR)                                                                                      \
-            micro<T, (R < MR ? R : 1), NV, (!KSplit || R * NV >= 8 ? 1 : R * NV >= 4 ? 2 : 4)>(            \
-                kc, a, rs, cs, b, c, ldc, cv, nv, init, bias);                                           \
+            for (index m = mb; m < whole; m += MR)
+                micro<T, MR, NV>(kc, a_of(m), rs, cs_of(MR), b, C + m * ldc, ldc, cv, nv, init, bias);
+            // A short block: one kernel instance per row count, so no row past it is read (inlined,
+            // like micro).
+            auto short_block = [&](index m, index rows) __attribute__((always_inline)) {
+                const T* a = a_of(m);
+                const index cs = cs_of(rows);
+                T* c = C + m * ldc;
+                switch (rows) {
+#define RNNFAST_ROWS(R)                                                                                          \
+    case R:                                                                                                      \
+        if (R < MR && R * NV < 8 && split_k)                                                                     \
+            micro<T, (R < MR ? R : 1), NV, (R * NV >= 4 ? 2 : 4)>(kc, a, rs, cs, b, c, ldc, cv, nv, init, bias); \
+        else if (R < MR)                                                                                         \
+            micro<T, (R < MR ? R : 1), NV>(kc, a, rs, cs, b, c, ldc, cv, nv, init, bias);                        \
         break;
-                RNNFAST_TAIL(1) RNNFAST_TAIL(2) RNNFAST_TAIL(3) RNNFAST_TAIL(4) RNNFAST_TAIL(5)
-                RNNFAST_TAIL(6) RNNFAST_TAIL(7)
-#undef RNNFAST_TAIL
-                default: break;
-            }
+                    RNNFAST_ROWS(1) RNNFAST_ROWS(2) RNNFAST_ROWS(3) RNNFAST_ROWS(4) RNNFAST_ROWS(5)
+                    RNNFAST_ROWS(6) RNNFAST_ROWS(7)
+#undef RNNFAST_ROWS
+                    default: break;
+                }
+            };
+            if (rows0) short_block(whole, rows0);
+            if (rows1) short_block(whole + rows0, rows1);
         }
     }
 }
@@ -203,7 +241,7 @@ template <int MR> Part team_part(const Team& team, index M, index np, bool by_ro
 template <class T, int MR, int NV>
 void gemm_packed_team(const Team& team, index M, Mat<T> A, const Packed<T, NV>& P, PlainCols<T> cols, T* C,
                       index ldc, const T* bias) {
-    static_assert(MR <= 8, "gemm_block's tail switch covers MR <= 8");
+    static_assert(MR <= 8, "gemm_block's short blocks have fewer than 8 rows");
     if (P.K == 0) {  // nothing to sum: C is the bias row, or zero
         const Range r = team.split(M);
         for (index m = r.lo; m < r.hi; ++m)
@@ -219,10 +257,10 @@ void gemm_packed_team(const Team& team, index M, Mat<T> A, const Packed<T, NV>& 
 
 // Whole product by a team of threads: C (M, N) = A . B [+ C if accumulate][+ bias row if bias].
 // pack_buf holds KC * (panels * NV * W) values. Every thread of the team must call it.
-template <class T, int MR, int NV, bool KSplit = true>
+template <class T, int MR, int NV, Tail tail = Tail::grid>
 void gemm_team(const Team& team, index M, index N, index K, Mat<T> A, Mat<T> B, T* C, index ldc,
                bool accumulate, const T* bias, T* pack_buf, index KC, T* apack = nullptr) {
-    static_assert(MR <= 8, "tail switch covers MR <= 8");
+    static_assert(MR <= 8, "gemm_block's short blocks have fewer than 8 rows");
     PlainCols<T> cols{N};
     const index np = (cols.nvec() + NV - 1) / NV;
     if (K == 0) {  // nothing to sum: C is bias, zero, or unchanged
@@ -245,8 +283,8 @@ void gemm_team(const Team& team, index M, index N, index K, Mat<T> A, Mat<T> B, 
         // A transposed operand is copied by each thread for the rows it computes: with enough rows,
         // split rows, so that no two threads copy the same ones.
         const Part part = team_part<MR>(team, M, np, apack != nullptr && M >= 4 * MR * team.n);
-        gemm_block<T, MR, NV, PlainCols<T>, KSplit>(part.m0, part.m1, A, k0, P, 0, cols, part.p0, part.p1, C, ldc,
-                                                    init, bias, apack);
+        gemm_block<T, MR, NV, PlainCols<T>, tail>(part.m0, part.m1, A, k0, P, 0, cols, part.p0, part.p1, C, ldc,
+                                                  init, bias, apack);
         team.barrier();
     }
 }

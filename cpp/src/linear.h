@@ -1,9 +1,9 @@
 // A linear layer applied to rows: y (N, O) = x (N, F) W^T + b, with W (O, F) in PyTorch's layout.
 // Backward: dx = dy W (overwritten), dW += dy^T x, db += the column sums of dy. A row's result does
-// not depend on its place among the N rows (no k-split for short row blocks). Each is one team
-// product on the same micro-kernel as the recurrent layers, so a training loop's output head runs
-// on rnnfast's threads instead of waking a BLAS library's (whose spinning threads would compete
-// with the recurrent kernels for the cores).
+// not depend on its place among the N rows (Tail::exact). Each is one team product on the same
+// micro-kernel as the recurrent layers, so a training loop's output head runs on rnnfast's threads
+// instead of waking a BLAS library's (whose spinning threads would compete with the recurrent
+// kernels for the cores).
 #pragma once
 #include "gemm.h"
 #include "rnnfast/rnnfast.h"
@@ -26,8 +26,8 @@ template <class T> struct LinearDriver {
 #pragma omp parallel num_threads(nth)
         {
             const FlushDenormals ftz;
-            gemm_team<T, kMR, kNV, false>(current_team(), a.N, a.O, a.F, Mat<T>{a.x, a.F, 1}, Mat<T>{a.w, 1, a.F}, a.y, a.O, false,
-                                   a.b, scratch, kKC);
+            gemm_team<T, kMR, kNV, Tail::exact>(current_team(), a.N, a.O, a.F, Mat<T>{a.x, a.F, 1},
+                                                Mat<T>{a.w, 1, a.F}, a.y, a.O, false, a.b, scratch, kKC);
         }
     }
 
@@ -41,11 +41,11 @@ template <class T> struct LinearDriver {
             const FlushDenormals ftz;
             const Team tm = current_team();
             if (a.dx)
-                gemm_team<T, kMR, kNV, false>(tm, a.N, a.F, a.O, Mat<T>{a.dy, a.O, 1}, Mat<T>{a.w, a.F, 1}, a.dx, a.F, false,
-                                       nullptr, scratch, kKC);
+                gemm_team<T, kMR, kNV, Tail::exact>(tm, a.N, a.F, a.O, Mat<T>{a.dy, a.O, 1}, Mat<T>{a.w, a.F, 1},
+                                                    a.dx, a.F, false, nullptr, scratch, kKC);
             T* apack = apack_all + tm.id * gemm_mc<T, kMR>() * kKC;  // dy^T is read transposed: pack it
-            gemm_team<T, kMR, kNV, false>(tm, a.O, a.F, a.N, Mat<T>{a.dy, 1, a.O}, Mat<T>{a.x, a.F, 1}, a.dw, a.F, true,
-                                   nullptr, scratch, kKC, apack);
+            gemm_team<T, kMR, kNV, Tail::exact>(tm, a.O, a.F, a.N, Mat<T>{a.dy, 1, a.O}, Mat<T>{a.x, a.F, 1},
+                                                a.dw, a.F, true, nullptr, scratch, kKC, apack);
             if (a.db) column_sums_team(tm, a.N, a.O, a.dy, a.O, a.db);
         }
     }

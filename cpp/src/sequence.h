@@ -53,6 +53,7 @@ template <class T, class Cell> struct Driver {
     static constexpr int W = simd<T>::W;
     static constexpr int NVP = kNV;                     // vectors per panel (W_hh and plain products)
     static constexpr int MRP = kMR;                     // rows per micro-kernel call
+    static constexpr Tail kStepTail = Tail::exact_unless_short;  // the recurrent products' (see Share)
     // The recurrent product hands out unit tiles (W hidden units, all G gates) in groups whose
     // G * TPG vectors fill whole panels, so each thread owns every gate of its units.
     static constexpr int TPG = G % 2 == 0 ? 1 : 2;      // unit tiles per group
@@ -153,28 +154,23 @@ template <class T, class Cell> struct Driver {
     }
 
     // Threads for a problem: one for tiny steps, where a barrier would cost more than the step; no
-    // more than there are panels in unit mode, or blocks of MR rows in batch mode. The team then
-    // decides its mode again from its actual size (share()): with fewer threads than asked for,
-    // unit mode may become batch mode; both work with any number of threads.
+    // more than there are panels in unit mode (batch mode gives each at least kBatchRows rows).
+    // The team then decides its mode again from its actual size (share()): with fewer threads
+    // than asked for, unit mode may become batch mode; both work with any number of threads.
     static int threads_for(const LayerShape& s, index panels, int requested = 0) {
         index n = requested > 0 ? requested : get_num_threads();
         if (s.B * G * s.H * s.H < 32768) n = 1;
-        const index blocks = (s.B + MRP - 1) / MRP;
-        if (batch_mode(s, int(n))) {
-            if (n > blocks) n = blocks;
-        } else if (n > panels) {
-            n = panels;
-        }
+        if (!batch_mode(s, int(n)) && n > panels) n = panels;
         return n < 1 ? 1 : int(n);
     }
 
     // What a thread owns in the time loop. Unit mode: every batch row, a slice of hidden units and
     // their panels of W_hh (which stay in its cache), one barrier per step. Batch mode, for large B:
-    // a slice of rows in whole MR blocks, every unit and panel, no barrier in the loop (each thread
-    // reads all of W_hh every step, which pays only when it has enough rows to reuse each weight).
-    // A row's products run through the same micro-kernel instance in both modes (the blocks of MR
-    // rows sit on one grid from row 0, the last block's tail included), so the mode and the thread
-    // count never change a result.
+    // an even slice of rows, every unit and panel, no barrier in the loop (each thread reads all
+    // of W_hh every step, which pays only when it has enough rows to reuse each weight).
+    // The recurrent products sum k in plain order in every micro-kernel block (kStepTail; only a
+    // product of fewer than 8 / NV rows splits k: B < 4, in unit mode, where every thread has all
+    // rows), so the mode and the thread count never change a result.
     struct Share {
         bool batch;
         index b0, b1, u0, u1, p0, p1;
@@ -191,8 +187,8 @@ template <class T, class Cell> struct Driver {
     }
     static Share share(const Team& team, const LayerShape& s, Range panels, index u0, index u1, index all_panels) {
         if (!batch_mode(s, team.n)) return {false, 0, s.B, u0, u1, panels.lo, panels.hi};
-        const Range rb = team.split((s.B + MRP - 1) / MRP);
-        return {true, rb.lo * MRP, rb.hi * MRP < s.B ? rb.hi * MRP : s.B, 0, s.H, 0, all_panels};
+        const Range rb = team.split(s.B);  // B = 64 on 2 threads: 32 rows each, not 30 and 34
+        return {true, rb.lo, rb.hi, 0, s.H, 0, all_panels};
     }
 
     static void copy_units(T* dst, const T* src, index u0, index u1) {
@@ -279,8 +275,9 @@ template <class T, class Cell> struct Driver {
                     T* hn = state(w.S, sv.states, k + 1);
                     const T* cp = G == 4 ? state(w.C, sv.cells, k) : nullptr;
                     T* cn = G == 4 ? state(w.C, sv.cells, k + 1) : nullptr;
-                    gemm_block<T, MRP, NVP>(me.b0, me.b1, Mat<T>{hp, H, 1}, 0, WP, 0, rcols, me.p0, me.p1, w.rec,
-                                            GH, Cell::kRecurrentBias ? Init::bias : Init::zero, w.bias_r);
+                    gemm_block<T, MRP, NVP, GateCols<T>, kStepTail>(
+                        me.b0, me.b1, Mat<T>{hp, H, 1}, 0, WP, 0, rcols, me.p0, me.p1, w.rec, GH,
+                        Cell::kRecurrentBias ? Init::bias : Init::zero, w.bias_r);
                     for (index b = me.b0; b < me.b1; ++b) {
                         T* p = P + ((t - tlo) * B + b) * GH;
                         T* y = a.y + (t * B + b) * a.ldy;
@@ -400,8 +397,8 @@ template <class T, class Cell> struct Driver {
                     add_bias_grads(t);
                     team.barrier();
                 }
-                gemm_block<T, MRP, NVP>(me.b0, me.b1, Mat<T>{dg_hh, GH, 1}, 0, WP, 0, hcols, me.p0, me.p1, w.dh, H,
-                                        Init::load, nullptr);
+                gemm_block<T, MRP, NVP, PlainCols<T>, kStepTail>(me.b0, me.b1, Mat<T>{dg_hh, GH, 1}, 0, WP, 0, hcols,
+                                                                 me.p0, me.p1, w.dh, H, Init::load, nullptr);
             }
             for (index b = me.b0; b < me.b1; ++b) {
                 copy_units(a.dh0 + b * H, w.dh + b * H, me.u0, me.u1);
