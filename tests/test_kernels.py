@@ -89,6 +89,21 @@ def test_row_counts_just_past_a_chunk_of_rows(mode, B):
         rnnfast.set_num_threads(before)
 
 
+def test_every_row_count_near_the_block_and_chunk_edges():
+    """One thread, so each product takes all its rows in one call: B = H = n rows in the recurrent
+    products (exact blocks, merged short rests), T * B in the input projection and H in dW (grid
+    blocks), for n around one block and around one and two chunks of 20 blocks (6 or 8 rows a
+    block). Every row must be computed once: a skipped or doubled row fails the reference."""
+    sizes = list(range(1, 18)) + list(range(117, 131)) + list(range(157, 171)) + list(range(238, 243))
+    before = rnnfast.get_num_threads()
+    try:
+        rnnfast.set_num_threads(1)
+        for n in sizes:
+            check("rnn_tanh", make_layer("rnn_tanh", 2, n, 5, n, np.float64, seed=n))
+    finally:
+        rnnfast.set_num_threads(before)
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_thread_count_does_not_change_bits(mode):
     p = make_layer(mode, 6, 9, 40, 130, np.float32, seed=2)
