@@ -15,7 +15,8 @@ namespace RNNFAST_ISA_NS {
 
 template <class T> struct FwdRow {
     const T* p;       // (G*H) input projection, biases folded in
-    const T* rec;     // (G*H) recurrent product W_hh h_{t-1} (GRU: + b_hn in the n block)
+    T* rec;           // (G*H) recurrent product W_hh h_{t-1} (GRU: + b_hn in the n block); scratch,
+                      // which the cell may overwrite
     const T* h_prev;  // (H)
     const T* c_prev;  // (H) LSTM only
     T* h;             // (H) new hidden state
@@ -80,21 +81,21 @@ template <class T> struct LstmCell {
     static constexpr int G = 4;
     static constexpr bool kRecurrentBias = false;
 
+    // Two passes: the gates, then the cell. In one pass a vector of units is a chain of two
+    // activations (a gate, then tanh of the new cell), too long for the core to overlap with the
+    // next vector's; each pass alone has chains of one.
     RNNFAST_FLATTEN static void forward(const FwdRow<T>& r, index H, index u0, index u1) {
+        T* a = r.gates ? r.gates : r.rec;  // the activated gates: saved, or over the product
         for_units<T>(u0, u1, [&](index u, int n) {
-            vec<T> i = vsigmoid(load_n(r.p + u, n) + load_n(r.rec + u, n));
-            vec<T> f = vsigmoid(load_n(r.p + H + u, n) + load_n(r.rec + H + u, n));
-            vec<T> g = vtanh(load_n(r.p + 2 * H + u, n) + load_n(r.rec + 2 * H + u, n));
-            vec<T> o = vsigmoid(load_n(r.p + 3 * H + u, n) + load_n(r.rec + 3 * H + u, n));
-            vec<T> c = f * load_n(r.c_prev + u, n) + i * g;
+            store_n(a + u, vsigmoid(load_n(r.p + u, n) + load_n(r.rec + u, n)), n);
+            store_n(a + H + u, vsigmoid(load_n(r.p + H + u, n) + load_n(r.rec + H + u, n)), n);
+            store_n(a + 2 * H + u, vtanh(load_n(r.p + 2 * H + u, n) + load_n(r.rec + 2 * H + u, n)), n);
+            store_n(a + 3 * H + u, vsigmoid(load_n(r.p + 3 * H + u, n) + load_n(r.rec + 3 * H + u, n)), n);
+        });
+        for_units<T>(u0, u1, [&](index u, int n) {
+            vec<T> c = load_n(a + H + u, n) * load_n(r.c_prev + u, n) + load_n(a + u, n) * load_n(a + 2 * H + u, n);
             store_n(r.c + u, c, n);
-            store_n(r.h + u, o * vtanh(c), n);
-            if (r.gates) {
-                store_n(r.gates + u, i, n);
-                store_n(r.gates + H + u, f, n);
-                store_n(r.gates + 2 * H + u, g, n);
-                store_n(r.gates + 3 * H + u, o, n);
-            }
+            store_n(r.h + u, load_n(a + 3 * H + u, n) * vtanh(c), n);
         });
     }
     RNNFAST_FLATTEN static void backward(const BwdRow<T>& r, index H, index u0, index u1) {
@@ -119,17 +120,19 @@ template <class T> struct GruCell {
     static constexpr int G = 3;
     static constexpr bool kRecurrentBias = true;  // b_hn stays inside r * (W_hn h + b_hn)
 
+    // Two passes, as in LstmCell: r and z, then n (which needs r) and the new state.
     RNNFAST_FLATTEN static void forward(const FwdRow<T>& r, index H, index u0, index u1) {
+        T* a = r.gates ? r.gates : r.rec;  // r and z activated: saved, or over the product
         for_units<T>(u0, u1, [&](index u, int n) {
-            vec<T> rg = vsigmoid(load_n(r.p + u, n) + load_n(r.rec + u, n));
-            vec<T> z = vsigmoid(load_n(r.p + H + u, n) + load_n(r.rec + H + u, n));
+            store_n(a + u, vsigmoid(load_n(r.p + u, n) + load_n(r.rec + u, n)), n);
+            store_n(a + H + u, vsigmoid(load_n(r.p + H + u, n) + load_n(r.rec + H + u, n)), n);
+        });
+        for_units<T>(u0, u1, [&](index u, int n) {
             vec<T> hn = load_n(r.rec + 2 * H + u, n);
-            vec<T> nn = vtanh(load_n(r.p + 2 * H + u, n) + rg * hn);
+            vec<T> nn = vtanh(load_n(r.p + 2 * H + u, n) + load_n(a + u, n) * hn);
             vec<T> hp = load_n(r.h_prev + u, n);
-            store_n(r.h + u, nn + z * (hp - nn), n);
+            store_n(r.h + u, nn + load_n(a + H + u, n) * (hp - nn), n);
             if (r.gates) {
-                store_n(r.gates + u, rg, n);
-                store_n(r.gates + H + u, z, n);
                 store_n(r.gates + 2 * H + u, nn, n);
                 store_n(r.aux + u, hn, n);
             }
