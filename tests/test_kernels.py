@@ -189,6 +189,9 @@ def test_activations_accurate_over_the_float_range():
     assert np.all(np.abs(tanh) <= 1) and np.all((sig >= 0) & (sig <= 1))
     nan = rnnfast._core.activation(1, np.array([np.nan], np.float32))
     assert np.isnan(nan[0])
+    assert np.isnan(rnnfast._core.activation(0, np.array([np.nan, -np.nan], np.float32))).all()
+    zeros = rnnfast._core.activation(1, np.array([0.0, -0.0], np.float32))
+    assert list(np.signbit(zeros)) == [False, True]  # tanh keeps the sign of zero, as torch does
 
 
 def test_callers_floating_point_mode_is_untouched():
