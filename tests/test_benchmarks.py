@@ -50,3 +50,12 @@ def test_ab_builds_alternates_the_two_builds_it_is_given(tmp_path):
     r = subprocess.run([sys.executable, str(BENCH / "ab_builds.py"), "-", "-", "lstm,3,2,8,fast"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "cell,T,B,H,mode" in r.stderr
+
+
+def test_activation_accuracy_tool_reports_both_functions_within_the_bound():
+    r = subprocess.run([sys.executable, str(BENCH.parent / "tools" / "activation_accuracy.py"), "--step", "40009"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    errs = {ln.split()[1].rstrip(":"): float(ln.split()[5]) for ln in r.stdout.splitlines()}
+    assert set(errs) == {"sigmoid", "tanh"}
+    assert all(0 < e <= 1e-6 for e in errs.values()), errs  # 0 would mean nothing was compared

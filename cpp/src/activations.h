@@ -2,9 +2,10 @@
 //
 // float: a branch-free exp (Cody-Waite reduction, a fitted degree-5 polynomial, exponent-bit
 // scaling) and a tanh from an expm1 of the same kind, so that it keeps its relative accuracy near
-// zero. Both stay within 3e-7 relative of the float64 result over the whole finite range (2.5e-7
-// and 2.8e-7 measured on AVX2, tests/test_kernels.py asks 1e-6) and saturate without overflow or
-// NaN (a NaN input stays NaN). Each is a short chain of about 20 vector operations: the gate math
+// zero. Both stay within 3.1e-7 relative of the float64 result (every float in [-100, 100],
+// tools/activation_accuracy.py: sigmoid 3.04e-7, tanh 3.01e-7 on AVX2, 2.41e-7 and 2.33e-7 on the
+// portable SSE path; tests/test_kernels.py asks 1e-6) and saturate without overflow or NaN (a
+// NaN input stays NaN). Each is a short chain of about 20 vector operations: the gate math
 // of a step is a sizeable share of a layer's time next to products that run near the FMA peak.
 // double: lane by lane through the C library, which is exact to the last bit we promise.
 #pragma once
@@ -52,8 +53,9 @@ inline vec<float> vcopysign(vec<float> m, vec<float> s) {
 
 // e^x for x clamped to [-86, 88.3] (keeps 2^n a normal number); NaN propagates. With x = n ln2 + r,
 // |r| <= ln2 / 2: e^x = 2^n p(r), p of degree 5 fitted for the least maximum relative error
-// (9.2e-8, next to float's 6e-8 rounding; with Taylor's degree 7 instead, the sigmoid's worst
-// case on AVX2 was 2.1e-7 against 2.8e-7 now, for two more operations).
+// (9.5e-8 with the coefficients in float, next to float's 6e-8 rounding; with Taylor's degree 7
+// instead, the sigmoid's worst case over [-100, 100] on AVX2 was 2.5e-7 against 3.0e-7 now, for
+// two more operations).
 inline vec<float> vexp(vec<float> x) {
     using V = vec<float>;
     using I = simd<float>::I;
@@ -76,7 +78,8 @@ inline vec<float> vexp(vec<float> x) {
 
 // 1 / d for finite d >= 1 or NaN (all our denominators): the hardware estimate refined by one
 // Newton step where there is one (about 2^-23 relative, and 4x cheaper than a division), else a
-// division. An estimate of 0 (d > 2^126) stays 0, below float's normal range like 1 / d itself.
+// division. For d > 2^126, where 1 / d is below float's normal range, AVX2's estimate is 0 and
+// stays 0; AVX-512's is a denormal, which the Newton step keeps.
 inline vec<float> vrecip(vec<float> d) {
 #if RNNFAST_VBYTES == 64 && defined(__AVX512F__)
     vec<float> r = __builtin_ia32_rcp14ps512_mask(d, d, (unsigned short)0xFFFF);
@@ -89,12 +92,13 @@ inline vec<float> vrecip(vec<float> d) {
 #endif
 }
 
-// 1 + e^-x <= 1 + e^86: finite.
+// 1 + e^-x <= 1 + e^88.3 (about 2.2e38): finite.
 inline vec<float> vsigmoid(vec<float> x) { return vrecip(splat(1.0f) + vexp(-x)); }
 
 // e^y - 1 for y in [-18, 0], accurate to a few ulp relative also near 0: with y = n ln2 + r,
 // e^y - 1 = 2^n (e^r - 1) + (2^n - 1), and e^r - 1 = r + r^2 q(r), q of degree 4 fitted for the
-// least maximum relative error of the whole (1.3e-8). NaN propagates.
+// least maximum relative error of the whole (1.7e-8 with the coefficients in float). NaN
+// propagates.
 inline vec<float> vexpm1_neg(vec<float> y) {
     using V = vec<float>;
     using I = simd<float>::I;

@@ -272,8 +272,9 @@ void gemm_team(const Team& team, index M, index N, index K, Mat<T> A, Mat<T> B, 
         team.barrier();
         return;
     }
-    // k-blocks of one size, at most KC: K = 1600 and KC = 512 make 4 of 400, not 3 of 512 and a
-    // short one of 64 with a barrier, a packing and a pass over C of its own.
+    // k-blocks of nearly one size, at most KC (the last one shorter by less than the number of
+    // blocks): K = 1600 and KC = 512 make 4 of 400, not 3 of 512 and a short one of 64 with a
+    // barrier, a packing and a pass over C of its own.
     const index nkb = (K + KC - 1) / KC, kcb = (K + nkb - 1) / nkb;
     for (index k0 = 0; k0 < K; k0 += kcb) {
         const index kc = K - k0 < kcb ? K - k0 : kcb;
