@@ -152,7 +152,7 @@ def layer_grads(mode, p, lengths, reverse, retain_graph, threads):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("B,H", [(9, 130), (100, 40)], ids=["unit_mode", "batch_mode"])
+@pytest.mark.parametrize("B,H", [(7, 130), (100, 40)], ids=["unit_mode", "batch_mode"])
 def test_consuming_backward_gives_the_same_bits_as_retaining(mode, B, H):
     """Gate gradients written over the saved gates (the default) against a separate workspace
     (retain_graph=True), at 1 to 3 threads, both directions, with lengths: bit for bit; and the
@@ -214,13 +214,27 @@ def test_batch_parallel_mode_gives_the_same_bits(mode):
     assert_same_bits_for_threads(mode, p, lengths, (1, 2, 3), check_reference=True)
 
 
-@pytest.mark.parametrize("B,H", [(8, 64), (100, 40)])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("B", [8, 9, 12, 13])
+def test_batch_mode_from_four_rows_a_thread_gives_the_same_bits(mode, B):
+    """Batch mode starts at 4 rows a thread (W_hh up to 1 MiB on 2 threads, up to 256 KiB on
+    more): B = 8 and 9 are batch mode on 2 threads (4 + 4, 4 + 5 rows), unit mode on 3; B = 12 and
+    13 batch mode on 2 and 3 (4 + 4 + 4, 4 + 4 + 5 on 3). A thread's 4 or 5 rows are one short
+    block with k in plain order, so 1, 2 and 3 threads give the same bits; both directions against
+    the reference, with lengths."""
+    p = make_layer(mode, 5, B, 12, 70, np.float32, seed=B)
+    lengths = np.random.default_rng(B).integers(1, 6, size=B)
+    assert_same_bits_for_threads(mode, p, lengths, (1, 2, 3, 2), check_reference=True)
+
+
+@pytest.mark.parametrize("B,H", [(7, 64), (100, 40)])
 @pytest.mark.parametrize("mode", MODES)
 def test_eval_forward_in_chunks_matches_reference(mode, B, H):
-    """Eval runs the input projection in chunks of about 512 rows (here 64 and 6 steps per chunk,
-    the last one short); on 2 and 3 threads the time loop is in unit mode at B = 8 and in batch
-    mode at B = 100. Outputs against the reference, and the same bits for 1, 2 and 3 threads."""
-    T = 130 if B == 8 else 31
+    """Eval runs the input projection in chunks of about 512 rows (here 74 and 6 steps per chunk,
+    the last one short); on 2 and 3 threads the time loop is in unit mode at B = 7 (fewer than 4
+    rows a thread) and in batch mode at B = 100. Outputs against the reference, and the same bits
+    for 1, 2 and 3 threads."""
+    T = 130 if B == 7 else 31
     p = make_layer(mode, T, B, 9, H, np.float64, seed=5)
     lengths = np.random.default_rng(6).integers(1, T + 1, size=B)
     args = (p["x"], p["h0"], p["c0"] if mode == "lstm" else None, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])

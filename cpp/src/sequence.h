@@ -7,9 +7,10 @@
 //   2. a time loop in ONE parallel region: each thread owns a slice of hidden units, computes the
 //      recurrent product for all G gates of its units from its own packed panels of W_hh (which
 //      stay in its cache for the whole sequence), applies the cell's gate math to them while
-//      they are in cache, and meets the others at one barrier per step (unit mode); or, for large
-//      B, each thread runs its own rows through every unit with no barrier at all (batch mode,
-//      see Share), which also keeps a loaded machine from stalling the team at every step.
+//      they are in cache, and meets the others at one barrier per step (unit mode); or, from 4
+//      rows per thread and W_hh up to 1 MiB, each thread runs its own rows through every unit
+//      with no barrier at all (batch mode, see Share), which also keeps a loaded machine from
+//      stalling the team at every step.
 // Backward runs the same loop in reverse, carrying only dh (and dc); dx, dW_ih and dW_hh are
 // whole-sequence products after the loop, the bias gradients sums over each step's gate gradients
 // (inside the loop in unit mode, while they are in cache; after it in batch mode).
@@ -165,9 +166,9 @@ template <class T, class Cell> struct Driver {
     }
 
     // What a thread owns in the time loop. Unit mode: every batch row, a slice of hidden units and
-    // their panels of W_hh (which stay in its cache), one barrier per step. Batch mode, for large B:
+    // their panels of W_hh (which stay in its cache), one barrier per step. Batch mode (batch_mode()):
     // an even slice of rows, every unit and panel, no barrier in the loop (each thread reads all
-    // of W_hh every step, which pays only when it has enough rows to reuse each weight).
+    // of W_hh every step, which pays only while that stays near the core).
     // The recurrent products sum k in plain order in every micro-kernel block (kStepTail; only a
     // product of fewer than 8 / NV rows splits k: B < 4, in unit mode, where every thread has all
     // rows), so the mode and the thread count never change a result.
@@ -175,15 +176,29 @@ template <class T, class Cell> struct Driver {
         bool batch;
         index b0, b1, u0, u1, p0, p1;
     };
-    // Measured on a 2-core Zen 3 (512 KiB L2 per core), quiet: batch mode against unit mode is
-    // 0.99-1.10x with W_hh of 256 KiB to 1 MiB (H = 256) at B = 64, but 0.91-0.98x with W_hh of
-    // 1-4 MiB (H = 512), which each thread would stream from L3 every step; at B = 32 (16 rows
-    // per thread) it is 0.88-1.01x. On a loaded machine unit mode's per-step barrier waits for
-    // descheduled threads: there batch mode was 3-16x faster.
-    static constexpr index kBatchRows = 24;               // rows per thread, at least
-    static constexpr index kBatchWeightBytes = 1 << 20;  // W_hh's size, at most
+    // Batch mode needs at least kBatchRows rows per thread: with fewer, a thread's product would
+    // split k (kStepTail) and its rows' bits would depend on the mode. Beyond that, each thread
+    // reads all of W_hh every step, against one barrier per step in unit mode. Measured on a
+    // 2-core Zen 3 (512 KiB L2 per core), quiet, batch mode from 4 rows per thread instead of 24,
+    // old time / new time, medians of 6 rounds of `benchmarks/ab_builds.py`: W_hh of 64-256 KiB
+    // (RNN H = 128, 256; LSTM H = 64) at B = 8 to 16 1.04-1.26; 512 KiB (LSTM H = 181) at B = 16
+    // 1.03-1.07; 768 KiB and 1 MiB (GRU, LSTM at H = 256) at B = 8 to 32 0.99-1.04, eval and
+    // training. With W_hh of 4-12 MiB (H = 512, 1024) batch mode read 0.97-1.01 at B = 16 to 64,
+    // so that stays in unit mode at every B. With more than two threads every thread
+    // streaming W_hh from L3 each step would compete for its bandwidth (not measured: this
+    // machine has two cores), so there batch mode from 4 rows is kept to weights that stay in
+    // any core's L2, and larger ones wait for kManyThreadRows rows, as before. On a loaded
+    // machine unit mode's per-step barrier waits for descheduled threads: there batch mode was
+    // 3-16x faster.
+    static constexpr index kBatchRows = (8 + NVP - 1) / NVP;       // rows per thread, at least
+    static constexpr index kManyThreadRows = 24;                   // above 2 threads and kL2Bytes
+    static constexpr index kL2Bytes = index(256) << 10;            // W_hh that stays in L2
+    static constexpr index kBatchWeightBytes = index(1) << 20;    // W_hh's size, at most
     static bool batch_mode(const LayerShape& s, int threads) {
-        return threads > 1 && s.B >= kBatchRows * threads && G * s.H * s.H * index(sizeof(T)) <= kBatchWeightBytes;
+        const index w = G * s.H * s.H * index(sizeof(T));
+        if (threads < 2 || w > kBatchWeightBytes) return false;
+        const index rows = s.B / threads;
+        return rows >= (threads == 2 || w <= kL2Bytes ? kBatchRows : kManyThreadRows);
     }
     static Share share(const Team& team, const LayerShape& s, Range panels, index u0, index u1, index all_panels) {
         if (!batch_mode(s, team.n)) return {false, 0, s.B, u0, u1, panels.lo, panels.hi};
