@@ -154,13 +154,25 @@ template <class T, class Cell> struct Driver {
         return threads_for(s, plain_panels(s.H), requested);
     }
 
-    // Threads for a problem: one for tiny steps, where a barrier would cost more than the step; no
-    // more than there are panels in unit mode (batch mode gives each at least kBatchRows rows).
-    // The team then decides its mode again from its actual size (share()): with fewer threads
-    // than asked for, unit mode may become batch mode; both work with any number of threads.
+    // Threads for a problem: one where the work is too small to share. In unit mode that is a
+    // step's recurrent product of fewer than kTinyStep multiply-adds, where the barrier would cost
+    // more than the step saves; in batch mode (no barrier in the loop) a whole call's of fewer
+    // than kTinyCall, where only starting the team costs. No more threads than there are panels
+    // in unit mode (batch mode gives each at least kBatchRows rows). The team then decides its
+    // mode again from its actual size (share()): with fewer threads than asked for, unit mode
+    // may become batch mode; both work with any number of threads.
+    // Measured on 2 Zen 3 cores, one thread's time over two's (eval and training), T = 50: unit
+    // mode (B = 1, 4; H = 32 to 96) 0.69-0.96 below 9216 multiply-adds a step, 0.87-1.11 at 9216,
+    // 0.98-1.25 from 12288 on; batch mode (B = 8 to 32, H = 16 to 96) 1.07-1.94 everywhere (and
+    // 0.87-1.79 at T = 100, H = 20 to 40, one reading below 1.2); T = 1: 0.74-1.04 below 32768
+    // multiply-adds a call, 1.02-1.08 at 32768.
+    static constexpr index kTinyStep = 12288;
+    static constexpr index kTinyCall = 32768;
     static int threads_for(const LayerShape& s, index panels, int requested = 0) {
-        index n = requested > 0 ? requested : get_num_threads();
-        if (s.B * G * s.H * s.H < 32768) n = 1;
+        const int asked = team_size(1, 0, requested);  // the threads asked for (or all)
+        const index step = s.B * G * s.H * s.H;  // a step's recurrent multiply-adds
+        const bool batch = batch_mode(s, asked);
+        index n = team_size(batch ? s.T * step : step, batch ? kTinyCall : kTinyStep, asked);
         if (!batch_mode(s, int(n)) && n > panels) n = panels;
         return n < 1 ? 1 : int(n);
     }
