@@ -3,8 +3,9 @@
     python benchmarks/ab_builds.py OLD NEW [--rounds R] [--threads N] [ROW ...]
 
 OLD and NEW are folders holding an installed `rnnfast` package (for example from
-`pip install --no-deps --target /tmp/old <checkout>`), or `-` for the one Python imports by
-default. Each ROW is `cell,T,B,H,mode` with cell in rnn, lstm, gru and mode in eval, train (I = H,
+`pip install --no-deps --target /tmp/old <checkout>` into a new folder: pip leaves a package
+already in the folder as it is, with a warning), or `-` for the one Python imports by default.
+The report starts with the extension module each build imported and when it was built. Each ROW is `cell,T,B,H,mode` with cell in rnn, lstm, gru and mode in eval, train (I = H,
 as in bench.py). Every round runs OLD, then NEW, each in a new process that times every row
 (median of the calls that fit in --budget seconds, at least 5, after two warm-up calls); the
 report gives each row's median time per build and the median over rounds of old time / new time
@@ -71,7 +72,8 @@ def run_build(folder, args):
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("TIMES ")]
     if res.returncode != 0 or not lines:
         raise SystemExit(f"build {folder}: worker failed\n{res.stderr[-2000:]}")
-    return [float(v) for v in lines[-1].split()[1:]]
+    built = next((ln[6:] for ln in res.stdout.splitlines() if ln.startswith("BUILD ")), "?")
+    return [float(v) for v in lines[-1].split()[1:]], built
 
 
 def worker(argv):
@@ -81,6 +83,9 @@ def worker(argv):
     ap.add_argument("--budget", type=float, default=1.5)
     ap.add_argument("rows", nargs="+", type=parse_row)
     args = ap.parse_args(argv)
+    import rnnfast._core as core
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.path.getmtime(core.__file__)))
+    print(f"BUILD {core.__file__} (built {stamp})", flush=True)
     print("TIMES " + " ".join(f"{t:.6e}" for t in time_rows(args.rows, args.threads, args.budget)), flush=True)
 
 
@@ -101,10 +106,12 @@ def main(argv=None):
             parse_row(r)
         except (argparse.ArgumentTypeError, ValueError) as e:
             ap.error(str(e))
-    times = {"old": [], "new": []}
+    times, built = {"old": [], "new": []}, {}
     for _ in range(args.rounds):
         for which, folder in (("old", args.old), ("new", args.new)):
-            times[which].append(run_build(folder, args))
+            t, built[which] = run_build(folder, args)
+            times[which].append(t)
+    print(f"old: {built['old']}\nnew: {built['new']}")
     print(f"{args.rounds} rounds, {args.threads or 'all'} threads; ms old / new (medians), "
           f"old/new time (median of rounds) and each round's")
     for i, row in enumerate(args.rows):

@@ -37,7 +37,10 @@ def test_products_are_checked_before_they_are_timed():
 def test_ab_builds_alternates_the_two_builds_it_is_given(tmp_path):
     rows = ["lstm,3,2,8,eval", "gru,3,2,8,train"]
     out = run("ab_builds.py", "-", "-", *rows, "--rounds", "2", "--budget", "0.01", "--threads", "1")
-    lines = {ln.split()[0]: ln.split() for ln in out.splitlines()[1:]}
+    report = out.splitlines()
+    for which, line in zip(("old:", "new:"), report[:2]):  # which extension module each build ran
+        assert line.startswith(which) and "_core" in line and "(built " in line
+    lines = {ln.split()[0]: ln.split() for ln in report[3:]}
     assert sorted(lines) == sorted(rows)
     for row in rows:  # old ms, new ms, median ratio, then one ratio per round
         assert len(lines[row]) == 1 + 3 + 2 and all(float(v.strip("()")) > 0 for v in lines[row][1:])
