@@ -5,12 +5,13 @@
 OLD and NEW are folders holding an installed `rnnfast` package (for example from
 `pip install --no-deps --target /tmp/old <checkout>` into a new folder: pip leaves a package
 already in the folder as it is, with a warning), or `-` for the one Python imports by default.
-The report starts with the extension module each build imported and when it was built. Each ROW is `cell,T,B,H,mode` with cell in rnn, lstm, gru and mode in eval, train (I = H,
-as in bench.py). Every round runs OLD, then NEW, each in a new process that times every row
+Each ROW is `cell,T,B,H,mode` with cell in rnn, lstm, gru and mode in eval, train (I = H, as in
+bench.py). Every round runs OLD, then NEW, each in a new process that times every row
 (median of the calls that fit in --budget seconds, at least 5, after two warm-up calls); the
 report gives each row's median time per build and the median over rounds of old time / new time
 (> 1: NEW faster), with every round's ratio, since on a shared machine one noisy round can move a
-single pair a long way. Both builds run the same inputs and weights (seeded).
+single pair a long way. Both builds run the same inputs and weights (seeded). The report starts with
+the extension module each build imported and its modification time.
 """
 import argparse
 import os
@@ -85,7 +86,7 @@ def worker(argv):
     args = ap.parse_args(argv)
     import rnnfast._core as core
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.path.getmtime(core.__file__)))
-    print(f"BUILD {core.__file__} (built {stamp})", flush=True)
+    print(f"BUILD {core.__file__} (modified {stamp})", flush=True)
     print("TIMES " + " ".join(f"{t:.6e}" for t in time_rows(args.rows, args.threads, args.budget)), flush=True)
 
 

@@ -39,7 +39,7 @@ def test_ab_builds_alternates_the_two_builds_it_is_given(tmp_path):
     out = run("ab_builds.py", "-", "-", *rows, "--rounds", "2", "--budget", "0.01", "--threads", "1")
     report = out.splitlines()
     for which, line in zip(("old:", "new:"), report[:2]):  # which extension module each build ran
-        assert line.startswith(which) and "_core" in line and "(built " in line
+        assert line.startswith(which) and "_core" in line and "(modified " in line
     lines = {ln.split()[0]: ln.split() for ln in report[3:]}
     assert sorted(lines) == sorted(rows)
     for row in rows:  # old ms, new ms, median ratio, then one ratio per round

@@ -13,9 +13,9 @@ import rnnfast
 from rnnfast.functional import WeightCache, layer_forward
 
 MAKERS = {"rnn_tanh": rnnfast.RNN, "lstm": rnnfast.LSTM, "gru": rnnfast.GRU}
-# B*G*H*H is large enough for the kernels to use several threads; B = 7 keeps a unidirectional
-# layer in unit mode at 2 threads (threads own slices of the panels; batch mode needs 4 rows a thread
-# and has its own test below).
+# B*G*H*H is large enough for the kernels to use several threads; B = 7 keeps the layers in unit
+# mode at 2 threads, where each thread reads only its own panels (batch mode, from 4 rows a thread,
+# where every thread reads every panel, has its own test below).
 T, B, I, H = 5, 7, 6, 70
 
 

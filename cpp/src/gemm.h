@@ -145,22 +145,27 @@ template <class T, int MR> constexpr index gemm_mc() { return MR * 20; }
 //         count when that is below 8 / NV.
 enum class Tail { grid, exact, exact_unless_short };
 
+// The fewest rows whose block keeps 8 FMA chains (rows x NV) and so sums k in plain order under
+// exact_unless_short; callers that split rows between threads (the sequence driver's batch mode)
+// give each thread at least this many, so a row's bits do not depend on the thread count.
+template <int NV> constexpr index kExactRows = (8 + NV - 1) / NV;
+
 template <class T, int MR, int NV, class Cols, Tail tail = Tail::grid>
 void gemm_block(index m0, index m1, Mat<T> A, index k0, const Packed<T, NV>& P, index kb,
                 Cols cols, index p0, index p1, T* C, index ldc, Init init, const T* bias,
                 T* apack = nullptr) {
     constexpr index MC = gemm_mc<T, MR>();
     const index kc = P.kc(kb), nvec = cols.nvec();
-    static_assert(tail == Tail::grid || (8 + NV - 1) / NV < MR,
+    static_assert(tail == Tail::grid || kExactRows<NV> < MR,
                   "exact tails need MR > 8 / NV: the halves of a merged block must be short blocks");
     const index rest = (m1 - m0) % MR;
     index body = m1 - rest;  // the whole blocks of MR end here, the short blocks start
     index half = 0;          // exact: rows of the first half of a merged short block
-    if (tail != Tail::grid && body > m0 && rest * NV < 8 && rest > 0) {
+    if (tail != Tail::grid && body > m0 && rest < kExactRows<NV> && rest > 0) {
         body -= MR;
         half = (MR + rest + 1) / 2;
     }
-    const bool split_k = tail == Tail::grid || (tail == Tail::exact_unless_short && (m1 - m0) * NV < 8);
+    const bool split_k = tail == Tail::grid || (tail == Tail::exact_unless_short && m1 - m0 < kExactRows<NV>);
     // Chunks of at most MC rows; one that would end inside the short blocks ends before them, so
     // the last chunk holds them all.
     for (index mb = m0, me; mb < m1; mb = me) {
@@ -203,7 +208,7 @@ void gemm_block(index m0, index m1, Mat<T> A, index k0, const Packed<T, NV>& P, 
                 switch (rows) {
 #define RNNFAST_ROWS(R)                                                                                          \
     case R:                                                                                                      \
-        if (R < MR && R * NV < 8 && split_k)                                                                     \
+        if (R < MR && R < kExactRows<NV> && split_k)                                                             \
             micro<T, (R < MR ? R : 1), NV, (R * NV >= 4 ? 2 : 4)>(kc, a, rs, cs, b, c, ldc, cv, nv, init, bias); \
         else if (R < MR)                                                                                         \
             micro<T, (R < MR ? R : 1), NV>(kc, a, rs, cs, b, c, ldc, cv, nv, init, bias);                        \

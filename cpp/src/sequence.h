@@ -7,10 +7,10 @@
 //   2. a time loop in ONE parallel region: each thread owns a slice of hidden units, computes the
 //      recurrent product for all G gates of its units from its own packed panels of W_hh (which
 //      stay in its cache for the whole sequence), applies the cell's gate math to them while
-//      they are in cache, and meets the others at one barrier per step (unit mode); or, from 4
-//      rows per thread and W_hh up to 1 MiB, each thread runs its own rows through every unit
-//      with no barrier at all (batch mode, see Share), which also keeps a loaded machine from
-//      stalling the team at every step.
+//      they are in cache, and meets the others at one barrier per step (unit mode); or, with
+//      enough batch rows per thread for W_hh's size (batch_mode()), each thread runs its own rows
+//      through every unit with no barrier at all (batch mode), which also keeps a loaded machine
+//      from stalling the team at every step.
 // Backward runs the same loop in reverse, carrying only dh (and dc); dx, dW_ih and dW_hh are
 // whole-sequence products after the loop, the bias gradients sums over each step's gate gradients
 // (inside the loop in unit mode, while they are in cache; after it in batch mode).
@@ -156,11 +156,11 @@ template <class T, class Cell> struct Driver {
 
     // Threads for a problem: one where the work is too small to share. In unit mode that is a
     // step's recurrent product of fewer than kTinyStep multiply-adds, where the barrier would cost
-    // more than the step saves; in batch mode (no barrier in the loop) a whole call's of fewer
-    // than kTinyCall, where only starting the team costs. No more threads than there are panels
-    // in unit mode (batch mode gives each at least kBatchRows rows). The team then decides its
-    // mode again from its actual size (share()): with fewer threads than asked for, unit mode
-    // may become batch mode; both work with any number of threads.
+    // more than the step saves; in batch mode (no barrier in the loop) a call of fewer than
+    // kTinyCall, where only starting the team costs. In unit mode no more threads than `panels`
+    // (the units' groups of panels). The mode is judged at the number of threads asked for, and
+    // the team decides it again from its actual size (share()): with fewer threads, unit mode may
+    // become batch mode. Either way the results are the same bits; only the speed differs.
     // Measured on 2 Zen 3 cores, one thread's time over two's (eval and training), T = 50: unit
     // mode (B = 1, 4; H = 32 to 96) 0.69-0.96 below 9216 multiply-adds a step, 0.87-1.11 at 9216,
     // 0.98-1.25 from 12288 on; batch mode (B = 8 to 32, H = 16 to 96) 1.07-1.94 everywhere (and
@@ -169,12 +169,11 @@ template <class T, class Cell> struct Driver {
     static constexpr index kTinyStep = 12288;
     static constexpr index kTinyCall = 32768;
     static int threads_for(const LayerShape& s, index panels, int requested = 0) {
-        const int asked = team_size(1, 0, requested);  // the threads asked for (or all)
+        const int asked = threads_asked(requested);
         const index step = s.B * G * s.H * s.H;  // a step's recurrent multiply-adds
         const bool batch = batch_mode(s, asked);
-        index n = team_size(batch ? s.T * step : step, batch ? kTinyCall : kTinyStep, asked);
-        if (!batch_mode(s, int(n)) && n > panels) n = panels;
-        return n < 1 ? 1 : int(n);
+        const int n = team_size(batch ? s.T * step : step, batch ? kTinyCall : kTinyStep, asked);
+        return !batch_mode(s, n) && n > panels ? int(panels) : n;
     }
 
     // What a thread owns in the time loop. Unit mode: every batch row, a slice of hidden units and
@@ -182,29 +181,30 @@ template <class T, class Cell> struct Driver {
     // an even slice of rows, every unit and panel, no barrier in the loop (each thread reads all
     // of W_hh every step, which pays only while that stays near the core).
     // The recurrent products sum k in plain order in every micro-kernel block (kStepTail; only a
-    // product of fewer than 8 / NV rows splits k: B < 4, in unit mode, where every thread has all
-    // rows), so the mode and the thread count never change a result.
+    // product of fewer than kExactRows rows splits k: B < 4, in unit mode, where every thread has
+    // all rows), so the mode and the thread count never change a result.
     struct Share {
         bool batch;
         index b0, b1, u0, u1, p0, p1;
     };
     // Batch mode needs at least kBatchRows rows per thread: with fewer, a thread's product would
-    // split k (kStepTail) and its rows' bits would depend on the mode. Beyond that, each thread
+    // split k (kStepTail) and its rows' bits would depend on the thread count. Beyond that, each thread
     // reads all of W_hh every step, against one barrier per step in unit mode. Measured on a
     // 2-core Zen 3 (512 KiB L2 per core), quiet, batch mode from 4 rows per thread instead of 24,
     // old time / new time, medians of 6 rounds of `benchmarks/ab_builds.py`: W_hh of 64-256 KiB
     // (RNN H = 128, 256; LSTM H = 64) at B = 8 to 16 1.04-1.26; 512 KiB (LSTM H = 181) at B = 16
     // 1.03-1.07; 768 KiB and 1 MiB (GRU, LSTM at H = 256) at B = 8 to 32 0.99-1.04, eval and
     // training. With W_hh of 4-12 MiB (H = 512, 1024) batch mode read 0.97-1.01 at B = 16 to 64,
-    // so that stays in unit mode at every B. With more than two threads every thread
+    // so that stays in unit mode at every B. In a team of more than two threads every thread
     // streaming W_hh from L3 each step would compete for its bandwidth (not measured: this
-    // machine has two cores), so there batch mode from 4 rows is kept to weights that stay in
-    // any core's L2, and larger ones wait for kManyThreadRows rows, as before. On a loaded
-    // machine unit mode's per-step barrier waits for descheduled threads: there batch mode was
-    // 3-16x faster.
-    static constexpr index kBatchRows = (8 + NVP - 1) / NVP;       // rows per thread, at least
+    // machine has two cores), so there batch mode from 4 rows is kept to W_hh of at most 256 KiB
+    // (the smallest L2 of current x86 cores), and larger ones wait for kManyThreadRows rows, as
+    // before. The rule is per team: a bidirectional layer on 4 threads runs two teams of 2. On a
+    // loaded machine unit mode's per-step barrier waits for descheduled threads: there batch mode
+    // was 3-16x faster.
+    static constexpr index kBatchRows = kExactRows<NVP>;           // rows per thread, at least
     static constexpr index kManyThreadRows = 24;                   // above 2 threads and kL2Bytes
-    static constexpr index kL2Bytes = index(256) << 10;            // W_hh that stays in L2
+    static constexpr index kL2Bytes = index(256) << 10;            // W_hh of at most one L2
     static constexpr index kBatchWeightBytes = index(1) << 20;    // W_hh's size, at most
     static bool batch_mode(const LayerShape& s, int threads) {
         const index w = G * s.H * s.H * index(sizeof(T));

@@ -38,12 +38,17 @@ inline Team current_team() {
     return t;
 }
 
-// How many threads a kernel uses: `requested` (0: get_num_threads()), or one when its `work`
-// (values touched, or multiply-adds) is below `min_work`, so small that waking a second thread
-// would cost more than it saves.
-inline int team_size(index work, index min_work, int requested) {
+// The threads a caller asks for: `requested`, or get_num_threads() for 0; at least one.
+inline int threads_asked(int requested) {
     const int n = requested > 0 ? requested : get_num_threads();
-    return work < min_work || n < 1 ? 1 : n;
+    return n < 1 ? 1 : n;
+}
+
+// How many threads a kernel uses: threads_asked(requested), or one when its `work` (values
+// touched, or multiply-adds) is below `min_work`, so small that waking a second thread would cost
+// more than it saves.
+inline int team_size(index work, index min_work, int requested) {
+    return work < min_work ? 1 : threads_asked(requested);
 }
 
 // Flushes denormals to zero on this thread while it lives, then restores the thread's previous
