@@ -177,9 +177,9 @@ template <class T, class Cell> struct Driver {
     }
 
     // What a thread owns in the time loop. Unit mode: every batch row, a slice of hidden units and
-    // their panels of W_hh (which stay in its cache), one barrier per step. Batch mode (batch_mode()):
-    // an even slice of rows, every unit and panel, no barrier in the loop (each thread reads all
-    // of W_hh every step, which pays only while that stays near the core).
+    // their panels of W_hh (which stay in its cache), one barrier per step. Batch mode (when
+    // batch_mode()): an even slice of rows, every unit and panel, no barrier in the loop (each
+    // thread reads all of W_hh every step, which pays only while that stays near the core).
     // The recurrent products sum k in plain order in every micro-kernel block (kStepTail; only a
     // product of fewer than kExactRows rows splits k: B < 4, in unit mode, where every thread has
     // all rows), so the mode and the thread count never change a result.
@@ -188,20 +188,19 @@ template <class T, class Cell> struct Driver {
         index b0, b1, u0, u1, p0, p1;
     };
     // Batch mode needs at least kBatchRows rows per thread: with fewer, a thread's product would
-    // split k (kStepTail) and its rows' bits would depend on the thread count. Beyond that, each thread
-    // reads all of W_hh every step, against one barrier per step in unit mode. Measured on a
+    // split k (kStepTail) and its rows' bits would depend on the thread count. Beyond that, each
+    // thread reads all of W_hh every step, against one barrier per step in unit mode. Measured on a
     // 2-core Zen 3 (512 KiB L2 per core), quiet, batch mode from 4 rows per thread instead of 24,
     // old time / new time, medians of 6 rounds of `benchmarks/ab_builds.py`: W_hh of 64-256 KiB
     // (RNN H = 128, 256; LSTM H = 64) at B = 8 to 16 1.04-1.26; 512 KiB (LSTM H = 181) at B = 16
     // 1.03-1.07; 768 KiB and 1 MiB (GRU, LSTM at H = 256) at B = 8 to 32 0.99-1.04, eval and
-    // training. With W_hh of 4-12 MiB (H = 512, 1024) batch mode read 0.97-1.01 at B = 16 to 64,
-    // so that stays in unit mode at every B. In a team of more than two threads every thread
-    // streaming W_hh from L3 each step would compete for its bandwidth (not measured: this
-    // machine has two cores), so there batch mode from 4 rows is kept to W_hh of at most 256 KiB
-    // (the smallest L2 of current x86 cores), and larger ones wait for kManyThreadRows rows, as
-    // before. The rule is per team: a bidirectional layer on 4 threads runs two teams of 2. On a
-    // loaded machine unit mode's per-step barrier waits for descheduled threads: there batch mode
-    // was 3-16x faster.
+    // training. With W_hh of 4-12 MiB (H = 512, 1024) batch mode read 0.97-1.01 at B = 16 to 64, so
+    // that stays in unit mode at every B. In a team of more than two threads every thread streaming
+    // W_hh from L3 each step would compete for its bandwidth (not measured: this machine has two
+    // cores), so there batch mode from 4 rows is kept to W_hh of at most 256 KiB (the smallest L2
+    // of current x86 cores), and larger ones wait for kManyThreadRows rows, as before. The rule is
+    // per team: a bidirectional layer on 4 threads runs two teams of 2. On a loaded machine unit
+    // mode's per-step barrier waits for descheduled threads: there batch mode was 3-16x faster.
     static constexpr index kBatchRows = kExactRows<NVP>;           // rows per thread, at least
     static constexpr index kManyThreadRows = 24;                   // above 2 threads and kL2Bytes
     static constexpr index kL2Bytes = index(256) << 10;            // W_hh of at most one L2
