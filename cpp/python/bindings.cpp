@@ -111,14 +111,16 @@ template <class T> bool reusable(const py::array& a, Idx n) {
            a.ndim() == 1 && a.shape(0) == n && a.writeable() && (a.flags() & py::array::c_style);
 }
 
-// The packed-weights cache: none when the caller passes None (the kernels pack into scratch);
-// the caller's when it has the right size (its content is checked by the kernels); else a new one,
+// The packed-weights cache: none when the caller passes None (the kernels pack into scratch) or
+// the call packs as it goes (a single step: the caller's buffer is returned untouched); the
+// caller's when it has the right size (its content is checked by the kernels); else a new one,
 // returned for the caller to pass next time.
 template <class T> py::object weight_cache(const rnnfast::LayerShape& s, const std::optional<py::array>& buf,
                                            bool backward, T** data) {
     *data = nullptr;
     if (!buf) return py::none();
     const Idx n = rnnfast::weight_cache_size(s, sizeof(T), backward);
+    if (n == 0) return *buf;  // this call uses none: the caller's (for its other calls) goes back as it came
     py::array_t<T> cache = reusable<T>(*buf, n) ? py::array_t<T>(*buf) : py::array_t<T>(n);
     if (cache.ptr() != buf->ptr()) std::fill_n(cache.mutable_data(), n, T(0));  // new: no valid tag anywhere
     *data = cache.mutable_data();

@@ -59,29 +59,77 @@ template <class T, int NV> struct Packed {
     T* block(index kb, index p) const { return data + kb * KC * npanels * NV * W + p * kc(kb) * NV * W; }
 };
 
-// Packs panels [p0, p1) of every K block; vectors past the map's end and lanes past a vector's
-// valid count are zero.
+// Packs panel p's rows [k0, k0 + kc) of B into dst (kc x NV vectors); vectors past the map's end
+// and lanes past a vector's valid count are zero. Weights as stored (B.rs == 1: each column of B
+// a contiguous row of the weights) go in W x W blocks transposed in registers; B.cs == 1 (rows of
+// B contiguous) as whole vectors; any other strides one value at a time. Against packing the
+// weights one value at a time, on Zen 3 (AVX2), an LSTM forward at T = 20, B = 1 whose weights
+// changed since the last call took 101-118 us longer than one whose did not at H = 256 before,
+// 19-27 after; at H = 512 670-810 before, 340-520 after (the rest: the cache's copy of them).
 template <class T, int NV, class Cols>
-void pack_panels(const Packed<T, NV>& P, Mat<T> B, Cols cols, index p0, index p1) {
+void pack_panel(T* dst, Mat<T> B, Cols cols, index p, index k0, index kc) {
     constexpr int W = simd<T>::W;
     const index nvec = cols.nvec();
-    for (index kb = 0; kb * P.KC < P.K; ++kb) {
-        const index kc = P.kc(kb);
-        for (index p = p0; p < p1; ++p) {
-            T* dst = P.block(kb, p);
-            for (int vi = 0; vi < NV; ++vi) {
-                const index v = p * NV + vi;
-                const int n = v < nvec ? cols.valid(v) : 0;
-                const index c0 = v < nvec ? cols.col(v) : 0;
-                for (index k = 0; k < kc; ++k) {
-                    T* d = dst + (k * NV + vi) * W;
-                    for (int l = 0; l < n; ++l) d[l] = B.at(kb * P.KC + k, c0 + l);
-                    for (int l = n; l < W; ++l) d[l] = T(0);
+    for (int vi = 0; vi < NV; ++vi) {
+        const index v = p * NV + vi;
+        const int n = v < nvec ? cols.valid(v) : 0;
+        const index c0 = v < nvec ? cols.col(v) : 0;
+        T* d = dst + vi * W;  // row k of this vector: d + k * NV * W
+        if (n > 0 && B.rs == 1) {
+            const T* src = &B.p[c0 * B.cs + k0];  // lane l's values: src + l * B.cs + k
+            index k = 0;
+            if (n == W)  // the common case with every bound known, so that the block stays in registers
+                for (; k + 2 * W <= kc; k += 2 * W) {
+                    vec<T> r[W], q[W];
+                    for (int l = 0; l < W; ++l) {
+                        r[l] = load(src + l * B.cs + k);
+                        q[l] = load(src + l * B.cs + k + W);
+                    }
+                    transpose<T>(r);
+                    transpose<T>(q);
+                    for (int i = 0; i < W; ++i) store(d + (k + i) * NV * W, r[i]);
+                    for (int i = 0; i < W; ++i) store(d + (k + W + i) * NV * W, q[i]);
                 }
+            for (; k < kc; k += W) {
+                const int m = kc - k < W ? int(kc - k) : W;
+                vec<T> r[W];
+                for (int l = 0; l < W; ++l) r[l] = l < n ? load_n(src + l * B.cs + k, m) : splat<T>(0);
+                transpose<T>(r);
+                for (int i = 0; i < m; ++i) store(d + (k + i) * NV * W, r[i]);
             }
+        } else if (n > 0 && B.cs == 1) {
+            for (index k = 0; k < kc; ++k) store(d + k * NV * W, load_n(&B.p[(k0 + k) * B.rs + c0], n));
+        } else {
+            for (index k = 0; k < kc; ++k)
+                for (int l = 0; l < W; ++l) d[k * NV * W + l] = l < n ? B.at(k0 + k, c0 + l) : T(0);
         }
     }
 }
+
+// Packs panels [p0, p1) of every K block.
+template <class T, int NV, class Cols>
+void pack_panels(const Packed<T, NV>& P, Mat<T> B, Cols cols, index p0, index p1) {
+    for (index kb = 0; kb * P.KC < P.K; ++kb)
+        for (index p = p0; p < p1; ++p) pack_panel<T, NV>(P.block(kb, p), B, cols, p, kb * P.KC, P.kc(kb));
+}
+
+// B packed as it is used: block(kb, p) packs that one panel into `buf` (a thread's own, KC x NV *
+// W values) and returns it. For products that use each panel once (a single step), where a kept
+// packing costs more: checking it reads the weights and its copy of them, and then the packed
+// panels are read too. Here the weights are read once and the panel comes back from L1 or L2.
+// Same panels as Packed's, so the same results.
+template <class T, int NV, class Cols> struct JitPanels {
+    Mat<T> B;
+    Cols cols;
+    T* buf;
+    index K, KC, npanels;
+    static index buf_size(index KC) { return KC * NV * simd<T>::W; }
+    index kc(index kb) const { return K - kb * KC < KC ? K - kb * KC : KC; }
+    const T* block(index kb, index p) const {
+        pack_panel<T, NV>(buf, B, cols, p, kb * KC, kc(kb));
+        return buf;
+    }
+};
 
 enum class Init { zero, load, bias };
 
@@ -150,8 +198,8 @@ enum class Tail { grid, exact, exact_unless_short };
 // give each thread at least this many, so a row's bits do not depend on the thread count.
 template <int NV> constexpr index kExactRows = (8 + NV - 1) / NV;
 
-template <class T, int MR, int NV, class Cols, Tail tail = Tail::grid>
-void gemm_block(index m0, index m1, Mat<T> A, index k0, const Packed<T, NV>& P, index kb,
+template <class T, int MR, int NV, class Cols, Tail tail = Tail::grid, class Panels = Packed<T, NV>>
+void gemm_block(index m0, index m1, Mat<T> A, index k0, const Panels& P, index kb,
                 Cols cols, index p0, index p1, T* C, index ldc, Init init, const T* bias,
                 T* apack = nullptr) {
     constexpr index MC = gemm_mc<T, MR>();
@@ -243,8 +291,8 @@ template <int MR> Part team_part(const Team& team, index M, index np, bool by_ro
 // C (M, N) = A . B + bias row (or + 0), with B already packed whole (every k-block) in P, e.g.
 // weights packed once per call or kept packed between calls. No barrier between k-blocks (a
 // thread owns its tiles of C in all of them); one at the end, after which C is complete.
-template <class T, int MR, int NV>
-void gemm_packed_team(const Team& team, index M, Mat<T> A, const Packed<T, NV>& P, PlainCols<T> cols, T* C,
+template <class T, int MR, int NV, class Panels = Packed<T, NV>>
+void gemm_packed_team(const Team& team, index M, Mat<T> A, const Panels& P, PlainCols<T> cols, T* C,
                       index ldc, const T* bias) {
     static_assert(MR <= 8, "gemm_block's short blocks have fewer than 8 rows");
     if (P.K == 0) {  // nothing to sum: C is the bias row, or zero
@@ -255,7 +303,8 @@ void gemm_packed_team(const Team& team, index M, Mat<T> A, const Packed<T, NV>& 
     const Part part = team_part<MR>(team, M, P.npanels);
     for (index kb = 0; kb * P.KC < P.K; ++kb) {
         const Init init = kb > 0 ? Init::load : bias ? Init::bias : Init::zero;
-        gemm_block<T, MR, NV>(part.m0, part.m1, A, kb * P.KC, P, kb, cols, part.p0, part.p1, C, ldc, init, bias);
+        gemm_block<T, MR, NV, PlainCols<T>, Tail::grid, Panels>(part.m0, part.m1, A, kb * P.KC, P, kb, cols, part.p0,
+                                                               part.p1, C, ldc, init, bias);
     }
     team.barrier();
 }

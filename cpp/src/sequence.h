@@ -26,6 +26,8 @@
 // A backward with consume_saved writes the gate gradients over the saved gates (and GRU's aux), so
 // that its own workspace does not grow with T (see BwdWork); without, it holds them apart.
 #pragma once
+#include <memory>
+
 #include "rnnfast/rnnfast.h"
 #include "cells.h"
 #include "gemm.h"
@@ -88,12 +90,21 @@ template <class T, class Cell> struct Driver {
     static index fwd_packed_size(index H) { return Packed<T, NVP>::size(H, rec_groups(H) * PPG * NVP); }
     static index bwd_packed_size(index H) { return Packed<T, NVP>::size(G * H, PlainCols<T>{H}.nvec()); }
     static index input_packed_size(index I, index H) { return Packed<T, NVP>::size(I, PlainCols<T>{G * H}.nvec()); }
-    // The forward's cache: W_hh's, then W_ih's (at this offset); the backward's: W_hh's.
+    // The forward's cache: W_hh's, then W_ih's (at this offset); the backward's: W_hh's. None for a
+    // single step (jit_panels()).
     static index rec_cache_size(index H) { return WeightCache<T>::size(G * H * H, fwd_packed_size(H)); }
     static index weight_cache(const LayerShape& s, bool backward) {
+        if (jit_panels(s)) return 0;
         if (backward) return WeightCache<T>::size(G * s.H * s.H, bwd_packed_size(s.H)) + kAlignSlack;
         return rec_cache_size(s.H) + WeightCache<T>::size(G * s.H * s.I, input_packed_size(s.I, s.H)) + kAlignSlack;
     }
+
+    // A single step (a cell's call, or a layer's at T = 1) uses each panel of the weights once: it
+    // packs each panel as it goes (JitPanels) into a thread's own buffer, with no cache, so the
+    // weights are read once. Through a cache they are read three times (compared with its copy,
+    // then read packed), and a cache holds two more copies of them.
+    static bool jit_panels(const LayerShape& s) { return s.T == 1; }
+    static index jit_buf_size(index K) { return JitPanels<T, NVP, PlainCols<T>>::buf_size(K) + kAlignSlack; }
 
     struct FwdWork {
         T *wpack, *ipack, *bias_p, *bias_r, *rec, *P, *S[2], *C[2];
@@ -164,15 +175,23 @@ template <class T, class Cell> struct Driver {
     // Measured on 2 Zen 3 cores, one thread's time over two's (eval and training), T = 50: unit
     // mode (B = 1, 4; H = 32 to 96) 0.69-0.96 below 9216 multiply-adds a step, 0.87-1.11 at 9216,
     // 0.98-1.25 from 12288 on; batch mode (B = 8 to 32, H = 16 to 96) 1.07-1.94 everywhere (and
-    // 0.87-1.79 at T = 100, H = 20 to 40, one reading below 1.2); T = 1: 0.74-1.04 below 32768
-    // multiply-adds a call, 1.02-1.08 at 32768.
+    // 0.87-1.79 at T = 100, H = 20 to 40, one reading below 1.2). A single step (jit_panels(), in
+    // unit mode) also packs its G*H*(I+H) weights, each value about as costly as kJitPack
+    // multiply-adds, besides its B*G*H*(I+H) of products: below kTinyJitStep of that work it runs
+    // on one thread. RNN, LSTM and GRU at H = 32 to 128, B = 1, 4, 16, T = 1, I = H: one thread
+    // over two 0.76-1.06 below (median 0.90) and 0.87-1.56 from it on (median 1.20) in eval,
+    // 0.75-1.26 (0.85) and 0.83-1.46 (1.22) for forward and backward.
     static constexpr index kTinyStep = 12288;
     static constexpr index kTinyCall = 32768;
+    static constexpr index kJitPack = 8;
+    static constexpr index kTinyJitStep = 262144;
     static int threads_for(const LayerShape& s, index panels, int requested = 0) {
         const int asked = threads_asked(requested);
         const index step = s.B * G * s.H * s.H;  // a step's recurrent multiply-adds
         const bool batch = batch_mode(s, asked);
-        const int n = team_size(batch ? s.T * step : step, batch ? kTinyCall : kTinyStep, asked);
+        const index jit_work = G * s.H * (s.I + s.H) * (s.B + kJitPack);
+        const int n = jit_panels(s) ? team_size(jit_work, kTinyJitStep, asked)
+                                    : team_size(batch ? s.T * step : step, batch ? kTinyCall : kTinyStep, asked);
         return !batch_mode(s, n) && n > panels ? int(panels) : n;
     }
 
@@ -201,13 +220,15 @@ template <class T, class Cell> struct Driver {
     // of current x86 cores), and larger ones wait for kManyThreadRows rows, as before. The rule is
     // per team: a bidirectional layer on 4 threads runs two teams of 2. On a loaded machine unit
     // mode's per-step barrier waits for descheduled threads: there batch mode was 3-16x faster.
+    // A single step stays in unit mode: it has no barriers in a loop to save, and in batch mode
+    // every thread would pack every panel (jit_panels()).
     static constexpr index kBatchRows = kExactRows<NVP>;           // rows per thread, at least
     static constexpr index kManyThreadRows = 24;                   // above 2 threads and kL2Bytes
     static constexpr index kL2Bytes = index(256) << 10;            // W_hh of at most one L2
     static constexpr index kBatchWeightBytes = index(1) << 20;    // W_hh's size, at most
     static bool batch_mode(const LayerShape& s, int threads) {
         const index w = G * s.H * s.H * index(sizeof(T));
-        if (threads < 2 || w > kBatchWeightBytes) return false;
+        if (threads < 2 || w > kBatchWeightBytes || jit_panels(s)) return false;
         const index rows = s.B / threads;
         return rows >= (threads == 2 || w <= kL2Bytes ? kBatchRows : kManyThreadRows);
     }
@@ -228,8 +249,9 @@ template <class T, class Cell> struct Driver {
         const LayerShape& s = a.s;
         const index nT = s.T, B = s.B, I = s.I, H = s.H, GH = G * H, BH = B * H;
         const bool training = a.saved != nullptr;
+        const bool jit = jit_panels(s);
         Carver<T> wc{align64(a.scratch)};
-        T* const wcache = align64(a.wcache);
+        T* const wcache = jit ? nullptr : align64(a.wcache);
         const FwdWork w = carve_fwd(s, training, wc);
         Carver<T> sc{a.saved};
         const Saved<T> sv = training ? carve_saved(s, sc) : Saved<T>{};
@@ -262,17 +284,22 @@ template <class T, class Cell> struct Driver {
             const index u1 = gr.hi * TPG * W < H ? gr.hi * TPG * W : H;
 
             // Each thread packs the W_hh panels it will use, B(k, g*H + u) = w_hh[(g*H + u) * H + k],
-            // unless the cache holds them packed from the same rows.
-            bool repack = fresh;
+            // unless the cache holds them packed from the same rows; a single step packs each
+            // panel as it goes, into the thread's jit buffer.
+            const Mat<T> Bhh{a.w_hh, 1, H}, Bih{a.w_ih, 1, I};
+            std::unique_ptr<T[]> jit_mem(jit ? new T[jit_buf_size(H > KC ? H : KC)] : nullptr);
+            const JitPanels<T, NVP, GateCols<T>> JW{Bhh, rcols, align64(jit_mem.get()), H, H, WP.npanels};
+            const JitPanels<T, NVP, PlainCols<T>> JI{Bih, pcols, JW.buf, I, KC, npi};
+            bool repack = fresh && !jit;
             for (int g = 0; wcache && g < G; ++g)
                 repack = !cache.refresh(a.w_hh, H, g * H + u0, g * H + u1, 0, H, fresh) || repack;
-            if (repack) pack_panels(WP, Mat<T>{a.w_hh, 1, H}, rcols, pr.lo, pr.hi);
+            if (repack) pack_panels(WP, Bhh, rcols, pr.lo, pr.hi);
             // Likewise W_ih, B(k, j) = w_ih[j * I + k], split by panels of output columns j.
             const Range iq = team.split(npi);
             const index j0 = iq.lo * NVP * W < GH ? iq.lo * NVP * W : GH;
             const index j1 = iq.hi * NVP * W < GH ? iq.hi * NVP * W : GH;
-            if (!wcache || !icache.refresh(a.w_ih, I, j0, j1, 0, I, ifresh))
-                pack_panels(IP, Mat<T>{a.w_ih, 1, I}, pcols, iq.lo, iq.hi);
+            if (!jit && (!wcache || !icache.refresh(a.w_ih, I, j0, j1, 0, I, ifresh)))
+                pack_panels(IP, Bih, pcols, iq.lo, iq.hi);
             for (int g = 0; g < G; ++g)
                 for (index u = u0; u < u1; ++u) {
                     const index j = g * H + u;
@@ -293,17 +320,24 @@ template <class T, class Cell> struct Driver {
                 const index tlo = s.reverse ? nT - k0 - tc : k0;  // chunk covers times [tlo, tlo + tc)
                 T* P = training ? sv.gates + tlo * B * GH : w.P;
                 if (k0 > 0 && me.batch) team.barrier();  // no one still reads the last chunk's P
-                gemm_packed_team<T, MRP, NVP>(team, tc * B, Mat<T>{a.x + tlo * B * a.ldx, a.ldx, 1}, IP, pcols, P, GH,
-                                              w.bias_p);
+                const Mat<T> X{a.x + tlo * B * a.ldx, a.ldx, 1};
+                if (jit)
+                    gemm_packed_team<T, MRP, NVP>(team, tc * B, X, JI, pcols, P, GH, w.bias_p);
+                else
+                    gemm_packed_team<T, MRP, NVP>(team, tc * B, X, IP, pcols, P, GH, w.bias_p);
                 for (index k = k0; k < k0 + tc; ++k) {
                     const index t = s.reverse ? nT - 1 - k : k;
                     const T* hp = state(w.S, sv.states, k);
                     T* hn = state(w.S, sv.states, k + 1);
                     const T* cp = G == 4 ? state(w.C, sv.cells, k) : nullptr;
                     T* cn = G == 4 ? state(w.C, sv.cells, k + 1) : nullptr;
-                    gemm_block<T, MRP, NVP, GateCols<T>, kStepTail>(
-                        me.b0, me.b1, Mat<T>{hp, H, 1}, 0, WP, 0, rcols, me.p0, me.p1, w.rec, GH,
-                        Cell::kRecurrentBias ? Init::bias : Init::zero, w.bias_r);
+                    const Init init = Cell::kRecurrentBias ? Init::bias : Init::zero;
+                    if (jit)
+                        gemm_block<T, MRP, NVP, GateCols<T>, kStepTail>(me.b0, me.b1, Mat<T>{hp, H, 1}, 0, JW, 0, rcols,
+                                                                        me.p0, me.p1, w.rec, GH, init, w.bias_r);
+                    else
+                        gemm_block<T, MRP, NVP, GateCols<T>, kStepTail>(me.b0, me.b1, Mat<T>{hp, H, 1}, 0, WP, 0, rcols,
+                                                                        me.p0, me.p1, w.rec, GH, init, w.bias_r);
                     for (index b = me.b0; b < me.b1; ++b) {
                         T* p = P + ((t - tlo) * B + b) * GH;
                         T* y = a.y + (t * B + b) * a.ldy;
@@ -341,8 +375,9 @@ template <class T, class Cell> struct Driver {
         const LayerShape& s = a.s;
         const index nT = s.T, B = s.B, I = s.I, H = s.H, GH = G * H, BH = B * H, TB = nT * B;
         const int nth = backward_threads(s, a.threads);
+        const bool jit = jit_panels(s);
         Carver<T> wc{align64(a.scratch)};
-        T* const wcache = align64(a.wcache);
+        T* const wcache = jit ? nullptr : align64(a.wcache);
         BwdWork w = carve_bwd(s, nth, a.consume_saved, wc);
         Carver<T> sc{a.saved};
         const Saved<T> sv = carve_saved(s, sc);
@@ -367,9 +402,11 @@ template <class T, class Cell> struct Driver {
             const index u0 = pr.lo * NVP * W < H ? pr.lo * NVP * W : H;
             const index u1 = pr.hi * NVP * W < H ? pr.hi * NVP * W : H;
             // B(k = g*H + j, u) = w_hh[(g*H + j) * H + u]: dh_{t-1} = dG_hh W_hh; from the cache when
-            // it holds my columns packed from the same values.
-            if (!wcache || !cache.refresh(a.w_hh, H, 0, GH, u0, u1, fresh))
-                pack_panels(WP, Mat<T>{a.w_hh, H, 1}, hcols, pr.lo, pr.hi);
+            // it holds my columns packed from the same values; packed as it goes for a single step.
+            std::unique_ptr<T[]> jit_mem(jit ? new T[jit_buf_size(GH)] : nullptr);
+            const JitPanels<T, NVP, PlainCols<T>> JW{Mat<T>{a.w_hh, H, 1}, hcols, align64(jit_mem.get()), GH, GH, npb};
+            if (!jit && (!wcache || !cache.refresh(a.w_hh, H, 0, GH, u0, u1, fresh)))
+                pack_panels(WP, JW.B, hcols, pr.lo, pr.hi);
             const Share me = share(team, s, pr, u0, u1, npb);
             if (me.batch) team.barrier();  // every thread reads every panel
             for (index b = me.b0; b < me.b1; ++b) {
@@ -423,8 +460,12 @@ template <class T, class Cell> struct Driver {
                     add_bias_grads(t);
                     team.barrier();
                 }
-                gemm_block<T, MRP, NVP, PlainCols<T>, kStepTail>(me.b0, me.b1, Mat<T>{dg_hh, GH, 1}, 0, WP, 0, hcols,
-                                                                 me.p0, me.p1, w.dh, H, Init::load, nullptr);
+                if (jit)
+                    gemm_block<T, MRP, NVP, PlainCols<T>, kStepTail>(me.b0, me.b1, Mat<T>{dg_hh, GH, 1}, 0, JW, 0, hcols,
+                                                                     me.p0, me.p1, w.dh, H, Init::load, nullptr);
+                else
+                    gemm_block<T, MRP, NVP, PlainCols<T>, kStepTail>(me.b0, me.b1, Mat<T>{dg_hh, GH, 1}, 0, WP, 0, hcols,
+                                                                     me.p0, me.p1, w.dh, H, Init::load, nullptr);
             }
             for (index b = me.b0; b < me.b1; ++b) {
                 copy_units(a.dh0 + b * H, w.dh + b * H, me.u0, me.u1);

@@ -68,5 +68,33 @@ template <class T> inline void store_n(T* p, vec<T> v, int n) {
     for (int i = 0; i < n; ++i) p[i] = v[i];
 }
 
+// Transposes a W x W block held as W vectors (r[i] is row i) in place: log2(W) stages, each
+// swapping the off-diagonal d x d blocks of every 2d x 2d block, i.e. element (i, l) of a row i
+// whose bit d is clear and a lane l whose bit d is set with element (i + d, l - d). Each stage is
+// one two-vector shuffle per output vector (2-4 instructions for AVX2's 8 floats, fewer for the
+// later stages), constant masks folded by the compiler.
+template <class T, int D> inline void transpose_stage(vec<T>* r) {
+    constexpr int W = simd<T>::W;
+    typename simd<T>::I lo, hi;
+    for (int l = 0; l < W; ++l) {
+        lo[l] = (l & D) ? W + l - D : l;
+        hi[l] = (l & D) ? W + l : l + D;
+    }
+    for (int i = 0; i < W; ++i)
+        if (!(i & D)) {
+            const vec<T> a = r[i], b = r[i + D];
+            r[i] = __builtin_shuffle(a, b, lo);
+            r[i + D] = __builtin_shuffle(a, b, hi);
+        }
+}
+template <class T> inline void transpose(vec<T>* r) {
+    constexpr int W = simd<T>::W;
+    transpose_stage<T, 1>(r);
+    if constexpr (W > 2) transpose_stage<T, 2>(r);
+    if constexpr (W > 4) transpose_stage<T, 4>(r);
+    if constexpr (W > 8) transpose_stage<T, 8>(r);
+    static_assert(W <= 16, "transpose: at most 16 lanes");
+}
+
 }  // namespace RNNFAST_ISA_NS
 }  // namespace rnnfast

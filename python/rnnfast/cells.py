@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _validate as v
-from .functional import WeightCache, layer_backward, layer_forward
+from .functional import layer_backward, layer_forward
 from .module import Module, serialized
 
 _GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
@@ -27,7 +27,6 @@ class _Cell(Module):
         self.bias = bool(bias)
         self.dtype = v.dtype_of(dtype)
         self._tape = []
-        self._packed = WeightCache()  # W_hh packed once per weight change, not once per step
         rng = np.random.default_rng(seed)
         GH, bound = _GATES[mode] * self.hidden_size, 1.0 / np.sqrt(self.hidden_size)
         v.check_allocation(2 * GH * (self.input_size + self.hidden_size + 2) * self.dtype.itemsize,
@@ -76,8 +75,7 @@ class _Cell(Module):
         h0, c0 = self._state(state, x.shape[0], "state")
         p = self._params
         _, h, c, ctx = layer_forward(self.mode, np.ascontiguousarray(x)[None], h0, c0, p["weight_ih"], p["weight_hh"],
-                                     p.get("bias_ih"), p.get("bias_hh"), training=self.training,
-                                     cache=self._packed)
+                                     p.get("bias_ih"), p.get("bias_hh"), training=self.training)
         if self.training:
             self._tape.append(ctx)
         return (h, c) if self.mode == "lstm" else h
@@ -97,11 +95,6 @@ class _Cell(Module):
                                           grads=(g["weight_ih"], g["weight_hh"], g.get("bias_ih"), g.get("bias_hh")))
         self._tape.pop()
         return dx[0], ((dh0, dc0) if self.mode == "lstm" else dh0)
-
-    def __getstate__(self):  # copies (shallow ones too) and pickles get their own, empty, cache
-        state = super().__getstate__()
-        state["_packed"] = WeightCache()
-        return state
 
     def __repr__(self):
         return f"{type(self).__name__}({self.input_size}, {self.hidden_size}, bias={self.bias}, dtype={self.dtype.name})"

@@ -23,7 +23,8 @@ class WeightCache:
     The kernels compare the weights with the copy the cache holds on every call and repack only
     what changed, so any update (load_state_dict, an optimiser step, an in-place edit) is seen; a
     cache is an optimisation, never a source of stale results. Not for concurrent calls. Holds two
-    copies of w_hh and w_ih for the forward, and two of w_hh for the backward once one has run.
+    copies of w_hh and w_ih for the forward, and two of w_hh for the backward once one has run. A
+    single step (T = 1) uses none: it packs the weights as it goes, and leaves the cache as it is.
     """
 
     __slots__ = ("forward", "backward")

@@ -166,7 +166,8 @@ index backward_scratch_size(const LayerShape& s, int elem_bytes, int threads, bo
 // cache filled for another layout or other weights is then refilled as needed; arbitrary memory
 // could hold a valid tag over stale panels); one cache per layer and direction, never shared by
 // concurrent calls. Its size depends on the element size, the cell, I (forward), H and the
-// instruction set; not on the sequence length or the batch.
+// instruction set; not on the batch, nor on the sequence length, except that it is 0 for T = 1:
+// a single step packs each panel of the weights as it uses it and ignores `wcache`.
 index weight_cache_size(const LayerShape& s, int elem_bytes, bool backward);
 
 void layer_forward(const LayerForward<float>& a);

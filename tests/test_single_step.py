@@ -1,0 +1,118 @@
+"""A single step (T = 1: every call of a cell, a layer's call at T = 1) packs each panel of the
+weights as it uses it, with no cache (JitPanels in gemm.h); longer calls use the kept packing. The
+panels are the same, so the products are the same bits: a step at T = 1 against the first step of
+T = 2 with the same input. B = 24 rows are whole micro-kernel blocks (6 rows on AVX2 and SSE, 8 on
+AVX-512) in both calls, so the input projection cuts them the same way."""
+import numpy as np
+import pytest
+
+import rnnfast
+from rnnfast import functional as F
+from rnnfast import reference as ref
+
+from conftest import MODES, RTOL, assert_close, make_layer
+
+pytestmark = pytest.mark.usefixtures("every_isa")
+
+
+def forward(mode, p, x, training):
+    lstm = mode == "lstm"
+    return F.layer_forward(mode, x, p["h0"], p["c0"] if lstm else None, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"],
+                           training=training, cache=F.WeightCache())
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("I,H", [(5, 3), (70, 130), (1100, 70), (24, 260)],
+                         ids=["tiny", "odd_sizes", "k_blocks", "unit_mode"])
+def test_single_step_is_the_first_step_of_two(mode, I, H, dtype):
+    """Odd sizes leave part-filled vectors and k past the last whole block of W; I = 1100 takes
+    three k-blocks of W_ih. A step always runs in unit mode; the two steps run in batch mode on 2
+    and 3 threads except at H = 260 (an LSTM's W_hh over 1 MiB). Outputs and states, eval and
+    training, 1 to 3 threads; the step against the reference too."""
+    p = make_layer(mode, 2, 24, I, H, dtype, seed=I)
+    before = rnnfast.get_num_threads()
+    try:
+        for threads in (1, 2, 3):
+            rnnfast.set_num_threads(threads)
+            for training in (False, True):
+                y1, h1, c1, _ = forward(mode, p, p["x"][:1], training)
+                y2, *_ = forward(mode, p, p["x"], training)
+                np.testing.assert_array_equal(y1[0], y2[0])
+                np.testing.assert_array_equal(h1, y2[0])
+                if mode == "lstm":
+                    want = ref.lstm_forward(p["x"][:1], p["h0"], p["c0"], p["w_ih"], p["w_hh"], p["b_ih"],
+                                            p["b_hh"])
+                    assert_close(c1, want[2], RTOL[dtype], "c_n")
+                elif mode == "gru":
+                    want = ref.gru_forward(p["x"][:1], p["h0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
+                else:
+                    want = ref.rnn_forward(p["x"][:1], p["h0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"],
+                                           nonlinearity=mode[4:])
+                assert_close(y1, want[0], RTOL[dtype], "y")
+    finally:
+        rnnfast.set_num_threads(before)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("B,H", [(1, 70), (3, 130), (24, 70), (24, 260)])
+def test_single_step_backward_is_the_first_step_of_two(mode, B, H):
+    """The backward of a step at T = 1: the same bits for 1 to 3 threads and against the
+    reference. At B = 24, also against T = 2 whose second step gets no gradient (dy[1] = 0, no
+    dh_n, dc_n): the same dh0 (the step's recurrent product, from panels packed as it goes against
+    the cache's), dc0 and dx. (At B = 1 and 3 the forward's input projection cuts its 1 or 3 rows
+    differently from the 2 or 6 of T = 2, so the steps differ in the last bits there.)"""
+    p = make_layer(mode, 2, B, 6 * B, H, np.float32, seed=H + B)
+    dy = p["dy"].copy()
+    dy[1] = 0
+    lstm = mode == "lstm"
+    steps = []
+    before = rnnfast.get_num_threads()
+    try:
+        for threads in (1, 2, 3):
+            rnnfast.set_num_threads(threads)
+            *_, ctx1 = forward(mode, p, p["x"][:1], True)
+            one = F.layer_backward(ctx1, dy[:1])
+            steps.append(one)
+            if B == 24:
+                *_, ctx2 = forward(mode, p, p["x"], True)
+                two = F.layer_backward(ctx2, dy)
+                np.testing.assert_array_equal(one[1], two[1])  # dh0
+                if lstm:
+                    np.testing.assert_array_equal(one[2], two[2])  # dc0
+                np.testing.assert_array_equal(one[0][0], two[0][0])  # dx of the step
+    finally:
+        rnnfast.set_num_threads(before)
+    for other in steps[1:]:
+        for a, b in zip(steps[0], other):
+            np.testing.assert_array_equal(a, b)
+    args = (p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
+    if lstm:
+        _, _, _, rctx = ref.lstm_forward(p["x"][:1], p["h0"], p["c0"], *args)
+        want = ref.lstm_backward(dy[:1], None, None, rctx)
+    elif mode == "gru":
+        want = ref.gru_backward(dy[:1], None, ref.gru_forward(p["x"][:1], p["h0"], *args)[2])
+    else:
+        want = ref.rnn_backward(dy[:1], None, ref.rnn_forward(p["x"][:1], p["h0"], *args, nonlinearity=mode[4:])[2])
+    for name, a, b in zip(["dx", "dh0"], steps[0], want):
+        assert_close(a, b, RTOL[np.float32], name)
+
+
+def test_a_single_step_leaves_the_cache_for_longer_calls():
+    """A step uses no cache and returns the caller's as it came; the longer calls around it keep
+    seeing every weight change."""
+    p = make_layer("lstm", 4, 5, 7, 40, np.float32, seed=1)
+    cache = F.WeightCache()
+    call = lambda x: F.layer_forward("lstm", x, None, None, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"],
+                                     training=False, cache=cache)[0]
+    call(p["x"])
+    kept = cache.forward
+    assert kept.size > 0
+    filled = kept.copy()
+    p["w_hh"][3, 4] += 0.5
+    step = call(p["x"][:1])
+    assert cache.forward is kept
+    np.testing.assert_array_equal(kept, filled)
+    fresh = F.layer_forward("lstm", p["x"], None, None, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"],
+                            training=False)[0]
+    np.testing.assert_array_equal(call(p["x"]), fresh)
+    np.testing.assert_array_equal(step[0], fresh[0])
