@@ -34,6 +34,16 @@ def test_products_are_checked_before_they_are_timed():
     assert [ln.split()[0] for ln in out.splitlines()[1:]] == ["y", "dW", "dx"]
 
 
+def test_cell_steps_match_torch_before_they_are_timed():
+    out = run("cell_steps.py", "--sizes", "8,33", "--batches", "1,3", "--rounds", "1", "--calls", "2")
+    rows = [ln.split() for ln in out.splitlines()[2:]]
+    assert sorted((r[0], r[1], r[2]) for r in rows) == sorted(
+        (c, h, b) for c in ("rnn_tanh", "lstm", "gru") for h in ("8", "33") for b in ("1", "3"))
+    assert all(float(r[3]) > 0 for r in rows)
+    errs = [float(r[6]) for r in rows]
+    assert all(e <= 1e-5 for e in errs) or all(e != e for e in errs)  # NaN: torch is not installed
+
+
 def test_ab_builds_alternates_the_two_builds_it_is_given(tmp_path):
     rows = ["lstm,3,2,8,eval", "gru,3,2,8,train"]
     out = run("ab_builds.py", "-", "-", *rows, "--rounds", "2", "--budget", "0.01", "--threads", "1")
