@@ -102,9 +102,16 @@ template <class T, class Cell> struct Driver {
     // A single step (a cell's call, or a layer's at T = 1) uses each panel of the weights once: it
     // packs each panel as it goes (JitPanels) into a thread's own buffer, with no cache, so the
     // weights are read once. Through a cache they are read three times (compared with its copy,
-    // then read packed), and a cache holds two more copies of them.
+    // then read packed), and a cache holds two more copies of them. The buffers (jit_buf values a
+    // thread per matrix) are allocated before the parallel region, where a failure is an ordinary
+    // exception, and from the heap, whose pages are reused from call to call: cut from the
+    // scratch that would hold the whole packing (fresh pages each call), a step at H = 256 and
+    // 512, B = 1, was 4-5% slower.
     static bool jit_panels(const LayerShape& s) { return s.T == 1; }
-    static index jit_buf_size(index K) { return JitPanels<T, NVP, PlainCols<T>>::buf_size(K) + kAlignSlack; }
+    static index jit_buf(index K, index KC) { return JitPanels<T, NVP, PlainCols<T>>::buf_size(K < KC ? K : KC); }
+    static std::unique_ptr<T[]> jit_memory(bool jit, int threads, index per_thread) {
+        return std::unique_ptr<T[]>(jit ? new T[threads * per_thread + kAlignSlack] : nullptr);
+    }
 
     struct FwdWork {
         T *wpack, *ipack, *bias_p, *bias_r, *rec, *P, *S[2], *C[2];
@@ -274,7 +281,11 @@ template <class T, class Cell> struct Driver {
             return training ? seq + (s.reverse ? nT - k : k) * BH : pingpong[k & 1];
         };
 
-#pragma omp parallel num_threads(threads_for(s, ngroups, a.threads))
+        const int nth = threads_for(s, ngroups, a.threads);
+        const index jw = jit_buf(H, H), ji = jit_buf(I, KC);
+        const std::unique_ptr<T[]> jit_mem = jit_memory(jit, nth, jw + ji);
+
+#pragma omp parallel num_threads(nth)
         {
             const Team team = current_team();
             const FlushDenormals ftz;
@@ -287,9 +298,9 @@ template <class T, class Cell> struct Driver {
             // unless the cache holds them packed from the same rows; a single step packs each
             // panel as it goes, into the thread's jit buffer.
             const Mat<T> Bhh{a.w_hh, 1, H}, Bih{a.w_ih, 1, I};
-            std::unique_ptr<T[]> jit_mem(jit ? new T[jit_buf_size(H > KC ? H : KC)] : nullptr);
-            const JitPanels<T, NVP, GateCols<T>> JW{Bhh, rcols, align64(jit_mem.get()), H, H, WP.npanels};
-            const JitPanels<T, NVP, PlainCols<T>> JI{Bih, pcols, JW.buf, I, KC, npi};
+            T* const jb = align64(jit_mem.get()) + team.id * (jw + ji);  // my jit buffers
+            const JitPanels<T, NVP, GateCols<T>> JW{Bhh, rcols, jb, H, H, WP.npanels};
+            const JitPanels<T, NVP, PlainCols<T>> JI{Bih, pcols, jb + jw, I, KC, npi};
             bool repack = fresh && !jit;
             for (int g = 0; wcache && g < G; ++g)
                 repack = !cache.refresh(a.w_hh, H, g * H + u0, g * H + u1, 0, H, fresh) || repack;
@@ -394,6 +405,8 @@ template <class T, class Cell> struct Driver {
         auto state = [&](T* seq, index k) { return seq + (s.reverse ? nT - k : k) * BH; };
         const T* hprev_all = sv.states + (s.reverse ? BH : 0);  // (T, B, H): h_{t-1} of each step
 
+        const std::unique_ptr<T[]> jit_mem = jit_memory(jit, nth, jit_buf(GH, GH));
+
 #pragma omp parallel num_threads(nth)
         {
             const Team team = current_team();
@@ -403,8 +416,8 @@ template <class T, class Cell> struct Driver {
             const index u1 = pr.hi * NVP * W < H ? pr.hi * NVP * W : H;
             // B(k = g*H + j, u) = w_hh[(g*H + j) * H + u]: dh_{t-1} = dG_hh W_hh; from the cache when
             // it holds my columns packed from the same values; packed as it goes for a single step.
-            std::unique_ptr<T[]> jit_mem(jit ? new T[jit_buf_size(GH)] : nullptr);
-            const JitPanels<T, NVP, PlainCols<T>> JW{Mat<T>{a.w_hh, H, 1}, hcols, align64(jit_mem.get()), GH, GH, npb};
+            T* const jb = align64(jit_mem.get()) + team.id * jit_buf(GH, GH);  // my jit buffer
+            const JitPanels<T, NVP, PlainCols<T>> JW{Mat<T>{a.w_hh, H, 1}, hcols, jb, GH, GH, npb};
             if (!jit && (!wcache || !cache.refresh(a.w_hh, H, 0, GH, u0, u1, fresh)))
                 pack_panels(WP, JW.B, hcols, pr.lo, pr.hi);
             const Share me = share(team, s, pr, u0, u1, npb);
