@@ -6,10 +6,12 @@ A step is what a model that feeds its own output back (sampling, teacher forcing
 `state = cell(x_t, state)` for RNNCell (tanh), LSTMCell and GRUCell, eval, float32, I = H. Each
 round times --calls steps of rnnfast, then of torch; the report gives each library's median over
 all the calls (microseconds) and torch time / rnnfast time (> 1: rnnfast faster). Both run the same
-weights, and the first step's outputs are compared (max relative error) before any timing. Without
-torch it times rnnfast alone.
+weights, and the first step's outputs are compared (max relative error) before any timing; the
+script exits with status 1 if any row differs by more than --rtol. Without torch it times rnnfast
+alone.
 """
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -53,7 +55,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--calls", type=int, default=50, help="steps per library per round")
     ap.add_argument("--threads", type=int, default=0, help="threads for both libraries (default: rnnfast's)")
+    ap.add_argument("--rtol", type=float, default=1e-4, help="largest max rel err against torch accepted")
     args = ap.parse_args()
+    failed = 0
     threads = args.threads or rnnfast.get_num_threads()
     rnnfast.set_num_threads(threads)
     if torch is not None:
@@ -88,7 +92,11 @@ def main():
                 r_us = 1e6 * float(np.median(times_r))
                 t_us = 1e6 * float(np.median(times_t)) if times_t else float("nan")
                 print(f"{mode:8s} {H:5d} {B:4d} {r_us:9.1f} {t_us:9.1f} {t_us / r_us:6.2f} {err:11.1e}")
+                failed += err > args.rtol
+    if failed:
+        print(f"FAILED: {failed} rows differ from torch by more than {args.rtol}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

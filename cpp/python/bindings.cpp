@@ -119,8 +119,8 @@ template <class T> py::object weight_cache(const rnnfast::LayerShape& s, const s
                                            bool backward, T** data) {
     *data = nullptr;
     if (!buf) return py::none();
+    if (rnnfast::single_step(s)) return *buf;  // uses none: the caller's (for its other calls) goes back as it came
     const Idx n = rnnfast::weight_cache_size(s, sizeof(T), backward);
-    if (n == 0) return *buf;  // this call uses none: the caller's (for its other calls) goes back as it came
     py::array_t<T> cache = reusable<T>(*buf, n) ? py::array_t<T>(*buf) : py::array_t<T>(n);
     if (cache.ptr() != buf->ptr()) std::fill_n(cache.mutable_data(), n, T(0));  // new: no valid tag anywhere
     *data = cache.mutable_data();
@@ -161,10 +161,10 @@ py::tuple forward(int cell, py::array x, std::optional<py::array> h0, std::optio
     a.c_n = lstm ? c_n.mutable_data() : nullptr;
     a.saved = training ? saved.mutable_data() : nullptr;
     // Uninitialised on purpose: the kernels write every scratch value before reading it.
-    std::unique_ptr<T[]> scratch(new T[rnnfast::forward_scratch_size(s, training, sizeof(T))]);
+    a.threads = threads > 0 ? threads : rnnfast::get_num_threads();  // read once: sizes the scratch, runs the kernel
+    std::unique_ptr<T[]> scratch(new T[rnnfast::forward_scratch_size(s, training, sizeof(T), a.threads)]);
     a.scratch = scratch.get();
     py::object wcache = weight_cache<T>(s, wcache_buf, false, &a.wcache);
-    a.threads = threads;
     {
         py::gil_scoped_release nogil;
         rnnfast::layer_forward(a);
@@ -358,7 +358,8 @@ PYBIND11_MODULE(_core, m) {
         py::arg("saved") = py::none(), py::arg("wcache") = py::none(), py::arg("threads") = 0,
         "One layer, one direction. Writes y in place; returns (h_n, c_n or None, saved or None, wcache). `saved`, "
         "if a float array of saved_size values, is reused as the training workspace; `wcache`, if of the right "
-        "size, as the packed-weights cache (returned either way, for the next call).");
+        "size, as the packed-weights cache (returned either way, for the next call; a single step, T = 1, "
+        "uses none and returns the one it was given as it came).");
     m.def(
         "layer_backward",
         [](int cell, py::array x, py::array w_ih, py::array w_hh, std::optional<py::array> lengths, bool reverse,

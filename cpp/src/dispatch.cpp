@@ -58,8 +58,9 @@ const KernelTable& k() { return *active.load(std::memory_order_relaxed); }
 }  // namespace
 
 index saved_size(const LayerShape& s) { return k().saved_size(s); }
-index forward_scratch_size(const LayerShape& s, bool training, int elem_bytes) {
-    return elem_bytes == 4 ? k().forward_scratch_f32(s, training) : k().forward_scratch_f64(s, training);
+index forward_scratch_size(const LayerShape& s, bool training, int elem_bytes, int threads) {
+    return elem_bytes == 4 ? k().forward_scratch_f32(s, training, threads)
+                           : k().forward_scratch_f64(s, training, threads);
 }
 index backward_scratch_size(const LayerShape& s, int elem_bytes, int threads, bool consume_saved) {
     return elem_bytes == 4 ? k().backward_scratch_f32(s, threads, consume_saved)

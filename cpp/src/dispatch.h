@@ -12,8 +12,8 @@ struct KernelTable {
     void (*backward_f32)(const LayerBackward<float>&);
     void (*backward_f64)(const LayerBackward<double>&);
     index (*saved_size)(const LayerShape&);
-    index (*forward_scratch_f32)(const LayerShape&, bool training);
-    index (*forward_scratch_f64)(const LayerShape&, bool training);
+    index (*forward_scratch_f32)(const LayerShape&, bool training, int threads);
+    index (*forward_scratch_f64)(const LayerShape&, bool training, int threads);
     index (*backward_scratch_f32)(const LayerShape&, int threads, bool consume_saved);
     index (*backward_scratch_f64)(const LayerShape&, int threads, bool consume_saved);
     index (*weight_cache_f32)(const LayerShape&, bool backward);

@@ -25,9 +25,9 @@ template <class T> void forward(const LayerForward<T>& a) {
 template <class T> void backward(const LayerBackward<T>& a) {
     with_cell<T>(a.s.cell, [&](auto d) { d.backward(a); });
 }
-template <class T> index forward_scratch(const LayerShape& s, bool training) {
+template <class T> index forward_scratch(const LayerShape& s, bool training, int threads) {
     index n = 0;
-    with_cell<T>(s.cell, [&](auto d) { n = d.forward_scratch(s, training); });
+    with_cell<T>(s.cell, [&](auto d) { n = d.forward_scratch(s, training, threads); });
     return n;
 }
 index saved_size(const LayerShape& s) {  // the layout does not depend on T's size or the ISA

@@ -26,8 +26,6 @@
 // A backward with consume_saved writes the gate gradients over the saved gates (and GRU's aux), so
 // that its own workspace does not grow with T (see BwdWork); without, it holds them apart.
 #pragma once
-#include <memory>
-
 #include "rnnfast/rnnfast.h"
 #include "cells.h"
 #include "gemm.h"
@@ -90,37 +88,49 @@ template <class T, class Cell> struct Driver {
     static index fwd_packed_size(index H) { return Packed<T, NVP>::size(H, rec_groups(H) * PPG * NVP); }
     static index bwd_packed_size(index H) { return Packed<T, NVP>::size(G * H, PlainCols<T>{H}.nvec()); }
     static index input_packed_size(index I, index H) { return Packed<T, NVP>::size(I, PlainCols<T>{G * H}.nvec()); }
-    // The forward's cache: W_hh's, then W_ih's (at this offset); the backward's: W_hh's. None for a
-    // single step (jit_panels()).
+    // The forward's cache: W_hh's, then W_ih's (at this offset); the backward's: W_hh's. A single
+    // step (jit_panels()) leaves it alone.
     static index rec_cache_size(index H) { return WeightCache<T>::size(G * H * H, fwd_packed_size(H)); }
     static index weight_cache(const LayerShape& s, bool backward) {
-        if (jit_panels(s)) return 0;
         if (backward) return WeightCache<T>::size(G * s.H * s.H, bwd_packed_size(s.H)) + kAlignSlack;
         return rec_cache_size(s.H) + WeightCache<T>::size(G * s.H * s.I, input_packed_size(s.I, s.H)) + kAlignSlack;
     }
 
-    // A single step (a cell's call, or a layer's at T = 1) uses each panel of the weights once: it
-    // packs each panel as it goes (JitPanels) into a thread's own buffer, with no cache, so the
-    // weights are read once. Through a cache they are read three times (compared with its copy,
-    // then read packed), and a cache holds two more copies of them. The buffers (jit_buf values a
-    // thread per matrix) are allocated before the parallel region, where a failure is an ordinary
-    // exception, and from the heap, whose pages are reused from call to call: cut from the
-    // scratch that would hold the whole packing (fresh pages each call), a step at H = 256 and
-    // 512, B = 1, was 4-5% slower.
-    static bool jit_panels(const LayerShape& s) { return s.T == 1; }
-    static index jit_buf(index K, index KC) { return JitPanels<T, NVP, PlainCols<T>>::buf_size(K < KC ? K : KC); }
-    static std::unique_ptr<T[]> jit_memory(bool jit, int threads, index per_thread) {
-        return std::unique_ptr<T[]>(jit ? new T[threads * per_thread + kAlignSlack] : nullptr);
+    // A single step (single_step(): a cell's call, or a layer's at T = 1) uses each panel of the
+    // weights once per MC rows of the batch (gemm_block): it packs each panel as it goes
+    // (JitPanels) into a thread's own buffer, with no cache, so up to B = MC it reads the weights
+    // once. Through a cache they are read three times (compared with its copy, then read packed),
+    // and a cache holds two more copies of them. The buffers (jit_buf values a thread per matrix)
+    // take the place of the whole packing in the scratch, sized for the call's threads, so a
+    // step's scratch is small (heap pages, reused from call to call). Left in that place, with
+    // the rest of the packing's room unused, fresh pages each call made steps at H = 256 and 512,
+    // B = 1, 4-5% slower.
+    static bool jit_panels(const LayerShape& s) { return single_step(s); }
+    static index jit_buf(index K, index kc_max) {
+        return JitPanels<T, NVP, PlainCols<T>>::buf_size(K < kc_max ? K : kc_max);
+    }
+    static int forward_threads(const LayerShape& s, int requested) {
+        return threads_for(s, rec_groups(s.H), requested);
     }
 
+    // wpack, ipack: the whole packing of W_hh and W_ih (untouched, no pages faulted in, with a
+    // cache); for a single step each thread's buffers for them instead, jit_bufs values apart.
     struct FwdWork {
         T *wpack, *ipack, *bias_p, *bias_r, *rec, *P, *S[2], *C[2];
+        index jit_bufs;
     };
-    template <class C> static FwdWork carve_fwd(const LayerShape& s, bool training, C& cv) {
+    template <class C> static FwdWork carve_fwd(const LayerShape& s, bool training, int threads, C& cv) {
         const index GH = G * s.H, BH = s.B * s.H;
         FwdWork w{};
-        w.wpack = cv.take(fwd_packed_size(s.H));  // untouched (no pages faulted in) with a cache
-        w.ipack = cv.take(input_packed_size(s.I, s.H));  // untouched with a cache, like wpack
+        if (jit_panels(s)) {
+            const index jw = jit_buf(s.H, s.H);
+            w.jit_bufs = jw + jit_buf(s.I, KC);
+            w.wpack = cv.take(forward_threads(s, threads) * w.jit_bufs);
+            w.ipack = w.wpack + jw;
+        } else {
+            w.wpack = cv.take(fwd_packed_size(s.H));
+            w.ipack = cv.take(input_packed_size(s.I, s.H));
+        }
         w.bias_p = cv.take(GH);
         w.bias_r = cv.take(GH);
         w.rec = cv.take(s.B * GH);
@@ -131,9 +141,9 @@ template <class T, class Cell> struct Driver {
         }
         return w;
     }
-    static index forward_scratch(const LayerShape& s, bool training) {
+    static index forward_scratch(const LayerShape& s, bool training, int threads) {
         Carver<T> cv{nullptr};
-        carve_fwd(s, training, cv);
+        carve_fwd(s, training, threads, cv);
         return cv.used + kAlignSlack;
     }
 
@@ -155,7 +165,7 @@ template <class T, class Cell> struct Driver {
         w.dg_step = G == 3 ? cv.take(2 * s.B * GH) : nullptr;
         w.dh = cv.take(s.B * s.H);
         w.dc = cv.take(s.B * s.H);
-        w.wpack = cv.take(bwd_packed_size(s.H));
+        w.wpack = cv.take(jit_panels(s) ? threads * jit_buf(GH, GH) : bwd_packed_size(s.H));  // see FwdWork
         const index np = plain_panels(s.I) > plain_panels(s.H) ? plain_panels(s.I) : plain_panels(s.H);
         w.packbuf = cv.take(KC * np * NVP * W);
         w.apack = cv.take(threads * gemm_mc<T, MRP>() * KC);
@@ -183,9 +193,11 @@ template <class T, class Cell> struct Driver {
     // mode (B = 1, 4; H = 32 to 96) 0.69-0.96 below 9216 multiply-adds a step, 0.87-1.11 at 9216,
     // 0.98-1.25 from 12288 on; batch mode (B = 8 to 32, H = 16 to 96) 1.07-1.94 everywhere (and
     // 0.87-1.79 at T = 100, H = 20 to 40, one reading below 1.2). A single step (jit_panels(), in
-    // unit mode) also packs its G*H*(I+H) weights, each value about as costly as kJitPack
-    // multiply-adds, besides its B*G*H*(I+H) of products: below kTinyJitStep of that work it runs
-    // on one thread. RNN, LSTM and GRU at H = 32 to 128, B = 1, 4, 16, T = 1, I = H: one thread
+    // unit mode) also packs its G*H*(I+H) weights, each value counted as kJitPack multiply-adds
+    // (an estimate: the transposes take about half a cycle a value on AVX2, a multiply-add 1/16 of
+    // one), besides its B*G*H*(I+H) of products: below kTinyJitStep of that work (fitted on the
+    // grid that follows) it runs on one thread. RNN, LSTM and GRU at H = 32 to 128, B = 1, 4, 16,
+    // T = 1, I = H: one thread
     // over two 0.76-1.06 below (median 0.90) and 0.87-1.56 from it on (median 1.20) in eval,
     // 0.75-1.26 (0.85) and 0.83-1.46 (1.22) for forward and backward.
     static constexpr index kTinyStep = 12288;
@@ -259,7 +271,7 @@ template <class T, class Cell> struct Driver {
         const bool jit = jit_panels(s);
         Carver<T> wc{align64(a.scratch)};
         T* const wcache = jit ? nullptr : align64(a.wcache);
-        const FwdWork w = carve_fwd(s, training, wc);
+        const FwdWork w = carve_fwd(s, training, a.threads, wc);
         Carver<T> sc{a.saved};
         const Saved<T> sv = training ? carve_saved(s, sc) : Saved<T>{};
         const GateCols<T> rcols{G, H};
@@ -281,11 +293,7 @@ template <class T, class Cell> struct Driver {
             return training ? seq + (s.reverse ? nT - k : k) * BH : pingpong[k & 1];
         };
 
-        const int nth = threads_for(s, ngroups, a.threads);
-        const index jw = jit_buf(H, H), ji = jit_buf(I, KC);
-        const std::unique_ptr<T[]> jit_mem = jit_memory(jit, nth, jw + ji);
-
-#pragma omp parallel num_threads(nth)
+#pragma omp parallel num_threads(forward_threads(s, a.threads))
         {
             const Team team = current_team();
             const FlushDenormals ftz;
@@ -298,9 +306,9 @@ template <class T, class Cell> struct Driver {
             // unless the cache holds them packed from the same rows; a single step packs each
             // panel as it goes, into the thread's jit buffer.
             const Mat<T> Bhh{a.w_hh, 1, H}, Bih{a.w_ih, 1, I};
-            T* const jb = align64(jit_mem.get()) + team.id * (jw + ji);  // my jit buffers
-            const JitPanels<T, NVP, GateCols<T>> JW{Bhh, rcols, jb, H, H, WP.npanels};
-            const JitPanels<T, NVP, PlainCols<T>> JI{Bih, pcols, jb + jw, I, KC, npi};
+            const index mine = team.id * w.jit_bufs;  // my jit buffers (a single step)
+            const JitPanels<T, NVP, GateCols<T>> JW{Bhh, rcols, jit ? w.wpack + mine : nullptr, H, H, WP.npanels};
+            const JitPanels<T, NVP, PlainCols<T>> JI{Bih, pcols, jit ? w.ipack + mine : nullptr, I, KC, npi};
             bool repack = fresh && !jit;
             for (int g = 0; wcache && g < G; ++g)
                 repack = !cache.refresh(a.w_hh, H, g * H + u0, g * H + u1, 0, H, fresh) || repack;
@@ -331,24 +339,23 @@ template <class T, class Cell> struct Driver {
                 const index tlo = s.reverse ? nT - k0 - tc : k0;  // chunk covers times [tlo, tlo + tc)
                 T* P = training ? sv.gates + tlo * B * GH : w.P;
                 if (k0 > 0 && me.batch) team.barrier();  // no one still reads the last chunk's P
-                const Mat<T> X{a.x + tlo * B * a.ldx, a.ldx, 1};
-                if (jit)
-                    gemm_packed_team<T, MRP, NVP>(team, tc * B, X, JI, pcols, P, GH, w.bias_p);
-                else
-                    gemm_packed_team<T, MRP, NVP>(team, tc * B, X, IP, pcols, P, GH, w.bias_p);
+                auto project = [&](const auto& panels) {
+                    gemm_packed_team<T, MRP, NVP>(team, tc * B, Mat<T>{a.x + tlo * B * a.ldx, a.ldx, 1}, panels,
+                                                  pcols, P, GH, w.bias_p);
+                };
+                jit ? project(JI) : project(IP);
                 for (index k = k0; k < k0 + tc; ++k) {
                     const index t = s.reverse ? nT - 1 - k : k;
                     const T* hp = state(w.S, sv.states, k);
                     T* hn = state(w.S, sv.states, k + 1);
                     const T* cp = G == 4 ? state(w.C, sv.cells, k) : nullptr;
                     T* cn = G == 4 ? state(w.C, sv.cells, k + 1) : nullptr;
-                    const Init init = Cell::kRecurrentBias ? Init::bias : Init::zero;
-                    if (jit)
-                        gemm_block<T, MRP, NVP, GateCols<T>, kStepTail>(me.b0, me.b1, Mat<T>{hp, H, 1}, 0, JW, 0, rcols,
-                                                                        me.p0, me.p1, w.rec, GH, init, w.bias_r);
-                    else
-                        gemm_block<T, MRP, NVP, GateCols<T>, kStepTail>(me.b0, me.b1, Mat<T>{hp, H, 1}, 0, WP, 0, rcols,
-                                                                        me.p0, me.p1, w.rec, GH, init, w.bias_r);
+                    auto recur = [&](const auto& panels) {
+                        gemm_block<T, MRP, NVP, GateCols<T>, kStepTail>(
+                            me.b0, me.b1, Mat<T>{hp, H, 1}, 0, panels, 0, rcols, me.p0, me.p1, w.rec, GH,
+                            Cell::kRecurrentBias ? Init::bias : Init::zero, w.bias_r);
+                    };
+                    jit ? recur(JW) : recur(WP);
                     for (index b = me.b0; b < me.b1; ++b) {
                         T* p = P + ((t - tlo) * B + b) * GH;
                         T* y = a.y + (t * B + b) * a.ldy;
@@ -405,8 +412,6 @@ template <class T, class Cell> struct Driver {
         auto state = [&](T* seq, index k) { return seq + (s.reverse ? nT - k : k) * BH; };
         const T* hprev_all = sv.states + (s.reverse ? BH : 0);  // (T, B, H): h_{t-1} of each step
 
-        const std::unique_ptr<T[]> jit_mem = jit_memory(jit, nth, jit_buf(GH, GH));
-
 #pragma omp parallel num_threads(nth)
         {
             const Team team = current_team();
@@ -416,7 +421,7 @@ template <class T, class Cell> struct Driver {
             const index u1 = pr.hi * NVP * W < H ? pr.hi * NVP * W : H;
             // B(k = g*H + j, u) = w_hh[(g*H + j) * H + u]: dh_{t-1} = dG_hh W_hh; from the cache when
             // it holds my columns packed from the same values; packed as it goes for a single step.
-            T* const jb = align64(jit_mem.get()) + team.id * jit_buf(GH, GH);  // my jit buffer
+            T* const jb = jit ? w.wpack + team.id * jit_buf(GH, GH) : nullptr;  // my jit buffer (a single step)
             const JitPanels<T, NVP, PlainCols<T>> JW{Mat<T>{a.w_hh, H, 1}, hcols, jb, GH, GH, npb};
             if (!jit && (!wcache || !cache.refresh(a.w_hh, H, 0, GH, u0, u1, fresh)))
                 pack_panels(WP, JW.B, hcols, pr.lo, pr.hi);
@@ -473,12 +478,11 @@ template <class T, class Cell> struct Driver {
                     add_bias_grads(t);
                     team.barrier();
                 }
-                if (jit)
-                    gemm_block<T, MRP, NVP, PlainCols<T>, kStepTail>(me.b0, me.b1, Mat<T>{dg_hh, GH, 1}, 0, JW, 0, hcols,
-                                                                     me.p0, me.p1, w.dh, H, Init::load, nullptr);
-                else
-                    gemm_block<T, MRP, NVP, PlainCols<T>, kStepTail>(me.b0, me.b1, Mat<T>{dg_hh, GH, 1}, 0, WP, 0, hcols,
-                                                                     me.p0, me.p1, w.dh, H, Init::load, nullptr);
+                auto recur = [&](const auto& panels) {
+                    gemm_block<T, MRP, NVP, PlainCols<T>, kStepTail>(me.b0, me.b1, Mat<T>{dg_hh, GH, 1}, 0, panels, 0,
+                                                                     hcols, me.p0, me.p1, w.dh, H, Init::load, nullptr);
+                };
+                jit ? recur(JW) : recur(WP);
             }
             for (index b = me.b0; b < me.b1; ++b) {
                 copy_units(a.dh0 + b * H, w.dh + b * H, me.u0, me.u1);

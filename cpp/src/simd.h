@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 
 #ifndef RNNFAST_VBYTES
 #error "RNNFAST_VBYTES must be defined by the build (16, 32 or 64)"
@@ -71,21 +72,27 @@ template <class T> inline void store_n(T* p, vec<T> v, int n) {
 // Transposes a W x W block held as W vectors (r[i] is row i) in place: log2(W) stages, each
 // swapping the off-diagonal d x d blocks of every 2d x 2d block, i.e. element (i, l) of a row i
 // whose bit d is clear and a lane l whose bit d is set with element (i + d, l - d). Each stage is
-// one two-vector shuffle per output vector (2-4 instructions for AVX2's 8 floats, fewer for the
-// later stages), constant masks folded by the compiler.
-template <class T, int D> inline void transpose_stage(vec<T>* r) {
+// one two-vector shuffle per output vector (AVX2, 8 floats: 32 instructions for the three
+// stages), constant masks folded by the compiler. Lane l of the new r[i] comes from lane
+// stage_lo(l) of (r[i], r[i + D]) side by side, of the new r[i + D] from stage_hi(l).
+template <int W, int D> constexpr int stage_lo(int l) { return (l & D) ? W + l - D : l; }
+template <int W, int D> constexpr int stage_hi(int l) { return (l & D) ? W + l : l + D; }
+template <class T, int D, std::size_t... L> inline void transpose_stage(vec<T>* r, std::index_sequence<L...>) {
     constexpr int W = simd<T>::W;
-    typename simd<T>::I lo, hi;
-    for (int l = 0; l < W; ++l) {
-        lo[l] = (l & D) ? W + l - D : l;
-        hi[l] = (l & D) ? W + l : l + D;
-    }
     for (int i = 0; i < W; ++i)
         if (!(i & D)) {
             const vec<T> a = r[i], b = r[i + D];
-            r[i] = __builtin_shuffle(a, b, lo);
-            r[i + D] = __builtin_shuffle(a, b, hi);
+#if defined(__clang__)  // GCC has __builtin_shufflevector only from GCC 12 on
+            r[i] = __builtin_shufflevector(a, b, stage_lo<W, D>(L)...);
+            r[i + D] = __builtin_shufflevector(a, b, stage_hi<W, D>(L)...);
+#else
+            r[i] = __builtin_shuffle(a, b, typename simd<T>::I{stage_lo<W, D>(L)...});
+            r[i + D] = __builtin_shuffle(a, b, typename simd<T>::I{stage_hi<W, D>(L)...});
+#endif
         }
+}
+template <class T, int D> inline void transpose_stage(vec<T>* r) {
+    transpose_stage<T, D>(r, std::make_index_sequence<simd<T>::W>());
 }
 template <class T> inline void transpose(vec<T>* r) {
     constexpr int W = simd<T>::W;

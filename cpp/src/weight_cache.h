@@ -4,8 +4,8 @@
 // one value at a time, W_hh took about 10% of an LSTM forward at B = 1 and W_ih as much again. In
 // transposed register blocks (pack_panel), an LSTM forward at T = 20, B = 1 whose weights changed
 // since the last call (repacked, and copied into the cache) costs 19-27 us more than one whose did
-// not (306-323 us) at H = 256, and 340-520 us more (1200-1400) at H = 512, on Zen 3. A cache keeps
-// the packed panels and a plain copy of the weights they were packed from:
+// not (306-323 us) at H = 256, and 340-520 us more (1204-1408) at H = 512, on Zen 3. A cache
+// keeps the packed panels and a plain copy of the weights they were packed from:
 //
 //   [tag: 16 values][copy of the weights (rows, cols), rounded up to 16 values][packed panels]
 //
@@ -15,8 +15,8 @@
 //
 // A forward's cache holds two of these, W_hh's then W_ih's; a backward's one (W_hh transposed).
 // On every call each thread compares the part of the weights its panels are made of with the copy
-// (memcmp over contiguous rows, or row pieces, several times cheaper than packing) and repacks its own
-// panels only where they differ. So any change to the weights is seen, in-place updates included,
+// (memcmp over contiguous rows, or row pieces: streaming reads, where packing transposes) and
+// repacks its own panels only where they differ. So any change to the weights is seen, in-place updates included,
 // with no version counter for the caller to keep, and a thread count that differs from the last
 // call's is fine: a panel's contents depend on its own rows only. The tag says which layout
 // (vector width, panel width, G, H, I for W_ih, element size, which weights) filled the cache; any

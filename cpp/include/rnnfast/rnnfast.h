@@ -46,7 +46,7 @@ struct LayerForward {
     T* h_n;                        // out (B, H): state after each entry's last valid step
     T* c_n;                        // out (B, H), LSTM only
     T* saved;                      // training: saved_size() values for backward; nullptr in eval
-    T* scratch;                    // forward_scratch_size() values, free after the call
+    T* scratch;                    // forward_scratch_size() values (for the same threads), free after the call
     T* wcache;                     // weight_cache_size(s, .., false) values kept between calls, or nullptr
     int threads;                   // threads to use at most, or 0 for get_num_threads()
 };
@@ -157,8 +157,15 @@ double cross_entropy(const CrossEntropy<double>& a);
 
 // Element counts (of T) of the workspaces for the active instruction set.
 index saved_size(const LayerShape& s);
-index forward_scratch_size(const LayerShape& s, bool training, int elem_bytes);
+// `threads`: the value the call's `threads` will hold (0: get_num_threads() then too); a single
+// step's scratch holds per-thread packing buffers (see single_step).
+index forward_scratch_size(const LayerShape& s, bool training, int elem_bytes, int threads = 0);
 index backward_scratch_size(const LayerShape& s, int elem_bytes, int threads, bool consume_saved = false);
+
+// A single step (T = 1: every call of a cell) packs each panel of the weights just before its
+// product reads it, into per-thread buffers in the scratch, so it reads the weights once; it
+// neither reads nor writes a weight cache (`wcache` is ignored).
+inline bool single_step(const LayerShape& s) { return s.T == 1; }
 
 // Packed weights kept between calls (`wcache`): a forward's (backward = false: W_hh and W_ih) or a
 // backward's (W_hh). The kernels compare the weights with the copy the cache holds on every call
@@ -166,8 +173,7 @@ index backward_scratch_size(const LayerShape& s, int elem_bytes, int threads, bo
 // cache filled for another layout or other weights is then refilled as needed; arbitrary memory
 // could hold a valid tag over stale panels); one cache per layer and direction, never shared by
 // concurrent calls. Its size depends on the element size, the cell, I (forward), H and the
-// instruction set; not on the batch, nor on the sequence length, except that it is 0 for T = 1:
-// a single step packs each panel of the weights as it uses it and ignores `wcache`.
+// instruction set; not on the sequence length or the batch. A single step leaves it untouched.
 index weight_cache_size(const LayerShape& s, int elem_bytes, bool backward);
 
 void layer_forward(const LayerForward<float>& a);
