@@ -17,6 +17,9 @@ bool cpu_has(const KernelTable& t) {
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
     if (&t == &kernels_avx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#ifdef RNNFAST_AVX2_W16
+    if (&t == &kernels_avx2_w16) return cpu_has(kernels_avx2);
+#endif
 #endif
     (void)t;
     return true;
@@ -25,6 +28,9 @@ bool cpu_has(const KernelTable& t) {
 const KernelTable* const all_tables[] = {
 #ifdef RNNFAST_X86
     &kernels_avx512, &kernels_avx2,
+#ifdef RNNFAST_AVX2_W16
+    &kernels_avx2_w16,  // after avx2, so never the default
+#endif
 #endif
     &kernels_scalar, nullptr};
 
@@ -101,7 +107,7 @@ bool set_isa(const char* name) {
     return t != nullptr;
 }
 const char* const* available_isas() {
-    static const char* names[4] = {};
+    static const char* names[sizeof all_tables / sizeof all_tables[0]] = {};
     int n = 0;
     for (const KernelTable* const* t = all_tables; *t; ++t)
         if (cpu_has(**t)) names[n++] = (*t)->name;

@@ -36,7 +36,10 @@ def get_num_threads() -> int:
 
 
 def isa() -> str:
-    """The instruction set the kernels use: 'avx512', 'avx2' or 'scalar' (RNNFAST_ISA overrides)."""
+    """The instruction set the kernels use: 'avx512', 'avx2' or 'scalar' (RNNFAST_ISA overrides).
+
+    A build with -DRNNFAST_AVX2_W16=ON also has the test-only 'avx2_w16' (tools/avx2_w16.sh).
+    """
     return _core.isa()
 
 
