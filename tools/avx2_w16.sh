@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs the kernel tests on the AVX-512 kernels' source without an AVX-512 CPU: builds rnnfast with
+# Runs the test suite on the AVX-512 kernels' source without an AVX-512 CPU: builds rnnfast with
 # the test-only path "avx2_w16" (the same code at 16 floats a vector: micro-kernel rows, k-blocks,
 # 16 x 16 transposes, partial vectors; AVX2 instructions, two per vector operation) into a
-# temporary directory and runs every test that takes the `every_isa` fixture on that path only.
+# temporary directory and runs the whole suite with RNNFAST_ISA=avx2_w16, so that the modules,
+# layers and parity tests use that path too (the `every_isa` tests also run on the others).
 # What it cannot check: the AVX-512 instructions themselves (rcp14, masked max/min), which the
 # real avx512 path uses where this one divides and compares.
 #
@@ -12,7 +13,7 @@ cd "$(dirname "$0")/.."
 target="$(mktemp -d)"
 trap 'rm -rf "$target"' EXIT
 python -m pip install -q --no-deps --target "$target" -C cmake.define.RNNFAST_AVX2_W16=ON .
-status="$(PYTHONPATH="$target" python - <<'PY'
+status="$(env -u RNNFAST_ISA PYTHONPATH="$target" python - <<'PY'
 import rnnfast
 isas = rnnfast.available_isas()
 assert rnnfast.isa() != "avx2_w16", "the test-only path must never be the default"
@@ -27,4 +28,6 @@ if [ "$status" = skip ]; then
   echo "avx2_w16: this CPU has no AVX2; nothing to run"
   exit 0
 fi
-PYTHONPATH="$target" python -m pytest -q -p no:cacheprovider -k avx2_w16 "$@" tests
+export RNNFAST_ISA=avx2_w16
+PYTHONPATH="$target" python -c 'import rnnfast; assert rnnfast.isa() == "avx2_w16", rnnfast.isa()'
+PYTHONPATH="$target" python -m pytest -q -p no:cacheprovider "$@" tests
