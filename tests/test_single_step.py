@@ -1,8 +1,10 @@
 """A single step (T = 1: every call of a cell, a layer's call at T = 1) packs each panel of the
 weights as it uses it, with no cache (JitPanels in gemm.h); longer calls use the kept packing. The
 panels are the same, so the products are the same bits: a step at T = 1 against the first step of
-T = 2 with the same input. B = 24 rows are whole micro-kernel blocks (6 rows on AVX2 and SSE, 8 on
-AVX-512) in both calls, so the input projection cuts them the same way."""
+T = 2 with the same input. B = 24 and 144 rows are whole micro-kernel blocks (6 rows on AVX2 and
+SSE, 8 on AVX-512) in both calls, so the input projection cuts them the same way. At B = 144 on
+2 threads (72 rows each) a step runs in batch mode, each thread packing every panel; on 3 threads
+(48 rows each) in unit mode."""
 import numpy as np
 import pytest
 
@@ -22,15 +24,15 @@ def forward(mode, p, x, training):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("I,H", [(5, 3), (70, 130), (1100, 70), (24, 260)],
-                         ids=["tiny", "odd_sizes", "k_blocks", "unit_mode"])
-def test_single_step_is_the_first_step_of_two(mode, I, H, dtype):
+@pytest.mark.parametrize("B,I,H", [(24, 5, 3), (24, 70, 130), (24, 1100, 70), (24, 24, 260), (144, 70, 130)],
+                         ids=["tiny", "odd_sizes", "k_blocks", "unit_mode", "batch_mode"])
+def test_single_step_is_the_first_step_of_two(mode, B, I, H, dtype):
     """Odd sizes leave part-filled vectors and k past the last whole block of W; I = 1100 takes
-    several k-blocks of W_ih (3 of 512 on AVX2 and SSE, 5 of 256 on AVX-512). A step always runs in
-    unit mode; the two steps in batch or unit mode by the rules in sequence.h (cell, size, thread
-    count): the bits must not care. Outputs and states, eval and training, 1 to 3 threads (all but
-    `tiny` are large enough to use them); the step against the reference too."""
-    p = make_layer(mode, 2, 24, I, H, dtype, seed=I)
+    several k-blocks of W_ih (3 of 512 on AVX2 and SSE, 5 of 256 on AVX-512). The step and the two
+    steps run in batch or unit mode by the rules in sequence.h (cell, size, rows, thread count):
+    the bits must not care. Outputs and states, eval and training, 1 to 3 threads (all but `tiny`
+    are large enough to use them); the step against the reference too."""
+    p = make_layer(mode, 2, B, I, H, dtype, seed=I)
     before = rnnfast.get_num_threads()
     try:
         for threads in (1, 2, 3):
@@ -55,12 +57,13 @@ def test_single_step_is_the_first_step_of_two(mode, I, H, dtype):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("B,H", [(1, 200), (3, 160), (24, 70), (24, 260)])
+@pytest.mark.parametrize("B,H", [(1, 200), (3, 160), (24, 70), (24, 260), (144, 70)])
 def test_single_step_backward_is_the_first_step_of_two(mode, B, H):
     """The backward of a step at T = 1: the same bits for 1 to 3 threads (every case here is large
-    enough to use them) and against the reference. At B = 24, also against T = 2 whose second step gets no gradient (dy[1] = 0, no
-    dh_n, dc_n): the same dh0 (the step's recurrent product, from panels packed as it goes against
-    the cache's), dc0 and dx. (At B = 1 and 3 the forward's input projection cuts its 1 or 3 rows
+    enough to use them; B = 144 runs in batch mode on 2 threads) and against the reference. At
+    B = 24 and 144, also against T = 2 whose second step gets no gradient (dy[1] = 0, no dh_n,
+    dc_n): the same dh0 (the step's recurrent product, from panels packed as it goes against the
+    cache's), dc0 and dx. (At B = 1 and 3 the forward's input projection cuts its 1 or 3 rows
     differently from the 2 or 6 of T = 2, so the steps differ in the last bits there.)"""
     p = make_layer(mode, 2, B, 6 * B, H, np.float32, seed=H + B)
     dy = p["dy"].copy()
@@ -74,7 +77,7 @@ def test_single_step_backward_is_the_first_step_of_two(mode, B, H):
             *_, ctx1 = forward(mode, p, p["x"][:1], True)
             one = F.layer_backward(ctx1, dy[:1])
             steps.append(one)
-            if B == 24:
+            if B in (24, 144):
                 *_, ctx2 = forward(mode, p, p["x"], True)
                 two = F.layer_backward(ctx2, dy)
                 np.testing.assert_array_equal(one[1], two[1])  # dh0

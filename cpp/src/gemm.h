@@ -9,6 +9,7 @@
 // product, GateCols for the recurrent weights, where vector v holds gate (v % G) of unit tile
 // (v / G), so that one panel carries every gate of its hidden units.
 #pragma once
+#include <type_traits>
 #include "simd.h"
 #include "team.h"
 
@@ -202,7 +203,10 @@ template <class T, int MR, int NV, class Cols, Tail tail = Tail::grid, class Pan
 void gemm_block(index m0, index m1, Mat<T> A, index k0, const Panels& P, index kb,
                 Cols cols, index p0, index p1, T* C, index ldc, Init init, const T* bias,
                 T* apack = nullptr) {
-    constexpr index MC = gemm_mc<T, MR>();
+    // Panels packed as they are used go over all rows at once: in chunks, each chunk would pack
+    // every panel again.
+    constexpr bool jit = !std::is_same_v<Panels, Packed<T, NV>>;
+    const index MC = jit ? m1 - m0 : gemm_mc<T, MR>();
     const index kc = P.kc(kb), nvec = cols.nvec();
     static_assert(tail == Tail::grid || kExactRows<NV> < MR,
                   "exact tails need MR > 8 / NV: the halves of a merged block must be short blocks");

@@ -97,9 +97,10 @@ template <class T, class Cell> struct Driver {
     }
 
     // A single step (single_step(): a cell's call, or a layer's at T = 1) uses each panel of the
-    // weights once per MC rows of the batch (gemm_block): it packs each panel as it goes
-    // (JitPanels) into a thread's own buffer, with no cache, so up to B = MC it reads the weights
-    // once. Through a cache they are read three times (compared with its copy, then read packed),
+    // weights once (gemm_block takes all of a thread's rows past a panel at once): it packs each
+    // panel as it goes (JitPanels) into a thread's own buffer, with no cache, and so reads the
+    // weights once (in batch mode once per thread, see batch_mode()). Through a cache they are
+    // read three times (compared with its copy, then read packed),
     // and a cache holds two more copies of them. The buffers (jit_buf values a thread per matrix)
     // take the place of the whole packing in the scratch, sized for the call's threads, so a
     // step's scratch is small (heap pages, reused from call to call). Left in that place, with
@@ -193,7 +194,7 @@ template <class T, class Cell> struct Driver {
     // mode (B = 1, 4; H = 32 to 96) 0.69-0.96 below 9216 multiply-adds a step, 0.87-1.11 at 9216,
     // 0.98-1.25 from 12288 on; batch mode (B = 8 to 32, H = 16 to 96) 1.07-1.94 everywhere (and
     // 0.87-1.79 at T = 100, H = 20 to 40, one reading below 1.2). A single step (jit_panels(), in
-    // unit mode) also packs its G*H*(I+H) weights, each value counted as kJitPack multiply-adds
+    // unit mode up to B = 2 kJitBatchRows) also packs its G*H*(I+H) weights, each value counted as kJitPack multiply-adds
     // (an estimate: the transposes take about half a cycle a value on AVX2, a multiply-add 1/16 of
     // one), besides its B*G*H*(I+H) of products: below kTinyJitStep of that work (fitted on the
     // grid that follows) it runs on one thread. RNN, LSTM and GRU at H = 32 to 128, B = 1, 4, 16,
@@ -239,16 +240,22 @@ template <class T, class Cell> struct Driver {
     // of current x86 cores), and larger ones wait for kManyThreadRows rows, as before. The rule is
     // per team: a bidirectional layer on 4 threads runs two teams of 2. On a loaded machine unit
     // mode's per-step barrier waits for descheduled threads: there batch mode was 3-16x faster.
-    // A single step stays in unit mode: it has no barriers in a loop to save, and in batch mode
-    // every thread would pack every panel (jit_panels()).
+    // A single step (jit_panels()) has no barriers in a loop to save, and in batch mode every
+    // thread packs every panel: it goes to batch mode only from kJitBatchRows rows a thread, where
+    // that packing is a small part of the work. T = 1, eval, 2 threads, medians of 3 alternated
+    // rounds, unit time / batch time: from 64 rows a thread 1.01-1.04 (LSTM H = 256 at B = 128
+    // to 512, H = 512 at B = 256, RNN H = 512 at B = 256, GRU H = 256 at B = 128); from 16 or 8
+    // rows 0.88-1.08, mostly below 1 (H = 256 and 512, B = 16 to 64).
     static constexpr index kBatchRows = kExactRows<NVP>;           // rows per thread, at least
     static constexpr index kManyThreadRows = 24;                   // above 2 threads and kL2Bytes
     static constexpr index kL2Bytes = index(256) << 10;            // W_hh of at most one L2
     static constexpr index kBatchWeightBytes = index(1) << 20;    // W_hh's size, at most
+    static constexpr index kJitBatchRows = 64;                     // a single step's, at least
     static bool batch_mode(const LayerShape& s, int threads) {
         const index w = G * s.H * s.H * index(sizeof(T));
-        if (threads < 2 || w > kBatchWeightBytes || jit_panels(s)) return false;
+        if (threads < 2) return false;
         const index rows = s.B / threads;
+        if (jit_panels(s)) return rows >= kJitBatchRows;
         return rows >= (threads == 2 || w <= kL2Bytes ? kBatchRows : kManyThreadRows);
     }
     static Share share(const Team& team, const LayerShape& s, Range panels, index u0, index u1, index all_panels) {
