@@ -1,10 +1,10 @@
 """A single step (T = 1: every call of a cell, a layer's call at T = 1) packs each panel of the
 weights as it uses it, with no cache (JitPanels in gemm.h); longer calls use the kept packing. The
 panels are the same, so the products are the same bits: a step at T = 1 against the first step of
-T = 2 with the same input. B = 24 and 144 rows are whole micro-kernel blocks (6 rows on AVX2 and
-SSE, 8 on AVX-512) in both calls, so the input projection cuts them the same way. At B = 144 on
-2 threads (72 rows each) a step runs in batch mode, each thread packing every panel; on 3 threads
-(48 rows each) in unit mode."""
+T = 2 with the same input. B = 24 and 168 rows are whole micro-kernel blocks (6 rows on AVX2 and
+SSE, 8 on AVX-512) in both calls, so the input projection cuts them the same way. At B = 168 on
+2 threads (84 rows each: a short block of 4 on AVX-512) a step runs in batch mode, each thread
+packing every panel; on 3 threads (56 rows each) in unit mode."""
 import numpy as np
 import pytest
 
@@ -24,7 +24,7 @@ def forward(mode, p, x, training):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("B,I,H", [(24, 5, 3), (24, 70, 130), (24, 1100, 70), (24, 24, 260), (144, 70, 130)],
+@pytest.mark.parametrize("B,I,H", [(24, 5, 3), (24, 70, 130), (24, 1100, 70), (24, 24, 260), (168, 70, 130)],
                          ids=["tiny", "odd_sizes", "k_blocks", "unit_mode", "batch_mode"])
 def test_single_step_is_the_first_step_of_two(mode, B, I, H, dtype):
     """Odd sizes leave part-filled vectors and k past the last whole block of W; I = 1100 takes
@@ -57,11 +57,33 @@ def test_single_step_is_the_first_step_of_two(mode, B, I, H, dtype):
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("B,H", [(1, 200), (3, 160), (24, 70), (24, 260), (144, 70)])
+def test_single_step_bits_do_not_depend_on_threads(mode, dtype):
+    """B = 134: on 2 threads a step runs in batch mode, 67 rows a thread, whose last block is short
+    and merged with the one before (6 + 1 rows go as 4 + 3 on AVX2 and SSE, 8 + 3 as 6 + 5 on
+    AVX-512); on 1 and 3 threads in unit mode, all rows in one range. Outputs and states, eval and
+    training: the same bits. (No T = 2 here: its projection would cut 268 rows on another grid.)"""
+    p = make_layer(mode, 1, 134, 70, 130, dtype, seed=3)
+    before = rnnfast.get_num_threads()
+    try:
+        for training in (False, True):
+            outs = []
+            for threads in (1, 2, 3):
+                rnnfast.set_num_threads(threads)
+                outs.append(forward(mode, p, p["x"], training)[:3])
+            for other in outs[1:]:
+                for a, b in zip(outs[0], other):
+                    if a is not None:
+                        np.testing.assert_array_equal(a, b)
+    finally:
+        rnnfast.set_num_threads(before)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("B,H", [(1, 200), (3, 160), (24, 70), (24, 260), (168, 70), (134, 70)])
 def test_single_step_backward_is_the_first_step_of_two(mode, B, H):
     """The backward of a step at T = 1: the same bits for 1 to 3 threads (every case here is large
-    enough to use them; B = 144 runs in batch mode on 2 threads) and against the reference. At
-    B = 24 and 144, also against T = 2 whose second step gets no gradient (dy[1] = 0, no dh_n,
+    enough to use them; B = 168 and 134 run in batch mode on 2 threads, 134 with 67 rows a thread,
+    a merged short block) and against the reference. At B = 24 and 168, also against T = 2 whose second step gets no gradient (dy[1] = 0, no dh_n,
     dc_n): the same dh0 (the step's recurrent product, from panels packed as it goes against the
     cache's), dc0 and dx. (At B = 1 and 3 the forward's input projection cuts its 1 or 3 rows
     differently from the 2 or 6 of T = 2, so the steps differ in the last bits there.)"""
@@ -77,7 +99,7 @@ def test_single_step_backward_is_the_first_step_of_two(mode, B, H):
             *_, ctx1 = forward(mode, p, p["x"][:1], True)
             one = F.layer_backward(ctx1, dy[:1])
             steps.append(one)
-            if B in (24, 144):
+            if B in (24, 168):
                 *_, ctx2 = forward(mode, p, p["x"], True)
                 two = F.layer_backward(ctx2, dy)
                 np.testing.assert_array_equal(one[1], two[1])  # dh0

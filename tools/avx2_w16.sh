@@ -12,7 +12,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 target="$(mktemp -d)"
 trap 'rm -rf "$target"' EXIT
-python -m pip install -q --no-deps --target "$target" -C cmake.define.RNNFAST_AVX2_W16=ON .
+# A build folder of its own: the option stays in a CMake cache, and the checkout's build folder
+# (pyproject.toml) would carry it into the next `pip install .`.
+python -m pip install -q --no-deps --target "$target" -C build-dir="$target/.build" \
+  -C cmake.define.RNNFAST_AVX2_W16=ON .
 status="$(env -u RNNFAST_ISA PYTHONPATH="$target" python - <<'PY'
 import rnnfast
 isas = rnnfast.available_isas()

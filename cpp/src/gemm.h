@@ -9,7 +9,7 @@
 // product, GateCols for the recurrent weights, where vector v holds gate (v % G) of unit tile
 // (v / G), so that one panel carries every gate of its hidden units.
 #pragma once
-#include <type_traits>
+#include <cassert>
 #include "simd.h"
 #include "team.h"
 
@@ -53,6 +53,7 @@ template <class T> struct GateCols {
 // B packed for the micro-kernel: K-block kb of panel p is a (kc, NV*W) row-major block.
 template <class T, int NV> struct Packed {
     static constexpr int W = simd<T>::W;
+    static constexpr bool kPacksOnUse = false;
     T* data;
     index K, KC, npanels;
     static index size(index K, index nvec) { return K * ((nvec + NV - 1) / NV) * NV * W; }
@@ -120,6 +121,7 @@ void pack_panels(const Packed<T, NV>& P, Mat<T> B, Cols cols, index p0, index p1
 // panels are read too. Here the weights are read once and the panel comes back from L1 or L2.
 // Same panels as Packed's, so the same results.
 template <class T, int NV, class Cols> struct JitPanels {
+    static constexpr bool kPacksOnUse = true;
     Mat<T> B;
     Cols cols;
     T* buf;
@@ -174,11 +176,13 @@ __attribute__((always_inline)) inline void micro(index kc, const T* a, index rs,
 
 // Rows [m0, m1) of C against panels [p0, p1) of one packed K block. Rows go in blocks of MC so
 // that a block of A (MC x kc) stays in L2 while every panel passes over it; a panel (kc x NV*W)
-// stays in L1 while the block's rows pass over it.
+// stays in L1 while the block's rows pass over it. Panels packed as they are used
+// (Panels::kPacksOnUse) go over all rows in one block instead: in blocks, each block would pack
+// every panel again.
 //
 // A transposed operand (A.cs != 1: each k a far-apart row, a new page per k) is first copied into
 // apack (MC x kc values, per thread) as groups of a micro-kernel's rows, [group][k][row], read
-// contiguously.
+// contiguously. Not with panels packed as they are used (their rows have no bound).
 template <class T, int MR> constexpr index gemm_mc() { return MR * 20; }
 
 // What a product does with the rows after its last whole block of MR (FMA chains: rows x NV; a
@@ -203,10 +207,8 @@ template <class T, int MR, int NV, class Cols, Tail tail = Tail::grid, class Pan
 void gemm_block(index m0, index m1, Mat<T> A, index k0, const Panels& P, index kb,
                 Cols cols, index p0, index p1, T* C, index ldc, Init init, const T* bias,
                 T* apack = nullptr) {
-    // Panels packed as they are used go over all rows at once: in chunks, each chunk would pack
-    // every panel again.
-    constexpr bool jit = !std::is_same_v<Panels, Packed<T, NV>>;
-    const index MC = jit ? m1 - m0 : gemm_mc<T, MR>();
+    const index MC = Panels::kPacksOnUse ? m1 - m0 : gemm_mc<T, MR>();
+    assert(!Panels::kPacksOnUse || !apack);
     const index kc = P.kc(kb), nvec = cols.nvec();
     static_assert(tail == Tail::grid || kExactRows<NV> < MR,
                   "exact tails need MR > 8 / NV: the halves of a merged block must be short blocks");

@@ -100,12 +100,11 @@ template <class T, class Cell> struct Driver {
     // weights once (gemm_block takes all of a thread's rows past a panel at once): it packs each
     // panel as it goes (JitPanels) into a thread's own buffer, with no cache, and so reads the
     // weights once (in batch mode once per thread, see batch_mode()). Through a cache they are
-    // read three times (compared with its copy, then read packed),
-    // and a cache holds two more copies of them. The buffers (jit_buf values a thread per matrix)
-    // take the place of the whole packing in the scratch, sized for the call's threads, so a
-    // step's scratch is small (heap pages, reused from call to call). Left in that place, with
-    // the rest of the packing's room unused, fresh pages each call made steps at H = 256 and 512,
-    // B = 1, 4-5% slower.
+    // read three times (compared with its copy, then read packed), and a cache holds two more
+    // copies of them. The buffers (jit_buf values a thread per matrix) take the place of the whole
+    // packing in the scratch, sized for the call's threads, so a step's scratch is small (heap
+    // pages, reused from call to call). Left in that place, with the rest of the packing's room
+    // unused, fresh pages each call made steps at H = 256 and 512, B = 1, 4-5% slower.
     static bool jit_panels(const LayerShape& s) { return single_step(s); }
     static index jit_buf(index K, index kc_max) {
         return JitPanels<T, NVP, PlainCols<T>>::buf_size(K < kc_max ? K : kc_max);
@@ -193,14 +192,14 @@ template <class T, class Cell> struct Driver {
     // Measured on 2 Zen 3 cores, one thread's time over two's (eval and training), T = 50: unit
     // mode (B = 1, 4; H = 32 to 96) 0.69-0.96 below 9216 multiply-adds a step, 0.87-1.11 at 9216,
     // 0.98-1.25 from 12288 on; batch mode (B = 8 to 32, H = 16 to 96) 1.07-1.94 everywhere (and
-    // 0.87-1.79 at T = 100, H = 20 to 40, one reading below 1.2). A single step (jit_panels(), in
-    // unit mode up to B = 2 kJitBatchRows) also packs its G*H*(I+H) weights, each value counted as kJitPack multiply-adds
-    // (an estimate: the transposes take about half a cycle a value on AVX2, a multiply-add 1/16 of
-    // one), besides its B*G*H*(I+H) of products: below kTinyJitStep of that work (fitted on the
-    // grid that follows) it runs on one thread. RNN, LSTM and GRU at H = 32 to 128, B = 1, 4, 16,
-    // T = 1, I = H: one thread
-    // over two 0.76-1.06 below (median 0.90) and 0.87-1.56 from it on (median 1.20) in eval,
-    // 0.75-1.26 (0.85) and 0.83-1.46 (1.22) for forward and backward.
+    // 0.87-1.79 at T = 100, H = 20 to 40, one reading below 1.2). A single step (jit_panels(); in
+    // unit mode below kJitBatchRows rows a thread) also packs its G*H*(I+H) weights, each value
+    // counted as kJitPack multiply-adds (an estimate: the transposes take about half a cycle a
+    // value on AVX2, a multiply-add 1/16 of one), besides its B*G*H*(I+H) of products: below
+    // kTinyJitStep of that work (fitted on the grid that follows) it runs on one thread. RNN, LSTM
+    // and GRU at H = 32 to 128, B = 1, 4, 16, T = 1, I = H: one thread over two 0.76-1.06 below
+    // (median 0.90) and 0.87-1.56 from it on (median 1.20) in eval, 0.75-1.26 (0.85) and
+    // 0.83-1.46 (1.22) for forward and backward.
     static constexpr index kTinyStep = 12288;
     static constexpr index kTinyCall = 32768;
     static constexpr index kJitPack = 8;
@@ -256,6 +255,7 @@ template <class T, class Cell> struct Driver {
         if (threads < 2) return false;
         const index rows = s.B / threads;
         if (jit_panels(s)) return rows >= kJitBatchRows;
+        if (w > kBatchWeightBytes) return false;
         return rows >= (threads == 2 || w <= kL2Bytes ? kBatchRows : kManyThreadRows);
     }
     static Share share(const Team& team, const LayerShape& s, Range panels, index u0, index u1, index all_panels) {

@@ -44,7 +44,8 @@ def isa() -> str:
 
 
 def set_isa(name: str) -> None:
-    """Forces the kernels' instruction set ('avx512', 'avx2' or 'scalar'); ValueError if the CPU lacks it."""
+    """Forces the kernels' instruction set ('avx512', 'avx2', 'scalar', or a test build's 'avx2_w16');
+    ValueError if the CPU or the build lacks it."""
     _core.set_isa(name)
 
 
