@@ -1,8 +1,11 @@
 """Kernels run without the GIL: modules in parallel threads give the bits they give one after
 another, and one module shared by two threads is safe (its calls take turns)."""
+import subprocess
+import sys
 import threading
 
 import numpy as np
+import pytest
 
 import rnnfast
 
@@ -112,3 +115,44 @@ def test_an_error_in_one_direction_is_raised_after_both_finish():
         else:
             raise AssertionError("no error raised")
         assert finished == [1]
+
+
+SWITCHER = """
+import sys, threading, time
+import numpy as np
+import rnnfast
+isas = rnnfast.available_isas()
+x = np.random.default_rng(0).standard_normal((12, 13, 16))
+def train(m, steps):
+    for _ in range(steps):
+        y, _ = m(x)
+        m.backward(np.cos(y))
+    return [m.grads[k] for k in sorted(m.grads)]
+quiet = train(rnnfast.LSTM(16, 67, num_layers=2, bidirectional=True, dtype="float64", seed=0), 30)
+stop = False
+def switch():
+    i = 0
+    while not stop:
+        rnnfast.set_isa(isas[i % len(isas)])
+        i += 1
+        time.sleep(0.0002)
+t = threading.Thread(target=switch)
+t.start()
+try:
+    busy = train(rnnfast.LSTM(16, 67, num_layers=2, bidirectional=True, dtype="float64", seed=0), 30)
+finally:
+    stop = True
+    t.join()
+worst = max(float(np.max(np.abs(a - b)) / np.max(np.abs(a))) for a, b in zip(quiet, busy))
+print(worst)
+sys.exit(0 if worst < 1e-10 else 1)
+"""
+
+
+@pytest.mark.skipif(len(rnnfast.available_isas()) < 2, reason="one kernel path only")
+def test_set_isa_from_another_thread_while_kernels_run():
+    """Every call reads the active path once and its buffers fit every path: switching paths from
+    another thread mid-training crashes nothing (it used to corrupt the heap) and changes the
+    results only by the paths' rounding (float64)."""
+    run = subprocess.run([sys.executable, "-c", SWITCHER], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr[-2000:]

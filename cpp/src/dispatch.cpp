@@ -59,22 +59,42 @@ int initial_threads() {
 }
 std::atomic<int> num_threads{initial_threads()};
 
+// A call reads the active table once and runs on it to the end.
 const KernelTable& k() { return *active.load(std::memory_order_relaxed); }
+
+// Workspace sizes fit every table this CPU runs, not only the active one: another thread's
+// set_isa() may switch tables between a caller sizing its buffers and the call that uses them.
+template <class F> index largest(F size) {
+    index n = 0;
+    for (const KernelTable* const* t = all_tables; *t; ++t)
+        if (cpu_has(**t)) {
+            const index m = size(**t);
+            n = m > n ? m : n;
+        }
+    return n;
+}
 
 }  // namespace
 
-index saved_size(const LayerShape& s) { return k().saved_size(s); }
+index saved_size(const LayerShape& s) {
+    return largest([&](const KernelTable& t) { return t.saved_size(s); });
+}
 index forward_scratch_size(const LayerShape& s, bool training, int elem_bytes, int threads) {
-    return elem_bytes == 4 ? k().forward_scratch_f32(s, training, threads)
-                           : k().forward_scratch_f64(s, training, threads);
+    return largest([&](const KernelTable& t) {
+        return elem_bytes == 4 ? t.forward_scratch_f32(s, training, threads) : t.forward_scratch_f64(s, training, threads);
+    });
 }
 index backward_scratch_size(const LayerShape& s, int elem_bytes, int threads, bool consume_saved) {
-    return elem_bytes == 4 ? k().backward_scratch_f32(s, threads, consume_saved)
-                           : k().backward_scratch_f64(s, threads, consume_saved);
+    return largest([&](const KernelTable& t) {
+        return elem_bytes == 4 ? t.backward_scratch_f32(s, threads, consume_saved)
+                               : t.backward_scratch_f64(s, threads, consume_saved);
+    });
 }
 
 index weight_cache_size(const LayerShape& s, int elem_bytes, bool backward) {
-    return elem_bytes == 4 ? k().weight_cache_f32(s, backward) : k().weight_cache_f64(s, backward);
+    return largest([&](const KernelTable& t) {
+        return elem_bytes == 4 ? t.weight_cache_f32(s, backward) : t.weight_cache_f64(s, backward);
+    });
 }
 
 void layer_forward(const LayerForward<float>& a) { k().forward_f32(a); }
@@ -83,7 +103,9 @@ void layer_backward(const LayerBackward<float>& a) { k().backward_f32(a); }
 void layer_backward(const LayerBackward<double>& a) { k().backward_f64(a); }
 
 index linear_scratch_size(index N, index F, index O, int elem_bytes, int threads) {
-    return elem_bytes == 4 ? k().linear_scratch_f32(N, F, O, threads) : k().linear_scratch_f64(N, F, O, threads);
+    return largest([&](const KernelTable& t) {
+        return elem_bytes == 4 ? t.linear_scratch_f32(N, F, O, threads) : t.linear_scratch_f64(N, F, O, threads);
+    });
 }
 void linear_forward(const LinearForward<float>& a) { k().linear_forward_f32(a); }
 void linear_forward(const LinearForward<double>& a) { k().linear_forward_f64(a); }

@@ -155,7 +155,9 @@ struct CrossEntropy {
 double cross_entropy(const CrossEntropy<float>& a);
 double cross_entropy(const CrossEntropy<double>& a);
 
-// Element counts (of T) of the workspaces for the active instruction set.
+// Element counts (of T) of the workspaces: enough for every instruction set this CPU runs, so that
+// a set_isa() from another thread between sizing and calling is harmless (a call reads the active
+// set once).
 index saved_size(const LayerShape& s);
 // `threads`: the value the call's `threads` will hold (0: get_num_threads() then too); a single
 // step's scratch holds per-thread packing buffers (see single_step).
@@ -173,7 +175,8 @@ inline bool single_step(const LayerShape& s) { return s.T == 1; }
 // cache filled for another layout or other weights is then refilled as needed; arbitrary memory
 // could hold a valid tag over stale panels); one cache per layer and direction, never shared by
 // concurrent calls. Its size depends on the element size, the cell, I (forward), H and the
-// instruction set; not on the sequence length or the batch. A single step leaves it untouched.
+// instruction sets the CPU runs; not on the sequence length or the batch. A single step leaves it
+// untouched.
 index weight_cache_size(const LayerShape& s, int elem_bytes, bool backward);
 
 void layer_forward(const LayerForward<float>& a);
