@@ -1,7 +1,10 @@
 """Every bad input named in the reliability issue, with the exception it must raise. Nothing may
 crash the interpreter, and a failed call must leave the module exactly as it was."""
 import copy
+import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -315,3 +318,70 @@ def test_size_one_axes_with_any_stride_are_accepted():
     m = rnnfast.GRU(3, 6, dtype="float64")
     y, _ = m(s[:, None])  # (T, 1, I) whose size-1 axis has stride 0
     assert np.array_equal(y, m(s[:, None].copy())[0])
+
+
+@pytest.mark.parametrize("cls", [rnnfast.RNN, rnnfast.LSTM, rnnfast.GRU])
+def test_bidirectional_batch_of_one_takes_any_gradient_layout(cls):
+    """B = 1: each direction's half of the gradient has a stray stride on its batch axis (which
+    NumPy's contiguity ignores); batch_first and a [:, None] gradient alike."""
+    rng = np.random.default_rng(5)
+    for batch_first in (True, False):
+        m = cls(3, 4, bidirectional=True, batch_first=batch_first, dtype="float64", seed=0)
+        x = rng.standard_normal((1, 7, 3) if batch_first else (7, 1, 3))
+        y, _ = m(x)
+        g = rng.standard_normal((7, 8))
+        grads = []
+        for dy in (g[None] if batch_first else g[:, None], np.array(g[None] if batch_first else g[:, None], order="F")):
+            m.zero_grad()
+            m(x)
+            dx, _ = m.backward(dy)
+            grads.append([dx] + [m.grads[k].copy() for k in sorted(m.grads)])
+        for a, b in zip(*grads):
+            assert np.array_equal(a, b)
+
+
+def test_birnn_backward_checks_its_gradient():
+    net = rnnfast.BiRNN("gru", 3, 4, merge="mul", seed=0)
+    y, _ = net(np.ones((5, 2, 3), np.float32))
+    assert y.shape == (5, 2, 4)
+    with pytest.raises(ValueError, match=r"expected shape \(5, 2, 4\)"):
+        net.backward(np.ones((5, 2, 5), np.float32))
+    with pytest.raises(ValueError, match=r"expected shape \(5, 2, 4\)"):
+        net.backward(np.ones(4, np.float32))  # would broadcast
+    with pytest.raises(TypeError):
+        net.backward(np.ones((5, 2, 4), np.int64))
+    net.backward(np.ones((5, 2, 4), np.float32))  # the forward was kept through the failures
+
+
+@pytest.mark.parametrize("make", [lambda: rnnfast.LSTM(3, 4, num_layers=2, seed=0),
+                                  lambda: rnnfast.BiRNN("lstm", 3, 4, merge="mul", seed=0)])
+def test_an_eval_forward_between_forward_and_backward_leaves_the_training_forward(make):
+    """A validation pass between a training forward and its backward, as a torch user may run one."""
+    rng = np.random.default_rng(6)
+    x, x_val = (rng.standard_normal((5, 2, 3)).astype(np.float32) for _ in range(2))
+    results = []
+    for validate in (False, True):
+        m = make()
+        y, _ = m(x)
+        if validate:
+            m.eval()
+            m(x_val)
+            m.train()
+        dx, _ = m.backward(np.cos(y))
+        results.append([dx] + [m.grads[k] for k in sorted(m.grads)])
+    for a, b in zip(*results):
+        assert np.array_equal(a, b)
+
+
+def test_unavailable_isa_is_refused_with_a_clear_message():
+    """set_isa names the paths there are; RNNFAST_ISA with one that is not warns at import."""
+    with pytest.raises(ValueError, match="not available here.*available: .*scalar"):
+        rnnfast.set_isa("no_such_isa")
+    env = dict(os.environ, RNNFAST_ISA="no_such_isa")
+    code = "import warnings; warnings.simplefilter('error'); import rnnfast"
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert run.returncode != 0 and "RNNFAST_ISA='no_such_isa' is not available here" in run.stderr
+    env["RNNFAST_ISA"] = "scalar"  # one there is: no warning, and it is used
+    run = subprocess.run([sys.executable, "-c", code + "; print(rnnfast.isa())"], env=env, capture_output=True,
+                         text=True)
+    assert run.returncode == 0 and run.stdout.strip() == "scalar", run.stderr

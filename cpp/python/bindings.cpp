@@ -53,12 +53,21 @@ View<T> view(const py::array& a, const char* name, std::vector<Idx> shape, bool 
     v.ld = shape[nd - 1];
     // NumPy's C-contiguity ignores the strides of size-1 axes (they may be anything): such an
     // array is plain rows of the last axis's length.
-    if (a.flags() & py::array::c_style) return v;
-    Idx ld = shape[nd - 1];
-    if (nd >= 2) ld = a.strides(nd - 2) / e;
+    if (a.flags() & py::array::c_style || a.size() == 0) return v;
+    // The leading axes flatten into rows r at p + r * ld. Each axis of more than one entry must step
+    // by ld times the rows of the axes after it; size-1 axes may have any stride here too (a
+    // direction's half of a (T, 1, 2H) gradient has a stray one on its batch axis).
     bool layout = a.strides(nd - 1) == e || shape[nd - 1] <= 1;
-    if (nd >= 2) layout = layout && a.strides(nd - 2) % e == 0 && ld >= shape[nd - 1];
-    for (int i = nd - 3; i >= 0 && layout; --i) layout = a.strides(i) == a.strides(i + 1) * shape[i + 1] || shape[i] <= 1;
+    Idx ld = -1, rows_after = 1;
+    for (int i = nd - 2; i >= 0 && layout; --i) {
+        if (shape[i] > 1) {
+            const Idx step = a.strides(i) / e;
+            if (ld < 0 && step % rows_after == 0) ld = step / rows_after;
+            layout = a.strides(i) % e == 0 && ld >= shape[nd - 1] && step == ld * rows_after;
+        }
+        rows_after *= shape[i];
+    }
+    if (ld < 0) ld = shape[nd - 1];  // a single row
     if (!layout) throw py::value_error(std::string(name) + ": expected rows with a contiguous last axis and even strides");
     v.ld = ld;
     return v;
@@ -431,7 +440,10 @@ PYBIND11_MODULE(_core, m) {
     m.def("get_num_threads", &rnnfast::get_num_threads);
     m.def("isa", &rnnfast::isa);
     m.def("set_isa", [](const std::string& name) {
-        if (!rnnfast::set_isa(name.c_str())) throw py::value_error("isa: '" + name + "' is not available on this CPU");
+        if (rnnfast::set_isa(name.c_str())) return;
+        std::string have;
+        for (const char* const* n = rnnfast::available_isas(); *n; ++n) have += std::string(have.empty() ? "" : ", ") + *n;
+        throw py::value_error("isa: '" + name + "' is not available here (this CPU or this build lacks it); available: " + have);
     });
     m.def("available_isas", [] {
         py::list out;

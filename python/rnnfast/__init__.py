@@ -3,6 +3,9 @@
 The math runs in C++ (OpenMP + SIMD, the instruction set picked at import); `rnnfast.reference`
 holds a plain NumPy version of the same math, the oracle the tests check the kernels against.
 """
+import os as _os
+import warnings as _warnings
+
 from . import _core
 from .birnn import BiRNN
 from .cells import GRUCell, LSTMCell, RNNCell
@@ -36,7 +39,8 @@ def get_num_threads() -> int:
 
 
 def isa() -> str:
-    """The instruction set the kernels use: 'avx512', 'avx2' or 'scalar' (RNNFAST_ISA overrides).
+    """The instruction set the kernels use: 'avx512', 'avx2' or 'scalar' (RNNFAST_ISA overrides; a
+    value the CPU or the build lacks is ignored with a RuntimeWarning at import).
 
     A build with -DRNNFAST_AVX2_W16=ON also has the test-only 'avx2_w16' (tools/avx2_w16.sh).
     """
@@ -52,3 +56,16 @@ def set_isa(name: str) -> None:
 def available_isas() -> list:
     """The instruction sets this CPU can run, best first."""
     return list(_core.available_isas())
+
+
+def _warn_if_isa_env_ignored() -> None:
+    """RNNFAST_ISA names a path the CPU or the build lacks: the kernels use the best one instead,
+    and say so (a misspelt or unavailable value would otherwise go unnoticed)."""
+    wanted = _os.environ.get("RNNFAST_ISA")
+    if wanted and wanted != _core.isa():
+        _warnings.warn(f"RNNFAST_ISA={wanted!r} is not available here (this CPU or this build lacks it; "
+                       f"available: {', '.join(available_isas())}): using {_core.isa()!r}",
+                       RuntimeWarning, stacklevel=2)
+
+
+_warn_if_isa_env_ignored()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _validate as v
 from .module import Lockable, serialized
 from .modules import GRU, LSTM, RNN
 
@@ -21,6 +22,12 @@ MERGES = ("concat", "sum", "mul", "ave")
 
 
 class BiRNN(Lockable):
+    """BiRNN(cell, input_size, hidden_size, num_layers=1, merge="concat", **kwargs): a bidirectional
+    `cell` network ("rnn_tanh", "rnn_relu", "lstm", "gru"; kwargs as rnnfast.RNN's, less
+    `bidirectional`) whose two directions are merged per step by `merge` ("concat", "sum", "mul",
+    "ave"). forward(x, hx=None, lengths=None) -> (y, h_n) with y of `output_size` features;
+    backward(grad_output, grad_hx=None, retain_graph=False) -> (grad_x, grad_hx)."""
+
     def __init__(self, cell, input_size, hidden_size, num_layers=1, merge="concat", **kwargs):
         if cell not in _CELLS:
             raise ValueError(f"cell: expected one of {sorted(_CELLS)}, got {cell!r}")
@@ -48,7 +55,8 @@ class BiRNN(Lockable):
         y, h_n = self.rnn.forward(x, hx, lengths)
         H = self.hidden_size
         fwd, bwd = y[..., :H], y[..., H:]
-        self._halves = (fwd, bwd) if self.merge == "mul" and self.rnn.training else None
+        if self.rnn.training:  # an eval forward leaves the last training forward's halves for backward
+            self._halves = (fwd, bwd) if self.merge == "mul" else None
         if self.merge == "concat":
             out = y
         elif self.merge == "sum":
@@ -65,12 +73,17 @@ class BiRNN(Lockable):
     def backward(self, grad_output, grad_hx=None, retain_graph=False):
         """BPTT through the merge and both directions: (grad_x, grad_hx); `retain_graph` as in
         RNNBase.backward."""
-        g = np.asarray(grad_output, dtype=self.rnn.dtype)
+        saved = self.rnn._saved
+        if saved is None:
+            raise RuntimeError("backward: no saved forward; call forward in train mode first "
+                               "(an eval-mode forward saves nothing)")
+        T, B, out = saved["T"], saved["B"], self.output_size
+        g = v.shaped(grad_output, "grad_output", self.rnn.dtype, (B, T, out) if self.rnn.batch_first else (T, B, out))
         if self.merge == "concat":
             dy = g
         elif self.merge == "mul":
-            if self._halves is None:
-                raise RuntimeError("backward: no saved training forward")
+            if self._halves is None:  # the saved forward did not come through this BiRNN
+                raise RuntimeError("backward: no saved training forward of this BiRNN")
             fwd, bwd = self._halves
             dy = np.concatenate([g * bwd, g * fwd], axis=-1)
         else:

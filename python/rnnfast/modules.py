@@ -122,9 +122,11 @@ class RNNBase(Module):
         h_n = np.empty((self.num_layers * D, B, H), self.dtype)
         c_n = np.empty_like(h_n) if self.mode == "lstm" else None
         saved = [] if self.training else None
-        # The last forward's saved workspaces are reused below: that forward is spent from here on.
-        old = self._saved
-        self._saved = None
+        # A training forward reuses the last one's saved workspaces below: that forward is spent from
+        # here on. An eval forward (a validation pass between forward and backward) leaves it alone.
+        old = self._saved if self.training else None
+        if self.training:
+            self._saved = None
         inp = x
         for layer in range(self.num_layers):
             y = np.empty((T, B, D * H), self.dtype)
@@ -154,7 +156,8 @@ class RNNBase(Module):
             if saved is not None:
                 saved.append((contexts, mask))
             inp = y if mask is None else y * mask
-        self._saved = None if saved is None else {"layers": saved, "B": B, "T": T}
+        if saved is not None:
+            self._saved = {"layers": saved, "B": B, "T": T}
         out = y.swapaxes(0, 1) if self.batch_first else y
         out = np.ascontiguousarray(out)
         return out, ((h_n, c_n) if self.mode == "lstm" else h_n)
