@@ -315,10 +315,41 @@ def test_optimiser_state_dict_round_trip_and_all_or_nothing():
         opt_b.load_state_dict(bad)
     with pytest.raises(ValueError, match="SGD"):
         optim.Adam(b).load_state_dict(dict(before, type=np.array("SGD")))
-    with pytest.raises(KeyError, match="momentum_buffer"):
+    with pytest.raises(ValueError, match="state is of Adam"):
         optim.SGD(b, lr=0.1, momentum=0.9).load_state_dict(before)
+    with pytest.raises(KeyError, match="max_exp_avg_sq"):  # says amsgrad, has no buffer for it
+        opt_b.load_state_dict(dict(before, **{"hparam.amsgrad": np.array(1.0)}))
     after = opt_b.state_dict()
     assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize("saved,fresh", [
+    (lambda p: optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True), lambda p: optim.SGD(p, lr=5.0)),
+    (lambda p: optim.SGD(p, lr=0.1), lambda p: optim.SGD(p, lr=5.0, momentum=0.5)),
+    (lambda p: optim.Adam(p, lr=0.1, amsgrad=True), lambda p: optim.Adam(p)),
+    (lambda p: optim.AdamW(p, lr=0.1), lambda p: optim.AdamW(p, amsgrad=True)),
+])
+def test_optimiser_load_state_dict_brings_the_buffers_its_hyperparameters_need(saved, fresh):
+    """As torch's: the state decides momentum, nesterov and amsgrad, and so which buffers there are."""
+    rng = np.random.default_rng(1)
+    grads = [rng.standard_normal(3) for _ in range(6)]
+    a = Params(w=np.ones(3))
+    opt_a = saved(a)
+    run_steps(opt_a, a, grads[:3])
+    b = Params(w=a.parameters()["w"].copy())
+    opt_b = fresh(b)
+    opt_b.load_state_dict(opt_a.state_dict())
+    assert repr(opt_b) == repr(opt_a) and opt_b.state_dict().keys() == opt_a.state_dict().keys()
+    assert np.array_equal(run_steps(opt_a, a, grads[3:]), run_steps(opt_b, b, grads[3:]))
+
+
+def test_optimiser_state_saved_without_its_flags_still_loads():
+    """States written before nesterov and amsgrad were saved: the optimiser keeps its own."""
+    p = Params(w=np.ones(3))
+    old = {k: v for k, v in optim.Adam(p, lr=0.1).state_dict().items() if k != "hparam.amsgrad"}
+    opt = optim.Adam(p, amsgrad=False)
+    opt.load_state_dict(old)
+    assert opt.lr == 0.1 and opt.amsgrad is False
 
 
 def test_optimiser_steps_real_modules_and_follows_load_state_dict():

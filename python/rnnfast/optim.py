@@ -10,7 +10,8 @@ State: `state_dict()` is flat (names -> NumPy arrays, nothing pickled), so `rnnf
 write it to .npz: the class name, the step count, the hyperparameters and one buffer per
 parameter and kind, named "state.<module index>.<parameter name>.<buffer>" (torch's buffer names:
 momentum_buffer, exp_avg, exp_avg_sq, max_exp_avg_sq). As in torch, `load_state_dict` restores
-the hyperparameters too (lr included).
+the hyperparameters too (lr, momentum, nesterov, amsgrad included), and with them which buffers
+there are.
 """
 from __future__ import annotations
 
@@ -43,15 +44,23 @@ def _number(value, name, low=0.0, low_open=False):
 class Optimizer:
     """Base class: the modules, a step counter, per-parameter buffers and their (de)serialisation."""
 
-    _HPARAMS: tuple = ()
+    _HPARAMS: tuple = ()  # numbers (a pair for Adam's betas)
+    _FLAGS: tuple = ()    # booleans, saved as 0 or 1
 
     def __init__(self, modules):
         self.modules = _modules(modules)
         self.step_count = 0
-        self.state = {key: {b: np.zeros_like(p) for b in self._buffer_names()} for key, p, _ in self._items()}
+        self.state = self._zero_buffers(self._buffer_names(self._hparams()))
 
-    def _buffer_names(self) -> tuple:
+    def _hparams(self) -> dict:
+        return {h: getattr(self, h) for h in self._HPARAMS + self._FLAGS}
+
+    def _buffer_names(self, hp: dict) -> tuple:
+        """The buffers each parameter needs under hyperparameters `hp` (momentum, amsgrad, ...)."""
         return ()
+
+    def _zero_buffers(self, names) -> dict:
+        return {key: {b: np.zeros_like(p) for b in names} for key, p, _ in self._items()}
 
     def _items(self):
         """(key, live parameter, its gradient) for every parameter of every module."""
@@ -74,7 +83,7 @@ class Optimizer:
 
     # ---- state --------------------------------------------------------------------------
     def _hparam_arrays(self) -> dict:
-        return {f"hparam.{h}": np.asarray(getattr(self, h), dtype=np.float64) for h in self._HPARAMS}
+        return {f"hparam.{h}": np.asarray(v, dtype=np.float64) for h, v in self._hparams().items()}
 
     def state_dict(self) -> dict:
         out = {"type": np.array(type(self).__name__), "step": np.array(self.step_count, dtype=np.int64)}
@@ -85,39 +94,57 @@ class Optimizer:
         return out
 
     def load_state_dict(self, state) -> None:
-        """Replaces step count, hyperparameters and buffers; all-or-nothing."""
+        """Replaces step count, hyperparameters and buffers, as torch does: the state decides which
+        buffers there are (a state saved with momentum brings its momentum buffers into an SGD
+        made without). All-or-nothing. A state without the flags (nesterov, amsgrad; saved before
+        they were) keeps this optimiser's."""
+        name = type(self).__name__
+        if "type" in state:
+            kind = np.asarray(state["type"])
+            if kind.dtype.kind != "U" or str(kind) != name:
+                raise ValueError(f"{name}.load_state_dict: the state is of {kind!s}")
+
+        def real(k, shape, kinds="fiu"):
+            arr = np.asarray(state[k])
+            if arr.dtype.kind not in kinds or arr.shape != shape:
+                raise ValueError(f"{name}.load_state_dict: {k}: expected a real array of shape {shape}, "
+                                 f"got dtype {arr.dtype} shape {arr.shape}")
+            return arr
+
+        hp = self._hparams()
+        for h in self._HPARAMS + self._FLAGS:
+            k = f"hparam.{h}"
+            if k in state:
+                value = real(k, np.shape(hp[h]))
+                hp[h] = (bool(value) if h in self._FLAGS else float(value) if value.ndim == 0
+                         else tuple(float(x) for x in value))
+        buffers = self._buffer_names(hp)
         expected = {"type": (), "step": ()}
-        expected.update({k: a.shape for k, a in self._hparam_arrays().items()})
-        expected.update({f"state.{key}.{b}": arr.shape for key, bufs in self.state.items() for b, arr in bufs.items()})
+        expected.update({f"hparam.{h}": np.shape(v) for h, v in hp.items() if h in self._HPARAMS or f"hparam.{h}" in state})
+        expected.update({f"state.{key}.{b}": p.shape for key, p, _ in self._items() for b in buffers})
         missing = [k for k in expected if k not in state]
         unexpected = [k for k in state if k not in expected]
         if missing or unexpected:
-            raise KeyError(f"{type(self).__name__}.load_state_dict: missing keys {missing}, "
-                           f"unexpected keys {unexpected}")
-        kind = np.asarray(state["type"])
-        if kind.dtype.kind != "U" or str(kind) != type(self).__name__:
-            raise ValueError(f"{type(self).__name__}.load_state_dict: the state is of {kind!s}")
-        checked = {}
-        for k, shape in expected.items():
-            if k == "type":
-                continue
-            arr = np.asarray(state[k])
-            if arr.dtype.kind not in ("iu" if k == "step" else "fiu") or arr.shape != shape:
-                raise ValueError(f"{type(self).__name__}.load_state_dict: {k}: expected a real array of shape "
-                                 f"{shape}, got dtype {arr.dtype} shape {arr.shape}")
-            checked[k] = arr
+            raise KeyError(f"{name}.load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        checked = {k: real(k, shape, "iu" if k == "step" else "fiu") for k, shape in expected.items()
+                   if k.startswith(("step", "state."))}
         if int(checked["step"]) < 0:
-            raise ValueError(f"{type(self).__name__}.load_state_dict: step must be >= 0, got {int(checked['step'])}")
-        self.step_count = int(checked["step"])
-        for h in self._HPARAMS:
-            value = checked[f"hparam.{h}"]
-            setattr(self, h, float(value) if value.ndim == 0 else tuple(float(x) for x in value))
-        for key, bufs in self.state.items():
+            raise ValueError(f"{name}.load_state_dict: step must be >= 0, got {int(checked['step'])}")
+        self._check_hparams(hp)
+        new_state = self._zero_buffers(buffers)
+        for key, bufs in new_state.items():
             for b, arr in bufs.items():
                 np.copyto(arr, checked[f"state.{key}.{b}"], casting="unsafe")
+        self.step_count = int(checked["step"])
+        for h, v in hp.items():
+            setattr(self, h, v)
+        self.state = new_state
+
+    def _check_hparams(self, hp: dict) -> None:
+        """Raises ValueError for combinations the constructor refuses."""
 
     def __repr__(self):
-        hp = ", ".join(f"{h}={getattr(self, h)!r}" for h in self._HPARAMS)
+        hp = ", ".join(f"{h}={v!r}" for h, v in self._hparams().items())
         return f"{type(self).__name__}({len(self.modules)} module(s), {hp})"
 
 
@@ -126,6 +153,7 @@ class SGD(Optimizer):
     (buf = d at the first step) and d = d + momentum*buf (Nesterov) or d = buf; p -= lr*d."""
 
     _HPARAMS = ("lr", "momentum", "dampening", "weight_decay")
+    _FLAGS = ("nesterov",)
 
     def __init__(self, modules, lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
         self.lr = _number(lr, "lr")
@@ -133,12 +161,15 @@ class SGD(Optimizer):
         self.dampening = _number(dampening, "dampening")
         self.weight_decay = _number(weight_decay, "weight_decay")
         self.nesterov = bool(nesterov)
-        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
-            raise ValueError("nesterov: needs momentum > 0 and dampening = 0")
+        self._check_hparams(self._hparams())
         super().__init__(modules)
 
-    def _buffer_names(self):
-        return ("momentum_buffer",) if self.momentum != 0 else ()
+    def _check_hparams(self, hp):
+        if hp["nesterov"] and (hp["momentum"] <= 0 or hp["dampening"] != 0):
+            raise ValueError("nesterov: needs momentum > 0 and dampening = 0")
+
+    def _buffer_names(self, hp):
+        return ("momentum_buffer",) if hp["momentum"] != 0 else ()
 
     def _update(self, p, g, buffers):
         d = g + self.weight_decay * p if self.weight_decay else g
@@ -157,6 +188,7 @@ class Adam(Optimizer):
     """torch.optim.Adam (weight decay added to the gradient, L2 style; amsgrad optional)."""
 
     _HPARAMS = ("lr", "betas", "eps", "weight_decay")
+    _FLAGS = ("amsgrad",)
     _decoupled = False
 
     def __init__(self, modules, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False):
@@ -171,8 +203,8 @@ class Adam(Optimizer):
         self.amsgrad = bool(amsgrad)
         super().__init__(modules)
 
-    def _buffer_names(self):
-        return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if self.amsgrad else ())
+    def _buffer_names(self, hp):
+        return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if hp["amsgrad"] else ())
 
     def _update(self, p, g, buffers):
         beta1, beta2 = self.betas
