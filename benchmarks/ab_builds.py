@@ -94,7 +94,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--worker"]:
         return worker(argv[1:])
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("old", help="folder with the old build's rnnfast, or -")
     ap.add_argument("new", help="folder with the new build's rnnfast, or -")
     ap.add_argument("rows", nargs="*", default=DEFAULT_ROWS, metavar="ROW")

@@ -369,7 +369,7 @@ def plot(rows, path):
 
 def main(argv=None):
     """Parses the options, runs every row, writes and prints the report; 1 if any row FAILED."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--quick", action="store_true", help=f"shapes {QUICK_SHAPES} only, fewer repeats")
     p.add_argument("--cells", nargs="+", choices=list(CELLS), default=list(CELLS))
     p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="default: all cores")

@@ -49,7 +49,7 @@ def max_rel_err(a, b):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--sizes", default="64,256,512", help="hidden sizes H (I = H), comma-separated")
     ap.add_argument("--batches", default="1,16", help="batch sizes B, comma-separated")
     ap.add_argument("--rounds", type=int, default=7)

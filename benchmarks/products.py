@@ -30,7 +30,7 @@ def fastest(fn, calls=21):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--rows", type=int, default=1600)
     ap.add_argument("--inner", type=int, default=256)
     ap.add_argument("--outer", type=int, default=1024)

@@ -1,6 +1,8 @@
-"""Time the toolkit's hot loops on rnnfast's kernels against the NumPy code they replaced, at the
-sizes of the `python -m rnnfast` demo: softmax cross-entropy over (seq-len 64, batch 32, vocab) logits
-and an Embedding of the vocabulary at the hidden size (128) for (64, 32) ids, forward and backward.
+"""Time the toolkit's hot loops on rnnfast's kernels against the NumPy code they replaced.
+
+At the sizes of the `python -m rnnfast` demo: softmax cross-entropy over (seq-len 64, batch 32,
+vocab) logits and an Embedding of the vocabulary at the hidden size (128) for (64, 32) ids,
+forward and backward.
 
     python benchmarks/toolkit_kernels.py [--threads N] [--repeats R]
 
@@ -56,7 +58,7 @@ def compare(name, old, new, repeats, batch_s=0.02):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--threads", type=int, default=rnnfast.get_num_threads())
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--seq-len", type=int, default=64)
