@@ -1,0 +1,326 @@
+// Every kernel path this CPU runs, against the portable one: a test of the C++ library alone, with
+// no Python, so that it also runs where the Python suite cannot (an emulated CPU, a cross build).
+//
+// For each instruction set in available_isas(), in float and double, on 1, 2 and 3 threads: a
+// training forward and its backward (every output and gradient), and an eval forward twice through
+// one weight cache, for each cell on shapes that take the kernels' different roads (a single step
+// of one row and of a batch large enough for batch mode; B = 1, whose products split k; unit and
+// batch mode; odd H; reverse; per-entry lengths; no bias). The oracle is the portable path in
+// double on one thread (the Python suite checks that path against the NumPy reference). Checks:
+//  - agreement with the oracle, as max |a - oracle| / max |oracle| per array: float 1e-4, double
+//    1e-11 (a wrong lane or a dropped block is off by O(1));
+//  - the same bits on 2 and 3 threads as on 1, and from the eval forward as from the training one
+//    (the header's promise), and again on the cached second call;
+//  - sigmoid and tanh through activation() within 1e-6 relative of double on a grid of [-100, 100]
+//    and at special values (NaN stays NaN; +-inf and +-1e30 saturate, to within 1e-6; tanh keeps the sign of zero).
+// Usage: isa_agreement [ISA ...] (default: every path in available_isas()). Prints one line per
+// instruction set, and exits non-zero if any check failed or a path named cannot be set.
+#include <rnnfast/rnnfast.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+using ix = rnnfast::index;  // (not `index`: <cstring> declares a function of that name)
+
+namespace {
+
+struct Case {
+    rnnfast::CellKind cell;
+    ix T, B, I, H;
+    bool reverse, lengths, bias;
+};
+
+// The arrays one case reads, in double (converted for float runs).
+struct Inputs {
+    std::vector<double> x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n, dc_n;
+    std::vector<std::int64_t> lengths;
+};
+
+// Everything one run writes.
+template <class T> struct Outputs {
+    std::vector<T> y, h_n, c_n, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, y_eval, y_cached;
+};
+
+Inputs make_inputs(const Case& c, unsigned seed) {
+    const ix G = rnnfast::gate_count(c.cell), GH = G * c.H;
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<double> u(-1.0, 1.0);
+    auto fill = [&](std::vector<double>& v, ix n, double scale) {
+        v.resize(n);
+        for (auto& e : v) e = scale * u(rng);
+    };
+    Inputs in;
+    const double k = 1.0 / std::sqrt(double(c.H));  // torch.nn's init range
+    fill(in.x, c.T * c.B * c.I, 1.0);
+    fill(in.h0, c.B * c.H, 0.5);
+    fill(in.c0, c.B * c.H, 0.5);
+    fill(in.w_ih, GH * c.I, k);
+    fill(in.w_hh, GH * c.H, k);
+    fill(in.b_ih, GH, k);
+    fill(in.b_hh, GH, k);
+    fill(in.dy, c.T * c.B * c.H, 1.0);
+    fill(in.dh_n, c.B * c.H, 1.0);
+    fill(in.dc_n, c.B * c.H, 1.0);
+    if (c.lengths)
+        for (ix b = 0; b < c.B; ++b) in.lengths.push_back(1 + std::int64_t(rng() % std::uint32_t(c.T)));
+    return in;
+}
+
+template <class T> std::vector<T> as(const std::vector<double>& v) { return std::vector<T>(v.begin(), v.end()); }
+
+template <class T> Outputs<T> run(const Case& c, const Inputs& in, int threads) {
+    const rnnfast::LayerShape s{c.cell, c.T, c.B, c.I, c.H, c.reverse};
+    const bool lstm = c.cell == rnnfast::CellKind::lstm;
+    const ix G = rnnfast::gate_count(c.cell), GH = G * c.H, BH = c.B * c.H;
+    const std::vector<T> x = as<T>(in.x), h0 = as<T>(in.h0), c0 = as<T>(in.c0), w_ih = as<T>(in.w_ih),
+                         w_hh = as<T>(in.w_hh), b_ih = as<T>(in.b_ih), b_hh = as<T>(in.b_hh),
+                         dy = as<T>(in.dy), dh_n = as<T>(in.dh_n), dc_n = as<T>(in.dc_n);
+    const std::int64_t* lengths = c.lengths ? in.lengths.data() : nullptr;
+    Outputs<T> o;
+    o.y.resize(c.T * BH);
+    o.h_n.resize(BH);
+    o.c_n.resize(BH);
+    std::vector<T> saved(rnnfast::saved_size(s));
+
+    auto forward = [&](std::vector<T>& y, T* sv, T* wcache) {
+        std::vector<T> scratch(rnnfast::forward_scratch_size(s, sv != nullptr, sizeof(T), threads));
+        rnnfast::LayerForward<T> a{};
+        a.s = s;
+        a.x = x.data();
+        a.ldx = c.I;
+        a.h0 = h0.data();
+        a.c0 = lstm ? c0.data() : nullptr;
+        a.w_ih = w_ih.data();
+        a.w_hh = w_hh.data();
+        a.b_ih = c.bias ? b_ih.data() : nullptr;
+        a.b_hh = c.bias ? b_hh.data() : nullptr;
+        a.lengths = lengths;
+        a.y = y.data();
+        a.ldy = c.H;
+        a.h_n = o.h_n.data();
+        a.c_n = lstm ? o.c_n.data() : nullptr;
+        a.saved = sv;
+        a.scratch = scratch.data();
+        a.wcache = wcache;
+        a.threads = threads;
+        rnnfast::layer_forward(a);
+    };
+    forward(o.y, saved.data(), nullptr);
+
+    o.dx.resize(x.size());
+    o.dh0.resize(BH);
+    o.dc0.resize(BH);
+    o.dw_ih.assign(w_ih.size(), T(0));
+    o.dw_hh.assign(w_hh.size(), T(0));
+    o.db_ih.assign(GH, T(0));
+    o.db_hh.assign(GH, T(0));
+    std::vector<T> scratch(rnnfast::backward_scratch_size(s, sizeof(T), threads, true));
+    rnnfast::LayerBackward<T> b{};
+    b.s = s;
+    b.x = x.data();
+    b.ldx = c.I;
+    b.w_ih = w_ih.data();
+    b.w_hh = w_hh.data();
+    b.lengths = lengths;
+    b.saved = saved.data();
+    b.consume_saved = true;
+    b.dy = dy.data();
+    b.lddy = c.H;
+    b.dh_n = dh_n.data();
+    b.dc_n = lstm ? dc_n.data() : nullptr;
+    b.dx = o.dx.data();
+    b.lddx = c.I;
+    b.dh0 = o.dh0.data();
+    b.dc0 = lstm ? o.dc0.data() : nullptr;
+    b.dw_ih = o.dw_ih.data();
+    b.dw_hh = o.dw_hh.data();
+    b.db_ih = c.bias ? o.db_ih.data() : nullptr;
+    b.db_hh = c.bias ? o.db_hh.data() : nullptr;
+    b.scratch = scratch.data();
+    b.threads = threads;
+    rnnfast::layer_backward(b);
+
+    // Eval twice through one cache: the first call fills it, the second reads it.
+    std::vector<T> wcache(rnnfast::weight_cache_size(s, sizeof(T), false), T(0));
+    o.y_eval.resize(o.y.size());
+    o.y_cached.resize(o.y.size());
+    forward(o.y_eval, nullptr, wcache.data());
+    forward(o.y_cached, nullptr, wcache.data());
+    if (!lstm) o.c_n.clear(), o.dc0.clear();
+    return o;
+}
+
+// The arrays of a run, named, in one order.
+template <class T> std::vector<std::pair<const char*, const std::vector<T>*>> arrays(const Outputs<T>& o) {
+    return {{"y", &o.y},         {"h_n", &o.h_n},     {"c_n", &o.c_n},     {"dx", &o.dx},
+            {"dh0", &o.dh0},     {"dc0", &o.dc0},     {"dw_ih", &o.dw_ih}, {"dw_hh", &o.dw_hh},
+            {"db_ih", &o.db_ih}, {"db_hh", &o.db_hh}, {"y_eval", &o.y_eval}, {"y_cached", &o.y_cached}};
+}
+
+const char* cell_name(rnnfast::CellKind c) {
+    switch (c) {
+        case rnnfast::CellKind::rnn_tanh: return "rnn_tanh";
+        case rnnfast::CellKind::rnn_relu: return "rnn_relu";
+        case rnnfast::CellKind::lstm: return "lstm";
+        default: return "gru";
+    }
+}
+
+std::string describe(const Case& c) {
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "%s T=%td B=%td I=%td H=%td%s%s%s", cell_name(c.cell), c.T, c.B, c.I, c.H,
+                  c.reverse ? " reverse" : "", c.lengths ? " lengths" : "", c.bias ? "" : " no-bias");
+    return buf;
+}
+
+struct Tally {
+    int failures = 0;
+    double worst = 0;
+    void fail(const std::string& what) {
+        if (++failures <= 20) std::printf("  FAIL %s\n", what.c_str());
+    }
+};
+
+// Agreement of one run with the oracle, and (for threads > 1) bits equal to the 1-thread run.
+template <class T> void compare(const Case& c, const Outputs<double>& oracle, const Outputs<T>& got,
+                                const Outputs<T>* one_thread, int threads, Tally& t) {
+    const double tol = sizeof(T) == 4 ? 1e-4 : 1e-11;
+    const auto want = arrays(oracle), have = arrays(got);
+    for (size_t i = 0; i < want.size(); ++i) {
+        const std::vector<double>& w = *want[i].second;
+        const std::vector<T>& h = *have[i].second;
+        double scale = 0, err = 0;
+        for (size_t j = 0; j < w.size(); ++j) {
+            scale = std::fmax(scale, std::fabs(w[j]));
+            const double d = std::fabs(double(h[j]) - w[j]);
+            err = d == d ? std::fmax(err, d) : std::numeric_limits<double>::infinity();
+        }
+        const double rel = err / (scale > 0 ? scale : 1.0);
+        t.worst = std::fmax(t.worst, rel);
+        if (!(rel <= tol))
+            t.fail(describe(c) + " " + (sizeof(T) == 4 ? "float" : "double") + " threads=" +
+                   std::to_string(threads) + " " + want[i].first + ": relative error " + std::to_string(rel));
+    }
+    // The eval forward and its cached repeat give the training forward's bits.
+    for (const auto* e : {&got.y_eval, &got.y_cached})
+        if (std::memcmp(e->data(), got.y.data(), got.y.size() * sizeof(T)) != 0)
+            t.fail(describe(c) + " threads=" + std::to_string(threads) + ": eval forward differs from training forward");
+    if (one_thread) {
+        const auto ref = arrays(*one_thread);
+        for (size_t i = 0; i < ref.size(); ++i)
+            if (std::memcmp(ref[i].second->data(), have[i].second->data(), have[i].second->size() * sizeof(T)) != 0)
+                t.fail(describe(c) + " " + (sizeof(T) == 4 ? "float" : "double") + " " + ref[i].first +
+                       ": bits differ between 1 and " + std::to_string(threads) + " threads");
+    }
+}
+
+template <class T> void check_case(const Case& c, const Inputs& in, const Outputs<double>& oracle, Tally& t) {
+    Outputs<T> first;
+    for (int threads : {1, 2, 3}) {
+        Outputs<T> got = run<T>(c, in, threads);
+        compare(c, oracle, got, threads == 1 ? nullptr : &first, threads, t);
+        if (threads == 1) first = std::move(got);
+    }
+}
+
+double sigmoid(double v) { return 1.0 / (1.0 + std::exp(-v)); }
+
+void check_activations(Tally& t) {
+    std::vector<float> in;
+    for (int i = -200000; i <= 200000; ++i) in.push_back(float(i) * 5e-4f);  // [-100, 100]
+    for (float v = 1e-30f; v < 1.0f; v *= 1.7f) in.push_back(v), in.push_back(-v);  // tiny magnitudes
+    std::vector<float> out(in.size());
+    for (int f = 0; f < 2; ++f) {
+        rnnfast::activation(f, in.data(), out.data(), ix(in.size()));
+        for (size_t i = 0; i < in.size(); ++i) {
+            const double want = f == 0 ? sigmoid(in[i]) : std::tanh(double(in[i]));
+            // Sigmoids below 1e-37 are past float's normal range: only their saturation counts.
+            if (f == 0 && want < 1e-37) {
+                if (!(out[i] >= 0 && out[i] < 1e-37f)) t.fail("sigmoid(" + std::to_string(in[i]) + ") is not tiny");
+                continue;
+            }
+            const double rel = std::fabs(out[i] - want) / std::fabs(want);
+            t.worst = std::fmax(t.worst, rel);
+            if (!(std::fabs(out[i] - want) <= 1e-6 * std::fabs(want) + 1e-45))
+                t.fail(std::string(f == 0 ? "sigmoid(" : "tanh(") + std::to_string(in[i]) + ") = " +
+                       std::to_string(out[i]) + ", relative error " + std::to_string(rel));
+        }
+        const float inf = std::numeric_limits<float>::infinity();
+        const float special[] = {std::numeric_limits<float>::quiet_NaN(), inf, -inf, 1e30f, -1e30f,
+                                 std::numeric_limits<float>::max(), -std::numeric_limits<float>::max()};
+        const float want[2][7] = {{0, 1, 0, 1, 0, 1, 0}, {0, 1, -1, 1, -1, 1, -1}};
+        float got[7];
+        rnnfast::activation(f, special, got, 7);
+        const float zeros[2] = {0.0f, -0.0f};
+        float z[2];
+        rnnfast::activation(1, zeros, z, 2);
+        if (std::signbit(z[0]) || !std::signbit(z[1])) t.fail("tanh(+-0) loses the sign of zero");
+        if (got[0] == got[0]) t.fail(std::string(f == 0 ? "sigmoid" : "tanh") + "(NaN) is not NaN");
+        for (int i = 1; i < 7; ++i)  // within 1e-6 of the limit: 0 (below 1e-37), 1 or -1
+            if (!(want[f][i] == 0 ? got[i] >= 0 && got[i] < 1e-37f : std::fabs(got[i] - want[f][i]) <= 1e-6f))
+                t.fail(std::string(f == 0 ? "sigmoid(" : "tanh(") + std::to_string(special[i]) + ") = " +
+                       std::to_string(got[i]) + ", not " + std::to_string(want[f][i]));
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    using K = rnnfast::CellKind;
+    std::vector<Case> cases;
+    for (K cell : {K::rnn_tanh, K::rnn_relu, K::lstm, K::gru}) {
+        cases.push_back({cell, 1, 1, 3, 5, false, false, true});      // a single step of one row
+        cases.push_back({cell, 1, 200, 9, 37, false, false, true});   // a single step in batch mode
+        cases.push_back({cell, 6, 1, 7, 37, true, false, true});      // B = 1: the products split k
+        cases.push_back({cell, 5, 13, 11, 37, false, true, true});    // batch mode on 2 and 3 threads
+        cases.push_back({cell, 4, 9, 16, 64, true, true, false});     // no bias
+        cases.push_back({cell, 3, 3, 20, 100, false, false, true});   // unit mode, B below 4
+        cases.push_back({cell, 3, 7, 33, 130, false, true, true});    // unit mode, odd tiles
+    }
+
+    const char* const* isas = rnnfast::available_isas();
+    std::vector<std::string> names;
+    for (const char* const* p = isas; *p; ++p) names.push_back(*p);
+    std::printf("picked at load: %s; available:", rnnfast::isa());
+    for (const std::string& n : names) std::printf(" %s", n.c_str());
+    std::printf("\n");
+    if (argc > 1) names.assign(argv + 1, argv + argc);  // only the paths named
+
+    // The oracle: the portable path, double, one thread.
+    if (!rnnfast::set_isa("scalar")) {
+        std::printf("no scalar path\n");
+        return 1;
+    }
+    std::vector<Inputs> inputs;
+    std::vector<Outputs<double>> oracles;
+    for (size_t i = 0; i < cases.size(); ++i) {
+        inputs.push_back(make_inputs(cases[i], unsigned(1000 + i)));
+        oracles.push_back(run<double>(cases[i], inputs.back(), 1));
+    }
+
+    int failed = 0;
+    for (const std::string& name : names) {
+        if (!rnnfast::set_isa(name.c_str())) {
+            std::printf("%s: listed but cannot be set\n", name.c_str());
+            failed = 1;
+            continue;
+        }
+        Tally t;
+        for (size_t i = 0; i < cases.size(); ++i) {
+            check_case<float>(cases[i], inputs[i], oracles[i], t);
+            check_case<double>(cases[i], inputs[i], oracles[i], t);
+        }
+        Tally a;
+        check_activations(a);
+        std::printf("%s: %zu cases x float, double x 1, 2, 3 threads: %d failures (worst relative error %.2e); "
+                    "activations: %d failures (worst %.2e)\n",
+                    name.c_str(), cases.size(), t.failures, t.worst, a.failures, a.worst);
+        if (t.failures || a.failures) failed = 1;
+    }
+    return failed;
+}
