@@ -353,12 +353,43 @@ def test_birnn_backward_checks_its_gradient():
     net.backward(np.ones((5, 2, 4), np.float32))  # the forward was kept through the failures
 
 
+class Tagger:
+    """Embedding -> LSTM -> Linear head, as a training loop strings them together."""
+
+    def __init__(self):
+        self.emb, self.lstm, self.head = rnnfast.Embedding(9, 3, seed=0), rnnfast.LSTM(3, 4, seed=0), \
+            rnnfast.Linear(4, 2, seed=0)
+        self.parts = (self.emb, self.lstm, self.head)
+
+    def __call__(self, ids):
+        return self.head(self.lstm(self.emb(ids))[0]), None
+
+    def backward(self, g):
+        dx, _ = self.lstm.backward(self.head.backward(g))
+        return self.emb.backward(dx), None
+
+    def train(self, mode=True):
+        for p in self.parts:
+            p.train(mode)
+
+    def eval(self):
+        self.train(False)
+
+    @property
+    def grads(self):
+        return {f"{i}.{k}": g for i, p in enumerate(self.parts) for k, g in p.grads.items()}
+
+
 @pytest.mark.parametrize("make", [lambda: rnnfast.LSTM(3, 4, num_layers=2, seed=0),
-                                  lambda: rnnfast.BiRNN("lstm", 3, 4, merge="mul", seed=0)])
+                                  lambda: rnnfast.BiRNN("lstm", 3, 4, merge="mul", seed=0),
+                                  Tagger])
 def test_an_eval_forward_between_forward_and_backward_leaves_the_training_forward(make):
-    """A validation pass between a training forward and its backward, as a torch user may run one."""
+    """A validation pass (of another shape) between a training forward and its backward, as a torch
+    user may run one; a backward still in eval mode after it raises instead."""
     rng = np.random.default_rng(6)
-    x, x_val = (rng.standard_normal((5, 2, 3)).astype(np.float32) for _ in range(2))
+    tagger = make is Tagger
+    x = rng.integers(0, 9, (5, 2)) if tagger else rng.standard_normal((5, 2, 3)).astype(np.float32)
+    x_val = rng.integers(0, 9, (7, 3)) if tagger else rng.standard_normal((7, 3, 3)).astype(np.float32)
     results = []
     for validate in (False, True):
         m = make()
@@ -366,11 +397,27 @@ def test_an_eval_forward_between_forward_and_backward_leaves_the_training_forwar
         if validate:
             m.eval()
             m(x_val)
+            with pytest.raises(RuntimeError, match="eval"):
+                m.backward(np.cos(y))
             m.train()
         dx, _ = m.backward(np.cos(y))
-        results.append([dx] + [m.grads[k] for k in sorted(m.grads)])
+        results.append(([] if dx is None else [dx]) + [m.grads[k] for k in sorted(m.grads)])
+    assert len(results[0]) >= 6
     for a, b in zip(*results):
         assert np.array_equal(a, b)
+
+
+def test_an_eval_forward_frees_a_spent_training_forward():
+    m = rnnfast.GRU(3, 4, seed=0)
+    y, _ = m(np.ones((5, 2, 3), np.float32))
+    m.eval()
+    m(np.ones((5, 2, 3), np.float32))
+    assert m._saved is not None  # not spent: kept for a backward after train()
+    m.train()
+    m.backward(np.ones_like(y))
+    m.eval()
+    m(np.ones((5, 2, 3), np.float32))
+    assert m._saved is None  # spent: nothing to keep its workspace for
 
 
 def test_unavailable_isa_is_refused_with_a_clear_message():

@@ -343,13 +343,34 @@ def test_optimiser_load_state_dict_brings_the_buffers_its_hyperparameters_need(s
     assert np.array_equal(run_steps(opt_a, a, grads[3:]), run_steps(opt_b, b, grads[3:]))
 
 
-def test_optimiser_state_saved_without_its_flags_still_loads():
-    """States written before nesterov and amsgrad were saved: the optimiser keeps its own."""
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_optimiser_state_saved_without_its_flags_still_loads(amsgrad):
+    """States written before nesterov and amsgrad were saved: amsgrad shows in the buffers."""
     p = Params(w=np.ones(3))
-    old = {k: v for k, v in optim.Adam(p, lr=0.1).state_dict().items() if k != "hparam.amsgrad"}
-    opt = optim.Adam(p, amsgrad=False)
+    old = {k: v for k, v in optim.Adam(p, lr=0.1, amsgrad=amsgrad).state_dict().items() if k != "hparam.amsgrad"}
+    opt = optim.Adam(p, amsgrad=not amsgrad)
     opt.load_state_dict(old)
-    assert opt.lr == 0.1 and opt.amsgrad is False
+    assert opt.lr == 0.1 and opt.amsgrad is amsgrad
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("hparam.lr", -1.0, "lr"), ("hparam.lr", np.nan, "lr"), ("hparam.momentum", -0.5, "momentum"),
+    ("hparam.nesterov", 0.5, "nesterov"), ("hparam.nesterov", np.nan, "nesterov"),
+    ("hparam.dampening", 0.5, "nesterov"),  # nesterov needs dampening 0
+])
+def test_optimiser_load_state_dict_checks_hyperparameters_as_the_constructor_does(key, value, match):
+    p = Params(w=np.ones(3))
+    opt = optim.SGD(p, lr=0.1, momentum=0.9, nesterov=True)
+    run_steps(opt, p, [np.ones(3)])
+    before = opt.state_dict()
+    with pytest.raises(ValueError, match=match):
+        opt.load_state_dict(dict(before, **{key: np.array(value)}))
+    after = opt.state_dict()
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+    opt.load_state_dict(dict(before, **{"hparam.nesterov": np.array(True)}))  # a bool array is fine
+    with pytest.raises(ValueError, match="betas"):
+        adam = optim.Adam(p)
+        adam.load_state_dict(dict(adam.state_dict(), **{"hparam.betas": np.array([1.0, 0.999])}))
 
 
 def test_optimiser_steps_real_modules_and_follows_load_state_dict():

@@ -68,7 +68,8 @@ View<T> view(const py::array& a, const char* name, std::vector<Idx> shape, bool 
         rows_after *= shape[i];
     }
     if (ld < 0) ld = shape[nd - 1];  // a single row
-    if (!layout) throw py::value_error(std::string(name) + ": expected rows with a contiguous last axis and even strides");
+    if (!layout)
+        throw py::value_error(std::string(name) + ": expected rows with a contiguous last axis and even strides");
     v.ld = ld;
     return v;
 }
@@ -442,8 +443,10 @@ PYBIND11_MODULE(_core, m) {
     m.def("set_isa", [](const std::string& name) {
         if (rnnfast::set_isa(name.c_str())) return;
         std::string have;
-        for (const char* const* n = rnnfast::available_isas(); *n; ++n) have += std::string(have.empty() ? "" : ", ") + *n;
-        throw py::value_error("isa: '" + name + "' is not available here (this CPU or this build lacks it); available: " + have);
+        for (const char* const* n = rnnfast::available_isas(); *n; ++n)
+            have += std::string(have.empty() ? "" : ", ") + *n;
+        throw py::value_error("isa: '" + name + "' is not available here (this CPU or this build lacks it); " +
+                              "available: " + have);
     });
     m.def("available_isas", [] {
         py::list out;

@@ -73,10 +73,7 @@ class BiRNN(Lockable):
     def backward(self, grad_output, grad_hx=None, retain_graph=False):
         """BPTT through the merge and both directions: (grad_x, grad_hx); `retain_graph` as in
         RNNBase.backward."""
-        saved = self.rnn._saved
-        if saved is None:
-            raise RuntimeError("backward: no saved forward; call forward in train mode first "
-                               "(an eval-mode forward saves nothing)")
+        saved = self.rnn._saved_forward()
         T, B, out = saved["T"], saved["B"], self.output_size
         g = v.shaped(grad_output, "grad_output", self.rnn.dtype, (B, T, out) if self.rnn.batch_first else (T, B, out))
         if self.merge == "concat":

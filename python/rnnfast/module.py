@@ -83,5 +83,24 @@ class Module(Lockable):
         self.training = bool(mode)
         return self
 
+    # ---- the saved forward: backward runs through the last training forward --------------------
+    # An eval forward in between (a validation pass) leaves it, as torch does; but a backward still
+    # in eval mode after one raises, rather than silently taking the older training forward.
+    _saved = None
+    _eval_since_saved = False
+
+    def _after_forward(self, saved) -> None:
+        """At a forward's end: a training forward's `saved` replaces the last (an eval's is ignored)."""
+        if self.training:
+            self._saved, self._eval_since_saved = saved, False
+        else:
+            self._eval_since_saved = True
+
+    def _saved_forward(self):
+        if self._saved is None or (self._eval_since_saved and not self.training):
+            raise RuntimeError("backward: no saved forward; call forward in train mode first "
+                               "(an eval-mode forward saves nothing)")
+        return self._saved
+
     def eval(self):
         return self.train(False)

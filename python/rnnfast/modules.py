@@ -156,8 +156,9 @@ class RNNBase(Module):
             if saved is not None:
                 saved.append((contexts, mask))
             inp = y if mask is None else y * mask
-        if saved is not None:
-            self._saved = {"layers": saved, "B": B, "T": T}
+        self._after_forward(None if saved is None else {"layers": saved, "B": B, "T": T})
+        if not self.training and self._saved and self._spent():
+            self._saved = None  # nothing left to back-propagate: free its workspace
         out = y.swapaxes(0, 1) if self.batch_first else y
         out = np.ascontiguousarray(out)
         return out, ((h_n, c_n) if self.mode == "lstm" else h_n)
@@ -165,6 +166,11 @@ class RNNBase(Module):
     __call__ = forward
 
     # ---- backward --------------------------------------------------------------------------
+    def _spent(self) -> bool:
+        """The saved forward went through a backward that freed it (its workspace now holds gate
+        gradients): it can only be reused by the next training forward."""
+        return any(ctx.spent for contexts, _ in self._saved["layers"] for ctx in contexts)
+
     @serialized
     def backward(self, grad_output, grad_hx=None, retain_graph=False):
         """BPTT through the last training forward: (grad_x, grad_hx). Adds into `grads`.
@@ -174,11 +180,8 @@ class RNNBase(Module):
         one had `retain_graph=True`. Everything is checked before any gradient is touched: after
         an error `grads` and the saved forward are as they were (a backward interrupted by Ctrl-C
         has freed the forward, as far as it got)."""
-        if self._saved is None:
-            raise RuntimeError("backward: no saved forward; call forward in train mode first "
-                               "(an eval-mode forward saves nothing)")
-        sv = self._saved
-        if any(ctx.spent for contexts, _ in sv["layers"] for ctx in contexts):
+        sv = self._saved_forward()
+        if self._spent():
             raise RuntimeError(SPENT_MESSAGE)
         T, B, H, D = sv["T"], sv["B"], self.hidden_size, self.num_directions
         layout = (B, T, D * H) if self.batch_first else (T, B, D * H)

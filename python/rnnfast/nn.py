@@ -27,12 +27,6 @@ class _Module(Module):
         v.check_allocation(2 * n_params * self.dtype.itemsize, "the parameters and their gradients")
         self._saved = None
 
-    def _saved_forward(self):
-        if self._saved is None:
-            raise RuntimeError("backward: no saved forward; call forward in train mode first "
-                               "(an eval-mode forward saves nothing)")
-        return self._saved
-
 
 class Linear(_Module):
     """y = x @ weight.T + bias on the last axis: weight (out_features, in_features), bias (out_features,).
@@ -60,7 +54,7 @@ class Linear(_Module):
         y = np.empty((x2.shape[0], self.out_features), self.dtype)
         if x2.shape[0]:  # on rnnfast's kernels: no BLAS threads left spinning next to the RNN's
             _core.linear_forward(x2, self._params["weight"], self._params.get("bias"), y)
-        self._saved = x2 if self.training else None
+        self._after_forward(x2)
         return y.reshape(x.shape[:-1] + (self.out_features,))
 
     __call__ = forward
@@ -124,7 +118,7 @@ class Embedding(_Module):
     def forward(self, ids):
         """ids (...) -> vectors (..., embedding_dim), a new array."""
         ids = self._check_ids(ids)
-        self._saved = ids if self.training else None
+        self._after_forward(ids)
         y = np.empty(ids.shape + (self.embedding_dim,), self.dtype)
         if ids.size:
             _core.embedding_forward(self._params["weight"], ids.reshape(-1), y.reshape(-1, self.embedding_dim))

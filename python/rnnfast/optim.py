@@ -96,8 +96,9 @@ class Optimizer:
     def load_state_dict(self, state) -> None:
         """Replaces step count, hyperparameters and buffers, as torch does: the state decides which
         buffers there are (a state saved with momentum brings its momentum buffers into an SGD
-        made without). All-or-nothing. A state without the flags (nesterov, amsgrad; saved before
-        they were) keeps this optimiser's."""
+        made without), and checks them as the constructor does. All-or-nothing. A state saved
+        before the flags were lacks them: amsgrad then shows in its buffers, and nesterov stays
+        this optimiser's."""
         name = type(self).__name__
         if "type" in state:
             kind = np.asarray(state["type"])
@@ -112,15 +113,26 @@ class Optimizer:
             return arr
 
         hp = self._hparams()
-        for h in self._HPARAMS + self._FLAGS:
-            k = f"hparam.{h}"
-            if k in state:
-                value = real(k, np.shape(hp[h]))
-                hp[h] = (bool(value) if h in self._FLAGS else float(value) if value.ndim == 0
-                         else tuple(float(x) for x in value))
-        buffers = self._buffer_names(hp)
         expected = {"type": (), "step": ()}
-        expected.update({f"hparam.{h}": np.shape(v) for h, v in hp.items() if h in self._HPARAMS or f"hparam.{h}" in state})
+        for h in self._HPARAMS:
+            expected[f"hparam.{h}"] = np.shape(hp[h])
+            if f"hparam.{h}" in state:
+                value = real(f"hparam.{h}", np.shape(hp[h]))
+                hp[h] = float(value) if value.ndim == 0 else tuple(float(x) for x in value)
+        for h in self._FLAGS:
+            if f"hparam.{h}" not in state:
+                hp[h] = self._flag_missing_from(state, h)
+                continue
+            expected[f"hparam.{h}"] = ()
+            value = real(f"hparam.{h}", (), "fiub")
+            if value not in (0, 1):
+                raise ValueError(f"{name}.load_state_dict: hparam.{h}: expected 0 or 1, got {value}")
+            hp[h] = bool(value)
+        try:
+            hp = self._checked(hp)
+        except ValueError as e:
+            raise ValueError(f"{name}.load_state_dict: {e}") from None
+        buffers = self._buffer_names(hp)
         expected.update({f"state.{key}.{b}": p.shape for key, p, _ in self._items() for b in buffers})
         missing = [k for k in expected if k not in state]
         unexpected = [k for k in state if k not in expected]
@@ -130,7 +142,6 @@ class Optimizer:
                    if k.startswith(("step", "state."))}
         if int(checked["step"]) < 0:
             raise ValueError(f"{name}.load_state_dict: step must be >= 0, got {int(checked['step'])}")
-        self._check_hparams(hp)
         new_state = self._zero_buffers(buffers)
         for key, bufs in new_state.items():
             for b, arr in bufs.items():
@@ -140,8 +151,14 @@ class Optimizer:
             setattr(self, h, v)
         self.state = new_state
 
-    def _check_hparams(self, hp: dict) -> None:
-        """Raises ValueError for combinations the constructor refuses."""
+    def _checked(self, hp: dict) -> dict:
+        """The hyperparameters, checked (ValueError for what the constructor refuses) and as floats,
+        a tuple of floats, or bools."""
+        raise NotImplementedError
+
+    def _flag_missing_from(self, state, flag: str) -> bool:
+        """A flag a state saved before flags were saved lacks: this optimiser's own."""
+        return getattr(self, flag)
 
     def __repr__(self):
         hp = ", ".join(f"{h}={v!r}" for h, v in self._hparams().items())
@@ -156,17 +173,18 @@ class SGD(Optimizer):
     _FLAGS = ("nesterov",)
 
     def __init__(self, modules, lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
-        self.lr = _number(lr, "lr")
-        self.momentum = _number(momentum, "momentum")
-        self.dampening = _number(dampening, "dampening")
-        self.weight_decay = _number(weight_decay, "weight_decay")
-        self.nesterov = bool(nesterov)
-        self._check_hparams(self._hparams())
+        hp = self._checked(dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                                nesterov=nesterov))
+        for h, value in hp.items():
+            setattr(self, h, value)
         super().__init__(modules)
 
-    def _check_hparams(self, hp):
-        if hp["nesterov"] and (hp["momentum"] <= 0 or hp["dampening"] != 0):
+    def _checked(self, hp):
+        out = {h: _number(hp[h], h) for h in self._HPARAMS}
+        out["nesterov"] = bool(hp["nesterov"])
+        if out["nesterov"] and (out["momentum"] <= 0 or out["dampening"] != 0):
             raise ValueError("nesterov: needs momentum > 0 and dampening = 0")
+        return out
 
     def _buffer_names(self, hp):
         return ("momentum_buffer",) if hp["momentum"] != 0 else ()
@@ -192,16 +210,26 @@ class Adam(Optimizer):
     _decoupled = False
 
     def __init__(self, modules, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False):
-        self.lr = _number(lr, "lr")
+        hp = self._checked(dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad))
+        for h, value in hp.items():
+            setattr(self, h, value)
+        super().__init__(modules)
+
+    def _checked(self, hp):
+        betas = hp["betas"]
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"betas: expected a pair (beta1, beta2), got {betas!r}")
-        self.betas = tuple(_number(b, "betas") for b in betas)
-        if not all(b < 1 for b in self.betas):
+        out = dict(lr=_number(hp["lr"], "lr"), betas=tuple(_number(b, "betas") for b in betas),
+                   eps=_number(hp["eps"], "eps"), weight_decay=_number(hp["weight_decay"], "weight_decay"),
+                   amsgrad=bool(hp["amsgrad"]))
+        if not all(b < 1 for b in out["betas"]):
             raise ValueError(f"betas: expected values in [0, 1), got {betas!r}")
-        self.eps = _number(eps, "eps")
-        self.weight_decay = _number(weight_decay, "weight_decay")
-        self.amsgrad = bool(amsgrad)
-        super().__init__(modules)
+        return out
+
+    def _flag_missing_from(self, state, flag):
+        if flag == "amsgrad":  # it shows in the buffers
+            return any(k.endswith(".max_exp_avg_sq") for k in state)
+        return super()._flag_missing_from(state, flag)
 
     def _buffer_names(self, hp):
         return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if hp["amsgrad"] else ())
