@@ -17,15 +17,25 @@ namespace rnnfast {
 namespace RNNFAST_ISA_NS {
 
 // Register blocking of every product: MR rows x NV vectors of C per micro-kernel call (12 of 16
-// vector registers on AVX2/SSE, 16 of 32 on AVX-512), B packed in k-blocks of KC: a panel of
-// KC x NV vectors is 32 KiB on AVX2 and AVX-512 (16 KiB on SSE/NEON). On Zen 3 (AVX2, 32 KiB
-// L1d) KC = 512 against 256 made (3200 x 512) x (512 x 2048) products 2-11% faster and layers
-// with H >= 512 0.98-1.20x (medians, benchmarks/RESULTS.md); on a 16-core Xeon (AVX-512, 48 KiB
-// L1d) KC = 128 or 192 was no faster than 256 for the layers. The recurrent products take all
-// of k in one block (k-blocks of 256 there were slower).
+// vector registers on AVX2/SSE, 16 of 32 on AVX-512). Cache blocking of the plain products (the
+// recurrent ones take all of k in one block): B is packed in k-blocks of at most KC rows, so a
+// panel is KC x NV vectors, and rows of A go in chunks of MC (= MR * kMCBlocks) against each
+// panel. On AVX2 a panel (KC = 512: 32 KiB) stays in L1 while a chunk of A streams from L2. On
+// AVX-512 a panel of the same size holds half the k (KC = 256) and C, read and written once per
+// k-block, is then what limits large products; there a panel of KC = 1024 (128 KiB) lives in L2
+// instead, and C is passed over a quarter as often. Both are build options (RNNFAST_KC,
+// RNNFAST_MC_BLOCKS, set per ISA by CMake) so that tools/sweep.py can compare builds side by
+// side; the defaults and their measurements are in benchmarks/RESULTS.md.
+#ifndef RNNFAST_KC
+#define RNNFAST_KC (RNNFAST_VBYTES == 64 ? 1024 : 512)
+#endif
+#ifndef RNNFAST_MC_BLOCKS
+#define RNNFAST_MC_BLOCKS 20
+#endif
 constexpr int kMR = RNNFAST_VBYTES == 64 ? 8 : 6;
 constexpr int kNV = 2;
-constexpr index kKC = RNNFAST_VBYTES == 64 ? 256 : 512;
+constexpr index kKC = RNNFAST_KC;
+constexpr index kMCBlocks = RNNFAST_MC_BLOCKS;
 
 template <class T> struct Mat {  // element (r, c) is p[r * rs + c * cs]
     const T* p;
@@ -183,7 +193,7 @@ __attribute__((always_inline)) inline void micro(index kc, const T* a, index rs,
 // A transposed operand (A.cs != 1: each k a far-apart row, a new page per k) is first copied into
 // apack (MC x kc values, per thread) as groups of a micro-kernel's rows, [group][k][row], read
 // contiguously. Not with panels packed as they are used (their rows have no bound).
-template <class T, int MR> constexpr index gemm_mc() { return MR * 20; }
+template <class T, int MR> constexpr index gemm_mc() { return MR * kMCBlocks; }
 
 // What a product does with the rows after its last whole block of MR (FMA chains: rows x NV; a
 // core needs about 8 in flight to hide the FMA latency).

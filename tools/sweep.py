@@ -1,0 +1,229 @@
+"""Blocking variants of the kernels built side by side and timed in alternation: which is fastest here?
+
+    python tools/sweep.py [--variant NAME=KC,MC ...] [--isa avx512|avx2] [--rounds R] [--threads N]
+                          [--work DIR] [--rows ROW ...]
+
+Each variant is a build of this checkout whose plain products take k-blocks of KC and chunks of MC
+micro-kernel row blocks on the chosen instruction set (the CMake options RNNFAST_AVX512_KC and
+RNNFAST_AVX512_MC_BLOCKS, or RNNFAST_AVX2_*; `default` as a value keeps gemm.h's). The builds go into
+--work (kept: a second run with the same variants reuses them). Every round then runs each variant in
+a new process that checks and times:
+  - the three products of a layer (y = x W^T, dW = dy^T x, dx = dy W) at (3200 x 1024) x (1024 x 4096)
+    and (1600 x 256) x (256 x 1024), each checked against float64 NumPy first, as benchmarks/products.py;
+  - six layer rows (cell,T,B,H,mode with I = H, as benchmarks/ab_builds.py), each checked against the
+    float64 NumPy reference (rnnfast.reference) on its first steps before it is timed.
+The report gives, per variant, the median over rounds of each figure: products in % of the FMA peak
+that the same process measured, layers in ms and % of that peak. With the defaults (three variants,
+two rounds) it takes about 7 minutes on 2 cores, builds included.
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+PRODUCT_SHAPES = [(3200, 1024, 4096), (1600, 256, 1024)]
+PRODUCTS = ("y = x W^T", "dW = dy^T x", "dx = dy W")
+DEFAULT_ROWS = ["lstm,100,16,256,eval", "lstm,100,64,256,eval", "lstm,50,64,512,eval",
+                "lstm,50,64,512,train", "gru,100,64,256,train", "rnn,25,32,1024,eval"]
+DEFAULT_VARIANTS = ["kc256=256,20", "kc512=512,20", "default=default,default"]
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+CLASSES = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
+MODES = {"rnn": "rnn_tanh", "lstm": "lstm", "gru": "gru"}
+
+
+def parse_variant(text):
+    name, _, spec = text.partition("=")
+    kc, _, mc = spec.partition(",")
+    for v in (kc, mc):
+        if v != "default" and not v.isdigit():
+            raise argparse.ArgumentTypeError(f"variant {text!r}: expected NAME=KC,MC with numbers or 'default'")
+    if not name or not name.replace("_", "").isalnum():
+        raise argparse.ArgumentTypeError(f"variant {text!r}: NAME must be letters, digits and _")
+    return name, kc, mc
+
+
+def parse_row(text):
+    cell, T, B, H, mode = text.split(",")
+    if cell not in CLASSES or mode not in ("eval", "train"):
+        raise argparse.ArgumentTypeError(f"row {text!r}: expected cell,T,B,H,mode (cell: rnn|lstm|gru)")
+    return cell, int(T), int(B), int(H), mode
+
+
+def flops(row):
+    """Multiply-adds x 2 of one call: forward, or forward and backward (twice the forward's)."""
+    cell, T, B, H, mode = row
+    fwd = 2.0 * T * B * 2 * H * GATES[cell] * H
+    return fwd if mode == "eval" else 3 * fwd
+
+
+# ---- the worker: runs in a variant's process ------------------------------------------------
+
+def fastest(fn, calls):
+    fn()
+    best = float("inf")
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def time_products(core, N, F, O):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((N, F), dtype=np.float32)
+    w = rng.standard_normal((O, F), dtype=np.float32)
+    dy = rng.standard_normal((N, O), dtype=np.float32)
+    y, dw, dx = np.empty((N, O), np.float32), np.zeros((O, F), np.float32), np.empty((N, F), np.float32)
+    core.linear_forward(x, w, None, y)
+    core.linear_backward(x, w, dy, dx, dw, None)
+    x64, w64, dy64 = (a.astype(np.float64) for a in (x, w, dy))
+    for got, want in ((y, x64 @ w64.T), (dw, dy64.T @ x64), (dx, dy64 @ w64)):
+        err = float(np.max(np.abs(got - want))) / float(np.max(np.abs(want)))
+        if not err <= 1e-5:
+            raise SystemExit(f"products ({N} x {F}) x ({F} x {O}) differ from NumPy's: {err:.2e}")
+    calls = 5 if N * F * O > 1e9 else 15
+    t_y = fastest(lambda: core.linear_forward(x, w, None, y), calls)
+    t_dw = fastest(lambda: core.linear_backward(x, w, dy, None, dw, None), calls)
+    t_both = fastest(lambda: core.linear_backward(x, w, dy, dx, dw, None), calls)
+    return [t_y, t_dw, t_both - t_dw]
+
+
+def check_row(row):
+    """The row's layer (seed 0) against the float64 reference on its first 3 steps."""
+    import numpy as np
+    import rnnfast
+    import rnnfast.reference
+    cell, T, B, H, mode = row
+    m = getattr(rnnfast, CLASSES[cell])(H, H, seed=0).train(mode == "train")
+    x = np.random.default_rng(1).standard_normal((min(T, 3), B, H), dtype=np.float32)
+    out = m(x)
+    y = out[0]
+    p64 = {k: v.astype(np.float64) for k, v in m.state_dict().items()}
+    h0 = np.zeros((1, B, H))
+    ry, _, _ = rnnfast.reference.stack_forward(MODES[cell], x.astype(np.float64),
+                                               (h0, h0) if cell == "lstm" else h0, p64)
+    err = float(np.max(np.abs(y - ry))) / float(np.max(np.abs(ry)))
+    if not err <= 1e-4:
+        raise SystemExit(f"layer {row}: max rel err {err:.2e} against the reference")
+
+
+def worker(argv):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--isa", required=True)
+    ap.add_argument("rows", nargs="+", type=parse_row)
+    args = ap.parse_args(argv)
+    import rnnfast
+    if args.threads:
+        rnnfast.set_num_threads(args.threads)
+    rnnfast.set_isa(args.isa)
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from ab_builds import time_rows  # the same timing as the A/B harness
+    core = rnnfast._core
+    nth = rnnfast.get_num_threads()
+    core.fma_peak_gflops(nth)
+    peak = max(core.fma_peak_gflops(nth) for _ in range(3))
+    figures = [peak]
+    for shape in PRODUCT_SHAPES:
+        figures += time_products(core, *shape)
+    for row in args.rows:
+        check_row(row)
+    figures += time_rows(args.rows, args.threads, 1.0)
+    print("FIGURES " + " ".join(f"{v:.6e}" for v in figures), flush=True)
+
+
+# ---- the driver -------------------------------------------------------------------------------
+
+def build(name, kc, mc, isa, work):
+    target = os.path.join(work, name)
+    stamp = os.path.join(target, ".sweep-options")
+    options = f"{isa} {kc} {mc}"
+    if os.path.exists(stamp) and open(stamp).read() == options:
+        return target
+    defs = []
+    for opt, value in (("KC", kc), ("MC_BLOCKS", mc)):
+        defs += ["-C", f"cmake.define.RNNFAST_{isa.upper()}_{opt}={'' if value == 'default' else value}"]
+    t0 = time.time()
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--upgrade",
+                    "--target", target, "-C", f"build-dir={os.path.join(work, name + '.build')}", *defs, ROOT],
+                   check=True)
+    with open(stamp, "w") as f:
+        f.write(options)
+    print(f"built {name} (KC {kc}, MC {mc} blocks) in {time.time() - t0:.0f} s", flush=True)
+    return target
+
+
+def run_variant(target, args):
+    env = dict(os.environ, PYTHONPATH=target)
+    env.pop("RNNFAST_ISA", None)
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--isa", args.isa,
+           "--threads", str(args.threads), *args.rows]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("FIGURES ")]
+    if res.returncode != 0 or not lines:
+        raise SystemExit(f"{target}: worker failed\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
+    return [float(v) for v in lines[-1].split()[1:]]
+
+
+def report(variants, results, rows):
+    med = {name: [statistics.median(col) for col in zip(*results[name])] for name, _, _ in variants}
+    names = [name for name, _, _ in variants]
+    print("\n" + " " * 36 + "".join(f"{n:>18}" for n in names))
+    print(f"{'FMA peak, GFLOP/s':36}" + "".join(f"{med[n][0]:18.0f}" for n in names))
+    i = 1
+    for N, F, O in PRODUCT_SHAPES:
+        for p in PRODUCTS:
+            label = f"({N}x{F})x({F}x{O}) {p}"
+            cells = [2.0 * N * F * O / med[n][i] / 1e9 / med[n][0] for n in names]
+            print(f"{label:36}" + "".join(f"{c:18.0%}" for c in cells))
+            i += 1
+    for row in rows:
+        r = parse_row(row)
+        cells = [f"{med[n][i] * 1e3:.2f} ms {flops(r) / med[n][i] / 1e9 / med[n][0]:4.0%}" for n in names]
+        print(f"{row:36}" + "".join(f"{c:>18}" for c in cells))
+        i += 1
+    print("\nproducts: fastest call's GFLOP/s over the peak; layers: median ms, GFLOP/s over the peak "
+          "(training counted as 3 forwards); medians over rounds.")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--worker"]:
+        return worker(argv[1:])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    ap.add_argument("--variant", action="append", type=parse_variant, metavar="NAME=KC,MC",
+                    help=f"a build to compare (repeatable; default: {' '.join(DEFAULT_VARIANTS)})")
+    ap.add_argument("--isa", choices=["avx512", "avx2"], default="avx512",
+                    help="the kernel path the variants change and run (default avx512)")
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of every variant (default 2)")
+    ap.add_argument("--threads", type=int, default=0, help="threads (default: all cores)")
+    ap.add_argument("--work", default=os.path.join("/tmp", "rnnfast-sweep"), help="where builds go (kept)")
+    ap.add_argument("--rows", nargs="+", default=DEFAULT_ROWS, help=f"layer rows (default: {' '.join(DEFAULT_ROWS)})")
+    args = ap.parse_args(argv)
+    for r in args.rows:
+        try:
+            parse_row(r)
+        except (argparse.ArgumentTypeError, ValueError) as e:
+            ap.error(str(e))
+    variants = args.variant or [parse_variant(v) for v in DEFAULT_VARIANTS]
+    probe = subprocess.run([sys.executable, "-c", "import rnnfast; print(' '.join(rnnfast.available_isas()))"],
+                           capture_output=True, text=True, cwd="/")
+    if probe.returncode == 0 and args.isa not in probe.stdout.split():
+        raise SystemExit(f"this CPU does not run {args.isa} (it runs: {probe.stdout.strip()})")
+    os.makedirs(args.work, exist_ok=True)
+    targets = {name: build(name, kc, mc, args.isa, args.work) for name, kc, mc in variants}
+    results = {name: [] for name, _, _ in variants}
+    for r in range(args.rounds):
+        for name, _, _ in variants:
+            results[name].append(run_variant(targets[name], args))
+        print(f"round {r + 1} of {args.rounds} done", flush=True)
+    report(variants, results, args.rows)
+
+
+if __name__ == "__main__":
+    main()
