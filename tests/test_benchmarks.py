@@ -76,3 +76,52 @@ def test_activation_accuracy_tool_reports_both_functions_within_the_bound():
     errs = {ln.split()[1].rstrip(":"): float(ln.split()[5]) for ln in r.stdout.splitlines()}
     assert set(errs) == {"sigmoid", "tanh"}
     assert all(0 < e <= 1e-6 for e in errs.values()), errs  # 0 would mean nothing was compared
+
+
+def load_tool(name):
+    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"tools_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_sweep_checks_products_and_layers_before_timing(capsys):
+    import rnnfast
+    sweep = load_tool("sweep")
+    times = sweep.time_products(rnnfast._core, 37, 21, 50)  # raises when a product is wrong
+    assert len(times) == 3 and all(t > 0 for t in times[:2])
+    for row in ("lstm,4,3,9,eval", "gru,2,5,7,train", "rnn,3,2,17,eval"):
+        sweep.check_row(sweep.parse_row(row))  # raises when the layer differs from the reference
+    # The report: one line per product and row, a column per variant, medians over rounds.
+    variants = [("a", "256", "20"), ("b", "default", "default")]
+    rows = ["lstm,4,3,9,eval"]
+    fig = [100.0] + [1.0] * 6 + [0.002]
+    sweep.report(variants, {"a": [fig, fig], "b": [fig, [2 * v for v in fig]]}, rows)
+    out = capsys.readouterr().out
+    assert "lstm,4,3,9,eval" in out and out.count("GFLOP/s") >= 1
+    assert len([ln for ln in out.splitlines() if ln.startswith("(")]) == 6
+
+
+def test_sweep_refuses_malformed_variants():
+    import argparse
+    import pytest
+    sweep = load_tool("sweep")
+    assert sweep.parse_variant("kc=512,default") == ("kc", "512", "default")
+    for bad in ("kc=5x,20", "=512,20", "a b=512,20"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            sweep.parse_variant(bad)
+
+
+def test_mca_report_finds_single_block_fma_loops(tmp_path):
+    mca = load_tool("mca_report")
+    fmas = "".join(f"\tvfmadd231ps\t%zmm2, %zmm1, %zmm{i}\n" for i in range(3, 19))
+    asm = tmp_path / "k.s"
+    asm.write_text("f:\n.L2:\n\tvmovups\t(%r8), %zmm1\n\tvbroadcastss\t(%rcx), %zmm2\n" + fmas +
+                   "\taddq\t$4, %rcx\n\tcmpq\t%r8, %r9\n\tjne\t.L2\n"          # a loop: found
+                   "g:\n.L5:\n" + fmas + "\tcall\th\n\tjne\t.L5\n"               # calls out: not the kernel
+                   ".L7:\n" + fmas + "\tjne\t.L2\n")                             # jumps elsewhere: no loop
+    found = mca.loops(str(asm))
+    assert [f for f, _ in found] == ["f"]
+    assert sum(ln.startswith("vfmadd") for ln in found[0][1]) == 16
+    assert all("%zmm31" in ln for ln in mca.fma_only(["vfmadd231ps\t(%rcx,%r11,4), %zmm1, %zmm3"]))

@@ -59,7 +59,9 @@ def compile_asm(path, vbytes, flags, cxx, outdir):
 def loops(asm_path):
     """(function, loop body lines) for every single-block loop with >= 8 vector FMAs."""
     func, label, body, found = None, None, [], []
-    for raw in open(asm_path):
+    with open(asm_path) as f:
+        text = f.read().splitlines()
+    for raw in text:
         line = raw.rstrip("\n")
         if re.match(r"^[A-Za-z_][\w.$]*:", line):
             func = line[:-1]

@@ -13,8 +13,9 @@ a new process that checks and times:
   - six layer rows (cell,T,B,H,mode with I = H, as benchmarks/ab_builds.py), each checked against the
     float64 NumPy reference (rnnfast.reference) on its first steps before it is timed.
 The report gives, per variant, the median over rounds of each figure: products in % of the FMA peak
-that the same process measured, layers in ms and % of that peak. With the defaults (three variants,
-two rounds) it takes about 7 minutes on 2 cores, builds included.
+that the same process measured, layers in ms and % of that peak. On the 2-core Zen 5 of RESULTS.md each
+build took 40-90 s and each variant's round about 12 s: the defaults (three variants, five rounds) take
+about 6 minutes, builds included, and 3 once the builds are kept.
 """
 import argparse
 import os
@@ -25,13 +26,15 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+from ab_builds import parse_row, time_rows  # noqa: E402  the rows and timing of the A/B harness
 PRODUCT_SHAPES = [(3200, 1024, 4096), (1600, 256, 1024)]
 PRODUCTS = ("y = x W^T", "dW = dy^T x", "dx = dy W")
 DEFAULT_ROWS = ["lstm,100,16,256,eval", "lstm,100,64,256,eval", "lstm,50,64,512,eval",
                 "lstm,50,64,512,train", "gru,100,64,256,train", "rnn,25,32,1024,eval"]
 DEFAULT_VARIANTS = ["kc256=256,20", "kc512=512,20", "default=default,default"]
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-CLASSES = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
+from ab_builds import CLASSES  # noqa: E402
 MODES = {"rnn": "rnn_tanh", "lstm": "lstm", "gru": "gru"}
 
 
@@ -46,13 +49,6 @@ def parse_variant(text):
     return name, kc, mc
 
 
-def parse_row(text):
-    cell, T, B, H, mode = text.split(",")
-    if cell not in CLASSES or mode not in ("eval", "train"):
-        raise argparse.ArgumentTypeError(f"row {text!r}: expected cell,T,B,H,mode (cell: rnn|lstm|gru)")
-    return cell, int(T), int(B), int(H), mode
-
-
 def flops(row):
     """Multiply-adds x 2 of one call: forward, or forward and backward (twice the forward's)."""
     cell, T, B, H, mode = row
@@ -62,18 +58,9 @@ def flops(row):
 
 # ---- the worker: runs in a variant's process ------------------------------------------------
 
-def fastest(fn, calls):
-    fn()
-    best = float("inf")
-    for _ in range(calls):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def time_products(core, N, F, O):
     import numpy as np
+    from products import fastest  # imports rnnfast: only in a worker
     rng = np.random.default_rng(0)
     x = rng.standard_normal((N, F), dtype=np.float32)
     w = rng.standard_normal((O, F), dtype=np.float32)
@@ -122,8 +109,6 @@ def worker(argv):
     if args.threads:
         rnnfast.set_num_threads(args.threads)
     rnnfast.set_isa(args.isa)
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-    from ab_builds import time_rows  # the same timing as the A/B harness
     core = rnnfast._core
     nth = rnnfast.get_num_threads()
     core.fma_peak_gflops(nth)
@@ -143,8 +128,10 @@ def build(name, kc, mc, isa, work):
     target = os.path.join(work, name)
     stamp = os.path.join(target, ".sweep-options")
     options = f"{isa} {kc} {mc}"
-    if os.path.exists(stamp) and open(stamp).read() == options:
-        return target
+    if os.path.exists(stamp):
+        with open(stamp) as f:
+            if f.read() == options:
+                return target
     defs = []
     for opt, value in (("KC", kc), ("MC_BLOCKS", mc)):
         defs += ["-C", f"cmake.define.RNNFAST_{isa.upper()}_{opt}={'' if value == 'default' else value}"]
@@ -200,7 +187,7 @@ def main(argv=None):
                     help=f"a build to compare (repeatable; default: {' '.join(DEFAULT_VARIANTS)})")
     ap.add_argument("--isa", choices=["avx512", "avx2"], default="avx512",
                     help="the kernel path the variants change and run (default avx512)")
-    ap.add_argument("--rounds", type=int, default=2, help="rounds of every variant (default 2)")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds of every variant (default 5)")
     ap.add_argument("--threads", type=int, default=0, help="threads (default: all cores)")
     ap.add_argument("--work", default=os.path.join("/tmp", "rnnfast-sweep"), help="where builds go (kept)")
     ap.add_argument("--rows", nargs="+", default=DEFAULT_ROWS, help=f"layer rows (default: {' '.join(DEFAULT_ROWS)})")
