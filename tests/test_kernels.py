@@ -66,11 +66,20 @@ def test_no_bias(mode, dtype):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_larger_shapes_use_every_code_path(mode):
-    """Sizes past one vector, one panel and one k-block (KC: 256 values on AVX-512, 512 on the
-    other paths) in the input projection (I), dx (G*H for LSTM and GRU) and dW (T*B), several
+    """Sizes past one vector, one panel and one k-block (KC: 512 values on AVX2 and the portable
+    path) in the input projection (I), dx (G*H for LSTM and GRU) and dW (T*B), several
     threads' worth."""
     p = make_layer(mode, 40, 13, 530, 180, np.float64, seed=11)
     check(mode, p, lengths=np.array([40, 27, 1, 40, 40, 13, 1, 40, 39, 40, 2, 26, 40]))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_products_past_two_k_blocks_of_avx512(mode):
+    """AVX-512 takes k-blocks of up to 1024 values (gemm.h): I = 1030 in the input projection and
+    T * B = 1110 in dW cross one, so that a second block adds to the first (k-blocks of nearly one
+    size: 2 x 515, 2 x 555)."""
+    p = make_layer(mode, 30, 37, 1030, 40, np.float64, seed=13)
+    check(mode, p, lengths=np.array([30, 1, 29] + [30] * 30 + [7, 30, 2, 30]))
 
 
 @pytest.mark.parametrize("mode", MODES)
