@@ -28,7 +28,7 @@ def forward(mode, p, x, training):
                          ids=["tiny", "odd_sizes", "k_blocks", "unit_mode", "batch_mode"])
 def test_single_step_is_the_first_step_of_two(mode, B, I, H, dtype):
     """Odd sizes leave part-filled vectors and k past the last whole block of W; I = 1100 takes
-    several k-blocks of W_ih (3 of 512 on AVX2 and SSE, 5 of 256 on AVX-512). The step and the two
+    several k-blocks of W_ih (3 of 512 on AVX2 and SSE, 2 on AVX-512: 1024 and 76). The step and the two
     steps run in batch or unit mode by the rules in sequence.h (cell, size, rows, thread count):
     the bits must not care. Outputs and states, eval and training, 1 to 3 threads (all but `tiny`
     are large enough to use them); the step against the reference too."""
