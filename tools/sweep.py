@@ -6,7 +6,7 @@
 Each variant is a build of this checkout whose plain products take k-blocks of KC and chunks of MC
 micro-kernel row blocks on the chosen instruction set (the CMake options RNNFAST_AVX512_KC and
 RNNFAST_AVX512_MC_BLOCKS, or RNNFAST_AVX2_*; `default` as a value keeps gemm.h's). The builds go into
---work (kept: a second run with the same variants reuses them). Every round then runs each variant in
+--work (kept: a second run with the same variants and sources reuses them). Every round then runs each variant in
 a new process that checks and times:
   - the three products of a layer (y = x W^T, dW = dy^T x, dx = dy W) at (3200 x 1024) x (1024 x 4096)
     and (1600 x 256) x (256 x 1024), each checked against float64 NumPy first, as benchmarks/products.py;
@@ -18,6 +18,7 @@ build took 40-90 s and each variant's round about 12 s: the defaults (three vari
 about 6 minutes, builds included, and 3 once the builds are kept.
 """
 import argparse
+import hashlib
 import os
 import statistics
 import subprocess
@@ -124,10 +125,26 @@ def worker(argv):
 
 # ---- the driver -------------------------------------------------------------------------------
 
+def source_digest():
+    """A digest of what a build is made of (the C++ sources, CMakeLists.txt, the Python package)."""
+    h = hashlib.sha1()
+    for top in ("cpp", "python", "CMakeLists.txt", "pyproject.toml"):
+        path = os.path.join(ROOT, top)
+        files = [path] if os.path.isfile(path) else sorted(
+            os.path.join(d, f) for d, _, fs in os.walk(path) for f in fs if not f.endswith(".pyc"))
+        for f in files:
+            h.update(os.path.relpath(f, ROOT).encode())
+            with open(f, "rb") as fh:
+                h.update(fh.read())
+    return h.hexdigest()
+
+
 def build(name, kc, mc, isa, work):
+    """Installs this checkout with the variant's blocking into work/name; kept while the sources and
+    options are the same (a stamp file records them)."""
     target = os.path.join(work, name)
     stamp = os.path.join(target, ".sweep-options")
-    options = f"{isa} {kc} {mc}"
+    options = f"{isa} {kc} {mc} {source_digest()}"
     if os.path.exists(stamp):
         with open(stamp) as f:
             if f.read() == options:
