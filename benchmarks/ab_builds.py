@@ -32,6 +32,15 @@ def parse_row(text):
     return cell, int(T), int(B), int(H), mode
 
 
+def check_rows(ap, rows):
+    """Every ROW parses, or the parser `ap` exits with the first one's error."""
+    for r in rows:
+        try:
+            parse_row(r)
+        except (argparse.ArgumentTypeError, ValueError) as e:
+            ap.error(str(e))
+
+
 def time_rows(rows, threads, budget):
     """In the worker process: median seconds per row for the rnnfast that Python imports."""
     import numpy as np
@@ -102,11 +111,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=0, help="default: rnnfast's (all cores)")
     ap.add_argument("--budget", type=float, default=1.5, help="seconds of timed calls per row and process")
     args = ap.parse_args(argv)
-    for r in args.rows:
-        try:
-            parse_row(r)
-        except (argparse.ArgumentTypeError, ValueError) as e:
-            ap.error(str(e))
+    check_rows(ap, args.rows)
     times, built = {"old": [], "new": []}, {}
     for _ in range(args.rounds):
         for which, folder in (("old", args.old), ("new", args.new)):

@@ -60,9 +60,8 @@ def loops(asm_path):
     """(function, loop body lines) for every single-block loop with >= 8 vector FMAs."""
     func, label, body, found = None, None, [], []
     with open(asm_path) as f:
-        text = f.read().splitlines()
-    for raw in text:
-        line = raw.rstrip("\n")
+        lines = f.read().splitlines()
+    for line in lines:
         if re.match(r"^[A-Za-z_][\w.$]*:", line):
             func = line[:-1]
             label, body = None, []
@@ -91,12 +90,10 @@ def demangle(names):
 
 def mca_cycles(mca, cpu, lines, iterations=200):
     src = "\n".join(lines) + "\n"
-    out = subprocess.run([mca, "-march=x86-64", f"-mcpu={cpu}", f"-iterations={iterations}",
-                          "-skip-unsupported-instructions=lack-sched" if "19" in mca else "--all-stats"],
-                         input=src, capture_output=True, text=True)
-    if out.returncode != 0:  # older llvm-mca: no -skip-unsupported-instructions
-        out = subprocess.run([mca, "-march=x86-64", f"-mcpu={cpu}", f"-iterations={iterations}"],
-                             input=src, capture_output=True, text=True)
+    cmd = [mca, "-march=x86-64", f"-mcpu={cpu}", f"-iterations={iterations}"]
+    out = subprocess.run(cmd + ["-skip-unsupported-instructions=lack-sched"], input=src, capture_output=True, text=True)
+    if out.returncode != 0:  # an llvm-mca older than 19 has no -skip-unsupported-instructions
+        out = subprocess.run(cmd, input=src, capture_output=True, text=True)
     m = re.search(r"Total Cycles:\s+(\d+)", out.stdout)
     if not m:
         raise SystemExit(f"llvm-mca failed on {cpu}:\n{out.stderr[-1500:]}")

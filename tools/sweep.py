@@ -28,14 +28,13 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-from ab_builds import parse_row, time_rows  # noqa: E402  the rows and timing of the A/B harness
+from ab_builds import CLASSES, check_rows, parse_row, time_rows  # noqa: E402  the A/B harness's rows and timing
 PRODUCT_SHAPES = [(3200, 1024, 4096), (1600, 256, 1024)]
 PRODUCTS = ("y = x W^T", "dW = dy^T x", "dx = dy W")
 DEFAULT_ROWS = ["lstm,100,16,256,eval", "lstm,100,64,256,eval", "lstm,50,64,512,eval",
                 "lstm,50,64,512,train", "gru,100,64,256,train", "rnn,25,32,1024,eval"]
 DEFAULT_VARIANTS = ["kc256=256,20", "kc512=512,20", "default=default,default"]
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-from ab_builds import CLASSES  # noqa: E402
 MODES = {"rnn": "rnn_tanh", "lstm": "lstm", "gru": "gru"}
 
 
@@ -209,11 +208,7 @@ def main(argv=None):
     ap.add_argument("--work", default=os.path.join("/tmp", "rnnfast-sweep"), help="where builds go (kept)")
     ap.add_argument("--rows", nargs="+", default=DEFAULT_ROWS, help=f"layer rows (default: {' '.join(DEFAULT_ROWS)})")
     args = ap.parse_args(argv)
-    for r in args.rows:
-        try:
-            parse_row(r)
-        except (argparse.ArgumentTypeError, ValueError) as e:
-            ap.error(str(e))
+    check_rows(ap, args.rows)
     variants = args.variant or [parse_variant(v) for v in DEFAULT_VARIANTS]
     probe = subprocess.run([sys.executable, "-c", "import rnnfast; print(' '.join(rnnfast.available_isas()))"],
                            capture_output=True, text=True, cwd="/")
