@@ -35,6 +35,16 @@ def test_products_are_checked_before_they_are_timed():
     assert [ln.split()[0] for ln in out.splitlines()[1:]] == ["y", "dW", "dx"]
 
 
+def test_contention_checks_its_rows_and_ends_its_competitor():
+    out = run("contention.py", "--cells", "lstm,gru", "--shapes", "5,2,8", "--modes", "training", "--no-demo",
+              "--no-torch", "--rounds", "1", "--seconds", "0.05", "--pause", "0")
+    rows = [ln for ln in out.splitlines() if ln.startswith("| lstm") or ln.startswith("| gru")]
+    assert len(rows) == 2 and "FAILED" not in out and "lowest kept" in out, out
+    pid = int(out.split("(process ")[1].split(")")[0])
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text(), \
+        "the competitor outlived the benchmark"
+
+
 def test_cell_steps_match_torch_before_they_are_timed():
     out = run("cell_steps.py", "--sizes", "8,33", "--batches", "1,3", "--rounds", "1", "--calls", "2")
     rows = [ln.split() for ln in out.splitlines()[2:]]

@@ -439,6 +439,9 @@ PYBIND11_MODULE(_core, m) {
        "size is reused.");
     m.def("set_num_threads", &rnnfast::set_num_threads, py::arg("n"));
     m.def("get_num_threads", &rnnfast::get_num_threads);
+    m.def("set_dynamic_threads", &rnnfast::set_dynamic_threads, py::arg("on"));
+    m.def("get_dynamic_threads", &rnnfast::get_dynamic_threads);
+    m.def("dynamic_thread_shrinks", &rnnfast::dynamic_thread_shrinks);
     m.def("isa", &rnnfast::isa);
     m.def("set_isa", [](const std::string& name) {
         if (rnnfast::set_isa(name.c_str())) return;

@@ -87,16 +87,15 @@ template <class T> struct CrossEntropyDriver {
         for (index n = 0; n < a.N; ++n) total_weight += double(weight(a, n));
         double scale = 1;
         if (a.reduction == Reduction::mean) scale = total_weight > 0 ? 1 / total_weight : 0;
-#pragma omp parallel num_threads(team_size(a.N * a.C, 16384, a.threads))
-        {
+        run_team(team_size(a.N * a.C, 16384, a.threads), [&](const Team& team) {
             const FlushDenormals ftz;
-            const Range r = current_team().split(a.N);
+            const Range r = team.split(a.N);
             for (index n = r.lo; n < r.hi; ++n) {
                 const T w = weight(a, n);
                 const index t = a.targets[n] == a.ignore_index ? 0 : a.targets[n];  // w = 0 there: dz is zero
                 a.loss[n] = w * row(a.z + n * a.C, a.C, t, w * T(scale), a.dz + n * a.C);
             }
-        }
+        });
         double sum = 0;
         for (index n = 0; n < a.N; ++n) sum += double(a.loss[n]);
         return sum * scale;

@@ -38,24 +38,22 @@ template <class T> struct EmbeddingDriver {
     }
 
     static void forward(const EmbeddingForward<T>& a) {
-#pragma omp parallel num_threads(team_size(a.N * a.E, kMinWork, a.threads))
-        {
-            const Range r = current_team().split(a.N);
+        run_team(team_size(a.N * a.E, kMinWork, a.threads), [&](const Team& team) {
+            const Range r = team.split(a.N);
             for (index n = r.lo; n < r.hi; ++n) row<false>(a.y + n * a.E, a.weight + a.ids[n] * a.E, a.E);
-        }
+        });
     }
 
     static void backward(const EmbeddingBackward<T>& a) {
-#pragma omp parallel num_threads(team_size(a.N * a.E, kMinWork, a.threads))
-        {
+        run_team(team_size(a.N * a.E, kMinWork, a.threads), [&](const Team& team) {
             const FlushDenormals ftz;
-            const Range mine = current_team().split(a.V);
+            const Range mine = team.split(a.V);
             for (index n = 0; n < a.N; ++n) {
                 const index id = a.ids[n];
                 if (id >= mine.lo && id < mine.hi && id != a.padding_idx)
                     row<true>(a.dweight + id * a.E, a.dy + n * a.E, a.E);
             }
-        }
+        });
     }
 };
 

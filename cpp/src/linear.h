@@ -23,12 +23,11 @@ template <class T> struct LinearDriver {
     static void forward(const LinearForward<T>& a) {
         const int nth = threads(a.N, a.F, a.O, a.threads);
         T* const scratch = align64(a.scratch);
-#pragma omp parallel num_threads(nth)
-        {
+        run_team(nth, [&](const Team& team) {
             const FlushDenormals ftz;
-            gemm_team<T, kMR, kNV, Tail::exact>(current_team(), a.N, a.O, a.F, Mat<T>{a.x, a.F, 1},
+            gemm_team<T, kMR, kNV, Tail::exact>(team, a.N, a.O, a.F, Mat<T>{a.x, a.F, 1},
                                                 Mat<T>{a.w, 1, a.F}, a.y, a.O, false, a.b, scratch, kKC);
-        }
+        });
     }
 
     static void backward(const LinearBackward<T>& a) {
@@ -36,10 +35,8 @@ template <class T> struct LinearDriver {
         const index np = panels(a.O) > panels(a.F) ? panels(a.O) : panels(a.F);
         T* const scratch = align64(a.scratch);
         T* apack_all = scratch + kKC * np * kNV * W;
-#pragma omp parallel num_threads(nth)
-        {
+        run_team(nth, [&](const Team& tm) {
             const FlushDenormals ftz;
-            const Team tm = current_team();
             if (a.dx)
                 gemm_team<T, kMR, kNV, Tail::exact>(tm, a.N, a.F, a.O, Mat<T>{a.dy, a.O, 1}, Mat<T>{a.w, a.F, 1},
                                                     a.dx, a.F, false, nullptr, scratch, kKC);
@@ -47,7 +44,7 @@ template <class T> struct LinearDriver {
             gemm_team<T, kMR, kNV, Tail::exact>(tm, a.O, a.F, a.N, Mat<T>{a.dy, 1, a.O}, Mat<T>{a.x, a.F, 1},
                                                 a.dw, a.F, true, nullptr, scratch, kKC, apack);
             if (a.db) column_sums_team(tm, a.N, a.O, a.dy, a.O, a.db);
-        }
+        });
     }
 };
 

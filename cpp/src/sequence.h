@@ -300,9 +300,7 @@ template <class T, class Cell> struct Driver {
             return training ? seq + (s.reverse ? nT - k : k) * BH : pingpong[k & 1];
         };
 
-#pragma omp parallel num_threads(forward_threads(s, a.threads))
-        {
-            const Team team = current_team();
+        run_team(forward_threads(s, a.threads), [&](const Team& team) {
             const FlushDenormals ftz;
             const Range gr = team.split(ngroups);
             const Range pr{gr.lo * PPG, gr.hi * PPG};  // my panels of W_hh
@@ -389,7 +387,7 @@ template <class T, class Cell> struct Driver {
                 copy_units(a.h_n + b * H, state(w.S, sv.states, nT) + b * H, me.u0, me.u1);
                 if (G == 4 && a.c_n) copy_units(a.c_n + b * H, state(w.C, sv.cells, nT) + b * H, me.u0, me.u1);
             }
-        }
+        });
         if (wcache) {
             cache.set_tag(tag);
             icache.set_tag(itag);
@@ -419,9 +417,7 @@ template <class T, class Cell> struct Driver {
         auto state = [&](T* seq, index k) { return seq + (s.reverse ? nT - k : k) * BH; };
         const T* hprev_all = sv.states + (s.reverse ? BH : 0);  // (T, B, H): h_{t-1} of each step
 
-#pragma omp parallel num_threads(nth)
-        {
-            const Team team = current_team();
+        run_team(nth, [&](const Team& team) {
             const FlushDenormals ftz;
             const Range pr = team.split(npb);
             const index u0 = pr.lo * NVP * W < H ? pr.lo * NVP * W : H;
@@ -516,7 +512,7 @@ template <class T, class Cell> struct Driver {
             if (G == 3)
                 gemm_team<T, MRP, NVP>(team, H, H, TB, Mat<T>{w.dg_hn, 1, H}, Mat<T>{hprev_all, H, 1},
                                        a.dw_hh + GHr * H, H, true, nullptr, w.packbuf, KC, apack);
-        }
+        });
         if (wcache) cache.set_tag(tag);
     }
 };

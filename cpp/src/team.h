@@ -8,6 +8,8 @@
 
 #include "rnnfast/rnnfast.h"
 #include "simd.h"
+#include "dynamic_team.h"
+#include "team_barrier.h"
 
 namespace rnnfast {
 namespace RNNFAST_ISA_NS {
@@ -18,24 +20,43 @@ struct Range {
 
 struct Team {
     int id = 0, n = 1;
+    TeamBarrier* bar = nullptr;  // shared by the team; none for a team of one
     Range split(index count) const { return {count * id / n, count * (id + 1) / n}; }
     void barrier() const {
-#ifdef _OPENMP
-        if (n > 1) {
-#pragma omp barrier
-        }
-#endif
+        if (n > 1) bar->wait(n);
     }
 };
 
-// The team of the enclosing parallel region (a team of one outside any, or without OpenMP).
-inline Team current_team() {
-    Team t;
+// Runs body(team) on each thread of a team of at most `asked` threads (dynamic_team: fewer while
+// other processes take the cores), then reports what the team lost to dynamic_team. A team of one
+// runs on the caller's thread, without a parallel region. The body must not return early on some
+// threads only: the others would wait for them at the next barrier for ever.
+template <class Body> void run_team(int asked, Body&& body) {
+    const int want = dynamic_team(asked);
+    if (want < 2) {
+        body(Team{});
+        return;
+    }
+    TeamBarrier bar;
+    int threads = 1;
+    const std::int64_t start = now_nanos();
 #ifdef _OPENMP
-    t.id = omp_get_thread_num();
-    t.n = omp_get_num_threads();
+#pragma omp parallel num_threads(want)
+    {
+        const std::int64_t entered = now_nanos(), cpu = thread_cpu_nanos();
+        const Team team{omp_get_thread_num(), omp_get_num_threads(), &bar};
+        if (team.id == 0) threads = team.n;
+        body(team);
+        // Thread 0 waits here for the others, which go on to the runtime's join barrier while
+        // still on their cores: that barrier's waiting (a long spin) is not ours to set.
+        bar.gather(team.id, team.n);
+        bar.account(start, entered, cpu);
+    }
+#else
+    (void)start;
+    body(Team{});
 #endif
-    return t;
+    observe_team(bar, threads, asked);
 }
 
 // The threads a caller asks for: `requested`, or get_num_threads() for 0; at least one.

@@ -6,7 +6,23 @@ holds a plain NumPy version of the same math, the oracle the tests check the ker
 import os as _os
 import warnings as _warnings
 
-from . import _core
+# GNU OpenMP (libgomp) reads how long its idle threads spin (waiting for the next parallel region,
+# or at its join) once: when it loads, with _core below. Its default of 300,000 pauses is longer
+# than a scheduler's time slice on current x86 cores (benchmarks/RESULTS.md, "On a shared machine"):
+# on a machine another process shares, a thread spinning for a partner that waits for that very
+# core then stalls a region for a whole slice (rnnfast's own barriers spin briefly, then sleep:
+# cpp/src/team_barrier.h). 10,000 pauses still cover the gap between back-to-back regions. A spin
+# count or wait policy the user set is kept, and the environment is restored at once, so child
+# processes see the user's own. Without effect where libgomp was loaded before (by another
+# extension) or the build uses another OpenMP runtime.
+if "GOMP_SPINCOUNT" in _os.environ or "OMP_WAIT_POLICY" in _os.environ:
+    from . import _core
+else:
+    _os.environ["GOMP_SPINCOUNT"] = "10000"
+    try:
+        from . import _core
+    finally:
+        del _os.environ["GOMP_SPINCOUNT"]
 from .birnn import BiRNN
 from .cells import GRUCell, LSTMCell, RNNCell
 from .modules import GRU, LSTM, RNN, RNNBase
@@ -20,7 +36,7 @@ from .tbptt import TBPTTResult, tbptt
 
 __version__ = "0.1.0"
 
-__all__ = ["RNN", "LSTM", "GRU", "BiRNN", "RNNCell", "LSTMCell", "GRUCell", "RNNBase", "set_num_threads", "get_num_threads", "isa", "set_isa", "available_isas",
+__all__ = ["RNN", "LSTM", "GRU", "BiRNN", "RNNCell", "LSTMCell", "GRUCell", "RNNBase", "set_num_threads", "get_num_threads", "set_dynamic_threads", "get_dynamic_threads", "isa", "set_isa", "available_isas",
            "__version__",
            # training toolkit
            "Linear", "Embedding", "cross_entropy", "mse_loss", "optim", "clip_grad_norm", "tbptt", "TBPTTResult",
@@ -36,6 +52,21 @@ def set_num_threads(n: int) -> None:
 
 def get_num_threads() -> int:
     return _core.get_num_threads()
+
+
+def set_dynamic_threads(on: bool) -> None:
+    """Dynamic threads (on by default; RNNFAST_DYNAMIC_THREADS=0 turns them off at import): when
+    other processes take the cores, calls move to fewer threads and later try more again, so that
+    rnnfast slows by about its fair share instead of waiting at every barrier for a thread the
+    scheduler took away. Results are the same bits for any thread count; only the speed changes.
+    Off: every call uses get_num_threads() threads (where its work is large enough to share)."""
+    if not isinstance(on, bool):
+        raise ValueError(f"set_dynamic_threads: expected True or False, got {on!r}")
+    _core.set_dynamic_threads(on)
+
+
+def get_dynamic_threads() -> bool:
+    return _core.get_dynamic_threads()
 
 
 def isa() -> str:
