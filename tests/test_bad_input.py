@@ -173,6 +173,19 @@ def test_backward_before_forward_and_after_eval():
         m.backward(np.zeros((T, B, H), np.float32))
 
 
+def test_backward_after_an_eval_forward_says_what_to_do():
+    """A train forward, then eval() and an eval forward: the saved forward is still there, and the
+    message says how to reach it (after train(), the backward runs through it)."""
+    m = lstm()
+    m(x_ok())
+    m.eval()(x_ok())
+    with pytest.raises(RuntimeError, match=r"call \.train\(\) first") as info:
+        m.backward(np.ones((T, B, H), np.float32))
+    assert "no saved forward" not in str(info.value)
+    m.train().backward(np.ones((T, B, H), np.float32))
+    assert any(np.any(g != 0) for g in m.grads.values())
+
+
 @pytest.mark.parametrize("grad,grad_hx,exc", [
     (np.zeros((T, B, H + 1), np.float32), None, ValueError),
     (np.zeros((T + 1, B, H), np.float32), None, ValueError),
@@ -265,6 +278,38 @@ def test_failed_load_changes_nothing(edit, exc):
     assert all(np.array_equal(before[k], v) for k, v in m.state_dict().items())
     m.load_state_dict({k: np.full_like(v, 0.5) for k, v in before.items()})
     assert m.parameters()["weight_hh_l0"] is live and np.all(live == 0.5)  # copied in place
+
+
+@pytest.mark.parametrize("edit,says,not_says", [
+    (lambda d: d.update(extra=np.zeros(1)), "unexpected keys ['extra']", "missing"),
+    (lambda d: d.pop("bias_hh_l0"), "missing keys ['bias_hh_l0']", "unexpected"),
+])
+def test_load_state_dict_names_only_what_is_wrong(edit, says, not_says):
+    m = lstm()
+    state = m.state_dict()
+    edit(state)
+    with pytest.raises(KeyError) as info:
+        m.load_state_dict(state)
+    assert says in str(info.value) and not_says not in str(info.value)
+    opt = rnnfast.optim.Adam([m])
+    bad = dict(opt.state_dict(), extra=1)
+    with pytest.raises(KeyError) as info:
+        opt.load_state_dict(bad)
+    assert "unexpected keys ['extra']" in str(info.value) and "missing" not in str(info.value)
+
+
+def test_double_backward_through_rnnfast_torch_says_it_is_not_supported():
+    torch = pytest.importorskip("torch")
+    import rnnfast.torch as rt
+    m = rt.LSTM(I, H)
+    x = torch.randn(T, B, I, requires_grad=True)
+    y, _ = m(x)
+    (first,) = torch.autograd.grad(y.pow(2).sum(), x)
+    y, _ = m(x)
+    (g,) = torch.autograd.grad(y.pow(2).sum(), x, create_graph=True)  # the first derivative still comes
+    assert torch.equal(g, first)
+    with pytest.raises(RuntimeError, match="double backward is not supported"):
+        g.pow(2).sum().backward()  # a second derivative through the layer
 
 
 # ---- numerics ---------------------------------------------------------------------------------

@@ -82,3 +82,9 @@ def check_allocation(nbytes: int, what: str) -> None:
     if nbytes > limit:
         raise MemoryError(f"{what} would need {nbytes / 2**30:.3g} GiB, more than this machine's "
                           f"{limit / 2**30:.3g} GiB")
+
+
+def key_mismatch(missing, unexpected) -> str:
+    """What a state dict's keys lack and have too many of, naming only the halves that are not empty."""
+    parts = ([f"missing keys {missing}"] if missing else []) + ([f"unexpected keys {unexpected}"] if unexpected else [])
+    return ", ".join(parts)

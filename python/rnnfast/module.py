@@ -7,6 +7,8 @@ import threading
 
 import numpy as np
 
+from ._validate import key_mismatch
+
 
 def serialized(method):
     """Runs a method under the instance's lock: a module used from several threads is safe, its
@@ -59,7 +61,7 @@ class Module(Lockable):
         missing = [k for k in self._params if k not in state]
         unexpected = [k for k in state if k not in self._params]
         if missing or unexpected:
-            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+            raise KeyError(f"load_state_dict: {key_mismatch(missing, unexpected)}")
         new = {}
         for k, p in self._params.items():
             arr = np.asarray(state[k])
@@ -97,9 +99,13 @@ class Module(Lockable):
             self._eval_since_saved = True
 
     def _saved_forward(self):
-        if self._saved is None or (self._eval_since_saved and not self.training):
+        if self._saved is None:
             raise RuntimeError("backward: no saved forward; call forward in train mode first "
                                "(an eval-mode forward saves nothing)")
+        if self._eval_since_saved and not self.training:
+            raise RuntimeError("backward: the module is in eval mode, and its last forward ran in eval mode "
+                               "(which saves nothing); to back-propagate through the last train-mode forward, "
+                               "call .train() first, or run the forward again in train mode")
         return self._saved
 
     def eval(self):

@@ -20,6 +20,8 @@ import numbers
 
 import numpy as np
 
+from ._validate import key_mismatch
+
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm"]
 
 
@@ -137,7 +139,7 @@ class Optimizer:
         missing = [k for k in expected if k not in state]
         unexpected = [k for k in state if k not in expected]
         if missing or unexpected:
-            raise KeyError(f"{name}.load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+            raise KeyError(f"{name}.load_state_dict: {key_mismatch(missing, unexpected)}")
         checked = {k: real(k, shape, "iu" if k == "step" else "fiu") for k, shape in expected.items()
                    if k.startswith(("step", "state."))}
         if int(checked["step"]) < 0:

@@ -26,7 +26,6 @@ import warnings
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from . import _validate
@@ -83,8 +82,20 @@ class _Layer(torch.autograd.Function):
         return out + (torch.from_numpy(c_n),) if c_n is not None else out
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, dy, dh_n, dc_n=None):
+        with torch.no_grad():
+            grads = _Layer._gradients(ctx, dy, dh_n, dc_n)
+        # Grad mode is on here only under create_graph=True. rnnfast's kernels give first
+        # derivatives only: the gradients get a graph whose backward says so, should anything
+        # differentiate them again.
+        if torch.is_grad_enabled():
+            tensors = [g for g in grads if g is not None]
+            marked = iter(_FirstDerivativeOnly.apply(torch.empty(0, requires_grad=True), *tensors))
+            grads = tuple(None if g is None else next(marked) for g in grads)
+        return grads
+
+    @staticmethod
+    def _gradients(ctx, dy, dh_n, dc_n):
         x, *weights = ctx.saved_tensors  # checks the version counters
         contexts = ctx.contexts
         D, H = len(contexts), weights[1].shape[1]
@@ -105,6 +116,23 @@ class _Layer(torch.autograd.Function):
         grad_h0 = torch.from_numpy(np.stack(dh0)) if ctx.has_h0 else None
         grad_c0 = torch.from_numpy(np.stack(dc0)) if ctx.has_c0 else None
         return (None, None, None, torch.from_numpy(dx), grad_h0, grad_c0, *dweights)
+
+
+class _FirstDerivativeOnly(torch.autograd.Function):
+    """The identity on rnnfast's gradients under create_graph=True, whose own backward (a second
+    derivative through an rnnfast layer) raises. Its first argument, an empty tensor that requires
+    grad, puts its outputs in the graph even when nothing else there does."""
+
+    @staticmethod
+    def forward(ctx, anchor, *grads):
+        return tuple(g.view_as(g) for g in grads)
+
+    @staticmethod
+    def backward(ctx, *_):
+        raise RuntimeError("rnnfast.torch: double backward is not supported: rnnfast's layers compute first "
+                           "derivatives only (here a gradient taken with create_graph=True through an rnnfast "
+                           "layer was differentiated again); use torch.nn's layer where second derivatives "
+                           "are needed")
 
 
 def _layer(cell, D, lengths, x, h0, c0, weights):
