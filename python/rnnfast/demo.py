@@ -12,6 +12,7 @@ loaded with the trained layer's weights. Everything it writes goes to --out: the
 from __future__ import annotations
 
 import argparse
+import codecs
 import math
 import os
 import sys
@@ -27,40 +28,58 @@ CELLS = {"lstm": (rnnfast.LSTM, rnnfast.LSTMCell), "gru": (rnnfast.GRU, rnnfast.
 CHECKPOINT, PLOT = "rnnfast_charlm.npz", "rnnfast_loss.png"
 
 
+MODEL_DEFAULTS = {"cell": "lstm", "hidden": 128, "layers": 1}  # a checkpoint's own replace these
+HINT_STEPS = 500  # Adam steps after which the default model's samples read as words, on small texts
+EPOCHS = 12
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m rnnfast", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--text", metavar="FILE", help="train on this UTF-8 text file instead of the built-in corpus")
-    p.add_argument("--cell", choices=sorted(CELLS), default="lstm")
-    p.add_argument("--hidden", type=int, default=128, help="hidden size")
-    p.add_argument("--layers", type=int, default=1)
-    p.add_argument("--epochs", type=int, default=12, help="passes over the training text")
-    p.add_argument("--seq-len", type=int, default=64, help="steps per truncated-BPTT chunk")
-    p.add_argument("--batch", type=int, default=32, help="parallel streams")
-    p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
-    p.add_argument("--clip", type=float, default=5.0, help="gradient-norm clipping threshold")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (0: always the likeliest)")
-    p.add_argument("--prompt", help='start of the generated text (default "The " when the text has those '
-                   'characters, else one random character)')
-    p.add_argument("--length", type=int, default=300, help="characters to generate")
+    p = argparse.ArgumentParser(prog="python -m rnnfast", description=__doc__.split("\n\n")[0])
+    p.add_argument("--text", metavar="FILE", help="train on this text file (default: the built-in corpus)")
+    p.add_argument("--encoding", default="utf-8", help="the text file's encoding (default: %(default)s)")
+    p.add_argument("--cell", choices=sorted(CELLS), help="recurrent layer (default: lstm, or the checkpoint's)")
+    p.add_argument("--hidden", type=int, help="hidden size (default: 128, or the checkpoint's)")
+    p.add_argument("--layers", type=int, help="stacked recurrent layers (default: 1, or the checkpoint's)")
+    p.add_argument("--epochs", type=int, default=EPOCHS, help="passes over the training text (default: %(default)s)")
+    p.add_argument("--seq-len", type=int, default=64, help="steps per truncated-BPTT chunk (default: %(default)s)")
+    p.add_argument("--batch", type=int, default=32, help="parallel streams (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default: %(default)s)")
+    p.add_argument("--clip", type=float, default=5.0, help="gradient-norm clipping threshold (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights and the sampling (default: %(default)s)")
+    p.add_argument("--temperature", type=float, default=0.7,
+                   help="sampling temperature, 0 for always the likeliest character (default: %(default)s)")
+    p.add_argument("--prompt", help='start of the generated text (default: "The " when the text has those '
+                   "characters, else one random character)")
+    p.add_argument("--length", type=int, default=300, help="characters to generate (default: %(default)s)")
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue from a checkpoint written by this program")
     p.add_argument("--sample-only", action="store_true",
-                   help="only generate text from --resume CHECKPOINT (default: the checkpoint in --out)")
-    p.add_argument("--out", metavar="DIR", default=".", help="where the checkpoint and the loss plot go")
+                   help="only generate text from --resume CHECKPOINT, or from the checkpoint in --out")
+    p.add_argument("--out", metavar="DIR", default=".",
+                   help="where the checkpoint and the loss plot go (default: the current directory)")
     p.add_argument("--quick", action="store_true", help="a tiny run of a few seconds (for tests)")
     args = p.parse_args(argv)
     if args.quick:
-        for name, value in dict(hidden=32, epochs=1, seq_len=32, batch=16, length=80).items():
-            if getattr(args, name) == p.get_default(name):
+        small = dict(epochs=1, seq_len=32, batch=16, length=80)
+        if not (args.resume or args.sample_only):  # a checkpoint's model keeps its own size
+            small["hidden"] = 32
+        for name, value in small.items():
+            if getattr(args, name) in (None, p.get_default(name)):
                 setattr(args, name, value)
     for name in ("hidden", "layers", "seq_len", "batch", "length"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.epochs < 0:
         p.error("--epochs must be at least 0")
     if args.temperature < 0 or not math.isfinite(args.temperature):
         p.error("--temperature must be a finite number >= 0")
+    try:
+        text_encoding = codecs.lookup(args.encoding)._is_text_encoding
+    except LookupError:
+        text_encoding = False
+    if not text_encoding:
+        p.error(f"--encoding {args.encoding}: not a text encoding Python knows (for example utf-8, latin-1, cp1252)")
+    if args.encoding != p.get_default("encoding") and not args.text:
+        p.error("--encoding applies to --text FILE only (the built-in corpus is text already)")
     return args
 
 
@@ -230,21 +249,61 @@ def save_plot(history, val_points, path):
 
 
 def read_text(args):
-    """(text, where it came from)."""
-    if args.text:
-        with open(args.text, encoding="utf-8", errors="replace") as f:
-            return f.read(), args.text
-    return (corpus.generate(300, seed=0) if args.quick else corpus.default_text()), "the built-in corpus (rnnfast.corpus)"
+    """(text, where it came from). A file that does not decode in --encoding is an error that names
+    the first offending byte; nothing is replaced silently."""
+    if not args.text:
+        return (corpus.generate(300, seed=0) if args.quick else corpus.default_text()), "the built-in corpus (rnnfast.corpus)"
+    with open(args.text, "rb") as f:
+        data = f.read()
+    try:  # line ends as text mode reads them: \r\n and \r become \n
+        return data.decode(args.encoding).replace("\r\n", "\n").replace("\r", "\n"), args.text
+    except UnicodeDecodeError as exc:
+        bad = data[exc.start:exc.end]
+        raise ValueError(f"{args.text} is not valid {args.encoding}: byte 0x{bad[0]:02x} at offset {exc.start} "
+                         f"({exc.reason}); if the file uses another encoding, name it with --encoding "
+                         "(for example --encoding latin-1)") from None
 
 
-def from_checkpoint(path, seed):
-    """(model with the checkpoint's shape, epochs it was trained); the weights are loaded later."""
+def check_text(text, source, args):
+    """ValueError when the text cannot make training and validation streams; a hint on stdout when
+    it is much smaller than the built-in corpus and --epochs was left at its default."""
+    if not text:
+        raise ValueError(f"{source} is empty: there is nothing to train on")
+    def enough(n):  # as prepare() splits: a step for every training stream, two held-out characters
+        return (int(n * 0.9) - 1) // args.batch >= 1 and n - int(n * 0.9) >= 2
+
+    need = next(n for n in range(2, 100 * args.batch + 100) if enough(n) and enough(n + 1))
+    if not enough(len(text)):
+        raise ValueError(f"{source} has {len(text)} characters: too short to train {args.batch} streams "
+                         f"(--batch) and hold a tenth out for validation; it needs at least {need} "
+                         "(or pass a smaller --batch)")
+    def steps(chars):  # Adam steps of one epoch: chunks of --seq-len over each stream
+        return -(-((int(chars * 0.9) - 1) // args.batch) // args.seq_len)
+
+    built_in = len(corpus.default_text())
+    if args.text and len(text) * 10 < built_in and args.epochs == EPOCHS:
+        suggest = min(1000, math.ceil(HINT_STEPS / steps(len(text)) / 10) * 10)
+        print(f"hint: this text has {len(text):,} characters, a tenth of the built-in corpus or less: {EPOCHS} epochs "
+              f"of it are {EPOCHS * steps(len(text))} Adam steps (the built-in corpus gets {EPOCHS * steps(built_in):,}); "
+              f"for readable samples try --epochs {suggest} or more")
+
+
+def from_checkpoint(path, args):
+    """(model with the checkpoint's shape, epochs it was trained); the weights are loaded later.
+    ValueError when --cell, --hidden or --layers ask for another model than the checkpoint holds."""
     meta = rnnfast.checkpoint.read_metadata(path)
     try:
-        model = CharModel(str(meta["vocab"]), str(meta["cell"]), int(meta["hidden"]), int(meta["layers"]), seed)
+        shape = {"cell": str(meta["cell"]), "hidden": int(meta["hidden"]), "layers": int(meta["layers"])}
+        vocab = str(meta["vocab"])
     except KeyError as exc:
         raise ValueError(f"not a checkpoint of this program (no {exc} in its metadata)") from None
-    return model, int(meta.get("epochs_done", 0))
+    for name, value in shape.items():
+        asked = getattr(args, name)
+        if asked is not None and asked != value:
+            raise ValueError(f"--{name} {asked} conflicts with the checkpoint {path}, whose model has {name} "
+                             f"{value}: leave --{name} out to continue it, or train a new model without "
+                             f"{'--resume' if args.resume else '--sample-only'}")
+    return CharModel(vocab, shape["cell"], shape["hidden"], shape["layers"], args.seed), int(meta.get("epochs_done", 0))
 
 
 def prepare(model, text, args):
@@ -297,7 +356,7 @@ def main(argv=None) -> int:
     resume = args.resume or (ckpt_path if args.sample_only else None)
     try:
         if resume:
-            model, epochs_done = from_checkpoint(resume, args.seed)
+            model, epochs_done = from_checkpoint(resume, args)
             print(f"checkpoint {resume}: {model.cell}, hidden {model.rnn.hidden_size}, "
                   f"{model.rnn.num_layers} layer(s), {epochs_done} epoch(s) trained")
         if args.sample_only:
@@ -307,8 +366,10 @@ def main(argv=None) -> int:
                  args.temperature)
             return 0
         text, source = read_text(args)
+        check_text(text, source, args)
         if not resume:
-            model, epochs_done = CharModel("".join(sorted(set(text))), args.cell, args.hidden, args.layers, args.seed), 0
+            shape = {k: v if getattr(args, k) is None else getattr(args, k) for k, v in MODEL_DEFAULTS.items()}
+            model, epochs_done = CharModel("".join(sorted(set(text))), seed=args.seed, **shape), 0
         args.prompt = model.check_prompt(args.prompt)
         data = prepare(model, text, args)
         opt = rnnfast.optim.Adam(model.modules, lr=args.lr)
@@ -327,6 +388,9 @@ def main(argv=None) -> int:
     print(f"training: {args.epochs} epoch(s), {args.batch} streams x chunks of {args.seq_len} steps, Adam lr {args.lr}")
     history, val_points, completed = train(model, opt, data, args, epochs_done, bool(resume))
 
+    if not history:  # nothing trained: an earlier checkpoint in --out stays as it was
+        print(f"checkpoint: none written (nothing was trained; --epochs {args.epochs})")
+        return 0
     rnnfast.save(ckpt_path, *model.modules, optimizer=opt, metadata=model.metadata(epochs_done + completed))
     print(f"checkpoint: {ckpt_path} (continue with --resume {ckpt_path}, or --sample-only)")
     plot_path = os.path.join(args.out, PLOT)

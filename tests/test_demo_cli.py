@@ -1,0 +1,115 @@
+"""`python -m rnnfast` driven as a user drives it: texts that cannot train, encodings, options that
+conflict with a checkpoint, runs that train nothing, the help, and the hint for small texts."""
+import re
+import subprocess
+import sys
+
+import pytest
+
+import rnnfast
+
+TEXT = "The cat sat on the mat. A dog ran in the fog. " * 40  # 1,840 characters, 22 distinct
+
+
+def run(tmp_path, *args, ok=True):
+    r = subprocess.run([sys.executable, "-m", "rnnfast", "--out", str(tmp_path), *args],
+                       capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert (r.returncode == 0) == ok, r.stdout + r.stderr
+    return r
+
+
+def text_file(tmp_path, content, name="text.txt", encoding="utf-8"):
+    path = tmp_path / name
+    path.write_bytes(content.encode(encoding) if isinstance(content, str) else content)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A quick LSTM (hidden 32) trained on TEXT."""
+    folder = tmp_path_factory.mktemp("ckpt")
+    run(folder, "--quick", "--text", text_file(folder, TEXT))
+    return folder / "rnnfast_charlm.npz"
+
+
+def test_an_empty_text_says_so(tmp_path):
+    r = run(tmp_path, "--quick", "--text", text_file(tmp_path, ""), ok=False)
+    assert "is empty" in r.stderr and "input_size" not in r.stderr
+    assert not (tmp_path / "rnnfast_charlm.npz").exists()
+
+
+def test_a_too_short_text_says_how_long_it_must_be(tmp_path):
+    r = run(tmp_path, "--text", text_file(tmp_path, "abcdefghij"), ok=False)
+    assert re.search(r"has 10 characters: too short to train 32 streams .* at least \d+ .*--batch", r.stderr)
+
+
+def test_a_text_that_is_not_utf8_names_the_byte_and_the_option(tmp_path):
+    latin1 = text_file(tmp_path, "Caf\u00e9 au lait. " * 200, encoding="latin-1")  # 0xe9 at offset 3
+    r = run(tmp_path, "--quick", "--text", latin1, ok=False)
+    assert latin1 in r.stderr and "byte 0xe9 at offset 3" in r.stderr and "--encoding" in r.stderr
+    r = run(tmp_path, "--quick", "--text", latin1, "--encoding", "latin-1")
+    assert "\ufffd" not in r.stdout and "\u00e9" in rnnfast.checkpoint.read_metadata(
+        tmp_path / "rnnfast_charlm.npz")["vocab"]
+
+
+@pytest.mark.parametrize("name", ["no-such-codec", "rot13", "base64"])
+def test_an_encoding_that_does_not_decode_text_is_refused(tmp_path, name):
+    r = run(tmp_path, "--quick", "--text", text_file(tmp_path, TEXT), "--encoding", name, ok=False)
+    assert f"--encoding {name}: not a text encoding" in r.stderr
+
+
+def test_windows_line_ends_read_as_newlines(tmp_path):
+    r = run(tmp_path, "--quick", "--text", text_file(tmp_path, TEXT.replace(". ", ".\r\n")))
+    assert "\r" not in rnnfast.checkpoint.read_metadata(tmp_path / "rnnfast_charlm.npz")["vocab"]
+
+
+@pytest.mark.parametrize("batch", ["1", "2", "3", "32"])
+def test_the_shortest_text_that_trains_is_the_one_the_message_names(tmp_path, batch):
+    r = run(tmp_path, "--quick", "--batch", batch, "--text", text_file(tmp_path, "ab"), ok=False)
+    need = int(re.search(r"at least (\d+)", r.stderr).group(1))
+    run(tmp_path, "--quick", "--batch", batch, "--seq-len", "1", "--text", text_file(tmp_path, ("ab" * need)[:need]))
+    r = run(tmp_path, "--quick", "--batch", batch, "--text", text_file(tmp_path, ("ab" * need)[:need - 1]), ok=False)
+    assert "too short" in r.stderr
+
+
+@pytest.mark.parametrize("option,value,held", [("--cell", "gru", "lstm"), ("--hidden", "64", "32"),
+                                               ("--layers", "2", "1")])
+@pytest.mark.parametrize("mode", ["--resume", "--sample-only"])
+def test_options_that_conflict_with_the_checkpoint_are_refused(tmp_path, checkpoint, option, value, held, mode):
+    where = ["--resume", str(checkpoint)] + (["--sample-only"] if mode == "--sample-only" else [])
+    r = run(tmp_path, "--quick", "--text", text_file(tmp_path, TEXT), *where, option, value, ok=False)
+    assert f"{option} {value} conflicts with the checkpoint {checkpoint}" in r.stderr
+    assert f"{option[2:]} {held}" in r.stderr
+    before = checkpoint.read_bytes()
+    run(tmp_path, "--quick", "--text", text_file(tmp_path, TEXT), *where, option, held)  # the same value is fine
+    assert checkpoint.read_bytes() == before  # the run writes to its own --out
+
+
+def test_a_run_that_trains_nothing_writes_no_checkpoint(tmp_path, checkpoint):
+    r = run(tmp_path, "--quick", "--epochs", "0", "--text", text_file(tmp_path, TEXT))
+    assert "none written" in r.stdout and not (tmp_path / "rnnfast_charlm.npz").exists()
+    kept = tmp_path / "rnnfast_charlm.npz"
+    kept.write_bytes(checkpoint.read_bytes())
+    run(tmp_path, "--quick", "--epochs", "0", "--resume", str(kept), "--text", text_file(tmp_path, TEXT))
+    assert kept.read_bytes() == checkpoint.read_bytes()
+
+
+def test_every_option_has_one_help_line_with_its_default_once(tmp_path):
+    out = run(tmp_path, "--help").stdout
+    options = out[re.search(r"\n(options|optional arguments):", out).start():]  # the heading before Python 3.10
+    entries = re.split(r"\n  (?=-)", options)[1:]  # one per option, with its wrapped help lines
+    assert len(entries) == 19, entries
+    for entry in entries:
+        head, _, help_text = entry.partition("  ")
+        if "\n" in head:  # a long option name: the help starts on the next line
+            head, _, help_text = entry.partition("\n")
+        assert help_text.strip(), f"no help for {head!r}"
+        assert entry.count("default") <= 1, entry
+
+
+def test_a_small_text_gets_a_hint_about_epochs(tmp_path):
+    small = text_file(tmp_path, TEXT * 3)  # 5,520 characters: 32 streams of 155 steps, 3 chunks of 64
+    r = run(tmp_path, "--text", small, "--length", "5", "--hidden", "16")
+    hint = re.search(r"hint: .* 12 epochs of it are (\d+) Adam steps .* try --epochs (\d+)", r.stdout)
+    assert hint and int(hint.group(1)) == 36 and int(hint.group(2)) >= 100, r.stdout
+    assert "hint:" not in run(tmp_path, "--quick").stdout  # the built-in corpus
