@@ -9,7 +9,8 @@ first) goes through a Linear layer to 10 classes. The gradient enters through th
     python examples/digits.py            # full mode: test accuracy of both models
     python examples/digits.py --quick    # a few seconds
 
-Needs scikit-learn (pip install "rnnfast[examples]"); without it, says so and exits.
+Needs scikit-learn (pip install scikit-learn, or pip install ".[examples]" in the project's folder);
+without it, says so and exits.
 """
 import argparse
 import sys
@@ -79,7 +80,7 @@ def main():
     try:
         from sklearn.datasets import load_digits
     except ImportError:
-        print("digits.py needs scikit-learn: pip install scikit-learn (or pip install \"rnnfast[examples]\"); "
+        print("digits.py needs scikit-learn: pip install scikit-learn (or pip install \".[examples]\" in the project's folder); "
               "skipping")
         return 0
     digits = load_digits()

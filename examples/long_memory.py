@@ -94,7 +94,7 @@ def plot(gaps, results, path):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("plot skipped: matplotlib is not installed (pip install \"rnnfast[examples]\")")
+        print("plot skipped: matplotlib is not installed (pip install matplotlib)")
         return
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for i, name in enumerate(MODELS):

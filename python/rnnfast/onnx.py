@@ -4,7 +4,7 @@
     lstm = rnnfast.LSTM(8, 32, num_layers=2, bidirectional=True)
     rnnfast.onnx.export(lstm, "lstm.onnx", (x, None, lengths))  # as in lstm(x, None, lengths)
 
-Needs the `onnx` package (`pip install "rnnfast[onnx]"`), imported only when `export` runs.
+Needs the `onnx` package (`pip install onnx`, or `pip install ".[onnx]"` in the project's folder), imported only when `export` runs.
 
 The graph. Its inputs follow the call `model(*example_input)`: always `input` ((T, B, I), or
 (B, T, I) with batch_first); `h0` (and `c0` for an LSTM) of shape (L*D, B, H) where the example
@@ -137,7 +137,7 @@ def export(model, path, example_input, opset: int = DEFAULT_OPSET, dtype=None):
         import onnx
         from onnx import TensorProto, helper, numpy_helper
     except ImportError as exc:
-        raise ImportError("rnnfast.onnx.export needs the onnx package: pip install 'rnnfast[onnx]'") from exc
+        raise ImportError("rnnfast.onnx.export needs the onnx package: pip install onnx") from exc
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < 14:
         raise ValueError(f"opset: expected an int >= 14, got {opset!r}")
     model = _numpy_module(model)

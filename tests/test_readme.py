@@ -1,0 +1,33 @@
+"""The README's Python snippets run as written, each in a fresh interpreter in an empty folder, and
+print what their comments say they print (a snippet whose optional package is missing is skipped)."""
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+SNIPPETS = re.findall(r"```python\n(.*?)```", README, re.S)
+NEEDS = {"torch": "torch", "onnxruntime": "onnxruntime"}
+
+
+def expected_prints(code):
+    """The `# comment` after each print(...) line whose comment looks like a printed value."""
+    return [m.group(1).strip() for m in re.finditer(r"^\s*print\(.*\)\s+# (.*)$", code, re.M)]
+
+
+@pytest.mark.parametrize("code", SNIPPETS, ids=[f"snippet{i}" for i in range(len(SNIPPETS))])
+def test_readme_snippet_runs_and_prints_what_it_says(code, tmp_path):
+    for word, module in NEEDS.items():
+        if re.search(rf"^\s*import .*\b{word}\b", code, re.M) and importlib.util.find_spec(module) is None:
+            pytest.skip(f"needs {module}")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = r.stdout
+    assert out.strip(), "the snippet prints nothing"
+    for want in expected_prints(code):
+        value = want.split(";")[0].strip()
+        if re.match(r"^[(\[{'\"0-9TF]", value):  # a printed value, not a remark
+            assert value in out, (value, out)
