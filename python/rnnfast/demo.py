@@ -270,7 +270,7 @@ def check_text(text, source, args):
     if not text:
         raise ValueError(f"{source} is empty: there is nothing to train on")
     def enough(n):  # as prepare() splits: a step for every training stream, two held-out characters
-        return (int(n * 0.9) - 1) // args.batch >= 1 and n - int(n * 0.9) >= 2
+        return (training_chars(n) - 1) // args.batch >= 1 and n - training_chars(n) >= 2
 
     need = next(n for n in range(2, 100 * args.batch + 100) if enough(n) and enough(n + 1))
     if not enough(len(text)):
@@ -278,7 +278,7 @@ def check_text(text, source, args):
                          f"(--batch) and hold a tenth out for validation; it needs at least {need} "
                          "(or pass a smaller --batch)")
     def steps(chars):  # Adam steps of one epoch: chunks of --seq-len over each stream
-        return -(-((int(chars * 0.9) - 1) // args.batch) // args.seq_len)
+        return -(-((training_chars(chars) - 1) // args.batch) // args.seq_len)
 
     built_in = len(corpus.default_text())
     if args.text and len(text) * 10 < built_in and args.epochs == EPOCHS:
@@ -306,13 +306,18 @@ def from_checkpoint(path, args):
     return CharModel(vocab, shape["cell"], shape["hidden"], shape["layers"], args.seed), int(meta.get("epochs_done", 0))
 
 
+def training_chars(n):
+    """How many of a text's n characters train; the rest (a tenth) is held out for validation."""
+    return int(n * 0.9)
+
+
 def prepare(model, text, args):
     """One-hot training and validation streams (the last 10% of the text is held out)."""
     try:
         ids = model.encode(text)
     except ValueError as exc:
         raise ValueError(f"the text does not fit the checkpoint's model: {exc}") from None
-    split = int(len(ids) * 0.9)
+    split = training_chars(len(ids))
     x_ids, y_train = streams(ids[:split], args.batch)
     vx_ids, y_val = streams(ids[split:], min(args.batch, max(1, (len(ids) - split - 1) // args.seq_len)))
     V = len(model.vocab)
@@ -381,7 +386,7 @@ def main(argv=None) -> int:
         return 2
 
     V = len(model.vocab)
-    print(f"text: {source}, {len(text):,} characters, {V} distinct; {len(text) - int(len(text) * 0.9):,} "
+    print(f"text: {source}, {len(text):,} characters, {V} distinct; {len(text) - training_chars(len(text)):,} "
           f"held out for validation")
     print(f"model: {model.cell.upper()} {V} -> {model.rnn.hidden_size} x {model.rnn.num_layers} layer(s) -> Linear -> "
           f"{V}; {sum(p.size for m in model.modules for p in m.parameters().values()):,} parameters")
