@@ -1,0 +1,201 @@
+"""Two builds of rnnfast give the same bits: outputs, states and every gradient, on a grid.
+
+    python tools/bit_identity.py OLD NEW [--quick]
+    python tools/bit_identity.py --dump FILE.npz        # the rnnfast Python imports, for later
+
+OLD and NEW are folders holding an installed `rnnfast` package (`pip install --no-deps --target
+DIR <checkout>`), `-` for the one Python imports by default, or a .npz written by --dump. Each
+build runs, in its own process, every cell (rnn_tanh, rnn_relu, lstm, gru) in float32 and float64,
+one and two directions, with and without lengths, stacked with dropout, on 1 and 2 threads, on
+every instruction set the CPU runs, through the public front ends: the NumPy modules (forward,
+backward, parameter gradients), the single-step cells, `rnnfast.functional` (a backward that keeps
+the saved forward and one that consumes it) and `rnnfast.torch` where torch is installed. The
+shapes cover a single step, unit mode, batch mode and a layer with more hidden units than a panel.
+Exit status 0 when every array is bit-identical and both builds produced the same set.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
+# (T, B, I, H): a single step; unit mode (few rows); batch mode (many rows, small W_hh); H past a panel.
+SHAPES = ((1, 4, 8, 16), (7, 3, 5, 9), (9, 32, 12, 24), (6, 2, 20, 150))
+QUICK_SHAPES = ((1, 4, 8, 16), (7, 3, 5, 9))
+
+
+def _module(rnnfast, cell, I, H, layers, bidirectional, dtype, dropout=0.0):
+    kw = dict(num_layers=layers, bidirectional=bidirectional, dtype=dtype, seed=3, dropout=dropout)
+    if cell.startswith("rnn_"):
+        return rnnfast.RNN(I, H, nonlinearity=cell[4:], **kw)
+    return {"lstm": rnnfast.LSTM, "gru": rnnfast.GRU}[cell](I, H, **kw)
+
+
+def _lengths(T, B):
+    return None if T == 1 else np.array([T - (b % T) for b in range(B)], np.int64)
+
+
+def _numpy_modules(rnnfast, out, tag, cell, shape, dtype):
+    T, B, I, H = shape
+    rng = np.random.default_rng(7)
+    for D in (1, 2):
+        for lens_on in (False, True):
+            lengths = _lengths(T, B) if lens_on else None
+            layers = 2 if D == 2 else 1
+            m = _module(rnnfast, cell, I, H, layers, D == 2, dtype, dropout=0.25 if layers > 1 else 0.0)
+            x = rng.standard_normal((T, B, I)).astype(dtype)
+            hx = rng.standard_normal((layers * D, B, H)).astype(dtype)
+            hx = (hx, hx * dtype(0.5)) if cell == "lstm" else hx
+            y, h_n = m(x, hx, lengths)
+            dy = rng.standard_normal(y.shape).astype(dtype)
+            dh = rng.standard_normal((layers * D, B, H)).astype(dtype)
+            dx, dhx = m.backward(dy, (dh, dh * dtype(2)) if cell == "lstm" else dh)
+            key = f"{tag}/modules/D{D}/len{int(lens_on)}"
+            out[key + "/y"] = y
+            for i, a in enumerate(h_n if cell == "lstm" else (h_n,)):
+                out[f"{key}/state{i}"] = a
+            out[key + "/dx"] = dx
+            for i, a in enumerate(dhx if cell == "lstm" else (dhx,)):
+                out[f"{key}/dstate{i}"] = a
+            for name, g in m.grads.items():
+                out[f"{key}/grad/{name}"] = g
+            m.eval()
+            out[key + "/eval_y"] = m(x, hx, lengths)[0]
+
+
+def _cells(rnnfast, out, tag, cell, shape, dtype):
+    T, B, I, H = shape
+    rng = np.random.default_rng(11)
+    kw = dict(dtype=dtype, seed=5)
+    c = (rnnfast.RNNCell(I, H, nonlinearity=cell[4:], **kw) if cell.startswith("rnn_")
+         else {"lstm": rnnfast.LSTMCell, "gru": rnnfast.GRUCell}[cell](I, H, **kw))
+    state = None
+    xs = [rng.standard_normal((B, I)).astype(dtype) for _ in range(3)]
+    for t, x in enumerate(xs):
+        state = c(x, state)
+        for i, a in enumerate(state if cell == "lstm" else (state,)):
+            out[f"{tag}/cell/step{t}/state{i}"] = a
+    g = state
+    for t in reversed(range(len(xs))):
+        dx, g = c.backward(g)
+        out[f"{tag}/cell/back{t}/dx"] = dx
+    for name, a in c.grads.items():
+        out[f"{tag}/cell/grad/{name}"] = a
+
+
+def _functional(rnnfast, out, tag, cell, shape, dtype):
+    from rnnfast import functional as F
+    T, B, I, H = shape
+    G = {"lstm": 4, "gru": 3}.get(cell, 1)
+    rng = np.random.default_rng(13)
+    w_ih, w_hh = (rng.uniform(-0.3, 0.3, (G * H, n)).astype(dtype) for n in (I, H))
+    b_ih, b_hh = (rng.uniform(-0.3, 0.3, G * H).astype(dtype) for _ in range(2))
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    h0 = rng.standard_normal((B, H)).astype(dtype)
+    c0 = h0 * dtype(0.25) if cell == "lstm" else None
+    dy = rng.standard_normal((T, B, H)).astype(dtype)
+    for reverse in (False, True):
+        for retain in (True, False):
+            y, h_n, c_n, ctx = F.layer_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=reverse,
+                                               lengths=_lengths(T, B))
+            grads = F.layer_backward(ctx, dy, h_n, c_n, retain_graph=retain)
+            key = f"{tag}/functional/rev{int(reverse)}/retain{int(retain)}"
+            out[key + "/y"] = y
+            for name, a in zip(("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh"), grads):
+                if a is not None:
+                    out[f"{key}/{name}"] = a
+
+
+def _torch_modules(rnnfast, out, tag, cell, shape, dtype):
+    try:
+        import torch
+        import rnnfast.torch as rt
+    except ImportError:
+        return
+    T, B, I, H = shape
+    torch.manual_seed(0)
+    tdt = torch.float64 if dtype == np.float64 else torch.float32
+    cls = {"lstm": rt.LSTM, "gru": rt.GRU}.get(cell, rt.RNN)
+    kw = {"nonlinearity": cell[4:]} if cell.startswith("rnn_") else {}
+    m = cls(I, H, num_layers=2, bidirectional=True, dtype=tdt, **kw)
+    x = torch.randn(T, B, I, dtype=tdt, requires_grad=True)
+    lengths = _lengths(T, B)
+    y, _ = m(x, lengths=None if lengths is None else torch.from_numpy(lengths))
+    (y * torch.linspace(-1, 1, y.numel(), dtype=tdt).reshape(y.shape)).sum().backward()
+    key = f"{tag}/torch"
+    out[key + "/y"] = y.detach().numpy()
+    out[key + "/dx"] = x.grad.numpy()
+    for name, p in m.named_parameters():
+        out[f"{key}/grad/{name}"] = p.grad.numpy()
+
+
+def dump(path, quick):
+    import rnnfast
+    out = {}
+    for isa in rnnfast.available_isas():
+        rnnfast.set_isa(isa)
+        for threads in (1, 2):
+            rnnfast.set_num_threads(threads)
+            for shape in QUICK_SHAPES if quick else SHAPES:
+                for dtype in (np.float32, np.float64):
+                    for cell in CELLS:
+                        tag = f"{isa}/t{threads}/{'x'.join(map(str, shape))}/{np.dtype(dtype).name}/{cell}"
+                        _numpy_modules(rnnfast, out, tag, cell, shape, dtype)
+                        _cells(rnnfast, out, tag, cell, shape, dtype)
+                        _functional(rnnfast, out, tag, cell, shape, dtype)
+                        _torch_modules(rnnfast, out, tag, cell, shape, dtype)
+    np.savez(path, **out)
+    return len(out)
+
+
+def compare(a_path, b_path):
+    a, b = np.load(a_path), np.load(b_path)
+    only_a, only_b = sorted(set(a.files) - set(b.files)), sorted(set(b.files) - set(a.files))
+    differ = []
+    for k in sorted(set(a.files) & set(b.files)):
+        x, y = a[k], b[k]
+        if x.dtype != y.dtype or x.shape != y.shape or x.tobytes() != y.tobytes():
+            differ.append(k)
+    print(f"{len(set(a.files) & set(b.files))} arrays in both; {len(differ)} differ; "
+          f"{len(only_a)} only in the first; {len(only_b)} only in the second")
+    for what, keys in (("differs", differ), ("only in the first", only_a), ("only in the second", only_b)):
+        for k in keys[:20]:
+            print(f"  {what}: {k}")
+    return not (differ or only_a or only_b)
+
+
+def _dumped(build, quick, tmp):
+    if build.endswith(".npz"):
+        return build
+    path = os.path.join(tmp, f"{len(os.listdir(tmp))}.npz")
+    env = dict(os.environ)
+    if build != "-":
+        env["PYTHONPATH"] = os.path.abspath(build) + os.pathsep + env.get("PYTHONPATH", "")
+    cmd = [sys.executable, os.path.abspath(__file__), "--dump", path] + (["--quick"] if quick else [])
+    subprocess.run(cmd, env=env, check=True, cwd=tmp)  # not the checkout: its python/ is no package
+    return path
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("builds", nargs="*", help="OLD NEW: package folders, '-' or .npz dumps")
+    ap.add_argument("--dump", metavar="FILE", help="write this process's rnnfast's results to FILE (.npz)")
+    ap.add_argument("--quick", action="store_true", help="two small shapes only")
+    args = ap.parse_args()
+    if args.dump:
+        import rnnfast
+        n = dump(args.dump, args.quick)
+        print(f"{n} arrays from {rnnfast._core.__file__} written to {args.dump}")
+        return 0
+    if len(args.builds) != 2:
+        ap.error("give OLD and NEW (or --dump FILE)")
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = [_dumped(b, args.quick, tmp) for b in args.builds]
+        return 0 if compare(*paths) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
