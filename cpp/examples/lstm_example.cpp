@@ -8,7 +8,7 @@
 #include <random>
 #include <vector>
 
-using rnnfast::index;
+using rnnfast::Index;
 
 namespace {
 
@@ -47,10 +47,10 @@ double forward(const Problem& p, std::vector<double>& y, double* saved) {
 int main() {
     Problem p;
     const rnnfast::LayerShape& s = p.shape;
-    const index G = rnnfast::gate_count(s.cell), GH = G * s.H;
+    const Index G = rnnfast::gate_count(s.cell), GH = G * s.H;
     std::mt19937 rng(42);
     std::uniform_real_distribution<double> u(-0.3, 0.3);
-    auto fill = [&](std::vector<double>& v, index n) { v.resize(n); for (auto& e : v) e = u(rng); };
+    auto fill = [&](std::vector<double>& v, Index n) { v.resize(n); for (auto& e : v) e = u(rng); };
     fill(p.x, s.T * s.B * s.I);
     fill(p.w_ih, GH * s.I);
     fill(p.w_hh, GH * s.H);
@@ -92,7 +92,7 @@ int main() {
 
     // Check dL/dw_hh[j] for a few j against central differences.
     double worst = 0;
-    for (index j : {index(0), GH * s.H / 3, GH * s.H - 1}) {
+    for (Index j : {Index(0), GH * s.H / 3, GH * s.H - 1}) {
         const double eps = 1e-6, keep = p.w_hh[j];
         std::vector<double> yy(y.size());
         p.w_hh[j] = keep + eps;

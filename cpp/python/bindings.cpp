@@ -15,7 +15,7 @@
 #include "rnnfast/rnnfast.h"
 
 namespace py = pybind11;
-using Idx = rnnfast::index;  // not `index`, which POSIX already declares
+using rnnfast::Index;
 
 namespace {
 
@@ -29,11 +29,11 @@ std::string shape_str(const py::array& a) {
 // returns the pointer and the row stride in elements.
 template <class T> struct View {
     T* p = nullptr;
-    Idx ld = 0;
+    Index ld = 0;
 };
 
 template <class T>
-View<T> view(const py::array& a, const char* name, std::vector<Idx> shape, bool writable) {
+View<T> view(const py::array& a, const char* name, std::vector<Index> shape, bool writable) {
     if (!py::isinstance<py::array_t<T>>(a) || a.dtype().kind() != 'f' || a.itemsize() != sizeof(T))
         throw py::type_error(std::string(name) + ": expected dtype float" + std::to_string(8 * sizeof(T)) +
                              ", got " + std::string(py::str(a.dtype())));
@@ -47,7 +47,7 @@ View<T> view(const py::array& a, const char* name, std::vector<Idx> shape, bool 
     }
     if (writable && !a.writeable()) throw py::value_error(std::string(name) + ": array is read-only");
     const int nd = int(shape.size());
-    const Idx e = sizeof(T);
+    const Index e = sizeof(T);
     View<T> v;
     v.p = static_cast<T*>(const_cast<void*>(a.data()));
     v.ld = shape[nd - 1];
@@ -58,10 +58,10 @@ View<T> view(const py::array& a, const char* name, std::vector<Idx> shape, bool 
     // by ld times the rows of the axes after it; size-1 axes may have any stride here too (a
     // direction's half of a (T, 1, 2H) gradient has a stray one on its batch axis).
     bool layout = a.strides(nd - 1) == e || shape[nd - 1] <= 1;
-    Idx ld = -1, rows_after = 1;
+    Index ld = -1, rows_after = 1;
     for (int i = nd - 2; i >= 0 && layout; --i) {
         if (shape[i] > 1) {
-            const Idx step = a.strides(i) / e;
+            const Index step = a.strides(i) / e;
             if (ld < 0 && step % rows_after == 0) ld = step / rows_after;
             layout = a.strides(i) % e == 0 && ld >= shape[nd - 1] && step == ld * rows_after;
         }
@@ -75,20 +75,20 @@ View<T> view(const py::array& a, const char* name, std::vector<Idx> shape, bool 
 }
 
 // Rows stored back to back (ld == row length): weights, states and everything else the kernels
-// index without a row stride of their own.
-template <class T> T* dense(const py::array& a, const char* name, std::vector<Idx> shape, bool writable) {
+// Index without a row stride of their own.
+template <class T> T* dense(const py::array& a, const char* name, std::vector<Index> shape, bool writable) {
     View<T> v = view<T>(a, name, shape, writable);
     if (v.ld != shape.back()) throw py::value_error(std::string(name) + ": expected a C-contiguous array");
     return v.p;
 }
 
 template <class T>
-const T* optional_in(const std::optional<py::array>& a, const char* name, std::vector<Idx> shape) {
+const T* optional_in(const std::optional<py::array>& a, const char* name, std::vector<Index> shape) {
     if (!a) return nullptr;
     return dense<T>(*a, name, shape, false);
 }
 
-rnnfast::LayerShape make_shape(int cell, Idx T, Idx B, Idx I, Idx H, bool reverse) {
+rnnfast::LayerShape make_shape(int cell, Index T, Index B, Index I, Index H, bool reverse) {
     if (cell < 0 || cell > 3) throw py::value_error("cell: expected 0..3, got " + std::to_string(cell));
     if (T < 1 || B < 1 || I < 1 || H < 1) throw py::value_error("sizes must be positive");
     return {rnnfast::CellKind(cell), T, B, I, H, reverse};
@@ -101,7 +101,7 @@ rnnfast::LayerShape layer_shape(int cell, const py::array& x, const py::array& w
     return make_shape(cell, x.shape(0), x.shape(1), x.shape(2), w_hh.shape(1), reverse);
 }
 
-const std::int64_t* lengths_ptr(const std::optional<py::array>& lengths, Idx T, Idx B) {
+const std::int64_t* lengths_ptr(const std::optional<py::array>& lengths, Index T, Index B) {
     if (!lengths) return nullptr;
     // Read in place (a converted copy would die with this function, leaving the pointer dangling).
     const py::array& a = *lengths;
@@ -109,14 +109,14 @@ const std::int64_t* lengths_ptr(const std::optional<py::array>& lengths, Idx T, 
         a.ndim() != 1 || a.shape(0) != B || !(a.flags() & py::array::c_style))
         throw py::value_error("lengths: expected a contiguous int64 array of shape (" + std::to_string(B) + ",)");
     const std::int64_t* p = static_cast<const std::int64_t*>(a.data());
-    for (Idx b = 0; b < B; ++b)
+    for (Index b = 0; b < B; ++b)
         if (p[b] < 1 || p[b] > T)
             throw py::value_error("lengths: values must lie in [1, " + std::to_string(T) + "], got " + std::to_string(p[b]));
     return p;
 }
 
 // A caller-provided workspace we may write: contiguous, writable, of dtype T and n values.
-template <class T> bool reusable(const py::array& a, Idx n) {
+template <class T> bool reusable(const py::array& a, Index n) {
     return py::isinstance<py::array_t<T>>(a) && a.dtype().kind() == 'f' && a.itemsize() == sizeof(T) &&
            a.ndim() == 1 && a.shape(0) == n && a.writeable() && (a.flags() & py::array::c_style);
 }
@@ -130,7 +130,7 @@ template <class T> py::object weight_cache(const rnnfast::LayerShape& s, const s
     *data = nullptr;
     if (!buf) return py::none();
     if (rnnfast::single_step(s)) return *buf;  // uses none: the caller's (for its other calls) goes back as it came
-    const Idx n = rnnfast::weight_cache_size(s, sizeof(T), backward);
+    const Index n = rnnfast::weight_cache_size(s, sizeof(T), backward);
     py::array_t<T> cache = reusable<T>(*buf, n) ? py::array_t<T>(*buf) : py::array_t<T>(n);
     if (cache.ptr() != buf->ptr()) std::fill_n(cache.mutable_data(), n, T(0));  // new: no valid tag anywhere
     *data = cache.mutable_data();
@@ -144,7 +144,7 @@ py::tuple forward(int cell, py::array x, std::optional<py::array> h0, std::optio
                   std::optional<py::array> lengths, bool training, py::array y_out,
                   std::optional<py::array> saved_buf, std::optional<py::array> wcache_buf, int threads) {
     const rnnfast::LayerShape s = layer_shape(cell, x, w_hh, reverse);
-    const Idx nT = s.T, B = s.B, I = s.I, H = s.H, GH = rnnfast::gate_count(s.cell) * H;
+    const Index nT = s.T, B = s.B, I = s.I, H = s.H, GH = rnnfast::gate_count(s.cell) * H;
     const bool lstm = s.cell == rnnfast::CellKind::lstm;
     rnnfast::LayerForward<T> a{};
     a.s = s;
@@ -191,7 +191,7 @@ py::tuple backward(int cell, py::array x, py::array w_ih, py::array w_hh, std::o
                    std::optional<py::array> scratch_buf, std::optional<py::array> wcache_buf, int threads,
                    bool consume_saved) {
     const rnnfast::LayerShape s = layer_shape(cell, x, w_hh, reverse);
-    const Idx nT = s.T, B = s.B, I = s.I, H = s.H, GH = rnnfast::gate_count(s.cell) * H;
+    const Index nT = s.T, B = s.B, I = s.I, H = s.H, GH = rnnfast::gate_count(s.cell) * H;
     const bool lstm = s.cell == rnnfast::CellKind::lstm;
     rnnfast::LayerBackward<T> a{};
     a.s = s;
@@ -220,7 +220,7 @@ py::tuple backward(int cell, py::array x, py::array w_ih, py::array w_hh, std::o
     a.dh0 = dh0.mutable_data();
     a.dc0 = lstm ? dc0.mutable_data() : nullptr;
     a.threads = threads > 0 ? threads : rnnfast::get_num_threads();  // read once: sizes the scratch, runs the kernel
-    const Idx need = rnnfast::backward_scratch_size(s, sizeof(T), a.threads, consume_saved);
+    const Index need = rnnfast::backward_scratch_size(s, sizeof(T), a.threads, consume_saved);
     std::unique_ptr<T[]> scratch;
     if (scratch_buf && reusable<T>(*scratch_buf, need)) {
         a.scratch = static_cast<T*>(scratch_buf->mutable_data());
@@ -272,7 +272,7 @@ void linear_backward(py::array x, py::array w, py::array dy, std::optional<py::a
 }
 
 // A contiguous int64 (n,) array, as the embedding and loss kernels read ids and targets.
-const std::int64_t* int64_in(const py::array& a, const char* name, Idx n) {
+const std::int64_t* int64_in(const py::array& a, const char* name, Index n) {
     if (a.dtype().kind() != 'i' || a.itemsize() != 8 || a.ndim() != 1 || a.shape(0) != n ||
         !(a.flags() & py::array::c_style))
         throw py::value_error(std::string(name) + ": expected a contiguous int64 array of shape (" + std::to_string(n) +
@@ -282,8 +282,8 @@ const std::int64_t* int64_in(const py::array& a, const char* name, Idx n) {
 
 // Every id in [0, n) (or equal to `except`), checked before a kernel writes anything: an id out of
 // range would read or write outside the table.
-void check_ids(const std::int64_t* ids, Idx count, Idx n, const char* name, std::optional<std::int64_t> except = {}) {
-    for (Idx i = 0; i < count; ++i)
+void check_ids(const std::int64_t* ids, Index count, Index n, const char* name, std::optional<std::int64_t> except = {}) {
+    for (Index i = 0; i < count; ++i)
         if (ids[i] != except && (ids[i] < 0 || ids[i] >= n))
             throw py::index_error(std::string(name) + ": ids must lie in [0, " + std::to_string(n) + "), got " +
                                   std::to_string(ids[i]));
@@ -425,10 +425,10 @@ PYBIND11_MODULE(_core, m) {
         py::arg("logits"), py::arg("targets"), py::arg("ignore_index"), py::arg("row_weight"), py::arg("reduction"),
         "Softmax cross-entropy of logits (N, C) with int64 targets (N,): returns (reduced loss, per-row loss (N,), "
         "dlogits (N, C)).");
-    m.def("saved_size", [](int cell, Idx T, Idx B, Idx I, Idx H) {
+    m.def("saved_size", [](int cell, Index T, Index B, Index I, Index H) {
         return rnnfast::saved_size(make_shape(cell, T, B, I, H, false));
     });
-    m.def("backward_scratch_size", [](int cell, Idx T, Idx B, Idx I, Idx H, int elem_bytes, int threads,
+    m.def("backward_scratch_size", [](int cell, Index T, Index B, Index I, Index H, int elem_bytes, int threads,
                                       bool consume_saved) {
         if (elem_bytes != 4 && elem_bytes != 8) throw py::value_error("elem_bytes: expected 4 or 8");
         return rnnfast::backward_scratch_size(make_shape(cell, T, B, I, H, false), elem_bytes,

@@ -45,9 +45,9 @@ template <class T> struct BwdRow {
 
 // Calls f(u, n) for each vector of units in [u0, u1); n < W only for the last one. The full
 // vectors get n as a constant, so their loop body has no partial-load branches.
-template <class T, class F> inline void for_units(index u0, index u1, F&& f) {
+template <class T, class F> inline void for_units(Index u0, Index u1, F&& f) {
     constexpr int W = simd<T>::W;
-    index u = u0;
+    Index u = u0;
     for (; u + W <= u1; u += W) f(u, W);
     if (u < u1) f(u, int(u1 - u));
 }
@@ -58,17 +58,17 @@ template <class T, bool Relu> struct RnnCell {
 
     static vec<T> act(vec<T> x) { return Relu ? vrelu(x) : vtanh(x); }
 
-    RNNFAST_FLATTEN static void forward(const FwdRow<T>& r, index H, index u0, index u1) {
+    RNNFAST_FLATTEN static void forward(const FwdRow<T>& r, Index H, Index u0, Index u1) {
         (void)H;
-        for_units<T>(u0, u1, [&](index u, int n) {
+        for_units<T>(u0, u1, [&](Index u, int n) {
             vec<T> h = act(load_n(r.p + u, n) + load_n(r.rec + u, n));
             store_n(r.h + u, h, n);
             if (r.gates) store_n(r.gates + u, h, n);
         });
     }
-    RNNFAST_FLATTEN static void backward(const BwdRow<T>& r, index H, index u0, index u1) {
+    RNNFAST_FLATTEN static void backward(const BwdRow<T>& r, Index H, Index u0, Index u1) {
         (void)H;
-        for_units<T>(u0, u1, [&](index u, int n) {
+        for_units<T>(u0, u1, [&](Index u, int n) {
             vec<T> h = load_n(r.gates + u, n), dh = load_n(r.dh + u, n);
             vec<T> d = Relu ? (h > splat<T>(0) ? dh : splat<T>(0)) : dh * (splat<T>(1) - h * h);
             store_n(r.dg_ih + u, d, n);
@@ -84,23 +84,23 @@ template <class T> struct LstmCell {
     // Two passes: the gates, then the cell. In one pass a vector of units is a chain of two
     // activations (a gate, then tanh of the new cell), too long for the core to overlap with the
     // next vector's; each pass alone has chains of one.
-    RNNFAST_FLATTEN static void forward(const FwdRow<T>& r, index H, index u0, index u1) {
+    RNNFAST_FLATTEN static void forward(const FwdRow<T>& r, Index H, Index u0, Index u1) {
         T* a = r.gates ? r.gates : r.rec;  // the activated gates: saved, or over the product
-        for_units<T>(u0, u1, [&](index u, int n) {
+        for_units<T>(u0, u1, [&](Index u, int n) {
             store_n(a + u, vsigmoid(load_n(r.p + u, n) + load_n(r.rec + u, n)), n);
             store_n(a + H + u, vsigmoid(load_n(r.p + H + u, n) + load_n(r.rec + H + u, n)), n);
             store_n(a + 2 * H + u, vtanh(load_n(r.p + 2 * H + u, n) + load_n(r.rec + 2 * H + u, n)), n);
             store_n(a + 3 * H + u, vsigmoid(load_n(r.p + 3 * H + u, n) + load_n(r.rec + 3 * H + u, n)), n);
         });
-        for_units<T>(u0, u1, [&](index u, int n) {
+        for_units<T>(u0, u1, [&](Index u, int n) {
             vec<T> c = load_n(a + H + u, n) * load_n(r.c_prev + u, n) + load_n(a + u, n) * load_n(a + 2 * H + u, n);
             store_n(r.c + u, c, n);
             store_n(r.h + u, load_n(a + 3 * H + u, n) * vtanh(c), n);
         });
     }
-    RNNFAST_FLATTEN static void backward(const BwdRow<T>& r, index H, index u0, index u1) {
+    RNNFAST_FLATTEN static void backward(const BwdRow<T>& r, Index H, Index u0, Index u1) {
         const vec<T> one = splat<T>(1);
-        for_units<T>(u0, u1, [&](index u, int n) {
+        for_units<T>(u0, u1, [&](Index u, int n) {
             vec<T> i = load_n(r.gates + u, n), f = load_n(r.gates + H + u, n);
             vec<T> g = load_n(r.gates + 2 * H + u, n), o = load_n(r.gates + 3 * H + u, n);
             vec<T> tc = vtanh(load_n(r.c + u, n));
@@ -121,13 +121,13 @@ template <class T> struct GruCell {
     static constexpr bool kRecurrentBias = true;  // b_hn stays inside r * (W_hn h + b_hn)
 
     // Two passes, as in LstmCell: r and z, then n (which needs r) and the new state.
-    RNNFAST_FLATTEN static void forward(const FwdRow<T>& r, index H, index u0, index u1) {
+    RNNFAST_FLATTEN static void forward(const FwdRow<T>& r, Index H, Index u0, Index u1) {
         T* a = r.gates ? r.gates : r.rec;  // r and z activated: saved, or over the product
-        for_units<T>(u0, u1, [&](index u, int n) {
+        for_units<T>(u0, u1, [&](Index u, int n) {
             store_n(a + u, vsigmoid(load_n(r.p + u, n) + load_n(r.rec + u, n)), n);
             store_n(a + H + u, vsigmoid(load_n(r.p + H + u, n) + load_n(r.rec + H + u, n)), n);
         });
-        for_units<T>(u0, u1, [&](index u, int n) {
+        for_units<T>(u0, u1, [&](Index u, int n) {
             vec<T> hn = load_n(r.rec + 2 * H + u, n);
             vec<T> nn = vtanh(load_n(r.p + 2 * H + u, n) + load_n(a + u, n) * hn);
             vec<T> hp = load_n(r.h_prev + u, n);
@@ -138,9 +138,9 @@ template <class T> struct GruCell {
             }
         });
     }
-    RNNFAST_FLATTEN static void backward(const BwdRow<T>& r, index H, index u0, index u1) {
+    RNNFAST_FLATTEN static void backward(const BwdRow<T>& r, Index H, Index u0, Index u1) {
         const vec<T> one = splat<T>(1);
-        for_units<T>(u0, u1, [&](index u, int n) {
+        for_units<T>(u0, u1, [&](Index u, int n) {
             vec<T> rg = load_n(r.gates + u, n), z = load_n(r.gates + H + u, n);
             vec<T> nn = load_n(r.gates + 2 * H + u, n), hn = load_n(r.aux + u, n);
             vec<T> dh = load_n(r.dh + u, n), hp = load_n(r.h_prev + u, n);

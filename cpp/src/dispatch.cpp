@@ -8,6 +8,8 @@
 #include <omp.h>
 #endif
 
+#include "rnnfast/runtime.h"
+
 namespace rnnfast {
 namespace {
 
@@ -64,60 +66,65 @@ const KernelTable& k() { return *active.load(std::memory_order_relaxed); }
 
 // Workspace sizes fit every table this CPU runs, not only the active one: another thread's
 // set_isa() may switch tables between a caller sizing its buffers and the call that uses them.
-template <class F> index largest(F size) {
-    index n = 0;
+template <class F> Index largest(F size) {
+    Index n = 0;
     for (const KernelTable* const* t = all_tables; *t; ++t)
         if (cpu_has(**t)) {
-            const index m = size(**t);
+            const Index m = size(**t);
             n = m > n ? m : n;
         }
     return n;
 }
 
+// f(T{}) with T the scalar type of elem_bytes (4: float, 8: double).
+template <class F> Index by_elem(int elem_bytes, F f) { return elem_bytes == 4 ? f(float{}) : f(double{}); }
+
 }  // namespace
 
-index saved_size(const LayerShape& s) {
+Index saved_size(const LayerShape& s) {
     return largest([&](const KernelTable& t) { return t.saved_size(s); });
 }
-index forward_scratch_size(const LayerShape& s, bool training, int elem_bytes, int threads) {
-    return largest([&](const KernelTable& t) {
-        return elem_bytes == 4 ? t.forward_scratch_f32(s, training, threads) : t.forward_scratch_f64(s, training, threads);
+Index forward_scratch_size(const LayerShape& s, bool training, int elem_bytes, int threads) {
+    return by_elem(elem_bytes, [&](auto x) {
+        return largest([&](const KernelTable& t) { return t.of<decltype(x)>().forward_scratch(s, training, threads); });
     });
 }
-index backward_scratch_size(const LayerShape& s, int elem_bytes, int threads, bool consume_saved) {
-    return largest([&](const KernelTable& t) {
-        return elem_bytes == 4 ? t.backward_scratch_f32(s, threads, consume_saved)
-                               : t.backward_scratch_f64(s, threads, consume_saved);
+Index backward_scratch_size(const LayerShape& s, int elem_bytes, int threads, bool consume_saved) {
+    return by_elem(elem_bytes, [&](auto x) {
+        return largest([&](const KernelTable& t) { return t.of<decltype(x)>().backward_scratch(s, threads, consume_saved); });
+    });
+}
+Index weight_cache_size(const LayerShape& s, int elem_bytes, bool backward) {
+    return by_elem(elem_bytes, [&](auto x) {
+        return largest([&](const KernelTable& t) { return t.of<decltype(x)>().weight_cache(s, backward); });
+    });
+}
+Index linear_scratch_size(Index N, Index F, Index O, int elem_bytes, int threads) {
+    return by_elem(elem_bytes, [&](auto x) {
+        return largest([&](const KernelTable& t) { return t.of<decltype(x)>().linear_scratch(N, F, O, threads); });
     });
 }
 
-index weight_cache_size(const LayerShape& s, int elem_bytes, bool backward) {
-    return largest([&](const KernelTable& t) {
-        return elem_bytes == 4 ? t.weight_cache_f32(s, backward) : t.weight_cache_f64(s, backward);
-    });
-}
+template <class T> void layer_forward(const LayerForward<T>& a) { k().of<T>().layer_forward(a); }
+template <class T> void layer_backward(const LayerBackward<T>& a) { k().of<T>().layer_backward(a); }
+template <class T> void linear_forward(const LinearForward<T>& a) { k().of<T>().linear_forward(a); }
+template <class T> void linear_backward(const LinearBackward<T>& a) { k().of<T>().linear_backward(a); }
+template <class T> void embedding_forward(const EmbeddingForward<T>& a) { k().of<T>().embedding_forward(a); }
+template <class T> void embedding_backward(const EmbeddingBackward<T>& a) { k().of<T>().embedding_backward(a); }
+template <class T> double cross_entropy(const CrossEntropy<T>& a) { return k().of<T>().cross_entropy(a); }
 
-void layer_forward(const LayerForward<float>& a) { k().forward_f32(a); }
-void layer_forward(const LayerForward<double>& a) { k().forward_f64(a); }
-void layer_backward(const LayerBackward<float>& a) { k().backward_f32(a); }
-void layer_backward(const LayerBackward<double>& a) { k().backward_f64(a); }
-
-index linear_scratch_size(index N, index F, index O, int elem_bytes, int threads) {
-    return largest([&](const KernelTable& t) {
-        return elem_bytes == 4 ? t.linear_scratch_f32(N, F, O, threads) : t.linear_scratch_f64(N, F, O, threads);
-    });
-}
-void linear_forward(const LinearForward<float>& a) { k().linear_forward_f32(a); }
-void linear_forward(const LinearForward<double>& a) { k().linear_forward_f64(a); }
-void linear_backward(const LinearBackward<float>& a) { k().linear_backward_f32(a); }
-void linear_backward(const LinearBackward<double>& a) { k().linear_backward_f64(a); }
-
-void embedding_forward(const EmbeddingForward<float>& a) { k().embedding_forward_f32(a); }
-void embedding_forward(const EmbeddingForward<double>& a) { k().embedding_forward_f64(a); }
-void embedding_backward(const EmbeddingBackward<float>& a) { k().embedding_backward_f32(a); }
-void embedding_backward(const EmbeddingBackward<double>& a) { k().embedding_backward_f64(a); }
-double cross_entropy(const CrossEntropy<float>& a) { return k().cross_entropy_f32(a); }
-double cross_entropy(const CrossEntropy<double>& a) { return k().cross_entropy_f64(a); }
+// The public entry points exist for float and double.
+#define RNNFAST_FOR_BOTH(T)                                              \
+    template void layer_forward<T>(const LayerForward<T>&);              \
+    template void layer_backward<T>(const LayerBackward<T>&);            \
+    template void linear_forward<T>(const LinearForward<T>&);            \
+    template void linear_backward<T>(const LinearBackward<T>&);          \
+    template void embedding_forward<T>(const EmbeddingForward<T>&);      \
+    template void embedding_backward<T>(const EmbeddingBackward<T>&);    \
+    template double cross_entropy<T>(const CrossEntropy<T>&);
+RNNFAST_FOR_BOTH(float)
+RNNFAST_FOR_BOTH(double)
+#undef RNNFAST_FOR_BOTH
 
 void set_num_threads(int n) { num_threads.store(n < 1 ? 1 : n); }
 int get_num_threads() { return num_threads.load(); }
@@ -136,7 +143,7 @@ const char* const* available_isas() {
     return names;
 }
 
-void activation(int f, const float* in, float* out, index n) { k().activation(f, in, out, n); }
+void activation(int f, const float* in, float* out, Index n) { k().activation(f, in, out, n); }
 double fma_peak_gflops(int threads) { return k().fma_peak_gflops(threads < 1 ? 1 : threads); }
 
 }  // namespace rnnfast

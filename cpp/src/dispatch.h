@@ -1,37 +1,40 @@
 // One table of kernel entry points per instruction set; kernels_isa.cpp fills one per build flavour
 // and dispatch.cpp picks the best the CPU runs.
 #pragma once
-#include "rnnfast/rnnfast.h"
+#include <type_traits>
+
+#include "rnnfast/layer.h"
+#include "rnnfast/toolkit.h"
 
 namespace rnnfast {
 
+// The kernels of one scalar type T (float or double) in one instruction set.
+template <class T> struct Kernels {
+    void (*layer_forward)(const LayerForward<T>&);
+    void (*layer_backward)(const LayerBackward<T>&);
+    Index (*forward_scratch)(const LayerShape&, bool training, int threads);
+    Index (*backward_scratch)(const LayerShape&, int threads, bool consume_saved);
+    Index (*weight_cache)(const LayerShape&, bool backward);
+    void (*linear_forward)(const LinearForward<T>&);
+    void (*linear_backward)(const LinearBackward<T>&);
+    Index (*linear_scratch)(Index N, Index F, Index O, int threads);
+    void (*embedding_forward)(const EmbeddingForward<T>&);
+    void (*embedding_backward)(const EmbeddingBackward<T>&);
+    double (*cross_entropy)(const CrossEntropy<T>&);
+};
+
 struct KernelTable {
     const char* name;
-    void (*forward_f32)(const LayerForward<float>&);
-    void (*forward_f64)(const LayerForward<double>&);
-    void (*backward_f32)(const LayerBackward<float>&);
-    void (*backward_f64)(const LayerBackward<double>&);
-    index (*saved_size)(const LayerShape&);
-    index (*forward_scratch_f32)(const LayerShape&, bool training, int threads);
-    index (*forward_scratch_f64)(const LayerShape&, bool training, int threads);
-    index (*backward_scratch_f32)(const LayerShape&, int threads, bool consume_saved);
-    index (*backward_scratch_f64)(const LayerShape&, int threads, bool consume_saved);
-    index (*weight_cache_f32)(const LayerShape&, bool backward);
-    index (*weight_cache_f64)(const LayerShape&, bool backward);
-    void (*linear_forward_f32)(const LinearForward<float>&);
-    void (*linear_forward_f64)(const LinearForward<double>&);
-    void (*linear_backward_f32)(const LinearBackward<float>&);
-    void (*linear_backward_f64)(const LinearBackward<double>&);
-    index (*linear_scratch_f32)(index N, index F, index O, int threads);
-    index (*linear_scratch_f64)(index N, index F, index O, int threads);
-    void (*embedding_forward_f32)(const EmbeddingForward<float>&);
-    void (*embedding_forward_f64)(const EmbeddingForward<double>&);
-    void (*embedding_backward_f32)(const EmbeddingBackward<float>&);
-    void (*embedding_backward_f64)(const EmbeddingBackward<double>&);
-    double (*cross_entropy_f32)(const CrossEntropy<float>&);
-    double (*cross_entropy_f64)(const CrossEntropy<double>&);
-    void (*activation)(int f, const float* in, float* out, index n);
+    Kernels<float> f32;
+    Kernels<double> f64;
+    Index (*saved_size)(const LayerShape&);  // the same for both scalar types (counts values)
+    void (*activation)(int f, const float* in, float* out, Index n);
     double (*fma_peak_gflops)(int threads);
+
+    template <class T> const Kernels<T>& of() const {
+        if constexpr (std::is_same_v<T, float>) return f32;
+        else return f64;
+    }
 };
 
 extern const KernelTable kernels_scalar;

@@ -5,7 +5,7 @@
 #include <cstring>
 #include <mutex>
 
-#include "rnnfast/rnnfast.h"
+#include "rnnfast/runtime.h"
 
 namespace rnnfast {
 namespace {

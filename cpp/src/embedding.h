@@ -11,7 +11,7 @@
 // threads than on one at the demo's sizes: the threads' slices of a row sit side by side and the
 // cores kept taking each other's cache lines. Owned row ranges meet at one line at most.
 #pragma once
-#include "rnnfast/rnnfast.h"
+#include "rnnfast/toolkit.h"
 #include "team.h"
 
 namespace rnnfast {
@@ -20,11 +20,11 @@ namespace RNNFAST_ISA_NS {
 template <class T> struct EmbeddingDriver {
     static constexpr int W = simd<T>::W;
     using V = vec<T>;
-    static constexpr index kMinWork = 32768;  // values copied or added below which one thread does it all
+    static constexpr Index kMinWork = 32768;  // values copied or added below which one thread does it all
 
     // to[0, n) = from[0, n), or to[0, n) += from[0, n).
-    template <bool Add> static void row(T* to, const T* from, index n) {
-        index e = 0;
+    template <bool Add> static void row(T* to, const T* from, Index n) {
+        Index e = 0;
         for (; e + 4 * W <= n; e += 4 * W) {  // four vectors in flight: a row is a few hundred bytes
             const V f0 = load(from + e), f1 = load(from + e + W), f2 = load(from + e + 2 * W),
                     f3 = load(from + e + 3 * W);
@@ -40,7 +40,7 @@ template <class T> struct EmbeddingDriver {
     static void forward(const EmbeddingForward<T>& a) {
         run_team(team_size(a.N * a.E, kMinWork, a.threads), [&](const Team& team) {
             const Range r = team.split(a.N);
-            for (index n = r.lo; n < r.hi; ++n) row<false>(a.y + n * a.E, a.weight + a.ids[n] * a.E, a.E);
+            for (Index n = r.lo; n < r.hi; ++n) row<false>(a.y + n * a.E, a.weight + a.ids[n] * a.E, a.E);
         });
     }
 
@@ -48,8 +48,8 @@ template <class T> struct EmbeddingDriver {
         run_team(team_size(a.N * a.E, kMinWork, a.threads), [&](const Team& team) {
             const FlushDenormals ftz;
             const Range mine = team.split(a.V);
-            for (index n = 0; n < a.N; ++n) {
-                const index id = a.ids[n];
+            for (Index n = 0; n < a.N; ++n) {
+                const Index id = a.ids[n];
                 if (id >= mine.lo && id < mine.hi && id != a.padding_idx)
                     row<true>(a.dweight + id * a.E, a.dy + n * a.E, a.E);
             }

@@ -3,14 +3,11 @@
 // A is read in place through strides (a transposed operand is just other strides), B is packed
 // into panels of NV vectors (NV * W columns) by KC rows, and one register-blocked micro-kernel
 // does every product. Each output element is computed by exactly one thread, summing over k in a
-// fixed order, so results do not depend on how many threads share the work.
-//
-// Column maps say which output column each packed vector holds: PlainCols for an ordinary
-// product, GateCols for the recurrent weights, where vector v holds gate (v % G) of unit tile
-// (v / G), so that one panel carries every gate of its hidden units.
+// fixed order, so results do not depend on how many threads share the work. B's packings and
+// column maps are in packing.h.
 #pragma once
 #include <cassert>
-#include "simd.h"
+#include "packing.h"
 #include "team.h"
 
 namespace rnnfast {
@@ -34,115 +31,8 @@ namespace RNNFAST_ISA_NS {
 #endif
 constexpr int kMR = RNNFAST_VBYTES == 64 ? 8 : 6;
 constexpr int kNV = 2;
-constexpr index kKC = RNNFAST_KC;
-constexpr index kMCBlocks = RNNFAST_MC_BLOCKS;
-
-template <class T> struct Mat {  // element (r, c) is p[r * rs + c * cs]
-    const T* p;
-    index rs, cs;
-    T at(index r, index c) const { return p[r * rs + c * cs]; }
-};
-
-template <class T> struct PlainCols {
-    index N;
-    static constexpr int W = simd<T>::W;
-    index nvec() const { return (N + W - 1) / W; }
-    index col(index v) const { return v * W; }
-    int valid(index v) const { return v * W + W <= N ? W : int(N - v * W); }
-};
-
-template <class T> struct GateCols {
-    index G, H;
-    static constexpr int W = simd<T>::W;
-    index tiles() const { return (H + W - 1) / W; }
-    index nvec() const { return G * tiles(); }
-    index col(index v) const { return (v % G) * H + (v / G) * W; }
-    int valid(index v) const { return (v / G) * W + W <= H ? W : int(H - (v / G) * W); }
-};
-
-// B packed for the micro-kernel: K-block kb of panel p is a (kc, NV*W) row-major block.
-template <class T, int NV> struct Packed {
-    static constexpr int W = simd<T>::W;
-    static constexpr bool kPacksOnUse = false;
-    T* data;
-    index K, KC, npanels;
-    static index size(index K, index nvec) { return K * ((nvec + NV - 1) / NV) * NV * W; }
-    index kc(index kb) const { return K - kb * KC < KC ? K - kb * KC : KC; }
-    T* block(index kb, index p) const { return data + kb * KC * npanels * NV * W + p * kc(kb) * NV * W; }
-};
-
-// Packs panel p's rows [k0, k0 + kc) of B into dst (kc x NV vectors); vectors past the map's end
-// and lanes past a vector's valid count are zero. Weights as stored (B.rs == 1: each column of B
-// a contiguous row of the weights) go in W x W blocks transposed in registers; B.cs == 1 (rows of
-// B contiguous) as whole vectors; any other strides one value at a time. Against packing the
-// weights one value at a time, on Zen 3 (AVX2), an LSTM forward at T = 20, B = 1 whose weights
-// changed since the last call took 101-118 us longer than one whose did not at H = 256 before,
-// 19-27 after; at H = 512 670-810 before, 340-520 after (the rest: the cache's copy of them).
-template <class T, int NV, class Cols>
-void pack_panel(T* dst, Mat<T> B, Cols cols, index p, index k0, index kc) {
-    constexpr int W = simd<T>::W;
-    const index nvec = cols.nvec();
-    for (int vi = 0; vi < NV; ++vi) {
-        const index v = p * NV + vi;
-        const int n = v < nvec ? cols.valid(v) : 0;
-        const index c0 = v < nvec ? cols.col(v) : 0;
-        T* d = dst + vi * W;  // row k of this vector: d + k * NV * W
-        if (n > 0 && B.rs == 1) {
-            const T* src = &B.p[c0 * B.cs + k0];  // lane l's values: src + l * B.cs + k
-            index k = 0;
-            if (n == W)  // the common case with every bound known, so that the block stays in registers
-                for (; k + 2 * W <= kc; k += 2 * W) {
-                    vec<T> r[W], q[W];
-                    for (int l = 0; l < W; ++l) {
-                        r[l] = load(src + l * B.cs + k);
-                        q[l] = load(src + l * B.cs + k + W);
-                    }
-                    transpose<T>(r);
-                    transpose<T>(q);
-                    for (int i = 0; i < W; ++i) store(d + (k + i) * NV * W, r[i]);
-                    for (int i = 0; i < W; ++i) store(d + (k + W + i) * NV * W, q[i]);
-                }
-            for (; k < kc; k += W) {
-                const int m = kc - k < W ? int(kc - k) : W;
-                vec<T> r[W];
-                for (int l = 0; l < W; ++l) r[l] = l < n ? load_n(src + l * B.cs + k, m) : splat<T>(0);
-                transpose<T>(r);
-                for (int i = 0; i < m; ++i) store(d + (k + i) * NV * W, r[i]);
-            }
-        } else if (n > 0 && B.cs == 1) {
-            for (index k = 0; k < kc; ++k) store(d + k * NV * W, load_n(&B.p[(k0 + k) * B.rs + c0], n));
-        } else {
-            for (index k = 0; k < kc; ++k)
-                for (int l = 0; l < W; ++l) d[k * NV * W + l] = l < n ? B.at(k0 + k, c0 + l) : T(0);
-        }
-    }
-}
-
-// Packs panels [p0, p1) of every K block.
-template <class T, int NV, class Cols>
-void pack_panels(const Packed<T, NV>& P, Mat<T> B, Cols cols, index p0, index p1) {
-    for (index kb = 0; kb * P.KC < P.K; ++kb)
-        for (index p = p0; p < p1; ++p) pack_panel<T, NV>(P.block(kb, p), B, cols, p, kb * P.KC, P.kc(kb));
-}
-
-// B packed as it is used: block(kb, p) packs that one panel into `buf` (a thread's own, KC x NV *
-// W values) and returns it. For products that use each panel once (a single step), where a kept
-// packing costs more: checking it reads the weights and its copy of them, and then the packed
-// panels are read too. Here the weights are read once and the panel comes back from L1 or L2.
-// Same panels as Packed's, so the same results.
-template <class T, int NV, class Cols> struct JitPanels {
-    static constexpr bool kPacksOnUse = true;
-    Mat<T> B;
-    Cols cols;
-    T* buf;
-    index K, KC, npanels;
-    static index buf_size(index KC) { return KC * NV * simd<T>::W; }
-    index kc(index kb) const { return K - kb * KC < KC ? K - kb * KC : KC; }
-    const T* block(index kb, index p) const {
-        pack_panel<T, NV>(buf, B, cols, p, kb * KC, kc(kb));
-        return buf;
-    }
-};
+constexpr Index kKC = RNNFAST_KC;
+constexpr Index kMCBlocks = RNNFAST_MC_BLOCKS;
 
 enum class Init { zero, load, bias };
 
@@ -152,8 +42,8 @@ enum class Init { zero, load, bias };
 // Always inlined: with gemm_block's many instances GCC otherwise calls some out of line, and a
 // step at B = 1 is one short call per panel.
 template <class T, int MR, int NV, int KS = 1>
-__attribute__((always_inline)) inline void micro(index kc, const T* a, index rs, index cs, const T* b,
-                                                 T* c, index ldc, const index* cols, const int* valid,
+__attribute__((always_inline)) inline void micro(Index kc, const T* a, Index rs, Index cs, const T* b,
+                                                 T* c, Index ldc, const Index* cols, const int* valid,
                                                  Init init, const T* bias) {
     constexpr int W = simd<T>::W;
     vec<T> acc[KS][MR][NV];
@@ -164,7 +54,7 @@ __attribute__((always_inline)) inline void micro(index kc, const T* a, index rs,
             for (int s = 1; s < KS; ++s) acc[s][m][vi] = splat<T>(0);
         }
     }
-    index k = 0;
+    Index k = 0;
     for (; k + KS <= kc; k += KS)
         for (int s = 0; s < KS; ++s) {
             vec<T> bv[NV];
@@ -193,7 +83,7 @@ __attribute__((always_inline)) inline void micro(index kc, const T* a, index rs,
 // A transposed operand (A.cs != 1: each k a far-apart row, a new page per k) is first copied into
 // apack (MC x kc values, per thread) as groups of a micro-kernel's rows, [group][k][row], read
 // contiguously. Not with panels packed as they are used (their rows have no bound).
-template <class T, int MR> constexpr index gemm_mc() { return MR * kMCBlocks; }
+template <class T, int MR> constexpr Index gemm_mc() { return MR * kMCBlocks; }
 
 // What a product does with the rows after its last whole block of MR (FMA chains: rows x NV; a
 // core needs about 8 in flight to hide the FMA latency).
@@ -211,20 +101,20 @@ enum class Tail { grid, exact, exact_unless_short };
 // The fewest rows whose block keeps 8 FMA chains (rows x NV) and so sums k in plain order under
 // exact_unless_short; callers that split rows between threads (the sequence driver's batch mode)
 // give each thread at least this many, so a row's bits do not depend on the thread count.
-template <int NV> constexpr index kExactRows = (8 + NV - 1) / NV;
+template <int NV> constexpr Index kExactRows = (8 + NV - 1) / NV;
 
 template <class T, int MR, int NV, class Cols, Tail tail = Tail::grid, class Panels = Packed<T, NV>>
-void gemm_block(index m0, index m1, Mat<T> A, index k0, const Panels& P, index kb,
-                Cols cols, index p0, index p1, T* C, index ldc, Init init, const T* bias,
+void gemm_block(Index m0, Index m1, Mat<T> A, Index k0, const Panels& P, Index kb,
+                Cols cols, Index p0, Index p1, T* C, Index ldc, Init init, const T* bias,
                 T* apack = nullptr) {
-    const index MC = Panels::kPacksOnUse ? m1 - m0 : gemm_mc<T, MR>();
+    const Index MC = Panels::kPacksOnUse ? m1 - m0 : gemm_mc<T, MR>();
     assert(!Panels::kPacksOnUse || !apack);
-    const index kc = P.kc(kb), nvec = cols.nvec();
+    const Index kc = P.kc(kb), nvec = cols.nvec();
     static_assert(tail == Tail::grid || kExactRows<NV> < MR,
                   "exact tails need MR > 8 / NV: the halves of a merged block must be short blocks");
-    const index rest = (m1 - m0) % MR;
-    index body = m1 - rest;  // the whole blocks of MR end here, the short blocks start
-    index half = 0;          // exact: rows of the first half of a merged short block
+    const Index rest = (m1 - m0) % MR;
+    Index body = m1 - rest;  // the whole blocks of MR end here, the short blocks start
+    Index half = 0;          // exact: rows of the first half of a merged short block
     if (tail != Tail::grid && body > m0 && rest < kExactRows<NV> && rest > 0) {
         body -= MR;
         half = (MR + rest + 1) / 2;
@@ -232,42 +122,42 @@ void gemm_block(index m0, index m1, Mat<T> A, index k0, const Panels& P, index k
     const bool split_k = tail == Tail::grid || (tail == Tail::exact_unless_short && m1 - m0 < kExactRows<NV>);
     // Chunks of at most MC rows; one that would end inside the short blocks ends before them, so
     // the last chunk holds them all.
-    for (index mb = m0, me; mb < m1; mb = me) {
+    for (Index mb = m0, me; mb < m1; mb = me) {
         me = m1 - mb <= MC ? m1 : mb + MC < body ? mb + MC : body;
-        const index whole = me < body ? me : body;  // whole blocks of MR in [mb, whole)
+        const Index whole = me < body ? me : body;  // whole blocks of MR in [mb, whole)
         // The short blocks' row counts (none, one, or two halves), in the last chunk.
-        const index rows0 = me < m1 ? 0 : half ? half : m1 - whole;
-        const index rows1 = me < m1 ? 0 : half ? m1 - whole - half : 0;
+        const Index rows0 = me < m1 ? 0 : half ? half : m1 - whole;
+        const Index rows1 = me < m1 ? 0 : half ? m1 - whole - half : 0;
         // &a_of(m)[k * cs_of(rows)] is A(m, k0 + k) (in apack, a block's rows side by side per k).
-        auto a_of = [&](index m) { return apack ? apack + (m - mb) * kc : &A.p[m * A.rs + k0 * A.cs]; };
-        auto cs_of = [&](index rows) { return apack ? rows : A.cs; };
-        const index rs = apack ? 1 : A.rs;
+        auto a_of = [&](Index m) { return apack ? apack + (m - mb) * kc : &A.p[m * A.rs + k0 * A.cs]; };
+        auto cs_of = [&](Index rows) { return apack ? rows : A.cs; };
+        const Index rs = apack ? 1 : A.rs;
         if (apack) {
-            auto pack = [&](index g, index rows) {
+            auto pack = [&](Index g, Index rows) {
                 T* dst = apack + (g - mb) * kc;
-                for (index k = 0; k < kc; ++k)
-                    for (index r = 0; r < rows; ++r) dst[k * rows + r] = A.at(g + r, k0 + k);
+                for (Index k = 0; k < kc; ++k)
+                    for (Index r = 0; r < rows; ++r) dst[k * rows + r] = A.at(g + r, k0 + k);
             };
-            for (index g = mb; g < whole; g += MR) pack(g, MR);
+            for (Index g = mb; g < whole; g += MR) pack(g, MR);
             if (rows0) pack(whole, rows0);
             if (rows1) pack(whole + rows0, rows1);
         }
-        for (index p = p0; p < p1; ++p) {
-            index cv[NV];
+        for (Index p = p0; p < p1; ++p) {
+            Index cv[NV];
             int nv[NV];
             for (int vi = 0; vi < NV; ++vi) {
-                const index v = p * NV + vi;
+                const Index v = p * NV + vi;
                 cv[vi] = v < nvec ? cols.col(v) : 0;
                 nv[vi] = v < nvec ? cols.valid(v) : 0;
             }
             const T* b = P.block(kb, p);
-            for (index m = mb; m < whole; m += MR)
+            for (Index m = mb; m < whole; m += MR)
                 micro<T, MR, NV>(kc, a_of(m), rs, cs_of(MR), b, C + m * ldc, ldc, cv, nv, init, bias);
             // A short block: one kernel instance per row count, so no row past it is read (inlined,
             // like micro).
-            auto short_block = [&](index m, index rows) __attribute__((always_inline)) {
+            auto short_block = [&](Index m, Index rows) __attribute__((always_inline)) {
                 const T* a = a_of(m);
-                const index cs = cs_of(rows);
+                const Index cs = cs_of(rows);
                 T* c = C + m * ldc;
                 switch (rows) {
 #define RNNFAST_ROWS(R)                                                                                          \
@@ -293,9 +183,9 @@ void gemm_block(index m0, index m1, Mat<T> A, index k0, const Panels& P, index k
 // not by_rows), else rows in whole MR blocks (so the blocks, and the last one's tail, sit on one
 // grid from row 0 whatever the split). Either way a thread owns the same C tiles in every k-block.
 struct Part {
-    index m0, m1, p0, p1;
+    Index m0, m1, p0, p1;
 };
-template <int MR> Part team_part(const Team& team, index M, index np, bool by_rows = false) {
+template <int MR> Part team_part(const Team& team, Index M, Index np, bool by_rows = false) {
     if ((np >= team.n && !by_rows) || M <= MR) {
         const Range q = team.split(np);
         return {0, M, q.lo, q.hi};
@@ -308,16 +198,16 @@ template <int MR> Part team_part(const Team& team, index M, index np, bool by_ro
 // weights packed once per call or kept packed between calls. No barrier between k-blocks (a
 // thread owns its tiles of C in all of them); one at the end, after which C is complete.
 template <class T, int MR, int NV, class Panels = Packed<T, NV>>
-void gemm_packed_team(const Team& team, index M, Mat<T> A, const Panels& P, PlainCols<T> cols, T* C,
-                      index ldc, const T* bias) {
+void gemm_packed_team(const Team& team, Index M, Mat<T> A, const Panels& P, PlainCols<T> cols, T* C,
+                      Index ldc, const T* bias) {
     static_assert(MR <= 8, "gemm_block's short blocks have fewer than 8 rows");
     if (P.K == 0) {  // nothing to sum: C is the bias row, or zero
         const Range r = team.split(M);
-        for (index m = r.lo; m < r.hi; ++m)
-            for (index n = 0; n < cols.N; ++n) C[m * ldc + n] = bias ? bias[n] : T(0);
+        for (Index m = r.lo; m < r.hi; ++m)
+            for (Index n = 0; n < cols.N; ++n) C[m * ldc + n] = bias ? bias[n] : T(0);
     }
     const Part part = team_part<MR>(team, M, P.npanels);
-    for (index kb = 0; kb * P.KC < P.K; ++kb) {
+    for (Index kb = 0; kb * P.KC < P.K; ++kb) {
         const Init init = kb > 0 ? Init::load : bias ? Init::bias : Init::zero;
         gemm_block<T, MR, NV, PlainCols<T>, Tail::grid, Panels>(part.m0, part.m1, A, kb * P.KC, P, kb, cols, part.p0,
                                                                part.p1, C, ldc, init, bias);
@@ -328,16 +218,16 @@ void gemm_packed_team(const Team& team, index M, Mat<T> A, const Panels& P, Plai
 // Whole product by a team of threads: C (M, N) = A . B [+ C if accumulate][+ bias row if bias].
 // pack_buf holds KC * (panels * NV * W) values. Every thread of the team must call it.
 template <class T, int MR, int NV, Tail tail = Tail::grid>
-void gemm_team(const Team& team, index M, index N, index K, Mat<T> A, Mat<T> B, T* C, index ldc,
-               bool accumulate, const T* bias, T* pack_buf, index KC, T* apack = nullptr) {
+void gemm_team(const Team& team, Index M, Index N, Index K, Mat<T> A, Mat<T> B, T* C, Index ldc,
+               bool accumulate, const T* bias, T* pack_buf, Index KC, T* apack = nullptr) {
     static_assert(MR <= 8, "gemm_block's short blocks have fewer than 8 rows");
     PlainCols<T> cols{N};
-    const index np = (cols.nvec() + NV - 1) / NV;
+    const Index np = (cols.nvec() + NV - 1) / NV;
     if (K == 0) {  // nothing to sum: C is bias, zero, or unchanged
         if (!accumulate) {
             const Range r = team.split(M);
-            for (index m = r.lo; m < r.hi; ++m)
-                for (index n = 0; n < N; ++n) C[m * ldc + n] = bias ? bias[n] : T(0);
+            for (Index m = r.lo; m < r.hi; ++m)
+                for (Index n = 0; n < N; ++n) C[m * ldc + n] = bias ? bias[n] : T(0);
         }
         team.barrier();
         return;
@@ -345,9 +235,9 @@ void gemm_team(const Team& team, index M, index N, index K, Mat<T> A, Mat<T> B, 
     // k-blocks of nearly one size, at most KC (the last one shorter by less than the number of
     // blocks): K = 1600 and KC = 512 make 4 of 400, not 3 of 512 and a short one of 64 with a
     // barrier, a packing and a pass over C of its own.
-    const index nkb = (K + KC - 1) / KC, kcb = (K + nkb - 1) / nkb;
-    for (index k0 = 0; k0 < K; k0 += kcb) {
-        const index kc = K - k0 < kcb ? K - k0 : kcb;
+    const Index nkb = (K + KC - 1) / KC, kcb = (K + nkb - 1) / nkb;
+    for (Index k0 = 0; k0 < K; k0 += kcb) {
+        const Index kc = K - k0 < kcb ? K - k0 : kcb;
         Packed<T, NV> P{pack_buf, kc, kc, np};
         Mat<T> Bk{&B.p[k0 * B.rs], B.rs, B.cs};
         const Range q = team.split(np);
@@ -365,14 +255,14 @@ void gemm_team(const Team& team, index M, index N, index K, Mat<T> A, Mat<T> B, 
 
 // out[c] += sum over rows r of A[r * lda + c]: columns split over the team, rows summed in order.
 template <class T>
-void column_sums_team(const Team& team, index rows, index ncols, const T* A, index lda, T* out) {
+void column_sums_team(const Team& team, Index rows, Index ncols, const T* A, Index lda, T* out) {
     constexpr int W = simd<T>::W;
     const Range vr = team.split((ncols + W - 1) / W);
-    for (index v = vr.lo; v < vr.hi; ++v) {
-        const index c = v * W;
+    for (Index v = vr.lo; v < vr.hi; ++v) {
+        const Index c = v * W;
         const int n = c + W <= ncols ? W : int(ncols - c);
         vec<T> s = splat<T>(0);
-        for (index r = 0; r < rows; ++r) s += load_n(A + r * lda + c, n);
+        for (Index r = 0; r < rows; ++r) s += load_n(A + r * lda + c, n);
         store_n(out + c, load_n(out + c, n) + s, n);
     }
     team.barrier();

@@ -10,46 +10,37 @@
 namespace rnnfast {
 namespace RNNFAST_ISA_NS {
 
-template <class T, class F> void with_cell(CellKind c, F&& f) {
-    switch (c) {
-        case CellKind::rnn_tanh: f(Driver<T, RnnCell<T, false>>{}); break;
-        case CellKind::rnn_relu: f(Driver<T, RnnCell<T, true>>{}); break;
-        case CellKind::lstm: f(Driver<T, LstmCell<T>>{}); break;
-        case CellKind::gru: f(Driver<T, GruCell<T>>{}); break;
-    }
-}
-
 template <class T> void forward(const LayerForward<T>& a) {
     with_cell<T>(a.s.cell, [&](auto d) { d.forward(a); });
 }
 template <class T> void backward(const LayerBackward<T>& a) {
     with_cell<T>(a.s.cell, [&](auto d) { d.backward(a); });
 }
-template <class T> index forward_scratch(const LayerShape& s, bool training, int threads) {
-    index n = 0;
+template <class T> Index forward_scratch(const LayerShape& s, bool training, int threads) {
+    Index n = 0;
     with_cell<T>(s.cell, [&](auto d) { n = d.forward_scratch(s, training, threads); });
     return n;
 }
-index saved_size(const LayerShape& s) {  // the layout does not depend on T's size or the ISA
-    index n = 0;
+Index saved_size(const LayerShape& s) {  // the layout does not depend on T's size or the ISA
+    Index n = 0;
     with_cell<float>(s.cell, [&](auto d) { n = d.saved_size(s); });
     return n;
 }
-template <class T> index backward_scratch(const LayerShape& s, int threads, bool consume_saved) {
-    index n = 0;
+template <class T> Index backward_scratch(const LayerShape& s, int threads, bool consume_saved) {
+    Index n = 0;
     with_cell<T>(s.cell, [&](auto d) { n = d.backward_scratch(s, threads, consume_saved); });
     return n;
 }
 
-template <class T> index weight_cache(const LayerShape& s, bool backward) {
-    index n = 0;
+template <class T> Index weight_cache(const LayerShape& s, bool backward) {
+    Index n = 0;
     with_cell<T>(s.cell, [&](auto d) { n = d.weight_cache(s, backward); });
     return n;
 }
 
 template <class T> void linear_fwd(const LinearForward<T>& a) { LinearDriver<T>::forward(a); }
 template <class T> void linear_bwd(const LinearBackward<T>& a) { LinearDriver<T>::backward(a); }
-template <class T> index linear_scratch(index N, index F, index O, int threads) {
+template <class T> Index linear_scratch(Index N, Index F, Index O, int threads) {
     return LinearDriver<T>::scratch(N, F, O, threads);
 }
 
@@ -57,9 +48,9 @@ template <class T> void embedding_fwd(const EmbeddingForward<T>& a) { EmbeddingD
 template <class T> void embedding_bwd(const EmbeddingBackward<T>& a) { EmbeddingDriver<T>::backward(a); }
 template <class T> double cross_entropy_rows(const CrossEntropy<T>& a) { return CrossEntropyDriver<T>::run(a); }
 
-void activation(int f, const float* in, float* out, index n) {
+void activation(int f, const float* in, float* out, Index n) {
     constexpr int W = simd<float>::W;
-    for (index i = 0; i < n; i += W) {
+    for (Index i = 0; i < n; i += W) {
         const int m = n - i < W ? int(n - i) : W;
         vec<float> v = load_n(in + i, m);
         store_n(out + i, f == 0 ? vsigmoid(v) : vtanh(v), m);
@@ -82,7 +73,7 @@ float peak_sink;
 // cover the FMA latency on every core we know) on registers only. Returns GFLOP/s, all threads.
 double fma_peak_gflops(int threads) {
     using V = vec<float>;
-    const index iters = 10000000;
+    const Index iters = 10000000;
     double seconds = 0;
 #pragma omp parallel num_threads(threads) reduction(max : seconds)
     {
@@ -94,7 +85,7 @@ double fma_peak_gflops(int threads) {
 #pragma omp barrier
         const double t0 = omp_get_wtime();
 #endif
-        for (index it = 0; it < iters; ++it) {
+        for (Index it = 0; it < iters; ++it) {
 #define RNNFAST_STEP(v) v = v * m + c; RNNFAST_OPAQUE(v);
             RNNFAST_STEP(a0) RNNFAST_STEP(a1) RNNFAST_STEP(a2) RNNFAST_STEP(a3) RNNFAST_STEP(a4)
             RNNFAST_STEP(a5) RNNFAST_STEP(a6) RNNFAST_STEP(a7) RNNFAST_STEP(a8) RNNFAST_STEP(a9)
@@ -115,34 +106,39 @@ double fma_peak_gflops(int threads) {
 
 }  // namespace RNNFAST_ISA_NS
 
+namespace RNNFAST_ISA_NS {
+
+// Each entry by name, its type following from T: a float kernel cannot land in a double slot.
+template <class T> constexpr Kernels<T> kernels() {
+    Kernels<T> k{};
+    k.layer_forward = forward<T>;
+    k.layer_backward = backward<T>;
+    k.forward_scratch = forward_scratch<T>;
+    k.backward_scratch = backward_scratch<T>;
+    k.weight_cache = weight_cache<T>;
+    k.linear_forward = linear_fwd<T>;
+    k.linear_backward = linear_bwd<T>;
+    k.linear_scratch = linear_scratch<T>;
+    k.embedding_forward = embedding_fwd<T>;
+    k.embedding_backward = embedding_bwd<T>;
+    k.cross_entropy = cross_entropy_rows<T>;
+    return k;
+}
+
+constexpr KernelTable table() {
+    KernelTable t{};
+    t.name = RNNFAST_ISA_NAME;
+    t.f32 = kernels<float>();
+    t.f64 = kernels<double>();
+    t.saved_size = saved_size;
+    t.activation = activation;
+    t.fma_peak_gflops = fma_peak_gflops;
+    return t;
+}
+
+}  // namespace RNNFAST_ISA_NS
+
 extern const KernelTable RNNFAST_TABLE;
-const KernelTable RNNFAST_TABLE = {
-    RNNFAST_ISA_NAME,
-    RNNFAST_ISA_NS::forward<float>,
-    RNNFAST_ISA_NS::forward<double>,
-    RNNFAST_ISA_NS::backward<float>,
-    RNNFAST_ISA_NS::backward<double>,
-    RNNFAST_ISA_NS::saved_size,
-    RNNFAST_ISA_NS::forward_scratch<float>,
-    RNNFAST_ISA_NS::forward_scratch<double>,
-    RNNFAST_ISA_NS::backward_scratch<float>,
-    RNNFAST_ISA_NS::backward_scratch<double>,
-    RNNFAST_ISA_NS::weight_cache<float>,
-    RNNFAST_ISA_NS::weight_cache<double>,
-    RNNFAST_ISA_NS::linear_fwd<float>,
-    RNNFAST_ISA_NS::linear_fwd<double>,
-    RNNFAST_ISA_NS::linear_bwd<float>,
-    RNNFAST_ISA_NS::linear_bwd<double>,
-    RNNFAST_ISA_NS::linear_scratch<float>,
-    RNNFAST_ISA_NS::linear_scratch<double>,
-    RNNFAST_ISA_NS::embedding_fwd<float>,
-    RNNFAST_ISA_NS::embedding_fwd<double>,
-    RNNFAST_ISA_NS::embedding_bwd<float>,
-    RNNFAST_ISA_NS::embedding_bwd<double>,
-    RNNFAST_ISA_NS::cross_entropy_rows<float>,
-    RNNFAST_ISA_NS::cross_entropy_rows<double>,
-    RNNFAST_ISA_NS::activation,
-    RNNFAST_ISA_NS::fma_peak_gflops,
-};
+constexpr KernelTable RNNFAST_TABLE = RNNFAST_ISA_NS::table();  // constant-initialised: ready before any dynamic init
 
 }  // namespace rnnfast

@@ -6,17 +6,17 @@
 // kernels for the cores).
 #pragma once
 #include "gemm.h"
-#include "rnnfast/rnnfast.h"
+#include "rnnfast/toolkit.h"
 
 namespace rnnfast {
 namespace RNNFAST_ISA_NS {
 
 template <class T> struct LinearDriver {
     static constexpr int W = simd<T>::W;
-    static index panels(index n) { return (PlainCols<T>{n}.nvec() + kNV - 1) / kNV; }
-    static int threads(index N, index F, index O, int requested) { return team_size(N * F * O, 65536, requested); }
-    static index scratch(index N, index F, index O, int requested) {
-        const index np = panels(O) > panels(F) ? panels(O) : panels(F);
+    static Index panels(Index n) { return (PlainCols<T>{n}.nvec() + kNV - 1) / kNV; }
+    static int threads(Index N, Index F, Index O, int requested) { return team_size(N * F * O, 65536, requested); }
+    static Index scratch(Index N, Index F, Index O, int requested) {
+        const Index np = panels(O) > panels(F) ? panels(O) : panels(F);
         return kKC * np * kNV * W + threads(N, F, O, requested) * gemm_mc<T, kMR>() * kKC + kAlignSlack;
     }
 
@@ -32,7 +32,7 @@ template <class T> struct LinearDriver {
 
     static void backward(const LinearBackward<T>& a) {
         const int nth = threads(a.N, a.F, a.O, a.threads);
-        const index np = panels(a.O) > panels(a.F) ? panels(a.O) : panels(a.F);
+        const Index np = panels(a.O) > panels(a.F) ? panels(a.O) : panels(a.F);
         T* const scratch = align64(a.scratch);
         T* apack_all = scratch + kKC * np * kNV * W;
         run_team(nth, [&](const Team& tm) {

@@ -6,7 +6,7 @@
 #include <omp.h>
 #endif
 
-#include "rnnfast/rnnfast.h"
+#include "rnnfast/runtime.h"
 #include "simd.h"
 #include "dynamic_team.h"
 #include "team_barrier.h"
@@ -15,13 +15,13 @@ namespace rnnfast {
 namespace RNNFAST_ISA_NS {
 
 struct Range {
-    index lo, hi;
+    Index lo, hi;
 };
 
 struct Team {
     int id = 0, n = 1;
     TeamBarrier* bar = nullptr;  // shared by the team; none for a team of one
-    Range split(index count) const { return {count * id / n, count * (id + 1) / n}; }
+    Range split(Index count) const { return {count * id / n, count * (id + 1) / n}; }
     void barrier() const {
         if (n > 1) bar->wait(n);
     }
@@ -68,7 +68,7 @@ inline int threads_asked(int requested) {
 // How many threads a kernel uses: threads_asked(requested), or one when its `work` (values
 // touched, or multiply-adds) is below `min_work`, so small that waking a second thread would cost
 // more than it saves.
-inline int team_size(index work, index min_work, int requested) {
+inline int team_size(Index work, Index min_work, int requested) {
     return work < min_work ? 1 : threads_asked(requested);
 }
 

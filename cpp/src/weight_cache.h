@@ -22,7 +22,7 @@
 // (vector width, panel width, G, H, I for W_ih, element size, which weights) filled the cache; any
 // other tag (a new, zeroed or foreign cache) makes every thread pack.
 //
-// A single step (T = 1) has no use for a cache (see Driver::jit_panels): it reads the weights once
+// A single step (T = 1) has no use for a cache (see LayerGeometry::packs_as_used): it reads the weights once
 // and packs each panel as it goes.
 //
 // Not for concurrent calls: two calls sharing one cache at the same time race on it.
@@ -35,16 +35,16 @@ namespace rnnfast {
 namespace RNNFAST_ISA_NS {
 
 template <class T> struct WeightCache {
-    static constexpr index kHead = 16;  // values before the copy: the tag, 64-byte aligned after
-    static index round16(index n) { return (n + 15) / 16 * 16; }
-    static index size(index copy_n, index packed_n) { return kHead + round16(copy_n) + packed_n; }
+    static constexpr Index kHead = 16;  // values before the copy: the tag, 64-byte aligned after
+    static Index round16(Index n) { return (n + 15) / 16 * 16; }
+    static Index size(Index copy_n, Index packed_n) { return kHead + round16(copy_n) + packed_n; }
 
     T* head;
     T* copy;
     T* packed;
 
     // A null base is no cache (every pointer null).
-    WeightCache(T* base, index copy_n)
+    WeightCache(T* base, Index copy_n)
         : head(base), copy(base ? base + kHead : nullptr), packed(base ? base + kHead + round16(copy_n) : nullptr) {}
 
     std::uint64_t tag() const {
@@ -56,7 +56,7 @@ template <class T> struct WeightCache {
 
     enum Kind { kRecurrent = 0, kRecurrentTransposed = 1, kInput = 2 };  // which weights, which layout
     // A weight matrix of G*H rows and `cols` columns (H for W_hh, I for W_ih).
-    static std::uint64_t make_tag(int G, index H, index cols, int NV, Kind kind) {
+    static std::uint64_t make_tag(int G, Index H, Index cols, int NV, Kind kind) {
         std::uint64_t t = 0x726e6e6661737400ull;  // "rnnfast\0"
         t ^= std::uint64_t(RNNFAST_VBYTES) << 1 ^ std::uint64_t(NV) << 8 ^ std::uint64_t(G) << 12 ^
              std::uint64_t(sizeof(T)) << 16 ^ std::uint64_t(kind) << 20 ^ std::uint64_t(cols) << 24 ^
@@ -66,12 +66,12 @@ template <class T> struct WeightCache {
 
     // Rows [r0, r1) x columns [c0, c1) of w (rows of length ld, the copy alike): true when the copy
     // holds exactly these bytes; otherwise (or when `force`) copies them and returns false.
-    bool refresh(const T* w, index ld, index r0, index r1, index c0, index c1, bool force) const {
+    bool refresh(const T* w, Index ld, Index r0, Index r1, Index c0, Index c1, bool force) const {
         const std::size_t bytes = std::size_t(c1 - c0) * sizeof(T);
         bool same = !force;
-        for (index r = r0; same && r < r1; ++r) same = std::memcmp(copy + r * ld + c0, w + r * ld + c0, bytes) == 0;
+        for (Index r = r0; same && r < r1; ++r) same = std::memcmp(copy + r * ld + c0, w + r * ld + c0, bytes) == 0;
         if (!same)
-            for (index r = r0; r < r1; ++r) std::memcpy(copy + r * ld + c0, w + r * ld + c0, bytes);
+            for (Index r = r0; r < r1; ++r) std::memcpy(copy + r * ld + c0, w + r * ld + c0, bytes);
         return same;
     }
 };

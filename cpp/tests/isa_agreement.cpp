@@ -25,13 +25,13 @@
 #include <string>
 #include <vector>
 
-using ix = rnnfast::index;  // (not `index`: <cstring> declares a function of that name)
+using rnnfast::Index;
 
 namespace {
 
 struct Case {
     rnnfast::CellKind cell;
-    ix T, B, I, H;
+    Index T, B, I, H;
     bool reverse, lengths, bias;
 };
 
@@ -48,10 +48,10 @@ template <class T> struct Outputs {
 };
 
 Inputs make_inputs(const Case& c, unsigned seed) {
-    const ix G = rnnfast::gate_count(c.cell), GH = G * c.H;
+    const Index G = rnnfast::gate_count(c.cell), GH = G * c.H;
     std::mt19937 rng(seed);
     std::uniform_real_distribution<double> u(-1.0, 1.0);
-    auto fill = [&](std::vector<double>& v, ix n, double scale) {
+    auto fill = [&](std::vector<double>& v, Index n, double scale) {
         v.resize(n);
         for (auto& e : v) e = scale * u(rng);
     };
@@ -68,7 +68,7 @@ Inputs make_inputs(const Case& c, unsigned seed) {
     fill(in.dh_n, c.B * c.H, 1.0);
     fill(in.dc_n, c.B * c.H, 1.0);
     if (c.lengths)
-        for (ix b = 0; b < c.B; ++b) in.lengths.push_back(1 + std::int64_t(rng() % std::uint32_t(c.T)));
+        for (Index b = 0; b < c.B; ++b) in.lengths.push_back(1 + std::int64_t(rng() % std::uint32_t(c.T)));
     return in;
 }
 
@@ -77,7 +77,7 @@ template <class T> std::vector<T> as(const std::vector<double>& v) { return std:
 template <class T> Outputs<T> run(const Case& c, const Inputs& in, int threads) {
     const rnnfast::LayerShape s{c.cell, c.T, c.B, c.I, c.H, c.reverse};
     const bool lstm = c.cell == rnnfast::CellKind::lstm;
-    const ix G = rnnfast::gate_count(c.cell), GH = G * c.H, BH = c.B * c.H;
+    const Index G = rnnfast::gate_count(c.cell), GH = G * c.H, BH = c.B * c.H;
     const std::vector<T> x = as<T>(in.x), h0 = as<T>(in.h0), c0 = as<T>(in.c0), w_ih = as<T>(in.w_ih),
                          w_hh = as<T>(in.w_hh), b_ih = as<T>(in.b_ih), b_hh = as<T>(in.b_hh),
                          dy = as<T>(in.dy), dh_n = as<T>(in.dh_n), dc_n = as<T>(in.dc_n);
@@ -241,7 +241,7 @@ void check_activations(Tally& t) {
     for (float v = 1e-30f; v < 1.0f; v *= 1.7f) in.push_back(v), in.push_back(-v);  // tiny magnitudes
     std::vector<float> out(in.size());
     for (int f = 0; f < 2; ++f) {
-        rnnfast::activation(f, in.data(), out.data(), ix(in.size()));
+        rnnfast::activation(f, in.data(), out.data(), Index(in.size()));
         for (size_t i = 0; i < in.size(); ++i) {
             const double want = f == 0 ? sigmoid(in[i]) : std::tanh(double(in[i]));
             // Sigmoids below 1e-37 are past float's normal range: only their saturation counts.

@@ -1,0 +1,114 @@
+// rnnfast's layer API: forward and backpropagation-through-time for one recurrent layer in one
+// direction.
+//
+// Shape convention (used in every comment and name): T time steps, B batch entries, I input
+// features, H hidden units, G gates per unit (1 RNN, 4 LSTM in order i f g o, 3 GRU in order
+// r z n). Arrays are row-major, the rightmost dimension fastest; "(T, B, I) with stride ldx"
+// means element (t, b, i) sits at x[(t * B + b) * ldx + i]. Weights use PyTorch's layouts:
+// w_ih (G*H, I), w_hh (G*H, H), b_ih and b_hh (G*H), so they move between the two unchanged.
+//
+// Ownership: the caller allocates every array, outputs and workspaces included; the kernels
+// keep no pointer after they return and allocate nothing. Sizes come from the *_size functions.
+// Errors in the arguments are the caller's to prevent: the Python layer validates everything.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace rnnfast {
+
+
+using Index = std::ptrdiff_t;
+
+enum class CellKind : int { rnn_tanh = 0, rnn_relu = 1, lstm = 2, gru = 3 };
+
+constexpr int gate_count(CellKind c) {
+    return c == CellKind::lstm ? 4 : c == CellKind::gru ? 3 : 1;
+}
+
+struct LayerShape {
+    CellKind cell;
+    Index T, B, I, H;  // all >= 1
+    bool reverse;  // run time from T-1 down to 0 (the backward half of a bidirectional layer)
+};
+
+template <class T>
+struct LayerForward {
+    LayerShape s;
+    const T* x;                    // (T, B, I), stride ldx
+    Index ldx;
+    const T* h0;                   // (B, H), or nullptr for zeros
+    const T* c0;                   // (B, H), LSTM only, or nullptr for zeros
+    const T* w_ih;                 // (G*H, I)
+    const T* w_hh;                 // (G*H, H)
+    const T* b_ih;                 // (G*H) or nullptr (no bias)
+    const T* b_hh;                 // (G*H) or nullptr
+    const std::int64_t* lengths;   // (B), 1 <= lengths[b] <= T, or nullptr for all T
+    T* y;                          // out (T, B, H), stride ldy; zero where t >= lengths[b]
+    Index ldy;
+    T* h_n;                        // out (B, H): state after each entry's last valid step
+    T* c_n;                        // out (B, H), LSTM only
+    T* saved;                      // training: saved_size() values for backward; nullptr in eval
+    T* scratch;                    // forward_scratch_size() values (for the same threads), free after the call
+    T* wcache;                     // weight_cache_size(s, .., false) values kept between calls, or nullptr
+    int threads;                   // threads to use at most, or 0 for get_num_threads()
+};
+
+template <class T>
+struct LayerBackward {
+    LayerShape s;
+    const T* x;                    // (T, B, I), stride ldx: the forward's input
+    Index ldx;
+    const T* w_ih;                 // (G*H, I)
+    const T* w_hh;                 // (G*H, H)
+    const std::int64_t* lengths;   // as in the forward
+    T* saved;                      // what the training forward saved; overwritten if consume_saved
+    bool consume_saved;            // the gate gradients overwrite the saved gates: the backward's scratch
+                                   // shrinks by T*B*G*H values (GRU: T*B*(G+1)*H) and `saved` serves
+                                   // this one backward only. Same results either way.
+    const T* dy;                   // (T, B, H), stride lddy; ignored where t >= lengths[b]
+    Index lddy;
+    const T* dh_n;                 // (B, H) or nullptr
+    const T* dc_n;                 // (B, H), LSTM only, or nullptr
+    T* dx;                         // (T, B, I), stride lddx: overwritten, or added into if dx_accumulate
+    Index lddx;
+    bool dx_accumulate;
+    T* dh0;                        // (B, H) overwritten
+    T* dc0;                        // (B, H) overwritten, LSTM only
+    T* dw_ih;                      // (G*H, I) added into
+    T* dw_hh;                      // (G*H, H) added into
+    T* db_ih;                      // (G*H) added into, or nullptr
+    T* db_hh;                      // (G*H) added into, or nullptr
+    T* scratch;                    // backward_scratch_size() values (for the same threads, consume_saved)
+    int threads;                   // threads to use (the same value given to backward_scratch_size)
+    T* wcache;                     // weight_cache_size(s, .., true) values kept between calls, or nullptr
+};
+
+// Element counts (of T) of the workspaces: enough for every instruction set this CPU runs, so that
+// a set_isa() from another thread between sizing and calling is harmless (a call reads the active
+// set once).
+Index saved_size(const LayerShape& s);
+// `threads`: the value the call's `threads` will hold (0: get_num_threads() then too); a single
+// step's scratch holds per-thread packing buffers (see single_step).
+Index forward_scratch_size(const LayerShape& s, bool training, int elem_bytes, int threads = 0);
+Index backward_scratch_size(const LayerShape& s, int elem_bytes, int threads, bool consume_saved = false);
+
+// A single step (T = 1: every call of a cell) packs each panel of the weights just before its
+// product reads it, into per-thread buffers in the scratch, so it reads the weights once; it
+// neither reads nor writes a weight cache (`wcache` is ignored).
+inline bool single_step(const LayerShape& s) { return s.T == 1; }
+
+// Packed weights kept between calls (`wcache`): a forward's (backward = false: W_hh and W_ih) or a
+// backward's (W_hh). The kernels compare the weights with the copy the cache holds on every call
+// and repack only what changed, so in-place weight updates are always seen. Start from zeros (a
+// cache filled for another layout or other weights is then refilled as needed; arbitrary memory
+// could hold a valid tag over stale panels); one cache per layer and direction, never shared by
+// concurrent calls. Its size depends on the element size, the cell, I (forward), H and the
+// instruction sets the CPU runs; not on the sequence length or the batch. A single step leaves it
+// untouched.
+Index weight_cache_size(const LayerShape& s, int elem_bytes, bool backward);
+
+// The layer's forward and backward, for T = float or double (the library holds those two).
+template <class T> void layer_forward(const LayerForward<T>& a);
+template <class T> void layer_backward(const LayerBackward<T>& a);
+
+}  // namespace rnnfast

@@ -1,0 +1,67 @@
+// How a layer's work is cut for one cell (G gates) and instruction set: W_hh's panels, the hidden
+// units each group of panels covers, the plain products' panels and the input projection's chunks
+// of steps. Shared by the workspace layout, the schedule and the two passes.
+#pragma once
+#include "rnnfast/layer.h"
+#include "gemm.h"
+
+namespace rnnfast {
+namespace RNNFAST_ISA_NS {
+
+template <class T, int G> struct LayerGeometry {
+    static constexpr int kWidth = simd<T>::W;                        // values per vector
+    static constexpr int kPanelVectors = kNV;                        // vectors per panel (W_hh and plain products)
+    static constexpr int kMicroRows = kMR;                           // rows per micro-kernel call
+    static constexpr Tail kStepTail = Tail::exact_unless_short;     // the recurrent products' (see Share)
+    // The recurrent product hands out unit tiles (kWidth hidden units, all G gates) in groups whose
+    // G * kTilesPerGroup vectors fill whole panels, so each thread owns every gate of its units.
+    static constexpr int kTilesPerGroup = G % 2 == 0 ? 1 : 2;
+    static constexpr int kPanelsPerGroup = G * kTilesPerGroup / kPanelVectors;
+    static constexpr Index KC = kKC;                                 // k-block of the plain products
+
+    static Index unit_groups(Index H) { return (GateCols<T>{G, H}.tiles() + kTilesPerGroup - 1) / kTilesPerGroup; }
+    static Index plain_panels(Index N) { return (PlainCols<T>{N}.nvec() + kPanelVectors - 1) / kPanelVectors; }
+
+    // The hidden units [lo, hi) that `items` cover, each item spanning `units_per_item` of them
+    // (a group of W_hh's forward panels, or a panel of the backward's plain product over H).
+    static Range units_of(Range items, Index units_per_item, Index H) {
+        const Index lo = items.lo * units_per_item, hi = items.hi * units_per_item;
+        return {lo < H ? lo : H, hi < H ? hi : H};
+    }
+    static Range units_of_groups(Range groups, Index H) { return units_of(groups, kTilesPerGroup * kWidth, H); }
+    static Range units_of_panels(Range panels, Index H) { return units_of(panels, kPanelVectors * kWidth, H); }
+
+    // Steps per input projection: all of them in training (written straight into the saved
+    // gates); in eval about 512 rows per product, the chunk's projections reused while in cache.
+    static Index chunk_steps(const LayerShape& s, bool training) {
+        if (training) return s.T;
+        const Index c = (512 + s.B - 1) / s.B;
+        return c < s.T ? c : s.T;
+    }
+
+    // A single step (single_step(): a cell's call, or a layer's at T = 1) uses each panel of the
+    // weights once (gemm_block takes all of a thread's rows past a panel at once): it packs each
+    // panel as it goes (PanelsPackedAsUsed) into a thread's own buffer, with no cache, and so reads
+    // the weights once. Through a cache they would be read three times (compared with its copy,
+    // then read packed), and a cache holds two more copies of them.
+    static bool packs_as_used(const LayerShape& s) { return single_step(s); }
+    static Index as_used_buffer(Index K, Index kc_max) {
+        return PanelsPackedAsUsed<T, kPanelVectors, PlainCols<T>>::buf_size(K < kc_max ? K : kc_max);
+    }
+
+    static Index forward_packed_size(Index H) {
+        return Packed<T, kPanelVectors>::size(H, unit_groups(H) * kPanelsPerGroup * kPanelVectors);
+    }
+    static Index backward_packed_size(Index H) { return Packed<T, kPanelVectors>::size(G * H, PlainCols<T>{H}.nvec()); }
+    static Index input_packed_size(Index I, Index H) { return Packed<T, kPanelVectors>::size(I, PlainCols<T>{G * H}.nvec()); }
+};
+
+template <class T> inline void copy_units(T* dst, const T* src, Index u0, Index u1) {
+    for (Index u = u0; u < u1; ++u) dst[u] = src ? src[u] : T(0);
+}
+template <class T> inline void add_units(T* dst, const T* src, Index u0, Index u1) {
+    for (Index u = u0; u < u1; ++u) dst[u] += src[u];
+}
+
+}  // namespace RNNFAST_ISA_NS
+}  // namespace rnnfast

@@ -1,0 +1,85 @@
+// The scheduling policy of a layer's time loop: how many threads a call uses, and what each owns.
+//
+// Unit mode: every thread has every batch row, a slice of hidden units and their panels of W_hh
+// (which stay in its cache for the whole sequence), and the team meets at one barrier per step.
+// Batch mode: each thread has an even slice of rows, every unit and every panel, and no barrier in
+// the loop; each thread then reads all of W_hh every step, which pays only while W_hh stays near
+// the core. The measurements behind every constant here are in benchmarks/RESULTS.md ("The
+// schedule's constants"). The recurrent products sum k in plain order in every micro-kernel block
+// (kStepTail; only a product of fewer than kExactRows rows splits k: B < 4 in unit mode, where
+// every thread has all rows), so neither the mode nor the thread count ever changes a result.
+#pragma once
+#include "layer_geometry.h"
+
+namespace rnnfast {
+namespace RNNFAST_ISA_NS {
+
+// What a thread owns in the time loop: rows [b0, b1), hidden units [u0, u1), W_hh panels [p0, p1).
+struct Share {
+    bool batch;
+    Index b0, b1, u0, u1, p0, p1;
+};
+
+template <class T, int G> struct LayerSchedule {
+    using Geo = LayerGeometry<T, G>;
+
+    // Threads: one where the work is too small to share. Unit mode: a step's recurrent product of
+    // fewer than kTinyStep multiply-adds (the barrier would cost more than the step saves). Batch
+    // mode: a call of fewer than kTinyCall (only starting the team costs). A single step also
+    // packs its G*H*(I+H) weights, each value counted as kPackCost multiply-adds (transposing a
+    // value costs about half a cycle, a multiply-add a sixteenth), and shares from kTinySingleStep.
+    static constexpr Index kTinyStep = 12288;
+    static constexpr Index kTinyCall = 32768;
+    static constexpr Index kPackCost = 8;
+    static constexpr Index kTinySingleStep = 262144;
+
+    // Batch mode needs kBatchRows rows per thread at least: with fewer, a thread's product would
+    // split k (kStepTail) and its rows' bits would depend on the thread count. W_hh above
+    // kBatchWeightBytes stays in unit mode at every B. Teams of more than two threads, all
+    // streaming W_hh from a shared L3, wait for kManyThreadRows rows unless W_hh fits the smallest
+    // current L2 (kL2Bytes). A single step has no barriers in a loop to save, and in batch mode
+    // every thread packs every panel: it goes to batch mode from kSingleStepBatchRows rows a thread.
+    static constexpr Index kBatchRows = kExactRows<Geo::kPanelVectors>;
+    static constexpr Index kManyThreadRows = 24;
+    static constexpr Index kL2Bytes = Index(256) << 10;
+    static constexpr Index kBatchWeightBytes = Index(1) << 20;
+    static constexpr Index kSingleStepBatchRows = 64;
+
+    static bool batch_mode(const LayerShape& s, int threads) {
+        const Index w = G * s.H * s.H * Index(sizeof(T));
+        if (threads < 2) return false;
+        const Index rows = s.B / threads;
+        if (Geo::packs_as_used(s)) return rows >= kSingleStepBatchRows;
+        if (w > kBatchWeightBytes) return false;
+        return rows >= (threads == 2 || w <= kL2Bytes ? kBatchRows : kManyThreadRows);
+    }
+
+    // The mode is judged at the number of threads asked for, and the team judges it again from its
+    // actual size (share()): with fewer threads, unit mode may become batch mode. In unit mode no
+    // more threads than `panels` (the units' groups of panels).
+    static int threads_for(const LayerShape& s, Index panels, int requested) {
+        const int asked = threads_asked(requested);
+        const Index step = s.B * G * s.H * s.H;  // a step's recurrent multiply-adds
+        const bool batch = batch_mode(s, asked);
+        const Index single_step_work = G * s.H * (s.I + s.H) * (s.B + kPackCost);
+        const int n = Geo::packs_as_used(s) ? team_size(single_step_work, kTinySingleStep, asked)
+                                            : team_size(batch ? s.T * step : step, batch ? kTinyCall : kTinyStep, asked);
+        return !batch_mode(s, n) && n > panels ? int(panels) : n;
+    }
+    static int forward_threads(const LayerShape& s, int requested) {
+        return threads_for(s, Geo::unit_groups(s.H), requested);
+    }
+    static int backward_threads(const LayerShape& s, int requested) {
+        return threads_for(s, Geo::plain_panels(s.H), requested);
+    }
+
+    // `panels`: the W_hh panels of this thread in unit mode, `units` their hidden units.
+    static Share share(const Team& team, const LayerShape& s, Range panels, Range units, Index all_panels) {
+        if (!batch_mode(s, team.n)) return {false, 0, s.B, units.lo, units.hi, panels.lo, panels.hi};
+        const Range rows = team.split(s.B);  // B = 64 on 2 threads: 32 rows each, not 30 and 34
+        return {true, rows.lo, rows.hi, 0, s.H, 0, all_panels};
+    }
+};
+
+}  // namespace RNNFAST_ISA_NS
+}  // namespace rnnfast

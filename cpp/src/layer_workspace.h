@@ -1,0 +1,135 @@
+// Where a layer's values live: the saved workspace a training forward leaves for backward, the
+// scratch of one forward or backward call, and the weight cache kept between calls. Each layout is
+// one carve_* function, used both to size a workspace (counting) and to cut it (pointers).
+//
+// Saved for backward (time-indexed): gates (T, B, G*H) post-activation; states (T+1, B, H), the
+// step at time t reading states[t + reverse] and writing states[t + !reverse]; for LSTM cells
+// (T+1, B, H) likewise; for GRU aux (T, B, H) = W_hn h_{t-1} + b_hn.
+#pragma once
+#include "layer_schedule.h"
+#include "weight_cache.h"
+
+namespace rnnfast {
+namespace RNNFAST_ISA_NS {
+
+// Hands out pieces of one workspace (or, with a null base, only counts them).
+template <class T> struct Carver {
+    T* base;
+    Index used = 0;
+    T* take(Index n) {
+        T* p = base ? base + used : nullptr;
+        used += (n + 15) / 16 * 16;  // keep every piece 64-byte aligned relative to the base
+        return p;
+    }
+};
+
+template <class T> struct Saved {
+    T *gates, *states, *cells, *aux;
+};
+
+// The forward's scratch. recurrent_packing, input_packing: the whole packing of W_hh and W_ih
+// (untouched, no pages faulted in, with a cache); for a single step each thread's buffers for
+// them instead, as_used_values apart. projection, state, cell: eval only (training writes the
+// projection into the saved gates and the states into the saved sequences).
+template <class T> struct ForwardScratch {
+    T *recurrent_packing, *input_packing, *bias_projection, *bias_recurrent, *recurrent, *projection;
+    T *state[2], *cell[2];
+    Index as_used_values;
+};
+
+// The backward's. Gate gradients: dg_ih (T, B, G*H) = dL/d(W_ih x_t + b_ih); for GRU, whose
+// dG_hh differs from dG_ih only in the n block, that block dg_hn (T, B, H) plus the whole of
+// dG_hh for the step in flight (dg_step: two (B, G*H) buffers, alternating, since the recurrent
+// product of step t may still read one while a faster thread writes step t-1's into the other).
+// With consume_saved they overwrite the saved gates (and GRU's aux), each value right after it was
+// read, so the backward's scratch is O(B * G * H) and the saved workspace serves one backward.
+template <class T> struct BackwardScratch {
+    T *dg_ih, *dg_hn, *dg_step, *dh, *dc, *recurrent_packing, *plain_packing, *a_packing, *db_ih, *db_hh;
+};
+
+template <class T, int G> struct LayerWorkspace {
+    using Geo = LayerGeometry<T, G>;
+    using Schedule = LayerSchedule<T, G>;
+    static constexpr int NV = Geo::kPanelVectors;
+
+    template <class C> static Saved<T> carve_saved(const LayerShape& s, C& cv) {
+        const Index TB = s.T * s.B, BH = s.B * s.H;
+        Saved<T> sv;
+        sv.gates = cv.take(TB * G * s.H);
+        sv.states = cv.take((s.T + 1) * BH);
+        sv.cells = G == 4 ? cv.take((s.T + 1) * BH) : nullptr;
+        sv.aux = G == 3 ? cv.take(TB * s.H) : nullptr;
+        return sv;
+    }
+
+    template <class C>
+    static ForwardScratch<T> carve_forward(const LayerShape& s, bool training, int threads, C& cv) {
+        const Index GH = G * s.H, BH = s.B * s.H;
+        ForwardScratch<T> w{};
+        if (Geo::packs_as_used(s)) {
+            const Index recurrent_values = Geo::as_used_buffer(s.H, s.H);
+            w.as_used_values = recurrent_values + Geo::as_used_buffer(s.I, Geo::KC);
+            w.recurrent_packing = cv.take(Schedule::forward_threads(s, threads) * w.as_used_values);
+            w.input_packing = w.recurrent_packing + recurrent_values;
+        } else {
+            w.recurrent_packing = cv.take(Geo::forward_packed_size(s.H));
+            w.input_packing = cv.take(Geo::input_packed_size(s.I, s.H));
+        }
+        w.bias_projection = cv.take(GH);
+        w.bias_recurrent = cv.take(GH);
+        w.recurrent = cv.take(s.B * GH);
+        if (!training) {
+            w.projection = cv.take(Geo::chunk_steps(s, false) * s.B * GH);
+            for (int i = 0; i < 2; ++i) w.state[i] = cv.take(BH);
+            for (int i = 0; i < 2; ++i) w.cell[i] = G == 4 ? cv.take(BH) : nullptr;
+        }
+        return w;
+    }
+
+    template <class C>
+    static BackwardScratch<T> carve_backward(const LayerShape& s, int threads, bool consume, C& cv) {
+        const Index GH = G * s.H, TB = s.T * s.B;
+        BackwardScratch<T> w{};
+        w.dg_ih = consume ? nullptr : cv.take(TB * GH);
+        w.dg_hn = G == 3 && !consume ? cv.take(TB * s.H) : nullptr;
+        w.dg_step = G == 3 ? cv.take(2 * s.B * GH) : nullptr;
+        w.dh = cv.take(s.B * s.H);
+        w.dc = cv.take(s.B * s.H);
+        w.recurrent_packing = cv.take(Geo::packs_as_used(s) ? threads * Geo::as_used_buffer(GH, GH)
+                                                            : Geo::backward_packed_size(s.H));
+        const Index panels_i = Geo::plain_panels(s.I), panels_h = Geo::plain_panels(s.H);
+        w.plain_packing = cv.take(Geo::KC * (panels_i > panels_h ? panels_i : panels_h) * NV * Geo::kWidth);
+        w.a_packing = cv.take(threads * gemm_mc<T, Geo::kMicroRows>() * Geo::KC);
+        w.db_ih = cv.take(GH);
+        w.db_hh = G == 3 ? cv.take(GH) : w.db_ih;
+        return w;
+    }
+
+    static Index saved_size(const LayerShape& s) {
+        Carver<T> cv{nullptr};
+        carve_saved(s, cv);
+        return cv.used;
+    }
+    static Index forward_scratch(const LayerShape& s, bool training, int threads) {
+        Carver<T> cv{nullptr};
+        carve_forward(s, training, threads, cv);
+        return cv.used + kAlignSlack;
+    }
+    static Index backward_scratch(const LayerShape& s, int threads, bool consume) {
+        Carver<T> cv{nullptr};
+        carve_backward(s, Schedule::backward_threads(s, threads), consume, cv);
+        return cv.used + kAlignSlack;
+    }
+
+    // The forward's cache: W_hh's, then W_ih's (at recurrent_cache_size()); the backward's: W_hh's
+    // transposed packing. A single step leaves it alone.
+    static Index recurrent_cache_size(Index H) { return WeightCache<T>::size(G * H * H, Geo::forward_packed_size(H)); }
+    static Index weight_cache(const LayerShape& s, bool backward) {
+        if (backward) return WeightCache<T>::size(G * s.H * s.H, Geo::backward_packed_size(s.H)) + kAlignSlack;
+        return recurrent_cache_size(s.H) + WeightCache<T>::size(G * s.H * s.I, Geo::input_packed_size(s.I, s.H)) +
+               kAlignSlack;
+    }
+};
+
+}  // namespace RNNFAST_ISA_NS
+}  // namespace rnnfast

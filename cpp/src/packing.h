@@ -1,0 +1,121 @@
+// The B operand of the products, packed: panels of NV vectors (NV * W columns) by KC rows, read
+// contiguously by the micro-kernel. Column maps say which output column each packed vector holds:
+// PlainCols for an ordinary product, GateCols for the recurrent weights, where vector v holds gate
+// (v % G) of unit tile (v / G), so that one panel carries every gate of its hidden units. Packed
+// holds a whole packing (kept, or made once per call); PanelsPackedAsUsed packs each panel just
+// before it is read (a single step, which reads each panel once).
+#pragma once
+#include "simd.h"
+
+namespace rnnfast {
+namespace RNNFAST_ISA_NS {
+
+template <class T> struct Mat {  // element (r, c) is p[r * rs + c * cs]
+    const T* p;
+    Index rs, cs;
+    T at(Index r, Index c) const { return p[r * rs + c * cs]; }
+};
+
+template <class T> struct PlainCols {
+    Index N;
+    static constexpr int W = simd<T>::W;
+    Index nvec() const { return (N + W - 1) / W; }
+    Index col(Index v) const { return v * W; }
+    int valid(Index v) const { return v * W + W <= N ? W : int(N - v * W); }
+};
+
+template <class T> struct GateCols {
+    Index G, H;
+    static constexpr int W = simd<T>::W;
+    Index tiles() const { return (H + W - 1) / W; }
+    Index nvec() const { return G * tiles(); }
+    Index col(Index v) const { return (v % G) * H + (v / G) * W; }
+    int valid(Index v) const { return (v / G) * W + W <= H ? W : int(H - (v / G) * W); }
+};
+
+// B packed for the micro-kernel: K-block kb of panel p is a (kc, NV*W) row-major block.
+template <class T, int NV> struct Packed {
+    static constexpr int W = simd<T>::W;
+    static constexpr bool kPacksOnUse = false;
+    T* data;
+    Index K, KC, npanels;
+    static Index size(Index K, Index nvec) { return K * ((nvec + NV - 1) / NV) * NV * W; }
+    Index kc(Index kb) const { return K - kb * KC < KC ? K - kb * KC : KC; }
+    T* block(Index kb, Index p) const { return data + kb * KC * npanels * NV * W + p * kc(kb) * NV * W; }
+};
+
+// Packs panel p's rows [k0, k0 + kc) of B into dst (kc x NV vectors); vectors past the map's end
+// and lanes past a vector's valid count are zero. Weights as stored (B.rs == 1: each column of B
+// a contiguous row of the weights) go in W x W blocks transposed in registers; B.cs == 1 (rows of
+// B contiguous) as whole vectors; any other strides one value at a time. Against packing the
+// weights one value at a time, on Zen 3 (AVX2), an LSTM forward at T = 20, B = 1 whose weights
+// changed since the last call took 101-118 us longer than one whose did not at H = 256 before,
+// 19-27 after; at H = 512 670-810 before, 340-520 after (the rest: the cache's copy of them).
+template <class T, int NV, class Cols>
+void pack_panel(T* dst, Mat<T> B, Cols cols, Index p, Index k0, Index kc) {
+    constexpr int W = simd<T>::W;
+    const Index nvec = cols.nvec();
+    for (int vi = 0; vi < NV; ++vi) {
+        const Index v = p * NV + vi;
+        const int n = v < nvec ? cols.valid(v) : 0;
+        const Index c0 = v < nvec ? cols.col(v) : 0;
+        T* d = dst + vi * W;  // row k of this vector: d + k * NV * W
+        if (n > 0 && B.rs == 1) {
+            const T* src = &B.p[c0 * B.cs + k0];  // lane l's values: src + l * B.cs + k
+            Index k = 0;
+            if (n == W)  // the common case with every bound known, so that the block stays in registers
+                for (; k + 2 * W <= kc; k += 2 * W) {
+                    vec<T> r[W], q[W];
+                    for (int l = 0; l < W; ++l) {
+                        r[l] = load(src + l * B.cs + k);
+                        q[l] = load(src + l * B.cs + k + W);
+                    }
+                    transpose<T>(r);
+                    transpose<T>(q);
+                    for (int i = 0; i < W; ++i) store(d + (k + i) * NV * W, r[i]);
+                    for (int i = 0; i < W; ++i) store(d + (k + W + i) * NV * W, q[i]);
+                }
+            for (; k < kc; k += W) {
+                const int m = kc - k < W ? int(kc - k) : W;
+                vec<T> r[W];
+                for (int l = 0; l < W; ++l) r[l] = l < n ? load_n(src + l * B.cs + k, m) : splat<T>(0);
+                transpose<T>(r);
+                for (int i = 0; i < m; ++i) store(d + (k + i) * NV * W, r[i]);
+            }
+        } else if (n > 0 && B.cs == 1) {
+            for (Index k = 0; k < kc; ++k) store(d + k * NV * W, load_n(&B.p[(k0 + k) * B.rs + c0], n));
+        } else {
+            for (Index k = 0; k < kc; ++k)
+                for (int l = 0; l < W; ++l) d[k * NV * W + l] = l < n ? B.at(k0 + k, c0 + l) : T(0);
+        }
+    }
+}
+
+// Packs panels [p0, p1) of every K block.
+template <class T, int NV, class Cols>
+void pack_panels(const Packed<T, NV>& P, Mat<T> B, Cols cols, Index p0, Index p1) {
+    for (Index kb = 0; kb * P.KC < P.K; ++kb)
+        for (Index p = p0; p < p1; ++p) pack_panel<T, NV>(P.block(kb, p), B, cols, p, kb * P.KC, P.kc(kb));
+}
+
+// B packed as it is used: block(kb, p) packs that one panel into `buf` (a thread's own, KC x NV *
+// W values) and returns it. For products that use each panel once (a single step), where a kept
+// packing costs more: checking it reads the weights and its copy of them, and then the packed
+// panels are read too. Here the weights are read once and the panel comes back from L1 or L2.
+// Same panels as Packed's, so the same results.
+template <class T, int NV, class Cols> struct PanelsPackedAsUsed {
+    static constexpr bool kPacksOnUse = true;
+    Mat<T> B;
+    Cols cols;
+    T* buf;
+    Index K, KC, npanels;
+    static Index buf_size(Index KC) { return KC * NV * simd<T>::W; }
+    Index kc(Index kb) const { return K - kb * KC < KC ? K - kb * KC : KC; }
+    const T* block(Index kb, Index p) const {
+        pack_panel<T, NV>(buf, B, cols, p, kb * KC, kc(kb));
+        return buf;
+    }
+};
+
+}  // namespace RNNFAST_ISA_NS
+}  // namespace rnnfast
