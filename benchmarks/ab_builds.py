@@ -20,6 +20,8 @@ import subprocess
 import sys
 import time
 
+from _timing import median_seconds
+
 DEFAULT_ROWS = ["lstm,100,16,256,eval", "lstm,100,16,256,train", "lstm,50,64,512,train",
                 "gru,100,64,256,train", "rnn,25,32,1024,eval"]
 CLASSES = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
@@ -61,14 +63,7 @@ def time_rows(rows, threads, budget):
             m(x)
             return m.backward(dy)
 
-        call()
-        call()
-        times, end = [], time.perf_counter() + budget
-        while time.perf_counter() < end or len(times) < 5:
-            t0 = time.perf_counter()
-            call()
-            times.append(time.perf_counter() - t0)
-        out.append(statistics.median(times))
+        out.append(median_seconds(call, budget, warmups=2))
     return out
 
 

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
@@ -135,3 +137,33 @@ def test_mca_report_finds_single_block_fma_loops(tmp_path):
     assert [f for f, _ in found] == ["f"]
     assert sum(ln.startswith("vfmadd") for ln in found[0][1]) == 16
     assert all("%zmm31" in ln for ln in mca.fma_only(["vfmadd231ps\t(%rcx,%r11,4), %zmm1, %zmm3"]))
+
+
+def test_front_ends_check_both_give_the_same_bits_before_timing():
+    pytest.importorskip("torch")
+    rows = ["gru,4,3,8,2,2,train", "lstm,3,2,8,1,1,eval"]
+    out = run("front_ends.py", *rows, "--rounds", "1", "--budget", "0.01")
+    assert "checked equal (bits) before timing" in out
+    for row in rows:
+        assert row in out
+
+
+def test_bit_identity_tool_finds_one_changed_bit(tmp_path):
+    """The same build twice: no difference; one value moved by one ulp: found and named."""
+    tool = BENCH.parent / "tools" / "bit_identity.py"
+    dump = tmp_path / "a.npz"
+    r = subprocess.run([sys.executable, str(tool), "--dump", str(dump), "--quick"], capture_output=True, text=True,
+                       timeout=900, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    import numpy as np
+    arrays = dict(np.load(dump))
+    key = sorted(arrays)[len(arrays) // 2]
+    changed = arrays[key].copy()
+    changed.flat[0] = np.nextafter(changed.flat[0], np.inf, dtype=changed.dtype)
+    arrays[key] = changed
+    np.savez(tmp_path / "b.npz", **arrays)
+    same = subprocess.run([sys.executable, str(tool), str(dump), str(dump)], capture_output=True, text=True)
+    assert same.returncode == 0 and "0 differ" in same.stdout
+    moved = subprocess.run([sys.executable, str(tool), str(dump), str(tmp_path / "b.npz")], capture_output=True,
+                           text=True)
+    assert moved.returncode == 1 and f"differs: {key}" in moved.stdout

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("every_isa")
 def forward(mode, p, x, training):
     lstm = mode == "lstm"
     return F.layer_forward(mode, x, p["h0"], p["c0"] if lstm else None, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"],
-                           training=training, cache=F.WeightCache())
+                           training=training, workspace=F.LayerWorkspace())
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -127,9 +127,9 @@ def test_a_single_step_leaves_the_cache_for_longer_calls():
     """A step uses no cache and returns the caller's as it came; the longer calls around it keep
     seeing every weight change."""
     p = make_layer("lstm", 4, 5, 7, 40, np.float32, seed=1)
-    cache = F.WeightCache()
+    cache = F.LayerWorkspace()
     call = lambda x: F.layer_forward("lstm", x, None, None, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"],
-                                     training=False, cache=cache)[0]
+                                     training=False, workspace=cache)[0]
     call(p["x"])
     kept = cache.forward
     assert kept.size > 0

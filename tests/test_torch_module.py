@@ -270,3 +270,73 @@ def test_devices_and_dtypes_are_checked():
         m(torch.randn(5, 2, 3), lengths=[6, 1])
     with pytest.raises(TypeError, match="float32 or float64"):
         m.half()(torch.randn(5, 2, 3).half())
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_same_bits_as_the_numpy_modules(cell):
+    """rnnfast.torch and rnnfast's NumPy modules run one stack: outputs, input gradients and every
+    parameter gradient are the same bits (2 layers, bidirectional, lengths, float32)."""
+    name, extra = CELLS[cell]
+    T, B, I, H = 6, 5, 7, 9
+    ours = getattr(rt, name)(I, H, num_layers=2, bidirectional=True, **extra)
+    numpy_module = ours.to_numpy()
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((T, B, I), dtype=np.float32)
+    dy = rng.standard_normal((T, B, 2 * H), dtype=np.float32)
+    lengths = np.array([6, 3, 1, 6, 2])
+    xt = torch.from_numpy(x.copy()).requires_grad_()
+    y_t, _ = ours(xt, lengths=torch.from_numpy(lengths))
+    y_t.backward(torch.from_numpy(dy))
+    y_n, _ = numpy_module(x, lengths=lengths)
+    dx_n, _ = numpy_module.backward(dy)
+    assert np.array_equal(y_t.detach().numpy(), y_n)
+    assert np.array_equal(xt.grad.numpy(), dx_n)
+    for pname, p in ours.named_parameters():
+        assert np.array_equal(p.grad.numpy(), numpy_module.grads[pname]), pname
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_a_second_backward_with_retain_graph_gives_the_same_gradients(cell):
+    """The first backward consumes the saved forward; a second one (retain_graph=True) runs the
+    layer's forward again from the saved inputs and gives the same gradients, bit for bit."""
+    torch.manual_seed(0)
+    _, ours = pair(cell, 5, 8, num_layers=2, bidirectional=True, dtype=F64)
+    x = torch.randn(7, 3, 5, dtype=F64, requires_grad=True)
+    y, _ = ours(x)
+    loss = (y * torch.linspace(-1, 1, y.numel(), dtype=F64).reshape(y.shape)).sum()
+    first = torch.autograd.grad(loss, [x, *ours.parameters()], retain_graph=True)
+    second = torch.autograd.grad(loss, [x, *ours.parameters()], retain_graph=True)
+    third = torch.autograd.grad(loss, [x, *ours.parameters()])
+    for a, b, c in zip(first, second, third):
+        assert torch.equal(a, b) and torch.equal(a, c)
+    with pytest.raises(RuntimeError):  # torch's own: the graph was freed
+        torch.autograd.grad(loss, [x])
+
+
+def test_one_module_from_two_threads_at_once():
+    """Two threads share one module (its workspaces): a call that finds one busy runs on its own,
+    and every result is the same bits as run alone."""
+    import threading
+    torch.manual_seed(1)
+    _, ours = pair("lstm", 32, 64, num_layers=2, bidirectional=True)
+    xs = [torch.randn(40, 8, 32, generator=torch.Generator().manual_seed(i)) for i in range(6)]
+    with torch.no_grad():
+        alone = [ours(x)[0] for x in xs]
+    results, errors = {}, []
+
+    def work(i):
+        try:
+            with torch.no_grad():
+                for _ in range(5):
+                    results[i] = ours(xs[i])[0]
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for i, want in enumerate(alone):
+        assert torch.equal(results[i], want)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import rnnfast
-from rnnfast.functional import WeightCache, layer_forward
+from rnnfast.functional import LayerWorkspace, layer_forward
 
 MAKERS = {"rnn_tanh": rnnfast.RNN, "lstm": rnnfast.LSTM, "gru": rnnfast.GRU}
 # B*G*H*H is large enough for the kernels to use several threads; B = 7 keeps the layers in unit
@@ -125,15 +125,15 @@ def test_spoiled_or_foreign_cache_is_refilled():
     x = rng.standard_normal((T, B, I))
     w_ih, w_hh = rng.standard_normal((3 * H, I)) * 0.1, rng.standard_normal((3 * H, H)) * 0.1
     y_plain, *_ = layer_forward("gru", x, None, None, w_ih, w_hh, None, None, training=False)
-    cache = WeightCache()
-    layer_forward("gru", x, None, None, w_ih, w_hh, None, None, training=False, cache=cache)
+    cache = LayerWorkspace()
+    layer_forward("gru", x, None, None, w_ih, w_hh, None, None, training=False, workspace=cache)
     for fill in (0.0, np.nan, 7.0):
         cache.forward[head(cache.forward) + 16:] = fill  # tag kept, copy and panels spoiled
-        y, *_ = layer_forward("gru", x, None, None, w_ih, w_hh, None, None, training=False, cache=cache)
+        y, *_ = layer_forward("gru", x, None, None, w_ih, w_hh, None, None, training=False, workspace=cache)
         np.testing.assert_array_equal(y, y_plain)
     other = rng.standard_normal((3 * H, H)) * 0.1  # another layer's weights through the same cache
     y_other, *_ = layer_forward("gru", x, None, None, w_ih, other, None, None, training=False)
-    y, *_ = layer_forward("gru", x, None, None, w_ih, other, None, None, training=False, cache=cache)
+    y, *_ = layer_forward("gru", x, None, None, w_ih, other, None, None, training=False, workspace=cache)
     np.testing.assert_array_equal(y, y_other)
 
 
@@ -144,12 +144,12 @@ def test_spoiled_copy_with_a_valid_tag_repacks():
     x = rng.standard_normal((T, B, I))
     w_ih, w_hh = rng.standard_normal((4 * H, I)) * 0.1, rng.standard_normal((4 * H, H)) * 0.1
     expect, *_ = layer_forward("lstm", x, None, None, w_ih, w_hh, None, None, training=False)
-    cache = WeightCache()
+    cache = LayerWorkspace()
     for fill in (np.nan, 3.0):
-        layer_forward("lstm", x, None, None, w_ih, w_hh, None, None, training=False, cache=cache)
+        layer_forward("lstm", x, None, None, w_ih, w_hh, None, None, training=False, workspace=cache)
         h = head(cache.forward) + 16
         cache.forward[h:h + w_hh.size] = fill
-        y, *_ = layer_forward("lstm", x, None, None, w_ih, w_hh, None, None, training=False, cache=cache)
+        y, *_ = layer_forward("lstm", x, None, None, w_ih, w_hh, None, None, training=False, workspace=cache)
         np.testing.assert_array_equal(y, expect)
 
 
@@ -161,8 +161,8 @@ def test_cache_moved_off_its_alignment_is_refilled():
     x = rng.standard_normal((T, B, I))
     w_ih, w_hh = rng.standard_normal((4 * H, I)) * 0.1, rng.standard_normal((4 * H, H)) * 0.1
     expect, *_ = layer_forward("lstm", x, None, None, w_ih, w_hh, None, None, training=False)
-    cache = WeightCache()
-    layer_forward("lstm", x, None, None, w_ih, w_hh, None, None, training=False, cache=cache)
+    cache = LayerWorkspace()
+    layer_forward("lstm", x, None, None, w_ih, w_hh, None, None, training=False, workspace=cache)
     filled = cache.forward.copy()
     heads = set()
     room = np.empty(filled.size + 8)
@@ -171,7 +171,7 @@ def test_cache_moved_off_its_alignment_is_refilled():
         moved[:] = filled
         heads.add(head(moved))
         cache.forward = moved
-        y, *_ = layer_forward("lstm", x, None, None, w_ih, w_hh, None, None, training=False, cache=cache)
+        y, *_ = layer_forward("lstm", x, None, None, w_ih, w_hh, None, None, training=False, workspace=cache)
         assert cache.forward is moved  # reused, not replaced
         np.testing.assert_array_equal(y, expect)
     assert len(heads) == 8
@@ -192,7 +192,7 @@ def test_copies_do_not_share_a_cache():
     x, _ = data(3)
     m(x)
     for c in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
-        assert all(p.forward.size == 0 for p in c._packed.values())
+        assert all(w.forward is None for w in c._stack._workspaces)
         c.parameters()["weight_hh_l0"][:] = 0
         assert not np.array_equal(c(x)[0], m(x)[0])
 

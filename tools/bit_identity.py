@@ -12,6 +12,12 @@ backward, parameter gradients), the single-step cells, `rnnfast.functional` (a b
 the saved forward and one that consumes it) and `rnnfast.torch` where torch is installed. The
 shapes cover a single step, unit mode, batch mode and a layer with more hidden units than a panel.
 Exit status 0 when every array is bit-identical and both builds produced the same set.
+
+The one change on record (issue 22): rnnfast.torch's bidirectional layers used to add the reverse
+direction's dx into the forward one's inside the kernel; they now run the NumPy modules' stack,
+which computes each direction's dx apart and sums them (so that the directions can run at the same
+time), and give the NumPy modules' bits. Against a build before that, only `*/torch/dx` and the
+torch gradients of the layers below a bidirectional one differ.
 """
 import argparse
 import os

@@ -95,6 +95,7 @@ Index backward_scratch_size(const LayerShape& s, int elem_bytes, int threads, bo
     });
 }
 Index weight_cache_size(const LayerShape& s, int elem_bytes, bool backward) {
+    if (single_step(s)) return 0;  // packs as it goes: no cache
     return by_elem(elem_bytes, [&](auto x) {
         return largest([&](const KernelTable& t) { return t.of<decltype(x)>().weight_cache(s, backward); });
     });

@@ -43,6 +43,23 @@ __all__ = ["RNN", "LSTM", "GRU", "BiRNN", "RNNCell", "LSTMCell", "GRUCell", "RNN
            "one_hot", "pad_sequences", "lengths_mask", "Batch", "Batches", "save", "load"]
 
 
+# Public submodules not imported above, loaded on first use as attributes (PEP 562): after a plain
+# `import rnnfast`, `rnnfast.onnx.export(...)` works, and importing rnnfast imports neither torch
+# nor onnx until they are asked for.
+_LAZY_SUBMODULES = ("onnx", "torch", "reference", "functional", "selfcheck", "demo", "corpus")
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")  # also binds it as an attribute
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_SUBMODULES))
+
+
 def set_num_threads(n: int) -> None:
     """Threads the kernels use (results are identical for any count)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:

@@ -33,6 +33,13 @@ def positive_int(value, name: str) -> int:
     return int(value)
 
 
+def nonlinearity(value) -> str:
+    """RNN's nonlinearity name, "tanh" or "relu"."""
+    if value not in ("tanh", "relu"):
+        raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {value!r}")
+    return value
+
+
 def float_array(value, name: str, dtype: np.dtype) -> np.ndarray:
     """Any floating array-like -> ndarray of `dtype`; integer, bool, complex or object -> TypeError."""
     try:

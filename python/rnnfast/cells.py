@@ -12,23 +12,23 @@ from __future__ import annotations
 import numpy as np
 
 from . import _validate as v
-from .functional import layer_backward, layer_forward
+from ._registry import cell_kind
+from ._stack import Stack
 from .module import Module, serialized
-
-_GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 
 
 class _Cell(Module):
     def __init__(self, mode, input_size, hidden_size, bias, dtype, seed):
         super().__init__()
         self.mode = mode
+        self._stack = Stack(cell_kind(mode), 1, 1)  # one layer, one direction, one step a call
         self.input_size = v.positive_int(input_size, "input_size")
         self.hidden_size = v.positive_int(hidden_size, "hidden_size")
         self.bias = bool(bias)
         self.dtype = v.dtype_of(dtype)
         self._tape = []
         rng = np.random.default_rng(seed)
-        GH, bound = _GATES[mode] * self.hidden_size, 1.0 / np.sqrt(self.hidden_size)
+        GH, bound = self._stack.cell.gates * self.hidden_size, 1.0 / np.sqrt(self.hidden_size)
         v.check_allocation(2 * GH * (self.input_size + self.hidden_size + 2) * self.dtype.itemsize,
                            "the parameters and their gradients")
         shapes = {"weight_ih": (GH, self.input_size), "weight_hh": (GH, self.hidden_size)}
@@ -74,11 +74,12 @@ class _Cell(Module):
             raise ValueError(f"input: expected shape (batch, {self.input_size}), got {x.shape}")
         h0, c0 = self._state(state, x.shape[0], "state")
         p = self._params
-        _, h, c, ctx = layer_forward(self.mode, np.ascontiguousarray(x)[None], h0, c0, p["weight_ih"], p["weight_hh"],
-                                     p.get("bias_ih"), p.get("bias_hh"), training=self.training)
+        weights = [(p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"))]
+        _, h, c, contexts = self._stack.run_layer(0, np.ascontiguousarray(x)[None], None if h0 is None else h0[None],
+                                                  None if c0 is None else c0[None], weights, None, self.training)
         if self.training:
-            self._tape.append(ctx)
-        return (h, c) if self.mode == "lstm" else h
+            self._tape.append(contexts)
+        return (h[0], c[0]) if self.mode == "lstm" else h[0]
 
     __call__ = forward
 
@@ -87,14 +88,16 @@ class _Cell(Module):
         """Back through the last recorded step: returns (grad_x, grad_prev_state)."""
         if not self._tape:
             raise RuntimeError("backward: no recorded step left (steps are recorded by train-mode calls)")
-        ctx = self._tape[-1]
-        dh, dc = self._state(grad_state, ctx.x.shape[1], "grad_state")
-        B, H = ctx.x.shape[1], self.hidden_size
+        contexts = self._tape[-1]
+        B, H = contexts[0].x.shape[1], self.hidden_size
+        dh, dc = self._state(grad_state, B, "grad_state")
         g = self.grads
-        dx, dh0, dc0, *_ = layer_backward(ctx, np.zeros((1, B, H), self.dtype), dh, dc,
-                                          grads=(g["weight_ih"], g["weight_hh"], g.get("bias_ih"), g.get("bias_hh")))
+        grads = [(g["weight_ih"], g["weight_hh"], g.get("bias_ih"), g.get("bias_hh"))]
+        dx, dh0, dc0, _ = self._stack.backprop_layer(contexts, np.zeros((1, B, H), self.dtype),
+                                                     None if dh is None else dh[None], None if dc is None else dc[None],
+                                                     grads, retain_graph=False)
         self._tape.pop()
-        return dx[0], ((dh0, dc0) if self.mode == "lstm" else dh0)
+        return dx[0], ((dh0[0], dc0[0]) if self.mode == "lstm" else dh0[0])
 
     def __repr__(self):
         return f"{type(self).__name__}({self.input_size}, {self.hidden_size}, bias={self.bias}, dtype={self.dtype.name})"
@@ -104,9 +107,7 @@ class RNNCell(_Cell):
     """h' = f(W_ih x + b_ih + W_hh h + b_hh), f = tanh or relu."""
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", dtype="float32", seed=None):
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"nonlinearity: expected 'tanh' or 'relu', got {nonlinearity!r}")
-        self.nonlinearity = nonlinearity
+        self.nonlinearity = v.nonlinearity(nonlinearity)
         super().__init__("rnn_" + nonlinearity, input_size, hidden_size, bias, dtype, seed)
 
 

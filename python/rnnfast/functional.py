@@ -14,27 +14,15 @@ import numpy as np
 
 from . import _core
 
-CELL_CODES = {"rnn_tanh": 0, "rnn_relu": 1, "lstm": 2, "gru": 3}
+from ._registry import cell_kind
 
-
-class WeightCache:
-    """The weights packed for the kernels, kept between the calls of one layer and direction.
-
-    The kernels compare the weights with the copy the cache holds on every call and repack only
-    what changed, so any update (load_state_dict, an optimiser step, an in-place edit) is seen; a
-    cache is an optimisation, never a source of stale results. Not for concurrent calls. Holds two
-    copies of w_hh and w_ih for the forward, and two of w_hh for the backward once one has run. A
-    single step (T = 1) uses none: it packs the weights as it goes, and leaves the cache as it is.
-    """
-
-    __slots__ = ("forward", "backward")
-
-    def __init__(self):
-        # Empty arrays ask the kernels for a cache of the right size (None would mean: no cache).
-        self.forward = self.backward = np.empty(0, np.float32)
-
-    def __reduce__(self):  # copies and pickles start empty
-        return WeightCache, ()
+# What one layer and direction keeps between calls: the packed-weight caches and the scratch. The
+# kernels compare the weights with the copy a cache holds on every call and repack only what
+# changed, so any update (load_state_dict, an optimiser step, an in-place edit) is seen; a cache is
+# an optimisation, never a source of stale results. A single step (T = 1) packs as it goes and
+# leaves the caches as they are. Copies and pickles start empty; a workspace busy in a call on
+# another thread is not waited for (that call runs on a temporary one, without caches).
+LayerWorkspace = _core.LayerWorkspace
 
 
 class LayerContext:
@@ -43,12 +31,12 @@ class LayerContext:
     `spent` is set by a backward that consumed the workspace (retain_graph=False): it then holds
     gate gradients, and only a new forward (which may reuse the memory) makes a new context."""
 
-    __slots__ = ("mode", "x", "w_ih", "w_hh", "has_bias", "reverse", "lengths", "saved", "cache", "spent")
+    __slots__ = ("mode", "x", "w_ih", "w_hh", "has_bias", "reverse", "lengths", "saved", "workspace", "spent")
 
-    def __init__(self, mode, x, w_ih, w_hh, has_bias, reverse, lengths, saved, cache):
+    def __init__(self, mode, x, w_ih, w_hh, has_bias, reverse, lengths, saved, workspace):
         self.mode, self.x, self.w_ih, self.w_hh = mode, x, w_ih, w_hh
         self.has_bias, self.reverse, self.lengths, self.saved = has_bias, reverse, lengths, saved
-        self.cache = cache
+        self.workspace = workspace
         self.spent = False
 
 
@@ -61,24 +49,24 @@ def _lengths(lengths):
 
 
 def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None, training=True, out=None,
-                  saved=None, cache=None, threads=0):
+                  saved=None, workspace=None, threads=0):
     """Runs one layer: returns (y, h_n, c_n or None, LayerContext or None).
 
     `out`, if given, is a (T, B, H) view to write y into (e.g. one half of a bidirectional output).
     `saved`, if given, is an earlier context's workspace to reuse (overwritten: that context is
-    spent); it is used when its size fits and ignored otherwise. `cache`, if given, is this layer
-    and direction's `WeightCache` (its backward uses it too). `threads` > 0 caps this call's
-    threads (else `get_num_threads()`).
+    spent); it is used when its size fits and ignored otherwise. `workspace`, if given, is this
+    layer and direction's `LayerWorkspace` (its backward uses it too). `threads` > 0 caps this
+    call's threads (else `get_num_threads()`).
     """
     T, B, _ = x.shape
     H = w_hh.shape[1]
     y = np.empty((T, B, H), x.dtype) if out is None else out
     lens = _lengths(lengths)
-    h_n, c_n, saved, packed = _core.layer_forward(CELL_CODES[mode], x, h0, c0, w_ih, w_hh, b_ih, b_hh, bool(reverse),
-                                                  lens, bool(training), y, saved, cache and cache.forward, int(threads))
-    if cache is not None:
-        cache.forward = packed
-    ctx = LayerContext(mode, x, w_ih, w_hh, b_ih is not None, bool(reverse), lens, saved, cache) if training else None
+    h_n, c_n, saved = _core.layer_forward(cell_kind(mode).code, x, w_ih, w_hh, b_ih, b_hh, h0, c0, y=y,
+                                          reverse=bool(reverse), lengths=lens, training=bool(training), saved=saved,
+                                          workspace=workspace, threads=int(threads))
+    ctx = (LayerContext(mode, x, w_ih, w_hh, b_ih is not None, bool(reverse), lens, saved, workspace)
+           if training else None)
     return y, h_n, c_n, ctx
 
 
@@ -93,9 +81,9 @@ def layer_backward(ctx, dy, dh_n=None, dc_n=None, grads=None, dx_out=None, dx_ac
     `grads`, if given, is (dw_ih, dw_hh, db_ih, db_hh) arrays that the weight gradients are added
     into (the returned ones are those arrays); otherwise fresh arrays are returned. `dx_out` with
     `dx_accumulate` adds dx into an existing array (layers whose input feeds two directions).
-    `scratch`: a workspace of `backward_scratch_size` values (for the same `threads` and
-    `retain_graph`) to reuse (else one is allocated). `threads` > 0: this call's thread count (else
-    `get_num_threads()`).
+    `scratch`: caller-owned memory of `backward_scratch_size` values (for the same `threads` and
+    `retain_graph`) to use instead of the workspace's. `threads` > 0: this call's thread count
+    (else `get_num_threads()`).
     """
     if ctx is None:
         raise RuntimeError("backward: no saved forward (was the forward run with training=False?)")
@@ -107,21 +95,18 @@ def layer_backward(ctx, dy, dh_n=None, dc_n=None, grads=None, dx_out=None, dx_ac
                  np.zeros(ctx.w_hh.shape[0], dt) if ctx.has_bias else None,
                  np.zeros(ctx.w_hh.shape[0], dt) if ctx.has_bias else None)
     dx = np.empty(x.shape, dt) if dx_out is None else dx_out
-    cache = ctx.cache
     # Marked before the call: a Ctrl-C raised as the kernels return must not leave a workspace
     # that holds gradients looking like saved gates. The binding's own errors (types, shapes,
     # memory) come before any kernel runs: then nothing was consumed.
     ctx.spent = not retain_graph
     try:
-        dh0, dc0, packed = _core.layer_backward(CELL_CODES[ctx.mode], x, ctx.w_ih, ctx.w_hh, ctx.lengths,
-                                                ctx.reverse, ctx.saved, dy, dh_n, dc_n, dx, bool(dx_accumulate),
-                                                *grads, scratch, cache and cache.backward, int(threads),
-                                                not retain_graph)
+        dh0, dc0 = _core.layer_backward(cell_kind(ctx.mode).code, x, ctx.w_ih, ctx.w_hh, ctx.saved, dy, dh_n, dc_n, dx,
+                                        *grads, reverse=ctx.reverse, lengths=ctx.lengths,
+                                        dx_accumulate=bool(dx_accumulate), consume_saved=not retain_graph,
+                                        workspace=ctx.workspace, scratch=scratch, threads=int(threads))
     except Exception:
         ctx.spent = False
         raise
-    if cache is not None:
-        cache.backward = packed
     return (dx, dh0, dc0) + tuple(grads)
 
 
@@ -155,8 +140,8 @@ def gru_backward(dy, dh_n, ctx, retain_graph=False):
 
 
 def backward_scratch_size(mode, T, B, I, H, dtype, threads=0, retain_graph=False):
-    """Values of workspace `layer_backward` needs with `threads` threads (0: the current count) and
+    """Values of scratch `layer_backward` needs with `threads` threads (0: the current count) and
     `retain_graph` (without it the gate gradients live in the saved workspace: this does not grow
-    with T)."""
-    return _core.backward_scratch_size(CELL_CODES[mode], T, B, I, H, np.dtype(dtype).itemsize, int(threads),
+    with T). Only for a caller that brings its own `scratch`: a workspace sizes its own."""
+    return _core.backward_scratch_size(cell_kind(mode).code, T, B, I, H, np.dtype(dtype).itemsize, int(threads),
                                        not retain_graph)

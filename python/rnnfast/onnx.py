@@ -27,14 +27,12 @@ import numpy as np
 
 from . import __version__
 from . import _validate as v
+from ._registry import CELLS
 from .modules import GRU, LSTM, RNN
 
 __all__ = ["export", "DEFAULT_OPSET"]
 
 DEFAULT_OPSET = 17
-# Gate blocks of each ONNX weight, as indices into torch's (and rnnfast's) gate order.
-_ONNX_GATES = {"rnn_tanh": [0], "rnn_relu": [0], "lstm": [0, 3, 1, 2], "gru": [1, 0, 2]}
-_OP = {"rnn_tanh": "RNN", "rnn_relu": "RNN", "lstm": "LSTM", "gru": "GRU"}
 
 
 def _numpy_module(model):
@@ -68,14 +66,14 @@ def _example(model, example_input):
 
 def _onnx_weights(model, layer, dtype):
     """(W, R, B or None) of one layer in ONNX's layout and gate order, as `dtype`."""
-    H, order = model.hidden_size, _ONNX_GATES[model.mode]
+    H, order = model.hidden_size, CELLS[model.mode].onnx_gate_order
 
     def reorder(a):  # (G*H, ...) in torch's gate order -> ONNX's
         return np.concatenate([a[g * H:(g + 1) * H] for g in order])
 
     W, R, B = [], [], []
     for d in range(model.num_directions):
-        w_ih, w_hh, b_ih, b_hh = model._layer_params(layer, d)
+        w_ih, w_hh, b_ih, b_hh = model._layer_params(layer)[d]
         W.append(reorder(w_ih))
         R.append(reorder(w_hh))
         if b_ih is not None:
@@ -117,7 +115,8 @@ def _add_layer(g, model, layer, x, seq_lens, states, dtype):
         attrs["activations"] = ["Relu"] * D
     if mode == "gru":
         attrs["linear_before_reset"] = 1  # torch's GRU: r multiplies (W_hn h + b_hn)
-    g.node(_OP[mode], inputs, outputs, name=_OP[mode].lower() + s, **attrs)
+    op = CELLS[mode].onnx_op
+    g.node(op, inputs, outputs, name=op.lower() + s, **attrs)
     # Y (T, D, B, H) -> (T, B, D, H) -> (T, B, D*H): torch's [forward, backward] concatenation
     y = g.node("Transpose", ["Y" + s], ["Y_tbdh" + s], perm=[0, 2, 1, 3])
     y = g.node("Reshape", [y, g.const("shape_tb_", np.array([0, 0, -1], np.int64))], ["y" + s])

@@ -7,15 +7,15 @@
 
 Importing this module imports torch; `import rnnfast` alone never does.
 
-Design. Each layer (both directions) is one `torch.autograd.Function`, `_Layer`: its forward calls
-`rnnfast.functional.layer_forward` once per direction, each writing its half of one (T, B, D*H)
-output, and its backward calls `layer_backward`, the second direction adding into the first's dx.
-Tensors reach the kernels as NumPy views (`.detach().numpy()`: no copy when contiguous) and
-results come back through `torch.from_numpy` (no copy); the kernels run without the GIL. Dropout
-between layers is torch's own `F.dropout`, drawn in the layout torch.nn draws it in (over the packed
-data when lengths are given), so for the same `torch.manual_seed` the masks are torch.nn's.
-Without autograd (eval under `torch.no_grad()`, or nothing requiring grad) the layers run the
-kernels' inference path directly, saving nothing.
+Design. Each layer (both directions) is one `torch.autograd.Function`, `_Layer`, over the same
+stack of layers the NumPy modules run (`rnnfast._stack`: the directions side by side when there are
+threads for both, each layer and direction with its kept workspace and weight cache). Tensors reach
+the kernels as NumPy views (`.detach().numpy()`: no copy when contiguous) and results come back
+through `torch.from_numpy` (no copy); the kernels run without the GIL. Dropout between layers is
+torch's own `F.dropout`, drawn in the layout torch.nn draws it in (over the packed data when
+lengths are given), so for the same `torch.manual_seed` the masks are torch.nn's. Without autograd
+(eval under `torch.no_grad()`, or nothing requiring grad) the layers run the kernels' inference
+path directly, saving nothing.
 
 Shapes: x (T, B, I) or (B, T, I) with batch_first, or (T, I) unbatched; h0, c0 (L*D, B, H) with L
 layers and D = 2 for bidirectional; y (T, B, D*H). `lengths` (B,) as in `rnnfast.RNN.forward`.
@@ -30,12 +30,11 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from . import _validate
 from . import modules as _np_modules
-from .functional import layer_backward, layer_forward
+from ._registry import CELLS, parameter_shapes
+from ._stack import Stack
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNBase", "from_torch", "from_numpy"]
 
-_GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
-_TORCH_MODE = {"rnn_tanh": "RNN_TANH", "rnn_relu": "RNN_RELU", "lstm": "LSTM", "gru": "GRU"}
 _DTYPES = (torch.float32, torch.float64)
 
 
@@ -44,40 +43,31 @@ def _np(t):
     return t.detach().contiguous().numpy()
 
 
-def _run_layer(cell, D, lengths, x, h0, c0, weights, training):
-    """Both directions of one layer on NumPy views: (y (T, B, D*H), h_n (D, B, H), c_n or None, contexts).
-
-    `weights` is D groups of (w_ih, w_hh[, b_ih, b_hh]) tensors, forward direction first."""
-    T, B, _ = x.shape
-    nw = len(weights) // D
-    H = weights[1].shape[1]
-    y = np.empty((T, B, D * H), x.dtype)
-    h_n = np.empty((D, B, H), x.dtype)
-    c_n = np.empty((D, B, H), x.dtype) if cell == "lstm" else None
-    contexts = []
-    for d in range(D):
-        w = [_np(t) for t in weights[d * nw:(d + 1) * nw]]
-        b_ih, b_hh = (w[2], w[3]) if nw == 4 else (None, None)
-        _, hn, cn, ctx = layer_forward(cell, x, None if h0 is None else h0[d], None if c0 is None else c0[d],
-                                       w[0], w[1], b_ih, b_hh, reverse=bool(d), lengths=lengths,
-                                       training=training, out=y[:, :, d * H:(d + 1) * H])
-        h_n[d] = hn
-        if c_n is not None:
-            c_n[d] = cn
-        contexts.append(ctx)
-    return y, h_n, c_n, contexts
+def _run_layer(stack, layer, lengths, x, h0, c0, weights, training):
+    """Both directions of one layer through the stack, on NumPy views of the tensors:
+    (y (T, B, D*H), h_n (D, B, H), c_n or None, contexts or None)."""
+    D = stack.directions
+    per = len(weights) // D
+    grouped = [tuple(_np(t) for t in weights[d * per:(d + 1) * per]) + (None, None) * (per == 2) for d in range(D)]
+    return stack.run_layer(layer, _np(x), None if h0 is None else _np(h0), None if c0 is None else _np(c0),
+                           grouped, lengths, training, reuse=stack.take_spare(layer) if training else None)
 
 
 class _Layer(torch.autograd.Function):
-    """One layer, both directions: (x, h0, c0, *weights) -> (y, h_n[, c_n]) through rnnfast's kernels."""
+    """One layer, both directions: (x, h0, c0, *weights) -> (y, h_n[, c_n]) through rnnfast's kernels.
+
+    Its backward consumes the saved forward (the gate gradients overwrite it, as in the NumPy
+    modules), since torch cannot say whether another backward will follow. One that does
+    (retain_graph=True) finds it spent and runs the layer's forward again from the saved inputs
+    (same bits) before going back through it."""
 
     @staticmethod
-    def forward(ctx, cell, D, lengths, x, h0, c0, *weights):
+    def forward(ctx, stack, layer, lengths, x, h0, c0, *weights):
         ctx.set_materialize_grads(False)  # absent output gradients stay None: the kernels take None
-        y, h_n, c_n, contexts = _run_layer(cell, D, lengths, _np(x), None if h0 is None else _np(h0),
-                                           None if c0 is None else _np(c0), weights, training=True)
-        ctx.contexts, ctx.has_h0, ctx.has_c0 = contexts, h0 is not None, c0 is not None
-        ctx.save_for_backward(x, *weights)  # so that in-place changes before backward raise, as in torch.nn
+        y, h_n, c_n, contexts = _run_layer(stack, layer, lengths, x, h0, c0, weights, training=True)
+        ctx.stack, ctx.layer, ctx.lengths, ctx.contexts = stack, layer, lengths, contexts
+        ctx.has_h0, ctx.has_c0 = h0 is not None, c0 is not None
+        ctx.save_for_backward(x, h0, c0, *weights)  # so that in-place changes before backward raise, as in torch.nn
         out = (torch.from_numpy(y), torch.from_numpy(h_n))
         return out + (torch.from_numpy(c_n),) if c_n is not None else out
 
@@ -96,25 +86,20 @@ class _Layer(torch.autograd.Function):
 
     @staticmethod
     def _gradients(ctx, dy, dh_n, dc_n):
-        x, *weights = ctx.saved_tensors  # checks the version counters
-        contexts = ctx.contexts
-        D, H = len(contexts), weights[1].shape[1]
+        x, h0, c0, *weights = ctx.saved_tensors  # checks the version counters
+        stack, contexts = ctx.stack, ctx.contexts
+        if stack.spent([(contexts, None)]):  # a second backward through this graph
+            contexts = _run_layer(stack, ctx.layer, ctx.lengths, x, h0, c0, weights, training=True)[3]
+        D, H = stack.directions, weights[1].shape[1]
         T, B, _ = x.shape
         dy = np.zeros((T, B, D * H), contexts[0].x.dtype) if dy is None else _np(dy)
-        dh_n = None if dh_n is None else _np(dh_n)
-        dc_n = None if dc_n is None else _np(dc_n)
-        dx = np.empty(contexts[0].x.shape, dy.dtype)
-        dh0, dc0, dweights = [], [], []
-        for d, c in enumerate(contexts):
-            # retain_graph: torch may call this again (backward(retain_graph=True)), and cannot say so here.
-            _, dh, dc, *dw = layer_backward(c, dy[:, :, d * H:(d + 1) * H], None if dh_n is None else dh_n[d],
-                                            None if dc_n is None else dc_n[d], dx_out=dx, dx_accumulate=d > 0,
-                                            retain_graph=True)
-            dh0.append(dh)
-            dc0.append(dc)
-            dweights += [torch.from_numpy(g) for g in dw if g is not None]
-        grad_h0 = torch.from_numpy(np.stack(dh0)) if ctx.has_h0 else None
-        grad_c0 = torch.from_numpy(np.stack(dc0)) if ctx.has_c0 else None
+        dx, dh0, dc0, dw = stack.backprop_layer(contexts, dy, None if dh_n is None else _np(dh_n),
+                                                None if dc_n is None else _np(dc_n), None, retain_graph=False)
+        ctx.contexts = contexts
+        stack.recycle(ctx.layer, contexts)
+        dweights = [torch.from_numpy(g) for group in dw for g in group if g is not None]
+        grad_h0 = torch.from_numpy(dh0) if ctx.has_h0 else None
+        grad_c0 = torch.from_numpy(dc0) if ctx.has_c0 else None
         return (None, None, None, torch.from_numpy(dx), grad_h0, grad_c0, *dweights)
 
 
@@ -135,14 +120,13 @@ class _FirstDerivativeOnly(torch.autograd.Function):
                            "are needed")
 
 
-def _layer(cell, D, lengths, x, h0, c0, weights):
+def _layer(stack, layer, lengths, x, h0, c0, weights):
     """Through autograd when a gradient is wanted; otherwise the kernels' inference path."""
     tensors = [x, h0, c0, *weights]
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
-        out = _Layer.apply(cell, D, lengths, x, h0, c0, *weights)
-        return out if cell == "lstm" else (out[0], out[1], None)
-    y, h_n, c_n, _ = _run_layer(cell, D, lengths, _np(x), None if h0 is None else _np(h0),
-                                None if c0 is None else _np(c0), weights, training=False)
+        out = _Layer.apply(stack, layer, lengths, x, h0, c0, *weights)
+        return out if stack.cell.has_cell_state else (out[0], out[1], None)
+    y, h_n, c_n, _ = _run_layer(stack, layer, lengths, x, h0, c0, weights, training=False)
     return torch.from_numpy(y), torch.from_numpy(h_n), None if c_n is None else torch.from_numpy(c_n)
 
 
@@ -200,23 +184,17 @@ class RNNBase(torch.nn.Module):
                           f"expects num_layers greater than 1, but got dropout={dropout} and num_layers={num_layers}",
                           stacklevel=3)
         self._cell = cell
-        self.mode = _TORCH_MODE[cell]
+        self.mode = CELLS[cell].torch_mode
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.bidirectional = bias, batch_first, bidirectional
         self.dropout = float(dropout)
         self.proj_size = 0
-        G_H, D = _GATES[cell] * hidden_size, self.num_directions
         self._flat_weights_names = []
-        for layer in range(num_layers):  # torch.nn's names, shapes and registration order
-            for d in range(D):
-                s = f"_l{layer}" + ("_reverse" if d else "")
-                shapes = [("weight_ih" + s, (G_H, input_size if layer == 0 else hidden_size * D)),
-                          ("weight_hh" + s, (G_H, hidden_size))]
-                if bias:
-                    shapes += [("bias_ih" + s, (G_H,)), ("bias_hh" + s, (G_H,))]
-                for pname, shape in shapes:
-                    self.register_parameter(pname, torch.nn.Parameter(torch.empty(shape, dtype=dtype)))
-                    self._flat_weights_names.append(pname)
+        for pname, shape in parameter_shapes(CELLS[cell], input_size, hidden_size, num_layers, self.num_directions,
+                                             bias):  # torch.nn's names, shapes and registration order
+            self.register_parameter(pname, torch.nn.Parameter(torch.empty(shape, dtype=dtype)))
+            self._flat_weights_names.append(pname)
+        self._stack = Stack(CELLS[cell], num_layers, self.num_directions)
         self.reset_parameters()
 
     @property
@@ -333,7 +311,7 @@ class RNNBase(torch.nn.Module):
         inp, h_n, c_n = x.contiguous(), [], []
         for layer in range(L):
             k = slice(layer * D, (layer + 1) * D)
-            y, hn, cn = _layer(self._cell, D, lengths, inp, None if h0 is None else h0[k],
+            y, hn, cn = _layer(self._stack, layer, lengths, inp, None if h0 is None else h0[k],
                                None if c0 is None else c0[k], weights[layer * D * per:(layer + 1) * D * per])
             h_n.append(hn)
             c_n.append(cn)

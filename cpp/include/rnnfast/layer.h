@@ -103,8 +103,8 @@ inline bool single_step(const LayerShape& s) { return s.T == 1; }
 // cache filled for another layout or other weights is then refilled as needed; arbitrary memory
 // could hold a valid tag over stale panels); one cache per layer and direction, never shared by
 // concurrent calls. Its size depends on the element size, the cell, I (forward), H and the
-// instruction sets the CPU runs; not on the sequence length or the batch. A single step leaves it
-// untouched.
+// instruction sets the CPU runs; not on the sequence length or the batch. A single step uses none:
+// its size is 0, and a cache passed to it is left untouched.
 Index weight_cache_size(const LayerShape& s, int elem_bytes, bool backward);
 
 // The layer's forward and backward, for T = float or double (the library holds those two).

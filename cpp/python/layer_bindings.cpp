@@ -1,0 +1,164 @@
+// Python glue for the layer kernels: one layer, one direction, forward and backward, on NumPy
+// arrays, with a LayerWorkspace that keeps the caches and the scratch between calls.
+#include <pybind11/stl.h>
+
+#include "arrays.h"
+#include "bindings.h"
+#include "layer_workspace.h"
+#include "rnnfast/layer.h"
+#include "rnnfast/runtime.h"
+
+namespace rnnfast_python {
+namespace {
+
+rnnfast::LayerShape make_shape(int cell, Index T, Index B, Index I, Index H, bool reverse) {
+    if (cell < 0 || cell > 3) throw py::value_error("cell: expected 0..3, got " + std::to_string(cell));
+    if (T < 1 || B < 1 || I < 1 || H < 1) throw py::value_error("sizes must be positive");
+    return {rnnfast::CellKind(cell), T, B, I, H, reverse};
+}
+
+// The layer's sizes from x (T, B, I) and w_hh (G*H, H).
+rnnfast::LayerShape layer_shape(int cell, const py::array& x, const py::array& w_hh, bool reverse) {
+    if (x.ndim() != 3) throw py::value_error("x: expected 3 dimensions (T, B, I), got " + shape_str(x));
+    if (w_hh.ndim() != 2) throw py::value_error("w_hh: expected 2 dimensions, got " + shape_str(w_hh));
+    return make_shape(cell, x.shape(0), x.shape(1), x.shape(2), w_hh.shape(1), reverse);
+}
+
+Index gates_times(const rnnfast::LayerShape& s, Index n) { return rnnfast::gate_count(s.cell) * n; }
+bool is_lstm(const rnnfast::LayerShape& s) { return s.cell == rnnfast::CellKind::lstm; }
+
+// Returns (h_n, c_n or None, saved or None); writes y in place.
+py::tuple layer_forward(int cell, py::array x, py::array w_ih, py::array w_hh, OptionalArray b_ih, OptionalArray b_hh,
+                        OptionalArray h0, OptionalArray c0, py::array y, bool reverse, OptionalArray lengths,
+                        bool training, OptionalArray saved_buf, LayerWorkspace* workspace, int threads) {
+    const rnnfast::LayerShape s = layer_shape(cell, x, w_hh, reverse);
+    return by_dtype(x, [&](auto tag) -> py::tuple {
+        using T = decltype(tag);
+        const Index GH = gates_times(s, s.H);
+        rnnfast::LayerForward<T> a{};
+        a.s = s;
+        const View<T> xv = view<T>(x, "x", {s.T, s.B, s.I}, false);
+        a.x = xv.p, a.ldx = xv.ld;
+        a.h0 = optional_in<T>(h0, "h0", {s.B, s.H});
+        a.c0 = is_lstm(s) ? optional_in<T>(c0, "c0", {s.B, s.H}) : nullptr;
+        a.w_ih = dense<T>(w_ih, "w_ih", {GH, s.I}, false);
+        a.w_hh = dense<T>(w_hh, "w_hh", {GH, s.H}, false);
+        a.b_ih = optional_in<T>(b_ih, "b_ih", {GH});
+        a.b_hh = optional_in<T>(b_hh, "b_hh", {GH});
+        a.lengths = lengths_ptr(lengths, s.T, s.B);
+        const View<T> yv = view<T>(y, "y", {s.T, s.B, s.H}, true);
+        a.y = yv.p, a.ldy = yv.ld;
+        py::array_t<T> h_n({s.B, s.H}), c_n = is_lstm(s) ? py::array_t<T>({s.B, s.H}) : py::array_t<T>(0);
+        a.h_n = h_n.mutable_data();
+        a.c_n = is_lstm(s) ? c_n.mutable_data() : nullptr;
+        // The saved workspace: the caller's buffer when it has the right size (reused across calls,
+        // so no fresh pages to fault in), else a new array.
+        const Index saved_n = training ? rnnfast::saved_size(s) : 0;
+        py::array_t<T> saved = saved_buf && training && reusable<T>(*saved_buf, saved_n) ? py::array_t<T>(*saved_buf)
+                                                                                         : py::array_t<T>(saved_n);
+        a.saved = training ? saved.mutable_data() : nullptr;
+        a.threads = threads > 0 ? threads : rnnfast::get_num_threads();  // read once: sizes the scratch, runs the kernel
+        WorkspaceLease lease(workspace);
+        a.scratch = lease.get().scratch<T>(rnnfast::forward_scratch_size(s, training, sizeof(T), a.threads));
+        a.wcache = lease.get().cache<T>(false, rnnfast::weight_cache_size(s, sizeof(T), false));
+        {
+            py::gil_scoped_release nogil;
+            rnnfast::layer_forward(a);
+        }
+        return py::make_tuple(h_n, is_lstm(s) ? py::object(c_n) : py::none(),
+                              training ? py::object(saved) : py::none());
+    });
+}
+
+// Returns (dh0, dc0 or None); writes (or adds into) dx, adds into the weight gradients.
+py::tuple layer_backward(int cell, py::array x, py::array w_ih, py::array w_hh, py::array saved, py::array dy,
+                         OptionalArray dh_n, OptionalArray dc_n, py::array dx, py::array dw_ih, py::array dw_hh,
+                         OptionalArray db_ih, OptionalArray db_hh, bool reverse, OptionalArray lengths,
+                         bool dx_accumulate, bool consume_saved, LayerWorkspace* workspace, OptionalArray scratch,
+                         int threads) {
+    const rnnfast::LayerShape s = layer_shape(cell, x, w_hh, reverse);
+    return by_dtype(x, [&](auto tag) -> py::tuple {
+        using T = decltype(tag);
+        const Index GH = gates_times(s, s.H);
+        rnnfast::LayerBackward<T> a{};
+        a.s = s;
+        const View<T> xv = view<T>(x, "x", {s.T, s.B, s.I}, false);
+        a.x = xv.p, a.ldx = xv.ld;
+        a.w_ih = dense<T>(w_ih, "w_ih", {GH, s.I}, false);
+        a.w_hh = dense<T>(w_hh, "w_hh", {GH, s.H}, false);
+        a.lengths = lengths_ptr(lengths, s.T, s.B);
+        a.saved = dense<T>(saved, "saved", {rnnfast::saved_size(s)}, consume_saved);
+        a.consume_saved = consume_saved;
+        const View<T> dyv = view<T>(dy, "dy", {s.T, s.B, s.H}, false);
+        a.dy = dyv.p, a.lddy = dyv.ld;
+        a.dh_n = optional_in<T>(dh_n, "dh_n", {s.B, s.H});
+        a.dc_n = is_lstm(s) ? optional_in<T>(dc_n, "dc_n", {s.B, s.H}) : nullptr;
+        const View<T> dxv = view<T>(dx, "dx", {s.T, s.B, s.I}, true);
+        a.dx = dxv.p, a.lddx = dxv.ld;
+        a.dx_accumulate = dx_accumulate;
+        a.dw_ih = dense<T>(dw_ih, "dw_ih", {GH, s.I}, true);
+        a.dw_hh = dense<T>(dw_hh, "dw_hh", {GH, s.H}, true);
+        a.db_ih = db_ih ? dense<T>(*db_ih, "db_ih", {GH}, true) : nullptr;
+        a.db_hh = db_hh ? dense<T>(*db_hh, "db_hh", {GH}, true) : nullptr;
+        py::array_t<T> dh0({s.B, s.H}), dc0 = is_lstm(s) ? py::array_t<T>({s.B, s.H}) : py::array_t<T>(0);
+        a.dh0 = dh0.mutable_data();
+        a.dc0 = is_lstm(s) ? dc0.mutable_data() : nullptr;
+        a.threads = threads > 0 ? threads : rnnfast::get_num_threads();  // read once: sizes the scratch, runs the kernel
+        const Index need = rnnfast::backward_scratch_size(s, sizeof(T), a.threads, consume_saved);
+        WorkspaceLease lease(workspace);
+        // A caller's own scratch of exactly the size needed, else the workspace's.
+        a.scratch = scratch ? dense<T>(*scratch, "scratch", {need}, true) : lease.get().scratch<T>(need);
+        a.wcache = lease.get().cache<T>(true, rnnfast::weight_cache_size(s, sizeof(T), true));
+        {
+            py::gil_scoped_release nogil;
+            rnnfast::layer_backward(a);
+        }
+        return py::make_tuple(dh0, is_lstm(s) ? py::object(dc0) : py::none());
+    });
+}
+
+}  // namespace
+
+void bind_layers(py::module_& m) {
+    py::class_<LayerWorkspace>(m, "LayerWorkspace",
+                               "What one layer and direction keeps between calls: packed-weight caches and scratch. "
+                               "Copies and pickles start empty; a workspace busy in another thread's call is not "
+                               "waited for (that call runs on a temporary one).")
+        .def(py::init<>())
+        .def_readwrite("forward", &LayerWorkspace::forward_cache, "The forward's weight cache (an array), or None.")
+        .def_readwrite("backward", &LayerWorkspace::backward_cache, "The backward's weight cache, or None.")
+        .def("__reduce__", [](py::object self) { return py::make_tuple(self.attr("__class__"), py::tuple()); });
+    m.def("layer_forward", &layer_forward, py::arg("cell"), py::arg("x"), py::arg("w_ih"), py::arg("w_hh"),
+          py::arg("b_ih"), py::arg("b_hh"), py::arg("h0"), py::arg("c0"), py::kw_only(), py::arg("y"),
+          py::arg("reverse"), py::arg("lengths"), py::arg("training"), py::arg("saved") = py::none(),
+          py::arg("workspace") = py::none(), py::arg("threads") = 0,
+          "One layer, one direction: writes y (T, B, H) in place (a view, e.g. a direction's half of a wider "
+          "output) and returns (h_n, c_n or None, saved or None). `saved`, an array of saved_size values, is "
+          "reused as the training workspace when it fits; `workspace` keeps caches and scratch between calls.");
+    m.def("layer_backward", &layer_backward, py::arg("cell"), py::arg("x"), py::arg("w_ih"), py::arg("w_hh"),
+          py::arg("saved"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("dx"), py::arg("dw_ih"),
+          py::arg("dw_hh"), py::arg("db_ih"), py::arg("db_hh"), py::kw_only(), py::arg("reverse"),
+          py::arg("lengths"), py::arg("dx_accumulate") = false, py::arg("consume_saved") = false,
+          py::arg("workspace") = py::none(), py::arg("scratch") = py::none(), py::arg("threads") = 0,
+          "BPTT through one layer and direction: writes (or, with dx_accumulate, adds into) dx, adds into the "
+          "weight gradients, returns (dh0, dc0 or None). consume_saved: the gate gradients overwrite `saved` "
+          "(less scratch; `saved` is spent). `scratch`, if given, must hold backward_scratch_size values.");
+    m.def("saved_size", [](int cell, Index T, Index B, Index I, Index H) {
+        return rnnfast::saved_size(make_shape(cell, T, B, I, H, false));
+    }, py::arg("cell"), py::arg("T"), py::arg("B"), py::arg("I"), py::arg("H"));
+    m.def("backward_scratch_size", [](int cell, Index T, Index B, Index I, Index H, int elem_bytes, int threads,
+                                      bool consume_saved) {
+        if (elem_bytes != 4 && elem_bytes != 8) throw py::value_error("elem_bytes: expected 4 or 8");
+        return rnnfast::backward_scratch_size(make_shape(cell, T, B, I, H, false), elem_bytes,
+                                              threads > 0 ? threads : rnnfast::get_num_threads(), consume_saved);
+    }, py::arg("cell"), py::arg("T"), py::arg("B"), py::arg("I"), py::arg("H"), py::arg("elem_bytes"),
+       py::arg("threads") = 0, py::arg("consume_saved") = false,
+       "Values of backward scratch for `threads` (0: the current count) and consume_saved.");
+    py::dict cells;  // the cells the kernels know: name -> (code, gates per unit)
+    for (auto [name, kind] : {std::pair{"rnn_tanh", rnnfast::CellKind::rnn_tanh}, {"rnn_relu", rnnfast::CellKind::rnn_relu},
+                              {"lstm", rnnfast::CellKind::lstm}, {"gru", rnnfast::CellKind::gru}})
+        cells[name] = py::make_tuple(int(kind), rnnfast::gate_count(kind));
+    m.attr("cells") = cells;
+}
+
+}  // namespace rnnfast_python

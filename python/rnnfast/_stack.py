@@ -1,0 +1,154 @@
+"""One stack of recurrent layers over the `_core` kernels, for every front end.
+
+A Stack runs L layers of D directions of one cell: each layer's directions (at the same time when
+there are threads for both, `_directions`), each with its own `LayerWorkspace` (packed-weight
+caches and scratch, kept between calls), and back-propagates through them. It holds no parameters:
+the front end passes them in each call, so that `rnnfast.RNN/LSTM/GRU` (and `BiRNN`), the
+single-step cells and `rnnfast.torch` all run the same code and get the same bits. The front ends
+keep what is theirs: argument checks and messages in their users' terms, parameter storage, and
+(in rnnfast.torch) autograd and torch's own dropout between layers.
+
+Shapes: x (T, B, I); states (D, B, H) per layer, (L*D, B, H) for the stack; y (T, B, D*H).
+`weights` of a layer: D tuples (w_ih, w_hh, b_ih or None, b_hh or None), forward direction first.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _directions
+from ._registry import CellKind
+from .functional import LayerWorkspace, layer_backward, layer_forward
+
+
+class Stack:
+    def __init__(self, cell: CellKind, num_layers: int, directions: int):
+        self.cell, self.num_layers, self.directions = cell, num_layers, directions
+        self._workspaces = [LayerWorkspace() for _ in range(num_layers * directions)]
+        self._spare = [None] * num_layers  # per layer: consumed saved workspaces a new forward may take
+
+    def __getstate__(self):  # copies and pickles start with empty workspaces and no spares
+        return {"cell": self.cell, "num_layers": self.num_layers, "directions": self.directions}
+
+    def __setstate__(self, state):
+        self.__init__(state["cell"], state["num_layers"], state["directions"])
+
+    # ---- one layer ---------------------------------------------------------------------------
+    def run_layer(self, layer, x, h0, c0, weights, lengths, training, reuse=None, h_n=None, c_n=None):
+        """Both directions of `layer` over x: (y, h_n, c_n or None, contexts or None).
+
+        h_n, c_n: (D, B, H) arrays to write the final states into (else new ones). `reuse`: D saved
+        workspaces of an earlier training forward to overwrite (that forward is spent)."""
+        D, G = self.directions, self.cell.gates
+        T, B, I = x.shape
+        H = weights[0][1].shape[1]
+        y = np.empty((T, B, D * H), x.dtype)
+        h_n = np.empty((D, B, H), x.dtype) if h_n is None else h_n
+        lstm = self.cell.has_cell_state
+        c_n = (np.empty((D, B, H), x.dtype) if c_n is None else c_n) if lstm else None
+
+        def direction(d, threads):
+            _, hn, cn, ctx = layer_forward(
+                self.cell.name, x, None if h0 is None else h0[d], None if c0 is None else c0[d], *weights[d],
+                reverse=bool(d), lengths=lengths, training=training, out=y[:, :, d * H:(d + 1) * H],
+                saved=None if reuse is None else reuse[d], workspace=self._workspaces[layer * D + d], threads=threads)
+            h_n[d] = hn
+            if lstm:
+                c_n[d] = cn
+            return ctx
+
+        split = _directions.thread_split(T * B * G * H * (I + H), D, G * H * H * x.dtype.itemsize, training)
+        contexts = _directions.run([lambda n, d=d: direction(d, n) for d in range(D)], split)
+        return y, h_n, c_n, contexts if training else None
+
+    def backprop_layer(self, contexts, dy, dh_n, dc_n, grads, retain_graph, dh0=None, dc0=None):
+        """BPTT through one layer's directions: (dx, dh0, dc0 or None, grads).
+
+        dy (T, B, D*H); dh_n, dc_n (D, B, H) or None; grads: D tuples of arrays that the weight
+        gradients are added into, or None for new ones. Each direction writes its own dx (so that
+        they can run together) and their sum is dx: the same bits whichever way they ran."""
+        D = self.directions
+        T, B, I = contexts[0].x.shape
+        H = contexts[0].w_hh.shape[1]
+        dtype = contexts[0].x.dtype
+        lstm = self.cell.has_cell_state
+        dh0 = np.empty((D, B, H), dtype) if dh0 is None else dh0
+        dc0 = (np.empty((D, B, H), dtype) if dc0 is None else dc0) if lstm else None
+        dxs = [np.empty((T, B, I), dtype) for _ in range(D)]
+
+        def direction(d, threads):
+            _, dh, dc, *dw = layer_backward(
+                contexts[d], dy[:, :, d * H:(d + 1) * H], None if dh_n is None else dh_n[d],
+                None if dc_n is None else dc_n[d], grads=None if grads is None else grads[d], dx_out=dxs[d],
+                threads=threads, retain_graph=retain_graph)
+            dh0[d] = dh
+            if lstm:
+                dc0[d] = dc
+            return tuple(dw)
+
+        G = self.cell.gates
+        split = _directions.thread_split(T * B * G * H * (I + H), D)
+        grads = _directions.run([lambda n, d=d: direction(d, n) for d in range(D)], split)
+        dx = dxs[0] if D == 1 else np.add(dxs[0], dxs[1], out=dxs[0])
+        return dx, dh0, dc0, grads
+
+    # ---- the stack ---------------------------------------------------------------------------
+    def forward(self, x, h0, c0, weights, lengths, training, dropout=None, reuse=None):
+        """Every layer: (y, h_n, c_n or None, saved or None).
+
+        weights(layer) gives a layer's weights. dropout(y), if given, is called in training between
+        layers and returns a mask (or None) that multiplies y before the next layer. `reuse`: an
+        earlier forward's `saved`, whose workspaces this forward overwrites. `saved` is a list of
+        (contexts, mask) per layer, for backward."""
+        L, D = self.num_layers, self.directions
+        T, B, _ = x.shape
+        H = weights(0)[0][1].shape[1]
+        h_n = np.empty((L * D, B, H), x.dtype)
+        c_n = np.empty_like(h_n) if self.cell.has_cell_state else None
+        saved = [] if training else None
+        inp = x
+        for layer in range(L):
+            k = slice(layer * D, (layer + 1) * D)
+            old = None if reuse is None else [ctx.saved for ctx in reuse[layer][0]]
+            y, _, _, contexts = self.run_layer(layer, inp, None if h0 is None else h0[k], None if c0 is None else c0[k],
+                                               weights(layer), lengths, training, reuse=old, h_n=h_n[k],
+                                               c_n=None if c_n is None else c_n[k])
+            mask = dropout(y) if training and dropout is not None and layer < L - 1 else None
+            if saved is not None:
+                saved.append((contexts, mask))
+            inp = y if mask is None else y * mask
+        return y, h_n, c_n, saved
+
+    def backward(self, saved, dy, dh_n, dc_n, grads, retain_graph):
+        """BPTT through a forward's `saved`: (dx, dh0, dc0 or None). grads(layer) gives the D tuples
+        of arrays that each layer's weight gradients are added into."""
+        L, D = self.num_layers, self.directions
+        contexts = saved[0][0]
+        B, H, dtype = contexts[0].x.shape[1], contexts[0].w_hh.shape[1], contexts[0].x.dtype
+        dh0 = np.empty((L * D, B, H), dtype)
+        dc0 = np.empty_like(dh0) if self.cell.has_cell_state else None
+        for layer in reversed(range(L)):
+            k = slice(layer * D, (layer + 1) * D)
+            dx, *_ = self.backprop_layer(saved[layer][0], dy, None if dh_n is None else dh_n[k],
+                                         None if dc_n is None else dc_n[k], grads(layer), retain_graph, dh0=dh0[k],
+                                         dc0=None if dc0 is None else dc0[k])
+            mask = saved[layer - 1][1] if layer > 0 else None
+            dy = dx if mask is None else dx * mask
+        return dy, dh0, dc0
+
+    def recycle(self, layer, contexts):
+        """Offers the saved workspaces of a layer's consumed forward to the next forward of the same
+        layer (`take_spare`), which then need not fault in fresh pages. For callers whose forwards
+        outlive the stack's view of them (rnnfast.torch's graphs); the NumPy modules reuse their
+        last forward's directly."""
+        if all(ctx.spent for ctx in contexts):
+            self._spare[layer] = [ctx.saved for ctx in contexts]
+
+    def take_spare(self, layer):
+        """The recycled workspaces of `layer` (then no longer on offer), or None."""
+        spare, self._spare[layer] = self._spare[layer], None
+        return spare
+
+    def spent(self, saved) -> bool:
+        """A backward freed `saved` (its workspaces now hold gate gradients): only a new forward,
+        which may reuse the memory, can follow."""
+        return any(ctx.spent for contexts, _ in saved for ctx in contexts)
