@@ -56,8 +56,11 @@ class Stack:
                 c_n[d] = cn
             return ctx
 
-        split = _directions.thread_split(T * B * G * H * (I + H), D, G * H * H * x.dtype.itemsize, training)
-        contexts = _directions.run([lambda n, d=d: direction(d, n) for d in range(D)], split)
+        if D == 1:
+            contexts = [direction(0, 0)]
+        else:
+            split = _directions.thread_split(T * B * G * H * (I + H), D, G * H * H * x.dtype.itemsize, training)
+            contexts = _directions.run([lambda n, d=d: direction(d, n) for d in range(D)], split)
         return y, h_n, c_n, contexts if training else None
 
     def backprop_layer(self, contexts, dy, dh_n, dc_n, grads, retain_graph, dh0=None, dc0=None):
@@ -85,9 +88,11 @@ class Stack:
                 dc0[d] = dc
             return tuple(dw)
 
-        G = self.cell.gates
-        split = _directions.thread_split(T * B * G * H * (I + H), D)
-        grads = _directions.run([lambda n, d=d: direction(d, n) for d in range(D)], split)
+        if D == 1:
+            grads = [direction(0, 0)]
+        else:
+            split = _directions.thread_split(T * B * self.cell.gates * H * (I + H), D)
+            grads = _directions.run([lambda n, d=d: direction(d, n) for d in range(D)], split)
         dx = dxs[0] if D == 1 else np.add(dxs[0], dxs[1], out=dxs[0])
         return dx, dh0, dc0, grads
 
@@ -101,7 +106,8 @@ class Stack:
         (contexts, mask) per layer, for backward."""
         L, D = self.num_layers, self.directions
         T, B, _ = x.shape
-        H = weights(0)[0][1].shape[1]
+        layer_weights = weights(0)
+        H = layer_weights[0][1].shape[1]
         h_n = np.empty((L * D, B, H), x.dtype)
         c_n = np.empty_like(h_n) if self.cell.has_cell_state else None
         saved = [] if training else None
@@ -110,12 +116,13 @@ class Stack:
             k = slice(layer * D, (layer + 1) * D)
             old = None if reuse is None else [ctx.saved for ctx in reuse[layer][0]]
             y, _, _, contexts = self.run_layer(layer, inp, None if h0 is None else h0[k], None if c0 is None else c0[k],
-                                               weights(layer), lengths, training, reuse=old, h_n=h_n[k],
+                                               layer_weights, lengths, training, reuse=old, h_n=h_n[k],
                                                c_n=None if c_n is None else c_n[k])
             mask = dropout(y) if training and dropout is not None and layer < L - 1 else None
             if saved is not None:
                 saved.append((contexts, mask))
             inp = y if mask is None else y * mask
+            layer_weights = weights(layer + 1) if layer + 1 < L else None
         return y, h_n, c_n, saved
 
     def backward(self, saved, dy, dh_n, dc_n, grads, retain_graph):

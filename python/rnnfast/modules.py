@@ -40,6 +40,7 @@ class RNNBase(Module):
         self._rng = np.random.default_rng(seed)
         self._saved = None
         self._stack = Stack(self._cell, self.num_layers, self.num_directions)
+        self._names = [self._layer_names(layer) for layer in range(self.num_layers)]
         v.check_allocation(sum(int(np.prod(shape, dtype=object)) for _, shape in self._param_shapes())
                            * 2 * self.dtype.itemsize, "the parameters and their gradients")
         # torch.nn's order and init: U(-1/sqrt(H), 1/sqrt(H))
@@ -58,16 +59,19 @@ class RNNBase(Module):
         return parameter_shapes(self._cell, self.input_size, self.hidden_size, self.num_layers,
                                 self.num_directions, self.bias)
 
+    def _layer_names(self, layer):
+        """(weight_ih, weight_hh, bias_ih, bias_hh) names of each of a layer's directions."""
+        return [tuple(n + suffix(layer, d) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+                for d in range(self.num_directions)]
+
     def _layer_params(self, layer):
         """The weights of a layer's directions, as the stack takes them."""
         p = self._params
-        return [(p["weight_ih" + s], p["weight_hh" + s], p.get("bias_ih" + s), p.get("bias_hh" + s))
-                for s in (suffix(layer, d) for d in range(self.num_directions))]
+        return [(p[wi], p[wh], p.get(bi), p.get(bh)) for wi, wh, bi, bh in self._names[layer]]
 
     def _layer_grads(self, layer):
         g = self.grads
-        return [(g["weight_ih" + s], g["weight_hh" + s], g.get("bias_ih" + s), g.get("bias_hh" + s))
-                for s in (suffix(layer, d) for d in range(self.num_directions))]
+        return [(g[wi], g[wh], g.get(bi), g.get(bh)) for wi, wh, bi, bh in self._names[layer]]
 
     # ---- forward ---------------------------------------------------------------------------
     def _check_hx(self, hx, batch):
