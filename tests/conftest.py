@@ -1,4 +1,4 @@
-"""Shared helpers: random problems and per-dtype comparisons."""
+"""Shared helpers: random problems, per-dtype comparisons and the one finite-difference gradient."""
 import numpy as np
 import pytest
 
@@ -17,6 +17,10 @@ def assert_close(actual, expected, rtol, what=""):
     scale = max(float(np.max(np.abs(expected), initial=0.0)), 1e-30)
     err = float(np.max(np.abs(actual.astype(np.float64) - expected.astype(np.float64)), initial=0.0))
     assert err <= rtol * scale, f"{what}: max error {err:.3e} > {rtol:.1e} * {scale:.3e}"
+
+
+# What numeric_grad's central differences (float64, eps = 1e-6) allow, relative to the largest entry.
+FD_RTOL = 1e-7
 
 
 def numeric_grad(f, arr, eps=1e-6):

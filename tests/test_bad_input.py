@@ -1,4 +1,6 @@
-"""Every bad input named in the reliability issue, with the exception it must raise. Nothing may
+"""Bad input of every kind, with the exception it must raise, and the odd but valid input that must
+work: input arrays, memory layouts, states, lengths, constructor arguments, load_state_dict,
+numerics, copies and instruction sets (backward called wrongly: test_backward_misuse.py). Nothing may
 crash the interpreter, and a failed call must leave the module exactly as it was."""
 import copy
 import os
@@ -11,18 +13,11 @@ import pytest
 
 import rnnfast
 
-T, B, I, H = 4, 3, 5, 6
+from small_lstm import B, H, I, T, lstm, x_ok
 
 
-def lstm(**kw):
-    return rnnfast.LSTM(I, H, seed=0, **kw)
+# ---- input arrays -----------------------------------------------------------------------------
 
-
-def x_ok(dtype=np.float32):
-    return np.random.default_rng(0).standard_normal((T, B, I)).astype(dtype)
-
-
-# ---- x ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("x,exc,match", [
     (np.zeros((T, I), np.float32), ValueError, "3 dimensions"),
     (np.zeros((T, B, I, 1), np.float32), ValueError, "3 dimensions"),
@@ -37,17 +32,30 @@ def x_ok(dtype=np.float32):
     ([[1.0, 2.0], [3.0]], TypeError, "floating"),
     (None, TypeError, "floating"),
 ])
-def test_bad_x(x, exc, match):
+def test_input_of_wrong_shape_or_dtype_is_refused(x, exc, match):
     with pytest.raises(exc, match=match):
         lstm()(x)
 
 
-def test_other_float_precisions_are_converted():
+def test_input_in_another_float_precision_is_converted():
     m = lstm()
     y16, _ = m(x_ok(np.float16))
     y64, _ = m(x_ok(np.float16).astype(np.float64))
     assert y16.dtype == np.float32 and np.array_equal(y16, y64)
 
+
+def test_forward_larger_than_memory_is_refused_before_allocating(monkeypatch):
+    m = lstm()
+    y, _ = m(x_ok())
+    monkeypatch.setattr(rnnfast._validate, "physical_memory_bytes", lambda: 1000)
+    with pytest.raises(MemoryError, match="GiB"):
+        m(x_ok())
+    monkeypatch.undo()
+    dx, _ = m.backward(np.ones_like(y))  # the earlier forward is still there to back-propagate
+    assert dx.shape == (T, B, I)
+
+
+# ---- memory layouts: strides, Fortran order, size-one axes ------------------------------------
 
 @pytest.mark.parametrize("make", [
     lambda x: np.asfortranarray(x),
@@ -61,6 +69,13 @@ def test_non_contiguous_inputs_equal_a_contiguous_copy(make):
     assert np.array_equal(view, x) and not view.flags.c_contiguous
     m = lstm()
     assert np.array_equal(m(view)[0], m(np.ascontiguousarray(x))[0])
+
+
+def test_size_one_axes_with_any_stride_are_accepted():
+    s = np.random.default_rng(0).standard_normal((4, 3))
+    m = rnnfast.GRU(3, 6, dtype="float64")
+    y, _ = m(s[:, None])  # (T, 1, I) whose size-1 axis has stride 0
+    assert np.array_equal(y, m(s[:, None].copy())[0])
 
 
 STRIDED = [
@@ -91,6 +106,26 @@ def test_non_contiguous_states_and_gradients_equal_a_contiguous_copy(make):
     assert np.array_equal(cell(x1, make(s[None])[0]), cell(x1, s))
 
 
+@pytest.mark.parametrize("cls", [rnnfast.RNN, rnnfast.LSTM, rnnfast.GRU])
+def test_bidirectional_batch_of_one_takes_any_gradient_layout(cls):
+    """B = 1: each direction's half of the gradient has a stray stride on its batch axis (which
+    NumPy's contiguity ignores); batch_first and a [:, None] gradient alike."""
+    rng = np.random.default_rng(5)
+    for batch_first in (True, False):
+        m = cls(3, 4, bidirectional=True, batch_first=batch_first, dtype="float64", seed=0)
+        x = rng.standard_normal((1, 7, 3) if batch_first else (7, 1, 3))
+        y, _ = m(x)
+        g = rng.standard_normal((7, 8))
+        grads = []
+        for dy in (g[None] if batch_first else g[:, None], np.array(g[None] if batch_first else g[:, None], order="F")):
+            m.zero_grad()
+            m(x)
+            dx, _ = m.backward(dy)
+            grads.append([dx] + [m.grads[k].copy() for k in sorted(m.grads)])
+        for a, b in zip(*grads):
+            assert np.array_equal(a, b)
+
+
 def test_functional_refuses_weights_with_a_row_stride():
     """The functional API takes arrays as they are; weights whose rows are not back to back are
     refused with a clear error instead of being read as if they were."""
@@ -102,7 +137,8 @@ def test_functional_refuses_weights_with_a_row_stride():
         F.layer_forward("lstm", x_ok(), None, None, w_ih, wide[:, :H], None, None)
 
 
-# ---- hx ---------------------------------------------------------------------------------------
+# ---- states (hx) ------------------------------------------------------------------------------
+
 @pytest.mark.parametrize("hx,exc", [
     (np.zeros((1, B, H), np.float32), TypeError),                                     # bare array for LSTM
     ((np.zeros((1, B, H), np.float32),), TypeError),                                  # tuple of one
@@ -111,12 +147,12 @@ def test_functional_refuses_weights_with_a_row_stride():
     ((np.zeros((1, B, H), np.float32), np.zeros((1, B, H + 1), np.float32)), ValueError),  # hidden
     ((np.zeros((1, B, H), np.int64), np.zeros((1, B, H), np.float32)), TypeError),     # dtype
 ])
-def test_bad_lstm_hx(hx, exc):
+def test_lstm_hx_of_wrong_structure_shape_or_dtype_is_refused(hx, exc):
     with pytest.raises(exc):
         lstm()(x_ok(), hx)
 
 
-def test_bad_gru_hx():
+def test_gru_hx_of_wrong_structure_or_shape_is_refused():
     m = rnnfast.GRU(I, H)
     with pytest.raises(TypeError):
         m(x_ok(), (np.zeros((1, B, H), np.float32), np.zeros((1, B, H), np.float32)))
@@ -125,6 +161,7 @@ def test_bad_gru_hx():
 
 
 # ---- lengths ----------------------------------------------------------------------------------
+
 @pytest.mark.parametrize("lengths,exc", [
     ([T, T], ValueError),                  # count
     (np.full((B, 1), T), ValueError),      # shape
@@ -134,12 +171,13 @@ def test_bad_gru_hx():
     (["a", "b", "c"], TypeError),
     (np.array([True, True, True]), TypeError),
 ])
-def test_bad_lengths(lengths, exc):
+def test_lengths_of_wrong_count_shape_range_or_type_are_refused(lengths, exc):
     with pytest.raises(exc, match="lengths"):
         lstm()(x_ok(), lengths=lengths)
 
 
-# ---- constructor ------------------------------------------------------------------------------
+# ---- constructor arguments --------------------------------------------------------------------
+
 @pytest.mark.parametrize("kwargs,exc", [
     (dict(input_size=0, hidden_size=H), ValueError),
     (dict(input_size=I, hidden_size=-2), ValueError),
@@ -153,121 +191,25 @@ def test_bad_lengths(lengths, exc):
     (dict(input_size=2 ** 40, hidden_size=2 ** 40), MemoryError),
     (dict(input_size=2 ** 62, hidden_size=2 ** 62), MemoryError),
 ])
-def test_bad_constructor(kwargs, exc):
+def test_constructor_refuses_bad_sizes_dropout_and_dtype(kwargs, exc):
     with pytest.raises(exc):
         rnnfast.LSTM(**kwargs)
 
 
-def test_unknown_nonlinearity():
+def test_constructor_refuses_an_unknown_nonlinearity():
     with pytest.raises(ValueError, match="nonlinearity"):
         rnnfast.RNN(I, H, nonlinearity="softsign")
 
 
-# ---- backward ---------------------------------------------------------------------------------
-def test_backward_before_forward_and_after_eval():
-    m = lstm()
-    with pytest.raises(RuntimeError):
-        m.backward(np.zeros((T, B, H), np.float32))
-    m.eval()(x_ok())
-    with pytest.raises(RuntimeError, match="eval"):
-        m.backward(np.zeros((T, B, H), np.float32))
-
-
-def test_backward_after_an_eval_forward_says_what_to_do():
-    """A train forward, then eval() and an eval forward: the saved forward is still there, and the
-    message says how to reach it (after train(), the backward runs through it)."""
-    m = lstm()
-    m(x_ok())
-    m.eval()(x_ok())
-    with pytest.raises(RuntimeError, match=r"call \.train\(\) first") as info:
-        m.backward(np.ones((T, B, H), np.float32))
-    assert "no saved forward" not in str(info.value)
-    m.train().backward(np.ones((T, B, H), np.float32))
-    assert any(np.any(g != 0) for g in m.grads.values())
-
-
-@pytest.mark.parametrize("grad,grad_hx,exc", [
-    (np.zeros((T, B, H + 1), np.float32), None, ValueError),
-    (np.zeros((T + 1, B, H), np.float32), None, ValueError),
-    (np.zeros((T, B, H), np.int64), None, TypeError),
-    (np.zeros((T, B, H), np.float32), np.zeros((1, B, H), np.float32), TypeError),
-    (np.zeros((T, B, H), np.float32), (np.zeros((1, B, H), np.float32), np.zeros((2, B, H), np.float32)), ValueError),
-])
-def test_failed_backward_leaves_grads_and_saved_forward(grad, grad_hx, exc):
-    m = lstm()
-    m(x_ok())
-    m.backward(np.ones((T, B, H), np.float32), retain_graph=True)
-    before = {k: g.copy() for k, g in m.grads.items()}
-    with pytest.raises(exc):
-        m.backward(grad, grad_hx)  # would consume the saved forward, had it run
-    assert all(np.array_equal(before[k], m.grads[k]) for k in before)
-    m.backward(np.ones((T, B, H), np.float32))  # the saved forward still works
-    assert all(np.allclose(m.grads[k], 2 * before[k]) for k in before)
-    with pytest.raises(RuntimeError, match="retain_graph=True"):  # and now it is spent
-        m.backward(np.ones((T, B, H), np.float32))
-    assert all(np.allclose(m.grads[k], 2 * before[k]) for k in before)
-
-
-def test_backward_rejected_by_the_binding_frees_nothing():
-    """An argument the C++ binding refuses (here dx_out's shape) fails before any kernel runs: the
-    saved forward is intact and the next backward gives what a retained one gives."""
-    from rnnfast import functional as F
-    rng = np.random.default_rng(0)
-    m = lstm()
-    x = x_ok()
-    args = [m.state_dict()[k] for k in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")]
-    _, _, _, ctx = F.layer_forward("lstm", x, None, None, *args)
-    saved = ctx.saved.copy()
-    dy = rng.standard_normal((T, B, H)).astype(np.float32)
-    with pytest.raises(ValueError):
-        F.layer_backward(ctx, dy, dx_out=np.empty((T, B, I + 1), np.float32))
-    # Bit for bit: the workspace's alignment padding is never written, so it may hold any bits
-    # (NaN among them, which == would call unequal).
-    assert not ctx.spent and np.array_equal(ctx.saved.view(np.uint32), saved.view(np.uint32))
-    kept = F.layer_backward(ctx, dy, retain_graph=True)
-    spent = F.layer_backward(ctx, dy)
-    assert ctx.spent and all(np.array_equal(a, b) for a, b in zip(kept, spent) if a is not None)
-
-
-class _InterruptAfter:
-    """Stands in for rnnfast._core: runs the real layer_backward, then raises KeyboardInterrupt as
-    a Ctrl-C arriving during the kernels would (Python raises it once the call returns)."""
-
-    def __init__(self, core):
-        self.core = core
-
-    def __getattr__(self, name):
-        return getattr(self.core, name)
-
-    def layer_backward(self, *args, **kw):
-        self.core.layer_backward(*args, **kw)
-        raise KeyboardInterrupt
-
-
-def test_interrupted_backward_leaves_the_forward_freed(monkeypatch):
-    """Ctrl-C in a 2-layer backward after the top layer: that layer's workspace holds gradients now,
-    so another backward must refuse to run (not read them as gates), and touch no gradient."""
-    from rnnfast import functional as F
-    m = lstm(num_layers=2)
-    m(x_ok())
-    monkeypatch.setattr(F, "_core", _InterruptAfter(F._core))
-    with pytest.raises(KeyboardInterrupt):
-        m.backward(np.ones((T, B, H), np.float32))
-    monkeypatch.undo()
-    before = {k: g.copy() for k, g in m.grads.items()}
-    with pytest.raises(RuntimeError, match="retain_graph=True"):
-        m.backward(np.ones((T, B, H), np.float32))
-    assert all(np.array_equal(before[k], m.grads[k]) for k in before)
-
-
 # ---- load_state_dict --------------------------------------------------------------------------
+
 @pytest.mark.parametrize("edit,exc", [
     (lambda d: d.pop("weight_ih_l0"), KeyError),
     (lambda d: d.update(weight_ih_l1=np.zeros((4 * H, I))), KeyError),
     (lambda d: d.update(bias_hh_l0=np.zeros(4 * H + 1)), ValueError),
     (lambda d: d.update(weight_hh_l0=np.zeros((4 * H, H), complex)), TypeError),
 ])
-def test_failed_load_changes_nothing(edit, exc):
+def test_failed_load_state_dict_changes_nothing(edit, exc):
     m = lstm()
     before = m.state_dict()
     live = m.parameters()["weight_hh_l0"]
@@ -298,21 +240,8 @@ def test_load_state_dict_names_only_what_is_wrong(edit, says, not_says):
     assert "unexpected keys ['extra']" in str(info.value) and "missing" not in str(info.value)
 
 
-def test_double_backward_through_rnnfast_torch_says_it_is_not_supported():
-    torch = pytest.importorskip("torch")
-    import rnnfast.torch as rt
-    m = rt.LSTM(I, H)
-    x = torch.randn(T, B, I, requires_grad=True)
-    y, _ = m(x)
-    (first,) = torch.autograd.grad(y.pow(2).sum(), x)
-    y, _ = m(x)
-    (g,) = torch.autograd.grad(y.pow(2).sum(), x, create_graph=True)  # the first derivative still comes
-    assert torch.equal(g, first)
-    with pytest.raises(RuntimeError, match="double backward is not supported"):
-        g.pow(2).sum().backward()  # a second derivative through the layer
-
-
 # ---- numerics ---------------------------------------------------------------------------------
+
 @pytest.mark.parametrize("mode", ["rnn_tanh", "rnn_relu", "lstm", "gru"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_huge_inputs_saturate_cleanly(mode, dtype):
@@ -340,130 +269,15 @@ def test_nan_propagates_to_the_affected_outputs_only(mode):
     m.backward(np.ones_like(y))                             # and no hang or crash in BPTT
 
 
-# ---- concurrency and copies -------------------------------------------------------------------
+# ---- copies -----------------------------------------------------------------------------------
+
 def test_modules_deepcopy_and_pickle():
     m = lstm()
     for clone in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
         assert np.array_equal(clone(x_ok())[0], m(x_ok())[0])
 
 
-def test_forward_larger_than_memory_is_refused_before_allocating(monkeypatch):
-    m = lstm()
-    y, _ = m(x_ok())
-    monkeypatch.setattr(rnnfast._validate, "physical_memory_bytes", lambda: 1000)
-    with pytest.raises(MemoryError, match="GiB"):
-        m(x_ok())
-    monkeypatch.undo()
-    dx, _ = m.backward(np.ones_like(y))  # the earlier forward is still there to back-propagate
-    assert dx.shape == (T, B, I)
-
-
-def test_size_one_axes_with_any_stride_are_accepted():
-    s = np.random.default_rng(0).standard_normal((4, 3))
-    m = rnnfast.GRU(3, 6, dtype="float64")
-    y, _ = m(s[:, None])  # (T, 1, I) whose size-1 axis has stride 0
-    assert np.array_equal(y, m(s[:, None].copy())[0])
-
-
-@pytest.mark.parametrize("cls", [rnnfast.RNN, rnnfast.LSTM, rnnfast.GRU])
-def test_bidirectional_batch_of_one_takes_any_gradient_layout(cls):
-    """B = 1: each direction's half of the gradient has a stray stride on its batch axis (which
-    NumPy's contiguity ignores); batch_first and a [:, None] gradient alike."""
-    rng = np.random.default_rng(5)
-    for batch_first in (True, False):
-        m = cls(3, 4, bidirectional=True, batch_first=batch_first, dtype="float64", seed=0)
-        x = rng.standard_normal((1, 7, 3) if batch_first else (7, 1, 3))
-        y, _ = m(x)
-        g = rng.standard_normal((7, 8))
-        grads = []
-        for dy in (g[None] if batch_first else g[:, None], np.array(g[None] if batch_first else g[:, None], order="F")):
-            m.zero_grad()
-            m(x)
-            dx, _ = m.backward(dy)
-            grads.append([dx] + [m.grads[k].copy() for k in sorted(m.grads)])
-        for a, b in zip(*grads):
-            assert np.array_equal(a, b)
-
-
-def test_birnn_backward_checks_its_gradient():
-    net = rnnfast.BiRNN("gru", 3, 4, merge="mul", seed=0)
-    y, _ = net(np.ones((5, 2, 3), np.float32))
-    assert y.shape == (5, 2, 4)
-    with pytest.raises(ValueError, match=r"expected shape \(5, 2, 4\)"):
-        net.backward(np.ones((5, 2, 5), np.float32))
-    with pytest.raises(ValueError, match=r"expected shape \(5, 2, 4\)"):
-        net.backward(np.ones(4, np.float32))  # would broadcast
-    with pytest.raises(TypeError):
-        net.backward(np.ones((5, 2, 4), np.int64))
-    net.backward(np.ones((5, 2, 4), np.float32))  # the forward was kept through the failures
-
-
-class Tagger:
-    """Embedding -> LSTM -> Linear head, as a training loop strings them together."""
-
-    def __init__(self):
-        self.emb, self.lstm, self.head = rnnfast.Embedding(9, 3, seed=0), rnnfast.LSTM(3, 4, seed=0), \
-            rnnfast.Linear(4, 2, seed=0)
-        self.parts = (self.emb, self.lstm, self.head)
-
-    def __call__(self, ids):
-        return self.head(self.lstm(self.emb(ids))[0]), None
-
-    def backward(self, g):
-        dx, _ = self.lstm.backward(self.head.backward(g))
-        return self.emb.backward(dx), None
-
-    def train(self, mode=True):
-        for p in self.parts:
-            p.train(mode)
-
-    def eval(self):
-        self.train(False)
-
-    @property
-    def grads(self):
-        return {f"{i}.{k}": g for i, p in enumerate(self.parts) for k, g in p.grads.items()}
-
-
-@pytest.mark.parametrize("make", [lambda: rnnfast.LSTM(3, 4, num_layers=2, seed=0),
-                                  lambda: rnnfast.BiRNN("lstm", 3, 4, merge="mul", seed=0),
-                                  Tagger])
-def test_an_eval_forward_between_forward_and_backward_leaves_the_training_forward(make):
-    """A validation pass (of another shape) between a training forward and its backward, as a torch
-    user may run one; a backward still in eval mode after it raises instead."""
-    rng = np.random.default_rng(6)
-    tagger = make is Tagger
-    x = rng.integers(0, 9, (5, 2)) if tagger else rng.standard_normal((5, 2, 3)).astype(np.float32)
-    x_val = rng.integers(0, 9, (7, 3)) if tagger else rng.standard_normal((7, 3, 3)).astype(np.float32)
-    results = []
-    for validate in (False, True):
-        m = make()
-        y, _ = m(x)
-        if validate:
-            m.eval()
-            m(x_val)
-            with pytest.raises(RuntimeError, match="eval"):
-                m.backward(np.cos(y))
-            m.train()
-        dx, _ = m.backward(np.cos(y))
-        results.append(([] if dx is None else [dx]) + [m.grads[k] for k in sorted(m.grads)])
-    assert len(results[0]) >= 6
-    for a, b in zip(*results):
-        assert np.array_equal(a, b)
-
-
-def test_an_eval_forward_frees_a_spent_training_forward():
-    m = rnnfast.GRU(3, 4, seed=0)
-    y, _ = m(np.ones((5, 2, 3), np.float32))
-    m.eval()
-    m(np.ones((5, 2, 3), np.float32))
-    assert m._saved is not None  # not spent: kept for a backward after train()
-    m.train()
-    m.backward(np.ones_like(y))
-    m.eval()
-    m(np.ones((5, 2, 3), np.float32))
-    assert m._saved is None  # spent: nothing to keep its workspace for
-
+# ---- instruction sets -------------------------------------------------------------------------
 
 def test_unavailable_isa_is_refused_with_a_clear_message():
     """set_isa names the paths there are; RNNFAST_ISA with one that is not warns at import."""

@@ -1,9 +1,12 @@
-"""`python -m rnnfast` driven as a user drives it: texts that cannot train, encodings, options that
-conflict with a checkpoint, runs that train nothing, the help, and the hint for small texts."""
+"""`python -m rnnfast` driven as a user drives it: a quick run that trains, saves and samples, texts
+that cannot train, encodings, options that conflict with a checkpoint, runs that train nothing, the
+help, and the hint for small texts; the demo's model sampling through the cells, and
+`python -m rnnfast.selfcheck`."""
 import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import rnnfast
@@ -30,6 +33,19 @@ def checkpoint(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ckpt")
     run(folder, "--quick", "--text", text_file(folder, TEXT))
     return folder / "rnnfast_charlm.npz"
+
+
+def test_python_m_rnnfast_quick_trains_saves_and_samples(tmp_path):
+    def quick(*extra):
+        return run(tmp_path, "--quick", *extra).stdout
+
+    out = quick()
+    first, last = map(float, re.search(r"validation loss ([0-9.]+) -> ([0-9.]+)", out).groups())
+    assert last < first, out
+    assert "sample after training" in out and (tmp_path / "rnnfast_charlm.npz").is_file()
+    assert "sample" in quick("--sample-only", "--length", "20")
+    quick("--resume", str(tmp_path / "rnnfast_charlm.npz"))
+    assert rnnfast.checkpoint.read_metadata(tmp_path / "rnnfast_charlm.npz")["epochs_done"] == 2
 
 
 def test_an_empty_text_says_so(tmp_path):
@@ -113,3 +129,21 @@ def test_a_small_text_gets_a_hint_about_epochs(tmp_path):
     hint = re.search(r"hint: .* 12 epochs of it are (\d+) Adam steps .* try --epochs (\d+)", r.stdout)
     assert hint and int(hint.group(1)) == 36 and int(hint.group(2)) >= 100, r.stdout
     assert "hint:" not in run(tmp_path, "--quick").stdout  # the built-in corpus
+
+
+# ---- the demo's model and the other command ---------------------------------------------------
+
+def test_demo_cells_reproduce_the_trained_layer():
+    from rnnfast import demo
+    for cell in ("lstm", "gru", "rnn"):
+        model = demo.CharModel("abcd", cell, 5, 2, seed=0)
+        ids = np.array([0, 3, 1, 2])
+        y, _ = model.rnn.eval()(rnnfast.one_hot(ids[:, None], 4))
+        # greedy sampling through the cells must follow the layer's own next-character choice
+        greedy = model.sample("".join("abcd"[i] for i in ids), 1, 0.0, np.random.default_rng(0))
+        assert greedy[-1] == "abcd"[int(np.argmax(model.head.eval()(y[-1, 0])))]
+
+
+def test_selfcheck_still_runs():
+    r = subprocess.run([sys.executable, "-m", "rnnfast.selfcheck"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "agree" in r.stdout, r.stdout + r.stderr

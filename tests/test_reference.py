@@ -10,13 +10,16 @@ import pytest
 
 from rnnfast import reference as ref
 
+from conftest import numeric_grad
+
 MODES = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 INPUT_NAMES = ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh")
 
-# Finite differences run in float64. With eps = 1e-6 the truncation error is
-# ~1e-12 and the rounding error ~1e-10 for losses of order 10, far below the
-# tolerance, while a gradient that is 1% wrong is far above it.
+# Finite differences (conftest's numeric_grad) run in float64. With eps = 1e-6
+# the truncation error is ~1e-12 and the rounding error ~1e-10 for losses of
+# order 10, far below the tolerance, while a gradient that is 1% wrong is far
+# above it.
 FD_EPS = 1e-6
 FD_TOL = dict(rtol=1e-6, atol=1e-8)
 # Two computations of the same quantity in one dtype (float32 vs float64
@@ -26,7 +29,7 @@ RELU_MARGIN = 1e-3  # keep every relu preactivation this far from its kink
 
 
 # ----------------------------------------------------------------------------
-# Helpers: one calling convention for the four cells, data, finite differences.
+# Helpers: one calling convention for the four cells, data, the gradient check.
 # ----------------------------------------------------------------------------
 
 def forward(mode, inputs, reverse=False, lengths=None):
@@ -98,20 +101,6 @@ def make_inputs(mode, T, B, I, H, bias=True, reverse=False, lengths=None, seed=0
     return {k: None if v is None else v.astype(dtype) for k, v in inputs.items()}
 
 
-def numerical_gradient(loss, a, eps=FD_EPS):
-    """Central differences of the scalar loss() with respect to a, perturbed in place."""
-    grad = np.zeros_like(a)
-    for idx in np.ndindex(a.shape):
-        original = a[idx]
-        a[idx] = original + eps
-        loss_plus = loss()
-        a[idx] = original - eps
-        loss_minus = loss()
-        a[idx] = original
-        grad[idx] = (loss_plus - loss_minus) / (2 * eps)
-    return grad
-
-
 def assert_gradient_matches(analytic, numeric, name):
     np.testing.assert_allclose(analytic, numeric, err_msg=f"gradient of {name}", **FD_TOL)
 
@@ -142,7 +131,7 @@ def check_single_layer_gradients(mode, T, B, I, H, reverse, lengths, bias=True,
             assert grads[name] is None, f"{name} is None, so its gradient must be"
         else:
             assert grads[name].shape == a.shape
-            assert_gradient_matches(grads[name], numerical_gradient(loss, a), name)
+            assert_gradient_matches(grads[name], numeric_grad(loss, a, eps=FD_EPS), name)
 
 
 # ----------------------------------------------------------------------------
@@ -178,8 +167,8 @@ def test_gradient_check_rejects_a_wrong_gradient():
     y, _, cache = forward("lstm", inputs)
     r_y = np.random.default_rng(1).standard_normal(y.shape)
     analytic = backward("lstm", r_y, (None, None), cache)["w_hh"]
-    numeric = numerical_gradient(lambda: np.sum(forward("lstm", inputs)[0] * r_y),
-                                 inputs["w_hh"])
+    numeric = numeric_grad(lambda: np.sum(forward("lstm", inputs)[0] * r_y),
+                           inputs["w_hh"], eps=FD_EPS)
     assert_gradient_matches(analytic, numeric, "w_hh")
     with pytest.raises(AssertionError):
         assert_gradient_matches(analytic * 1.01, numeric, "w_hh")
@@ -315,11 +304,11 @@ def test_stack_gradients_match_finite_differences(mode, bias, dropout, with_dhn)
     dhn = (r_hn if mode == "lstm" else r_hn[0]) if with_dhn else None
     dx, dhx, grads = ref.stack_backward(r_y, dhn, cache)
     assert grads.keys() == params.keys()
-    assert_gradient_matches(dx, numerical_gradient(loss, x), "x")
+    assert_gradient_matches(dx, numeric_grad(loss, x, eps=FD_EPS), "x")
     for i, (dstate, state) in enumerate(zip(as_tuple(dhx), as_tuple(hx))):
-        assert_gradient_matches(dstate, numerical_gradient(loss, state), f"hx[{i}]")
+        assert_gradient_matches(dstate, numeric_grad(loss, state, eps=FD_EPS), f"hx[{i}]")
     for name, p in params.items():
-        assert_gradient_matches(grads[name], numerical_gradient(loss, p), name)
+        assert_gradient_matches(grads[name], numeric_grad(loss, p, eps=FD_EPS), name)
 
 
 # ----------------------------------------------------------------------------

@@ -9,10 +9,9 @@ import pytest
 import rnnfast
 from rnnfast import _core, losses, nn
 
-from conftest import assert_close, numeric_grad
+from conftest import FD_RTOL, assert_close, numeric_grad
 
 RTOL = {np.float64: 1e-12, np.float32: 1e-5}
-FD_RTOL = 1e-7  # central differences in float64 with eps = 1e-6
 
 
 pytestmark = pytest.mark.usefixtures("every_isa")  # each test on each instruction set the CPU has
