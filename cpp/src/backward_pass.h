@@ -7,7 +7,7 @@
 // are in cache; after it in batch mode), so both modes give the same bits.
 #pragma once
 #include "cells.h"
-#include "layer_workspace.h"
+#include "workspace_layout.h"
 
 namespace rnnfast {
 namespace RNNFAST_ISA_NS {
@@ -16,7 +16,7 @@ template <class T, class Cell> class BackwardPass {
     static constexpr int G = Cell::G;
     using Geo = LayerGeometry<T, G>;
     using Schedule = LayerSchedule<T, G>;
-    using Work = LayerWorkspace<T, G>;
+    using Work = WorkspaceLayout<T, G>;
     static constexpr int NV = Geo::kPanelVectors, MR = Geo::kMicroRows;
     using AsUsed = PanelsPackedAsUsed<T, NV, PlainCols<T>>;
 

@@ -6,10 +6,10 @@
 // the table's V rows instead and walks all the ids in order, adding those that fall in its range:
 // every dweight value is then summed by one thread, in id order, and the bits do not depend on the
 // thread count. No atomics, no per-thread copies of the table. The balance follows how the ids
-// spread over the table (a character model's text: 46% / 54% on two threads). Owning a slice of
-// the E columns of every row instead, the other way to get the same bits, was 1.6x slower on two
-// threads than on one at the demo's sizes: the threads' slices of a row sit side by side and the
-// cores kept taking each other's cache lines. Owned row ranges meet at one line at most.
+// spread over the table. Owning a slice of the E columns of every row instead, the other way to
+// get the same bits, makes the threads' slices of a row sit side by side, so the cores keep taking
+// each other's cache lines (slower on two threads than on one: benchmarks/RESULTS.md). Owned row
+// ranges meet at one line at most.
 #pragma once
 #include "rnnfast/toolkit.h"
 #include "team.h"

@@ -8,7 +8,7 @@
 // unchanged and writes a zero output, so h_n is the state after each entry's last valid step.
 #pragma once
 #include "cells.h"
-#include "layer_workspace.h"
+#include "workspace_layout.h"
 
 namespace rnnfast {
 namespace RNNFAST_ISA_NS {
@@ -17,7 +17,7 @@ template <class T, class Cell> class ForwardPass {
     static constexpr int G = Cell::G;
     using Geo = LayerGeometry<T, G>;
     using Schedule = LayerSchedule<T, G>;
-    using Work = LayerWorkspace<T, G>;
+    using Work = WorkspaceLayout<T, G>;
     static constexpr int NV = Geo::kPanelVectors, MR = Geo::kMicroRows, W = Geo::kWidth;
     using AsUsedRecurrent = PanelsPackedAsUsed<T, NV, GateCols<T>>;
     using AsUsedInput = PanelsPackedAsUsed<T, NV, PlainCols<T>>;

@@ -3,7 +3,7 @@
 // Its parts, each in a file named after it:
 //   layer_geometry.h   how W_hh's panels map to hidden units; chunks of steps; packing as used
 //   layer_schedule.h   threads per call, unit mode or batch mode, what each thread owns
-//   layer_workspace.h  the saved workspace, the calls' scratch and the weight cache: layouts, sizes
+//   workspace_layout.h the saved workspace, the calls' scratch and the weight cache: layouts, sizes
 //   forward_pass.h     the forward: pack, fold biases, load state, project a chunk, step, store
 //   backward_pass.h    BPTT: pack, load gradients, step, carry dh, bias sums, weight products
 // The cells' gate math is cells.h; the products gemm.h.
@@ -15,7 +15,7 @@ namespace rnnfast {
 namespace RNNFAST_ISA_NS {
 
 template <class T, class Cell> struct Driver {
-    using Work = LayerWorkspace<T, Cell::G>;
+    using Work = WorkspaceLayout<T, Cell::G>;
     static void forward(const LayerForward<T>& a) { ForwardPass<T, Cell>(a).run(); }
     static void backward(const LayerBackward<T>& a) { BackwardPass<T, Cell>(a).run(); }
     static Index saved_size(const LayerShape& s) { return Work::saved_size(s); }

@@ -44,8 +44,8 @@ template <class T> inline vec<T> splat(T s) { return s - vec<T>{}; }
 // 64-byte boundary on: a caller's buffer may start anywhere (NumPy's and malloc's large arrays
 // start 16 bytes past a cache line), and a packed panel that does not start on a line makes every
 // AVX-512 load of it span two lines (half of the AVX2 loads). Each such buffer is sized
-// kAlignSlack values larger. On a 16-core Xeon (AVX-512), aligning them made LSTM layers at
-// 2 threads 1.07-1.24x faster; on Zen 3 (AVX2) 0.99-1.02x (benchmarks/RESULTS.md).
+// kAlignSlack values larger (what the alignment gained is in benchmarks/RESULTS.md, "aligned
+// buffers").
 constexpr Index kAlignSlack = 16;  // values: 64 bytes of float, 128 of double
 template <class T> inline T* align64(T* p) {
     return reinterpret_cast<T*>((reinterpret_cast<std::uintptr_t>(p) + 63) & ~std::uintptr_t(63));

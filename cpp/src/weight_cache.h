@@ -1,10 +1,7 @@
 // Packed weights kept between calls.
 //
-// Packing a weight matrix into the micro-kernel's panels costs a pass over it on every call. Packed
-// one value at a time, W_hh took about 10% of an LSTM forward at B = 1 and W_ih as much again. In
-// transposed register blocks (pack_panel), an LSTM forward at T = 20, B = 1 whose weights changed
-// since the last call (repacked, and copied into the cache) costs 19-27 us more than one whose did
-// not (306-323 us) at H = 256, and 340-520 us more (1204-1408) at H = 512, on Zen 3. A cache
+// Packing a weight matrix into the micro-kernel's panels costs a pass over it on every call, a
+// visible share of a short call at small batches (benchmarks/RESULTS.md, "weight cache"). A cache
 // keeps the packed panels and a plain copy of the weights they were packed from:
 //
 //   [tag: 16 values][copy of the weights (rows, cols), rounded up to 16 values][packed panels]

@@ -41,9 +41,9 @@ def _executor():
 
 
 # Eval forwards run together only while a thread's share of W_hh stays this small (a typical L2):
-# measured on 2 cores, an eval forward with each direction's whole W_hh (768 KiB to 4 MiB) on one
-# thread was 0.88-0.97x of running the directions in turn on both threads, while training (whose
-# backward has more to overlap) ran at 0.98-1.39x (0.98 only at B = 1, 1.36-1.39 at H = 64).
+# beyond it, one thread streaming a direction's whole W_hh each step loses to both threads taking
+# the directions in turn; training, whose backward has more to overlap, still gains
+# (benchmarks/RESULTS.md, "The schedule's constants").
 EVAL_WEIGHT_BYTES = 512 * 1024
 
 

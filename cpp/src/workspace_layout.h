@@ -47,7 +47,7 @@ template <class T> struct BackwardScratch {
     T *dg_ih, *dg_hn, *dg_step, *dh, *dc, *recurrent_packing, *plain_packing, *a_packing, *db_ih, *db_hh;
 };
 
-template <class T, int G> struct LayerWorkspace {
+template <class T, int G> struct WorkspaceLayout {
     using Geo = LayerGeometry<T, G>;
     using Schedule = LayerSchedule<T, G>;
     static constexpr int NV = Geo::kPanelVectors;
