@@ -60,6 +60,20 @@ def shaped(value, name: str, dtype: np.dtype, shape: tuple, what: str = "") -> n
     return arr
 
 
+def states(value, name: str, owner: str, has_cell: bool, shape: tuple, dtype: np.dtype, what: str = ""):
+    """A recurrent state argument (an initial state or its gradient): None, one array h, or with a
+    cell state (LSTM) a pair (h, c); each of `shape`. Returns (h, c) as contiguous arrays of
+    `dtype` (the kernels read rows back to back), None where absent."""
+    if value is None:
+        return None, None
+    if has_cell != isinstance(value, (tuple, list)) or (has_cell and len(value) != 2):
+        want = "a tuple (h, c)" if has_cell else "one array h"
+        raise TypeError(f"{name}: {owner} expects {want}, got {type(value).__name__}")
+    parts = [np.ascontiguousarray(shaped(p, f"{name}[{i}]" if has_cell else name, dtype, shape, what))
+             for i, p in enumerate(value if has_cell else (value,))]
+    return (parts[0], parts[1]) if has_cell else (parts[0], None)
+
+
 def lengths_array(lengths, batch: int, steps: int) -> np.ndarray:
     """lengths -> contiguous int64 (B,) with 1 <= length <= T."""
     arr = np.asarray(lengths)

@@ -53,19 +53,8 @@ class _Cell(Module):
         self._tape.clear()
 
     def _state(self, state, batch, name):
-        shape = (batch, self.hidden_size)
-        if self.mode == "lstm":
-            if state is None:
-                return None, None
-            if not isinstance(state, (tuple, list)) or len(state) != 2:
-                raise TypeError(f"{name}: LSTMCell expects a tuple (h, c)")
-            return (np.ascontiguousarray(v.shaped(state[0], name + "[0]", self.dtype, shape)),
-                    np.ascontiguousarray(v.shaped(state[1], name + "[1]", self.dtype, shape)))
-        if state is None:
-            return None, None
-        if isinstance(state, (tuple, list)):
-            raise TypeError(f"{name}: {type(self).__name__} expects one array (B, H)")
-        return np.ascontiguousarray(v.shaped(state, name, self.dtype, shape)), None  # rows back to back
+        return v.states(state, name, type(self).__name__, self._stack.cell.has_cell_state, (batch, self.hidden_size),
+                        self.dtype)
 
     @serialized
     def forward(self, x, state=None):

@@ -74,22 +74,10 @@ class RNNBase(Module):
         return [(g[wi], g[wh], g.get(bi), g.get(bh)) for wi, wh, bi, bh in self._names[layer]]
 
     # ---- forward ---------------------------------------------------------------------------
-    def _check_hx(self, hx, batch):
-        L, H = self.num_layers * self.num_directions, self.hidden_size
-        shape = (L, batch, H)
-        what = "(num_layers * num_directions, batch, hidden_size)"
-        if self.mode == "lstm":
-            if hx is None:
-                return None, None
-            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                raise TypeError("hx: LSTM expects a tuple (h0, c0)")
-            return (np.ascontiguousarray(v.shaped(hx[0], "h0", self.dtype, shape, what)),
-                    np.ascontiguousarray(v.shaped(hx[1], "c0", self.dtype, shape, what)))
-        if hx is None:
-            return None, None
-        if isinstance(hx, (tuple, list)):
-            raise TypeError(f"hx: {type(self).__name__} expects one array h0, got a {type(hx).__name__}")
-        return np.ascontiguousarray(v.shaped(hx, "hx", self.dtype, shape, what)), None  # the kernels read rows back to back
+    def _check_hx(self, hx, batch, name="hx"):
+        shape = (self.num_layers * self.num_directions, batch, self.hidden_size)
+        return v.states(hx, name, type(self).__name__, self._cell.has_cell_state, shape, self.dtype,
+                        "(num_layers * num_directions, batch, hidden_size)")
 
     def _check_input(self, x):
         x = v.float_array(x, "input", self.dtype)
@@ -160,7 +148,7 @@ class RNNBase(Module):
         if self.batch_first:
             dy = dy.swapaxes(0, 1)
         dy = np.ascontiguousarray(dy)
-        dh_n, dc_n = self._check_hx(grad_hx, B)
+        dh_n, dc_n = self._check_hx(grad_hx, B, "grad_hx")
         dx, dh0, dc0 = self._stack.backward(sv["layers"], dy, dh_n, dc_n, self._layer_grads, retain_graph)
         grad_x = np.ascontiguousarray(dx.swapaxes(0, 1)) if self.batch_first else dx
         return grad_x, ((dh0, dc0) if self.mode == "lstm" else dh0)
