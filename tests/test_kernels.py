@@ -275,3 +275,15 @@ def test_eval_forward_in_chunks_matches_reference(mode, B, H):
                 assert np.array_equal(a, b)
     finally:
         rnnfast.set_num_threads(before)
+
+
+def test_a_caller_scratch_of_the_wrong_size_is_not_used():
+    """A scratch sized for another thread count (or dtype) is left alone: the call runs on its own."""
+    p = make_layer("gru", 5, 4, 6, 9, np.float32, seed=3)
+    _, _, _, ctx = F.layer_forward("gru", p["x"], p["h0"], None, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
+    want = F.layer_backward(ctx, p["dy"], p["dh_n"], retain_graph=True)
+    wrong = np.full(3, np.nan, np.float32)
+    got = F.layer_backward(ctx, p["dy"], p["dh_n"], scratch=wrong, retain_graph=True)
+    for a, b in zip(want, got):
+        assert (a is None and b is None) or np.array_equal(a, b)
+    assert np.isnan(wrong).all()

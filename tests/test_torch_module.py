@@ -313,30 +313,72 @@ def test_a_second_backward_with_retain_graph_gives_the_same_gradients(cell):
         torch.autograd.grad(loss, [x])
 
 
+def in_threads(fn, inputs, repeats):
+    """fn(input) on a thread per input, `repeats` times each, all at once: the last results in order."""
+    import threading
+    results, errors = [None] * len(inputs), []
+
+    def work(i):
+        try:
+            for _ in range(repeats):
+                results[i] = fn(inputs[i])
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(inputs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    return results
+
+
 def test_one_module_from_two_threads_at_once():
     """Two threads share one module (its workspaces): a call that finds one busy runs on its own,
     and every result is the same bits as run alone."""
-    import threading
     torch.manual_seed(1)
     _, ours = pair("lstm", 32, 64, num_layers=2, bidirectional=True)
     xs = [torch.randn(40, 8, 32, generator=torch.Generator().manual_seed(i)) for i in range(6)]
     with torch.no_grad():
         alone = [ours(x)[0] for x in xs]
-    results, errors = {}, []
 
-    def work(i):
-        try:
-            with torch.no_grad():
-                for _ in range(5):
-                    results[i] = ours(xs[i])[0]
-        except Exception as e:  # noqa: BLE001 (reported below)
-            errors.append(e)
+    def call(x):
+        with torch.no_grad():
+            return ours(x)[0]
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(xs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
-    for i, want in enumerate(alone):
-        assert torch.equal(results[i], want)
+    results = in_threads(call, xs, repeats=5)
+    for got, want in zip(results, alone):
+        assert torch.equal(got, want)
+
+
+def test_training_one_module_from_two_threads_at_once():
+    """Forward and backward of one module from two threads: the recycled saved workspaces go to one
+    forward each, so every gradient is the same bits as computed alone."""
+    torch.manual_seed(2)
+    _, ours = pair("gru", 16, 32, num_layers=2, bidirectional=True)
+    params = list(ours.parameters())
+    xs = [torch.randn(30, 6, 16, generator=torch.Generator().manual_seed(10 + i)) for i in range(4)]
+
+    def grads(x):
+        y, _ = ours(x)
+        return torch.autograd.grad((y * y).sum(), params)
+
+    alone = [grads(x) for x in xs]
+    for got, want in zip(in_threads(grads, xs, repeats=6), alone):
+        assert all(torch.equal(a, b) for a, b in zip(got, want))
+
+
+def test_a_module_pickled_before_the_stack_loads_and_runs():
+    """A whole-module pickle from an rnnfast whose modules had no stack (torch.save(model))."""
+    import pickle
+    _, ours = pair("lstm", 4, 6, num_layers=2)
+    x = torch.randn(5, 3, 4)
+    state = ours.__getstate__()
+    state = {k: v for k, v in state.items() if k != "_stack"}
+    state["_cell"] = "lstm"  # a name, as it was then
+    old = rt.LSTM.__new__(rt.LSTM)
+    old.__setstate__(state)
+    again = pickle.loads(pickle.dumps(old))
+    with torch.no_grad():
+        assert torch.equal(again(x)[0], ours(x)[0])

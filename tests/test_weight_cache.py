@@ -208,3 +208,15 @@ def test_edits_are_seen_in_batch_mode(mode):
         EDITS[edit](m.parameters()["weight_hh_l0"])
         EDITS[edit](m.parameters()["weight_ih_l0"])
         same(run(m, x, dy), run(fresh_like(m), x, dy))
+
+
+def test_the_former_cache_argument_still_works_with_a_warning():
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((T, B, I))
+    w_ih, w_hh = rng.standard_normal((4 * H, I)) * 0.1, rng.standard_normal((4 * H, H)) * 0.1
+    expect, *_ = layer_forward("lstm", x, None, None, w_ih, w_hh, None, None, training=False)
+    cache = LayerWorkspace()
+    with pytest.warns(DeprecationWarning, match="now called `workspace`"):
+        y, *_ = layer_forward("lstm", x, None, None, w_ih, w_hh, None, None, training=False, cache=cache)
+    np.testing.assert_array_equal(y, expect)
+    assert cache.forward is not None

@@ -16,8 +16,8 @@ Exit status 0 when every array is bit-identical and both builds produced the sam
 The one change on record (issue 22): rnnfast.torch's bidirectional layers used to add the reverse
 direction's dx into the forward one's inside the kernel; they now run the NumPy modules' stack,
 which computes each direction's dx apart and sums them (so that the directions can run at the same
-time), and give the NumPy modules' bits. Against a build before that, only `*/torch/dx` and the
-torch gradients of the layers below a bidirectional one differ.
+time), and give the NumPy modules' bits. Against a build before that, only the torch gradients of
+a bidirectional stack's input and of the layers below its top layer differ.
 """
 import argparse
 import os
@@ -122,20 +122,24 @@ def _torch_modules(rnnfast, out, tag, cell, shape, dtype):
     except ImportError:
         return
     T, B, I, H = shape
-    torch.manual_seed(0)
     tdt = torch.float64 if dtype == np.float64 else torch.float32
     cls = {"lstm": rt.LSTM, "gru": rt.GRU}.get(cell, rt.RNN)
     kw = {"nonlinearity": cell[4:]} if cell.startswith("rnn_") else {}
-    m = cls(I, H, num_layers=2, bidirectional=True, dtype=tdt, **kw)
-    x = torch.randn(T, B, I, dtype=tdt, requires_grad=True)
     lengths = _lengths(T, B)
-    y, _ = m(x, lengths=None if lengths is None else torch.from_numpy(lengths))
-    (y * torch.linspace(-1, 1, y.numel(), dtype=tdt).reshape(y.shape)).sum().backward()
-    key = f"{tag}/torch"
-    out[key + "/y"] = y.detach().numpy()
-    out[key + "/dx"] = x.grad.numpy()
-    for name, p in m.named_parameters():
-        out[f"{key}/grad/{name}"] = p.grad.numpy()
+    for layers, bidirectional in ((2, True), (1, False)):
+        torch.manual_seed(0)
+        m = cls(I, H, num_layers=layers, bidirectional=bidirectional, dtype=tdt, **kw)
+        x = torch.randn(T, B, I, dtype=tdt, requires_grad=True)
+        y, _ = m(x, lengths=None if lengths is None else torch.from_numpy(lengths))
+        loss = (y * torch.linspace(-1, 1, y.numel(), dtype=tdt).reshape(y.shape)).sum()
+        params = [x, *m.parameters()]
+        first = torch.autograd.grad(loss, params, retain_graph=True)
+        second = torch.autograd.grad(loss, params)  # a second backward through the same graph
+        key = f"{tag}/torch/L{layers}D{2 if bidirectional else 1}"
+        out[key + "/y"] = y.detach().numpy()
+        for name, g1, g2 in zip(["x"] + [n for n, _ in m.named_parameters()], first, second):
+            out[f"{key}/grad/{name}"] = g1.numpy()
+            out[f"{key}/again/{name}"] = g2.numpy()
 
 
 def dump(path, quick):

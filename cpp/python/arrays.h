@@ -133,6 +133,11 @@ inline void check_ids(const std::int64_t* ids, Index count, Index n, const char*
                                   std::to_string(ids[i]));
 }
 
+// The data of a float array the binding made or checked, or nullptr for None.
+template <class T> T* data_or_null(const py::object& a) {
+    return a.is_none() ? nullptr : static_cast<T*>(py::reinterpret_borrow<py::array>(a).mutable_data());
+}
+
 inline bool is_f64(const py::array& x) { return x.dtype().kind() == 'f' && x.itemsize() == 8; }
 
 // f(T{}) for the scalar type of `x`: float64, or else float32 (the views then check the dtype).

@@ -2,6 +2,8 @@
 // arrays, with a LayerWorkspace that keeps the caches and the scratch between calls.
 #include <pybind11/stl.h>
 
+#include <utility>
+
 #include "arrays.h"
 #include "bindings.h"
 #include "layer_workspace.h"
@@ -11,8 +13,16 @@
 namespace rnnfast_python {
 namespace {
 
+// The cells the kernels know, by the names the Python registry uses.
+constexpr std::pair<const char*, rnnfast::CellKind> kCells[] = {{"rnn_tanh", rnnfast::CellKind::rnn_tanh},
+                                                              {"rnn_relu", rnnfast::CellKind::rnn_relu},
+                                                              {"lstm", rnnfast::CellKind::lstm},
+                                                              {"gru", rnnfast::CellKind::gru}};
+
 rnnfast::LayerShape make_shape(int cell, Index T, Index B, Index I, Index H, bool reverse) {
-    if (cell < 0 || cell > 3) throw py::value_error("cell: expected 0..3, got " + std::to_string(cell));
+    bool known = false;
+    for (const auto& c : kCells) known = known || int(c.second) == cell;
+    if (!known) throw py::value_error("cell: not a cell code the kernels know, got " + std::to_string(cell));
     if (T < 1 || B < 1 || I < 1 || H < 1) throw py::value_error("sizes must be positive");
     return {rnnfast::CellKind(cell), T, B, I, H, reverse};
 }
@@ -60,7 +70,8 @@ py::tuple layer_forward(int cell, py::array x, py::array w_ih, py::array w_hh, O
         a.threads = threads > 0 ? threads : rnnfast::get_num_threads();  // read once: sizes the scratch, runs the kernel
         WorkspaceLease lease(workspace);
         a.scratch = lease.get().scratch<T>(rnnfast::forward_scratch_size(s, training, sizeof(T), a.threads));
-        a.wcache = lease.get().cache<T>(false, rnnfast::weight_cache_size(s, sizeof(T), false));
+        const py::object cache = lease.get().cache<T>(false, rnnfast::weight_cache_size(s, sizeof(T), false));
+        a.wcache = data_or_null<T>(cache);
         {
             py::gil_scoped_release nogil;
             rnnfast::layer_forward(a);
@@ -106,9 +117,11 @@ py::tuple layer_backward(int cell, py::array x, py::array w_ih, py::array w_hh, 
         a.threads = threads > 0 ? threads : rnnfast::get_num_threads();  // read once: sizes the scratch, runs the kernel
         const Index need = rnnfast::backward_scratch_size(s, sizeof(T), a.threads, consume_saved);
         WorkspaceLease lease(workspace);
-        // A caller's own scratch of exactly the size needed, else the workspace's.
-        a.scratch = scratch ? dense<T>(*scratch, "scratch", {need}, true) : lease.get().scratch<T>(need);
-        a.wcache = lease.get().cache<T>(true, rnnfast::weight_cache_size(s, sizeof(T), true));
+        // The caller's own scratch when it has the size needed (for this thread count), else the workspace's.
+        a.scratch = scratch && reusable<T>(*scratch, need) ? static_cast<T*>(scratch->mutable_data())
+                                                          : lease.get().scratch<T>(need);
+        const py::object cache = lease.get().cache<T>(true, rnnfast::weight_cache_size(s, sizeof(T), true));
+        a.wcache = data_or_null<T>(cache);
         {
             py::gil_scoped_release nogil;
             rnnfast::layer_backward(a);
@@ -154,10 +167,8 @@ void bind_layers(py::module_& m) {
     }, py::arg("cell"), py::arg("T"), py::arg("B"), py::arg("I"), py::arg("H"), py::arg("elem_bytes"),
        py::arg("threads") = 0, py::arg("consume_saved") = false,
        "Values of backward scratch for `threads` (0: the current count) and consume_saved.");
-    py::dict cells;  // the cells the kernels know: name -> (code, gates per unit)
-    for (auto [name, kind] : {std::pair{"rnn_tanh", rnnfast::CellKind::rnn_tanh}, {"rnn_relu", rnnfast::CellKind::rnn_relu},
-                              {"lstm", rnnfast::CellKind::lstm}, {"gru", rnnfast::CellKind::gru}})
-        cells[name] = py::make_tuple(int(kind), rnnfast::gate_count(kind));
+    py::dict cells;  // name -> (code, gates per unit)
+    for (const auto& [name, kind] : kCells) cells[name] = py::make_tuple(int(kind), rnnfast::gate_count(kind));
     m.attr("cells") = cells;
 }
 

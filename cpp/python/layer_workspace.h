@@ -22,16 +22,18 @@ class LayerWorkspace {
 
     // The cache of `n` values of T for this call: the one held when it fits (its contents are
     // checked by the kernels), else a new, zeroed one (no valid tag anywhere), kept for next time.
-    // n == 0 (a single step packs as it goes): no cache, and the one held stays as it is.
-    template <class T> T* cache(bool backward, Index n) {
-        if (n == 0 || !keeps_caches_) return nullptr;
+    // n == 0 (a single step packs as it goes): no cache, and the one held stays as it is. The
+    // caller keeps the returned array for the whole call (another thread may replace the attribute
+    // meanwhile) and passes its data to the kernels.
+    template <class T> py::object cache(bool backward, Index n) {
+        if (n == 0 || !keeps_caches_) return py::none();
         py::object& held = backward ? backward_cache : forward_cache;
         if (held.is_none() || !reusable<T>(py::reinterpret_borrow<py::array>(held), n)) {
             py::array_t<T> fresh(n);
             std::fill_n(fresh.mutable_data(), n, T(0));
             held = fresh;
         }
-        return static_cast<T*>(py::reinterpret_borrow<py::array>(held).mutable_data());
+        return held;
     }
 
     // At least n values of T, uninitialised (the kernels write every scratch value before reading it).

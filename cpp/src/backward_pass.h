@@ -24,13 +24,13 @@ template <class T, class Cell> class BackwardPass {
     explicit BackwardPass(const LayerBackward<T>& a)
         : a(a), s(a.s), B(s.B), H(s.H), GH(G * s.H), threads(Schedule::backward_threads(s, a.threads)),
           as_used(Geo::packs_as_used(s)), wcache(as_used ? nullptr : align64(a.wcache)),
-          sv(carve_saved(a.saved, s)), w(carve_scratch(a, threads, sv)),
+          saved(carve_saved(a.saved, s)), scratch(carve_scratch(a, threads, saved)),
           hidden_cols{H}, hidden_panels(Geo::plain_panels(H)),
           cache(wcache, GH * H),
           tag(WeightCache<T>::make_tag(G, H, H, NV, WeightCache<T>::kRecurrentTransposed)),
           fresh(!wcache || cache.tag() != tag),
-          recurrent_packed{wcache ? cache.packed : w.recurrent_packing, GH, GH, hidden_panels},
-          h_prev_all(sv.states + (s.reverse ? B * H : 0)) {}
+          recurrent_packed{wcache ? cache.packed : scratch.recurrent_packing, GH, GH, hidden_panels},
+          h_prev_all(saved.states + (s.reverse ? B * H : 0)) {}
 
     void run() {
         run_team(threads, [&](const Team& team) { run_thread(team); });
@@ -38,18 +38,18 @@ template <class T, class Cell> class BackwardPass {
     }
 
    private:
-    static Saved<T> carve_saved(T* saved, const LayerShape& s) {
-        Carver<T> cv{saved};
+    static Saved<T> carve_saved(T* base, const LayerShape& s) {
+        Carver<T> cv{base};
         return Work::carve_saved(s, cv);
     }
-    static BackwardScratch<T> carve_scratch(const LayerBackward<T>& a, int threads, const Saved<T>& sv) {
+    static BackwardScratch<T> carve_scratch(const LayerBackward<T>& a, int threads, const Saved<T>& saved) {
         Carver<T> cv{align64(a.scratch)};
-        BackwardScratch<T> w = Work::carve_backward(a.s, threads, a.consume_saved, cv);
+        BackwardScratch<T> carved = Work::carve_backward(a.s, threads, a.consume_saved, cv);
         if (a.consume_saved) {  // each gate gradient replaces the saved value it was computed from
-            w.dg_ih = sv.gates;
-            w.dg_hn = sv.aux;
+            carved.dg_ih = saved.gates;
+            carved.dg_hn = saved.aux;
         }
-        return w;
+        return carved;
     }
 
     const T* saved_state(const T* seq, Index k) const { return seq + (s.reverse ? s.T - k : k) * B * H; }
@@ -59,7 +59,7 @@ template <class T, class Cell> class BackwardPass {
         const Range panels = team.split(hidden_panels);
         const Range units = Geo::units_of_panels(panels, H);
         // B(k = g*H + j, u) = w_hh[(g*H + j) * H + u]: dh_{t-1} = dG_hh W_hh.
-        T* const mine = as_used ? w.recurrent_packing + team.id * Geo::as_used_buffer(GH, GH) : nullptr;
+        T* const mine = as_used ? scratch.recurrent_packing + team.id * Geo::as_used_buffer(GH, GH) : nullptr;
         const AsUsed recurrent_as_used{Mat<T>{a.w_hh, H, 1}, hidden_cols, mine, GH, GH, hidden_panels};
         if (!as_used && (!wcache || !cache.refresh(a.w_hh, H, 0, GH, units.lo, units.hi, fresh)))
             pack_panels(recurrent_packed, recurrent_as_used.B, hidden_cols, panels.lo, panels.hi);
@@ -68,7 +68,7 @@ template <class T, class Cell> class BackwardPass {
         load_gradients(me, units);
         for (Index k = s.T - 1; k >= 0; --k) {
             const Index t = s.reverse ? s.T - 1 - k : k;
-            T* dg_hh = G == 3 ? w.dg_step + (k & 1) * B * GH : w.dg_ih + t * B * GH;  // this step's
+            T* dg_hh = G == 3 ? scratch.dg_step + (k & 1) * B * GH : scratch.dg_ih + t * B * GH;  // this step's
             step(me, k, dg_hh);
             if (!me.batch) {  // while this step's gradients are in cache
                 add_bias_gradients(t, units);
@@ -82,8 +82,8 @@ template <class T, class Cell> class BackwardPass {
             for (Index k = s.T - 1; k >= 0; --k) add_bias_gradients(s.reverse ? s.T - 1 - k : k, units);
         }
         for (int g = 0; g < G; ++g) {
-            if (a.db_ih) add_units(a.db_ih + g * H, w.db_ih + g * H, units.lo, units.hi);
-            if (a.db_hh) add_units(a.db_hh + g * H, w.db_hh + g * H, units.lo, units.hi);
+            if (a.db_ih) add_units(a.db_ih + g * H, scratch.db_ih + g * H, units.lo, units.hi);
+            if (a.db_hh) add_units(a.db_hh + g * H, scratch.db_hh + g * H, units.lo, units.hi);
         }
         team.barrier();
         weight_and_input_gradients(team);
@@ -92,12 +92,12 @@ template <class T, class Cell> class BackwardPass {
     // dh, dc from dh_n, dc_n (or zero) for my rows and units; my units' bias sums from zero.
     void load_gradients(const Share& me, Range units) const {
         for (Index b = me.b0; b < me.b1; ++b) {
-            copy_units(w.dh + b * H, a.dh_n ? a.dh_n + b * H : nullptr, me.u0, me.u1);
-            copy_units(w.dc + b * H, a.dc_n ? a.dc_n + b * H : nullptr, me.u0, me.u1);
+            copy_units(scratch.dh + b * H, a.dh_n ? a.dh_n + b * H : nullptr, me.u0, me.u1);
+            copy_units(scratch.dc + b * H, a.dc_n ? a.dc_n + b * H : nullptr, me.u0, me.u1);
         }
         for (int g = 0; g < G; ++g) {
-            copy_units<T>(w.db_ih + g * H, nullptr, units.lo, units.hi);
-            if (w.db_hh != w.db_ih) copy_units<T>(w.db_hh + g * H, nullptr, units.lo, units.hi);
+            copy_units<T>(scratch.db_ih + g * H, nullptr, units.lo, units.hi);
+            if (scratch.db_hh != scratch.db_ih) copy_units<T>(scratch.db_hh + g * H, nullptr, units.lo, units.hi);
         }
     }
 
@@ -105,21 +105,21 @@ template <class T, class Cell> class BackwardPass {
     // of dh_{t-1} that bypasses W_hh); a padded step passes dh and dc through with no gradient.
     void step(const Share& me, Index k, T* dg_hh) const {
         const Index t = s.reverse ? s.T - 1 - k : k;
-        const T* hp = saved_state(sv.states, k);
+        const T* hp = saved_state(saved.states, k);
         for (Index b = me.b0; b < me.b1; ++b) {
-            T* dgi = w.dg_ih + (t * B + b) * GH;
+            T* dgi = scratch.dg_ih + (t * B + b) * GH;
             T* dgh = dg_hh + b * GH;
-            T* dgn = G == 3 ? w.dg_hn + (t * B + b) * H : nullptr;
-            T* dh = w.dh + b * H;
+            T* dgn = G == 3 ? scratch.dg_hn + (t * B + b) * H : nullptr;
+            T* dh = scratch.dh + b * H;
             if (!a.lengths || t < a.lengths[b]) {
                 const T* dy = a.dy + (t * B + b) * a.lddy;
                 for (Index u = me.u0; u < me.u1; ++u) dh[u] += dy[u];
-                BwdRow<T> r{sv.gates + (t * B + b) * GH,
-                            sv.aux ? sv.aux + (t * B + b) * H : nullptr,
+                BwdRow<T> r{saved.gates + (t * B + b) * GH,
+                            saved.aux ? saved.aux + (t * B + b) * H : nullptr,
                             hp + b * H,
-                            G == 4 ? saved_state(sv.cells, k) + b * H : nullptr,
-                            G == 4 ? saved_state(sv.cells, k + 1) + b * H : nullptr,
-                            dh, w.dc + b * H, dgi, dgh, dgn, dh};
+                            G == 4 ? saved_state(saved.cells, k) + b * H : nullptr,
+                            G == 4 ? saved_state(saved.cells, k + 1) + b * H : nullptr,
+                            dh, scratch.dc + b * H, dgi, dgh, dgn, dh};
                 Cell::backward(r, H, me.u0, me.u1);
             } else {
                 for (int g = 0; g < G; ++g) {
@@ -134,7 +134,7 @@ template <class T, class Cell> class BackwardPass {
     // dh_{t-1} += dG_hh W_hh for my rows and units.
     template <class Panels> void carry_dh(const Share& me, const T* dg_hh, const Panels& panels) const {
         gemm_block<T, MR, NV, PlainCols<T>, Geo::kStepTail>(me.b0, me.b1, Mat<T>{dg_hh, GH, 1}, 0, panels, 0,
-                                                            hidden_cols, me.p0, me.p1, w.dh, H, Init::load, nullptr);
+                                                            hidden_cols, me.p0, me.p1, scratch.dh, H, Init::load, nullptr);
     }
 
     // Step t's gate gradients summed over the batch into my units' bias sums. GRU's db_hh differs
@@ -142,17 +142,17 @@ template <class T, class Cell> class BackwardPass {
     void add_bias_gradients(Index t, Range units) const {
         for (Index b = 0; b < B; ++b) {
             for (int g = 0; g < G; ++g) {
-                add_units(w.db_ih + g * H, w.dg_ih + (t * B + b) * GH + g * H, units.lo, units.hi);
-                if (G == 3 && g < 2) add_units(w.db_hh + g * H, w.dg_ih + (t * B + b) * GH + g * H, units.lo, units.hi);
+                add_units(scratch.db_ih + g * H, scratch.dg_ih + (t * B + b) * GH + g * H, units.lo, units.hi);
+                if (G == 3 && g < 2) add_units(scratch.db_hh + g * H, scratch.dg_ih + (t * B + b) * GH + g * H, units.lo, units.hi);
             }
-            if (G == 3) add_units(w.db_hh + 2 * H, w.dg_hn + (t * B + b) * H, units.lo, units.hi);
+            if (G == 3) add_units(scratch.db_hh + 2 * H, scratch.dg_hn + (t * B + b) * H, units.lo, units.hi);
         }
     }
 
     void store_gradients(const Share& me) const {
         for (Index b = me.b0; b < me.b1; ++b) {
-            copy_units(a.dh0 + b * H, w.dh + b * H, me.u0, me.u1);
-            if (G == 4 && a.dc0) copy_units(a.dc0 + b * H, w.dc + b * H, me.u0, me.u1);
+            copy_units(a.dh0 + b * H, scratch.dh + b * H, me.u0, me.u1);
+            if (G == 4 && a.dc0) copy_units(a.dc0 + b * H, scratch.dc + b * H, me.u0, me.u1);
         }
     }
 
@@ -160,17 +160,17 @@ template <class T, class Cell> class BackwardPass {
     // dW_hh += dG_hh^T h_prev (for GRU the r and z rows from dG_ih, the n rows from dg_hn).
     void weight_and_input_gradients(const Team& team) const {
         const Index TB = s.T * B, I = s.I;
-        gemm_team<T, MR, NV>(team, TB, I, GH, Mat<T>{w.dg_ih, GH, 1}, Mat<T>{a.w_ih, I, 1}, a.dx, a.lddx,
-                             a.dx_accumulate, nullptr, w.plain_packing, Geo::KC);
-        T* a_packing = w.a_packing + team.id * gemm_mc<T, MR>() * Geo::KC;  // dG^T is read transposed: pack it
-        gemm_team<T, MR, NV>(team, GH, I, TB, Mat<T>{w.dg_ih, 1, GH}, Mat<T>{a.x, a.ldx, 1}, a.dw_ih, I, true,
-                             nullptr, w.plain_packing, Geo::KC, a_packing);
+        gemm_team<T, MR, NV>(team, TB, I, GH, Mat<T>{scratch.dg_ih, GH, 1}, Mat<T>{a.w_ih, I, 1}, a.dx, a.lddx,
+                             a.dx_accumulate, nullptr, scratch.plain_packing, Geo::KC);
+        T* a_packing = scratch.a_packing + team.id * gemm_mc<T, MR>() * Geo::KC;  // dG^T is read transposed: pack it
+        gemm_team<T, MR, NV>(team, GH, I, TB, Mat<T>{scratch.dg_ih, 1, GH}, Mat<T>{a.x, a.ldx, 1}, a.dw_ih, I, true,
+                             nullptr, scratch.plain_packing, Geo::KC, a_packing);
         const Index rows_from_dg_ih = G == 3 ? 2 * H : GH;
-        gemm_team<T, MR, NV>(team, rows_from_dg_ih, H, TB, Mat<T>{w.dg_ih, 1, GH}, Mat<T>{h_prev_all, H, 1}, a.dw_hh,
-                             H, true, nullptr, w.plain_packing, Geo::KC, a_packing);
+        gemm_team<T, MR, NV>(team, rows_from_dg_ih, H, TB, Mat<T>{scratch.dg_ih, 1, GH}, Mat<T>{h_prev_all, H, 1}, a.dw_hh,
+                             H, true, nullptr, scratch.plain_packing, Geo::KC, a_packing);
         if (G == 3)
-            gemm_team<T, MR, NV>(team, H, H, TB, Mat<T>{w.dg_hn, 1, H}, Mat<T>{h_prev_all, H, 1},
-                                 a.dw_hh + rows_from_dg_ih * H, H, true, nullptr, w.plain_packing, Geo::KC, a_packing);
+            gemm_team<T, MR, NV>(team, H, H, TB, Mat<T>{scratch.dg_hn, 1, H}, Mat<T>{h_prev_all, H, 1},
+                                 a.dw_hh + rows_from_dg_ih * H, H, true, nullptr, scratch.plain_packing, Geo::KC, a_packing);
     }
 
     const LayerBackward<T>& a;
@@ -179,8 +179,8 @@ template <class T, class Cell> class BackwardPass {
     const int threads;
     const bool as_used;
     T* const wcache;
-    const Saved<T> sv;
-    const BackwardScratch<T> w;
+    const Saved<T> saved;
+    const BackwardScratch<T> scratch;
     const PlainCols<T> hidden_cols;
     const Index hidden_panels;
     const WeightCache<T> cache;

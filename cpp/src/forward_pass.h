@@ -27,18 +27,18 @@ template <class T, class Cell> class ForwardPass {
         : a(a), s(a.s), B(s.B), H(s.H), GH(G * s.H), training(a.saved != nullptr),
           as_used(Geo::packs_as_used(s)),
           wcache(as_used ? nullptr : align64(a.wcache)),
-          w(carve_scratch(a, training)),
-          sv(training ? carve_saved(a.saved, s) : Saved<T>{}),
+          scratch(carve_scratch(a, training)),
+          saved(training ? carve_saved(a.saved, s) : Saved<T>{}),
           recurrent_cols{G, H}, groups(Geo::unit_groups(H)),
           cache(wcache, GH * H),
           tag(WeightCache<T>::make_tag(G, H, H, NV, WeightCache<T>::kRecurrent)),
           fresh(!wcache || cache.tag() != tag),
-          recurrent_packed{wcache ? cache.packed : w.recurrent_packing, H, H, groups * Geo::kPanelsPerGroup},
+          recurrent_packed{wcache ? cache.packed : scratch.recurrent_packing, H, H, groups * Geo::kPanelsPerGroup},
           input_cols{GH}, input_panels(Geo::plain_panels(GH)),
           input_cache(wcache ? wcache + Work::recurrent_cache_size(H) : nullptr, GH * s.I),
           input_tag(WeightCache<T>::make_tag(G, H, s.I, NV, WeightCache<T>::kInput)),
           input_fresh(fresh || input_cache.tag() != input_tag),  // a fresh W_hh part: this one too
-          input_packed{wcache ? input_cache.packed : w.input_packing, s.I, Geo::KC, input_panels},
+          input_packed{wcache ? input_cache.packed : scratch.input_packing, s.I, Geo::KC, input_panels},
           chunk(Geo::chunk_steps(s, training)) {}
 
     void run() {
@@ -54,8 +54,8 @@ template <class T, class Cell> class ForwardPass {
         Carver<T> cv{align64(a.scratch)};
         return Work::carve_forward(a.s, training, a.threads, cv);
     }
-    static Saved<T> carve_saved(T* saved, const LayerShape& s) {
-        Carver<T> cv{saved};
+    static Saved<T> carve_saved(T* base, const LayerShape& s) {
+        Carver<T> cv{base};
         return Work::carve_saved(s, cv);
     }
 
@@ -70,11 +70,11 @@ template <class T, class Cell> class ForwardPass {
         const Range panels{my_groups.lo * Geo::kPanelsPerGroup, my_groups.hi * Geo::kPanelsPerGroup};
         const Range units = Geo::units_of_groups(my_groups, H);
         // A single step packs each panel as it goes, into this thread's buffers.
-        T* const mine = as_used ? w.recurrent_packing + team.id * w.as_used_values : nullptr;
+        T* const mine = as_used ? scratch.recurrent_packing + team.id * scratch.as_used_values : nullptr;
         const AsUsedRecurrent recurrent_as_used{Mat<T>{a.w_hh, 1, H}, recurrent_cols, mine, H, H,
                                                 recurrent_packed.npanels};
         const AsUsedInput input_as_used{Mat<T>{a.w_ih, 1, s.I}, input_cols,
-                                        as_used ? mine + (w.input_packing - w.recurrent_packing) : nullptr, s.I,
+                                        as_used ? mine + (scratch.input_packing - scratch.recurrent_packing) : nullptr, s.I,
                                         Geo::KC, input_panels};
         pack_weights(team, panels, units);
         fold_biases(units);
@@ -117,16 +117,16 @@ template <class T, class Cell> class ForwardPass {
                 const Index j = g * H + u;
                 const T bi = a.b_ih ? a.b_ih[j] : T(0), bh = a.b_hh ? a.b_hh[j] : T(0);
                 const bool in_recurrent = Cell::kRecurrentBias && g == G - 1;
-                w.bias_projection[j] = in_recurrent ? bi : bi + bh;
-                w.bias_recurrent[j] = in_recurrent ? bh : T(0);
+                scratch.bias_projection[j] = in_recurrent ? bi : bi + bh;
+                scratch.bias_recurrent[j] = in_recurrent ? bh : T(0);
             }
     }
 
     void load_state(Range units) const {
         for (Index b = 0; b < B; ++b) {
-            copy_units(state_after(w.state, sv.states, 0) + b * H, a.h0 ? a.h0 + b * H : nullptr, units.lo, units.hi);
+            copy_units(state_after(scratch.state, saved.states, 0) + b * H, a.h0 ? a.h0 + b * H : nullptr, units.lo, units.hi);
             if (G == 4)
-                copy_units(state_after(w.cell, sv.cells, 0) + b * H, a.c0 ? a.c0 + b * H : nullptr, units.lo,
+                copy_units(state_after(scratch.cell, saved.cells, 0) + b * H, a.c0 ? a.c0 + b * H : nullptr, units.lo,
                            units.hi);
         }
     }
@@ -134,29 +134,29 @@ template <class T, class Cell> class ForwardPass {
     // The projections of `steps` steps from time t_lo, into the saved gates (training) or the
     // chunk buffer (eval); returns where they are.
     template <class Panels> T* project_chunk(const Team& team, Index t_lo, Index steps, const Panels& panels) const {
-        T* P = training ? sv.gates + t_lo * B * GH : w.projection;
+        T* P = training ? saved.gates + t_lo * B * GH : scratch.projection;
         gemm_packed_team<T, MR, NV>(team, steps * B, Mat<T>{a.x + t_lo * B * a.ldx, a.ldx, 1}, panels, input_cols, P,
-                                    GH, w.bias_projection);
+                                    GH, scratch.bias_projection);
         return P;
     }
 
     // Step k (time t): the recurrent product of my rows and panels, then the cell on each row.
     template <class Panels> void step(const Share& me, Index k, Index t_lo, T* P, const Panels& panels) const {
         const Index t = s.reverse ? s.T - 1 - k : k;
-        const T* hp = state_after(w.state, sv.states, k);
-        T* hn = state_after(w.state, sv.states, k + 1);
-        const T* cp = G == 4 ? state_after(w.cell, sv.cells, k) : nullptr;
-        T* cn = G == 4 ? state_after(w.cell, sv.cells, k + 1) : nullptr;
+        const T* hp = state_after(scratch.state, saved.states, k);
+        T* hn = state_after(scratch.state, saved.states, k + 1);
+        const T* cp = G == 4 ? state_after(scratch.cell, saved.cells, k) : nullptr;
+        T* cn = G == 4 ? state_after(scratch.cell, saved.cells, k + 1) : nullptr;
         gemm_block<T, MR, NV, GateCols<T>, Geo::kStepTail>(me.b0, me.b1, Mat<T>{hp, H, 1}, 0, panels, 0,
-                                                           recurrent_cols, me.p0, me.p1, w.recurrent, GH,
+                                                           recurrent_cols, me.p0, me.p1, scratch.recurrent, GH,
                                                            Cell::kRecurrentBias ? Init::bias : Init::zero,
-                                                           w.bias_recurrent);
+                                                           scratch.bias_recurrent);
         for (Index b = me.b0; b < me.b1; ++b) {
             T* p = P + ((t - t_lo) * B + b) * GH;
             T* y = a.y + (t * B + b) * a.ldy;
-            T* aux = training && sv.aux ? sv.aux + (t * B + b) * H : nullptr;
+            T* aux = training && saved.aux ? saved.aux + (t * B + b) * H : nullptr;
             if (!a.lengths || t < a.lengths[b]) {
-                FwdRow<T> r{p, w.recurrent + b * GH, hp + b * H, cp ? cp + b * H : nullptr, hn + b * H,
+                FwdRow<T> r{p, scratch.recurrent + b * GH, hp + b * H, cp ? cp + b * H : nullptr, hn + b * H,
                             cn ? cn + b * H : nullptr, training ? p : nullptr, aux};
                 Cell::forward(r, H, me.u0, me.u1);
                 copy_units(y, hn + b * H, me.u0, me.u1);
@@ -180,8 +180,8 @@ template <class T, class Cell> class ForwardPass {
 
     void store_state(const Share& me) const {
         for (Index b = me.b0; b < me.b1; ++b) {
-            copy_units(a.h_n + b * H, state_after(w.state, sv.states, s.T) + b * H, me.u0, me.u1);
-            if (G == 4 && a.c_n) copy_units(a.c_n + b * H, state_after(w.cell, sv.cells, s.T) + b * H, me.u0, me.u1);
+            copy_units(a.h_n + b * H, state_after(scratch.state, saved.states, s.T) + b * H, me.u0, me.u1);
+            if (G == 4 && a.c_n) copy_units(a.c_n + b * H, state_after(scratch.cell, saved.cells, s.T) + b * H, me.u0, me.u1);
         }
     }
 
@@ -190,8 +190,8 @@ template <class T, class Cell> class ForwardPass {
     const Index B, H, GH;
     const bool training, as_used;
     T* const wcache;
-    const ForwardScratch<T> w;
-    const Saved<T> sv;
+    const ForwardScratch<T> scratch;
+    const Saved<T> saved;
     const GateCols<T> recurrent_cols;
     const Index groups;
     const WeightCache<T> cache;

@@ -104,10 +104,6 @@ double fma_peak_gflops(int threads) {
 }
 #undef RNNFAST_OPAQUE
 
-}  // namespace RNNFAST_ISA_NS
-
-namespace RNNFAST_ISA_NS {
-
 // Each entry by name, its type following from T: a float kernel cannot land in a double slot.
 template <class T> constexpr Kernels<T> kernels() {
     Kernels<T> k{};
@@ -135,6 +131,17 @@ constexpr KernelTable table() {
     t.fma_peak_gflops = fma_peak_gflops;
     return t;
 }
+
+// Every entry filled: one left out would be a null pointer, called only when its kernel runs.
+template <class T> constexpr bool complete(const Kernels<T>& k) {
+    return k.layer_forward && k.layer_backward && k.forward_scratch && k.backward_scratch && k.weight_cache &&
+           k.linear_forward && k.linear_backward && k.linear_scratch && k.embedding_forward &&
+           k.embedding_backward && k.cross_entropy;
+}
+constexpr bool complete(const KernelTable& t) {
+    return t.name && complete(t.f32) && complete(t.f64) && t.saved_size && t.activation && t.fma_peak_gflops;
+}
+static_assert(complete(table()), "every entry of the kernel table is filled");
 
 }  // namespace RNNFAST_ISA_NS
 

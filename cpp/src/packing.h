@@ -47,10 +47,8 @@ template <class T, int NV> struct Packed {
 // Packs panel p's rows [k0, k0 + kc) of B into dst (kc x NV vectors); vectors past the map's end
 // and lanes past a vector's valid count are zero. Weights as stored (B.rs == 1: each column of B
 // a contiguous row of the weights) go in W x W blocks transposed in registers; B.cs == 1 (rows of
-// B contiguous) as whole vectors; any other strides one value at a time. Against packing the
-// weights one value at a time, on Zen 3 (AVX2), an LSTM forward at T = 20, B = 1 whose weights
-// changed since the last call took 101-118 us longer than one whose did not at H = 256 before,
-// 19-27 after; at H = 512 670-810 before, 340-520 after (the rest: the cache's copy of them).
+// B contiguous) as whole vectors; any other strides one value at a time (what the transposed
+// blocks gained: benchmarks/RESULTS.md, "The weight cache").
 template <class T, int NV, class Cols>
 void pack_panel(T* dst, Mat<T> B, Cols cols, Index p, Index k0, Index kc) {
     constexpr int W = simd<T>::W;

@@ -52,7 +52,10 @@ _LAZY_SUBMODULES = ("onnx", "torch", "reference", "functional", "selfcheck", "de
 def __getattr__(name):
     if name in _LAZY_SUBMODULES:
         import importlib
-        return importlib.import_module(f"{__name__}.{name}")  # also binds it as an attribute
+        try:
+            return importlib.import_module(f"{__name__}.{name}")  # also binds it as an attribute
+        except ImportError as e:  # an optional dependency is missing: hasattr() says False, the message says which
+            raise AttributeError(f"rnnfast.{name} needs a package that is not installed here: {e}") from e
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

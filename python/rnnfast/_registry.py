@@ -1,8 +1,8 @@
 """The recurrent cells rnnfast knows: one entry per cell kind, read by every front end.
 
 The kernels' code and gate count come from `_core` (the C++ knows them); the rest says how each
-front end names and orders what a cell has: its states, torch.nn's class and mode, ONNX's operator
-and gate order. Gates follow PyTorch's order everywhere inside rnnfast: RNN (one), LSTM (i, f, g,
+front end names and orders what a cell has: whether it has a cell state, torch.nn's class and
+mode, ONNX's operator and gate order, RNN's nonlinearity. Gates follow PyTorch's order everywhere inside rnnfast: RNN (one), LSTM (i, f, g,
 o), GRU (r, z, n).
 """
 from __future__ import annotations
@@ -16,26 +16,27 @@ class CellKind(NamedTuple):
     name: str                          # "rnn_tanh", "rnn_relu", "lstm", "gru"
     code: int                          # the kernels' CellKind
     gates: int                         # G: gates per hidden unit
-    states: Tuple[str, ...]            # ("h",), or ("h", "c") for LSTM
+    has_cell_state: bool               # LSTM: a state (h, c); the others: h only
     torch_class: str                   # torch.nn's module: "RNN", "LSTM", "GRU"
     torch_mode: str                    # torch.nn.RNNBase's `mode`
     onnx_op: str                       # ONNX's operator
     onnx_gate_order: Tuple[int, ...]   # torch's gate blocks, in ONNX's order (LSTM: i o f c; GRU: z r h)
     nonlinearity: Optional[str]        # RNN's "tanh" / "relu"; None for the gated cells
 
-    @property
-    def has_cell_state(self) -> bool:
-        return len(self.states) == 2
-
 
 _FRONT_ENDS = {
-    "rnn_tanh": (("h",), "RNN", "RNN_TANH", "RNN", (0,), "tanh"),
-    "rnn_relu": (("h",), "RNN", "RNN_RELU", "RNN", (0,), "relu"),
-    "lstm": (("h", "c"), "LSTM", "LSTM", "LSTM", (0, 3, 1, 2), None),
-    "gru": (("h",), "GRU", "GRU", "GRU", (1, 0, 2), None),
+    "rnn_tanh": dict(has_cell_state=False, torch_class="RNN", torch_mode="RNN_TANH", onnx_op="RNN",
+                     onnx_gate_order=(0,), nonlinearity="tanh"),
+    "rnn_relu": dict(has_cell_state=False, torch_class="RNN", torch_mode="RNN_RELU", onnx_op="RNN",
+                     onnx_gate_order=(0,), nonlinearity="relu"),
+    "lstm": dict(has_cell_state=True, torch_class="LSTM", torch_mode="LSTM", onnx_op="LSTM",
+                 onnx_gate_order=(0, 3, 1, 2), nonlinearity=None),
+    "gru": dict(has_cell_state=False, torch_class="GRU", torch_mode="GRU", onnx_op="GRU",
+                onnx_gate_order=(1, 0, 2), nonlinearity=None),
 }
 
-CELLS = {name: CellKind(name, code, gates, *_FRONT_ENDS[name]) for name, (code, gates) in _core.cells.items()}
+CELLS = {name: CellKind(name=name, code=code, gates=gates, **_FRONT_ENDS[name])
+         for name, (code, gates) in _core.cells.items()}
 
 
 def cell_kind(name) -> CellKind:
@@ -44,11 +45,6 @@ def cell_kind(name) -> CellKind:
         return CELLS[name]
     except (KeyError, TypeError):
         raise ValueError(f"mode: expected one of {sorted(CELLS)}, got {name!r}") from None
-
-
-def cell_of_rnn(nonlinearity) -> CellKind:
-    """RNN's cell for a nonlinearity name (validated by the caller)."""
-    return CELLS["rnn_" + nonlinearity]
 
 
 def parameter_shapes(cell: CellKind, input_size, hidden_size, num_layers, directions, bias):

@@ -24,7 +24,7 @@ class Stack:
     def __init__(self, cell: CellKind, num_layers: int, directions: int):
         self.cell, self.num_layers, self.directions = cell, num_layers, directions
         self._workspaces = [LayerWorkspace() for _ in range(num_layers * directions)]
-        self._spare = [None] * num_layers  # per layer: consumed saved workspaces a new forward may take
+        self._spare = {}  # layer -> consumed saved workspaces a new forward may take
 
     def __getstate__(self):  # copies and pickles start with empty workspaces and no spares
         return {"cell": self.cell, "num_layers": self.num_layers, "directions": self.directions}
@@ -89,16 +89,31 @@ class Stack:
             return tuple(dw)
 
         if D == 1:
-            grads = [direction(0, 0)]
+            dweights = [direction(0, 0)]
         else:
             split = _directions.thread_split(T * B * self.cell.gates * H * (I + H), D)
-            grads = _directions.run([lambda n, d=d: direction(d, n) for d in range(D)], split)
+            dweights = _directions.run([lambda n, d=d: direction(d, n) for d in range(D)], split)
         dx = dxs[0] if D == 1 else np.add(dxs[0], dxs[1], out=dxs[0])
-        return dx, dh0, dc0, grads
+        return dx, dh0, dc0, dweights
 
     # ---- the stack ---------------------------------------------------------------------------
+    def layers(self, x, h0, c0, run, between):
+        """The layer loop of every front end: (the last layer's output, each layer's result).
+
+        run(layer, input, h0 rows, c0 rows) runs one layer (h0, c0: (L*D, B, H), sliced to the
+        layer's rows, or None) and returns (y, result); between(layer, y) gives the next layer's
+        input (dropout in training)."""
+        D, L = self.directions, self.num_layers
+        inp, results = x, []
+        for layer in range(L):
+            rows = slice(layer * D, (layer + 1) * D)
+            y, result = run(layer, inp, None if h0 is None else h0[rows], None if c0 is None else c0[rows])
+            results.append(result)
+            inp = between(layer, y) if layer < L - 1 else y
+        return inp, results
+
     def forward(self, x, h0, c0, weights, lengths, training, dropout=None, reuse=None):
-        """Every layer: (y, h_n, c_n or None, saved or None).
+        """Every layer on NumPy arrays: (y, h_n, c_n or None, saved or None).
 
         weights(layer) gives a layer's weights. dropout(y), if given, is called in training between
         layers and returns a mask (or None) that multiplies y before the next layer. `reuse`: an
@@ -106,24 +121,24 @@ class Stack:
         (contexts, mask) per layer, for backward."""
         L, D = self.num_layers, self.directions
         T, B, _ = x.shape
-        layer_weights = weights(0)
-        H = layer_weights[0][1].shape[1]
+        H = weights(0)[0][1].shape[1]
         h_n = np.empty((L * D, B, H), x.dtype)
         c_n = np.empty_like(h_n) if self.cell.has_cell_state else None
-        saved = [] if training else None
-        inp = x
-        for layer in range(L):
-            k = slice(layer * D, (layer + 1) * D)
+        masks = [None] * L
+
+        def run(layer, inp, h0_rows, c0_rows):
+            rows = slice(layer * D, (layer + 1) * D)
             old = None if reuse is None else [ctx.saved for ctx in reuse[layer][0]]
-            y, _, _, contexts = self.run_layer(layer, inp, None if h0 is None else h0[k], None if c0 is None else c0[k],
-                                               layer_weights, lengths, training, reuse=old, h_n=h_n[k],
-                                               c_n=None if c_n is None else c_n[k])
-            mask = dropout(y) if training and dropout is not None and layer < L - 1 else None
-            if saved is not None:
-                saved.append((contexts, mask))
-            inp = y if mask is None else y * mask
-            layer_weights = weights(layer + 1) if layer + 1 < L else None
-        return y, h_n, c_n, saved
+            y, _, _, contexts = self.run_layer(layer, inp, h0_rows, c0_rows, weights(layer), lengths, training,
+                                               reuse=old, h_n=h_n[rows], c_n=None if c_n is None else c_n[rows])
+            return y, contexts
+
+        def between(layer, y):
+            masks[layer] = dropout(y) if training and dropout is not None else None
+            return y if masks[layer] is None else y * masks[layer]
+
+        y, contexts = self.layers(x, h0, c0, run, between)
+        return y, h_n, c_n, list(zip(contexts, masks)) if training else None
 
     def backward(self, saved, dy, dh_n, dc_n, grads, retain_graph):
         """BPTT through a forward's `saved`: (dx, dh0, dc0 or None). grads(layer) gives the D tuples
@@ -151,9 +166,12 @@ class Stack:
             self._spare[layer] = [ctx.saved for ctx in contexts]
 
     def take_spare(self, layer):
-        """The recycled workspaces of `layer` (then no longer on offer), or None."""
-        spare, self._spare[layer] = self._spare[layer], None
-        return spare
+        """The recycled workspaces of `layer` (then no longer on offer, to any thread), or None."""
+        return self._spare.pop(layer, None)  # one step under the GIL: two forwards never get the same
+
+    def drop_spares(self):
+        """Frees the recycled workspaces (an eval module has no use for them)."""
+        self._spare.clear()
 
     def spent(self, saved) -> bool:
         """A backward freed `saved` (its workspaces now hold gate gradients): only a new forward,

@@ -10,11 +10,12 @@ validation of user input lives in the modules.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from . import _core
-
-from ._registry import cell_kind
+from ._registry import CELLS, cell_kind
 
 # What one layer and direction keeps between calls: the packed-weight caches and the scratch. The
 # kernels compare the weights with the copy a cache holds on every call and repack only what
@@ -23,6 +24,8 @@ from ._registry import cell_kind
 # leaves the caches as they are. Copies and pickles start empty; a workspace busy in a call on
 # another thread is not waited for (that call runs on a temporary one, without caches).
 LayerWorkspace = _core.LayerWorkspace
+WeightCache = LayerWorkspace  # its name before it held the scratch too (and in pickles of that time)
+CELL_CODES = {name: cell.code for name, cell in CELLS.items()}  # the kernels' cell codes
 
 
 class LayerContext:
@@ -39,6 +42,10 @@ class LayerContext:
         self.workspace = workspace
         self.spent = False
 
+    def __setstate__(self, state):  # contexts pickled by an older rnnfast held a weight cache
+        for name, value in (state[1] if isinstance(state, tuple) else state).items():
+            setattr(self, "workspace" if name == "cache" else name, value)
+
 
 SPENT_MESSAGE = ("backward: the saved forward was already used by a backward, which freed it (its workspace now "
                  "holds gate gradients); run the forward again, or pass retain_graph=True to the first backward")
@@ -49,15 +56,18 @@ def _lengths(lengths):
 
 
 def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None, training=True, out=None,
-                  saved=None, workspace=None, threads=0):
+                  saved=None, workspace=None, threads=0, cache=None):
     """Runs one layer: returns (y, h_n, c_n or None, LayerContext or None).
 
     `out`, if given, is a (T, B, H) view to write y into (e.g. one half of a bidirectional output).
     `saved`, if given, is an earlier context's workspace to reuse (overwritten: that context is
     spent); it is used when its size fits and ignored otherwise. `workspace`, if given, is this
     layer and direction's `LayerWorkspace` (its backward uses it too). `threads` > 0 caps this
-    call's threads (else `get_num_threads()`).
+    call's threads (else `get_num_threads()`). `cache` is `workspace`'s former name.
     """
+    if cache is not None:
+        warnings.warn("layer_forward: `cache` is now called `workspace`", DeprecationWarning, stacklevel=2)
+        workspace = cache if workspace is None else workspace
     T, B, _ = x.shape
     H = w_hh.shape[1]
     y = np.empty((T, B, H), x.dtype) if out is None else out

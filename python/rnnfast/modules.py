@@ -153,6 +153,15 @@ class RNNBase(Module):
         grad_x = np.ascontiguousarray(dx.swapaxes(0, 1)) if self.batch_first else dx
         return grad_x, ((dh0, dc0) if self.mode == "lstm" else dh0)
 
+    def __setstate__(self, state):  # a module pickled by an rnnfast without the stack gets one
+        super().__setstate__(state)
+        if "_stack" not in state:
+            for old in ("_workspace", "_packed"):
+                self.__dict__.pop(old, None)
+            self._cell = cell_kind(self.mode)
+            self._stack = Stack(self._cell, self.num_layers, self.num_directions)
+            self._names = [self._layer_names(layer) for layer in range(self.num_layers)]
+
     def __repr__(self):
         extra = "".join(f", {k}={getattr(self, k)!r}" for k in ("num_layers", "bias", "batch_first", "dropout",
                                                                  "bidirectional") if getattr(self, k) != {

@@ -1,6 +1,6 @@
 """Export of rnnfast's recurrent modules as standard ONNX graphs (RNN / LSTM / GRU nodes).
 
-    import rnnfast, rnnfast.onnx
+    import rnnfast
     lstm = rnnfast.LSTM(8, 32, num_layers=2, bidirectional=True)
     rnnfast.onnx.export(lstm, "lstm.onnx", (x, None, lengths))  # as in lstm(x, None, lengths)
 

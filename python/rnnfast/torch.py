@@ -30,7 +30,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from . import _validate
 from . import modules as _np_modules
-from ._registry import CELLS, parameter_shapes
+from ._registry import CELLS, CellKind, parameter_shapes
 from ._stack import Stack
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNBase", "from_torch", "from_numpy"]
@@ -43,7 +43,7 @@ def _np(t):
     return t.detach().contiguous().numpy()
 
 
-def _run_layer(stack, layer, lengths, x, h0, c0, weights, training):
+def _run_layer(stack, layer, x, h0, c0, weights, lengths, training):
     """Both directions of one layer through the stack, on NumPy views of the tensors:
     (y (T, B, D*H), h_n (D, B, H), c_n or None, contexts or None)."""
     D = stack.directions
@@ -64,7 +64,7 @@ class _Layer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, stack, layer, lengths, x, h0, c0, *weights):
         ctx.set_materialize_grads(False)  # absent output gradients stay None: the kernels take None
-        y, h_n, c_n, contexts = _run_layer(stack, layer, lengths, x, h0, c0, weights, training=True)
+        y, h_n, c_n, contexts = _run_layer(stack, layer, x, h0, c0, weights, lengths, training=True)
         ctx.stack, ctx.layer, ctx.lengths, ctx.contexts = stack, layer, lengths, contexts
         ctx.has_h0, ctx.has_c0 = h0 is not None, c0 is not None
         ctx.save_for_backward(x, h0, c0, *weights)  # so that in-place changes before backward raise, as in torch.nn
@@ -89,7 +89,7 @@ class _Layer(torch.autograd.Function):
         x, h0, c0, *weights = ctx.saved_tensors  # checks the version counters
         stack, contexts = ctx.stack, ctx.contexts
         if stack.spent([(contexts, None)]):  # a second backward through this graph
-            contexts = _run_layer(stack, ctx.layer, ctx.lengths, x, h0, c0, weights, training=True)[3]
+            contexts = _run_layer(stack, ctx.layer, x, h0, c0, weights, ctx.lengths, training=True)[3]
         D, H = stack.directions, weights[1].shape[1]
         T, B, _ = x.shape
         dy = np.zeros((T, B, D * H), contexts[0].x.dtype) if dy is None else _np(dy)
@@ -120,13 +120,13 @@ class _FirstDerivativeOnly(torch.autograd.Function):
                            "are needed")
 
 
-def _layer(stack, layer, lengths, x, h0, c0, weights):
+def _layer(stack, layer, x, h0, c0, weights, lengths):
     """Through autograd when a gradient is wanted; otherwise the kernels' inference path."""
     tensors = [x, h0, c0, *weights]
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
         out = _Layer.apply(stack, layer, lengths, x, h0, c0, *weights)
         return out if stack.cell.has_cell_state else (out[0], out[1], None)
-    y, h_n, c_n, _ = _run_layer(stack, layer, lengths, x, h0, c0, weights, training=False)
+    y, h_n, c_n, _ = _run_layer(stack, layer, x, h0, c0, weights, lengths, training=False)
     return torch.from_numpy(y), torch.from_numpy(h_n), None if c_n is None else torch.from_numpy(c_n)
 
 
@@ -183,18 +183,18 @@ class RNNBase(torch.nn.Module):
             warnings.warn("dropout option adds dropout after all but last recurrent layer, so non-zero dropout "
                           f"expects num_layers greater than 1, but got dropout={dropout} and num_layers={num_layers}",
                           stacklevel=3)
-        self._cell = cell
-        self.mode = CELLS[cell].torch_mode
+        self._cell = CELLS[cell]
+        self.mode = self._cell.torch_mode
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.bidirectional = bias, batch_first, bidirectional
         self.dropout = float(dropout)
         self.proj_size = 0
         self._flat_weights_names = []
-        for pname, shape in parameter_shapes(CELLS[cell], input_size, hidden_size, num_layers, self.num_directions,
+        for pname, shape in parameter_shapes(self._cell, input_size, hidden_size, num_layers, self.num_directions,
                                              bias):  # torch.nn's names, shapes and registration order
             self.register_parameter(pname, torch.nn.Parameter(torch.empty(shape, dtype=dtype)))
             self._flat_weights_names.append(pname)
-        self._stack = Stack(CELLS[cell], num_layers, self.num_directions)
+        self._stack = Stack(self._cell, num_layers, self.num_directions)
         self.reset_parameters()
 
     @property
@@ -243,10 +243,10 @@ class RNNBase(torch.nn.Module):
 
     def _check_hx(self, hx, B, batched, dtype):
         shape = (self.num_layers * self.num_directions, B, self.hidden_size)
-        names = ("hx", "cx") if self._cell == "lstm" else ("hx",)
+        names = ("hx", "cx") if self._cell.has_cell_state else ("hx",)
         if hx is None:
             return (None,) * 2
-        if self._cell == "lstm":
+        if self._cell.has_cell_state:
             if not isinstance(hx, (tuple, list)) or len(hx) != 2:
                 raise TypeError("LSTM: hx must be a tuple (h_0, c_0)")
             states = tuple(hx)
@@ -308,33 +308,43 @@ class RNNBase(torch.nn.Module):
         h0, c0 = self._check_hx(hx, B, batched, dtype)
         L, D = self.num_layers, self.num_directions
         per = len(weights) // (L * D)  # parameters per layer and direction
-        inp, h_n, c_n = x.contiguous(), [], []
-        for layer in range(L):
-            k = slice(layer * D, (layer + 1) * D)
-            y, hn, cn = _layer(self._stack, layer, lengths, inp, None if h0 is None else h0[k],
-                               None if c0 is None else c0[k], weights[layer * D * per:(layer + 1) * D * per])
-            h_n.append(hn)
-            c_n.append(cn)
-            inp = y
-            if self.training and self.dropout > 0 and layer < L - 1:
-                inp = _dropout(y, self.dropout, lengths, sorted_indices).contiguous()
-        h_n = torch.cat(h_n) if L > 1 else h_n[0]
-        c_n = (torch.cat(c_n) if L > 1 else c_n[0]) if self._cell == "lstm" else None
+
+        def run(layer, inp, h0_rows, c0_rows):
+            y, hn, cn = _layer(self._stack, layer, inp, h0_rows, c0_rows, weights[layer * D * per:(layer + 1) * D * per],
+                               lengths)
+            return y, (hn, cn)
+
+        def between(layer, y):
+            if self.training and self.dropout > 0:
+                return _dropout(y, self.dropout, lengths, sorted_indices).contiguous()
+            return y
+
+        y, states = self._stack.layers(x.contiguous(), h0, c0, run, between)
+        h_n = torch.cat([hn for hn, _ in states]) if L > 1 else states[0][0]
+        c_n = (torch.cat([cn for _, cn in states]) if L > 1 else states[0][1]) if self._cell.has_cell_state else None
         if isinstance(input, PackedSequence):
             out = _repack(y, lengths, input)
         elif not batched:
             out, h_n, c_n = y.squeeze(1), h_n.squeeze(1), None if c_n is None else c_n.squeeze(1)
         else:
             out = y.transpose(0, 1) if self.batch_first else y
-        return (out, (h_n, c_n)) if self._cell == "lstm" else (out, h_n)
+        return (out, (h_n, c_n)) if self._cell.has_cell_state else (out, h_n)
+
+    def train(self, mode=True):
+        if not mode:
+            self._stack.drop_spares()  # recycled training workspaces: of no use in eval
+        return super().train(mode)
+
+    def __setstate__(self, state):  # a module pickled by an rnnfast without the stack gets one
+        super().__setstate__(state)
+        if not isinstance(self.__dict__.get("_cell"), CellKind):
+            self._cell = CELLS[state["_cell"]]
+        if "_stack" not in self.__dict__:
+            self._stack = Stack(self._cell, self.num_layers, self.num_directions)
 
     # ---- conversions -----------------------------------------------------------------------
     def _kwargs(self):
-        kw = dict(num_layers=self.num_layers, bias=self.bias, batch_first=self.batch_first, dropout=self.dropout,
-                  bidirectional=self.bidirectional)
-        if self._cell.startswith("rnn_"):
-            kw["nonlinearity"] = self._cell[4:]
-        return kw
+        return _constructor_kwargs(self)
 
     def to_torch(self):
         """The torch.nn module with the same arguments, weights and train/eval mode."""
@@ -389,6 +399,16 @@ class GRU(RNNBase):
                          device, dtype)
 
 
+def _constructor_kwargs(module):
+    """The constructor arguments (besides sizes, device and dtype) that rebuild `module`: any of
+    torch.nn's, rnnfast.torch's or rnnfast's NumPy RNN / LSTM / GRU."""
+    kw = dict(num_layers=module.num_layers, bias=module.bias, batch_first=module.batch_first, dropout=module.dropout,
+              bidirectional=module.bidirectional)
+    if getattr(module, "nonlinearity", None) is not None:
+        kw["nonlinearity"] = module.nonlinearity
+    return kw
+
+
 def _build(cls_name, input_size, hidden_size, dtype, kw, state, training):
     with warnings.catch_warnings():  # the source module was made with the same arguments
         warnings.simplefilter("ignore")
@@ -408,10 +428,7 @@ def from_torch(module):
     dtype = module.weight_ih_l0.dtype
     if dtype not in _DTYPES:
         raise TypeError(f"from_torch: parameters must be float32 or float64, got {dtype}")
-    kw = dict(num_layers=module.num_layers, bias=module.bias, batch_first=module.batch_first,
-              dropout=module.dropout, bidirectional=module.bidirectional)
-    if isinstance(module, torch.nn.RNN):
-        kw["nonlinearity"] = module.nonlinearity
+    kw = _constructor_kwargs(module)
     name = next(k.__name__ for k in kinds if isinstance(module, k))
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
     return _build(name, module.input_size, module.hidden_size, dtype, kw, state, module.training)
@@ -421,10 +438,7 @@ def from_numpy(module):
     """rnnfast.RNN / LSTM / GRU (NumPy) -> the rnnfast.torch module with the same arguments and weights."""
     if not isinstance(module, (_np_modules.RNN, _np_modules.LSTM, _np_modules.GRU)):
         raise TypeError(f"from_numpy: expected rnnfast.RNN, LSTM or GRU, got {type(module).__name__}")
-    kw = dict(num_layers=module.num_layers, bias=module.bias, batch_first=module.batch_first,
-              dropout=module.dropout, bidirectional=module.bidirectional)
-    if isinstance(module, _np_modules.RNN):
-        kw["nonlinearity"] = module.nonlinearity
+    kw = _constructor_kwargs(module)
     dtype = torch.float64 if module.dtype == np.float64 else torch.float32
     state = {k: torch.from_numpy(v) for k, v in module.state_dict().items()}
     return _build(type(module).__name__, module.input_size, module.hidden_size, dtype, kw, state, module.training)
