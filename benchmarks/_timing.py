@@ -1,4 +1,5 @@
-"""The benchmarks' shared timer."""
+"""The benchmarks' shared timer and the reports of paired timings."""
+import argparse
 import statistics
 import time
 
@@ -14,3 +15,31 @@ def median_seconds(call, budget, warmups=1, at_least=5):
         call()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def paired_rounds(pairs, rounds, budget):
+    """pairs: per row, (first, second) zero-argument callables. Each round times every row's first,
+    then its second; returns per row (first's times, second's times), a median per round."""
+    times = [([], []) for _ in pairs]
+    for _ in range(rounds):
+        for (ta, tb), (a, b) in zip(times, pairs):
+            ta.append(median_seconds(a, budget))
+            tb.append(median_seconds(b, budget))
+    return times
+
+
+def print_pairs(rows, times, first, second):
+    """One line per row: both medians (ms) and second / first, its median and every round's."""
+    print(f"  {'row':36} {first + ' ms':>10} {second + ' ms':>10}   {second}/{first} (median; each round)")
+    for text, (ta, tb) in zip(rows, times):
+        ratios = [b / a for a, b in zip(ta, tb)]
+        print(f"  {text:36} {statistics.median(ta) * 1e3:10.3f} {statistics.median(tb) * 1e3:10.3f}   "
+              f"{statistics.median(ratios):.3f}  ({' '.join(f'{r:.2f}' for r in ratios)})")
+
+
+def parsed_rows(ap, parse, texts):
+    """Every row text parsed by `parse`, or the parser `ap` exits with the first one's error."""
+    try:
+        return [parse(t) for t in texts]
+    except (ValueError, argparse.ArgumentTypeError) as e:
+        ap.error(str(e))

@@ -10,11 +10,10 @@ median over rounds of torch time / NumPy time (1.00: no cost for going through t
 is forward + backward of sum(y * dy) with the gradients zeroed first, as a training step does.
 """
 import argparse
-import statistics
 import sys
 
 import numpy as np
-from _timing import median_seconds
+from _timing import paired_rounds, parsed_rows, print_pairs
 
 DEFAULT_ROWS = ["lstm,50,64,512,1,1,train", "lstm,100,16,256,1,1,train", "gru,100,64,256,1,1,train",
                 "lstm,50,32,256,2,2,train", "lstm,100,16,256,1,1,eval", "gru,50,64,256,2,2,eval"]
@@ -77,26 +76,15 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--budget", type=float, default=1.0, help="seconds of timed calls per row, front end and round")
     args = ap.parse_args(argv)
-    try:
-        rows = [parse_row(r) for r in args.rows]
-    except (argparse.ArgumentTypeError, ValueError) as e:
-        ap.error(str(e))
+    rows = parsed_rows(ap, parse_row, args.rows)
     import rnnfast
     pairs = [make_pair(r) for r in rows]
     for r, p in zip(rows, pairs):
         check(r, *p)
-    times = [([], []) for _ in rows]
-    for _ in range(args.rounds):
-        for (nt, tt), (_, _, numpy_call, torch_call) in zip(times, pairs):
-            nt.append(median_seconds(numpy_call, args.budget))
-            tt.append(median_seconds(torch_call, args.budget))
+    times = paired_rounds([(numpy_call, torch_call) for _, _, numpy_call, torch_call in pairs], args.rounds, args.budget)
     print(f"rnnfast {rnnfast.__version__}, isa {rnnfast.isa()}, {rnnfast.get_num_threads()} threads, "
           f"{args.rounds} rounds; results checked equal (bits) before timing")
-    print(f"  {'row':30} {'numpy ms':>9} {'torch ms':>9}   torch/numpy (median; each round)")
-    for text, (nt, tt) in zip(args.rows, times):
-        ratios = [t / n for n, t in zip(nt, tt)]
-        print(f"  {text:30} {statistics.median(nt) * 1e3:9.3f} {statistics.median(tt) * 1e3:9.3f}   "
-              f"{statistics.median(ratios):.3f}  ({' '.join(f'{r:.2f}' for r in ratios)})")
+    print_pairs(args.rows, times, "numpy", "torch")
 
 
 if __name__ == "__main__":

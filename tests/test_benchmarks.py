@@ -167,3 +167,9 @@ def test_bit_identity_tool_finds_one_changed_bit(tmp_path):
     moved = subprocess.run([sys.executable, str(tool), str(dump), str(tmp_path / "b.npz")], capture_output=True,
                            text=True)
     assert moved.returncode == 1 and f"differs: {key}" in moved.stdout
+
+
+def test_variants_are_checked_against_the_plain_module_before_timing():
+    out = run("variants.py", "lstm,4,3,8,weight_drop=0.5", "gru,3,2,8,weight_drop=0.2", "--rounds", "1",
+              "--budget", "0.01")
+    assert "checked against the plain module first" in out and "gru,3,2,8,weight_drop=0.2" in out

@@ -33,11 +33,13 @@ class Stack:
         self.__init__(state["cell"], state["num_layers"], state["directions"])
 
     # ---- one layer ---------------------------------------------------------------------------
-    def run_layer(self, layer, x, h0, c0, weights, lengths, training, reuse=None, h_n=None, c_n=None):
+    def run_layer(self, layer, x, h0, c0, weights, lengths, training, reuse=None, h_n=None, c_n=None,
+                  w_hh_masks=None):
         """Both directions of `layer` over x: (y, h_n, c_n or None, contexts or None).
 
         h_n, c_n: (D, B, H) arrays to write the final states into (else new ones). `reuse`: D saved
-        workspaces of an earlier training forward to overwrite (that forward is spent)."""
+        workspaces of an earlier training forward to overwrite (that forward is spent). w_hh_masks:
+        D masks of W_hh's shape (weight drop), in training."""
         D, G = self.directions, self.cell.gates
         T, B, I = x.shape
         H = weights[0][1].shape[1]
@@ -50,7 +52,8 @@ class Stack:
             _, hn, cn, ctx = layer_forward(
                 self.cell.name, x, None if h0 is None else h0[d], None if c0 is None else c0[d], *weights[d],
                 reverse=bool(d), lengths=lengths, training=training, out=y[:, :, d * H:(d + 1) * H],
-                saved=None if reuse is None else reuse[d], workspace=self._workspaces[layer * D + d], threads=threads)
+                saved=None if reuse is None else reuse[d], workspace=self._workspaces[layer * D + d], threads=threads,
+                w_hh_mask=None if w_hh_masks is None else w_hh_masks[d])
             h_n[d] = hn
             if lstm:
                 c_n[d] = cn
@@ -112,13 +115,14 @@ class Stack:
             inp = between(layer, y) if layer < L - 1 else y
         return inp, results
 
-    def forward(self, x, h0, c0, weights, lengths, training, dropout=None, reuse=None):
+    def forward(self, x, h0, c0, weights, lengths, training, dropout=None, reuse=None, weight_drop=None):
         """Every layer on NumPy arrays: (y, h_n, c_n or None, saved or None).
 
         weights(layer) gives a layer's weights. dropout(y), if given, is called in training between
-        layers and returns a mask (or None) that multiplies y before the next layer. `reuse`: an
-        earlier forward's `saved`, whose workspaces this forward overwrites. `saved` is a list of
-        (contexts, mask) per layer, for backward."""
+        layers and returns a mask (or None) that multiplies y before the next layer. weight_drop(w_hh),
+        if given, is called in training for each layer's directions before the layer runs and returns
+        a mask for that W_hh. `reuse`: an earlier forward's `saved`, whose workspaces this forward
+        overwrites. `saved` is a list of (contexts, mask) per layer, for backward."""
         L, D = self.num_layers, self.directions
         T, B, _ = x.shape
         H = weights(0)[0][1].shape[1]
@@ -129,8 +133,12 @@ class Stack:
         def run(layer, inp, h0_rows, c0_rows):
             rows = slice(layer * D, (layer + 1) * D)
             old = None if reuse is None else [ctx.saved for ctx in reuse[layer][0]]
-            y, _, _, contexts = self.run_layer(layer, inp, h0_rows, c0_rows, weights(layer), lengths, training,
-                                               reuse=old, h_n=h_n[rows], c_n=None if c_n is None else c_n[rows])
+            layer_weights = weights(layer)
+            masks_hh = ([weight_drop(w[1]) for w in layer_weights] if training and weight_drop is not None
+                        else None)
+            y, _, _, contexts = self.run_layer(layer, inp, h0_rows, c0_rows, layer_weights, lengths, training,
+                                               reuse=old, h_n=h_n[rows], c_n=None if c_n is None else c_n[rows],
+                                               w_hh_masks=masks_hh)
             return y, contexts
 
         def between(layer, y):

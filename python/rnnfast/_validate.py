@@ -33,6 +33,13 @@ def positive_int(value, name: str) -> int:
     return int(value)
 
 
+def probability(value, name: str) -> float:
+    """A drop probability in [0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{name}: expected a number in [0, 1), got {value!r}")
+    return float(value)
+
+
 def nonlinearity(value) -> str:
     """RNN's nonlinearity name, "tanh" or "relu"."""
     if value not in ("tanh", "relu"):

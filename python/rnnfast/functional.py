@@ -34,15 +34,18 @@ class LayerContext:
     `spent` is set by a backward that consumed the workspace (retain_graph=False): it then holds
     gate gradients, and only a new forward (which may reuse the memory) makes a new context."""
 
-    __slots__ = ("mode", "x", "w_ih", "w_hh", "has_bias", "reverse", "lengths", "saved", "workspace", "spent")
+    __slots__ = ("mode", "x", "w_ih", "w_hh", "has_bias", "reverse", "lengths", "saved", "workspace", "spent",
+                 "w_hh_mask")
 
-    def __init__(self, mode, x, w_ih, w_hh, has_bias, reverse, lengths, saved, workspace):
-        self.mode, self.x, self.w_ih, self.w_hh = mode, x, w_ih, w_hh
+    def __init__(self, mode, x, w_ih, w_hh, has_bias, reverse, lengths, saved, workspace, w_hh_mask=None):
+        self.mode, self.x, self.w_ih, self.w_hh = mode, x, w_ih, w_hh  # w_hh as the kernels ran it (masked)
         self.has_bias, self.reverse, self.lengths, self.saved = has_bias, reverse, lengths, saved
         self.workspace = workspace
         self.spent = False
+        self.w_hh_mask = w_hh_mask
 
     def __setstate__(self, state):  # contexts pickled by an older rnnfast held a weight cache
+        self.w_hh_mask = None
         for name, value in (state[1] if isinstance(state, tuple) else state).items():
             setattr(self, "workspace" if name == "cache" else name, value)
 
@@ -56,8 +59,11 @@ def _lengths(lengths):
 
 
 def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None, training=True, out=None,
-                  saved=None, workspace=None, threads=0, cache=None):
+                  saved=None, workspace=None, threads=0, cache=None, w_hh_mask=None):
     """Runs one layer: returns (y, h_n, c_n or None, LayerContext or None).
+
+    `w_hh_mask` (weight drop), if given, is an array of w_hh's shape that multiplies w_hh for this
+    call (the parameter itself is left alone); the backward then adds dL/dw_hh through the mask.
 
     `out`, if given, is a (T, B, H) view to write y into (e.g. one half of a bidirectional output).
     `saved`, if given, is an earlier context's workspace to reuse (overwritten: that context is
@@ -70,12 +76,14 @@ def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, length
         workspace = cache if workspace is None else workspace
     T, B, _ = x.shape
     H = w_hh.shape[1]
+    if w_hh_mask is not None:
+        w_hh = w_hh * w_hh_mask
     y = np.empty((T, B, H), x.dtype) if out is None else out
     lens = _lengths(lengths)
     h_n, c_n, saved = _core.layer_forward(cell_kind(mode).code, x, w_ih, w_hh, b_ih, b_hh, h0, c0, y=y,
                                           reverse=bool(reverse), lengths=lens, training=bool(training), saved=saved,
                                           workspace=workspace, threads=int(threads))
-    ctx = (LayerContext(mode, x, w_ih, w_hh, b_ih is not None, bool(reverse), lens, saved, workspace)
+    ctx = (LayerContext(mode, x, w_ih, w_hh, b_ih is not None, bool(reverse), lens, saved, workspace, w_hh_mask)
            if training else None)
     return y, h_n, c_n, ctx
 
@@ -105,18 +113,22 @@ def layer_backward(ctx, dy, dh_n=None, dc_n=None, grads=None, dx_out=None, dx_ac
                  np.zeros(ctx.w_hh.shape[0], dt) if ctx.has_bias else None,
                  np.zeros(ctx.w_hh.shape[0], dt) if ctx.has_bias else None)
     dx = np.empty(x.shape, dt) if dx_out is None else dx_out
+    # Weight drop: the kernels give dL/d(w_hh * mask); the parameter's share is that times the mask.
+    kernel_grads = grads if ctx.w_hh_mask is None else (grads[0], np.zeros_like(grads[1])) + tuple(grads[2:])
     # Marked before the call: a Ctrl-C raised as the kernels return must not leave a workspace
     # that holds gradients looking like saved gates. The binding's own errors (types, shapes,
     # memory) come before any kernel runs: then nothing was consumed.
     ctx.spent = not retain_graph
     try:
         dh0, dc0 = _core.layer_backward(cell_kind(ctx.mode).code, x, ctx.w_ih, ctx.w_hh, ctx.saved, dy, dh_n, dc_n, dx,
-                                        *grads, reverse=ctx.reverse, lengths=ctx.lengths,
+                                        *kernel_grads, reverse=ctx.reverse, lengths=ctx.lengths,
                                         dx_accumulate=bool(dx_accumulate), consume_saved=not retain_graph,
                                         workspace=ctx.workspace, scratch=scratch, threads=int(threads))
     except Exception:
         ctx.spent = False
         raise
+    if ctx.w_hh_mask is not None:
+        np.add(grads[1], kernel_grads[1] * ctx.w_hh_mask, out=grads[1])
     return (dx, dh0, dc0) + tuple(grads)
 
 

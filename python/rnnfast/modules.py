@@ -22,16 +22,15 @@ class RNNBase(Module):
     """Shared machinery of RNN, LSTM and GRU; `mode` picks the cell."""
 
     def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype="float32", seed=None):
+                 dropout=0.0, bidirectional=False, dtype="float32", seed=None, weight_drop=0.0):
         super().__init__()
         self._cell = cell_kind(mode)
         self.mode = mode
         self.input_size = v.positive_int(input_size, "input_size")
         self.hidden_size = v.positive_int(hidden_size, "hidden_size")
         self.num_layers = v.positive_int(num_layers, "num_layers")
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout: expected a number in [0, 1), got {dropout!r}")
-        self.dropout = float(dropout)
+        self.dropout = v.probability(dropout, "dropout")
+        self.weight_drop = v.probability(weight_drop, "weight_drop")
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.bidirectional = bool(bidirectional)
@@ -110,7 +109,8 @@ class RNNBase(Module):
         if self.training:
             self._saved = None
         y, h_n, c_n, saved = self._stack.forward(x, h0, c0, self._layer_params, lens, self.training,
-                                                 dropout=self._dropout_mask if self.dropout > 0 else None, reuse=old)
+                                                 dropout=self._dropout_mask if self.dropout > 0 else None, reuse=old,
+                                                 weight_drop=self._weight_drop_mask if self.weight_drop > 0 else None)
         self._after_forward(None if saved is None else {"layers": saved, "B": B, "T": T})
         if not self.training and self._saved and self._spent():
             self._saved = None  # nothing left to back-propagate: free its workspace
@@ -121,8 +121,15 @@ class RNNBase(Module):
     __call__ = forward
 
     def _dropout_mask(self, y):
-        keep = self._rng.random(y.shape) >= self.dropout
-        return keep.astype(self.dtype) / self.dtype.type(1.0 - self.dropout)
+        return self._keep_mask(y.shape, self.dropout)
+
+    def _weight_drop_mask(self, w_hh):
+        return self._keep_mask(w_hh.shape, self.weight_drop)
+
+    def _keep_mask(self, shape, p):
+        """Each entry kept with probability 1 - p and scaled by 1 / (1 - p), from the module's generator."""
+        keep = self._rng.random(shape) >= p
+        return keep.astype(self.dtype) / self.dtype.type(1.0 - p)
 
     # ---- backward --------------------------------------------------------------------------
     def _spent(self) -> bool:
@@ -155,6 +162,7 @@ class RNNBase(Module):
 
     def __setstate__(self, state):  # a module pickled by an rnnfast without the stack gets one
         super().__setstate__(state)
+        self.__dict__.setdefault("weight_drop", 0.0)
         if "_stack" not in state:
             for old in ("_workspace", "_packed"):
                 self.__dict__.pop(old, None)
@@ -163,9 +171,9 @@ class RNNBase(Module):
             self._names = [self._layer_names(layer) for layer in range(self.num_layers)]
 
     def __repr__(self):
-        extra = "".join(f", {k}={getattr(self, k)!r}" for k in ("num_layers", "bias", "batch_first", "dropout",
-                                                                 "bidirectional") if getattr(self, k) != {
-            "num_layers": 1, "bias": True, "batch_first": False, "dropout": 0.0, "bidirectional": False}[k])
+        defaults = {"num_layers": 1, "bias": True, "batch_first": False, "dropout": 0.0, "bidirectional": False,
+                    "weight_drop": 0.0}
+        extra = "".join(f", {k}={getattr(self, k)!r}" for k, d in defaults.items() if getattr(self, k, d) != d)
         return f"{type(self).__name__}({self.input_size}, {self.hidden_size}{extra}, dtype={self.dtype.name})"
 
 
@@ -173,25 +181,25 @@ class RNN(RNNBase):
     """Elman RNN: h_t = f(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), f = tanh or relu."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype="float32", seed=None):
+                 dropout=0.0, bidirectional=False, dtype="float32", seed=None, weight_drop=0.0):
         self.nonlinearity = v.nonlinearity(nonlinearity)
         super().__init__("rnn_" + nonlinearity, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype, seed)
+                         bidirectional, dtype, seed, weight_drop)
 
 
 class LSTM(RNNBase):
     """LSTM with gates (i, f, g, o): c_t = f*c_{t-1} + i*g, h_t = o*tanh(c_t)."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, dtype="float32", seed=None):
+                 bidirectional=False, dtype="float32", seed=None, weight_drop=0.0):
         super().__init__("lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         dtype, seed)
+                         dtype, seed, weight_drop)
 
 
 class GRU(RNNBase):
     """GRU with gates (r, z, n): n = tanh(W_in x + b_in + r*(W_hn h + b_hn)), h_t = (1-z)*n + z*h_{t-1}."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, dtype="float32", seed=None):
+                 bidirectional=False, dtype="float32", seed=None, weight_drop=0.0):
         super().__init__("gru", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         dtype, seed)
+                         dtype, seed, weight_drop)

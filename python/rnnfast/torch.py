@@ -43,14 +43,16 @@ def _np(t):
     return t.detach().contiguous().numpy()
 
 
-def _run_layer(stack, layer, x, h0, c0, weights, lengths, training):
+def _run_layer(stack, layer, x, h0, c0, weights, lengths, training, masks):
     """Both directions of one layer through the stack, on NumPy views of the tensors:
-    (y (T, B, D*H), h_n (D, B, H), c_n or None, contexts or None)."""
+    (y (T, B, D*H), h_n (D, B, H), c_n or None, contexts or None). `masks`: W_hh's weight-drop
+    masks (NumPy), or None."""
     D = stack.directions
     per = len(weights) // D
     grouped = [tuple(_np(t) for t in weights[d * per:(d + 1) * per]) + (None, None) * (per == 2) for d in range(D)]
     return stack.run_layer(layer, _np(x), None if h0 is None else _np(h0), None if c0 is None else _np(c0),
-                           grouped, lengths, training, reuse=stack.take_spare(layer) if training else None)
+                           grouped, lengths, training, reuse=stack.take_spare(layer) if training else None,
+                           w_hh_masks=masks)
 
 
 class _Layer(torch.autograd.Function):
@@ -62,10 +64,10 @@ class _Layer(torch.autograd.Function):
     (same bits) before going back through it."""
 
     @staticmethod
-    def forward(ctx, stack, layer, lengths, x, h0, c0, *weights):
+    def forward(ctx, stack, layer, lengths, masks, x, h0, c0, *weights):
         ctx.set_materialize_grads(False)  # absent output gradients stay None: the kernels take None
-        y, h_n, c_n, contexts = _run_layer(stack, layer, x, h0, c0, weights, lengths, training=True)
-        ctx.stack, ctx.layer, ctx.lengths, ctx.contexts = stack, layer, lengths, contexts
+        y, h_n, c_n, contexts = _run_layer(stack, layer, x, h0, c0, weights, lengths, True, masks)
+        ctx.stack, ctx.layer, ctx.lengths, ctx.masks, ctx.contexts = stack, layer, lengths, masks, contexts
         ctx.has_h0, ctx.has_c0 = h0 is not None, c0 is not None
         ctx.save_for_backward(x, h0, c0, *weights)  # so that in-place changes before backward raise, as in torch.nn
         out = (torch.from_numpy(y), torch.from_numpy(h_n))
@@ -89,7 +91,7 @@ class _Layer(torch.autograd.Function):
         x, h0, c0, *weights = ctx.saved_tensors  # checks the version counters
         stack, contexts = ctx.stack, ctx.contexts
         if stack.spent([(contexts, None)]):  # a second backward through this graph
-            contexts = _run_layer(stack, ctx.layer, x, h0, c0, weights, ctx.lengths, training=True)[3]
+            contexts = _run_layer(stack, ctx.layer, x, h0, c0, weights, ctx.lengths, True, ctx.masks)[3]
         D, H = stack.directions, weights[1].shape[1]
         T, B, _ = x.shape
         dy = np.zeros((T, B, D * H), contexts[0].x.dtype) if dy is None else _np(dy)
@@ -100,7 +102,7 @@ class _Layer(torch.autograd.Function):
         dweights = [torch.from_numpy(g) for group in dw for g in group if g is not None]
         grad_h0 = torch.from_numpy(dh0) if ctx.has_h0 else None
         grad_c0 = torch.from_numpy(dc0) if ctx.has_c0 else None
-        return (None, None, None, torch.from_numpy(dx), grad_h0, grad_c0, *dweights)
+        return (None, None, None, None, torch.from_numpy(dx), grad_h0, grad_c0, *dweights)
 
 
 class _FirstDerivativeOnly(torch.autograd.Function):
@@ -120,13 +122,13 @@ class _FirstDerivativeOnly(torch.autograd.Function):
                            "are needed")
 
 
-def _layer(stack, layer, x, h0, c0, weights, lengths):
+def _layer(stack, layer, x, h0, c0, weights, lengths, masks):
     """Through autograd when a gradient is wanted; otherwise the kernels' inference path."""
     tensors = [x, h0, c0, *weights]
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
-        out = _Layer.apply(stack, layer, lengths, x, h0, c0, *weights)
+        out = _Layer.apply(stack, layer, lengths, masks, x, h0, c0, *weights)
         return out if stack.cell.has_cell_state else (out[0], out[1], None)
-    y, h_n, c_n, _ = _run_layer(stack, layer, x, h0, c0, weights, lengths, training=False)
+    y, h_n, c_n, _ = _run_layer(stack, layer, x, h0, c0, weights, lengths, False, masks)
     return torch.from_numpy(y), torch.from_numpy(h_n), None if c_n is None else torch.from_numpy(c_n)
 
 
@@ -159,7 +161,7 @@ class RNNBase(torch.nn.Module):
     """Shared machinery of RNN, LSTM and GRU: torch.nn.RNNBase's attributes, parameters and checks."""
 
     def __init__(self, cell, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, device=None, dtype=None):
+                 bidirectional=False, device=None, dtype=None, weight_drop=0.0):
         super().__init__()
         name = type(self).__name__
         if device is not None and torch.device(device).type != "cpu":
@@ -188,6 +190,7 @@ class RNNBase(torch.nn.Module):
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.bidirectional = bias, batch_first, bidirectional
         self.dropout = float(dropout)
+        self.weight_drop = _validate.probability(weight_drop, "weight_drop")
         self.proj_size = 0
         self._flat_weights_names = []
         for pname, shape in parameter_shapes(self._cell, input_size, hidden_size, num_layers, self.num_directions,
@@ -224,7 +227,8 @@ class RNNBase(torch.nn.Module):
         s = f"{self.input_size}, {self.hidden_size}"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
-        for k, default in (("bias", True), ("batch_first", False), ("dropout", 0.0), ("bidirectional", False)):
+        for k, default in (("bias", True), ("batch_first", False), ("dropout", 0.0), ("bidirectional", False),
+                           ("weight_drop", 0.0)):  # the last one rnnfast's
             if getattr(self, k) != default:
                 s += f", {k}={getattr(self, k)}"
         return s
@@ -310,8 +314,9 @@ class RNNBase(torch.nn.Module):
         per = len(weights) // (L * D)  # parameters per layer and direction
 
         def run(layer, inp, h0_rows, c0_rows):
-            y, hn, cn = _layer(self._stack, layer, inp, h0_rows, c0_rows, weights[layer * D * per:(layer + 1) * D * per],
-                               lengths)
+            mine = weights[layer * D * per:(layer + 1) * D * per]
+            y, hn, cn = _layer(self._stack, layer, inp, h0_rows, c0_rows, mine, lengths,
+                               self._weight_drop_masks(mine[1::per]))
             return y, (hn, cn)
 
         def between(layer, y):
@@ -330,6 +335,14 @@ class RNNBase(torch.nn.Module):
             out = y.transpose(0, 1) if self.batch_first else y
         return (out, (h_n, c_n)) if self._cell.has_cell_state else (out, h_n)
 
+    def _weight_drop_masks(self, w_hh):
+        """In training with weight drop, one mask per direction's W_hh, drawn from torch's generator
+        (entries kept with probability 1 - p, scaled by 1 / (1 - p)); else None."""
+        if not (self.training and self.weight_drop > 0):
+            return None
+        keep = 1.0 - self.weight_drop
+        return [torch.empty_like(w, requires_grad=False).bernoulli_(keep).div_(keep).numpy() for w in w_hh]
+
     def train(self, mode=True):
         if not mode:
             self._stack.drop_spares()  # recycled training workspaces: of no use in eval
@@ -337,6 +350,7 @@ class RNNBase(torch.nn.Module):
 
     def __setstate__(self, state):  # a module pickled by an rnnfast without the stack gets one
         super().__setstate__(state)
+        self.__dict__.setdefault("weight_drop", 0.0)
         if not isinstance(self.__dict__.get("_cell"), CellKind):
             self._cell = CELLS[state["_cell"]]
         if "_stack" not in self.__dict__:
@@ -348,6 +362,8 @@ class RNNBase(torch.nn.Module):
 
     def to_torch(self):
         """The torch.nn module with the same arguments, weights and train/eval mode."""
+        if self.weight_drop:
+            raise ValueError(f"to_torch: torch.nn has no weight drop (this module has weight_drop={self.weight_drop})")
         with warnings.catch_warnings():  # the dropout warning was given when this module was made
             warnings.simplefilter("ignore")
             m = getattr(torch.nn, type(self).__name__)(self.input_size, self.hidden_size,
@@ -370,33 +386,33 @@ class RNN(RNNBase):
     """Elman RNN, h_t = f(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), f = tanh or relu: torch.nn.RNN's API."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, device=None, dtype=None):
+                 dropout=0.0, bidirectional=False, device=None, dtype=None, weight_drop=0.0):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
         self.nonlinearity = nonlinearity
         super().__init__("rnn_" + nonlinearity, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, device, dtype)
+                         bidirectional, device, dtype, weight_drop)
 
 
 class LSTM(RNNBase):
     """LSTM with torch.nn.LSTM's API and gate order (i, f, g, o); projections (proj_size) are not supported."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, proj_size=0, device=None, dtype=None):
+                 bidirectional=False, proj_size=0, device=None, dtype=None, weight_drop=0.0):
         if proj_size != 0:
             raise ValueError(f"rnnfast.torch.LSTM: proj_size must be 0 (projections are not supported), "
                              f"got {proj_size}")
         super().__init__("lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         device, dtype)
+                         device, dtype, weight_drop)
 
 
 class GRU(RNNBase):
     """GRU with torch.nn.GRU's API and gate order (r, z, n)."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, device=None, dtype=None):
+                 bidirectional=False, device=None, dtype=None, weight_drop=0.0):
         super().__init__("gru", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         device, dtype)
+                         device, dtype, weight_drop)
 
 
 def _constructor_kwargs(module):
@@ -406,6 +422,8 @@ def _constructor_kwargs(module):
               bidirectional=module.bidirectional)
     if getattr(module, "nonlinearity", None) is not None:
         kw["nonlinearity"] = module.nonlinearity
+    if getattr(module, "weight_drop", 0.0):  # rnnfast's own (torch.nn has none)
+        kw["weight_drop"] = module.weight_drop
     return kw
 
 

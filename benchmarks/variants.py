@@ -1,0 +1,92 @@
+"""Cell variants next to the plain cell: what each costs in training (and that it costs nothing in eval).
+
+    python benchmarks/variants.py [--rounds R] [--budget S] [ROW ...]
+
+Each ROW is `cell,T,B,H,variant` (cell: rnn, lstm, gru; I = H; variant: weight_drop=P). For each
+row the plain NumPy module and the variant (same weights) are first checked: in eval they must give
+the same bits, and a training step of the variant must be the plain module's step run on W_hh
+times the variant's masks (the same bits); then each round times a training step (forward +
+backward) of the plain module and of the variant, alternating, and the report gives the medians and
+the median over rounds of variant time / plain time.
+"""
+import argparse
+import sys
+
+import numpy as np
+from _timing import paired_rounds, parsed_rows, print_pairs
+
+DEFAULT_ROWS = ["lstm,50,64,512,weight_drop=0.5", "lstm,100,16,256,weight_drop=0.5", "gru,100,64,256,weight_drop=0.5",
+                "rnn,100,16,256,weight_drop=0.5"]
+CLASSES = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
+VARIANTS = {"weight_drop": float}
+
+
+def parse_row(text):
+    cell, T, B, H, variant = text.split(",")
+    name, _, value = variant.partition("=")
+    if cell not in CLASSES or name not in VARIANTS or not value:
+        raise argparse.ArgumentTypeError(f"row {text!r}: expected cell,T,B,H,variant=value "
+                                         f"(variants: {', '.join(VARIANTS)})")
+    return cell, int(T), int(B), int(H), {name: VARIANTS[name](value)}
+
+
+def make(row):
+    import rnnfast
+    cell, T, B, H, variant = row
+    cls = getattr(rnnfast, CLASSES[cell])
+    plain, varied = cls(H, H, seed=0), cls(H, H, seed=0, **variant)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((T, B, H), dtype=np.float32)
+    dy = rng.standard_normal((T, B, H), dtype=np.float32)
+
+    def step(m):
+        def call():
+            m.zero_grad()
+            m(x)
+            return m.backward(dy)
+        return call
+
+    return plain, varied, x, dy, step(plain), step(varied)
+
+
+def check(row, plain, varied, x, dy):
+    """Eval: the same bits. Training: the variant's step is the plain step on W_hh * mask."""
+    same_eval = np.array_equal(plain.eval()(x)[0], varied.eval()(x)[0])
+    plain.train(), varied.train()
+    varied.zero_grad()
+    y_v = varied(x)[0]
+    varied.backward(dy)
+    mask = varied._saved["layers"][0][0][0].w_hh_mask
+    w_hh = plain.parameters()["weight_hh_l0"]
+    kept = w_hh.copy()
+    w_hh *= mask
+    plain.zero_grad()
+    y_p = plain(x)[0]
+    plain.backward(dy)
+    w_hh[:] = kept
+    same_train = np.array_equal(y_v, y_p) and np.array_equal(varied.grads["weight_hh_l0"],
+                                                             plain.grads["weight_hh_l0"] * mask)
+    if not (same_eval and same_train):
+        raise SystemExit(f"{row}: the variant does not match the plain module as it should; not timed")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    ap.add_argument("rows", nargs="*", default=DEFAULT_ROWS, metavar="ROW")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--budget", type=float, default=1.0, help="seconds of timed steps per row, module and round")
+    args = ap.parse_args(argv)
+    rows = parsed_rows(ap, parse_row, args.rows)
+    import rnnfast
+    made = [make(r) for r in rows]
+    for text, (plain, varied, x, dy, _, _) in zip(args.rows, made):
+        check(text, plain, varied, x, dy)
+    times = paired_rounds([(plain_step, varied_step) for *_, plain_step, varied_step in made], args.rounds,
+                          args.budget)
+    print(f"rnnfast {rnnfast.__version__}, isa {rnnfast.isa()}, {rnnfast.get_num_threads()} threads, "
+          f"{args.rounds} rounds; training steps; each variant checked against the plain module first")
+    print_pairs(args.rows, times, "plain", "variant")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
