@@ -45,6 +45,9 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=32, help="parallel streams (default: %(default)s)")
     p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default: %(default)s)")
     p.add_argument("--clip", type=float, default=5.0, help="gradient-norm clipping threshold (default: %(default)s)")
+    p.add_argument("--weight-drop", type=float, default=0.0, metavar="P",
+                   help="drop each recurrent weight with probability P in training, a fresh mask each chunk "
+                        "(DropConnect, as in AWD-LSTM; default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights and the sampling (default: %(default)s)")
     p.add_argument("--temperature", type=float, default=0.7,
                    help="sampling temperature, 0 for always the likeliest character (default: %(default)s)")
@@ -70,6 +73,8 @@ def parse_args(argv=None):
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.epochs < 0:
         p.error("--epochs must be at least 0")
+    if not 0 <= args.weight_drop < 1:
+        p.error("--weight-drop must be in [0, 1)")
     if args.temperature < 0 or not math.isfinite(args.temperature):
         p.error("--temperature must be a finite number >= 0")
     try:
@@ -88,11 +93,11 @@ def parse_args(argv=None):
 class CharModel:
     """Recurrent stack + Linear head over one-hot characters of `vocab`."""
 
-    def __init__(self, vocab, cell, hidden, layers, seed):
+    def __init__(self, vocab, cell, hidden, layers, seed, weight_drop=0.0):
         self.vocab, self.cell = vocab, cell
         self.index = {ch: i for i, ch in enumerate(vocab)}
         V = len(vocab)
-        self.rnn = CELLS[cell][0](V, hidden, num_layers=layers, seed=seed)
+        self.rnn = CELLS[cell][0](V, hidden, num_layers=layers, seed=seed, weight_drop=weight_drop)
         self.head = rnnfast.Linear(hidden, V, seed=seed + 1)
 
     @property
@@ -303,7 +308,8 @@ def from_checkpoint(path, args):
             raise ValueError(f"--{name} {asked} conflicts with the checkpoint {path}, whose model has {name} "
                              f"{value}: leave --{name} out to continue it, or train a new model without "
                              f"{'--resume' if args.resume else '--sample-only'}")
-    return CharModel(vocab, shape["cell"], shape["hidden"], shape["layers"], args.seed), int(meta.get("epochs_done", 0))
+    model = CharModel(vocab, shape["cell"], shape["hidden"], shape["layers"], args.seed, args.weight_drop)
+    return model, int(meta.get("epochs_done", 0))
 
 
 def training_chars(n):
@@ -374,7 +380,8 @@ def main(argv=None) -> int:
         check_text(text, source, args)
         if not resume:
             shape = {k: v if getattr(args, k) is None else getattr(args, k) for k, v in MODEL_DEFAULTS.items()}
-            model, epochs_done = CharModel("".join(sorted(set(text))), seed=args.seed, **shape), 0
+            model, epochs_done = CharModel("".join(sorted(set(text))), seed=args.seed, weight_drop=args.weight_drop,
+                                           **shape), 0
         args.prompt = model.check_prompt(args.prompt)
         data = prepare(model, text, args)
         opt = rnnfast.optim.Adam(model.modules, lr=args.lr)
@@ -390,7 +397,8 @@ def main(argv=None) -> int:
           f"held out for validation")
     print(f"model: {model.cell.upper()} {V} -> {model.rnn.hidden_size} x {model.rnn.num_layers} layer(s) -> Linear -> "
           f"{V}; {sum(p.size for m in model.modules for p in m.parameters().values()):,} parameters")
-    print(f"training: {args.epochs} epoch(s), {args.batch} streams x chunks of {args.seq_len} steps, Adam lr {args.lr}")
+    print(f"training: {args.epochs} epoch(s), {args.batch} streams x chunks of {args.seq_len} steps, Adam lr {args.lr}"
+          + (f", weight drop {args.weight_drop}" if args.weight_drop else ""))
     history, val_points, completed = train(model, opt, data, args, epochs_done, bool(resume))
 
     if not history:  # nothing trained: an earlier checkpoint in --out stays as it was
