@@ -63,3 +63,18 @@ def every_isa(request):
 @pytest.fixture(params=[np.float64, np.float32], ids=["f64", "f32"])
 def dtype(request):
     return request.param
+
+
+def gradcheck_with_one_draw(module, x, seed):
+    """torch.autograd.gradcheck of an rnnfast.torch module's output with respect to x and every
+    parameter, torch's generator reset to `seed` before each call so that every call draws the same
+    masks (weight drop, zoneout)."""
+    import torch
+    names = [n for n, _ in module.named_parameters()]
+
+    def f(x, *params):
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            return torch.func.functional_call(module, dict(zip(names, params)), (x,))[0]
+
+    return torch.autograd.gradcheck(f, (x, *module.parameters()))

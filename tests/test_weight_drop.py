@@ -8,7 +8,7 @@ import pytest
 import rnnfast
 from rnnfast import reference as ref
 
-from conftest import FD_RTOL, MODES, RTOL, assert_close, numeric_grad
+from conftest import FD_RTOL, MODES, RTOL, assert_close, gradcheck_with_one_draw, numeric_grad
 
 CLASSES = {"rnn_tanh": (rnnfast.RNN, {"nonlinearity": "tanh"}), "rnn_relu": (rnnfast.RNN, {"nonlinearity": "relu"}),
            "lstm": (rnnfast.LSTM, {}), "gru": (rnnfast.GRU, {})}
@@ -120,14 +120,7 @@ class TestTorch:
         import rnnfast.torch as rt
         m = rt.LSTM(3, 4, num_layers=2, bidirectional=True, dtype=torch.float64, weight_drop=0.5)
         x = torch.randn(5, 2, 3, dtype=torch.float64, requires_grad=True)
-
-        def f(x, *params):
-            with torch.random.fork_rng():
-                torch.manual_seed(3)  # the same masks on every call
-                return torch.func.functional_call(m, dict(zip([n for n, _ in m.named_parameters()], params)),
-                                                  (x,))[0]
-
-        assert torch.autograd.gradcheck(f, (x, *m.parameters()))
+        assert gradcheck_with_one_draw(m, x, seed=3)
 
     def test_eval_and_zero_are_the_plain_module_and_to_torch_refuses(self):
         torch = self.torch

@@ -40,7 +40,8 @@ bool is_lstm(const rnnfast::LayerShape& s) { return s.cell == rnnfast::CellKind:
 // Returns (h_n, c_n or None, saved or None); writes y in place.
 py::tuple layer_forward(int cell, py::array x, py::array w_ih, py::array w_hh, OptionalArray b_ih, OptionalArray b_hh,
                         OptionalArray h0, OptionalArray c0, py::array y, bool reverse, OptionalArray lengths,
-                        bool training, OptionalArray saved_buf, LayerWorkspace* workspace, int threads) {
+                        bool training, OptionalArray saved_buf, LayerWorkspace* workspace, int threads,
+                        OptionalArray zoneout, double zoneout_p) {
     const rnnfast::LayerShape s = layer_shape(cell, x, w_hh, reverse);
     return by_dtype(x, [&](auto tag) -> py::tuple {
         using T = decltype(tag);
@@ -56,6 +57,8 @@ py::tuple layer_forward(int cell, py::array x, py::array w_ih, py::array w_hh, O
         a.b_ih = optional_in<T>(b_ih, "b_ih", {GH});
         a.b_hh = optional_in<T>(b_hh, "b_hh", {GH});
         a.lengths = lengths_ptr(lengths, s.T, s.B);
+        a.zoneout = optional_in<T>(zoneout, "zoneout", {s.T, s.B, s.H});
+        a.zoneout_p = T(zoneout_p);
         const View<T> yv = view<T>(y, "y", {s.T, s.B, s.H}, true);
         a.y = yv.p, a.ldy = yv.ld;
         py::array_t<T> h_n({s.B, s.H}), c_n = is_lstm(s) ? py::array_t<T>({s.B, s.H}) : py::array_t<T>(0);
@@ -86,7 +89,7 @@ py::tuple layer_backward(int cell, py::array x, py::array w_ih, py::array w_hh, 
                          OptionalArray dh_n, OptionalArray dc_n, py::array dx, py::array dw_ih, py::array dw_hh,
                          OptionalArray db_ih, OptionalArray db_hh, bool reverse, OptionalArray lengths,
                          bool dx_accumulate, bool consume_saved, LayerWorkspace* workspace, OptionalArray scratch,
-                         int threads) {
+                         int threads, OptionalArray zoneout) {
     const rnnfast::LayerShape s = layer_shape(cell, x, w_hh, reverse);
     return by_dtype(x, [&](auto tag) -> py::tuple {
         using T = decltype(tag);
@@ -98,6 +101,7 @@ py::tuple layer_backward(int cell, py::array x, py::array w_ih, py::array w_hh, 
         a.w_ih = dense<T>(w_ih, "w_ih", {GH, s.I}, false);
         a.w_hh = dense<T>(w_hh, "w_hh", {GH, s.H}, false);
         a.lengths = lengths_ptr(lengths, s.T, s.B);
+        a.zoneout = optional_in<T>(zoneout, "zoneout", {s.T, s.B, s.H});
         a.saved = dense<T>(saved, "saved", {rnnfast::saved_size(s)}, consume_saved);
         a.consume_saved = consume_saved;
         const View<T> dyv = view<T>(dy, "dy", {s.T, s.B, s.H}, false);
@@ -144,7 +148,8 @@ void bind_layers(py::module_& m) {
     m.def("layer_forward", &layer_forward, py::arg("cell"), py::arg("x"), py::arg("w_ih"), py::arg("w_hh"),
           py::arg("b_ih"), py::arg("b_hh"), py::arg("h0"), py::arg("c0"), py::kw_only(), py::arg("y"),
           py::arg("reverse"), py::arg("lengths"), py::arg("training"), py::arg("saved") = py::none(),
-          py::arg("workspace") = py::none(), py::arg("threads") = 0,
+          py::arg("workspace") = py::none(), py::arg("threads") = 0, py::arg("zoneout") = py::none(),
+          py::arg("zoneout_p") = 0.0,
           "One layer, one direction: writes y (T, B, H) in place (a view, e.g. a direction's half of a wider "
           "output) and returns (h_n, c_n or None, saved or None). `saved`, an array of saved_size values, is "
           "reused as the training workspace when it fits; `workspace` keeps caches and scratch between calls.");
@@ -153,6 +158,7 @@ void bind_layers(py::module_& m) {
           py::arg("dw_hh"), py::arg("db_ih"), py::arg("db_hh"), py::kw_only(), py::arg("reverse"),
           py::arg("lengths"), py::arg("dx_accumulate") = false, py::arg("consume_saved") = false,
           py::arg("workspace") = py::none(), py::arg("scratch") = py::none(), py::arg("threads") = 0,
+          py::arg("zoneout") = py::none(),
           "BPTT through one layer and direction: writes (or, with dx_accumulate, adds into) dx, adds into the "
           "weight gradients, returns (dh0, dc0 or None). consume_saved: the gate gradients overwrite `saved` "
           "(less scratch; `saved` is spent). `scratch`, if given, must hold backward_scratch_size values.");

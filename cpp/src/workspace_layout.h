@@ -44,7 +44,7 @@ template <class T> struct ForwardScratch {
 // With consume_saved they overwrite the saved gates (and GRU's aux), each value right after it was
 // read, so the backward's scratch is O(B * G * H) and the saved workspace serves one backward.
 template <class T> struct BackwardScratch {
-    T *dg_ih, *dg_hn, *dg_step, *dh, *dc, *recurrent_packing, *plain_packing, *a_packing, *db_ih, *db_hh;
+    T *dg_ih, *dg_hn, *dg_step, *dh, *dc, *zone_kept, *recurrent_packing, *plain_packing, *a_packing, *db_ih, *db_hh;
 };
 
 template <class T, int G> struct WorkspaceLayout {
@@ -95,6 +95,7 @@ template <class T, int G> struct WorkspaceLayout {
         w.dg_step = G == 3 ? cv.take(2 * s.B * GH) : nullptr;
         w.dh = cv.take(s.B * s.H);
         w.dc = cv.take(s.B * s.H);
+        w.zone_kept = cv.take(s.B * s.H);  // zoneout's share of dh that bypasses the cell
         w.recurrent_packing = cv.take(Geo::packs_as_used(s) ? threads * Geo::as_used_buffer(GH, GH)
                                                             : Geo::backward_packed_size(s.H));
         const Index panels_i = Geo::plain_panels(s.I), panels_h = Geo::plain_panels(s.H);

@@ -34,12 +34,13 @@ class Stack:
 
     # ---- one layer ---------------------------------------------------------------------------
     def run_layer(self, layer, x, h0, c0, weights, lengths, training, reuse=None, h_n=None, c_n=None,
-                  w_hh_masks=None):
+                  w_hh_masks=None, zoneout=None):
         """Both directions of `layer` over x: (y, h_n, c_n or None, contexts or None).
 
         h_n, c_n: (D, B, H) arrays to write the final states into (else new ones). `reuse`: D saved
         workspaces of an earlier training forward to overwrite (that forward is spent). w_hh_masks:
-        D masks of W_hh's shape (weight drop), in training."""
+        D masks of W_hh's shape (weight drop), in training. zoneout: D (T, B, H) masks (training),
+        or a number p (eval), as functional.layer_forward takes them."""
         D, G = self.directions, self.cell.gates
         T, B, I = x.shape
         H = weights[0][1].shape[1]
@@ -53,7 +54,8 @@ class Stack:
                 self.cell.name, x, None if h0 is None else h0[d], None if c0 is None else c0[d], *weights[d],
                 reverse=bool(d), lengths=lengths, training=training, out=y[:, :, d * H:(d + 1) * H],
                 saved=None if reuse is None else reuse[d], workspace=self._workspaces[layer * D + d], threads=threads,
-                w_hh_mask=None if w_hh_masks is None else w_hh_masks[d])
+                w_hh_mask=None if w_hh_masks is None else w_hh_masks[d],
+                zoneout=zoneout[d] if isinstance(zoneout, list) else zoneout)
             h_n[d] = hn
             if lstm:
                 c_n[d] = cn
@@ -115,13 +117,15 @@ class Stack:
             inp = between(layer, y) if layer < L - 1 else y
         return inp, results
 
-    def forward(self, x, h0, c0, weights, lengths, training, dropout=None, reuse=None, weight_drop=None):
+    def forward(self, x, h0, c0, weights, lengths, training, dropout=None, reuse=None, weight_drop=None,
+                zoneout=None):
         """Every layer on NumPy arrays: (y, h_n, c_n or None, saved or None).
 
         weights(layer) gives a layer's weights. dropout(y), if given, is called in training between
         layers and returns a mask (or None) that multiplies y before the next layer. weight_drop(w_hh),
         if given, is called in training for each layer's directions before the layer runs and returns
-        a mask for that W_hh. `reuse`: an earlier forward's `saved`, whose workspaces this forward
+        a mask for that W_hh. zoneout: a function of a (T, B, H) shape that draws a direction's masks
+        (training), or a number p (eval), or None. `reuse`: an earlier forward's `saved`, whose workspaces this forward
         overwrites. `saved` is a list of (contexts, mask) per layer, for backward."""
         L, D = self.num_layers, self.directions
         T, B, _ = x.shape
@@ -136,9 +140,10 @@ class Stack:
             layer_weights = weights(layer)
             masks_hh = ([weight_drop(w[1]) for w in layer_weights] if training and weight_drop is not None
                         else None)
+            zoned = [zoneout(inp.shape[:2] + (H,)) for _ in range(D)] if callable(zoneout) else zoneout
             y, _, _, contexts = self.run_layer(layer, inp, h0_rows, c0_rows, layer_weights, lengths, training,
                                                reuse=old, h_n=h_n[rows], c_n=None if c_n is None else c_n[rows],
-                                               w_hh_masks=masks_hh)
+                                               w_hh_masks=masks_hh, zoneout=zoned)
             return y, contexts
 
         def between(layer, y):

@@ -18,7 +18,7 @@ from .module import Module, serialized
 
 
 class _Cell(Module):
-    def __init__(self, mode, input_size, hidden_size, bias, dtype, seed):
+    def __init__(self, mode, input_size, hidden_size, bias, dtype, seed, zoneout=0.0):
         super().__init__()
         self.mode = mode
         self._stack = Stack(cell_kind(mode), 1, 1)  # one layer, one direction, one step a call
@@ -26,8 +26,9 @@ class _Cell(Module):
         self.hidden_size = v.positive_int(hidden_size, "hidden_size")
         self.bias = bool(bias)
         self.dtype = v.dtype_of(dtype)
+        self.zoneout = v.probability(zoneout, "zoneout")
         self._tape = []
-        rng = np.random.default_rng(seed)
+        rng = self._rng = np.random.default_rng(seed)
         GH, bound = self._stack.cell.gates * self.hidden_size, 1.0 / np.sqrt(self.hidden_size)
         v.check_allocation(2 * GH * (self.input_size + self.hidden_size + 2) * self.dtype.itemsize,
                            "the parameters and their gradients")
@@ -65,12 +66,27 @@ class _Cell(Module):
         p = self._params
         weights = [(p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"))]
         _, h, c, contexts = self._stack.run_layer(0, np.ascontiguousarray(x)[None], None if h0 is None else h0[None],
-                                                  None if c0 is None else c0[None], weights, None, self.training)
+                                                  None if c0 is None else c0[None], weights, None, self.training,
+                                                  zoneout=self._zoneout_arg(x.shape[0]))
         if self.training:
             self._tape.append(contexts)
         return (h[0], c[0]) if self.mode == "lstm" else h[0]
 
     __call__ = forward
+
+    def __setstate__(self, state):  # a cell pickled by an rnnfast without zoneout
+        super().__setstate__(state)
+        self.__dict__.setdefault("zoneout", 0.0)
+        self.__dict__.setdefault("_rng", np.random.default_rng())
+
+    def _zoneout_arg(self, batch):
+        """Zoneout as the stack takes it (see rnnfast.LSTM): a (1, B, H) mask in training, p in eval."""
+        if not self.zoneout:
+            return None
+        if not self.training:
+            return self.zoneout
+        p = self.dtype.type(self.zoneout)
+        return [(self._rng.random((1, batch, self.hidden_size), dtype=self.dtype) < p).astype(self.dtype)]
 
     @serialized
     def backward(self, grad_state):
@@ -95,20 +111,21 @@ class _Cell(Module):
 class RNNCell(_Cell):
     """h' = f(W_ih x + b_ih + W_hh h + b_hh), f = tanh or relu."""
 
-    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", dtype="float32", seed=None):
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", dtype="float32", seed=None,
+                 zoneout=0.0):
         self.nonlinearity = v.nonlinearity(nonlinearity)
-        super().__init__("rnn_" + nonlinearity, input_size, hidden_size, bias, dtype, seed)
+        super().__init__("rnn_" + nonlinearity, input_size, hidden_size, bias, dtype, seed, zoneout)
 
 
 class LSTMCell(_Cell):
     """(h', c') from (x, (h, c)) with gates i, f, g, o."""
 
-    def __init__(self, input_size, hidden_size, bias=True, dtype="float32", seed=None):
-        super().__init__("lstm", input_size, hidden_size, bias, dtype, seed)
+    def __init__(self, input_size, hidden_size, bias=True, dtype="float32", seed=None, zoneout=0.0):
+        super().__init__("lstm", input_size, hidden_size, bias, dtype, seed, zoneout)
 
 
 class GRUCell(_Cell):
     """h' from (x, h) with gates r, z, n."""
 
-    def __init__(self, input_size, hidden_size, bias=True, dtype="float32", seed=None):
-        super().__init__("gru", input_size, hidden_size, bias, dtype, seed)
+    def __init__(self, input_size, hidden_size, bias=True, dtype="float32", seed=None, zoneout=0.0):
+        super().__init__("gru", input_size, hidden_size, bias, dtype, seed, zoneout)

@@ -45,6 +45,9 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=32, help="parallel streams (default: %(default)s)")
     p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default: %(default)s)")
     p.add_argument("--clip", type=float, default=5.0, help="gradient-norm clipping threshold (default: %(default)s)")
+    p.add_argument("--zoneout", type=float, default=0.0, metavar="P",
+                   help="in training each hidden unit keeps its previous value with probability P, a fresh mask "
+                        "each step (default: %(default)s)")
     p.add_argument("--weight-drop", type=float, default=0.0, metavar="P",
                    help="drop each recurrent weight with probability P in training, a fresh mask each chunk "
                         "(DropConnect, as in AWD-LSTM; default: %(default)s)")
@@ -73,8 +76,9 @@ def parse_args(argv=None):
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.epochs < 0:
         p.error("--epochs must be at least 0")
-    if not 0 <= args.weight_drop < 1:
-        p.error("--weight-drop must be in [0, 1)")
+    for name in ("weight_drop", "zoneout"):
+        if not 0 <= getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be in [0, 1)")
     if args.temperature < 0 or not math.isfinite(args.temperature):
         p.error("--temperature must be a finite number >= 0")
     try:
@@ -93,11 +97,11 @@ def parse_args(argv=None):
 class CharModel:
     """Recurrent stack + Linear head over one-hot characters of `vocab`."""
 
-    def __init__(self, vocab, cell, hidden, layers, seed, weight_drop=0.0):
+    def __init__(self, vocab, cell, hidden, layers, seed, weight_drop=0.0, zoneout=0.0):
         self.vocab, self.cell = vocab, cell
         self.index = {ch: i for i, ch in enumerate(vocab)}
         V = len(vocab)
-        self.rnn = CELLS[cell][0](V, hidden, num_layers=layers, seed=seed, weight_drop=weight_drop)
+        self.rnn = CELLS[cell][0](V, hidden, num_layers=layers, seed=seed, weight_drop=weight_drop, zoneout=zoneout)
         self.head = rnnfast.Linear(hidden, V, seed=seed + 1)
 
     @property
@@ -136,6 +140,7 @@ class CharModel:
         rnn, H = self.rnn, self.rnn.hidden_size
         state = rnn.state_dict()
         kwargs = {"nonlinearity": rnn.nonlinearity} if self.cell == "rnn" else {}
+        kwargs["zoneout"] = rnn.zoneout  # the layer's eval: h = p h_prev + (1 - p) h~
         cells = []
         for layer in range(rnn.num_layers):
             cell = CELLS[self.cell][1](rnn.input_size if layer == 0 else H, H, **kwargs).eval()
@@ -308,7 +313,7 @@ def from_checkpoint(path, args):
             raise ValueError(f"--{name} {asked} conflicts with the checkpoint {path}, whose model has {name} "
                              f"{value}: leave --{name} out to continue it, or train a new model without "
                              f"{'--resume' if args.resume else '--sample-only'}")
-    model = CharModel(vocab, shape["cell"], shape["hidden"], shape["layers"], args.seed, args.weight_drop)
+    model = CharModel(vocab, shape["cell"], shape["hidden"], shape["layers"], args.seed, args.weight_drop, args.zoneout)
     return model, int(meta.get("epochs_done", 0))
 
 
@@ -381,7 +386,7 @@ def main(argv=None) -> int:
         if not resume:
             shape = {k: v if getattr(args, k) is None else getattr(args, k) for k, v in MODEL_DEFAULTS.items()}
             model, epochs_done = CharModel("".join(sorted(set(text))), seed=args.seed, weight_drop=args.weight_drop,
-                                           **shape), 0
+                                           zoneout=args.zoneout, **shape), 0
         args.prompt = model.check_prompt(args.prompt)
         data = prepare(model, text, args)
         opt = rnnfast.optim.Adam(model.modules, lr=args.lr)
@@ -398,7 +403,8 @@ def main(argv=None) -> int:
     print(f"model: {model.cell.upper()} {V} -> {model.rnn.hidden_size} x {model.rnn.num_layers} layer(s) -> Linear -> "
           f"{V}; {sum(p.size for m in model.modules for p in m.parameters().values()):,} parameters")
     print(f"training: {args.epochs} epoch(s), {args.batch} streams x chunks of {args.seq_len} steps, Adam lr {args.lr}"
-          + (f", weight drop {args.weight_drop}" if args.weight_drop else ""))
+          + (f", weight drop {args.weight_drop}" if args.weight_drop else "")
+          + (f", zoneout {args.zoneout}" if args.zoneout else ""))
     history, val_points, completed = train(model, opt, data, args, epochs_done, bool(resume))
 
     if not history:  # nothing trained: an earlier checkpoint in --out stays as it was

@@ -35,17 +35,19 @@ class LayerContext:
     gate gradients, and only a new forward (which may reuse the memory) makes a new context."""
 
     __slots__ = ("mode", "x", "w_ih", "w_hh", "has_bias", "reverse", "lengths", "saved", "workspace", "spent",
-                 "w_hh_mask")
+                 "w_hh_mask", "zoneout")
 
-    def __init__(self, mode, x, w_ih, w_hh, has_bias, reverse, lengths, saved, workspace, w_hh_mask=None):
+    def __init__(self, mode, x, w_ih, w_hh, has_bias, reverse, lengths, saved, workspace, w_hh_mask=None,
+                 zoneout=None):
         self.mode, self.x, self.w_ih, self.w_hh = mode, x, w_ih, w_hh  # w_hh as the kernels ran it (masked)
         self.has_bias, self.reverse, self.lengths, self.saved = has_bias, reverse, lengths, saved
         self.workspace = workspace
         self.spent = False
         self.w_hh_mask = w_hh_mask
+        self.zoneout = zoneout
 
     def __setstate__(self, state):  # contexts pickled by an older rnnfast held a weight cache
-        self.w_hh_mask = None
+        self.w_hh_mask = self.zoneout = None
         for name, value in (state[1] if isinstance(state, tuple) else state).items():
             setattr(self, "workspace" if name == "cache" else name, value)
 
@@ -59,11 +61,14 @@ def _lengths(lengths):
 
 
 def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None, training=True, out=None,
-                  saved=None, workspace=None, threads=0, cache=None, w_hh_mask=None):
+                  saved=None, workspace=None, threads=0, cache=None, w_hh_mask=None, zoneout=None):
     """Runs one layer: returns (y, h_n, c_n or None, LayerContext or None).
 
     `w_hh_mask` (weight drop), if given, is an array of w_hh's shape that multiplies w_hh for this
     call (the parameter itself is left alone); the backward then adds dL/dw_hh through the mask.
+    `zoneout`, as in the reference: (T, B, H) masks m (1 where a unit keeps its state; h_t =
+    m h_{t-1} + (1 - m) h~_t), or a number p for h_t = p h_{t-1} + (1 - p) h~_t; the backward uses
+    the same.
 
     `out`, if given, is a (T, B, H) view to write y into (e.g. one half of a bidirectional output).
     `saved`, if given, is an earlier context's workspace to reuse (overwritten: that context is
@@ -78,13 +83,20 @@ def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, length
     H = w_hh.shape[1]
     if w_hh_mask is not None:
         w_hh = w_hh * w_hh_mask
+    zoneout_p = 0.0
+    if zoneout is not None and not np.ndim(zoneout):
+        if training:  # the backward needs it per step: as masks
+            zoneout = np.full((T, B, H), zoneout, x.dtype)
+        else:
+            zoneout, zoneout_p = None, float(zoneout)
     y = np.empty((T, B, H), x.dtype) if out is None else out
     lens = _lengths(lengths)
     h_n, c_n, saved = _core.layer_forward(cell_kind(mode).code, x, w_ih, w_hh, b_ih, b_hh, h0, c0, y=y,
                                           reverse=bool(reverse), lengths=lens, training=bool(training), saved=saved,
-                                          workspace=workspace, threads=int(threads))
-    ctx = (LayerContext(mode, x, w_ih, w_hh, b_ih is not None, bool(reverse), lens, saved, workspace, w_hh_mask)
-           if training else None)
+                                          workspace=workspace, threads=int(threads), zoneout=zoneout,
+                                          zoneout_p=zoneout_p)
+    ctx = (LayerContext(mode, x, w_ih, w_hh, b_ih is not None, bool(reverse), lens, saved, workspace, w_hh_mask,
+                        zoneout) if training else None)
     return y, h_n, c_n, ctx
 
 
@@ -123,7 +135,8 @@ def layer_backward(ctx, dy, dh_n=None, dc_n=None, grads=None, dx_out=None, dx_ac
         dh0, dc0 = _core.layer_backward(cell_kind(ctx.mode).code, x, ctx.w_ih, ctx.w_hh, ctx.saved, dy, dh_n, dc_n, dx,
                                         *kernel_grads, reverse=ctx.reverse, lengths=ctx.lengths,
                                         dx_accumulate=bool(dx_accumulate), consume_saved=not retain_graph,
-                                        workspace=ctx.workspace, scratch=scratch, threads=int(threads))
+                                        workspace=ctx.workspace, scratch=scratch, threads=int(threads),
+                                        zoneout=ctx.zoneout)
     except Exception:
         ctx.spent = False
         raise

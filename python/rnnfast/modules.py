@@ -22,7 +22,7 @@ class RNNBase(Module):
     """Shared machinery of RNN, LSTM and GRU; `mode` picks the cell."""
 
     def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype="float32", seed=None, weight_drop=0.0):
+                 dropout=0.0, bidirectional=False, dtype="float32", seed=None, weight_drop=0.0, zoneout=0.0):
         super().__init__()
         self._cell = cell_kind(mode)
         self.mode = mode
@@ -31,6 +31,7 @@ class RNNBase(Module):
         self.num_layers = v.positive_int(num_layers, "num_layers")
         self.dropout = v.probability(dropout, "dropout")
         self.weight_drop = v.probability(weight_drop, "weight_drop")
+        self.zoneout = v.probability(zoneout, "zoneout")
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.bidirectional = bool(bidirectional)
@@ -110,7 +111,8 @@ class RNNBase(Module):
             self._saved = None
         y, h_n, c_n, saved = self._stack.forward(x, h0, c0, self._layer_params, lens, self.training,
                                                  dropout=self._dropout_mask if self.dropout > 0 else None, reuse=old,
-                                                 weight_drop=self._weight_drop_mask if self.weight_drop > 0 else None)
+                                                 weight_drop=self._weight_drop_mask if self.weight_drop > 0 else None,
+                                                 zoneout=self._zoneout_arg())
         self._after_forward(None if saved is None else {"layers": saved, "B": B, "T": T})
         if not self.training and self._saved and self._spent():
             self._saved = None  # nothing left to back-propagate: free its workspace
@@ -130,6 +132,15 @@ class RNNBase(Module):
         p = self.weight_drop
         keep = self._rng.random(w_hh.shape, dtype=self.dtype) >= self.dtype.type(p)
         return keep.astype(self.dtype) / self.dtype.type(1.0 - p)
+
+    def _zoneout_arg(self):
+        """What the stack takes for zoneout: a mask drawer in training, p in eval, or None."""
+        if self.zoneout == 0:
+            return None
+        if not self.training:
+            return self.zoneout
+        return lambda shape: (self._rng.random(shape, dtype=self.dtype) < self.dtype.type(self.zoneout)).astype(
+            self.dtype)  # 1: the unit keeps its previous state
 
     # ---- backward --------------------------------------------------------------------------
     def _spent(self) -> bool:
@@ -163,6 +174,7 @@ class RNNBase(Module):
     def __setstate__(self, state):  # a module pickled by an rnnfast without the stack gets one
         super().__setstate__(state)
         self.__dict__.setdefault("weight_drop", 0.0)
+        self.__dict__.setdefault("zoneout", 0.0)
         if "_stack" not in state:
             for old in ("_workspace", "_packed"):
                 self.__dict__.pop(old, None)
@@ -172,7 +184,7 @@ class RNNBase(Module):
 
     def __repr__(self):
         defaults = {"num_layers": 1, "bias": True, "batch_first": False, "dropout": 0.0, "bidirectional": False,
-                    "weight_drop": 0.0}
+                    "weight_drop": 0.0, "zoneout": 0.0}
         extra = "".join(f", {k}={getattr(self, k)!r}" for k, d in defaults.items() if getattr(self, k, d) != d)
         return f"{type(self).__name__}({self.input_size}, {self.hidden_size}{extra}, dtype={self.dtype.name})"
 
@@ -181,25 +193,25 @@ class RNN(RNNBase):
     """Elman RNN: h_t = f(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), f = tanh or relu."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype="float32", seed=None, weight_drop=0.0):
+                 dropout=0.0, bidirectional=False, dtype="float32", seed=None, weight_drop=0.0, zoneout=0.0):
         self.nonlinearity = v.nonlinearity(nonlinearity)
         super().__init__("rnn_" + nonlinearity, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype, seed, weight_drop)
+                         bidirectional, dtype, seed, weight_drop, zoneout)
 
 
 class LSTM(RNNBase):
     """LSTM with gates (i, f, g, o): c_t = f*c_{t-1} + i*g, h_t = o*tanh(c_t)."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, dtype="float32", seed=None, weight_drop=0.0):
+                 bidirectional=False, dtype="float32", seed=None, weight_drop=0.0, zoneout=0.0):
         super().__init__("lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         dtype, seed, weight_drop)
+                         dtype, seed, weight_drop, zoneout)
 
 
 class GRU(RNNBase):
     """GRU with gates (r, z, n): n = tanh(W_in x + b_in + r*(W_hn h + b_hn)), h_t = (1-z)*n + z*h_{t-1}."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, dtype="float32", seed=None, weight_drop=0.0):
+                 bidirectional=False, dtype="float32", seed=None, weight_drop=0.0, zoneout=0.0):
         super().__init__("gru", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         dtype, seed, weight_drop)
+                         dtype, seed, weight_drop, zoneout)

@@ -148,7 +148,14 @@ _CELLS = {
 # Scan: one cell over time for a batch whose entries all have the same length.
 # ----------------------------------------------------------------------------
 
-def _scan_forward(cell, x, state, weights, reverse):
+def _zoneout_at(zoneout, t):
+    """Zoneout's share of h_{t-1} in h_t: the step's masks (training), a constant p (eval), or None."""
+    if zoneout is None:
+        return None
+    return zoneout[t] if np.ndim(zoneout) else zoneout
+
+
+def _scan_forward(cell, x, state, weights, reverse, zoneout=None):
     w_ih, w_hh, b_ih, b_hh = weights
     T = x.shape[0]
     y = np.empty((T,) + state[0].shape, dtype=x.dtype)
@@ -158,7 +165,10 @@ def _scan_forward(cell, x, state, weights, reverse):
         gi = x[t] @ w_ih.T + b_ih
         gh = h_prev @ w_hh.T + b_hh
         state, cell_cache = cell.forward(gi, gh, state)
-        steps.append((t, h_prev, cell_cache))
+        m = _zoneout_at(zoneout, t)
+        if m is not None:  # zoneout: h_t = m h_{t-1} + (1 - m) h~_t (an LSTM's c as the cell made it)
+            state = (m * h_prev + (1 - m) * state[0],) + state[1:]
+        steps.append((t, h_prev, cell_cache, m))
         y[t] = state[0]
     return y, state, steps
 
@@ -169,10 +179,14 @@ def _scan_backward(cell, dy, dstate, x, weights, steps):
     dw_ih, dw_hh = np.zeros_like(w_ih), np.zeros_like(w_hh)
     db_ih = np.zeros(w_ih.shape[0], dtype=x.dtype)
     db_hh = np.zeros(w_hh.shape[0], dtype=x.dtype)
-    for t, h_prev, cell_cache in reversed(steps):
-        dstate = (dstate[0] + dy[t],) + dstate[1:]  # y[t] is h after step t
-        dgi, dgh, dstate = cell.backward(dstate, cell_cache)
-        dstate = (dstate[0] + dgh @ w_hh,) + dstate[1:]
+    for t, h_prev, cell_cache, m in reversed(steps):
+        dh = dstate[0] + dy[t]  # y[t] is h after step t
+        if m is None:
+            dgi, dgh, dstate = cell.backward((dh,) + dstate[1:], cell_cache)
+            dstate = (dstate[0] + dgh @ w_hh,) + dstate[1:]
+        else:  # zoneout: h~_t gets (1 - m) of dh, h_{t-1} m of it directly
+            dgi, dgh, dstate = cell.backward(((1 - m) * dh,) + dstate[1:], cell_cache)
+            dstate = (dstate[0] + dgh @ w_hh + m * dh,) + dstate[1:]
         dx[t] = dgi @ w_ih
         dw_ih += dgi.T @ x[t]
         dw_hh += dgh.T @ h_prev
@@ -197,7 +211,7 @@ def _check_lengths(lengths, T, B):
     return lengths
 
 
-def _layer_forward(cell, x, state0, weights, reverse, lengths):
+def _layer_forward(cell, x, state0, weights, reverse, lengths, zoneout=None):
     x = np.asarray(x)
     if x.ndim != 3 or not np.issubdtype(x.dtype, np.floating):
         raise ValueError(f"x must be a float (T, B, I) array, got shape {x.shape} "
@@ -232,9 +246,14 @@ def _layer_forward(cell, x, state0, weights, reverse, lengths):
     y = np.zeros((T, B, H), dtype=x.dtype)
     state_n = tuple(np.empty_like(s) for s in state0)
     run_caches = []
+    if zoneout is not None and np.ndim(zoneout):
+        zoneout = np.asarray(zoneout, dtype=x.dtype)
+        if zoneout.shape != (T, B, H):
+            raise ValueError(f"zoneout masks must have shape {(T, B, H)}, got {zoneout.shape}")
     for sel, L in runs:
+        zone_run = zoneout[:L, sel] if zoneout is not None and np.ndim(zoneout) else zoneout
         y_run, state_run, steps = _scan_forward(
-            cell, x[:L, sel], tuple(s[sel] for s in state0), weights, reverse)
+            cell, x[:L, sel], tuple(s[sel] for s in state0), weights, reverse, zone_run)
         y[:L, sel] = y_run
         for s_n, s_run in zip(state_n, state_run):
             s_n[sel] = s_run
@@ -273,13 +292,15 @@ def _layer_backward(dy, dstate_n, cache):
 # ----------------------------------------------------------------------------
 
 def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=False,
-                lengths=None):
+                lengths=None, zoneout=None):
     """Elman RNN, h_t = f(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), f = tanh or relu.
 
-    Returns y (T, B, H), h_n (B, H) and a cache for rnn_backward.
+    Returns y (T, B, H), h_n (B, H) and a cache for rnn_backward. `zoneout` (every cell):
+    (T, B, H) masks m, 1 where a unit keeps its state, h_t = m h_{t-1} + (1 - m) h~_t with
+    h~_t the cell's new state (training); or a number p, h_t = p h_{t-1} + (1 - p) h~_t (eval).
     """
     y, (h_n,), cache = _layer_forward(_RNNCell(nonlinearity), x, (h0,),
-                                      (w_ih, w_hh, b_ih, b_hh), reverse, lengths)
+                                      (w_ih, w_hh, b_ih, b_hh), reverse, lengths, zoneout)
     return y, h_n, cache
 
 
@@ -289,7 +310,7 @@ def rnn_backward(dy, dh_n, cache):
     return (dx, dh0) + dweights
 
 
-def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None):
+def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None, zoneout=None):
     """LSTM with gate rows i, f, g, o.
 
     i, f, o = sigmoid(.), g = tanh(.) of W_ih x_t + b_ih + W_hh h_{t-1} + b_hh;
@@ -297,7 +318,7 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None)
     Returns y (T, B, H), h_n, c_n (B, H) and a cache for lstm_backward.
     """
     y, (h_n, c_n), cache = _layer_forward(_LSTMCell(), x, (h0, c0),
-                                          (w_ih, w_hh, b_ih, b_hh), reverse, lengths)
+                                          (w_ih, w_hh, b_ih, b_hh), reverse, lengths, zoneout)
     return y, h_n, c_n, cache
 
 
@@ -307,7 +328,7 @@ def lstm_backward(dy, dh_n, dc_n, cache):
     return (dx, dh0, dc0) + dweights
 
 
-def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None):
+def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None, zoneout=None):
     """GRU with gate rows r, z, n.
 
     r, z = sigmoid(W_i* x_t + b_i* + W_h* h_{t-1} + b_h*);
@@ -315,7 +336,7 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None):
     Returns y (T, B, H), h_n (B, H) and a cache for gru_backward.
     """
     y, (h_n,), cache = _layer_forward(_GRUCell(), x, (h0,),
-                                      (w_ih, w_hh, b_ih, b_hh), reverse, lengths)
+                                      (w_ih, w_hh, b_ih, b_hh), reverse, lengths, zoneout)
     return y, h_n, cache
 
 

@@ -45,14 +45,14 @@ def _np(t):
 
 def _run_layer(stack, layer, x, h0, c0, weights, lengths, training, masks):
     """Both directions of one layer through the stack, on NumPy views of the tensors:
-    (y (T, B, D*H), h_n (D, B, H), c_n or None, contexts or None). `masks`: W_hh's weight-drop
-    masks (NumPy), or None."""
+    (y (T, B, D*H), h_n (D, B, H), c_n or None, contexts or None). `masks`: (W_hh's weight-drop
+    masks or None, zoneout masks or p or None), as the stack takes them."""
     D = stack.directions
     per = len(weights) // D
     grouped = [tuple(_np(t) for t in weights[d * per:(d + 1) * per]) + (None, None) * (per == 2) for d in range(D)]
     return stack.run_layer(layer, _np(x), None if h0 is None else _np(h0), None if c0 is None else _np(c0),
                            grouped, lengths, training, reuse=stack.take_spare(layer) if training else None,
-                           w_hh_masks=masks)
+                           w_hh_masks=masks[0], zoneout=masks[1])
 
 
 class _Layer(torch.autograd.Function):
@@ -161,7 +161,7 @@ class RNNBase(torch.nn.Module):
     """Shared machinery of RNN, LSTM and GRU: torch.nn.RNNBase's attributes, parameters and checks."""
 
     def __init__(self, cell, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, device=None, dtype=None, weight_drop=0.0):
+                 bidirectional=False, device=None, dtype=None, weight_drop=0.0, zoneout=0.0):
         super().__init__()
         name = type(self).__name__
         if device is not None and torch.device(device).type != "cpu":
@@ -191,6 +191,7 @@ class RNNBase(torch.nn.Module):
         self.bias, self.batch_first, self.bidirectional = bias, batch_first, bidirectional
         self.dropout = float(dropout)
         self.weight_drop = _validate.probability(weight_drop, "weight_drop")
+        self.zoneout = _validate.probability(zoneout, "zoneout")
         self.proj_size = 0
         self._flat_weights_names = []
         for pname, shape in parameter_shapes(self._cell, input_size, hidden_size, num_layers, self.num_directions,
@@ -228,7 +229,7 @@ class RNNBase(torch.nn.Module):
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
         for k, default in (("bias", True), ("batch_first", False), ("dropout", 0.0), ("bidirectional", False),
-                           ("weight_drop", 0.0)):  # the last one rnnfast's
+                           ("weight_drop", 0.0), ("zoneout", 0.0)):  # the last two rnnfast's
             if getattr(self, k) != default:
                 s += f", {k}={getattr(self, k)}"
         return s
@@ -316,7 +317,7 @@ class RNNBase(torch.nn.Module):
         def run(layer, inp, h0_rows, c0_rows):
             mine = weights[layer * D * per:(layer + 1) * D * per]
             y, hn, cn = _layer(self._stack, layer, inp, h0_rows, c0_rows, mine, lengths,
-                               self._weight_drop_masks(mine[1::per]))
+                               (self._weight_drop_masks(mine[1::per]), self._zoneout_arg(inp.shape[:2], D)))
             return y, (hn, cn)
 
         def between(layer, y):
@@ -343,6 +344,17 @@ class RNNBase(torch.nn.Module):
         keep = 1.0 - self.weight_drop
         return [torch.empty_like(w, requires_grad=False).bernoulli_(keep).div_(keep).numpy() for w in w_hh]
 
+    def _zoneout_arg(self, steps_by_batch, directions):
+        """Zoneout as the stack takes it: in training one (T, B, H) mask per direction from torch's
+        generator (1: the unit keeps its previous state, with probability p); p in eval; or None."""
+        if not self.zoneout:
+            return None
+        if not self.training:
+            return self.zoneout
+        shape = tuple(steps_by_batch) + (self.hidden_size,)
+        dtype = self.weight_ih_l0.dtype
+        return [torch.empty(shape, dtype=dtype).bernoulli_(self.zoneout).numpy() for _ in range(directions)]
+
     def train(self, mode=True):
         if not mode:
             self._stack.drop_spares()  # recycled training workspaces: of no use in eval
@@ -351,6 +363,7 @@ class RNNBase(torch.nn.Module):
     def __setstate__(self, state):  # a module pickled by an rnnfast without the stack gets one
         super().__setstate__(state)
         self.__dict__.setdefault("weight_drop", 0.0)
+        self.__dict__.setdefault("zoneout", 0.0)
         if not isinstance(self.__dict__.get("_cell"), CellKind):
             self._cell = CELLS[state["_cell"]]
         if "_stack" not in self.__dict__:
@@ -362,8 +375,9 @@ class RNNBase(torch.nn.Module):
 
     def to_torch(self):
         """The torch.nn module with the same arguments, weights and train/eval mode."""
-        if self.weight_drop:
-            raise ValueError(f"to_torch: torch.nn has no weight drop (this module has weight_drop={self.weight_drop})")
+        for own, what in (("weight_drop", "weight drop"), ("zoneout", "zoneout")):
+            if getattr(self, own):
+                raise ValueError(f"to_torch: torch.nn has no {what} (this module has {own}={getattr(self, own)})")
         with warnings.catch_warnings():  # the dropout warning was given when this module was made
             warnings.simplefilter("ignore")
             m = getattr(torch.nn, type(self).__name__)(self.input_size, self.hidden_size,
@@ -386,33 +400,33 @@ class RNN(RNNBase):
     """Elman RNN, h_t = f(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), f = tanh or relu: torch.nn.RNN's API."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, device=None, dtype=None, weight_drop=0.0):
+                 dropout=0.0, bidirectional=False, device=None, dtype=None, weight_drop=0.0, zoneout=0.0):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
         self.nonlinearity = nonlinearity
         super().__init__("rnn_" + nonlinearity, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, device, dtype, weight_drop)
+                         bidirectional, device, dtype, weight_drop, zoneout)
 
 
 class LSTM(RNNBase):
     """LSTM with torch.nn.LSTM's API and gate order (i, f, g, o); projections (proj_size) are not supported."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, proj_size=0, device=None, dtype=None, weight_drop=0.0):
+                 bidirectional=False, proj_size=0, device=None, dtype=None, weight_drop=0.0, zoneout=0.0):
         if proj_size != 0:
             raise ValueError(f"rnnfast.torch.LSTM: proj_size must be 0 (projections are not supported), "
                              f"got {proj_size}")
         super().__init__("lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         device, dtype, weight_drop)
+                         device, dtype, weight_drop, zoneout)
 
 
 class GRU(RNNBase):
     """GRU with torch.nn.GRU's API and gate order (r, z, n)."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, device=None, dtype=None, weight_drop=0.0):
+                 bidirectional=False, device=None, dtype=None, weight_drop=0.0, zoneout=0.0):
         super().__init__("gru", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         device, dtype, weight_drop)
+                         device, dtype, weight_drop, zoneout)
 
 
 def _constructor_kwargs(module):
@@ -422,8 +436,9 @@ def _constructor_kwargs(module):
               bidirectional=module.bidirectional)
     if getattr(module, "nonlinearity", None) is not None:
         kw["nonlinearity"] = module.nonlinearity
-    if getattr(module, "weight_drop", 0.0):  # rnnfast's own (torch.nn has none)
-        kw["weight_drop"] = module.weight_drop
+    for own in ("weight_drop", "zoneout"):  # rnnfast's own (torch.nn has neither)
+        if getattr(module, own, 0.0):
+            kw[own] = getattr(module, own)
     return kw
 
 

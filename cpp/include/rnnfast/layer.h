@@ -51,6 +51,9 @@ struct LayerForward {
     T* scratch;                    // forward_scratch_size() values (for the same threads), free after the call
     T* wcache;                     // weight_cache_size(s, .., false) values kept between calls, or nullptr
     int threads;                   // threads to use at most, or 0 for get_num_threads()
+    const T* zoneout;              // (T, B, H) or nullptr: zoneout masks, 1 where a unit keeps its previous
+                                   // state: h_t = m h_{t-1} + (1 - m) h~_t, h~_t the cell's new state
+    T zoneout_p;                   // without masks: h_t = p h_{t-1} + (1 - p) h~_t (zoneout in eval); 0: none
 };
 
 template <class T>
@@ -81,6 +84,7 @@ struct LayerBackward {
     T* scratch;                    // backward_scratch_size() values (for the same threads, consume_saved)
     int threads;                   // threads to use (the same value given to backward_scratch_size)
     T* wcache;                     // weight_cache_size(s, .., true) values kept between calls, or nullptr
+    const T* zoneout;              // the forward's zoneout masks, or nullptr
 };
 
 // Element counts (of T) of the workspaces: enough for every instruction set this CPU runs, so that

@@ -1,0 +1,148 @@
+"""Zoneout (Krueger et al. 2016, haste's semantics): `zoneout=p` on RNN, LSTM and GRU, NumPy and
+rnnfast.torch. In training each unit of h keeps its previous value with probability p, a fresh
+mask per step, unit and batch row: h_t = m h_{t-1} + (1 - m) h~_t (an LSTM's c as the cell made
+it); the output at t is h_t. In eval h_t = p h_{t-1} + (1 - p) h~_t."""
+import numpy as np
+import pytest
+
+import rnnfast
+from rnnfast import functional as F
+from rnnfast import reference as ref
+
+from conftest import FD_RTOL, MODES, RTOL, assert_close, gradcheck_with_one_draw, make_layer, numeric_grad
+
+CLASSES = {"rnn_tanh": (rnnfast.RNN, {"nonlinearity": "tanh"}), "rnn_relu": (rnnfast.RNN, {"nonlinearity": "relu"}),
+           "lstm": (rnnfast.LSTM, {}), "gru": (rnnfast.GRU, {})}
+
+
+def reference_run(mode, p, zoneout, reverse=False, lengths=None):
+    """The reference's forward and backward of make_layer's problem p with the given zoneout."""
+    args = (p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
+    kw = dict(reverse=reverse, lengths=lengths, zoneout=zoneout)
+    if mode == "lstm":
+        y, h, c, cache = ref.lstm_forward(p["x"], p["h0"], p["c0"], *args, **kw)
+        return [y, h, c] + list(ref.lstm_backward(p["dy"], p["dh_n"], p["dc_n"], cache))
+    if mode == "gru":
+        y, h, cache = ref.gru_forward(p["x"], p["h0"], *args, **kw)
+        return [y, h] + list(ref.gru_backward(p["dy"], p["dh_n"], cache))
+    y, h, cache = ref.rnn_forward(p["x"], p["h0"], *args, nonlinearity=mode[4:], **kw)
+    return [y, h] + list(ref.rnn_backward(p["dy"], p["dh_n"], cache))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_layer_with_masks_is_the_reference(mode, reverse, threads, dtype):
+    """The kernels' layer with zoneout masks against the reference: outputs, states and every
+    gradient, with lengths, both directions, in unit and batch mode (B = 40 on 2 threads)."""
+    T, B, I, H = 5, 40, 6, 20
+    p = make_layer(mode, T, B, I, H, dtype, seed=7)
+    lengths = np.random.default_rng(1).integers(1, T + 1, size=B)
+    mask = (np.random.default_rng(2).random((T, B, H)) < 0.4).astype(dtype)
+    lstm = mode == "lstm"
+    before = rnnfast.get_num_threads()
+    rnnfast.set_num_threads(threads)
+    try:
+        y, h, c, ctx = F.layer_forward(mode, p["x"], p["h0"], p["c0"] if lstm else None, p["w_ih"], p["w_hh"],
+                                       p["b_ih"], p["b_hh"], reverse=reverse, lengths=lengths, zoneout=mask)
+        grads = F.layer_backward(ctx, p["dy"], p["dh_n"], p["dc_n"] if lstm else None)
+    finally:
+        rnnfast.set_num_threads(before)
+    got = [y, h] + ([c] if lstm else []) + [g for g in grads if g is not None]
+    want = [a for a in reference_run(mode, p, mask, reverse, lengths) if a is not None]
+    for i, (a, b) in enumerate(zip(got, want)):
+        assert_close(a, b, RTOL[dtype] * (10 if dtype == np.float32 else 1), f"output {i}")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_eval_mixes_in_p_of_the_previous_state(mode):
+    p = make_layer(mode, 6, 3, 4, 7, np.float64, seed=3)
+    lstm = mode == "lstm"
+    y, *_ = F.layer_forward(mode, p["x"], p["h0"], p["c0"] if lstm else None, p["w_ih"], p["w_hh"], p["b_ih"],
+                            p["b_hh"], training=False, zoneout=0.3)
+    assert_close(y, reference_run(mode, p, 0.3)[0], RTOL[np.float64], "y")
+
+
+@pytest.mark.parametrize("mode", ["lstm", "gru"])
+def test_module_gradient_matches_finite_differences_for_one_mask(mode):
+    """Modules (stacked, bidirectional, float64) with the generator reset before each forward, so
+    every call draws the same masks: parameter gradients against central differences."""
+    cls, extra = CLASSES[mode]
+    m = cls(3, 4, num_layers=2, bidirectional=True, dtype="float64", seed=5, zoneout=0.4, **extra)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((5, 2, 3))
+    dy = rng.standard_normal((5, 2, 8))
+
+    def loss():
+        m._rng = np.random.default_rng(11)
+        return float(np.sum(m(x)[0] * dy))
+
+    loss()
+    m.zero_grad()
+    dx, _ = m.backward(dy)
+    for name in ("weight_hh_l0", "weight_hh_l1_reverse", "bias_ih_l0_reverse"):
+        assert_close(m.grads[name], numeric_grad(loss, m.parameters()[name]), FD_RTOL, name)
+    assert_close(dx, numeric_grad(loss, x), FD_RTOL, "dx")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_zero_is_the_plain_module_and_eval_uses_p(mode):
+    cls, extra = CLASSES[mode]
+    x = np.random.default_rng(0).standard_normal((6, 3, 5)).astype(np.float32)
+    plain = cls(5, 8, num_layers=2, seed=1, **extra)
+    zero = cls(5, 8, num_layers=2, seed=1, zoneout=0.0, **extra)
+    zoned = cls(5, 8, num_layers=2, seed=1, zoneout=0.5, **extra)
+    assert np.array_equal(plain(x)[0], zero(x)[0])
+    assert not np.array_equal(plain(x)[0], zoned(x)[0])
+    assert not np.array_equal(plain.eval()(x)[0], zoned.eval()(x)[0])  # eval: p of h_{t-1} mixed in
+    assert "zoneout=0.5" in repr(zoned)
+    with pytest.raises(ValueError, match="zoneout"):
+        cls(5, 8, zoneout=1.0, **extra)
+
+
+def test_masks_keep_about_p_of_the_units():
+    m = rnnfast.GRU(4, 64, seed=2, zoneout=0.25)
+    m(np.ones((50, 8, 4), np.float32))
+    (ctx,), _ = m._saved["layers"][0]
+    assert ctx.zoneout.shape == (50, 8, 64) and set(np.unique(ctx.zoneout)) == {0.0, 1.0}
+    assert 0.2 < ctx.zoneout.mean() < 0.3
+
+
+class TestTorch:
+    torch = pytest.importorskip("torch")
+
+    def test_gradcheck_with_one_mask(self):
+        torch = self.torch
+        import rnnfast.torch as rt
+        m = rt.GRU(3, 4, num_layers=2, bidirectional=True, dtype=torch.float64, zoneout=0.4)
+        x = torch.randn(5, 2, 3, dtype=torch.float64, requires_grad=True)
+        assert gradcheck_with_one_draw(m, x, seed=5)
+
+    def test_eval_is_the_numpy_module_s_and_to_torch_refuses(self):
+        torch = self.torch
+        import rnnfast.torch as rt
+        ours = rt.LSTM(3, 6, num_layers=2, zoneout=0.3).eval()
+        x = torch.randn(4, 2, 3)
+        with torch.no_grad():
+            assert np.array_equal(ours(x)[0].numpy(), ours.to_numpy().eval()(x.numpy())[0])
+        with pytest.raises(ValueError, match="no zoneout"):
+            ours.to_torch()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_cell_in_eval_is_the_layer_s_step(mode):
+    """The single-step cells take zoneout too (the demo samples through them): a cell's eval step
+    is the eval layer's at T = 1, and a training step back-propagates like the layer."""
+    cls, extra = CLASSES[mode]
+    cell_cls = {"rnn_tanh": rnnfast.RNNCell, "rnn_relu": rnnfast.RNNCell, "lstm": rnnfast.LSTMCell,
+                "gru": rnnfast.GRUCell}[mode]
+    layer = cls(4, 6, seed=3, zoneout=0.3, **extra).eval()
+    cell = cell_cls(4, 6, seed=3, zoneout=0.3, **extra).eval()
+    cell.load_state_dict({k[:-3]: v for k, v in layer.state_dict().items()})
+    x = np.random.default_rng(1).standard_normal((1, 2, 4)).astype(np.float32)
+    h0 = np.random.default_rng(2).standard_normal((1, 2, 6)).astype(np.float32)
+    hx = (h0, h0 * 0.5) if mode == "lstm" else h0
+    state = (h0[0], h0[0] * 0.5) if mode == "lstm" else h0[0]
+    y, _ = layer(x, hx)
+    got = cell(x[0], state)
+    assert np.array_equal(got[0] if mode == "lstm" else got, y[0])
