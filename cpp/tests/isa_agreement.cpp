@@ -33,11 +33,12 @@ struct Case {
     rnnfast::CellKind cell;
     Index T, B, I, H;
     bool reverse, lengths, bias;
+    bool zoneout = false;  // training with zoneout masks, eval with p = 0.3
 };
 
 // The arrays one case reads, in double (converted for float runs).
 struct Inputs {
-    std::vector<double> x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n, dc_n;
+    std::vector<double> x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n, dc_n, zoneout;
     std::vector<std::int64_t> lengths;
 };
 
@@ -69,6 +70,8 @@ Inputs make_inputs(const Case& c, unsigned seed) {
     fill(in.dc_n, c.B * c.H, 1.0);
     if (c.lengths)
         for (Index b = 0; b < c.B; ++b) in.lengths.push_back(1 + std::int64_t(rng() % std::uint32_t(c.T)));
+    if (c.zoneout)
+        for (Index i = 0; i < c.T * c.B * c.H; ++i) in.zoneout.push_back(rng() % 3 == 0 ? 1.0 : 0.0);
     return in;
 }
 
@@ -80,7 +83,8 @@ template <class T> Outputs<T> run(const Case& c, const Inputs& in, int threads) 
     const Index G = rnnfast::gate_count(c.cell), GH = G * c.H, BH = c.B * c.H;
     const std::vector<T> x = as<T>(in.x), h0 = as<T>(in.h0), c0 = as<T>(in.c0), w_ih = as<T>(in.w_ih),
                          w_hh = as<T>(in.w_hh), b_ih = as<T>(in.b_ih), b_hh = as<T>(in.b_hh),
-                         dy = as<T>(in.dy), dh_n = as<T>(in.dh_n), dc_n = as<T>(in.dc_n);
+                         dy = as<T>(in.dy), dh_n = as<T>(in.dh_n), dc_n = as<T>(in.dc_n),
+                         zoneout = as<T>(in.zoneout);
     const std::int64_t* lengths = c.lengths ? in.lengths.data() : nullptr;
     Outputs<T> o;
     for (auto* v : {&o.y, &o.y_eval, &o.y_cached}) v->resize(c.T * BH);
@@ -108,6 +112,8 @@ template <class T> Outputs<T> run(const Case& c, const Inputs& in, int threads) 
         a.scratch = scratch.data();
         a.wcache = wcache;
         a.threads = threads;
+        a.zoneout = c.zoneout && sv ? zoneout.data() : nullptr;  // masks in training, p in eval
+        a.zoneout_p = c.zoneout && !sv ? T(0.3) : T(0);
         rnnfast::layer_forward(a);
     };
     forward(o.y, o.h_n, o.c_n, saved.data(), nullptr);
@@ -143,6 +149,7 @@ template <class T> Outputs<T> run(const Case& c, const Inputs& in, int threads) 
     b.db_hh = c.bias ? o.db_hh.data() : nullptr;
     b.scratch = scratch.data();
     b.threads = threads;
+    b.zoneout = c.zoneout ? zoneout.data() : nullptr;
     rnnfast::layer_backward(b);
 
     // Eval twice through one cache: the first call fills it, the second reads it.
@@ -174,8 +181,9 @@ const char* cell_name(rnnfast::CellKind c) {
 
 std::string describe(const Case& c) {
     char buf[160];
-    std::snprintf(buf, sizeof buf, "%s T=%td B=%td I=%td H=%td%s%s%s", cell_name(c.cell), c.T, c.B, c.I, c.H,
-                  c.reverse ? " reverse" : "", c.lengths ? " lengths" : "", c.bias ? "" : " no-bias");
+    std::snprintf(buf, sizeof buf, "%s T=%td B=%td I=%td H=%td%s%s%s%s", cell_name(c.cell), c.T, c.B, c.I, c.H,
+                  c.reverse ? " reverse" : "", c.lengths ? " lengths" : "", c.bias ? "" : " no-bias",
+                  c.zoneout ? " zoneout" : "");
     return buf;
 }
 
@@ -288,6 +296,8 @@ int main(int argc, char** argv) {
         cases.push_back({cell, 3, 7, 33, 130, false, true, true});    // unit mode, odd tiles
         cases.push_back({cell, 60, 13, 5, 20, true, true, true});     // eval projects in 2 chunks
         cases.push_back({cell, 600, 1, 4, 9, true, false, true});     // likewise, at B = 1
+        cases.push_back({cell, 5, 13, 11, 37, true, true, true, true});  // zoneout, batch mode on 2 threads
+        cases.push_back({cell, 4, 3, 20, 100, false, true, true, true});  // zoneout, unit mode
     }
 
     const char* const* isas = rnnfast::available_isas();
