@@ -146,3 +146,9 @@ def test_a_cell_in_eval_is_the_layer_s_step(mode):
     y, _ = layer(x, hx)
     got = cell(x[0], state)
     assert np.array_equal(got[0] if mode == "lstm" else got, y[0])
+
+
+def test_onnx_export_refuses_zoneout():
+    m = rnnfast.LSTM(3, 4, zoneout=0.2)
+    with pytest.raises(ValueError, match="no zoneout"):
+        rnnfast.onnx.export(m, "unused.onnx", np.zeros((2, 1, 3), np.float32))
