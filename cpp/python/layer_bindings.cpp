@@ -37,6 +37,19 @@ rnnfast::LayerShape layer_shape(int cell, const py::array& x, const py::array& w
 Index gates_times(const rnnfast::LayerShape& s, Index n) { return rnnfast::gate_count(s.cell) * n; }
 bool is_lstm(const rnnfast::LayerShape& s) { return s.cell == rnnfast::CellKind::lstm; }
 
+// What a forward and a backward both read, checked and set on their call struct `a` (a.s set).
+template <class T, class Call>
+void view_layer_inputs(Call& a, const py::array& x, const py::array& w_ih, const py::array& w_hh,
+                       const OptionalArray& lengths, const OptionalArray& zoneout) {
+    const rnnfast::LayerShape& s = a.s;
+    const View<T> xv = view<T>(x, "x", {s.T, s.B, s.I}, false);
+    a.x = xv.p, a.ldx = xv.ld;
+    a.w_ih = dense<T>(w_ih, "w_ih", {gates_times(s, s.H), s.I}, false);
+    a.w_hh = dense<T>(w_hh, "w_hh", {gates_times(s, s.H), s.H}, false);
+    a.lengths = lengths_ptr(lengths, s.T, s.B);
+    a.zoneout = optional_in<T>(zoneout, "zoneout", {s.T, s.B, s.H});
+}
+
 // Returns (h_n, c_n or None, saved or None); writes y in place.
 py::tuple layer_forward(int cell, py::array x, py::array w_ih, py::array w_hh, OptionalArray b_ih, OptionalArray b_hh,
                         OptionalArray h0, OptionalArray c0, py::array y, bool reverse, OptionalArray lengths,
@@ -48,16 +61,11 @@ py::tuple layer_forward(int cell, py::array x, py::array w_ih, py::array w_hh, O
         const Index GH = gates_times(s, s.H);
         rnnfast::LayerForward<T> a{};
         a.s = s;
-        const View<T> xv = view<T>(x, "x", {s.T, s.B, s.I}, false);
-        a.x = xv.p, a.ldx = xv.ld;
+        view_layer_inputs<T>(a, x, w_ih, w_hh, lengths, zoneout);
         a.h0 = optional_in<T>(h0, "h0", {s.B, s.H});
         a.c0 = is_lstm(s) ? optional_in<T>(c0, "c0", {s.B, s.H}) : nullptr;
-        a.w_ih = dense<T>(w_ih, "w_ih", {GH, s.I}, false);
-        a.w_hh = dense<T>(w_hh, "w_hh", {GH, s.H}, false);
         a.b_ih = optional_in<T>(b_ih, "b_ih", {GH});
         a.b_hh = optional_in<T>(b_hh, "b_hh", {GH});
-        a.lengths = lengths_ptr(lengths, s.T, s.B);
-        a.zoneout = optional_in<T>(zoneout, "zoneout", {s.T, s.B, s.H});
         a.zoneout_p = T(zoneout_p);
         const View<T> yv = view<T>(y, "y", {s.T, s.B, s.H}, true);
         a.y = yv.p, a.ldy = yv.ld;
@@ -96,12 +104,7 @@ py::tuple layer_backward(int cell, py::array x, py::array w_ih, py::array w_hh, 
         const Index GH = gates_times(s, s.H);
         rnnfast::LayerBackward<T> a{};
         a.s = s;
-        const View<T> xv = view<T>(x, "x", {s.T, s.B, s.I}, false);
-        a.x = xv.p, a.ldx = xv.ld;
-        a.w_ih = dense<T>(w_ih, "w_ih", {GH, s.I}, false);
-        a.w_hh = dense<T>(w_hh, "w_hh", {GH, s.H}, false);
-        a.lengths = lengths_ptr(lengths, s.T, s.B);
-        a.zoneout = optional_in<T>(zoneout, "zoneout", {s.T, s.B, s.H});
+        view_layer_inputs<T>(a, x, w_ih, w_hh, lengths, zoneout);
         a.saved = dense<T>(saved, "saved", {rnnfast::saved_size(s)}, consume_saved);
         a.consume_saved = consume_saved;
         const View<T> dyv = view<T>(dy, "dy", {s.T, s.B, s.H}, false);

@@ -90,7 +90,7 @@ class _Layer(torch.autograd.Function):
     def _gradients(ctx, dy, dh_n, dc_n):
         x, h0, c0, *weights = ctx.saved_tensors  # checks the version counters
         stack, contexts = ctx.stack, ctx.contexts
-        if stack.spent([(contexts, None)]):  # a second backward through this graph
+        if any(c.spent for c in contexts):  # a second backward through this graph
             contexts = _run_layer(stack, ctx.layer, x, h0, c0, weights, ctx.lengths, True, ctx.masks)[3]
         D, H = stack.directions, weights[1].shape[1]
         T, B, _ = x.shape
