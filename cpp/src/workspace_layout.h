@@ -95,7 +95,6 @@ template <class T, int G> struct WorkspaceLayout {
         w.dg_step = G == 3 ? cv.take(2 * s.B * GH) : nullptr;
         w.dh = cv.take(s.B * s.H);
         w.dc = cv.take(s.B * s.H);
-        w.zone_kept = cv.take(s.B * s.H);  // zoneout's share of dh that bypasses the cell
         w.recurrent_packing = cv.take(Geo::packs_as_used(s) ? threads * Geo::as_used_buffer(GH, GH)
                                                             : Geo::backward_packed_size(s.H));
         const Index panels_i = Geo::plain_panels(s.I), panels_h = Geo::plain_panels(s.H);
@@ -103,6 +102,8 @@ template <class T, int G> struct WorkspaceLayout {
         w.a_packing = cv.take(threads * gemm_mc<T, Geo::kMicroRows>() * Geo::KC);
         w.db_ih = cv.take(GH);
         w.db_hh = G == 3 ? cv.take(GH) : w.db_ih;
+        w.zone_kept = cv.take(s.B * s.H);  // zoneout's share of dh that bypasses the cell; last, so that
+                                           // the buffers before it sit where they did without zoneout
         return w;
     }
 
