@@ -2,11 +2,12 @@
 
     python benchmarks/variants.py [--rounds R] [--budget S] [ROW ...]
 
-Each ROW is `cell,T,B,H,variant` (cell: rnn, lstm, gru; I = H; variant: weight_drop=P or
-zoneout=P). Each row is checked first. Weight drop: in eval the variant gives the plain module's
-bits, and its training step is the plain step run on W_hh times its masks (the same bits).
-Zoneout: its eval and training forwards are one `rnnfast.functional` layer run with p and with the
-masks the module drew (the same bits; tests/test_zoneout.py holds the layer to the reference).
+Each ROW is `cell,T,B,H,variant` (cell: rnn, lstm, gru; I = H; variant: weight_drop=P, zoneout=P
+or recurrent_dropout=P). Each row is checked first. Weight drop: in eval the variant gives the
+plain module's bits, and its training step is the plain step run on W_hh times its masks (the same
+bits). Zoneout and recurrent dropout: the eval and training forwards are one `rnnfast.functional`
+layer run with what the module used (zoneout's p in eval; the masks it drew in training): the same
+bits (tests/test_zoneout.py and tests/test_recurrent_dropout.py hold the layer to the reference).
 Then each round times a training step (forward + backward) of the plain module and of the variant,
 alternating, and the report gives the medians and the median over rounds of variant time / plain
 time.
@@ -19,9 +20,11 @@ from _timing import paired_rounds, parsed_rows, print_pairs
 
 DEFAULT_ROWS = ["lstm,50,64,512,weight_drop=0.5", "lstm,100,16,256,weight_drop=0.5", "gru,100,64,256,weight_drop=0.5",
                 "rnn,100,16,256,weight_drop=0.5", "lstm,50,64,512,zoneout=0.1", "lstm,100,16,256,zoneout=0.1",
-                "gru,100,64,256,zoneout=0.1", "rnn,100,16,256,zoneout=0.1"]
+                "gru,100,64,256,zoneout=0.1", "rnn,100,16,256,zoneout=0.1", "lstm,50,64,512,recurrent_dropout=0.25",
+                "lstm,100,16,256,recurrent_dropout=0.25", "gru,100,64,256,recurrent_dropout=0.25",
+                "rnn,100,16,256,recurrent_dropout=0.25"]
 CLASSES = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
-VARIANTS = {"weight_drop": float, "zoneout": float}
+VARIANTS = {"weight_drop": float, "zoneout": float, "recurrent_dropout": float}
 
 
 def parse_row(text):
@@ -53,22 +56,22 @@ def make(row):
 
 
 def check(row, plain, varied, x, dy):
-    (check_zoneout if varied.zoneout else check_weight_drop)(row, plain, varied, x, dy)
+    (check_weight_drop if varied.weight_drop else check_against_layer)(row, plain, varied, x, dy)
 
 
-def check_zoneout(row, plain, varied, x, dy):
-    """The module's forwards against one functional layer with the same p and masks."""
+def check_against_layer(row, plain, varied, x, dy):
+    """The module's forwards against one functional layer with the same p (eval) and masks (training)."""
     from rnnfast import functional as F
     p = plain.parameters()
     weights = (p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"], p["bias_hh_l0"])
     mode = varied.mode
-    eval_y = F.layer_forward(mode, x, None, None, *weights, training=False, zoneout=varied.zoneout)[0]
+    eval_y = F.layer_forward(mode, x, None, None, *weights, training=False, zoneout=varied.zoneout or None)[0]
     same = np.array_equal(varied.eval()(x)[0], eval_y)
     varied.train()
     y = varied(x)[0]
-    masks = varied._saved["layers"][0][0][0].zoneout
+    ctx = varied._saved["layers"][0][0][0]
     same = same and np.array_equal(y, F.layer_forward(mode, x, None, None, *weights, training=False,
-                                                      zoneout=masks)[0])
+                                                      zoneout=ctx.zoneout, recurrent_mask=ctx.recurrent_mask)[0])
     if not same:
         raise SystemExit(f"{row}: the variant's module does not match its layer; not timed")
 

@@ -8,6 +8,9 @@ import rnnfast
 RTOL = {np.float64: 1e-10, np.float32: 1e-5}
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
 MODES = list(GATES)
+# Each mode's module class and the extra constructor arguments that pick the mode.
+MODULES = {"rnn_tanh": (rnnfast.RNN, {"nonlinearity": "tanh"}), "rnn_relu": (rnnfast.RNN, {"nonlinearity": "relu"}),
+           "lstm": (rnnfast.LSTM, {}), "gru": (rnnfast.GRU, {})}
 
 
 def assert_close(actual, expected, rtol, what=""):
@@ -51,6 +54,37 @@ def make_layer(mode, T, B, I, H, dtype, seed=0, bias=True):
     return p
 
 
+def reference_layer(mode, p, **kw):
+    """The reference's forward and backward of make_layer's problem p: [y, h_n, (c_n,) dx, dh0,
+    (dc0,) dw_ih, dw_hh, db_ih, db_hh]. kw: reverse, lengths and the variants (zoneout, ...)."""
+    from rnnfast import reference as ref
+    args = (p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
+    if mode == "lstm":
+        y, h, c, cache = ref.lstm_forward(p["x"], p["h0"], p["c0"], *args, **kw)
+        return [y, h, c] + list(ref.lstm_backward(p["dy"], p["dh_n"], p["dc_n"], cache))
+    if mode == "gru":
+        y, h, cache = ref.gru_forward(p["x"], p["h0"], *args, **kw)
+        return [y, h] + list(ref.gru_backward(p["dy"], p["dh_n"], cache))
+    y, h, cache = ref.rnn_forward(p["x"], p["h0"], *args, nonlinearity=mode[4:], **kw)
+    return [y, h] + list(ref.rnn_backward(p["dy"], p["dh_n"], cache))
+
+
+def kernel_layer(mode, p, threads, **kw):
+    """The same through the kernels (functional.layer_forward and layer_backward) on `threads`
+    threads, in reference_layer's order."""
+    from rnnfast import functional as F
+    lstm = mode == "lstm"
+    before = rnnfast.get_num_threads()
+    rnnfast.set_num_threads(threads)
+    try:
+        y, h, c, ctx = F.layer_forward(mode, p["x"], p["h0"], p["c0"] if lstm else None, p["w_ih"], p["w_hh"],
+                                       p["b_ih"], p["b_hh"], **kw)
+        grads = F.layer_backward(ctx, p["dy"], p["dh_n"], p["dc_n"] if lstm else None)
+    finally:
+        rnnfast.set_num_threads(before)
+    return [y, h] + ([c] if lstm else []) + list(grads)
+
+
 @pytest.fixture(params=rnnfast.available_isas())
 def every_isa(request):
     """Runs the test on each instruction-set path this CPU supports (then restores the one in use)."""
@@ -63,6 +97,26 @@ def every_isa(request):
 @pytest.fixture(params=[np.float64, np.float32], ids=["f64", "f32"])
 def dtype(request):
     return request.param
+
+
+def check_gradients_with_one_draw(module, names, T=5, B=2, seed=11):
+    """A NumPy module's gradients of the parameters `names` and of its input against central
+    differences (float64), its generator reset to `seed` before each forward so that every call
+    draws the same masks (weight drop, zoneout, recurrent dropout)."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((T, B, module.input_size))
+    dy = rng.standard_normal((T, B, module.num_directions * module.hidden_size))
+
+    def loss():
+        module._rng = np.random.default_rng(seed)
+        return float(np.sum(module(x)[0] * dy))
+
+    loss()
+    module.zero_grad()
+    dx, _ = module.backward(dy)
+    for name in names:
+        assert_close(module.grads[name], numeric_grad(loss, module.parameters()[name]), FD_RTOL, name)
+    assert_close(dx, numeric_grad(loss, x), FD_RTOL, "dx")
 
 
 def gradcheck_with_one_draw(module, x, seed):

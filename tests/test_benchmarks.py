@@ -175,6 +175,7 @@ def test_variants_are_checked_against_the_plain_module_before_timing():
     assert "checked against the plain module first" in out and "gru,3,2,8,weight_drop=0.2" in out
 
 
-def test_zoneout_rows_are_checked_before_timing():
-    out = run("variants.py", "rnn,4,3,8,zoneout=0.3", "--rounds", "1", "--budget", "0.01")
-    assert "rnn,4,3,8,zoneout=0.3" in out
+def test_zoneout_and_recurrent_dropout_rows_are_checked_before_timing():
+    out = run("variants.py", "rnn,4,3,8,zoneout=0.3", "gru,3,2,8,recurrent_dropout=0.4", "--rounds", "1",
+              "--budget", "0.01")
+    assert "rnn,4,3,8,zoneout=0.3" in out and "gru,3,2,8,recurrent_dropout=0.4" in out

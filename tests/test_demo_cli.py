@@ -114,7 +114,7 @@ def test_every_option_has_one_help_line_with_its_default_once(tmp_path):
     out = run(tmp_path, "--help").stdout
     options = out[re.search(r"\n(options|optional arguments):", out).start():]  # the heading before Python 3.10
     entries = re.split(r"\n  (?=-)", options)[1:]  # one per option, with its wrapped help lines
-    assert len(entries) == 21, entries
+    assert len(entries) == 22, entries
     for entry in entries:
         head, _, help_text = entry.partition("  ")
         if "\n" in head:  # a long option name: the help starts on the next line
@@ -149,7 +149,8 @@ def test_selfcheck_still_runs():
     assert r.returncode == 0 and "agree" in r.stdout, r.stdout + r.stderr
 
 
-@pytest.mark.parametrize("option,says", [("--weight-drop", "weight drop"), ("--zoneout", "zoneout")])
+@pytest.mark.parametrize("option,says", [("--weight-drop", "weight drop"), ("--zoneout", "zoneout"),
+                                         ("--recurrent-dropout", "recurrent dropout")])
 def test_regularisers_train_and_are_checked(tmp_path, option, says):
     r = run(tmp_path, "--quick", option, "0.3")
     assert f"{says} 0.3" in r.stdout and "validation loss" in r.stdout

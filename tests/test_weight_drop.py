@@ -8,14 +8,11 @@ import pytest
 import rnnfast
 from rnnfast import reference as ref
 
-from conftest import FD_RTOL, MODES, RTOL, assert_close, gradcheck_with_one_draw, numeric_grad
-
-CLASSES = {"rnn_tanh": (rnnfast.RNN, {"nonlinearity": "tanh"}), "rnn_relu": (rnnfast.RNN, {"nonlinearity": "relu"}),
-           "lstm": (rnnfast.LSTM, {}), "gru": (rnnfast.GRU, {})}
+from conftest import MODES, MODULES, RTOL, assert_close, check_gradients_with_one_draw, gradcheck_with_one_draw
 
 
 def module(mode, I, H, dtype, **kw):
-    cls, extra = CLASSES[mode]
+    cls, extra = MODULES[mode]
     return cls(I, H, dtype=dtype, seed=4, **extra, **kw)
 
 
@@ -71,25 +68,9 @@ def test_training_is_the_reference_with_masked_weights(mode):
 
 @pytest.mark.parametrize("mode", ["lstm", "gru"])
 def test_gradient_matches_finite_differences_for_one_mask(mode):
-    """With the generator reset before each forward, every call draws the same masks: the
-    parameters' gradients (stacked, bidirectional, float64) against central differences."""
-    T, B, I, H = 4, 2, 3, 4
-    m = module(mode, I, H, "float64", num_layers=2, bidirectional=True, weight_drop=0.5)
-    rng = np.random.default_rng(2)
-    x = rng.standard_normal((T, B, I))
-    dy = rng.standard_normal((T, B, 2 * H))
-
-    def loss():
-        m._rng = np.random.default_rng(9)
-        return float(np.sum(m(x)[0] * dy))
-
-    loss()
-    m.zero_grad()
-    m.backward(dy)
-    for name in ("weight_hh_l0", "weight_hh_l1_reverse", "weight_ih_l1"):
-        want = numeric_grad(loss, m.parameters()[name])
-        assert_close(m.grads[name], want, FD_RTOL, name)
-
+    """Modules (stacked, bidirectional, float64) whose every call draws the same masks."""
+    m = module(mode, 3, 4, "float64", num_layers=2, bidirectional=True, weight_drop=0.5)
+    check_gradients_with_one_draw(m, ("weight_hh_l0", "weight_hh_l1_reverse", "weight_ih_l1"), T=4)
 
 def test_masks_are_fresh_per_call_and_per_direction():
     m = module("gru", 3, 5, "float32", num_layers=2, bidirectional=True, weight_drop=0.5)

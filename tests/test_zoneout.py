@@ -7,26 +7,9 @@ import pytest
 
 import rnnfast
 from rnnfast import functional as F
-from rnnfast import reference as ref
 
-from conftest import FD_RTOL, MODES, RTOL, assert_close, gradcheck_with_one_draw, make_layer, numeric_grad
-
-CLASSES = {"rnn_tanh": (rnnfast.RNN, {"nonlinearity": "tanh"}), "rnn_relu": (rnnfast.RNN, {"nonlinearity": "relu"}),
-           "lstm": (rnnfast.LSTM, {}), "gru": (rnnfast.GRU, {})}
-
-
-def reference_run(mode, p, zoneout, reverse=False, lengths=None):
-    """The reference's forward and backward of make_layer's problem p with the given zoneout."""
-    args = (p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
-    kw = dict(reverse=reverse, lengths=lengths, zoneout=zoneout)
-    if mode == "lstm":
-        y, h, c, cache = ref.lstm_forward(p["x"], p["h0"], p["c0"], *args, **kw)
-        return [y, h, c] + list(ref.lstm_backward(p["dy"], p["dh_n"], p["dc_n"], cache))
-    if mode == "gru":
-        y, h, cache = ref.gru_forward(p["x"], p["h0"], *args, **kw)
-        return [y, h] + list(ref.gru_backward(p["dy"], p["dh_n"], cache))
-    y, h, cache = ref.rnn_forward(p["x"], p["h0"], *args, nonlinearity=mode[4:], **kw)
-    return [y, h] + list(ref.rnn_backward(p["dy"], p["dh_n"], cache))
+from conftest import (MODES, MODULES, RTOL, assert_close, check_gradients_with_one_draw, gradcheck_with_one_draw,
+                      kernel_layer, make_layer, reference_layer)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -39,17 +22,8 @@ def test_layer_with_masks_is_the_reference(mode, reverse, threads, dtype):
     p = make_layer(mode, T, B, I, H, dtype, seed=7)
     lengths = np.random.default_rng(1).integers(1, T + 1, size=B)
     mask = (np.random.default_rng(2).random((T, B, H)) < 0.4).astype(dtype)
-    lstm = mode == "lstm"
-    before = rnnfast.get_num_threads()
-    rnnfast.set_num_threads(threads)
-    try:
-        y, h, c, ctx = F.layer_forward(mode, p["x"], p["h0"], p["c0"] if lstm else None, p["w_ih"], p["w_hh"],
-                                       p["b_ih"], p["b_hh"], reverse=reverse, lengths=lengths, zoneout=mask)
-        grads = F.layer_backward(ctx, p["dy"], p["dh_n"], p["dc_n"] if lstm else None)
-    finally:
-        rnnfast.set_num_threads(before)
-    got = [y, h] + ([c] if lstm else []) + [g for g in grads if g is not None]
-    want = [a for a in reference_run(mode, p, mask, reverse, lengths) if a is not None]
+    got = [a for a in kernel_layer(mode, p, threads, reverse=reverse, lengths=lengths, zoneout=mask) if a is not None]
+    want = [a for a in reference_layer(mode, p, reverse=reverse, lengths=lengths, zoneout=mask) if a is not None]
     for i, (a, b) in enumerate(zip(got, want)):
         assert_close(a, b, RTOL[dtype] * (10 if dtype == np.float32 else 1), f"output {i}")
 
@@ -60,34 +34,19 @@ def test_eval_mixes_in_p_of_the_previous_state(mode):
     lstm = mode == "lstm"
     y, *_ = F.layer_forward(mode, p["x"], p["h0"], p["c0"] if lstm else None, p["w_ih"], p["w_hh"], p["b_ih"],
                             p["b_hh"], training=False, zoneout=0.3)
-    assert_close(y, reference_run(mode, p, 0.3)[0], RTOL[np.float64], "y")
+    assert_close(y, reference_layer(mode, p, zoneout=0.3)[0], RTOL[np.float64], "y")
 
 
 @pytest.mark.parametrize("mode", ["lstm", "gru"])
 def test_module_gradient_matches_finite_differences_for_one_mask(mode):
-    """Modules (stacked, bidirectional, float64) with the generator reset before each forward, so
-    every call draws the same masks: parameter gradients against central differences."""
-    cls, extra = CLASSES[mode]
+    """Modules (stacked, bidirectional, float64) whose every call draws the same masks."""
+    cls, extra = MODULES[mode]
     m = cls(3, 4, num_layers=2, bidirectional=True, dtype="float64", seed=5, zoneout=0.4, **extra)
-    rng = np.random.default_rng(4)
-    x = rng.standard_normal((5, 2, 3))
-    dy = rng.standard_normal((5, 2, 8))
-
-    def loss():
-        m._rng = np.random.default_rng(11)
-        return float(np.sum(m(x)[0] * dy))
-
-    loss()
-    m.zero_grad()
-    dx, _ = m.backward(dy)
-    for name in ("weight_hh_l0", "weight_hh_l1_reverse", "bias_ih_l0_reverse"):
-        assert_close(m.grads[name], numeric_grad(loss, m.parameters()[name]), FD_RTOL, name)
-    assert_close(dx, numeric_grad(loss, x), FD_RTOL, "dx")
-
+    check_gradients_with_one_draw(m, ("weight_hh_l0", "weight_hh_l1_reverse", "bias_ih_l0_reverse"))
 
 @pytest.mark.parametrize("mode", MODES)
 def test_zero_is_the_plain_module_and_eval_uses_p(mode):
-    cls, extra = CLASSES[mode]
+    cls, extra = MODULES[mode]
     x = np.random.default_rng(0).standard_normal((6, 3, 5)).astype(np.float32)
     plain = cls(5, 8, num_layers=2, seed=1, **extra)
     zero = cls(5, 8, num_layers=2, seed=1, zoneout=0.0, **extra)
@@ -133,7 +92,7 @@ class TestTorch:
 def test_a_cell_in_eval_is_the_layer_s_step(mode):
     """The single-step cells take zoneout too (the demo samples through them): a cell's eval step
     is the eval layer's at T = 1, and a training step back-propagates like the layer."""
-    cls, extra = CLASSES[mode]
+    cls, extra = MODULES[mode]
     cell_cls = {"rnn_tanh": rnnfast.RNNCell, "rnn_relu": rnnfast.RNNCell, "lstm": rnnfast.LSTMCell,
                 "gru": rnnfast.GRUCell}[mode]
     layer = cls(4, 6, seed=3, zoneout=0.3, **extra).eval()

@@ -19,19 +19,21 @@ constexpr std::pair<const char*, rnnfast::CellKind> kCells[] = {{"rnn_tanh", rnn
                                                               {"lstm", rnnfast::CellKind::lstm},
                                                               {"gru", rnnfast::CellKind::gru}};
 
-rnnfast::LayerShape make_shape(int cell, Index T, Index B, Index I, Index H, bool reverse) {
+rnnfast::LayerShape make_shape(int cell, Index T, Index B, Index I, Index H, bool reverse,
+                               bool recurrent_dropout = false) {
     bool known = false;
     for (const auto& c : kCells) known = known || int(c.second) == cell;
     if (!known) throw py::value_error("cell: not a cell code the kernels know, got " + std::to_string(cell));
     if (T < 1 || B < 1 || I < 1 || H < 1) throw py::value_error("sizes must be positive");
-    return {rnnfast::CellKind(cell), T, B, I, H, reverse};
+    return {rnnfast::CellKind(cell), T, B, I, H, reverse, recurrent_dropout};
 }
 
-// The layer's sizes from x (T, B, I) and w_hh (G*H, H).
-rnnfast::LayerShape layer_shape(int cell, const py::array& x, const py::array& w_hh, bool reverse) {
+// The layer's sizes from x (T, B, I) and w_hh (G*H, H); recurrent dropout if a mask is given.
+rnnfast::LayerShape layer_shape(int cell, const py::array& x, const py::array& w_hh, bool reverse,
+                                const OptionalArray& recurrent_mask) {
     if (x.ndim() != 3) throw py::value_error("x: expected 3 dimensions (T, B, I), got " + shape_str(x));
     if (w_hh.ndim() != 2) throw py::value_error("w_hh: expected 2 dimensions, got " + shape_str(w_hh));
-    return make_shape(cell, x.shape(0), x.shape(1), x.shape(2), w_hh.shape(1), reverse);
+    return make_shape(cell, x.shape(0), x.shape(1), x.shape(2), w_hh.shape(1), reverse, recurrent_mask.has_value());
 }
 
 Index gates_times(const rnnfast::LayerShape& s, Index n) { return rnnfast::gate_count(s.cell) * n; }
@@ -40,7 +42,8 @@ bool is_lstm(const rnnfast::LayerShape& s) { return s.cell == rnnfast::CellKind:
 // What a forward and a backward both read, checked and set on their call struct `a` (a.s set).
 template <class T, class Call>
 void view_layer_inputs(Call& a, const py::array& x, const py::array& w_ih, const py::array& w_hh,
-                       const OptionalArray& lengths, const OptionalArray& zoneout) {
+                       const OptionalArray& lengths, const OptionalArray& zoneout,
+                       const OptionalArray& recurrent_mask) {
     const rnnfast::LayerShape& s = a.s;
     const View<T> xv = view<T>(x, "x", {s.T, s.B, s.I}, false);
     a.x = xv.p, a.ldx = xv.ld;
@@ -48,20 +51,21 @@ void view_layer_inputs(Call& a, const py::array& x, const py::array& w_ih, const
     a.w_hh = dense<T>(w_hh, "w_hh", {gates_times(s, s.H), s.H}, false);
     a.lengths = lengths_ptr(lengths, s.T, s.B);
     a.zoneout = optional_in<T>(zoneout, "zoneout", {s.T, s.B, s.H});
+    a.recurrent_mask = optional_in<T>(recurrent_mask, "recurrent_mask", {s.B, s.H});
 }
 
 // Returns (h_n, c_n or None, saved or None); writes y in place.
 py::tuple layer_forward(int cell, py::array x, py::array w_ih, py::array w_hh, OptionalArray b_ih, OptionalArray b_hh,
                         OptionalArray h0, OptionalArray c0, py::array y, bool reverse, OptionalArray lengths,
                         bool training, OptionalArray saved_buf, LayerWorkspace* workspace, int threads,
-                        OptionalArray zoneout, double zoneout_p) {
-    const rnnfast::LayerShape s = layer_shape(cell, x, w_hh, reverse);
+                        OptionalArray zoneout, double zoneout_p, OptionalArray recurrent_mask) {
+    const rnnfast::LayerShape s = layer_shape(cell, x, w_hh, reverse, recurrent_mask);
     return by_dtype(x, [&](auto tag) -> py::tuple {
         using T = decltype(tag);
         const Index GH = gates_times(s, s.H);
         rnnfast::LayerForward<T> a{};
         a.s = s;
-        view_layer_inputs<T>(a, x, w_ih, w_hh, lengths, zoneout);
+        view_layer_inputs<T>(a, x, w_ih, w_hh, lengths, zoneout, recurrent_mask);
         a.h0 = optional_in<T>(h0, "h0", {s.B, s.H});
         a.c0 = is_lstm(s) ? optional_in<T>(c0, "c0", {s.B, s.H}) : nullptr;
         a.b_ih = optional_in<T>(b_ih, "b_ih", {GH});
@@ -97,14 +101,14 @@ py::tuple layer_backward(int cell, py::array x, py::array w_ih, py::array w_hh, 
                          OptionalArray dh_n, OptionalArray dc_n, py::array dx, py::array dw_ih, py::array dw_hh,
                          OptionalArray db_ih, OptionalArray db_hh, bool reverse, OptionalArray lengths,
                          bool dx_accumulate, bool consume_saved, LayerWorkspace* workspace, OptionalArray scratch,
-                         int threads, OptionalArray zoneout) {
-    const rnnfast::LayerShape s = layer_shape(cell, x, w_hh, reverse);
+                         int threads, OptionalArray zoneout, OptionalArray recurrent_mask) {
+    const rnnfast::LayerShape s = layer_shape(cell, x, w_hh, reverse, recurrent_mask);
     return by_dtype(x, [&](auto tag) -> py::tuple {
         using T = decltype(tag);
         const Index GH = gates_times(s, s.H);
         rnnfast::LayerBackward<T> a{};
         a.s = s;
-        view_layer_inputs<T>(a, x, w_ih, w_hh, lengths, zoneout);
+        view_layer_inputs<T>(a, x, w_ih, w_hh, lengths, zoneout, recurrent_mask);
         a.saved = dense<T>(saved, "saved", {rnnfast::saved_size(s)}, consume_saved);
         a.consume_saved = consume_saved;
         const View<T> dyv = view<T>(dy, "dy", {s.T, s.B, s.H}, false);
@@ -152,7 +156,7 @@ void bind_layers(py::module_& m) {
           py::arg("b_ih"), py::arg("b_hh"), py::arg("h0"), py::arg("c0"), py::kw_only(), py::arg("y"),
           py::arg("reverse"), py::arg("lengths"), py::arg("training"), py::arg("saved") = py::none(),
           py::arg("workspace") = py::none(), py::arg("threads") = 0, py::arg("zoneout") = py::none(),
-          py::arg("zoneout_p") = 0.0,
+          py::arg("zoneout_p") = 0.0, py::arg("recurrent_mask") = py::none(),
           "One layer, one direction: writes y (T, B, H) in place (a view, e.g. a direction's half of a wider "
           "output) and returns (h_n, c_n or None, saved or None). `saved`, an array of saved_size values, is "
           "reused as the training workspace when it fits; `workspace` keeps caches and scratch between calls.");
@@ -161,7 +165,7 @@ void bind_layers(py::module_& m) {
           py::arg("dw_hh"), py::arg("db_ih"), py::arg("db_hh"), py::kw_only(), py::arg("reverse"),
           py::arg("lengths"), py::arg("dx_accumulate") = false, py::arg("consume_saved") = false,
           py::arg("workspace") = py::none(), py::arg("scratch") = py::none(), py::arg("threads") = 0,
-          py::arg("zoneout") = py::none(),
+          py::arg("zoneout") = py::none(), py::arg("recurrent_mask") = py::none(),
           "BPTT through one layer and direction: writes (or, with dx_accumulate, adds into) dx, adds into the "
           "weight gradients, returns (dh0, dc0 or None). consume_saved: the gate gradients overwrite `saved` "
           "(less scratch; `saved` is spent). `scratch`, if given, must hold backward_scratch_size values.");
@@ -169,13 +173,13 @@ void bind_layers(py::module_& m) {
         return rnnfast::saved_size(make_shape(cell, T, B, I, H, false));
     }, py::arg("cell"), py::arg("T"), py::arg("B"), py::arg("I"), py::arg("H"));
     m.def("backward_scratch_size", [](int cell, Index T, Index B, Index I, Index H, int elem_bytes, int threads,
-                                      bool consume_saved) {
+                                      bool consume_saved, bool recurrent_dropout) {
         if (elem_bytes != 4 && elem_bytes != 8) throw py::value_error("elem_bytes: expected 4 or 8");
-        return rnnfast::backward_scratch_size(make_shape(cell, T, B, I, H, false), elem_bytes,
+        return rnnfast::backward_scratch_size(make_shape(cell, T, B, I, H, false, recurrent_dropout), elem_bytes,
                                               threads > 0 ? threads : rnnfast::get_num_threads(), consume_saved);
     }, py::arg("cell"), py::arg("T"), py::arg("B"), py::arg("I"), py::arg("H"), py::arg("elem_bytes"),
-       py::arg("threads") = 0, py::arg("consume_saved") = false,
-       "Values of backward scratch for `threads` (0: the current count) and consume_saved.");
+       py::arg("threads") = 0, py::arg("consume_saved") = false, py::arg("recurrent_dropout") = false,
+       "Values of backward scratch for `threads` (0: the current count), consume_saved and recurrent dropout.");
     py::dict cells;  // name -> (code, gates per unit)
     for (const auto& [name, kind] : kCells) cells[name] = py::make_tuple(int(kind), rnnfast::gate_count(kind));
     m.attr("cells") = cells;

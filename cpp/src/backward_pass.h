@@ -30,7 +30,7 @@ template <class T, class Cell> class BackwardPass {
           tag(WeightCache<T>::make_tag(G, H, H, NV, WeightCache<T>::kRecurrentTransposed)),
           fresh(!wcache || cache.tag() != tag),
           recurrent_packed{wcache ? cache.packed : scratch.recurrent_packing, GH, GH, hidden_panels},
-          h_prev_all(saved.states + (s.reverse ? B * H : 0)) {}
+          h_prev_all(s.recurrent_dropout ? scratch.masked_states : saved.states + (s.reverse ? B * H : 0)) {}
 
     void run() {
         run_team(threads, [&](const Team& team) { run_thread(team); });
@@ -107,6 +107,8 @@ template <class T, class Cell> class BackwardPass {
         const Index t = s.reverse ? s.T - 1 - k : k;
         const T* hp = saved_state(saved.states, k);
         for (Index b = me.b0; b < me.b1; ++b) {
+            if (s.recurrent_dropout)  // dW_hh's operand, padded steps too (their zero gradients meet finite values)
+                mask_units(scratch.masked_states + (t * B + b) * H, hp + b * H, a.recurrent_mask + b * H, me.u0, me.u1);
             T* dgi = scratch.dg_ih + (t * B + b) * GH;
             T* dgh = dg_hh + b * GH;
             T* dgn = G == 3 ? scratch.dg_hn + (t * B + b) * H : nullptr;
@@ -143,10 +145,17 @@ template <class T, class Cell> class BackwardPass {
         }
     }
 
-    // dh_{t-1} += dG_hh W_hh for my rows and units.
+    // dh_{t-1} += dG_hh W_hh for my rows and units; with recurrent dropout m * (dG_hh W_hh), since the
+    // product read m * h_{t-1}.
     template <class Panels> void carry_dh(const Share& me, const T* dg_hh, const Panels& panels) const {
+        const bool masked = s.recurrent_dropout;
         gemm_block<T, MR, NV, PlainCols<T>, Geo::kStepTail>(me.b0, me.b1, Mat<T>{dg_hh, GH, 1}, 0, panels, 0,
-                                                            hidden_cols, me.p0, me.p1, scratch.dh, H, Init::load, nullptr);
+                                                            hidden_cols, me.p0, me.p1,
+                                                            masked ? scratch.carried : scratch.dh, H,
+                                                            masked ? Init::zero : Init::load, nullptr);
+        for (Index b = me.b0; masked && b < me.b1; ++b)
+            for (Index u = me.u0; u < me.u1; ++u)
+                scratch.dh[b * H + u] += a.recurrent_mask[b * H + u] * scratch.carried[b * H + u];
     }
 
     // Step t's gate gradients summed over the batch into my units' bias sums. GRU's db_hh differs
@@ -199,7 +208,7 @@ template <class T, class Cell> class BackwardPass {
     const std::uint64_t tag;
     const bool fresh;
     const Packed<T, NV> recurrent_packed;
-    const T* const h_prev_all;  // (T, B, H): h_{t-1} of each step
+    const T* const h_prev_all;  // (T, B, H): what each step's recurrent product read, h_{t-1} (or m * h_{t-1})
 };
 
 }  // namespace RNNFAST_ISA_NS

@@ -124,10 +124,12 @@ template <class T, class Cell> class ForwardPass {
 
     void load_state(Range units) const {
         for (Index b = 0; b < B; ++b) {
-            copy_units(state_after(scratch.state, saved.states, 0) + b * H, a.h0 ? a.h0 + b * H : nullptr, units.lo, units.hi);
+            T* h = state_after(scratch.state, saved.states, 0) + b * H;
+            copy_units(h, a.h0 ? a.h0 + b * H : nullptr, units.lo, units.hi);
             if (G == 4)
                 copy_units(state_after(scratch.cell, saved.cells, 0) + b * H, a.c0 ? a.c0 + b * H : nullptr, units.lo,
                            units.hi);
+            if (s.recurrent_dropout) mask_units(scratch.masked[0] + b * H, h, a.recurrent_mask + b * H, units.lo, units.hi);
         }
     }
 
@@ -147,7 +149,8 @@ template <class T, class Cell> class ForwardPass {
         T* hn = state_after(scratch.state, saved.states, k + 1);
         const T* cp = G == 4 ? state_after(scratch.cell, saved.cells, k) : nullptr;
         T* cn = G == 4 ? state_after(scratch.cell, saved.cells, k + 1) : nullptr;
-        gemm_block<T, MR, NV, GateCols<T>, Geo::kStepTail>(me.b0, me.b1, Mat<T>{hp, H, 1}, 0, panels, 0,
+        const T* recurrent_in = s.recurrent_dropout ? scratch.masked[k & 1] : hp;  // m * h_{t-1}, or h_{t-1}
+        gemm_block<T, MR, NV, GateCols<T>, Geo::kStepTail>(me.b0, me.b1, Mat<T>{recurrent_in, H, 1}, 0, panels, 0,
                                                            recurrent_cols, me.p0, me.p1, scratch.recurrent, GH,
                                                            Cell::kRecurrentBias ? Init::bias : Init::zero,
                                                            scratch.bias_recurrent);
@@ -165,6 +168,8 @@ template <class T, class Cell> class ForwardPass {
                 carry_padded(me, hp + b * H, hn + b * H, cp ? cp + b * H : nullptr, cn ? cn + b * H : nullptr, y,
                              training ? p : nullptr, aux);
             }
+            if (s.recurrent_dropout)  // what the next step's product reads (the barrier orders it in unit mode)
+                mask_units(scratch.masked[(k + 1) & 1] + b * H, hn + b * H, a.recurrent_mask + b * H, me.u0, me.u1);
         }
     }
 

@@ -62,6 +62,9 @@ template <class T> inline void copy_units(T* dst, const T* src, Index u0, Index 
 template <class T> inline void add_units(T* dst, const T* src, Index u0, Index u1) {
     for (Index u = u0; u < u1; ++u) dst[u] += src[u];
 }
+template <class T> inline void mask_units(T* dst, const T* src, const T* mask, Index u0, Index u1) {
+    for (Index u = u0; u < u1; ++u) dst[u] = src[u] * mask[u];
+}
 
 }  // namespace RNNFAST_ISA_NS
 }  // namespace rnnfast

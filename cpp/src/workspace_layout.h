@@ -30,10 +30,11 @@ template <class T> struct Saved {
 // The forward's scratch. recurrent_packing, input_packing: the whole packing of W_hh and W_ih
 // (untouched, no pages faulted in, with a cache); for a single step each thread's buffers for
 // them instead, as_used_values apart. projection, state, cell: eval only (training writes the
-// projection into the saved gates and the states into the saved sequences).
+// projection into the saved gates and the states into the saved sequences). masked: with recurrent
+// dropout, m * h of the last step and of this one (what the recurrent products read).
 template <class T> struct ForwardScratch {
     T *recurrent_packing, *input_packing, *bias_projection, *bias_recurrent, *recurrent, *projection;
-    T *state[2], *cell[2];
+    T *state[2], *cell[2], *masked[2];
     Index as_used_values;
 };
 
@@ -43,8 +44,11 @@ template <class T> struct ForwardScratch {
 // product of step t may still read one while a faster thread writes step t-1's into the other).
 // With consume_saved they overwrite the saved gates (and GRU's aux), each value right after it was
 // read, so the backward's scratch is O(B * G * H) and the saved workspace serves one backward.
+// With recurrent dropout: masked_states (T, B, H), m * h_{t-1} of each step (dW_hh's operand), and
+// carried (B, H), a step's dG_hh W_hh before the mask.
 template <class T> struct BackwardScratch {
     T *dg_ih, *dg_hn, *dg_step, *dh, *dc, *zone_kept, *recurrent_packing, *plain_packing, *a_packing, *db_ih, *db_hh;
+    T *masked_states, *carried;
 };
 
 template <class T, int G> struct WorkspaceLayout {
@@ -83,6 +87,7 @@ template <class T, int G> struct WorkspaceLayout {
             for (int i = 0; i < 2; ++i) w.state[i] = cv.take(BH);
             for (int i = 0; i < 2; ++i) w.cell[i] = G == 4 ? cv.take(BH) : nullptr;
         }
+        for (int i = 0; i < 2; ++i) w.masked[i] = s.recurrent_dropout ? cv.take(BH) : nullptr;  // last (see zone_kept)
         return w;
     }
 
@@ -104,6 +109,8 @@ template <class T, int G> struct WorkspaceLayout {
         w.db_hh = G == 3 ? cv.take(GH) : w.db_ih;
         w.zone_kept = cv.take(s.B * s.H);  // zoneout's share of dh that bypasses the cell; last, so that
                                            // the buffers before it sit where they did without zoneout
+        w.masked_states = s.recurrent_dropout ? cv.take(TB * s.H) : nullptr;
+        w.carried = s.recurrent_dropout ? cv.take(s.B * s.H) : nullptr;
         return w;
     }
 

@@ -34,11 +34,12 @@ struct Case {
     Index T, B, I, H;
     bool reverse, lengths, bias;
     bool zoneout = false;  // training with zoneout masks, eval with p = 0.3
+    bool recurrent_dropout = false;  // a (B, H) mask on h_{t-1} in every recurrent product (eval's too)
 };
 
 // The arrays one case reads, in double (converted for float runs).
 struct Inputs {
-    std::vector<double> x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n, dc_n, zoneout;
+    std::vector<double> x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n, dc_n, zoneout, recurrent_mask;
     std::vector<std::int64_t> lengths;
 };
 
@@ -72,19 +73,21 @@ Inputs make_inputs(const Case& c, unsigned seed) {
         for (Index b = 0; b < c.B; ++b) in.lengths.push_back(1 + std::int64_t(rng() % std::uint32_t(c.T)));
     if (c.zoneout)
         for (Index i = 0; i < c.T * c.B * c.H; ++i) in.zoneout.push_back(rng() % 3 == 0 ? 1.0 : 0.0);
+    if (c.recurrent_dropout)  // p = 1/3: kept units scaled by 1.5
+        for (Index i = 0; i < c.B * c.H; ++i) in.recurrent_mask.push_back(rng() % 3 == 0 ? 0.0 : 1.5);
     return in;
 }
 
 template <class T> std::vector<T> as(const std::vector<double>& v) { return std::vector<T>(v.begin(), v.end()); }
 
 template <class T> Outputs<T> run(const Case& c, const Inputs& in, int threads) {
-    const rnnfast::LayerShape s{c.cell, c.T, c.B, c.I, c.H, c.reverse};
+    const rnnfast::LayerShape s{c.cell, c.T, c.B, c.I, c.H, c.reverse, c.recurrent_dropout};
     const bool lstm = c.cell == rnnfast::CellKind::lstm;
     const Index G = rnnfast::gate_count(c.cell), GH = G * c.H, BH = c.B * c.H;
     const std::vector<T> x = as<T>(in.x), h0 = as<T>(in.h0), c0 = as<T>(in.c0), w_ih = as<T>(in.w_ih),
                          w_hh = as<T>(in.w_hh), b_ih = as<T>(in.b_ih), b_hh = as<T>(in.b_hh),
                          dy = as<T>(in.dy), dh_n = as<T>(in.dh_n), dc_n = as<T>(in.dc_n),
-                         zoneout = as<T>(in.zoneout);
+                         zoneout = as<T>(in.zoneout), recurrent_mask = as<T>(in.recurrent_mask);
     const std::int64_t* lengths = c.lengths ? in.lengths.data() : nullptr;
     Outputs<T> o;
     for (auto* v : {&o.y, &o.y_eval, &o.y_cached}) v->resize(c.T * BH);
@@ -114,6 +117,7 @@ template <class T> Outputs<T> run(const Case& c, const Inputs& in, int threads) 
         a.threads = threads;
         a.zoneout = c.zoneout && sv ? zoneout.data() : nullptr;  // masks in training, p in eval
         a.zoneout_p = c.zoneout && !sv ? T(0.3) : T(0);
+        a.recurrent_mask = c.recurrent_dropout ? recurrent_mask.data() : nullptr;
         rnnfast::layer_forward(a);
     };
     forward(o.y, o.h_n, o.c_n, saved.data(), nullptr);
@@ -150,6 +154,7 @@ template <class T> Outputs<T> run(const Case& c, const Inputs& in, int threads) 
     b.scratch = scratch.data();
     b.threads = threads;
     b.zoneout = c.zoneout ? zoneout.data() : nullptr;
+    b.recurrent_mask = c.recurrent_dropout ? recurrent_mask.data() : nullptr;
     rnnfast::layer_backward(b);
 
     // Eval twice through one cache: the first call fills it, the second reads it.
@@ -180,10 +185,10 @@ const char* cell_name(rnnfast::CellKind c) {
 }
 
 std::string describe(const Case& c) {
-    char buf[160];
-    std::snprintf(buf, sizeof buf, "%s T=%td B=%td I=%td H=%td%s%s%s%s", cell_name(c.cell), c.T, c.B, c.I, c.H,
+    char buf[180];
+    std::snprintf(buf, sizeof buf, "%s T=%td B=%td I=%td H=%td%s%s%s%s%s", cell_name(c.cell), c.T, c.B, c.I, c.H,
                   c.reverse ? " reverse" : "", c.lengths ? " lengths" : "", c.bias ? "" : " no-bias",
-                  c.zoneout ? " zoneout" : "");
+                  c.zoneout ? " zoneout" : "", c.recurrent_dropout ? " recurrent-dropout" : "");
     return buf;
 }
 
@@ -298,6 +303,10 @@ int main(int argc, char** argv) {
         cases.push_back({cell, 600, 1, 4, 9, true, false, true});     // likewise, at B = 1
         cases.push_back({cell, 5, 13, 11, 37, true, true, true, true});  // zoneout, batch mode on 2 threads
         cases.push_back({cell, 4, 3, 20, 100, false, true, true, true});  // zoneout, unit mode
+        cases.push_back({cell, 5, 13, 11, 37, true, true, true, false, true});  // recurrent dropout, batch mode
+        cases.push_back({cell, 4, 3, 20, 100, false, true, true, true, true});  // with zoneout, unit mode
+        cases.push_back({cell, 1, 5, 9, 37, false, false, true, false, true});  // a single step
+        cases.push_back({cell, 60, 13, 5, 20, true, true, true, false, true});  // eval in 2 chunks
     }
 
     const char* const* isas = rnnfast::available_isas();

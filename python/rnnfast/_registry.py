@@ -38,6 +38,10 @@ _FRONT_ENDS = {
 CELLS = {name: CellKind(name=name, code=code, gates=gates, **_FRONT_ENDS[name])
          for name, (code, gates) in _core.cells.items()}
 
+# rnnfast's own training regularisers of RNN, LSTM and GRU (torch.nn has none of them): each a
+# constructor keyword holding a probability, 0 (off) by default, and its name in messages.
+REGULARISERS = {"weight_drop": "weight drop", "zoneout": "zoneout", "recurrent_dropout": "recurrent dropout"}
+
 
 def cell_kind(name) -> CellKind:
     """The registry's entry for `name`; ValueError naming the known cells otherwise."""

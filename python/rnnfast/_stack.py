@@ -13,11 +13,26 @@ Shapes: x (T, B, I); states (D, B, H) per layer, (L*D, B, H) for the stack; y (T
 """
 from __future__ import annotations
 
+from typing import NamedTuple, Optional, Union
+
 import numpy as np
 
 from . import _directions
 from ._registry import CellKind
 from .functional import LayerWorkspace, layer_backward, layer_forward
+
+
+class LayerMasks(NamedTuple):
+    """One layer's regularisers, per direction: each a list of D arrays, or None for off."""
+    w_hh: Optional[list] = None                     # weight drop: masks of W_hh's shape
+    zoneout: Union[list, float, None] = None        # (T, B, H) masks in training, or a number p in eval
+    recurrent: Optional[list] = None                # recurrent dropout: (B, H) masks on h_{t-1}
+
+    def of(self, d):
+        """Direction d's, as functional.layer_forward's keyword arguments."""
+        return dict(w_hh_mask=None if self.w_hh is None else self.w_hh[d],
+                    zoneout=self.zoneout[d] if isinstance(self.zoneout, list) else self.zoneout,
+                    recurrent_mask=None if self.recurrent is None else self.recurrent[d])
 
 
 class Stack:
@@ -34,13 +49,12 @@ class Stack:
 
     # ---- one layer ---------------------------------------------------------------------------
     def run_layer(self, layer, x, h0, c0, weights, lengths, training, reuse=None, h_n=None, c_n=None,
-                  w_hh_masks=None, zoneout=None):
+                  masks=LayerMasks()):
         """Both directions of `layer` over x: (y, h_n, c_n or None, contexts or None).
 
         h_n, c_n: (D, B, H) arrays to write the final states into (else new ones). `reuse`: D saved
-        workspaces of an earlier training forward to overwrite (that forward is spent). w_hh_masks:
-        D masks of W_hh's shape (weight drop), in training. zoneout: D (T, B, H) masks (training),
-        or a number p (eval), as functional.layer_forward takes them."""
+        workspaces of an earlier training forward to overwrite (that forward is spent). `masks`:
+        the regularisers' draws (LayerMasks)."""
         D, G = self.directions, self.cell.gates
         T, B, I = x.shape
         H = weights[0][1].shape[1]
@@ -54,8 +68,7 @@ class Stack:
                 self.cell.name, x, None if h0 is None else h0[d], None if c0 is None else c0[d], *weights[d],
                 reverse=bool(d), lengths=lengths, training=training, out=y[:, :, d * H:(d + 1) * H],
                 saved=None if reuse is None else reuse[d], workspace=self._workspaces[layer * D + d], threads=threads,
-                w_hh_mask=None if w_hh_masks is None else w_hh_masks[d],
-                zoneout=zoneout[d] if isinstance(zoneout, list) else zoneout)
+                **masks.of(d))
             h_n[d] = hn
             if lstm:
                 c_n[d] = cn
@@ -118,14 +131,16 @@ class Stack:
         return inp, results
 
     def forward(self, x, h0, c0, weights, lengths, training, dropout=None, reuse=None, weight_drop=None,
-                zoneout=None):
+                zoneout=None, recurrent_dropout=None):
         """Every layer on NumPy arrays: (y, h_n, c_n or None, saved or None).
 
         weights(layer) gives a layer's weights. dropout(y), if given, is called in training between
         layers and returns a mask (or None) that multiplies y before the next layer. weight_drop(w_hh),
         if given, is called in training for each layer's directions before the layer runs and returns
         a mask for that W_hh. zoneout: a function of a (T, B, H) shape that draws a direction's masks
-        (training), or a number p (eval), or None. `reuse`: an earlier forward's `saved`, whose workspaces this forward
+        (training), or a number p (eval), or None. recurrent_dropout, if given, is a function of a
+        (B, H) shape called in training for each layer's directions: a mask on h_{t-1} in the
+        recurrent product. `reuse`: an earlier forward's `saved`, whose workspaces this forward
         overwrites. `saved` is a list of (contexts, mask) per layer, for backward."""
         L, D = self.num_layers, self.directions
         T, B, _ = x.shape
@@ -138,12 +153,14 @@ class Stack:
             rows = slice(layer * D, (layer + 1) * D)
             old = None if reuse is None else [ctx.saved for ctx in reuse[layer][0]]
             layer_weights = weights(layer)
-            masks_hh = ([weight_drop(w[1]) for w in layer_weights] if training and weight_drop is not None
-                        else None)
-            zoned = [zoneout(inp.shape[:2] + (H,)) for _ in range(D)] if callable(zoneout) else zoneout
+            drawn = training and recurrent_dropout is not None
+            masks = LayerMasks(
+                w_hh=[weight_drop(w[1]) for w in layer_weights] if training and weight_drop is not None else None,
+                zoneout=[zoneout(inp.shape[:2] + (H,)) for _ in range(D)] if callable(zoneout) else zoneout,
+                recurrent=[recurrent_dropout((B, H)) for _ in range(D)] if drawn else None)
             y, _, _, contexts = self.run_layer(layer, inp, h0_rows, c0_rows, layer_weights, lengths, training,
                                                reuse=old, h_n=h_n[rows], c_n=None if c_n is None else c_n[rows],
-                                               w_hh_masks=masks_hh, zoneout=zoned)
+                                               masks=masks)
             return y, contexts
 
         def between(layer, y):

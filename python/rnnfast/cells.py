@@ -13,7 +13,7 @@ import numpy as np
 
 from . import _validate as v
 from ._registry import cell_kind
-from ._stack import Stack
+from ._stack import LayerMasks, Stack
 from .module import Module, serialized
 
 
@@ -67,7 +67,7 @@ class _Cell(Module):
         weights = [(p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"))]
         _, h, c, contexts = self._stack.run_layer(0, np.ascontiguousarray(x)[None], None if h0 is None else h0[None],
                                                   None if c0 is None else c0[None], weights, None, self.training,
-                                                  zoneout=self._zoneout_arg(x.shape[0]))
+                                                  masks=LayerMasks(zoneout=self._zoneout_arg(x.shape[0])))
         if self.training:
             self._tape.append(contexts)
         return (h[0], c[0]) if self.mode == "lstm" else h[0]

@@ -22,6 +22,7 @@ import numpy as np
 
 import rnnfast
 from rnnfast import corpus
+from rnnfast._registry import REGULARISERS
 
 CELLS = {"lstm": (rnnfast.LSTM, rnnfast.LSTMCell), "gru": (rnnfast.GRU, rnnfast.GRUCell),
          "rnn": (rnnfast.RNN, rnnfast.RNNCell)}
@@ -51,6 +52,9 @@ def parse_args(argv=None):
     p.add_argument("--weight-drop", type=float, default=0.0, metavar="P",
                    help="drop each recurrent weight with probability P in training, a fresh mask each chunk "
                         "(DropConnect, as in AWD-LSTM; default: %(default)s)")
+    p.add_argument("--recurrent-dropout", type=float, default=0.0, metavar="P",
+                   help="in training drop each hidden unit with probability P where the state enters the next "
+                        "step's recurrent product, one mask per chunk (variational dropout; default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights and the sampling (default: %(default)s)")
     p.add_argument("--temperature", type=float, default=0.7,
                    help="sampling temperature, 0 for always the likeliest character (default: %(default)s)")
@@ -76,7 +80,7 @@ def parse_args(argv=None):
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.epochs < 0:
         p.error("--epochs must be at least 0")
-    for name in ("weight_drop", "zoneout"):
+    for name in REGULARISERS:
         if not 0 <= getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be in [0, 1)")
     if args.temperature < 0 or not math.isfinite(args.temperature):
@@ -94,14 +98,19 @@ def parse_args(argv=None):
 
 # ---- model -------------------------------------------------------------------------------------
 
+def regularisers(args):
+    """The recurrent layer's regularisers the command line asks for (training only)."""
+    return {name: getattr(args, name) for name in REGULARISERS}
+
+
 class CharModel:
     """Recurrent stack + Linear head over one-hot characters of `vocab`."""
 
-    def __init__(self, vocab, cell, hidden, layers, seed, weight_drop=0.0, zoneout=0.0):
+    def __init__(self, vocab, cell, hidden, layers, seed, **regularisers):
         self.vocab, self.cell = vocab, cell
         self.index = {ch: i for i, ch in enumerate(vocab)}
         V = len(vocab)
-        self.rnn = CELLS[cell][0](V, hidden, num_layers=layers, seed=seed, weight_drop=weight_drop, zoneout=zoneout)
+        self.rnn = CELLS[cell][0](V, hidden, num_layers=layers, seed=seed, **regularisers)
         self.head = rnnfast.Linear(hidden, V, seed=seed + 1)
 
     @property
@@ -313,7 +322,7 @@ def from_checkpoint(path, args):
             raise ValueError(f"--{name} {asked} conflicts with the checkpoint {path}, whose model has {name} "
                              f"{value}: leave --{name} out to continue it, or train a new model without "
                              f"{'--resume' if args.resume else '--sample-only'}")
-    model = CharModel(vocab, shape["cell"], shape["hidden"], shape["layers"], args.seed, args.weight_drop, args.zoneout)
+    model = CharModel(vocab, shape["cell"], shape["hidden"], shape["layers"], args.seed, **regularisers(args))
     return model, int(meta.get("epochs_done", 0))
 
 
@@ -385,8 +394,8 @@ def main(argv=None) -> int:
         check_text(text, source, args)
         if not resume:
             shape = {k: v if getattr(args, k) is None else getattr(args, k) for k, v in MODEL_DEFAULTS.items()}
-            model, epochs_done = CharModel("".join(sorted(set(text))), seed=args.seed, weight_drop=args.weight_drop,
-                                           zoneout=args.zoneout, **shape), 0
+            model, epochs_done = CharModel("".join(sorted(set(text))), seed=args.seed, **regularisers(args),
+                                           **shape), 0
         args.prompt = model.check_prompt(args.prompt)
         data = prepare(model, text, args)
         opt = rnnfast.optim.Adam(model.modules, lr=args.lr)
@@ -403,8 +412,7 @@ def main(argv=None) -> int:
     print(f"model: {model.cell.upper()} {V} -> {model.rnn.hidden_size} x {model.rnn.num_layers} layer(s) -> Linear -> "
           f"{V}; {sum(p.size for m in model.modules for p in m.parameters().values()):,} parameters")
     print(f"training: {args.epochs} epoch(s), {args.batch} streams x chunks of {args.seq_len} steps, Adam lr {args.lr}"
-          + (f", weight drop {args.weight_drop}" if args.weight_drop else "")
-          + (f", zoneout {args.zoneout}" if args.zoneout else ""))
+          + "".join(f", {what} {getattr(args, own)}" for own, what in REGULARISERS.items() if getattr(args, own)))
     history, val_points, completed = train(model, opt, data, args, epochs_done, bool(resume))
 
     if not history:  # nothing trained: an earlier checkpoint in --out stays as it was

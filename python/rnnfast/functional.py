@@ -35,19 +35,20 @@ class LayerContext:
     gate gradients, and only a new forward (which may reuse the memory) makes a new context."""
 
     __slots__ = ("mode", "x", "w_ih", "w_hh", "has_bias", "reverse", "lengths", "saved", "workspace", "spent",
-                 "w_hh_mask", "zoneout")
+                 "w_hh_mask", "zoneout", "recurrent_mask")
 
     def __init__(self, mode, x, w_ih, w_hh, has_bias, reverse, lengths, saved, workspace, w_hh_mask=None,
-                 zoneout=None):
+                 zoneout=None, recurrent_mask=None):
         self.mode, self.x, self.w_ih, self.w_hh = mode, x, w_ih, w_hh  # w_hh as the kernels ran it (masked)
         self.has_bias, self.reverse, self.lengths, self.saved = has_bias, reverse, lengths, saved
         self.workspace = workspace
         self.spent = False
         self.w_hh_mask = w_hh_mask
         self.zoneout = zoneout
+        self.recurrent_mask = recurrent_mask
 
     def __setstate__(self, state):  # contexts pickled by an older rnnfast held a weight cache
-        self.w_hh_mask = self.zoneout = None
+        self.w_hh_mask = self.zoneout = self.recurrent_mask = None
         for name, value in (state[1] if isinstance(state, tuple) else state).items():
             setattr(self, "workspace" if name == "cache" else name, value)
 
@@ -61,14 +62,16 @@ def _lengths(lengths):
 
 
 def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None, training=True, out=None,
-                  saved=None, workspace=None, threads=0, cache=None, w_hh_mask=None, zoneout=None):
+                  saved=None, workspace=None, threads=0, cache=None, w_hh_mask=None, zoneout=None,
+                  recurrent_mask=None):
     """Runs one layer: returns (y, h_n, c_n or None, LayerContext or None).
 
     `w_hh_mask` (weight drop), if given, is an array of w_hh's shape that multiplies w_hh for this
     call (the parameter itself is left alone); the backward then adds dL/dw_hh through the mask.
     `zoneout`, as in the reference: (T, B, H) masks m (1 where a unit keeps its state; h_t =
     m h_{t-1} + (1 - m) h~_t), or a number p for h_t = p h_{t-1} + (1 - p) h~_t; the backward uses
-    the same.
+    the same. `recurrent_mask` (recurrent dropout), if given, is a (B, H) array m: the recurrent
+    product reads m * h_{t-1} at every step, while the state carried from step to step stays h.
 
     `out`, if given, is a (T, B, H) view to write y into (e.g. one half of a bidirectional output).
     `saved`, if given, is an earlier context's workspace to reuse (overwritten: that context is
@@ -94,9 +97,9 @@ def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, length
     h_n, c_n, saved = _core.layer_forward(cell_kind(mode).code, x, w_ih, w_hh, b_ih, b_hh, h0, c0, y=y,
                                           reverse=bool(reverse), lengths=lens, training=bool(training), saved=saved,
                                           workspace=workspace, threads=int(threads), zoneout=zoneout,
-                                          zoneout_p=zoneout_p)
+                                          zoneout_p=zoneout_p, recurrent_mask=recurrent_mask)
     ctx = (LayerContext(mode, x, w_ih, w_hh, b_ih is not None, bool(reverse), lens, saved, workspace, w_hh_mask,
-                        zoneout) if training else None)
+                        zoneout, recurrent_mask) if training else None)
     return y, h_n, c_n, ctx
 
 
@@ -136,7 +139,7 @@ def layer_backward(ctx, dy, dh_n=None, dc_n=None, grads=None, dx_out=None, dx_ac
                                         *kernel_grads, reverse=ctx.reverse, lengths=ctx.lengths,
                                         dx_accumulate=bool(dx_accumulate), consume_saved=not retain_graph,
                                         workspace=ctx.workspace, scratch=scratch, threads=int(threads),
-                                        zoneout=ctx.zoneout)
+                                        zoneout=ctx.zoneout, recurrent_mask=ctx.recurrent_mask)
     except Exception:
         ctx.spent = False
         raise
@@ -174,9 +177,10 @@ def gru_backward(dy, dh_n, ctx, retain_graph=False):
     return rnn_backward(dy, dh_n, ctx, retain_graph)
 
 
-def backward_scratch_size(mode, T, B, I, H, dtype, threads=0, retain_graph=False):
-    """Values of scratch `layer_backward` needs with `threads` threads (0: the current count) and
+def backward_scratch_size(mode, T, B, I, H, dtype, threads=0, retain_graph=False, recurrent_dropout=False):
+    """Values of scratch `layer_backward` needs with `threads` threads (0: the current count),
     `retain_graph` (without it the gate gradients live in the saved workspace: this does not grow
-    with T). Only for a caller that brings its own `scratch`: a workspace sizes its own."""
+    with T) and a forward with or without a `recurrent_mask`. Only for a caller that brings its own
+    `scratch`: a workspace sizes its own."""
     return _core.backward_scratch_size(cell_kind(mode).code, T, B, I, H, np.dtype(dtype).itemsize, int(threads),
-                                       not retain_graph)
+                                       not retain_graph, bool(recurrent_dropout))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _validate as v
-from ._registry import cell_kind, parameter_shapes, suffix
+from ._registry import REGULARISERS, cell_kind, parameter_shapes, suffix
 from ._stack import Stack
 from .functional import SPENT_MESSAGE
 from .module import Module, serialized
@@ -22,7 +22,8 @@ class RNNBase(Module):
     """Shared machinery of RNN, LSTM and GRU; `mode` picks the cell."""
 
     def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype="float32", seed=None, weight_drop=0.0, zoneout=0.0):
+                 dropout=0.0, bidirectional=False, dtype="float32", seed=None, weight_drop=0.0, zoneout=0.0,
+                 recurrent_dropout=0.0):
         super().__init__()
         self._cell = cell_kind(mode)
         self.mode = mode
@@ -32,6 +33,7 @@ class RNNBase(Module):
         self.dropout = v.probability(dropout, "dropout")
         self.weight_drop = v.probability(weight_drop, "weight_drop")
         self.zoneout = v.probability(zoneout, "zoneout")
+        self.recurrent_dropout = v.probability(recurrent_dropout, "recurrent_dropout")
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.bidirectional = bool(bidirectional)
@@ -112,7 +114,8 @@ class RNNBase(Module):
         y, h_n, c_n, saved = self._stack.forward(x, h0, c0, self._layer_params, lens, self.training,
                                                  dropout=self._dropout_mask if self.dropout > 0 else None, reuse=old,
                                                  weight_drop=self._weight_drop_mask if self.weight_drop > 0 else None,
-                                                 zoneout=self._zoneout_arg())
+                                                 zoneout=self._zoneout_arg(),
+                                                 recurrent_dropout=self._recurrent_mask if self.recurrent_dropout else None)
         self._after_forward(None if saved is None else {"layers": saved, "B": B, "T": T})
         if not self.training and self._saved and self._spent():
             self._saved = None  # nothing left to back-propagate: free its workspace
@@ -132,6 +135,12 @@ class RNNBase(Module):
         p = self.weight_drop
         keep = self._rng.random(w_hh.shape, dtype=self.dtype) >= self.dtype.type(p)
         return keep.astype(self.dtype) / self.dtype.type(1.0 - p)
+
+    def _recurrent_mask(self, shape):
+        """Recurrent dropout's (B, H) mask: h_{t-1}'s units kept with probability 1 - p, scaled by
+        1 / (1 - p), drawn from the module's generator in the module's precision."""
+        p = self.dtype.type(self.recurrent_dropout)
+        return (self._rng.random(shape, dtype=self.dtype) >= p).astype(self.dtype) / (self.dtype.type(1) - p)
 
     def _zoneout_arg(self):
         """What the stack takes for zoneout: a mask drawer in training, p in eval, or None."""
@@ -173,8 +182,8 @@ class RNNBase(Module):
 
     def __setstate__(self, state):  # a module pickled by an rnnfast without the stack gets one
         super().__setstate__(state)
-        self.__dict__.setdefault("weight_drop", 0.0)
-        self.__dict__.setdefault("zoneout", 0.0)
+        for name in REGULARISERS:  # absent from a module pickled before it existed
+            self.__dict__.setdefault(name, 0.0)
         if "_stack" not in state:
             for old in ("_workspace", "_packed"):
                 self.__dict__.pop(old, None)
@@ -184,7 +193,7 @@ class RNNBase(Module):
 
     def __repr__(self):
         defaults = {"num_layers": 1, "bias": True, "batch_first": False, "dropout": 0.0, "bidirectional": False,
-                    "weight_drop": 0.0, "zoneout": 0.0}
+                    **dict.fromkeys(REGULARISERS, 0.0)}
         extra = "".join(f", {k}={getattr(self, k)!r}" for k, d in defaults.items() if getattr(self, k, d) != d)
         return f"{type(self).__name__}({self.input_size}, {self.hidden_size}{extra}, dtype={self.dtype.name})"
 
@@ -193,25 +202,28 @@ class RNN(RNNBase):
     """Elman RNN: h_t = f(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), f = tanh or relu."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype="float32", seed=None, weight_drop=0.0, zoneout=0.0):
+                 dropout=0.0, bidirectional=False, dtype="float32", seed=None, weight_drop=0.0, zoneout=0.0,
+                 recurrent_dropout=0.0):
         self.nonlinearity = v.nonlinearity(nonlinearity)
         super().__init__("rnn_" + nonlinearity, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype, seed, weight_drop, zoneout)
+                         bidirectional, dtype, seed, weight_drop, zoneout, recurrent_dropout)
 
 
 class LSTM(RNNBase):
     """LSTM with gates (i, f, g, o): c_t = f*c_{t-1} + i*g, h_t = o*tanh(c_t)."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, dtype="float32", seed=None, weight_drop=0.0, zoneout=0.0):
+                 bidirectional=False, dtype="float32", seed=None, weight_drop=0.0, zoneout=0.0,
+                 recurrent_dropout=0.0):
         super().__init__("lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         dtype, seed, weight_drop, zoneout)
+                         dtype, seed, weight_drop, zoneout, recurrent_dropout)
 
 
 class GRU(RNNBase):
     """GRU with gates (r, z, n): n = tanh(W_in x + b_in + r*(W_hn h + b_hn)), h_t = (1-z)*n + z*h_{t-1}."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, dtype="float32", seed=None, weight_drop=0.0, zoneout=0.0):
+                 bidirectional=False, dtype="float32", seed=None, weight_drop=0.0, zoneout=0.0,
+                 recurrent_dropout=0.0):
         super().__init__("gru", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         dtype, seed, weight_drop, zoneout)
+                         dtype, seed, weight_drop, zoneout, recurrent_dropout)

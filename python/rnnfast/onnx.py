@@ -132,7 +132,8 @@ def export(model, path, example_input, opset: int = DEFAULT_OPSET, dtype=None):
     runs RNN, LSTM and GRU nodes in float32 only, so a float64 module meant for it is exported with
     dtype="float32".
     """
-    if getattr(model, "zoneout", 0.0):  # weight drop is training-only: the exported (eval) graph is the plain one
+    # Weight drop and recurrent dropout are training-only: the exported (eval) graph is the plain one.
+    if getattr(model, "zoneout", 0.0):
         raise ValueError(f"export: ONNX's RNN, LSTM and GRU have no zoneout, whose eval mixes p of h_{{t-1}} "
                          f"into every step (this module has zoneout={model.zoneout})")
     try:

@@ -155,41 +155,45 @@ def _zoneout_at(zoneout, t):
     return zoneout[t] if np.ndim(zoneout) else zoneout
 
 
-def _scan_forward(cell, x, state, weights, reverse, zoneout=None):
+def _scan_forward(cell, x, state, weights, reverse, zoneout=None, recurrent_mask=None):
     w_ih, w_hh, b_ih, b_hh = weights
     T = x.shape[0]
     y = np.empty((T,) + state[0].shape, dtype=x.dtype)
-    steps = []  # (t, h_prev, cell cache) in the order they ran
+    steps = []  # (t, what W_hh multiplied, cell cache, zoneout's m) in the order they ran
     for t in (range(T - 1, -1, -1) if reverse else range(T)):
         h_prev = state[0]
+        h_read = h_prev if recurrent_mask is None else recurrent_mask * h_prev  # recurrent dropout
         gi = x[t] @ w_ih.T + b_ih
-        gh = h_prev @ w_hh.T + b_hh
+        gh = h_read @ w_hh.T + b_hh
         state, cell_cache = cell.forward(gi, gh, state)
         m = _zoneout_at(zoneout, t)
         if m is not None:  # zoneout: h_t = m h_{t-1} + (1 - m) h~_t (an LSTM's c as the cell made it)
             state = (m * h_prev + (1 - m) * state[0],) + state[1:]
-        steps.append((t, h_prev, cell_cache, m))
+        steps.append((t, h_read, cell_cache, m))
         y[t] = state[0]
     return y, state, steps
 
 
-def _scan_backward(cell, dy, dstate, x, weights, steps):
+def _scan_backward(cell, dy, dstate, x, weights, steps, recurrent_mask=None):
     w_ih, w_hh, _, _ = weights
     dx = np.zeros_like(x)
     dw_ih, dw_hh = np.zeros_like(w_ih), np.zeros_like(w_hh)
     db_ih = np.zeros(w_ih.shape[0], dtype=x.dtype)
     db_hh = np.zeros(w_hh.shape[0], dtype=x.dtype)
-    for t, h_prev, cell_cache, m in reversed(steps):
+    for t, h_read, cell_cache, m in reversed(steps):
         dh = dstate[0] + dy[t]  # y[t] is h after step t
         if m is None:
             dgi, dgh, dstate = cell.backward((dh,) + dstate[1:], cell_cache)
-            dstate = (dstate[0] + dgh @ w_hh,) + dstate[1:]
         else:  # zoneout: h~_t gets (1 - m) of dh, h_{t-1} m of it directly
             dgi, dgh, dstate = cell.backward(((1 - m) * dh,) + dstate[1:], cell_cache)
-            dstate = (dstate[0] + dgh @ w_hh + m * dh,) + dstate[1:]
+            dstate = (dstate[0] + m * dh,) + dstate[1:]
+        dh_read = dgh @ w_hh
+        if recurrent_mask is not None:  # the product read recurrent_mask * h_{t-1}
+            dh_read = recurrent_mask * dh_read
+        dstate = (dstate[0] + dh_read,) + dstate[1:]
         dx[t] = dgi @ w_ih
         dw_ih += dgi.T @ x[t]
-        dw_hh += dgh.T @ h_prev
+        dw_hh += dgh.T @ h_read
         db_ih += dgi.sum(axis=0)
         db_hh += dgh.sum(axis=0)
     return dx, dstate, (dw_ih, dw_hh, db_ih, db_hh)
@@ -211,7 +215,7 @@ def _check_lengths(lengths, T, B):
     return lengths
 
 
-def _layer_forward(cell, x, state0, weights, reverse, lengths, zoneout=None):
+def _layer_forward(cell, x, state0, weights, reverse, lengths, zoneout=None, recurrent_mask=None):
     x = np.asarray(x)
     if x.ndim != 3 or not np.issubdtype(x.dtype, np.floating):
         raise ValueError(f"x must be a float (T, B, I) array, got shape {x.shape} "
@@ -250,14 +254,19 @@ def _layer_forward(cell, x, state0, weights, reverse, lengths, zoneout=None):
         zoneout = np.asarray(zoneout, dtype=x.dtype)
         if zoneout.shape != (T, B, H):
             raise ValueError(f"zoneout masks must have shape {(T, B, H)}, got {zoneout.shape}")
+    if recurrent_mask is not None:
+        recurrent_mask = np.asarray(recurrent_mask, dtype=x.dtype)
+        if recurrent_mask.shape != (B, H):
+            raise ValueError(f"recurrent_mask must have shape {(B, H)}, got {recurrent_mask.shape}")
     for sel, L in runs:
         zone_run = zoneout[:L, sel] if zoneout is not None and np.ndim(zoneout) else zoneout
+        mask_run = None if recurrent_mask is None else recurrent_mask[sel]
         y_run, state_run, steps = _scan_forward(
-            cell, x[:L, sel], tuple(s[sel] for s in state0), weights, reverse, zone_run)
+            cell, x[:L, sel], tuple(s[sel] for s in state0), weights, reverse, zone_run, mask_run)
         y[:L, sel] = y_run
         for s_n, s_run in zip(state_n, state_run):
             s_n[sel] = s_run
-        run_caches.append((sel, L, steps))
+        run_caches.append((sel, L, steps, mask_run))
     cache = SimpleNamespace(cell=cell, x=x, weights=weights, has_bias=has_bias,
                             state_shape=(B, H), runs=run_caches)
     return y, state_n, cache
@@ -273,10 +282,10 @@ def _layer_backward(dy, dstate_n, cache):
     dx = np.zeros_like(x)
     dstate0 = tuple(np.zeros_like(d) for d in dstate_n)
     dweights = tuple(np.zeros_like(w) for w in weights)
-    for sel, L, steps in cache.runs:
+    for sel, L, steps, mask_run in cache.runs:
         dx_run, dstate_run, dweights_run = _scan_backward(
             cache.cell, dy[:L, sel], tuple(d[sel] for d in dstate_n), x[:L, sel],
-            weights, steps)
+            weights, steps, mask_run)
         dx[:L, sel] = dx_run
         for d0, d_run in zip(dstate0, dstate_run):
             d0[sel] = d_run
@@ -292,15 +301,17 @@ def _layer_backward(dy, dstate_n, cache):
 # ----------------------------------------------------------------------------
 
 def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=False,
-                lengths=None, zoneout=None):
+                lengths=None, zoneout=None, recurrent_mask=None):
     """Elman RNN, h_t = f(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), f = tanh or relu.
 
     Returns y (T, B, H), h_n (B, H) and a cache for rnn_backward. `zoneout` (every cell):
     (T, B, H) masks m, 1 where a unit keeps its state, h_t = m h_{t-1} + (1 - m) h~_t with
     h~_t the cell's new state (training); or a number p, h_t = p h_{t-1} + (1 - p) h~_t (eval).
+    `recurrent_mask` (every cell; recurrent dropout): a (B, H) array r, and W_hh multiplies
+    r * h_{t-1} instead of h_{t-1} at every step (the state itself is carried unmasked).
     """
     y, (h_n,), cache = _layer_forward(_RNNCell(nonlinearity), x, (h0,),
-                                      (w_ih, w_hh, b_ih, b_hh), reverse, lengths, zoneout)
+                                      (w_ih, w_hh, b_ih, b_hh), reverse, lengths, zoneout, recurrent_mask)
     return y, h_n, cache
 
 
@@ -310,7 +321,8 @@ def rnn_backward(dy, dh_n, cache):
     return (dx, dh0) + dweights
 
 
-def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None, zoneout=None):
+def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None, zoneout=None,
+                 recurrent_mask=None):
     """LSTM with gate rows i, f, g, o.
 
     i, f, o = sigmoid(.), g = tanh(.) of W_ih x_t + b_ih + W_hh h_{t-1} + b_hh;
@@ -318,7 +330,8 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None,
     Returns y (T, B, H), h_n, c_n (B, H) and a cache for lstm_backward.
     """
     y, (h_n, c_n), cache = _layer_forward(_LSTMCell(), x, (h0, c0),
-                                          (w_ih, w_hh, b_ih, b_hh), reverse, lengths, zoneout)
+                                          (w_ih, w_hh, b_ih, b_hh), reverse, lengths, zoneout,
+                                          recurrent_mask)
     return y, h_n, c_n, cache
 
 
@@ -328,7 +341,8 @@ def lstm_backward(dy, dh_n, dc_n, cache):
     return (dx, dh0, dc0) + dweights
 
 
-def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None, zoneout=None):
+def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None, zoneout=None,
+                recurrent_mask=None):
     """GRU with gate rows r, z, n.
 
     r, z = sigmoid(W_i* x_t + b_i* + W_h* h_{t-1} + b_h*);
@@ -336,7 +350,7 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None, zone
     Returns y (T, B, H), h_n (B, H) and a cache for gru_backward.
     """
     y, (h_n,), cache = _layer_forward(_GRUCell(), x, (h0,),
-                                      (w_ih, w_hh, b_ih, b_hh), reverse, lengths, zoneout)
+                                      (w_ih, w_hh, b_ih, b_hh), reverse, lengths, zoneout, recurrent_mask)
     return y, h_n, cache
 
 

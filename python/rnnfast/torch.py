@@ -30,8 +30,8 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from . import _validate
 from . import modules as _np_modules
-from ._registry import CELLS, CellKind, parameter_shapes
-from ._stack import Stack
+from ._registry import CELLS, REGULARISERS, CellKind, parameter_shapes
+from ._stack import LayerMasks, Stack
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNBase", "from_torch", "from_numpy"]
 
@@ -45,14 +45,14 @@ def _np(t):
 
 def _run_layer(stack, layer, x, h0, c0, weights, lengths, training, masks):
     """Both directions of one layer through the stack, on NumPy views of the tensors:
-    (y (T, B, D*H), h_n (D, B, H), c_n or None, contexts or None). `masks`: (W_hh's weight-drop
-    masks or None, zoneout masks or p or None), as the stack takes them."""
+    (y (T, B, D*H), h_n (D, B, H), c_n or None, contexts or None). `masks`: the regularisers'
+    draws, a LayerMasks."""
     D = stack.directions
     per = len(weights) // D
     grouped = [tuple(_np(t) for t in weights[d * per:(d + 1) * per]) + (None, None) * (per == 2) for d in range(D)]
     return stack.run_layer(layer, _np(x), None if h0 is None else _np(h0), None if c0 is None else _np(c0),
                            grouped, lengths, training, reuse=stack.take_spare(layer) if training else None,
-                           w_hh_masks=masks[0], zoneout=masks[1])
+                           masks=masks)
 
 
 class _Layer(torch.autograd.Function):
@@ -161,7 +161,8 @@ class RNNBase(torch.nn.Module):
     """Shared machinery of RNN, LSTM and GRU: torch.nn.RNNBase's attributes, parameters and checks."""
 
     def __init__(self, cell, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, device=None, dtype=None, weight_drop=0.0, zoneout=0.0):
+                 bidirectional=False, device=None, dtype=None, weight_drop=0.0, zoneout=0.0,
+                 recurrent_dropout=0.0):
         super().__init__()
         name = type(self).__name__
         if device is not None and torch.device(device).type != "cpu":
@@ -192,6 +193,7 @@ class RNNBase(torch.nn.Module):
         self.dropout = float(dropout)
         self.weight_drop = _validate.probability(weight_drop, "weight_drop")
         self.zoneout = _validate.probability(zoneout, "zoneout")
+        self.recurrent_dropout = _validate.probability(recurrent_dropout, "recurrent_dropout")
         self.proj_size = 0
         self._flat_weights_names = []
         for pname, shape in parameter_shapes(self._cell, input_size, hidden_size, num_layers, self.num_directions,
@@ -229,7 +231,7 @@ class RNNBase(torch.nn.Module):
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
         for k, default in (("bias", True), ("batch_first", False), ("dropout", 0.0), ("bidirectional", False),
-                           ("weight_drop", 0.0), ("zoneout", 0.0)):  # the last two rnnfast's
+                           *((own, 0.0) for own in REGULARISERS)):  # the regularisers rnnfast's
             if getattr(self, k) != default:
                 s += f", {k}={getattr(self, k)}"
         return s
@@ -316,8 +318,9 @@ class RNNBase(torch.nn.Module):
 
         def run(layer, inp, h0_rows, c0_rows):
             mine = weights[layer * D * per:(layer + 1) * D * per]
-            y, hn, cn = _layer(self._stack, layer, inp, h0_rows, c0_rows, mine, lengths,
-                               (self._weight_drop_masks(mine[1::per]), self._zoneout_arg(inp.shape[:2], D)))
+            masks = LayerMasks(self._weight_drop_masks(mine[1::per]), self._zoneout_arg(inp.shape[:2], D),
+                               self._recurrent_masks(B, D))
+            y, hn, cn = _layer(self._stack, layer, inp, h0_rows, c0_rows, mine, lengths, masks)
             return y, (hn, cn)
 
         def between(layer, y):
@@ -344,6 +347,15 @@ class RNNBase(torch.nn.Module):
         keep = 1.0 - self.weight_drop
         return [torch.empty_like(w, requires_grad=False).bernoulli_(keep).div_(keep).numpy() for w in w_hh]
 
+    def _recurrent_masks(self, batch, directions):
+        """In training with recurrent dropout, one (B, H) mask per direction from torch's generator
+        (units kept with probability 1 - p, scaled by 1 / (1 - p)); else None."""
+        if not (self.training and self.recurrent_dropout > 0):
+            return None
+        keep = 1.0 - self.recurrent_dropout
+        shape, dtype = (batch, self.hidden_size), self.weight_ih_l0.dtype
+        return [torch.empty(shape, dtype=dtype).bernoulli_(keep).div_(keep).numpy() for _ in range(directions)]
+
     def _zoneout_arg(self, steps_by_batch, directions):
         """Zoneout as the stack takes it: in training one (T, B, H) mask per direction from torch's
         generator (1: the unit keeps its previous state, with probability p); p in eval; or None."""
@@ -362,8 +374,8 @@ class RNNBase(torch.nn.Module):
 
     def __setstate__(self, state):  # a module pickled by an rnnfast without the stack gets one
         super().__setstate__(state)
-        self.__dict__.setdefault("weight_drop", 0.0)
-        self.__dict__.setdefault("zoneout", 0.0)
+        for name in REGULARISERS:  # absent from a module pickled before it existed
+            self.__dict__.setdefault(name, 0.0)
         if not isinstance(self.__dict__.get("_cell"), CellKind):
             self._cell = CELLS[state["_cell"]]
         if "_stack" not in self.__dict__:
@@ -375,7 +387,7 @@ class RNNBase(torch.nn.Module):
 
     def to_torch(self):
         """The torch.nn module with the same arguments, weights and train/eval mode."""
-        for own, what in (("weight_drop", "weight drop"), ("zoneout", "zoneout")):
+        for own, what in REGULARISERS.items():
             if getattr(self, own):
                 raise ValueError(f"to_torch: torch.nn has no {what} (this module has {own}={getattr(self, own)})")
         with warnings.catch_warnings():  # the dropout warning was given when this module was made
@@ -400,33 +412,36 @@ class RNN(RNNBase):
     """Elman RNN, h_t = f(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), f = tanh or relu: torch.nn.RNN's API."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, device=None, dtype=None, weight_drop=0.0, zoneout=0.0):
+                 dropout=0.0, bidirectional=False, device=None, dtype=None, weight_drop=0.0, zoneout=0.0,
+                 recurrent_dropout=0.0):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
         self.nonlinearity = nonlinearity
         super().__init__("rnn_" + nonlinearity, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, device, dtype, weight_drop, zoneout)
+                         bidirectional, device, dtype, weight_drop, zoneout, recurrent_dropout)
 
 
 class LSTM(RNNBase):
     """LSTM with torch.nn.LSTM's API and gate order (i, f, g, o); projections (proj_size) are not supported."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, proj_size=0, device=None, dtype=None, weight_drop=0.0, zoneout=0.0):
+                 bidirectional=False, proj_size=0, device=None, dtype=None, weight_drop=0.0, zoneout=0.0,
+                 recurrent_dropout=0.0):
         if proj_size != 0:
             raise ValueError(f"rnnfast.torch.LSTM: proj_size must be 0 (projections are not supported), "
                              f"got {proj_size}")
         super().__init__("lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         device, dtype, weight_drop, zoneout)
+                         device, dtype, weight_drop, zoneout, recurrent_dropout)
 
 
 class GRU(RNNBase):
     """GRU with torch.nn.GRU's API and gate order (r, z, n)."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                 bidirectional=False, device=None, dtype=None, weight_drop=0.0, zoneout=0.0):
+                 bidirectional=False, device=None, dtype=None, weight_drop=0.0, zoneout=0.0,
+                 recurrent_dropout=0.0):
         super().__init__("gru", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         device, dtype, weight_drop, zoneout)
+                         device, dtype, weight_drop, zoneout, recurrent_dropout)
 
 
 def _constructor_kwargs(module):
@@ -436,7 +451,7 @@ def _constructor_kwargs(module):
               bidirectional=module.bidirectional)
     if getattr(module, "nonlinearity", None) is not None:
         kw["nonlinearity"] = module.nonlinearity
-    for own in ("weight_drop", "zoneout"):  # rnnfast's own (torch.nn has neither)
+    for own in REGULARISERS:  # rnnfast's own (torch.nn has none of them)
         if getattr(module, own, 0.0):
             kw[own] = getattr(module, own)
     return kw

@@ -29,6 +29,7 @@ struct LayerShape {
     CellKind cell;
     Index T, B, I, H;  // all >= 1
     bool reverse;  // run time from T-1 down to 0 (the backward half of a bidirectional layer)
+    bool recurrent_dropout = false;  // the recurrent product reads h_{t-1} times a (B, H) mask (recurrent_mask)
 };
 
 template <class T>
@@ -54,6 +55,8 @@ struct LayerForward {
     const T* zoneout;              // (T, B, H) or nullptr: zoneout masks, 1 where a unit keeps its previous
                                    // state: h_t = m h_{t-1} + (1 - m) h~_t, h~_t the cell's new state
     T zoneout_p;                   // without masks: h_t = p h_{t-1} + (1 - p) h~_t (zoneout in eval); 0: none
+    const T* recurrent_mask;       // (B, H) if s.recurrent_dropout, else ignored: the recurrent product reads
+                                   // m * h_{t-1} (variational dropout; the carried state is h_{t-1} itself)
 };
 
 template <class T>
@@ -85,6 +88,7 @@ struct LayerBackward {
     int threads;                   // threads to use (the same value given to backward_scratch_size)
     T* wcache;                     // weight_cache_size(s, .., true) values kept between calls, or nullptr
     const T* zoneout;              // the forward's zoneout masks, or nullptr
+    const T* recurrent_mask;       // the forward's recurrent mask, if s.recurrent_dropout
 };
 
 // Element counts (of T) of the workspaces: enough for every instruction set this CPU runs, so that
