@@ -47,12 +47,16 @@ def test_modules_match_reference(p):
     dxr, dhxr, grads = ref.stack_backward(dy, None, cache)
     if p["batch_first"]:
         y, dx = y.transpose(1, 0, 2), dx.transpose(1, 0, 2)
+    # A gradient through a saturated gate (1 - y^2 of y near 1) turns the last-bit difference of two
+    # tanh implementations into a relative error of 1e-16 / (1 - y^2): gradients are held to 1e-10
+    # of at least 1e-4 of the incoming gradient's size.
+    floor = 1e-4 * float(np.max(np.abs(dy)))
     assert_close(y, yr, 1e-10, "y")
-    assert_close(dx, dxr, 1e-10, "dx")
+    assert_close(dx, dxr, 1e-10, "dx", floor)
     for a, b in zip(np.asarray(hn if n_states == 2 else [hn]), np.asarray(hnr if n_states == 2 else [hnr])):
         assert_close(a, b, 1e-10, "h_n")
     if states is not None:
         for a, b in zip(np.asarray(dhx if n_states == 2 else [dhx]), np.asarray(dhxr if n_states == 2 else [dhxr])):
-            assert_close(a, b, 1e-10, "dhx")
+            assert_close(a, b, 1e-10, "dhx", floor)
     for k in grads:
-        assert_close(m.grads[k], grads[k], 1e-10, k)
+        assert_close(m.grads[k], grads[k], 1e-10, k, floor)
