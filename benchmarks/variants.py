@@ -6,9 +6,9 @@ Each ROW is `cell,T,B,H,variant` (cell: rnn, lstm, gru; I = H; variant: weight_d
 or recurrent_dropout=P). Each row is checked first. Weight drop: in eval the variant gives the
 plain module's bits, and its training step is the plain step run on W_hh times its masks (the same
 bits). Zoneout and recurrent dropout: the eval and training forwards are one `rnnfast.functional`
-layer run with what the module used (zoneout's p in eval; the masks it drew in training): the same
-bits (tests/test_zoneout.py and tests/test_recurrent_dropout.py hold the layer to the reference).
-Then each round times a training step (forward + backward) of the plain module and of the variant,
+layer run with what the module used (zoneout's p in eval; in training the masks the kernels drew
+from the module's seed, as rnnfast.reference.zoneout_masks gives them): the same bits
+(tests/test_zoneout.py and tests/test_recurrent_dropout.py hold the layer to the reference). Then each round times a training step (forward + backward) of the plain module and of the variant,
 alternating, and the report gives the medians and the median over rounds of variant time / plain
 time.
 """
@@ -62,6 +62,7 @@ def check(row, plain, varied, x, dy):
 def check_against_layer(row, plain, varied, x, dy):
     """The module's forwards against one functional layer with the same p (eval) and masks (training)."""
     from rnnfast import functional as F
+    from rnnfast.reference import zoneout_masks
     p = plain.parameters()
     weights = (p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"], p["bias_hh_l0"])
     mode = varied.mode
@@ -70,8 +71,10 @@ def check_against_layer(row, plain, varied, x, dy):
     varied.train()
     y = varied(x)[0]
     ctx = varied._saved["layers"][0][0][0]
+    zoneout = ctx.zoneout if ctx.zoneout_seed is None else zoneout_masks(ctx.zoneout_seed, ctx.zoneout, *y.shape,
+                                                                          dtype=y.dtype)  # the kernels' draws
     same = same and np.array_equal(y, F.layer_forward(mode, x, None, None, *weights, training=False,
-                                                      zoneout=ctx.zoneout, recurrent_mask=ctx.recurrent_mask)[0])
+                                                      zoneout=zoneout, recurrent_mask=ctx.recurrent_mask)[0])
     if not same:
         raise SystemExit(f"{row}: the variant's module does not match its layer; not timed")
 

@@ -7,6 +7,7 @@ import pytest
 
 import rnnfast
 from rnnfast import functional as F
+from rnnfast import reference as ref
 
 from conftest import (MODES, MODULES, RTOL, assert_close, check_gradients_with_one_draw, gradcheck_with_one_draw,
                       kernel_layer, make_layer, reference_layer)
@@ -59,12 +60,54 @@ def test_zero_is_the_plain_module_and_eval_uses_p(mode):
         cls(5, 8, zoneout=1.0, **extra)
 
 
-def test_masks_keep_about_p_of_the_units():
-    m = rnnfast.GRU(4, 64, seed=2, zoneout=0.25)
-    m(np.ones((50, 8, 4), np.float32))
-    (ctx,), _ = m._saved["layers"][0]
-    assert ctx.zoneout.shape == (50, 8, 64) and set(np.unique(ctx.zoneout)) == {0.0, 1.0}
-    assert 0.2 < ctx.zoneout.mean() < 0.3
+def test_a_module_draws_masks_from_a_seed_per_call_layer_and_direction():
+    """A training forward keeps no mask array: the kernels draw each direction's masks from a seed
+    of the module's generator, and rnnfast.reference.zoneout_masks gives the same masks."""
+    m = rnnfast.GRU(4, 64, seed=2, zoneout=0.25, bidirectional=True)
+    x = np.random.default_rng(0).standard_normal((50, 8, 4)).astype(np.float32)
+    y = m(x)[0]
+    (forward, backward), _ = m._saved["layers"][0]
+    assert forward.zoneout == 0.25 and forward.zoneout_seed != backward.zoneout_seed
+    masks = ref.zoneout_masks(forward.zoneout_seed, 0.25, 50, 8, 64)
+    assert set(np.unique(masks)) == {0.0, 1.0} and 0.24 < masks.mean() < 0.26
+    p = m.parameters()
+    want = F.layer_forward("gru", x, None, None, p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"],
+                           p["bias_hh_l0"], training=False, zoneout=masks)[0]
+    assert np.array_equal(y[:, :, :64], want)
+    m(x)
+    assert m._saved["layers"][0][0][0].zoneout_seed != forward.zoneout_seed  # a fresh draw per call
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_masks_drawn_in_the_kernels_are_the_reference_s(mode, threads, dtype):
+    """zoneout=p with a seed (no mask array) gives the bits of the reference's masks passed in."""
+    T, B, H = 5, 40, 20
+    p = make_layer(mode, T, B, 6, H, dtype, seed=7)
+    lengths = np.random.default_rng(1).integers(1, T + 1, size=B)
+    seed = 0xDEADBEEF12345678
+    drawn = kernel_layer(mode, p, threads, lengths=lengths, zoneout=0.3, zoneout_seed=seed)
+    given = kernel_layer(mode, p, threads, lengths=lengths, zoneout=ref.zoneout_masks(seed, 0.3, T, B, H, dtype))
+    for a, b in zip(drawn, given):
+        assert (a is None and b is None) or np.array_equal(a, b)
+
+
+def test_zoneout_masks_match_their_formula():
+    """rnnfast.reference.zoneout_masks against its formula written out for single values."""
+    def mix(x):
+        x ^= x >> 16
+        x = (x * 0x7FEB352D) % 2 ** 32
+        x ^= x >> 15
+        x = (x * 0x846CA68B) % 2 ** 32
+        return x ^ (x >> 16)
+
+    seed, T, B, H, p = 2 ** 63 + 12345, 3, 4, 5, 0.5
+    masks = ref.zoneout_masks(seed, p, T, B, H, np.float64)
+    lo, hi = seed % 2 ** 32, seed >> 32
+    for t, b, u in [(0, 0, 0), (2, 3, 4), (1, 2, 3)]:
+        row = mix(lo ^ mix((t * B + b) ^ hi))
+        assert masks[t, b, u] == float(mix((u * 0x9E3779B1) % 2 ** 32 ^ row) < int(p * 2 ** 32))
+    assert 0.3 < ref.zoneout_masks(7, 0.5, 20, 10, 10).mean() < 0.7
 
 
 class TestTorch:

@@ -2,6 +2,8 @@
 // arrays, with a LayerWorkspace that keeps the caches and the scratch between calls.
 #include <pybind11/stl.h>
 
+#include <cstdint>
+#include <optional>
 #include <utility>
 
 #include "arrays.h"
@@ -42,8 +44,8 @@ bool is_lstm(const rnnfast::LayerShape& s) { return s.cell == rnnfast::CellKind:
 // What a forward and a backward both read, checked and set on their call struct `a` (a.s set).
 template <class T, class Call>
 void view_layer_inputs(Call& a, const py::array& x, const py::array& w_ih, const py::array& w_hh,
-                       const OptionalArray& lengths, const OptionalArray& zoneout,
-                       const OptionalArray& recurrent_mask) {
+                       const OptionalArray& lengths, const OptionalArray& zoneout, double zoneout_p,
+                       std::optional<std::uint64_t> zoneout_seed, const OptionalArray& recurrent_mask) {
     const rnnfast::LayerShape& s = a.s;
     const View<T> xv = view<T>(x, "x", {s.T, s.B, s.I}, false);
     a.x = xv.p, a.ldx = xv.ld;
@@ -51,6 +53,11 @@ void view_layer_inputs(Call& a, const py::array& x, const py::array& w_ih, const
     a.w_hh = dense<T>(w_hh, "w_hh", {gates_times(s, s.H), s.H}, false);
     a.lengths = lengths_ptr(lengths, s.T, s.B);
     a.zoneout = optional_in<T>(zoneout, "zoneout", {s.T, s.B, s.H});
+    a.zoneout_p = T(zoneout_p);
+    a.zoneout_draws = zoneout_seed.has_value();
+    a.zoneout_seed = zoneout_seed.value_or(0);
+    if (a.zoneout_draws && (zoneout || !(zoneout_p >= 0 && zoneout_p < 1)))
+        throw py::value_error("zoneout_seed: draws masks with probability zoneout_p in [0, 1), without zoneout masks");
     a.recurrent_mask = optional_in<T>(recurrent_mask, "recurrent_mask", {s.B, s.H});
 }
 
@@ -58,19 +65,19 @@ void view_layer_inputs(Call& a, const py::array& x, const py::array& w_ih, const
 py::tuple layer_forward(int cell, py::array x, py::array w_ih, py::array w_hh, OptionalArray b_ih, OptionalArray b_hh,
                         OptionalArray h0, OptionalArray c0, py::array y, bool reverse, OptionalArray lengths,
                         bool training, OptionalArray saved_buf, LayerWorkspace* workspace, int threads,
-                        OptionalArray zoneout, double zoneout_p, OptionalArray recurrent_mask) {
+                        OptionalArray zoneout, double zoneout_p, std::optional<std::uint64_t> zoneout_seed,
+                        OptionalArray recurrent_mask) {
     const rnnfast::LayerShape s = layer_shape(cell, x, w_hh, reverse, recurrent_mask);
     return by_dtype(x, [&](auto tag) -> py::tuple {
         using T = decltype(tag);
         const Index GH = gates_times(s, s.H);
         rnnfast::LayerForward<T> a{};
         a.s = s;
-        view_layer_inputs<T>(a, x, w_ih, w_hh, lengths, zoneout, recurrent_mask);
+        view_layer_inputs<T>(a, x, w_ih, w_hh, lengths, zoneout, zoneout_p, zoneout_seed, recurrent_mask);
         a.h0 = optional_in<T>(h0, "h0", {s.B, s.H});
         a.c0 = is_lstm(s) ? optional_in<T>(c0, "c0", {s.B, s.H}) : nullptr;
         a.b_ih = optional_in<T>(b_ih, "b_ih", {GH});
         a.b_hh = optional_in<T>(b_hh, "b_hh", {GH});
-        a.zoneout_p = T(zoneout_p);
         const View<T> yv = view<T>(y, "y", {s.T, s.B, s.H}, true);
         a.y = yv.p, a.ldy = yv.ld;
         py::array_t<T> h_n({s.B, s.H}), c_n = is_lstm(s) ? py::array_t<T>({s.B, s.H}) : py::array_t<T>(0);
@@ -101,14 +108,15 @@ py::tuple layer_backward(int cell, py::array x, py::array w_ih, py::array w_hh, 
                          OptionalArray dh_n, OptionalArray dc_n, py::array dx, py::array dw_ih, py::array dw_hh,
                          OptionalArray db_ih, OptionalArray db_hh, bool reverse, OptionalArray lengths,
                          bool dx_accumulate, bool consume_saved, LayerWorkspace* workspace, OptionalArray scratch,
-                         int threads, OptionalArray zoneout, OptionalArray recurrent_mask) {
+                         int threads, OptionalArray zoneout, double zoneout_p,
+                         std::optional<std::uint64_t> zoneout_seed, OptionalArray recurrent_mask) {
     const rnnfast::LayerShape s = layer_shape(cell, x, w_hh, reverse, recurrent_mask);
     return by_dtype(x, [&](auto tag) -> py::tuple {
         using T = decltype(tag);
         const Index GH = gates_times(s, s.H);
         rnnfast::LayerBackward<T> a{};
         a.s = s;
-        view_layer_inputs<T>(a, x, w_ih, w_hh, lengths, zoneout, recurrent_mask);
+        view_layer_inputs<T>(a, x, w_ih, w_hh, lengths, zoneout, zoneout_p, zoneout_seed, recurrent_mask);
         a.saved = dense<T>(saved, "saved", {rnnfast::saved_size(s)}, consume_saved);
         a.consume_saved = consume_saved;
         const View<T> dyv = view<T>(dy, "dy", {s.T, s.B, s.H}, false);
@@ -156,7 +164,7 @@ void bind_layers(py::module_& m) {
           py::arg("b_ih"), py::arg("b_hh"), py::arg("h0"), py::arg("c0"), py::kw_only(), py::arg("y"),
           py::arg("reverse"), py::arg("lengths"), py::arg("training"), py::arg("saved") = py::none(),
           py::arg("workspace") = py::none(), py::arg("threads") = 0, py::arg("zoneout") = py::none(),
-          py::arg("zoneout_p") = 0.0, py::arg("recurrent_mask") = py::none(),
+          py::arg("zoneout_p") = 0.0, py::arg("zoneout_seed") = py::none(), py::arg("recurrent_mask") = py::none(),
           "One layer, one direction: writes y (T, B, H) in place (a view, e.g. a direction's half of a wider "
           "output) and returns (h_n, c_n or None, saved or None). `saved`, an array of saved_size values, is "
           "reused as the training workspace when it fits; `workspace` keeps caches and scratch between calls.");
@@ -165,7 +173,8 @@ void bind_layers(py::module_& m) {
           py::arg("dw_hh"), py::arg("db_ih"), py::arg("db_hh"), py::kw_only(), py::arg("reverse"),
           py::arg("lengths"), py::arg("dx_accumulate") = false, py::arg("consume_saved") = false,
           py::arg("workspace") = py::none(), py::arg("scratch") = py::none(), py::arg("threads") = 0,
-          py::arg("zoneout") = py::none(), py::arg("recurrent_mask") = py::none(),
+          py::arg("zoneout") = py::none(), py::arg("zoneout_p") = 0.0, py::arg("zoneout_seed") = py::none(),
+          py::arg("recurrent_mask") = py::none(),
           "BPTT through one layer and direction: writes (or, with dx_accumulate, adds into) dx, adds into the "
           "weight gradients, returns (dh0, dc0 or None). consume_saved: the gate gradients overwrite `saved` "
           "(less scratch; `saved` is spent). `scratch`, if given, must hold backward_scratch_size values.");

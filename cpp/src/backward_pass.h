@@ -8,6 +8,7 @@
 #pragma once
 #include "cells.h"
 #include "workspace_layout.h"
+#include "zoneout.h"
 
 namespace rnnfast {
 namespace RNNFAST_ISA_NS {
@@ -117,7 +118,8 @@ template <class T, class Cell> class BackwardPass {
                 const T* dy = a.dy + (t * B + b) * a.lddy;
                 for (Index u = me.u0; u < me.u1; ++u) dh[u] += dy[u];
                 T* kept = scratch.zone_kept + b * H;
-                if (a.zoneout) split_zoned(me, a.zoneout + (t * B + b) * H, dh, kept);
+                const bool zoned = zones_out(a);
+                if (zoned) split_zoned(me, t, b, dh, kept);
                 BwdRow<T> r{saved.gates + (t * B + b) * GH,
                             saved.aux ? saved.aux + (t * B + b) * H : nullptr,
                             hp + b * H,
@@ -125,7 +127,7 @@ template <class T, class Cell> class BackwardPass {
                             G == 4 ? saved_state(saved.cells, k + 1) + b * H : nullptr,
                             dh, scratch.dc + b * H, dgi, dgh, dgn, dh};
                 Cell::backward(r, H, me.u0, me.u1);
-                if (a.zoneout) add_units<T>(dh, kept, me.u0, me.u1);
+                if (zoned) add_units<T>(dh, kept, me.u0, me.u1);
             } else {
                 for (int g = 0; g < G; ++g) {
                     copy_units<T>(dgi + g * H, nullptr, me.u0, me.u1);
@@ -138,11 +140,11 @@ template <class T, class Cell> class BackwardPass {
 
     // Zoneout (h_t = m h_{t-1} + (1 - m) h~_t): the cell gets (1 - m) dh, and m dh goes straight to
     // h_{t-1}, kept aside while the cell writes its share of dh_{t-1} over dh.
-    void split_zoned(const Share& me, const T* m, T* dh, T* kept) const {
-        for (Index u = me.u0; u < me.u1; ++u) {
-            kept[u] = m[u] * dh[u];
-            dh[u] = (T(1) - m[u]) * dh[u];
-        }
+    void split_zoned(const Share& me, Index t, Index b, T* dh, T* kept) const {
+        for_zoneout_units<T>(a, B, H, t, b, me.u0, me.u1, [&](Index u, T m) {
+            kept[u] = m * dh[u];
+            dh[u] = (T(1) - m) * dh[u];
+        });
     }
 
     // dh_{t-1} += dG_hh W_hh for my rows and units; with recurrent dropout m * (dG_hh W_hh), since the

@@ -9,6 +9,7 @@
 #pragma once
 #include "cells.h"
 #include "workspace_layout.h"
+#include "zoneout.h"
 
 namespace rnnfast {
 namespace RNNFAST_ISA_NS {
@@ -162,7 +163,7 @@ template <class T, class Cell> class ForwardPass {
                 FwdRow<T> r{p, scratch.recurrent + b * GH, hp + b * H, cp ? cp + b * H : nullptr, hn + b * H,
                             cn ? cn + b * H : nullptr, training ? p : nullptr, aux};
                 Cell::forward(r, H, me.u0, me.u1);
-                if (a.zoneout || a.zoneout_p != T(0)) zone_out(me, t, b, hp + b * H, hn + b * H);
+                if (zones_out(a)) zone_out(me, t, b, hp + b * H, hn + b * H);
                 copy_units(y, hn + b * H, me.u0, me.u1);
             } else {
                 carry_padded(me, hp + b * H, hn + b * H, cp ? cp + b * H : nullptr, cn ? cn + b * H : nullptr, y,
@@ -176,11 +177,8 @@ template <class T, class Cell> class ForwardPass {
     // Zoneout: each unit keeps its previous state with mask m (training) or in proportion p (eval):
     // h_t = m h_{t-1} + (1 - m) h~_t over the cell's new state h~_t. The saved gates keep h~_t's.
     void zone_out(const Share& me, Index t, Index b, const T* hp, T* hn) const {
-        const T* m = a.zoneout ? a.zoneout + (t * B + b) * H : nullptr;
-        for (Index u = me.u0; u < me.u1; ++u) {
-            const T keep = m ? m[u] : a.zoneout_p;
-            hn[u] = keep * hp[u] + (T(1) - keep) * hn[u];
-        }
+        for_zoneout_units<T>(a, B, H, t, b, me.u0, me.u1,
+                             [&](Index u, T keep) { hn[u] = keep * hp[u] + (T(1) - keep) * hn[u]; });
     }
 
     // Past an entry's end: the state carries through, the output is zero, and so are the saved

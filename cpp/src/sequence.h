@@ -6,7 +6,7 @@
 //   workspace_layout.h the saved workspace, the calls' scratch and the weight cache: layouts, sizes
 //   forward_pass.h     the forward: pack, fold biases, load state, project a chunk, step, store
 //   backward_pass.h    BPTT: pack, load gradients, step, carry dh, bias sums, weight products
-// The cells' gate math is cells.h; the products gemm.h.
+// The cells' gate math is cells.h; the products gemm.h; zoneout's masks zoneout.h.
 #pragma once
 #include "backward_pass.h"
 #include "forward_pass.h"

@@ -35,6 +35,7 @@ struct Case {
     bool reverse, lengths, bias;
     bool zoneout = false;  // training with zoneout masks, eval with p = 0.3
     bool recurrent_dropout = false;  // a (B, H) mask on h_{t-1} in every recurrent product (eval's too)
+    bool zoneout_draws = false;  // training with zoneout masks drawn in the kernels (p = 0.3), eval with p
 };
 
 // The arrays one case reads, in double (converted for float runs).
@@ -116,7 +117,9 @@ template <class T> Outputs<T> run(const Case& c, const Inputs& in, int threads) 
         a.wcache = wcache;
         a.threads = threads;
         a.zoneout = c.zoneout && sv ? zoneout.data() : nullptr;  // masks in training, p in eval
-        a.zoneout_p = c.zoneout && !sv ? T(0.3) : T(0);
+        a.zoneout_p = (c.zoneout && !sv) || c.zoneout_draws ? T(0.3) : T(0);
+        a.zoneout_draws = c.zoneout_draws && sv;
+        a.zoneout_seed = 0x0123456789abcdefULL;
         a.recurrent_mask = c.recurrent_dropout ? recurrent_mask.data() : nullptr;
         rnnfast::layer_forward(a);
     };
@@ -154,6 +157,9 @@ template <class T> Outputs<T> run(const Case& c, const Inputs& in, int threads) 
     b.scratch = scratch.data();
     b.threads = threads;
     b.zoneout = c.zoneout ? zoneout.data() : nullptr;
+    b.zoneout_p = c.zoneout_draws ? T(0.3) : T(0);
+    b.zoneout_draws = c.zoneout_draws;
+    b.zoneout_seed = 0x0123456789abcdefULL;
     b.recurrent_mask = c.recurrent_dropout ? recurrent_mask.data() : nullptr;
     rnnfast::layer_backward(b);
 
@@ -185,10 +191,11 @@ const char* cell_name(rnnfast::CellKind c) {
 }
 
 std::string describe(const Case& c) {
-    char buf[180];
-    std::snprintf(buf, sizeof buf, "%s T=%td B=%td I=%td H=%td%s%s%s%s%s", cell_name(c.cell), c.T, c.B, c.I, c.H,
+    char buf[200];
+    std::snprintf(buf, sizeof buf, "%s T=%td B=%td I=%td H=%td%s%s%s%s%s%s", cell_name(c.cell), c.T, c.B, c.I, c.H,
                   c.reverse ? " reverse" : "", c.lengths ? " lengths" : "", c.bias ? "" : " no-bias",
-                  c.zoneout ? " zoneout" : "", c.recurrent_dropout ? " recurrent-dropout" : "");
+                  c.zoneout ? " zoneout" : "", c.recurrent_dropout ? " recurrent-dropout" : "",
+                  c.zoneout_draws ? " zoneout-drawn" : "");
     return buf;
 }
 
@@ -307,6 +314,8 @@ int main(int argc, char** argv) {
         cases.push_back({cell, 4, 3, 20, 100, false, true, true, true, true});  // with zoneout, unit mode
         cases.push_back({cell, 1, 5, 9, 37, false, false, true, false, true});  // a single step
         cases.push_back({cell, 60, 13, 5, 20, true, true, true, false, true});  // eval in 2 chunks
+        cases.push_back({cell, 5, 13, 11, 37, true, true, true, false, false, true});  // zoneout drawn, batch mode
+        cases.push_back({cell, 4, 3, 20, 100, false, true, true, false, true, true});  // drawn, unit mode
     }
 
     const char* const* isas = rnnfast::available_isas();

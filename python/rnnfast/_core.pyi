@@ -20,14 +20,14 @@ def layer_forward(cell: int, x: Float, w_ih: Float, w_hh: Float, b_ih: Optional[
                   h0: Optional[Float], c0: Optional[Float], *, y: Float, reverse: bool, lengths: Optional[Int64],
                   training: bool, saved: Optional[Float] = None, workspace: Optional[LayerWorkspace] = None,
                   threads: int = 0, zoneout: Optional[Float] = None,
-                  zoneout_p: float = 0.0,
+                  zoneout_p: float = 0.0, zoneout_seed: Optional[int] = None,
                   recurrent_mask: Optional[Float] = None) -> Tuple[Float, Optional[Float], Optional[Float]]: ...
 def layer_backward(cell: int, x: Float, w_ih: Float, w_hh: Float, saved: Float, dy: Float, dh_n: Optional[Float],
                    dc_n: Optional[Float], dx: Float, dw_ih: Float, dw_hh: Float, db_ih: Optional[Float],
                    db_hh: Optional[Float], *, reverse: bool, lengths: Optional[Int64], dx_accumulate: bool = False,
                    consume_saved: bool = False, workspace: Optional[LayerWorkspace] = None,
                    scratch: Optional[Float] = None, threads: int = 0,
-                   zoneout: Optional[Float] = None,
+                   zoneout: Optional[Float] = None, zoneout_p: float = 0.0, zoneout_seed: Optional[int] = None,
                    recurrent_mask: Optional[Float] = None) -> Tuple[Float, Optional[Float]]: ...
 def saved_size(cell: int, T: int, B: int, I: int, H: int) -> int: ...
 def backward_scratch_size(cell: int, T: int, B: int, I: int, H: int, elem_bytes: int, threads: int = 0,

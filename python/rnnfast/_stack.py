@@ -25,13 +25,15 @@ from .functional import LayerWorkspace, layer_backward, layer_forward
 class LayerMasks(NamedTuple):
     """One layer's regularisers, per direction: each a list of D arrays, or None for off."""
     w_hh: Optional[list] = None                     # weight drop: masks of W_hh's shape
-    zoneout: Union[list, float, None] = None        # (T, B, H) masks in training, or a number p in eval
+    zoneout: Union[list, float, None] = None        # p (with zoneout_seeds in training), or (T, B, H) masks
+    zoneout_seeds: Optional[list] = None            # zoneout in training: the kernels draw the masks
     recurrent: Optional[list] = None                # recurrent dropout: (B, H) masks on h_{t-1}
 
     def of(self, d):
         """Direction d's, as functional.layer_forward's keyword arguments."""
         return dict(w_hh_mask=None if self.w_hh is None else self.w_hh[d],
                     zoneout=self.zoneout[d] if isinstance(self.zoneout, list) else self.zoneout,
+                    zoneout_seed=None if self.zoneout_seeds is None else self.zoneout_seeds[d],
                     recurrent_mask=None if self.recurrent is None else self.recurrent[d])
 
 
@@ -131,14 +133,14 @@ class Stack:
         return inp, results
 
     def forward(self, x, h0, c0, weights, lengths, training, dropout=None, reuse=None, weight_drop=None,
-                zoneout=None, recurrent_dropout=None):
+                zoneout=None, seed=None, recurrent_dropout=None):
         """Every layer on NumPy arrays: (y, h_n, c_n or None, saved or None).
 
         weights(layer) gives a layer's weights. dropout(y), if given, is called in training between
         layers and returns a mask (or None) that multiplies y before the next layer. weight_drop(w_hh),
         if given, is called in training for each layer's directions before the layer runs and returns
-        a mask for that W_hh. zoneout: a function of a (T, B, H) shape that draws a direction's masks
-        (training), or a number p (eval), or None. recurrent_dropout, if given, is a function of a
+        a mask for that W_hh. zoneout: its p, or None; in training the kernels draw each direction's
+        masks from a seed that seed() gives. recurrent_dropout, if given, is a function of a
         (B, H) shape called in training for each layer's directions: a mask on h_{t-1} in the
         recurrent product. `reuse`: an earlier forward's `saved`, whose workspaces this forward
         overwrites. `saved` is a list of (contexts, mask) per layer, for backward."""
@@ -153,11 +155,11 @@ class Stack:
             rows = slice(layer * D, (layer + 1) * D)
             old = None if reuse is None else [ctx.saved for ctx in reuse[layer][0]]
             layer_weights = weights(layer)
-            drawn = training and recurrent_dropout is not None
             masks = LayerMasks(
                 w_hh=[weight_drop(w[1]) for w in layer_weights] if training and weight_drop is not None else None,
-                zoneout=[zoneout(inp.shape[:2] + (H,)) for _ in range(D)] if callable(zoneout) else zoneout,
-                recurrent=[recurrent_dropout((B, H)) for _ in range(D)] if drawn else None)
+                zoneout=zoneout,
+                zoneout_seeds=[seed() for _ in range(D)] if training and zoneout else None,
+                recurrent=[recurrent_dropout((B, H)) for _ in range(D)] if training and recurrent_dropout else None)
             y, _, _, contexts = self.run_layer(layer, inp, h0_rows, c0_rows, layer_weights, lengths, training,
                                                reuse=old, h_n=h_n[rows], c_n=None if c_n is None else c_n[rows],
                                                masks=masks)

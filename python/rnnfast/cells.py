@@ -67,7 +67,7 @@ class _Cell(Module):
         weights = [(p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"))]
         _, h, c, contexts = self._stack.run_layer(0, np.ascontiguousarray(x)[None], None if h0 is None else h0[None],
                                                   None if c0 is None else c0[None], weights, None, self.training,
-                                                  masks=LayerMasks(zoneout=self._zoneout_arg(x.shape[0])))
+                                                  masks=self._zoneout_masks())
         if self.training:
             self._tape.append(contexts)
         return (h[0], c[0]) if self.mode == "lstm" else h[0]
@@ -79,14 +79,13 @@ class _Cell(Module):
         self.__dict__.setdefault("zoneout", 0.0)
         self.__dict__.setdefault("_rng", np.random.default_rng())
 
-    def _zoneout_arg(self, batch):
-        """Zoneout as the stack takes it (see rnnfast.LSTM): a (1, B, H) mask in training, p in eval."""
+    def _zoneout_masks(self):
+        """Zoneout as the stack takes it (see rnnfast.LSTM): p, and in training a seed from the cell's
+        generator that the kernels draw the step's masks from."""
         if not self.zoneout:
-            return None
-        if not self.training:
-            return self.zoneout
-        p = self.dtype.type(self.zoneout)
-        return [(self._rng.random((1, batch, self.hidden_size), dtype=self.dtype) < p).astype(self.dtype)]
+            return LayerMasks()
+        seeds = [int(self._rng.integers(2 ** 64, dtype=np.uint64))] if self.training else None
+        return LayerMasks(zoneout=self.zoneout, zoneout_seeds=seeds)
 
     @serialized
     def backward(self, grad_state):

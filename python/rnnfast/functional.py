@@ -35,20 +35,20 @@ class LayerContext:
     gate gradients, and only a new forward (which may reuse the memory) makes a new context."""
 
     __slots__ = ("mode", "x", "w_ih", "w_hh", "has_bias", "reverse", "lengths", "saved", "workspace", "spent",
-                 "w_hh_mask", "zoneout", "recurrent_mask")
+                 "w_hh_mask", "zoneout", "zoneout_seed", "recurrent_mask")
 
     def __init__(self, mode, x, w_ih, w_hh, has_bias, reverse, lengths, saved, workspace, w_hh_mask=None,
-                 zoneout=None, recurrent_mask=None):
+                 zoneout=None, zoneout_seed=None, recurrent_mask=None):
         self.mode, self.x, self.w_ih, self.w_hh = mode, x, w_ih, w_hh  # w_hh as the kernels ran it (masked)
         self.has_bias, self.reverse, self.lengths, self.saved = has_bias, reverse, lengths, saved
         self.workspace = workspace
         self.spent = False
         self.w_hh_mask = w_hh_mask
-        self.zoneout = zoneout
+        self.zoneout, self.zoneout_seed = zoneout, zoneout_seed
         self.recurrent_mask = recurrent_mask
 
     def __setstate__(self, state):  # contexts pickled by an older rnnfast held a weight cache
-        self.w_hh_mask = self.zoneout = self.recurrent_mask = None
+        self.w_hh_mask = self.zoneout = self.zoneout_seed = self.recurrent_mask = None
         for name, value in (state[1] if isinstance(state, tuple) else state).items():
             setattr(self, "workspace" if name == "cache" else name, value)
 
@@ -57,20 +57,29 @@ SPENT_MESSAGE = ("backward: the saved forward was already used by a backward, wh
                  "holds gate gradients); run the forward again, or pass retain_graph=True to the first backward")
 
 
+def _zoneout_kwargs(zoneout):
+    """A context's zoneout (masks, a number p, or None) as the kernels take it."""
+    if zoneout is None or np.ndim(zoneout):
+        return {"zoneout": zoneout}
+    return {"zoneout_p": float(zoneout)}
+
+
 def _lengths(lengths):
     return None if lengths is None else np.ascontiguousarray(lengths, dtype=np.int64)
 
 
 def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None, training=True, out=None,
                   saved=None, workspace=None, threads=0, cache=None, w_hh_mask=None, zoneout=None,
-                  recurrent_mask=None):
+                  zoneout_seed=None, recurrent_mask=None):
     """Runs one layer: returns (y, h_n, c_n or None, LayerContext or None).
 
     `w_hh_mask` (weight drop), if given, is an array of w_hh's shape that multiplies w_hh for this
     call (the parameter itself is left alone); the backward then adds dL/dw_hh through the mask.
     `zoneout`, as in the reference: (T, B, H) masks m (1 where a unit keeps its state; h_t =
-    m h_{t-1} + (1 - m) h~_t), or a number p for h_t = p h_{t-1} + (1 - p) h~_t; the backward uses
-    the same. `recurrent_mask` (recurrent dropout), if given, is a (B, H) array m: the recurrent
+    m h_{t-1} + (1 - m) h~_t), or a number p for h_t = p h_{t-1} + (1 - p) h~_t; or, in training,
+    p with `zoneout_seed` (an int in [0, 2**64)): masks drawn inside the kernels with probability p
+    from that seed (`reference.zoneout_masks` gives the same ones), so that no mask array exists.
+    The backward uses the same. `recurrent_mask` (recurrent dropout), if given, is a (B, H) array m: the recurrent
     product reads m * h_{t-1} at every step, while the state carried from step to step stays h.
 
     `out`, if given, is a (T, B, H) view to write y into (e.g. one half of a bidirectional output).
@@ -88,18 +97,21 @@ def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, length
         w_hh = w_hh * w_hh_mask
     zoneout_p = 0.0
     if zoneout is not None and not np.ndim(zoneout):
-        if training:  # the backward needs it per step: as masks
-            zoneout = np.full((T, B, H), zoneout, x.dtype)
-        else:
-            zoneout, zoneout_p = None, float(zoneout)
+        zoneout, zoneout_p = None, float(zoneout)
+    elif zoneout_seed is not None:
+        raise ValueError("layer_forward: zoneout_seed draws the masks with probability p: give zoneout=p (a number)")
+    if zoneout_seed is not None and not training:
+        zoneout_seed = None  # eval mixes in p
     y = np.empty((T, B, H), x.dtype) if out is None else out
     lens = _lengths(lengths)
     h_n, c_n, saved = _core.layer_forward(cell_kind(mode).code, x, w_ih, w_hh, b_ih, b_hh, h0, c0, y=y,
                                           reverse=bool(reverse), lengths=lens, training=bool(training), saved=saved,
                                           workspace=workspace, threads=int(threads), zoneout=zoneout,
-                                          zoneout_p=zoneout_p, recurrent_mask=recurrent_mask)
+                                          zoneout_p=zoneout_p, zoneout_seed=zoneout_seed,
+                                          recurrent_mask=recurrent_mask)
     ctx = (LayerContext(mode, x, w_ih, w_hh, b_ih is not None, bool(reverse), lens, saved, workspace, w_hh_mask,
-                        zoneout, recurrent_mask) if training else None)
+                        zoneout if zoneout is not None else zoneout_p or None, zoneout_seed, recurrent_mask)
+           if training else None)
     return y, h_n, c_n, ctx
 
 
@@ -139,7 +151,8 @@ def layer_backward(ctx, dy, dh_n=None, dc_n=None, grads=None, dx_out=None, dx_ac
                                         *kernel_grads, reverse=ctx.reverse, lengths=ctx.lengths,
                                         dx_accumulate=bool(dx_accumulate), consume_saved=not retain_graph,
                                         workspace=ctx.workspace, scratch=scratch, threads=int(threads),
-                                        zoneout=ctx.zoneout, recurrent_mask=ctx.recurrent_mask)
+                                        recurrent_mask=ctx.recurrent_mask, zoneout_seed=ctx.zoneout_seed,
+                                        **_zoneout_kwargs(ctx.zoneout))
     except Exception:
         ctx.spent = False
         raise

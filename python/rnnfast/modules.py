@@ -114,7 +114,7 @@ class RNNBase(Module):
         y, h_n, c_n, saved = self._stack.forward(x, h0, c0, self._layer_params, lens, self.training,
                                                  dropout=self._dropout_mask if self.dropout > 0 else None, reuse=old,
                                                  weight_drop=self._weight_drop_mask if self.weight_drop > 0 else None,
-                                                 zoneout=self._zoneout_arg(),
+                                                 zoneout=self.zoneout or None, seed=self._seed,
                                                  recurrent_dropout=self._recurrent_mask if self.recurrent_dropout else None)
         self._after_forward(None if saved is None else {"layers": saved, "B": B, "T": T})
         if not self.training and self._saved and self._spent():
@@ -142,14 +142,9 @@ class RNNBase(Module):
         p = self.dtype.type(self.recurrent_dropout)
         return (self._rng.random(shape, dtype=self.dtype) >= p).astype(self.dtype) / (self.dtype.type(1) - p)
 
-    def _zoneout_arg(self):
-        """What the stack takes for zoneout: a mask drawer in training, p in eval, or None."""
-        if self.zoneout == 0:
-            return None
-        if not self.training:
-            return self.zoneout
-        return lambda shape: (self._rng.random(shape, dtype=self.dtype) < self.dtype.type(self.zoneout)).astype(
-            self.dtype)  # 1: the unit keeps its previous state
+    def _seed(self):
+        """A seed from the module's generator, from which the kernels draw a direction's zoneout masks."""
+        return int(self._rng.integers(2 ** 64, dtype=np.uint64))
 
     # ---- backward --------------------------------------------------------------------------
     def _spent(self) -> bool:

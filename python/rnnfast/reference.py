@@ -46,6 +46,7 @@ __all__ = [
     "lstm_forward", "lstm_backward",
     "gru_forward", "gru_backward",
     "stack_forward", "stack_backward",
+    "zoneout_masks",
 ]
 
 
@@ -147,6 +148,29 @@ _CELLS = {
 # ----------------------------------------------------------------------------
 # Scan: one cell over time for a batch whose entries all have the same length.
 # ----------------------------------------------------------------------------
+
+def _mix32(x):
+    """A 32-bit integer hash (on uint32 arrays; products wrap modulo 2**32)."""
+    x = x ^ (x >> np.uint32(16))
+    x = x * np.uint32(0x7FEB352D)
+    x = x ^ (x >> np.uint32(15))
+    x = x * np.uint32(0x846CA68B)
+    return x ^ (x >> np.uint32(16))
+
+
+def zoneout_masks(seed, p, T, B, H, dtype=np.float32):
+    """The (T, B, H) zoneout masks that the kernels draw from `seed` (an int in [0, 2**64)) with
+    probability p: unit u of entry b at time t keeps its state (1) when
+        mix(u * 0x9E3779B1 ^ row) < floor(p * 2**32),  row = mix(lo ^ mix((t * B + b) ^ hi)),
+    lo and hi the seed's low and high 32 bits, p as a value of `dtype`, all in uint32."""
+    lo, hi = np.uint32(seed & 0xFFFFFFFF), np.uint32(seed >> 32)
+    rows = np.arange(T * B, dtype=np.uint64).astype(np.uint32)  # t * B + b, modulo 2**32
+    row = _mix32(lo ^ _mix32(rows ^ hi))
+    units = np.arange(H, dtype=np.uint32) * np.uint32(0x9E3779B1)
+    threshold = np.uint64(np.floor(float(np.dtype(dtype).type(p)) * 2.0 ** 32))
+    keep = _mix32(units[None, :] ^ row[:, None]).astype(np.uint64) < threshold
+    return keep.reshape(T, B, H).astype(dtype)
+
 
 def _zoneout_at(zoneout, t):
     """Zoneout's share of h_{t-1} in h_t: the step's masks (training), a constant p (eval), or None."""

@@ -318,8 +318,8 @@ class RNNBase(torch.nn.Module):
 
         def run(layer, inp, h0_rows, c0_rows):
             mine = weights[layer * D * per:(layer + 1) * D * per]
-            masks = LayerMasks(self._weight_drop_masks(mine[1::per]), self._zoneout_arg(inp.shape[:2], D),
-                               self._recurrent_masks(B, D))
+            masks = LayerMasks(w_hh=self._weight_drop_masks(mine[1::per]), zoneout=self.zoneout or None,
+                               zoneout_seeds=self._zoneout_seeds(D), recurrent=self._recurrent_masks(B, D))
             y, hn, cn = _layer(self._stack, layer, inp, h0_rows, c0_rows, mine, lengths, masks)
             return y, (hn, cn)
 
@@ -356,16 +356,12 @@ class RNNBase(torch.nn.Module):
         shape, dtype = (batch, self.hidden_size), self.weight_ih_l0.dtype
         return [torch.empty(shape, dtype=dtype).bernoulli_(keep).div_(keep).numpy() for _ in range(directions)]
 
-    def _zoneout_arg(self, steps_by_batch, directions):
-        """Zoneout as the stack takes it: in training one (T, B, H) mask per direction from torch's
-        generator (1: the unit keeps its previous state, with probability p); p in eval; or None."""
-        if not self.zoneout:
+    def _zoneout_seeds(self, directions):
+        """In training with zoneout, one seed per direction from torch's generator, from which the
+        kernels draw the (T, B, H) masks; else None."""
+        if not (self.training and self.zoneout > 0):
             return None
-        if not self.training:
-            return self.zoneout
-        shape = tuple(steps_by_batch) + (self.hidden_size,)
-        dtype = self.weight_ih_l0.dtype
-        return [torch.empty(shape, dtype=dtype).bernoulli_(self.zoneout).numpy() for _ in range(directions)]
+        return [int(torch.randint(0, 2 ** 63 - 1, ())) for _ in range(directions)]
 
     def train(self, mode=True):
         if not mode:

@@ -55,6 +55,8 @@ struct LayerForward {
     const T* zoneout;              // (T, B, H) or nullptr: zoneout masks, 1 where a unit keeps its previous
                                    // state: h_t = m h_{t-1} + (1 - m) h~_t, h~_t the cell's new state
     T zoneout_p;                   // without masks: h_t = p h_{t-1} + (1 - p) h~_t (zoneout in eval); 0: none
+    bool zoneout_draws;            // training without a mask array: the kernels draw the masks, with
+    std::uint64_t zoneout_seed;    //   probability zoneout_p, from this seed (ZoneoutDraw below)
     const T* recurrent_mask;       // (B, H) if s.recurrent_dropout, else ignored: the recurrent product reads
                                    // m * h_{t-1} (variational dropout; the carried state is h_{t-1} itself)
 };
@@ -88,7 +90,33 @@ struct LayerBackward {
     int threads;                   // threads to use (the same value given to backward_scratch_size)
     T* wcache;                     // weight_cache_size(s, .., true) values kept between calls, or nullptr
     const T* zoneout;              // the forward's zoneout masks, or nullptr
+    T zoneout_p;                   // the forward's zoneout_draws, zoneout_p and zoneout_seed: the same masks
+    bool zoneout_draws;
+    std::uint64_t zoneout_seed;
     const T* recurrent_mask;       // the forward's recurrent mask, if s.recurrent_dropout
+};
+
+// The zoneout masks the kernels draw (zoneout_draws): unit u of batch entry b at time t keeps its
+// previous state (m = 1) when ZoneoutDraw(seed, t * B + b, p).keeps(u), i.e. when
+//   mix(u * 0x9E3779B1 ^ row) < floor(p * 2^32),  row = mix(seed_lo ^ mix((t * B + b) ^ seed_hi)),
+// in 32-bit unsigned arithmetic (products modulo 2^32), seed_lo and seed_hi the seed's low and high
+// 32 bits, p as the layer's T, and mix(x) = x ^= x >> 16, x *= 0x7feb352d, x ^= x >> 15,
+// x *= 0x846ca68b, x ^= x >> 16 (a 32-bit integer hash). No mask array exists; the backward draws
+// the same masks again. rnnfast.reference.zoneout_masks gives the same masks.
+struct ZoneoutDraw {
+    std::uint32_t row, threshold;
+    static std::uint32_t mix(std::uint32_t x) {
+        x ^= x >> 16;
+        x *= 0x7feb352dU;
+        x ^= x >> 15;
+        x *= 0x846ca68bU;
+        x ^= x >> 16;
+        return x;
+    }
+    ZoneoutDraw(std::uint64_t seed, Index row_index, double p)
+        : row(mix(std::uint32_t(seed) ^ mix(std::uint32_t(row_index) ^ std::uint32_t(seed >> 32)))),
+          threshold(std::uint32_t(p * 4294967296.0)) {}  // p < 1; the conversion truncates: floor
+    bool keeps(Index unit) const { return mix(std::uint32_t(unit) * 0x9E3779B1U ^ row) < threshold; }
 };
 
 // Element counts (of T) of the workspaces: enough for every instruction set this CPU runs, so that
