@@ -1,10 +1,13 @@
-"""Export of rnnfast's recurrent modules as standard ONNX graphs (RNN / LSTM / GRU nodes).
+"""rnnfast's recurrent modules to and from standard ONNX graphs (RNN / LSTM / GRU nodes).
 
     import rnnfast
     lstm = rnnfast.LSTM(8, 32, num_layers=2, bidirectional=True)
     rnnfast.onnx.export(lstm, "lstm.onnx", (x, None, lengths))  # as in lstm(x, None, lengths)
+    lstm = rnnfast.onnx.load("lstm.onnx")                        # any exporter's RNN/LSTM/GRU nodes
 
-Needs the `onnx` package (`pip install onnx`, or `pip install ".[onnx]"` in the project's folder), imported only when `export` runs.
+Needs the `onnx` package (`pip install onnx`, or `pip install ".[onnx]"` in the project's folder),
+imported only when `export` or `load` runs. Import (`load`, `from_onnx`) is described in
+`rnnfast._onnx_import`.
 
 The graph. Its inputs follow the call `model(*example_input)`: always `input` ((T, B, I), or
 (B, T, I) with batch_first); `h0` (and `c0` for an LSTM) of shape (L*D, B, H) where the example
@@ -27,10 +30,11 @@ import numpy as np
 
 from . import __version__
 from . import _validate as v
+from ._onnx_import import from_onnx, load
 from ._registry import CELLS
 from .modules import GRU, LSTM, RNN
 
-__all__ = ["export", "DEFAULT_OPSET"]
+__all__ = ["export", "load", "from_onnx", "DEFAULT_OPSET"]
 
 DEFAULT_OPSET = 17
 
