@@ -156,3 +156,40 @@ def test_regularisers_train_and_are_checked(tmp_path, option, says):
     assert f"{says} 0.3" in r.stdout and "validation loss" in r.stdout
     bad = run(tmp_path, "--quick", option, "1", ok=False)
     assert f"{option} must be in [0, 1)" in bad.stderr
+
+
+def on_a_terminal(code):
+    """What a Python snippet writes on a pseudo-terminal of 120 columns (stdout and stderr)."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    p = subprocess.Popen([sys.executable, "-c", code], stdin=child, stdout=child, stderr=child, close_fds=True)
+    os.close(child)
+    out = b""
+    while True:
+        try:
+            data = os.read(main, 4096)
+        except OSError:  # the child closed its end
+            break
+        if not data:
+            break
+        out += data
+    os.close(main)
+    assert p.wait(timeout=60) == 0, out
+    return out.decode(errors="replace")
+
+
+def test_the_progress_bar_is_tqdm_s_on_a_terminal_where_tqdm_is_installed():
+    try:
+        import tqdm  # noqa: F401
+        have_tqdm = True
+    except ImportError:
+        have_tqdm = False
+    out = on_a_terminal("from rnnfast.demo import Progress\nbar = Progress(4, 'epoch 1')\n"
+                        "for _ in range(4): bar.update(100, 2.5)\n")
+    assert "loss 2.500" in out and "chars/s" in out
+    assert ("4/4" in out and "chunk/s" in out) if have_tqdm else "epoch 1 [" in out

@@ -180,18 +180,32 @@ class CharModel:
 # ---- training ----------------------------------------------------------------------------------
 
 class Progress:
-    """A plain-stdout progress bar: redrawn in place on a terminal, a line per tenth otherwise."""
+    """The training's progress bar: tqdm's on a terminal where tqdm is installed (the `examples`
+    extra); else plain stdout, redrawn in place on a terminal, a line per tenth otherwise (logs)."""
 
     def __init__(self, total, label, width=28, stream=sys.stdout):
         self.total, self.label, self.width, self.stream = total, label, width, stream
         self.tty = stream.isatty()
         self.start = time.perf_counter()
         self.done, self.chars, self.last_tenth = 0, 0, 0
+        self.tqdm = None
+        if self.tty:
+            try:
+                from tqdm import tqdm
+                self.tqdm = tqdm(total=total, desc=label, unit="chunk", file=stream, leave=True)
+            except ImportError:
+                pass
 
     def update(self, chars, loss):
         self.done += 1
         self.chars += chars
         rate = self.chars / max(time.perf_counter() - self.start, 1e-9)
+        if self.tqdm is not None:
+            self.tqdm.set_postfix_str(f"loss {loss:.3f}, {rate:,.0f} chars/s", refresh=False)
+            self.tqdm.update(1)
+            if self.done == self.total:
+                self.tqdm.close()
+            return
         frac = self.done / self.total
         bar = "#" * int(frac * self.width) + "." * (self.width - int(frac * self.width))
         line = f"{self.label} [{bar}] {100 * frac:3.0f}%  loss {loss:.3f}  {rate:,.0f} chars/s"
