@@ -1,5 +1,6 @@
-"""The README's Python snippets run as written, each in a fresh interpreter in an empty folder, and
-print what their comments say they print (a snippet whose optional package is missing is skipped)."""
+"""The Python snippets of the README and of the documentation's pages (docs/*.md) run as written,
+each in a fresh interpreter in an empty folder, and print what their comments say they print (a
+snippet whose optional package is missing is skipped)."""
 import importlib.util
 import re
 import subprocess
@@ -8,8 +9,13 @@ from pathlib import Path
 
 import pytest
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-SNIPPETS = re.findall(r"```python\n(.*?)```", README, re.S)
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
+SNIPPETS, IDS = [], []
+for page in PAGES:
+    for i, code in enumerate(re.findall(r"```python\n(.*?)```", page.read_text(), re.S)):
+        SNIPPETS.append(code)
+        IDS.append(f"{page.stem}-{i}")
 NEEDS = {"torch": "torch", "onnxruntime": "onnxruntime"}
 
 
@@ -18,8 +24,8 @@ def expected_prints(code):
     return [m.group(1).strip() for m in re.finditer(r"^\s*print\(.*\)\s+# (.*)$", code, re.M)]
 
 
-@pytest.mark.parametrize("code", SNIPPETS, ids=[f"snippet{i}" for i in range(len(SNIPPETS))])
-def test_readme_snippet_runs_and_prints_what_it_says(code, tmp_path):
+@pytest.mark.parametrize("code", SNIPPETS, ids=IDS)
+def test_snippet_runs_and_prints_what_it_says(code, tmp_path):
     for word, module in NEEDS.items():
         if re.search(rf"^\s*import .*\b{word}\b", code, re.M) and importlib.util.find_spec(module) is None:
             pytest.skip(f"needs {module}")
@@ -31,3 +37,13 @@ def test_readme_snippet_runs_and_prints_what_it_says(code, tmp_path):
         value = want.split(";")[0].strip()
         if re.match(r"^[(\[{'\"0-9TF]", value):  # a printed value, not a remark
             assert value in out, (value, out)
+
+
+def test_the_readme_stays_short_and_links_every_page():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 150
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        if page.stem not in ("index", "api", "results", "architecture"):  # the last two: their sources are linked
+            assert f"docs/{page.name}" in readme, page.name
+    for target in re.findall(r"\]\(([^)#]+)", readme):
+        assert (ROOT / target).exists(), target

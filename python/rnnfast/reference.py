@@ -5,7 +5,8 @@ what it computes. It is written to be read, not to be fast: one Python loop
 over time steps, a named line per gate, and sequences with `lengths` run one
 batch entry at a time. It imports nothing but NumPy.
 
-Shape convention (the letters are the same everywhere in rnnfast):
+Shape convention (the letters are the same everywhere in rnnfast)::
+
     T time steps, B batch, I input size, H hidden size,
     G gates: 1 for RNN, 4 for LSTM (rows i, f, g, o), 3 for GRU (rows r, z, n).
 
@@ -23,6 +24,7 @@ are cast to it. Gate orders and formulas are PyTorch's.
 
 Direction and lengths follow PyTorch's pack_padded_sequence(enforce_sorted=False)
 -> RNN -> pad_packed_sequence(total_length=T):
+
     - reverse=True runs t = T-1, ..., 0 (the backward half of a bidirectional
       layer); y is still indexed by real time t;
     - lengths[b] = L (1 <= L <= T) marks steps 0..L-1 of entry b as valid:
@@ -30,8 +32,10 @@ Direction and lengths follow PyTorch's pack_padded_sequence(enforce_sorted=False
       step; a reverse run of entry b starts from h0[b] at t = L-1;
     - dy at padded positions has no effect and dx there is zero.
 
-Design: a cell is pure gate math on the two projections
+Design: a cell is pure gate math on the two projections::
+
     gi = x_t @ w_ih.T + b_ih        gh = h_{t-1} @ w_hh.T + b_hh      (B, G*H)
+
 and returns, in its backward, the gradients of gi and gh. One scan
 (`_scan_forward` / `_scan_backward`) runs any cell over time and does all the
 matrix products. A cell's state is a tuple whose first entry is h: (h,), or
@@ -160,8 +164,10 @@ def _mix32(x):
 
 def zoneout_masks(seed, p, T, B, H, dtype=np.float32):
     """The (T, B, H) zoneout masks that the kernels draw from `seed` (an int in [0, 2**64)) with
-    probability p: unit u of entry b at time t keeps its state (1) when
+    probability p: unit u of entry b at time t keeps its state (1) when::
+
         mix(u * 0x9E3779B1 ^ row) < floor(p * 2**32),  row = mix(lo ^ mix((t * B + b) ^ hi)),
+
     lo and hi the seed's low and high 32 bits, p as a value of `dtype`, all in uint32."""
     lo, hi = np.uint32(seed & 0xFFFFFFFF), np.uint32(seed >> 32)
     rows = np.arange(T * B, dtype=np.uint64).astype(np.uint32)  # t * B + b, modulo 2**32
