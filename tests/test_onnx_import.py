@@ -102,16 +102,13 @@ def test_onnxruntime_agrees_with_the_imported_module():
 
 
 def test_unchained_nodes_give_a_list_of_modules():
-    a, b = node_graph("RNN"), node_graph("RNN", H=5)
-    graph = a.graph
-    second = b.graph.node[0]
-    renamed = helper.make_node("RNN", ["X", "W2", "R2", "B2"], ["Y2"], hidden_size=5)
-    graph.node.append(renamed)
-    for t in b.graph.initializer:
+    """Two RNN nodes that both read the graph's input X: two modules, in the graph's order."""
+    proto, other = node_graph("RNN"), node_graph("RNN", H=5)
+    proto.graph.node.append(helper.make_node("RNN", ["X", "W2", "R2", "B2"], ["Y2"], hidden_size=5))
+    for t in other.graph.initializer:
         t.name += "2"
-        graph.initializer.append(t)
-    assert second.op_type == "RNN"
-    modules = rnnfast.onnx.from_onnx(a)
+        proto.graph.initializer.append(t)
+    modules = rnnfast.onnx.from_onnx(proto)
     assert [m.hidden_size for m in modules] == [3, 5]
 
 

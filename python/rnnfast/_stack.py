@@ -158,7 +158,7 @@ class Stack:
             masks = LayerMasks(
                 w_hh=[weight_drop(w[1]) for w in layer_weights] if training and weight_drop is not None else None,
                 zoneout=zoneout,
-                zoneout_seeds=[seed() for _ in range(D)] if training and zoneout else None,
+                zoneout_seeds=[seed() for _ in range(D)] if training and zoneout and seed else None,
                 recurrent=[recurrent_dropout((B, H)) for _ in range(D)] if training and recurrent_dropout else None)
             y, _, _, contexts = self.run_layer(layer, inp, h0_rows, c0_rows, layer_weights, lengths, training,
                                                reuse=old, h_n=h_n[rows], c_n=None if c_n is None else c_n[rows],
