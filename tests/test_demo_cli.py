@@ -183,6 +183,7 @@ def on_a_terminal(code):
     return out.decode(errors="replace")
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
 def test_the_progress_bar_is_tqdm_s_on_a_terminal_where_tqdm_is_installed():
     try:
         import tqdm  # noqa: F401
