@@ -14,8 +14,10 @@ the kernels as NumPy views (`.detach().numpy()`: no copy when contiguous) and re
 through `torch.from_numpy` (no copy); the kernels run without the GIL. Dropout between layers is
 torch's own `F.dropout`, drawn in the layout torch.nn draws it in (over the packed data when
 lengths are given), so for the same `torch.manual_seed` the masks are torch.nn's. Without autograd
-(eval under `torch.no_grad()`, or nothing requiring grad) the layers run the kernels' inference
-path directly, saving nothing.
+(eval under `torch.no_grad()` or `torch.inference_mode()`, or nothing requiring grad) the layers
+run the kernels' inference path, saving nothing, as the custom operator `rnnfast::layer_inference`
+(`rnnfast._torch_ops`): there torch.compile sees one graph node per layer (no graph break) and
+torch.export exports the model. Training still breaks a compiled graph at each layer.
 
 Shapes: x (T, B, I) or (B, T, I) with batch_first, or (T, I) unbatched; h0, c0 (L*D, B, H) with L
 layers and D = 2 for bidirectional; y (T, B, D*H). `lengths` (B,) as in `rnnfast.RNN.forward`.
@@ -32,27 +34,11 @@ from . import _validate
 from . import modules as _np_modules
 from ._registry import CELLS, REGULARISERS, CellKind, parameter_shapes
 from ._stack import LayerMasks, Stack
+from ._torch_ops import layer_inference, numpy_view as _np, register, run_layer as _run_layer
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNBase", "from_torch", "from_numpy"]
 
 _DTYPES = (torch.float32, torch.float64)
-
-
-def _np(t):
-    """A tensor as a NumPy view of its memory (a contiguous copy only where it is not contiguous)."""
-    return t.detach().contiguous().numpy()
-
-
-def _run_layer(stack, layer, x, h0, c0, weights, lengths, training, masks):
-    """Both directions of one layer through the stack, on NumPy views of the tensors:
-    (y (T, B, D*H), h_n (D, B, H), c_n or None, contexts or None). `masks`: the regularisers'
-    draws, a LayerMasks."""
-    D = stack.directions
-    per = len(weights) // D
-    grouped = [tuple(_np(t) for t in weights[d * per:(d + 1) * per]) + (None, None) * (per == 2) for d in range(D)]
-    return stack.run_layer(layer, _np(x), None if h0 is None else _np(h0), None if c0 is None else _np(c0),
-                           grouped, lengths, training, reuse=stack.take_spare(layer) if training else None,
-                           masks=masks)
 
 
 class _Layer(torch.autograd.Function):
@@ -122,12 +108,23 @@ class _FirstDerivativeOnly(torch.autograd.Function):
                            "are needed")
 
 
-def _layer(stack, layer, x, h0, c0, weights, lengths, masks):
-    """Through autograd when a gradient is wanted; otherwise the kernels' inference path."""
+def _layer(stack, handle, layer, x, h0, c0, weights, lengths, masks):
+    """Through autograd when a gradient is wanted; otherwise the kernels' inference path, as the
+    custom operator rnnfast::layer_inference (one graph node for torch.compile and torch.export)
+    unless a regulariser drew masks (training under no_grad)."""
     tensors = [x, h0, c0, *weights]
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        if torch.compiler.is_exporting():
+            raise RuntimeError("rnnfast.torch: torch.export traces rnnfast's layers through their inference "
+                               "operator only: export under torch.no_grad() (a graph that trains through them "
+                               "cannot be exported yet)")
         out = _Layer.apply(stack, layer, lengths, masks, x, h0, c0, *weights)
         return out if stack.cell.has_cell_state else (out[0], out[1], None)
+    if masks.w_hh is None and masks.zoneout_seeds is None and masks.recurrent is None:
+        lens = None if lengths is None else torch.from_numpy(lengths)
+        y, h_n, c_n = layer_inference(x, h0, c0, list(weights), lens, handle, stack.cell.name, layer,
+                                      stack.directions, float(masks.zoneout or 0.0))
+        return y, h_n, c_n if stack.cell.has_cell_state else None
     y, h_n, c_n, _ = _run_layer(stack, layer, x, h0, c0, weights, lengths, False, masks)
     return torch.from_numpy(y), torch.from_numpy(h_n), None if c_n is None else torch.from_numpy(c_n)
 
@@ -201,6 +198,7 @@ class RNNBase(torch.nn.Module):
             self.register_parameter(pname, torch.nn.Parameter(torch.empty(shape, dtype=dtype)))
             self._flat_weights_names.append(pname)
         self._stack = Stack(self._cell, num_layers, self.num_directions)
+        self._stack_handle = register(self._stack)  # for the inference operator
         self.reset_parameters()
 
     @property
@@ -320,7 +318,8 @@ class RNNBase(torch.nn.Module):
             mine = weights[layer * D * per:(layer + 1) * D * per]
             masks = LayerMasks(w_hh=self._weight_drop_masks(mine[1::per]), zoneout=self.zoneout or None,
                                zoneout_seeds=self._zoneout_seeds(D), recurrent=self._recurrent_masks(B, D))
-            y, hn, cn = _layer(self._stack, layer, inp, h0_rows, c0_rows, mine, lengths, masks)
+            y, hn, cn = _layer(self._stack, self._stack_handle, layer, inp, h0_rows, c0_rows, mine, lengths,
+                               masks)
             return y, (hn, cn)
 
         def between(layer, y):
@@ -376,6 +375,7 @@ class RNNBase(torch.nn.Module):
             self._cell = CELLS[state["_cell"]]
         if "_stack" not in self.__dict__:
             self._stack = Stack(self._cell, self.num_layers, self.num_directions)
+        self._stack_handle = register(self._stack)
 
     # ---- conversions -----------------------------------------------------------------------
     def _kwargs(self):
