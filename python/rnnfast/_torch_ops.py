@@ -53,16 +53,20 @@ def run_layer(stack, layer, x, h0, c0, weights, lengths, training, masks):
                            reuse=stack.take_spare(layer) if training else None, masks=masks)
 
 
-@torch.library.custom_op("rnnfast::layer_inference", mutates_args=())
-def layer_inference(x: torch.Tensor, h0: Optional[torch.Tensor], c0: Optional[torch.Tensor],
-                    weights: List[torch.Tensor], lengths: Optional[torch.Tensor], handle: int, cell: str,
-                    layer: int, directions: int, zoneout: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def run_inference(x: torch.Tensor, h0: Optional[torch.Tensor], c0: Optional[torch.Tensor],
+                  weights: List[torch.Tensor], lengths: Optional[torch.Tensor], handle: int, cell: str,
+                  layer: int, directions: int, zoneout: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One layer's eval forward: (y (T, B, D*H), h_n (D, B, H), c_n (D, B, H), or an empty tensor
-    for cells without one). lengths: int64 (B,) or None; zoneout: eval's p (0: none)."""
+    for cells without one). lengths: int64 (B,) or None; zoneout: eval's p (0: none). Eager code
+    calls this directly: the operator's dispatch costs tens of microseconds a call, which only a
+    compiler or exporter tracing the model needs."""
     stack = _stack_for(handle, cell, layer, directions)
     lens = None if lengths is None else lengths.numpy()
     y, h_n, c_n, _ = run_layer(stack, layer, x, h0, c0, weights, lens, False, LayerMasks(zoneout=zoneout or None))
     return torch.from_numpy(y), torch.from_numpy(h_n), x.new_empty(0) if c_n is None else torch.from_numpy(c_n)
+
+
+layer_inference = torch.library.custom_op("rnnfast::layer_inference", run_inference, mutates_args=())
 
 
 @layer_inference.register_fake

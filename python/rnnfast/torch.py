@@ -34,7 +34,7 @@ from . import _validate
 from . import modules as _np_modules
 from ._registry import CELLS, REGULARISERS, CellKind, parameter_shapes
 from ._stack import LayerMasks, Stack
-from ._torch_ops import layer_inference, numpy_view as _np, register, run_layer as _run_layer
+from ._torch_ops import layer_inference, numpy_view as _np, register, run_inference, run_layer as _run_layer
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNBase", "from_torch", "from_numpy"]
 
@@ -109,8 +109,8 @@ class _FirstDerivativeOnly(torch.autograd.Function):
 
 
 def _layer(stack, handle, layer, x, h0, c0, weights, lengths, masks):
-    """Through autograd when a gradient is wanted; otherwise the kernels' inference path, as the
-    custom operator rnnfast::layer_inference (one graph node for torch.compile and torch.export)
+    """Through autograd when a gradient is wanted; otherwise the kernels' inference path, which a
+    compiler or exporter sees as the custom operator rnnfast::layer_inference (one graph node),
     unless a regulariser drew masks (training under no_grad)."""
     tensors = [x, h0, c0, *weights]
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
@@ -122,8 +122,10 @@ def _layer(stack, handle, layer, x, h0, c0, weights, lengths, masks):
         return out if stack.cell.has_cell_state else (out[0], out[1], None)
     if masks.w_hh is None and masks.zoneout_seeds is None and masks.recurrent is None:
         lens = None if lengths is None else torch.from_numpy(lengths)
-        y, h_n, c_n = layer_inference(x, h0, c0, list(weights), lens, handle, stack.cell.name, layer,
-                                      stack.directions, float(masks.zoneout or 0.0))
+        traced = torch.compiler.is_compiling() or torch.compiler.is_exporting()
+        y, h_n, c_n = (layer_inference if traced else run_inference)(
+            x, h0, c0, list(weights), lens, handle, stack.cell.name, layer, stack.directions,
+            float(masks.zoneout or 0.0))
         return y, h_n, c_n if stack.cell.has_cell_state else None
     y, h_n, c_n, _ = _run_layer(stack, layer, x, h0, c0, weights, lengths, False, masks)
     return torch.from_numpy(y), torch.from_numpy(h_n), None if c_n is None else torch.from_numpy(c_n)
