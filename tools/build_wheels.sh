@@ -26,6 +26,8 @@ PATH="$work/tools/bin:$PATH" auditwheel repair -w "$out" "$work"/dist/*.whl > "$
 cp "$work"/dist/*.tar.gz "$out"/
 wheel="$(ls "$out"/rnnfast-*manylinux*.whl)"
 # The repaired wheel must carry its own OpenMP runtime and no dependency outside the manylinux policy.
-unzip -l "$wheel" | grep -q "rnnfast.libs/libgomp" || { echo "no OpenMP runtime bundled in $wheel"; exit 1; }
+# (Read whole, not through `unzip -l | grep -q`: under pipefail grep's early exit fails the pipe.)
+"$work/tools/bin/python" -c 'import sys, zipfile; sys.exit(not any(n.startswith("rnnfast.libs/libgomp") for n in zipfile.ZipFile(sys.argv[1]).namelist()))' "$wheel" \
+  || { echo "no OpenMP runtime bundled in $wheel"; exit 1; }
 echo "built:"
 ls -1 "$out"
