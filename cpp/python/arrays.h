@@ -3,6 +3,7 @@
 // here guards memory: no call, however wrong, reaches the kernels with memory they must not touch.
 // The Python layer validates user input first, with messages in the user's terms.
 #pragma once
+#include <type_traits>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -38,10 +39,12 @@ template <class T> struct View {
     Index ld = 0;
 };
 
+// T: float, double, or std::uint16_t (bfloat16 weights as bit patterns).
 template <class T>
 View<T> view(const py::array& a, const char* name, std::vector<Index> shape, bool writable) {
-    if (!py::isinstance<py::array_t<T>>(a) || a.dtype().kind() != 'f' || a.itemsize() != sizeof(T))
-        throw py::type_error(std::string(name) + ": expected dtype float" + std::to_string(8 * sizeof(T)) +
+    const char kind = std::is_floating_point_v<T> ? 'f' : 'u';
+    if (!py::isinstance<py::array_t<T>>(a) || a.dtype().kind() != kind || a.itemsize() != sizeof(T))
+        throw py::type_error(std::string(name) + ": expected dtype " + std::string(py::str(py::dtype::of<T>())) +
                              ", got " + std::string(py::str(a.dtype())));
     bool ok = a.ndim() == py::ssize_t(shape.size());
     for (size_t i = 0; ok && i < shape.size(); ++i) ok = a.shape(i) == shape[i];

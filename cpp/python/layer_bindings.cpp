@@ -22,20 +22,43 @@ constexpr std::pair<const char*, rnnfast::CellKind> kCells[] = {{"rnn_tanh", rnn
                                                               {"gru", rnnfast::CellKind::gru}};
 
 rnnfast::LayerShape make_shape(int cell, Index T, Index B, Index I, Index H, bool reverse,
-                               bool recurrent_dropout = false) {
+                               bool recurrent_dropout = false, bool bf16 = false) {
     bool known = false;
     for (const auto& c : kCells) known = known || int(c.second) == cell;
     if (!known) throw py::value_error("cell: not a cell code the kernels know, got " + std::to_string(cell));
     if (T < 1 || B < 1 || I < 1 || H < 1) throw py::value_error("sizes must be positive");
-    return {rnnfast::CellKind(cell), T, B, I, H, reverse, recurrent_dropout};
+    return {rnnfast::CellKind(cell), T, B, I, H, reverse, recurrent_dropout,
+            bf16 ? rnnfast::Precision::bfloat16 : rnnfast::Precision::full};
 }
 
-// The layer's sizes from x (T, B, I) and w_hh (G*H, H); recurrent dropout if a mask is given.
+// Weights of dtype uint16 are bfloat16 bit patterns (rnnfast.quantize): a float32 eval forward.
+bool bf16_weights(const py::array& w) { return w.dtype().is(py::dtype::of<std::uint16_t>()); }
+
+// The layer's sizes from x (T, B, I) and w_hh (G*H, H); recurrent dropout if a mask is given;
+// bfloat16 precision with uint16 weights.
 rnnfast::LayerShape layer_shape(int cell, const py::array& x, const py::array& w_hh, bool reverse,
                                 const OptionalArray& recurrent_mask) {
     if (x.ndim() != 3) throw py::value_error("x: expected 3 dimensions (T, B, I), got " + shape_str(x));
     if (w_hh.ndim() != 2) throw py::value_error("w_hh: expected 2 dimensions, got " + shape_str(w_hh));
-    return make_shape(cell, x.shape(0), x.shape(1), x.shape(2), w_hh.shape(1), reverse, recurrent_mask.has_value());
+    return make_shape(cell, x.shape(0), x.shape(1), x.shape(2), w_hh.shape(1), reverse, recurrent_mask.has_value(),
+                      bf16_weights(w_hh));
+}
+
+// The weights: of T, or a float forward's bfloat16 bit patterns.
+template <class T, class Call> void view_weights(Call& a, const py::array& w_ih, const py::array& w_hh) {
+    const rnnfast::LayerShape& s = a.s;
+    const Index GH = rnnfast::gate_count(s.cell) * s.H;
+    if constexpr (std::is_same_v<Call, rnnfast::LayerForward<float>>)
+        if (s.precision == rnnfast::Precision::bfloat16) {
+            a.w_ih_bf16 = dense<std::uint16_t>(w_ih, "w_ih", {GH, s.I}, false);
+            a.w_hh_bf16 = dense<std::uint16_t>(w_hh, "w_hh", {GH, s.H}, false);
+            return;
+        }
+    if (s.precision == rnnfast::Precision::bfloat16)
+        throw py::type_error("w_hh: bfloat16 weights (uint16) run float32 eval forwards only, not a backward "
+                             "or float64");
+    a.w_ih = dense<T>(w_ih, "w_ih", {GH, s.I}, false);
+    a.w_hh = dense<T>(w_hh, "w_hh", {GH, s.H}, false);
 }
 
 Index gates_times(const rnnfast::LayerShape& s, Index n) { return rnnfast::gate_count(s.cell) * n; }
@@ -49,8 +72,7 @@ void view_layer_inputs(Call& a, const py::array& x, const py::array& w_ih, const
     const rnnfast::LayerShape& s = a.s;
     const View<T> xv = view<T>(x, "x", {s.T, s.B, s.I}, false);
     a.x = xv.p, a.ldx = xv.ld;
-    a.w_ih = dense<T>(w_ih, "w_ih", {gates_times(s, s.H), s.I}, false);
-    a.w_hh = dense<T>(w_hh, "w_hh", {gates_times(s, s.H), s.H}, false);
+    view_weights<T>(a, w_ih, w_hh);
     a.lengths = lengths_ptr(lengths, s.T, s.B);
     a.zoneout = optional_in<T>(zoneout, "zoneout", {s.T, s.B, s.H});
     a.zoneout_p = T(zoneout_p);
@@ -68,6 +90,8 @@ py::tuple layer_forward(int cell, py::array x, py::array w_ih, py::array w_hh, O
                         OptionalArray zoneout, double zoneout_p, std::optional<std::uint64_t> zoneout_seed,
                         OptionalArray recurrent_mask) {
     const rnnfast::LayerShape s = layer_shape(cell, x, w_hh, reverse, recurrent_mask);
+    if (s.precision == rnnfast::Precision::bfloat16 && training)
+        throw py::value_error("training: bfloat16 weights (uint16) are for inference; run with training=False");
     return by_dtype(x, [&](auto tag) -> py::tuple {
         using T = decltype(tag);
         const Index GH = gates_times(s, s.H);

@@ -4,6 +4,11 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#if defined(__linux__) && (defined(__x86_64__) || defined(_M_X64))
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -13,11 +18,29 @@
 namespace rnnfast {
 namespace {
 
+// AMX-BF16 and its tiles: the CPU has them (CPUID 7.0 EDX bits 22 and 24) and Linux lets this
+// process use them (arch_prctl ARCH_REQ_XCOMP_PERM for the tile data, once; other systems: no).
+bool amx_usable() {
+#if defined(__linux__) && (defined(__x86_64__) || defined(_M_X64)) && defined(SYS_arch_prctl)
+    static const bool usable = [] {
+        unsigned a, b, c, d;
+        if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 22)) || !(d & (1u << 24))) return false;
+        constexpr long kReqXcompPerm = 0x1023, kXtiledata = 18;
+        return syscall(SYS_arch_prctl, kReqXcompPerm, kXtiledata) == 0;
+    }();
+    return usable;
+#else
+    return false;
+#endif
+}
+
 bool cpu_has(const KernelTable& t) {
 #ifdef RNNFAST_X86
     if (&t == &kernels_avx512)
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+    if (&t == &kernels_avx512_bf16) return cpu_has(kernels_avx512) && __builtin_cpu_supports("avx512bf16");
+    if (&t == &kernels_avx512_amx) return cpu_has(kernels_avx512_bf16) && amx_usable();
     if (&t == &kernels_avx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #ifdef RNNFAST_AVX2_W16
     if (&t == &kernels_avx2_w16) return cpu_has(kernels_avx2);
@@ -29,7 +52,9 @@ bool cpu_has(const KernelTable& t) {
 
 const KernelTable* const all_tables[] = {
 #ifdef RNNFAST_X86
-    &kernels_avx512, &kernels_avx2,
+    &kernels_avx512_amx, &kernels_avx512, &kernels_avx2,
+    &kernels_avx512_bf16,  // after avx512, so never the default: on the Xeon measured (RESULTS.md), vdpbf16ps
+                           // multiply-adds at half the rate of float32 FMAs
 #ifdef RNNFAST_AVX2_W16
     &kernels_avx2_w16,  // after avx2, so never the default
 #endif

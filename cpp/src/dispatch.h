@@ -42,6 +42,8 @@ extern const KernelTable kernels_scalar;
 #define RNNFAST_X86 1
 extern const KernelTable kernels_avx2;
 extern const KernelTable kernels_avx512;
+extern const KernelTable kernels_avx512_bf16;
+extern const KernelTable kernels_avx512_amx;
 #ifdef RNNFAST_AVX2_W16
 extern const KernelTable kernels_avx2_w16;  // test-only: AVX-512's kernels on AVX2 (CMakeLists.txt)
 #endif

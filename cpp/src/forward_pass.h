@@ -6,7 +6,13 @@
 // and units, the cell's gate math on it while it is in cache, and (in unit mode) one barrier.
 // Entry b is active at time t while t < lengths[b]; an inactive step carries the state through
 // unchanged and writes a zero output, so h_n is the state after each entry's last valid step.
+//
+// V is the products' operand type: T, or bfloat16 pairs (LayerShape::precision, eval only), for
+// which the weights come as bfloat16 and each product reads its activations as pairs, made as they
+// are produced: x_t's for a chunk before its projection, h_t's by each thread for its own units.
 #pragma once
+#include <type_traits>
+
 #include "cells.h"
 #include "workspace_layout.h"
 #include "zoneout.h"
@@ -14,14 +20,19 @@
 namespace rnnfast {
 namespace RNNFAST_ISA_NS {
 
-template <class T, class Cell> class ForwardPass {
+template <class T, class Cell, class V = T> class ForwardPass {
     static constexpr int G = Cell::G;
     using Geo = LayerGeometry<T, G>;
     using Schedule = LayerSchedule<T, G>;
     using Work = WorkspaceLayout<T, G>;
     static constexpr int NV = Geo::kPanelVectors, MR = Geo::kMicroRows, W = Geo::kWidth;
-    using AsUsedRecurrent = PanelsPackedAsUsed<T, NV, GateCols<T>>;
-    using AsUsedInput = PanelsPackedAsUsed<T, NV, PlainCols<T>>;
+    static constexpr bool kPairs = std::is_same_v<V, Bf16Pair>;
+    static_assert(sizeof(V) == sizeof(T), "packed operands take the scratch's values one for one");
+    using A = typename activation_of<V>::type;  // what the products read of x_t and h_{t-1}
+    using Source = std::conditional_t<kPairs, Bf16Rows, Mat<T>>;  // the weights as stored
+    using AsUsedRecurrent = PanelsPackedAsUsed<T, NV, GateCols<T>, Source>;
+    using AsUsedInput = PanelsPackedAsUsed<T, NV, PlainCols<T>, Source>;
+    using Kind = typename WeightCache<T>::Kind;
 
    public:
     explicit ForwardPass(const LayerForward<T>& a)
@@ -30,16 +41,18 @@ template <class T, class Cell> class ForwardPass {
           wcache(as_used ? nullptr : align64(a.wcache)),
           scratch(carve_scratch(a, training)),
           saved(training ? carve_saved(a.saved, s) : Saved<T>{}),
+          Kh(Geo::operand_rows(H, s)), Ki(Geo::operand_rows(s.I, s)),
           recurrent_cols{G, H}, groups(Geo::unit_groups(H)),
-          cache(wcache, GH * H),
-          tag(WeightCache<T>::make_tag(G, H, H, NV, WeightCache<T>::kRecurrent)),
+          cache(wcache, Geo::weight_copy_values(GH * H, s)),
+          tag(WeightCache<T>::make_tag(G, H, H, NV, kPairs ? Kind::kRecurrentBf16 : Kind::kRecurrent)),
           fresh(!wcache || cache.tag() != tag),
-          recurrent_packed{wcache ? cache.packed : scratch.recurrent_packing, H, H, groups * Geo::kPanelsPerGroup},
+          recurrent_packed{operands(wcache ? cache.packed : scratch.recurrent_packing), Kh, Kh,
+                           groups * Geo::kPanelsPerGroup},
           input_cols{GH}, input_panels(Geo::plain_panels(GH)),
-          input_cache(wcache ? wcache + Work::recurrent_cache_size(H) : nullptr, GH * s.I),
-          input_tag(WeightCache<T>::make_tag(G, H, s.I, NV, WeightCache<T>::kInput)),
+          input_cache(wcache ? wcache + Work::recurrent_cache_size(s) : nullptr, Geo::weight_copy_values(GH * s.I, s)),
+          input_tag(WeightCache<T>::make_tag(G, H, s.I, NV, kPairs ? Kind::kInputBf16 : Kind::kInput)),
           input_fresh(fresh || input_cache.tag() != input_tag),  // a fresh W_hh part: this one too
-          input_packed{wcache ? input_cache.packed : scratch.input_packing, s.I, Geo::KC, input_panels},
+          input_packed{operands(wcache ? input_cache.packed : scratch.input_packing), Ki, Geo::KC, input_panels},
           chunk(Geo::chunk_steps(s, training)) {}
 
     void run() {
@@ -60,6 +73,18 @@ template <class T, class Cell> class ForwardPass {
         return Work::carve_saved(s, cv);
     }
 
+    static V* operands(T* p) { return reinterpret_cast<V*>(p); }
+    static A* activations(T* p) { return reinterpret_cast<A*>(p); }
+    // A weight matrix as stored, K values a row: float w, or the bfloat16 w16.
+    static Source source(const T* w, const std::uint16_t* w16, Index K) {
+        if constexpr (kPairs) return Bf16Rows{w16, K};
+        else return Mat<T>{w, 1, K};
+    }
+    template <class F> auto with_stored(const T* w, const std::uint16_t* w16, F&& f) const {
+        if constexpr (kPairs) return f(w16);
+        else return f(w);
+    }
+
     // The state after k processed steps: the saved sequence's in training, else a ping-pong buffer.
     T* state_after(T* const* pingpong, T* seq, Index k) const {
         return training ? seq + (s.reverse ? s.T - k : k) * B * H : pingpong[k & 1];
@@ -72,11 +97,11 @@ template <class T, class Cell> class ForwardPass {
         const Range units = Geo::units_of_groups(my_groups, H);
         // A single step packs each panel as it goes, into this thread's buffers.
         T* const mine = as_used ? scratch.recurrent_packing + team.id * scratch.as_used_values : nullptr;
-        const AsUsedRecurrent recurrent_as_used{Mat<T>{a.w_hh, 1, H}, recurrent_cols, mine, H, H,
+        const AsUsedRecurrent recurrent_as_used{source(a.w_hh, a.w_hh_bf16, H), recurrent_cols, operands(mine), Kh, Kh,
                                                 recurrent_packed.npanels};
-        const AsUsedInput input_as_used{Mat<T>{a.w_ih, 1, s.I}, input_cols,
-                                        as_used ? mine + (scratch.input_packing - scratch.recurrent_packing) : nullptr, s.I,
-                                        Geo::KC, input_panels};
+        const AsUsedInput input_as_used{source(a.w_ih, a.w_ih_bf16, s.I), input_cols,
+                                        operands(as_used ? mine + (scratch.input_packing - scratch.recurrent_packing) : nullptr),
+                                        Ki, Geo::KC, input_panels};
         pack_weights(team, panels, units);
         fold_biases(units);
         load_state(units);
@@ -101,13 +126,17 @@ template <class T, class Cell> class ForwardPass {
     // split by panels of output columns j. A single step packs nothing here.
     void pack_weights(const Team& team, Range panels, Range units) const {
         bool repack = fresh && !as_used;
-        for (int g = 0; wcache && g < G; ++g)
-            repack = !cache.refresh(a.w_hh, H, g * H + units.lo, g * H + units.hi, 0, H, fresh) || repack;
-        if (repack) pack_panels(recurrent_packed, Mat<T>{a.w_hh, 1, H}, recurrent_cols, panels.lo, panels.hi);
+        with_stored(a.w_hh, a.w_hh_bf16, [&](auto w) {
+            for (int g = 0; wcache && g < G; ++g)
+                repack = !cache.refresh(w, H, g * H + units.lo, g * H + units.hi, 0, H, fresh) || repack;
+        });
+        if (repack) pack_panels(recurrent_packed, source(a.w_hh, a.w_hh_bf16, H), recurrent_cols, panels.lo, panels.hi);
         const Range mine = team.split(input_panels);
         const Range cols = Geo::units_of(mine, NV * W, GH);
-        if (!as_used && (!wcache || !input_cache.refresh(a.w_ih, s.I, cols.lo, cols.hi, 0, s.I, input_fresh)))
-            pack_panels(input_packed, Mat<T>{a.w_ih, 1, s.I}, input_cols, mine.lo, mine.hi);
+        const bool same = with_stored(a.w_ih, a.w_ih_bf16, [&](auto w) {
+            return wcache && input_cache.refresh(w, s.I, cols.lo, cols.hi, 0, s.I, input_fresh);
+        });
+        if (!as_used && !same) pack_panels(input_packed, source(a.w_ih, a.w_ih_bf16, s.I), input_cols, mine.lo, mine.hi);
     }
 
     // b_hh joins b_ih in the projection, except where the cell needs it inside the recurrent term
@@ -130,7 +159,35 @@ template <class T, class Cell> class ForwardPass {
             if (G == 4)
                 copy_units(state_after(scratch.cell, saved.cells, 0) + b * H, a.c0 ? a.c0 + b * H : nullptr, units.lo,
                            units.hi);
-            if (s.recurrent_dropout) mask_units(scratch.masked[0] + b * H, h, a.recurrent_mask + b * H, units.lo, units.hi);
+            write_operand(0, b, h, units.lo, units.hi);
+        }
+    }
+
+    // What step k's recurrent product reads of row b, for units [u0, u1) of h_{t-1} = h: m * h with
+    // recurrent dropout, h's bfloat16 pairs with bfloat16 weights (u0 even), else h itself (nothing
+    // to write).
+    void write_operand(Index k, Index b, const T* h, Index u0, Index u1) const {
+        if constexpr (kPairs)
+            to_activation_pairs(activations(scratch.state_pairs[k & 1]) + b * Kh, h, u0, u1, H, Kh);
+        else if (s.recurrent_dropout)
+            mask_units(scratch.masked[k & 1] + b * H, h, a.recurrent_mask + b * H, u0, u1);
+    }
+    Mat<A> recurrent_operand(Index k, const T* hp) const {
+        if constexpr (kPairs) return {activations(scratch.state_pairs[k & 1]), Kh, 1};
+        else return {s.recurrent_dropout ? scratch.masked[k & 1] : hp, H, 1};
+    }
+    // The chunk's inputs as the projection reads them: x in place, or its rows made pairs by the
+    // team (then a barrier: the product's threads read every row).
+    Mat<A> input_operand(const Team& team, Index t_lo, Index steps) const {
+        const T* x = a.x + t_lo * B * a.ldx;
+        if constexpr (kPairs) {
+            const Range rows = team.split(steps * B);
+            for (Index r = rows.lo; r < rows.hi; ++r)
+                to_activation_pairs(activations(scratch.input_pairs) + r * Ki, x + r * a.ldx, 0, s.I, s.I, Ki);
+            team.barrier();
+            return {activations(scratch.input_pairs), Ki, 1};
+        } else {
+            return {x, a.ldx, 1};
         }
     }
 
@@ -138,8 +195,8 @@ template <class T, class Cell> class ForwardPass {
     // chunk buffer (eval); returns where they are.
     template <class Panels> T* project_chunk(const Team& team, Index t_lo, Index steps, const Panels& panels) const {
         T* P = training ? saved.gates + t_lo * B * GH : scratch.projection;
-        gemm_packed_team<T, MR, NV>(team, steps * B, Mat<T>{a.x + t_lo * B * a.ldx, a.ldx, 1}, panels, input_cols, P,
-                                    GH, scratch.bias_projection);
+        gemm_packed_team<T, MR, NV>(team, steps * B, input_operand(team, t_lo, steps), panels, input_cols, P, GH,
+                                    scratch.bias_projection);
         return P;
     }
 
@@ -150,8 +207,7 @@ template <class T, class Cell> class ForwardPass {
         T* hn = state_after(scratch.state, saved.states, k + 1);
         const T* cp = G == 4 ? state_after(scratch.cell, saved.cells, k) : nullptr;
         T* cn = G == 4 ? state_after(scratch.cell, saved.cells, k + 1) : nullptr;
-        const T* recurrent_in = s.recurrent_dropout ? scratch.masked[k & 1] : hp;  // m * h_{t-1}, or h_{t-1}
-        gemm_block<T, MR, NV, GateCols<T>, Geo::kStepTail>(me.b0, me.b1, Mat<T>{recurrent_in, H, 1}, 0, panels, 0,
+        gemm_block<T, MR, NV, GateCols<T>, Geo::kStepTail>(me.b0, me.b1, recurrent_operand(k, hp), 0, panels, 0,
                                                            recurrent_cols, me.p0, me.p1, scratch.recurrent, GH,
                                                            Cell::kRecurrentBias ? Init::bias : Init::zero,
                                                            scratch.bias_recurrent);
@@ -169,8 +225,7 @@ template <class T, class Cell> class ForwardPass {
                 carry_padded(me, hp + b * H, hn + b * H, cp ? cp + b * H : nullptr, cn ? cn + b * H : nullptr, y,
                              training ? p : nullptr, aux);
             }
-            if (s.recurrent_dropout)  // what the next step's product reads (the barrier orders it in unit mode)
-                mask_units(scratch.masked[(k + 1) & 1] + b * H, hn + b * H, a.recurrent_mask + b * H, me.u0, me.u1);
+            write_operand(k + 1, b, hn + b * H, me.u0, me.u1);  // the next step's (the barrier orders it in unit mode)
         }
     }
 
@@ -206,18 +261,19 @@ template <class T, class Cell> class ForwardPass {
     T* const wcache;
     const ForwardScratch<T> scratch;
     const Saved<T> saved;
+    const Index Kh, Ki;  // rows of the packed operands of W_hh and W_ih
     const GateCols<T> recurrent_cols;
     const Index groups;
     const WeightCache<T> cache;
     const std::uint64_t tag;
     const bool fresh;
-    const Packed<T, NV> recurrent_packed;
+    const Packed<T, NV, V> recurrent_packed;
     const PlainCols<T> input_cols;
     const Index input_panels;
     const WeightCache<T> input_cache;
     const std::uint64_t input_tag;
     const bool input_fresh;
-    const Packed<T, NV> input_packed;
+    const Packed<T, NV, V> input_packed;
     const Index chunk;
 };
 

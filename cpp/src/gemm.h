@@ -7,6 +7,8 @@
 // column maps are in packing.h.
 #pragma once
 #include <cassert>
+#include <type_traits>
+
 #include "packing.h"
 #include "team.h"
 
@@ -36,13 +38,24 @@ constexpr Index kMCBlocks = RNNFAST_MC_BLOCKS;
 
 enum class Init { zero, load, bias };
 
+}  // namespace RNNFAST_ISA_NS
+}  // namespace rnnfast
+#include "amx.h"  // the bfloat16 products on AMX tiles, which take Init too
+namespace rnnfast {
+namespace RNNFAST_ISA_NS {
+
 // C rows [0, MR) x one panel over kc values of k. cols/valid give each vector's place in C.
 // KS > 1 splits k into KS interleaved partial sums (added in a fixed order at the end), so that
 // a kernel with few rows still has enough independent FMA chains to hide the FMA latency.
-// Always inlined: with gemm_block's many instances GCC otherwise calls some out of line, and a
-// step at B = 1 is one short call per panel.
-template <class T, int MR, int NV, int KS = 1>
-__attribute__((always_inline)) inline void micro(Index kc, const T* a, Index rs, Index cs, const T* b,
+// VA, VB: the operands' types, T, or with bfloat16 weights (bfloat16.h) ActivationPair and Bf16Pair:
+// then kc counts pairs, and each multiply-add takes a pair. Always inlined: with gemm_block's many instances GCC otherwise calls
+// some out of line, and a step at B = 1 is one short call per panel.
+template <class T> inline vec<T> load_operand(const T* b) { return load(b); }
+template <class T> inline vec<T> operand_splat(T a) { return splat(a); }
+template <class Vec> inline Vec madd(Vec acc, Vec b, Vec a) { return acc + a * b; }
+
+template <class T, int MR, int NV, int KS = 1, class VA = T, class VB = T>
+__attribute__((always_inline)) inline void micro(Index kc, const VA* a, Index rs, Index cs, const VB* b,
                                                  T* c, Index ldc, const Index* cols, const int* valid,
                                                  Init init, const T* bias) {
     constexpr int W = simd<T>::W;
@@ -57,16 +70,17 @@ __attribute__((always_inline)) inline void micro(Index kc, const T* a, Index rs,
     Index k = 0;
     for (; k + KS <= kc; k += KS)
         for (int s = 0; s < KS; ++s) {
-            vec<T> bv[NV];
-            for (int vi = 0; vi < NV; ++vi) bv[vi] = load(b + ((k + s) * NV + vi) * W);
+            decltype(load_operand(b)) bv[NV];
+            for (int vi = 0; vi < NV; ++vi) bv[vi] = load_operand(b + ((k + s) * NV + vi) * W);
             for (int m = 0; m < MR; ++m) {
-                const vec<T> am = splat(a[m * rs + (k + s) * cs]);
-                for (int vi = 0; vi < NV; ++vi) acc[s][m][vi] += am * bv[vi];
+                const auto am = operand_splat(a[m * rs + (k + s) * cs]);
+                for (int vi = 0; vi < NV; ++vi) acc[s][m][vi] = madd(acc[s][m][vi], bv[vi], am);
             }
         }
     for (; k < kc; ++k)
         for (int m = 0; m < MR; ++m)
-            for (int vi = 0; vi < NV; ++vi) acc[0][m][vi] += splat(a[m * rs + k * cs]) * load(b + (k * NV + vi) * W);
+            for (int vi = 0; vi < NV; ++vi)
+                acc[0][m][vi] = madd(acc[0][m][vi], load_operand(b + (k * NV + vi) * W), operand_splat(a[m * rs + k * cs]));
     for (int s = 1; s < KS; ++s)
         for (int m = 0; m < MR; ++m)
             for (int vi = 0; vi < NV; ++vi) acc[0][m][vi] += acc[s][m][vi];
@@ -74,7 +88,8 @@ __attribute__((always_inline)) inline void micro(Index kc, const T* a, Index rs,
         for (int vi = 0; vi < NV; ++vi) store_n(c + m * ldc + cols[vi], acc[0][m][vi], valid[vi]);
 }
 
-// Rows [m0, m1) of C against panels [p0, p1) of one packed K block. Rows go in blocks of MC so
+// Rows [m0, m1) of C against panels [p0, p1) of one packed K block (A: T, or with bfloat16 panels
+// activation pairs). Rows go in blocks of MC so
 // that a block of A (MC x kc) stays in L2 while every panel passes over it; a panel (kc x NV*W)
 // stays in L1 while the block's rows pass over it. Panels packed as they are used
 // (Panels::kPacksOnUse) go over all rows in one block instead: in blocks, each block would pack
@@ -104,9 +119,14 @@ enum class Tail { grid, exact, exact_unless_short };
 template <int NV> constexpr Index kExactRows = (8 + NV - 1) / NV;
 
 template <class T, int MR, int NV, class Cols, Tail tail = Tail::grid, class Panels = Packed<T, NV>>
-void gemm_block(Index m0, Index m1, Mat<T> A, Index k0, const Panels& P, Index kb,
+void gemm_block(Index m0, Index m1, Mat<typename Panels::Activation> A, Index k0, const Panels& P, Index kb,
                 Cols cols, Index p0, Index p1, T* C, Index ldc, Init init, const T* bias,
-                T* apack = nullptr) {
+                typename Panels::Activation* apack = nullptr) {
+    using V = typename Panels::Value;
+    using VA = typename Panels::Activation;
+#ifdef RNNFAST_AMX
+    if constexpr (std::is_same_v<V, Bf16Pair>) return amx_block<T, NV>(m0, m1, A, k0, P, kb, cols, p0, p1, C, ldc, init, bias);
+#endif
     const Index MC = Panels::kPacksOnUse ? m1 - m0 : gemm_mc<T, MR>();
     assert(!Panels::kPacksOnUse || !apack);
     const Index kc = P.kc(kb), nvec = cols.nvec();
@@ -134,7 +154,7 @@ void gemm_block(Index m0, Index m1, Mat<T> A, Index k0, const Panels& P, Index k
         const Index rs = apack ? 1 : A.rs;
         if (apack) {
             auto pack = [&](Index g, Index rows) {
-                T* dst = apack + (g - mb) * kc;
+                VA* dst = apack + (g - mb) * kc;
                 for (Index k = 0; k < kc; ++k)
                     for (Index r = 0; r < rows; ++r) dst[k * rows + r] = A.at(g + r, k0 + k);
             };
@@ -150,13 +170,13 @@ void gemm_block(Index m0, Index m1, Mat<T> A, Index k0, const Panels& P, Index k
                 cv[vi] = v < nvec ? cols.col(v) : 0;
                 nv[vi] = v < nvec ? cols.valid(v) : 0;
             }
-            const T* b = P.block(kb, p);
+            const V* b = P.block(kb, p);
             for (Index m = mb; m < whole; m += MR)
                 micro<T, MR, NV>(kc, a_of(m), rs, cs_of(MR), b, C + m * ldc, ldc, cv, nv, init, bias);
             // A short block: one kernel instance per row count, so no row past it is read (inlined,
             // like micro).
             auto short_block = [&](Index m, Index rows) __attribute__((always_inline)) {
-                const T* a = a_of(m);
+                const VA* a = a_of(m);
                 const Index cs = cs_of(rows);
                 T* c = C + m * ldc;
                 switch (rows) {
@@ -198,8 +218,8 @@ template <int MR> Part team_part(const Team& team, Index M, Index np, bool by_ro
 // weights packed once per call or kept packed between calls. No barrier between k-blocks (a
 // thread owns its tiles of C in all of them); one at the end, after which C is complete.
 template <class T, int MR, int NV, class Panels = Packed<T, NV>>
-void gemm_packed_team(const Team& team, Index M, Mat<T> A, const Panels& P, PlainCols<T> cols, T* C,
-                      Index ldc, const T* bias) {
+void gemm_packed_team(const Team& team, Index M, Mat<typename Panels::Activation> A, const Panels& P, PlainCols<T> cols,
+                      T* C, Index ldc, const T* bias) {
     static_assert(MR <= 8, "gemm_block's short blocks have fewer than 8 rows");
     if (P.K == 0) {  // nothing to sum: C is the bias row, or zero
         const Range r = team.split(M);

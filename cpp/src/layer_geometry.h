@@ -49,11 +49,22 @@ template <class T, int G> struct LayerGeometry {
         return PanelsPackedAsUsed<T, kPanelVectors, PlainCols<T>>::buf_size(K < kc_max ? K : kc_max);
     }
 
-    static Index forward_packed_size(Index H) {
-        return Packed<T, kPanelVectors>::size(H, unit_groups(H) * kPanelsPerGroup * kPanelVectors);
+    // Rows of a packed operand over K values of k: K, or with bfloat16 weights K / 2 rows of pairs
+    // (rounded up); a pair and a value take the same bytes (bfloat16 runs on float only).
+    static Index operand_rows(Index K, const LayerShape& s) {
+        return s.precision == Precision::bfloat16 ? ((K + 1) / 2 + kPairRowsAlign - 1) / kPairRowsAlign * kPairRowsAlign
+                                                  : K;
+    }
+    // A weight copy of n values (bfloat16: 16-bit ones), in values of T.
+    static Index weight_copy_values(Index n, const LayerShape& s) {
+        return s.precision == Precision::bfloat16 ? (n + 1) / 2 : n;
+    }
+
+    static Index forward_packed_size(Index K, Index H) {
+        return Packed<T, kPanelVectors>::size(K, unit_groups(H) * kPanelsPerGroup * kPanelVectors);
     }
     static Index backward_packed_size(Index H) { return Packed<T, kPanelVectors>::size(G * H, PlainCols<T>{H}.nvec()); }
-    static Index input_packed_size(Index I, Index H) { return Packed<T, kPanelVectors>::size(I, PlainCols<T>{G * H}.nvec()); }
+    static Index input_packed_size(Index K, Index H) { return Packed<T, kPanelVectors>::size(K, PlainCols<T>{G * H}.nvec()); }
 };
 
 template <class T> inline void copy_units(T* dst, const T* src, Index u0, Index u1) {

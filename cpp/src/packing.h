@@ -3,14 +3,16 @@
 // PlainCols for an ordinary product, GateCols for the recurrent weights, where vector v holds gate
 // (v % G) of unit tile (v / G), so that one panel carries every gate of its hidden units. Packed
 // holds a whole packing (kept, or made once per call); PanelsPackedAsUsed packs each panel just
-// before it is read (a single step, which reads each panel once).
+// before it is read (a single step, which reads each panel once). With bfloat16 weights a panel's
+// rows are pairs of k (bfloat16.h), packed from the weights' bit patterns (Bf16Rows).
 #pragma once
-#include "simd.h"
+#include "bfloat16.h"
 
 namespace rnnfast {
 namespace RNNFAST_ISA_NS {
 
 template <class T> struct Mat {  // element (r, c) is p[r * rs + c * cs]
+    using Operand = T;  // what its packed panels hold
     const T* p;
     Index rs, cs;
     T at(Index r, Index c) const { return p[r * rs + c * cs]; }
@@ -33,15 +35,33 @@ template <class T> struct GateCols {
     int valid(Index v) const { return (v / G) * W + W <= H ? W : int(H - (v / G) * W); }
 };
 
-// B packed for the micro-kernel: K-block kb of panel p is a (kc, NV*W) row-major block.
-template <class T, int NV> struct Packed {
+// Weights as stored, (rows, K) row-major, in bfloat16 bit patterns: B(k, c) is p[c * K + k].
+struct Bf16Rows {
+    using Operand = Bf16Pair;
+    const std::uint16_t* p;
+    Index K;
+};
+
+// The activations (A) that multiply panels of V: T, or with bfloat16 pairs their ActivationPair.
+template <class V> struct activation_of {
+    using type = V;
+};
+template <> struct activation_of<Bf16Pair> {
+    using type = ActivationPair;
+};
+
+// B packed for the micro-kernel: K-block kb of panel p is a (kc, NV*W) row-major block of V, the
+// operand type (T, or Bf16Pair: then K, KC and kc count rows of pairs).
+template <class T, int NV, class V = T> struct Packed {
     static constexpr int W = simd<T>::W;
     static constexpr bool kPacksOnUse = false;
-    T* data;
+    using Value = V;
+    using Activation = typename activation_of<V>::type;
+    V* data;
     Index K, KC, npanels;
     static Index size(Index K, Index nvec) { return K * ((nvec + NV - 1) / NV) * NV * W; }
     Index kc(Index kb) const { return K - kb * KC < KC ? K - kb * KC : KC; }
-    T* block(Index kb, Index p) const { return data + kb * KC * npanels * NV * W + p * kc(kb) * NV * W; }
+    V* block(Index kb, Index p) const { return data + kb * KC * npanels * NV * W + p * kc(kb) * NV * W; }
 };
 
 // Packs panel p's rows [k0, k0 + kc) of B into dst (kc x NV vectors); vectors past the map's end
@@ -89,9 +109,31 @@ void pack_panel(T* dst, Mat<T> B, Cols cols, Index p, Index k0, Index kc) {
     }
 }
 
-// Packs panels [p0, p1) of every K block.
+// The same for bfloat16 weights: rows [j0, j0 + jc) of pairs, pair j of column c being B(2j, c) and
+// B(2j + 1, c) (zero past K).
 template <class T, int NV, class Cols>
-void pack_panels(const Packed<T, NV>& P, Mat<T> B, Cols cols, Index p0, Index p1) {
+void pack_panel(Bf16Pair* dst, Bf16Rows B, Cols cols, Index p, Index j0, Index jc) {
+    constexpr int W = simd<T>::W;
+    const Index nvec = cols.nvec();
+    for (int vi = 0; vi < NV; ++vi) {
+        const Index v = p * NV + vi;
+        const int n = v < nvec ? cols.valid(v) : 0;
+        const Index c0 = v < nvec ? cols.col(v) : 0;
+        for (Index j = 0; j < jc; ++j) {
+            const Index k = 2 * (j0 + j);
+            Bf16Pair* d = dst + (j * NV + vi) * W;
+            for (int l = 0; l < W; ++l) {
+                const std::uint16_t* w = l < n ? B.p + (c0 + l) * B.K : nullptr;
+                d[l].bits = !w ? 0u
+                                : (k < B.K ? std::uint32_t(w[k]) : 0u) | (k + 1 < B.K ? std::uint32_t(w[k + 1]) << 16 : 0u);
+            }
+        }
+    }
+}
+
+// Packs panels [p0, p1) of every K block.
+template <class T, int NV, class V, class Source, class Cols>
+void pack_panels(const Packed<T, NV, V>& P, Source B, Cols cols, Index p0, Index p1) {
     for (Index kb = 0; kb * P.KC < P.K; ++kb)
         for (Index p = p0; p < p1; ++p) pack_panel<T, NV>(P.block(kb, p), B, cols, p, kb * P.KC, P.kc(kb));
 }
@@ -100,16 +142,18 @@ void pack_panels(const Packed<T, NV>& P, Mat<T> B, Cols cols, Index p0, Index p1
 // W values) and returns it. For products that use each panel once (a single step), where a kept
 // packing costs more: checking it reads the weights and its copy of them, and then the packed
 // panels are read too. Here the weights are read once and the panel comes back from L1 or L2.
-// Same panels as Packed's, so the same results.
-template <class T, int NV, class Cols> struct PanelsPackedAsUsed {
+// Same panels as Packed's, so the same results. Source: Mat<T>, or Bf16Rows.
+template <class T, int NV, class Cols, class Source = Mat<T>> struct PanelsPackedAsUsed {
     static constexpr bool kPacksOnUse = true;
-    Mat<T> B;
+    using Value = typename Source::Operand;
+    using Activation = typename activation_of<Value>::type;
+    Source B;
     Cols cols;
-    T* buf;
+    Value* buf;
     Index K, KC, npanels;
     static Index buf_size(Index KC) { return KC * NV * simd<T>::W; }
     Index kc(Index kb) const { return K - kb * KC < KC ? K - kb * KC : KC; }
-    const T* block(Index kb, Index p) const {
+    const Value* block(Index kb, Index p) const {
         pack_panel<T, NV>(buf, B, cols, p, kb * KC, kc(kb));
         return buf;
     }

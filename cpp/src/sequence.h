@@ -16,7 +16,11 @@ namespace RNNFAST_ISA_NS {
 
 template <class T, class Cell> struct Driver {
     using Work = WorkspaceLayout<T, Cell::G>;
-    static void forward(const LayerForward<T>& a) { ForwardPass<T, Cell>(a).run(); }
+    static void forward(const LayerForward<T>& a) {
+        if constexpr (std::is_same_v<T, float>)
+            if (a.s.precision == Precision::bfloat16) return ForwardPass<T, Cell, Bf16Pair>(a).run();
+        ForwardPass<T, Cell>(a).run();
+    }
     static void backward(const LayerBackward<T>& a) { BackwardPass<T, Cell>(a).run(); }
     static Index saved_size(const LayerShape& s) { return Work::saved_size(s); }
     static Index forward_scratch(const LayerShape& s, bool training, int threads) {

@@ -51,7 +51,8 @@ template <class T> struct WeightCache {
     }
     void set_tag(std::uint64_t t) const { std::memcpy(head, &t, sizeof t); }
 
-    enum Kind { kRecurrent = 0, kRecurrentTransposed = 1, kInput = 2 };  // which weights, which layout
+    // Which weights, which layout; the _bf16 kinds hold bfloat16 weights packed in pairs.
+    enum Kind { kRecurrent = 0, kRecurrentTransposed = 1, kInput = 2, kRecurrentBf16 = 3, kInputBf16 = 4 };
     // A weight matrix of G*H rows and `cols` columns (H for W_hh, I for W_ih).
     static std::uint64_t make_tag(int G, Index H, Index cols, int NV, Kind kind) {
         std::uint64_t t = 0x726e6e6661737400ull;  // "rnnfast\0"
@@ -61,14 +62,17 @@ template <class T> struct WeightCache {
         return t;
     }
 
-    // Rows [r0, r1) x columns [c0, c1) of w (rows of length ld, the copy alike): true when the copy
-    // holds exactly these bytes; otherwise (or when `force`) copies them and returns false.
-    bool refresh(const T* w, Index ld, Index r0, Index r1, Index c0, Index c1, bool force) const {
-        const std::size_t bytes = std::size_t(c1 - c0) * sizeof(T);
+    // Rows [r0, r1) x columns [c0, c1) of w (rows of length ld, the copy alike; U: T, or the 16 bits
+    // of bfloat16 weights): true when the copy holds exactly these bytes; otherwise (or when `force`)
+    // copies them and returns false.
+    template <class U>
+    bool refresh(const U* w, Index ld, Index r0, Index r1, Index c0, Index c1, bool force) const {
+        U* const mine = reinterpret_cast<U*>(copy);
+        const std::size_t bytes = std::size_t(c1 - c0) * sizeof(U);
         bool same = !force;
-        for (Index r = r0; same && r < r1; ++r) same = std::memcmp(copy + r * ld + c0, w + r * ld + c0, bytes) == 0;
+        for (Index r = r0; same && r < r1; ++r) same = std::memcmp(mine + r * ld + c0, w + r * ld + c0, bytes) == 0;
         if (!same)
-            for (Index r = r0; r < r1; ++r) std::memcpy(copy + r * ld + c0, w + r * ld + c0, bytes);
+            for (Index r = r0; r < r1; ++r) std::memcpy(mine + r * ld + c0, w + r * ld + c0, bytes);
         return same;
     }
 };

@@ -32,9 +32,11 @@ template <class T> struct Saved {
 // them instead, as_used_values apart. projection, state, cell: eval only (training writes the
 // projection into the saved gates and the states into the saved sequences). masked: with recurrent
 // dropout, m * h of the last step and of this one (what the recurrent products read).
+// With bfloat16 weights (eval): state_pairs, h of the last step and of this one as bfloat16 pairs
+// (B, H/2), and input_pairs, the chunk's x_t (steps * B, I/2): what the products read.
 template <class T> struct ForwardScratch {
     T *recurrent_packing, *input_packing, *bias_projection, *bias_recurrent, *recurrent, *projection;
-    T *state[2], *cell[2], *masked[2];
+    T *state[2], *cell[2], *masked[2], *state_pairs[2], *input_pairs;
     Index as_used_values;
 };
 
@@ -69,15 +71,16 @@ template <class T, int G> struct WorkspaceLayout {
     template <class C>
     static ForwardScratch<T> carve_forward(const LayerShape& s, bool training, int threads, C& cv) {
         const Index GH = G * s.H, BH = s.B * s.H;
+        const Index Kh = Geo::operand_rows(s.H, s), Ki = Geo::operand_rows(s.I, s);
         ForwardScratch<T> w{};
         if (Geo::packs_as_used(s)) {
-            const Index recurrent_values = Geo::as_used_buffer(s.H, s.H);
-            w.as_used_values = recurrent_values + Geo::as_used_buffer(s.I, Geo::KC);
+            const Index recurrent_values = Geo::as_used_buffer(Kh, Kh);
+            w.as_used_values = recurrent_values + Geo::as_used_buffer(Ki, Geo::KC);
             w.recurrent_packing = cv.take(Schedule::forward_threads(s, threads) * w.as_used_values);
             w.input_packing = w.recurrent_packing + recurrent_values;
         } else {
-            w.recurrent_packing = cv.take(Geo::forward_packed_size(s.H));
-            w.input_packing = cv.take(Geo::input_packed_size(s.I, s.H));
+            w.recurrent_packing = cv.take(Geo::forward_packed_size(Kh, s.H));
+            w.input_packing = cv.take(Geo::input_packed_size(Ki, s.H));
         }
         w.bias_projection = cv.take(GH);
         w.bias_recurrent = cv.take(GH);
@@ -88,6 +91,12 @@ template <class T, int G> struct WorkspaceLayout {
             for (int i = 0; i < 2; ++i) w.cell[i] = G == 4 ? cv.take(BH) : nullptr;
         }
         for (int i = 0; i < 2; ++i) w.masked[i] = s.recurrent_dropout ? cv.take(BH) : nullptr;  // last (see zone_kept)
+        if (s.precision == Precision::bfloat16) {
+            const Index pair = (sizeof(ActivationPair) + sizeof(T) - 1) / sizeof(T);  // values of T a pair takes
+            const Index spare = kActivationRowsSpare;
+            for (int i = 0; i < 2; ++i) w.state_pairs[i] = cv.take((s.B + spare) * Kh * pair);
+            w.input_pairs = cv.take((Geo::chunk_steps(s, training) * s.B + spare) * Ki * pair);
+        }
         return w;
     }
 
@@ -132,10 +141,15 @@ template <class T, int G> struct WorkspaceLayout {
 
     // The forward's cache: W_hh's, then W_ih's (at recurrent_cache_size()); the backward's: W_hh's
     // transposed packing. A single step leaves it alone.
-    static Index recurrent_cache_size(Index H) { return WeightCache<T>::size(G * H * H, Geo::forward_packed_size(H)); }
+    static Index recurrent_cache_size(const LayerShape& s) {
+        return WeightCache<T>::size(Geo::weight_copy_values(G * s.H * s.H, s),
+                                    Geo::forward_packed_size(Geo::operand_rows(s.H, s), s.H));
+    }
     static Index weight_cache(const LayerShape& s, bool backward) {
         if (backward) return WeightCache<T>::size(G * s.H * s.H, Geo::backward_packed_size(s.H)) + kAlignSlack;
-        return recurrent_cache_size(s.H) + WeightCache<T>::size(G * s.H * s.I, Geo::input_packed_size(s.I, s.H)) +
+        return recurrent_cache_size(s) +
+               WeightCache<T>::size(Geo::weight_copy_values(G * s.H * s.I, s),
+                                    Geo::input_packed_size(Geo::operand_rows(s.I, s), s.H)) +
                kAlignSlack;
     }
 };

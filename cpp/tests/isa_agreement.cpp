@@ -10,6 +10,9 @@
 //  - agreement with the oracle, as max |a - oracle| / max |oracle| per array: float 1e-4, double
 //    1e-11 (a wrong lane or a dropped block is off by O(1));
 //  - the same bits on 2 and 3 threads as on 1, and from the cached eval forward as from the first;
+//  - eval forwards with bfloat16 weights (float only) within 2e-3 of the portable path's (states
+//    feed back, and a float32 ulp apart can round to the other bfloat16), the same bits on 2 and 3
+//    threads as on 1;
 //  - sigmoid and tanh through activation() within 1e-6 relative of double on a grid of [-100, 100]
 //    and at special values (NaN stays NaN; +-inf and +-1e30 saturate, to within 1e-6; tanh keeps
 //    the sign of zero).
@@ -253,6 +256,70 @@ template <class T> void check_case(const Case& c, const Inputs& in, const Output
     }
 }
 
+// bfloat16 bits of a float, to nearest even (finite values).
+std::uint16_t to_bf16(float f) {
+    std::uint32_t u;
+    std::memcpy(&u, &f, sizeof u);
+    return std::uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+// An eval forward with bfloat16 weights: y, then h_n (and c_n) appended.
+std::vector<float> run_bf16(const Case& c, const Inputs& in, int threads) {
+    rnnfast::LayerShape s{c.cell, c.T, c.B, c.I, c.H, c.reverse};
+    s.precision = rnnfast::Precision::bfloat16;
+    const bool lstm = c.cell == rnnfast::CellKind::lstm;
+    const Index BH = c.B * c.H;
+    const std::vector<float> x = as<float>(in.x), h0 = as<float>(in.h0), c0 = as<float>(in.c0),
+                             b_ih = as<float>(in.b_ih), b_hh = as<float>(in.b_hh);
+    std::vector<std::uint16_t> w_ih, w_hh;
+    for (double w : in.w_ih) w_ih.push_back(to_bf16(float(w)));
+    for (double w : in.w_hh) w_hh.push_back(to_bf16(float(w)));
+    std::vector<float> out((c.T + 2) * BH);
+    std::vector<float> scratch(rnnfast::forward_scratch_size(s, false, 4, threads));
+    std::vector<float> cache(rnnfast::weight_cache_size(s, 4, false));
+    rnnfast::LayerForward<float> a{};
+    a.s = s;
+    a.x = x.data();
+    a.ldx = c.I;
+    a.h0 = h0.data();
+    a.c0 = lstm ? c0.data() : nullptr;
+    a.w_ih_bf16 = w_ih.data();
+    a.w_hh_bf16 = w_hh.data();
+    a.b_ih = c.bias ? b_ih.data() : nullptr;
+    a.b_hh = c.bias ? b_hh.data() : nullptr;
+    a.lengths = c.lengths ? in.lengths.data() : nullptr;
+    a.y = out.data();
+    a.ldy = c.H;
+    a.h_n = out.data() + c.T * BH;
+    a.c_n = lstm ? out.data() + (c.T + 1) * BH : nullptr;
+    a.scratch = scratch.data();
+    a.wcache = cache.empty() ? nullptr : cache.data();
+    a.threads = threads;
+    rnnfast::layer_forward(a);
+    return out;
+}
+
+void check_bf16(const Case& c, const Inputs& in, const std::vector<float>& oracle, Tally& t) {
+    std::vector<float> first;
+    for (int threads : {1, 2, 3}) {
+        const std::vector<float> got = run_bf16(c, in, threads);
+        double scale = 0, err = 0;
+        for (size_t j = 0; j < got.size(); ++j) {
+            scale = std::fmax(scale, std::fabs(double(oracle[j])));
+            const double d = std::fabs(double(got[j]) - oracle[j]);
+            err = d == d ? std::fmax(err, d) : std::numeric_limits<double>::infinity();
+        }
+        const double rel = err / (scale > 0 ? scale : 1.0);
+        t.worst = std::fmax(t.worst, rel);
+        if (!(rel <= 2e-3))
+            t.fail(describe(c) + " bfloat16 threads=" + std::to_string(threads) + ": relative error " +
+                   std::to_string(rel));
+        if (threads == 1) first = got;
+        else if (std::memcmp(first.data(), got.data(), got.size() * sizeof(float)) != 0)
+            t.fail(describe(c) + " bfloat16: bits differ between 1 and " + std::to_string(threads) + " threads");
+    }
+}
+
 double sigmoid(double v) { return 1.0 / (1.0 + std::exp(-v)); }
 
 void check_activations(Tally& t) {
@@ -333,9 +400,13 @@ int main(int argc, char** argv) {
     }
     std::vector<Inputs> inputs;
     std::vector<Outputs<double>> oracles;
+    std::vector<std::vector<float>> bf16_oracles;  // bfloat16: the cases without the regularisers
     for (size_t i = 0; i < cases.size(); ++i) {
         inputs.push_back(make_inputs(cases[i], unsigned(1000 + i)));
         oracles.push_back(run<double>(cases[i], inputs.back(), 1));
+        const Case& c = cases[i];
+        bf16_oracles.push_back(c.zoneout || c.recurrent_dropout || c.zoneout_draws ? std::vector<float>()
+                                                                                     : run_bf16(c, inputs.back(), 1));
     }
 
     int failed = 0;
@@ -346,16 +417,18 @@ int main(int argc, char** argv) {
             continue;
         }
         Tally t;
+        Tally b;
         for (size_t i = 0; i < cases.size(); ++i) {
             check_case<float>(cases[i], inputs[i], oracles[i], t);
             check_case<double>(cases[i], inputs[i], oracles[i], t);
+            if (!bf16_oracles[i].empty()) check_bf16(cases[i], inputs[i], bf16_oracles[i], b);
         }
         Tally a;
         check_activations(a);
         std::printf("%s: %zu cases x float, double x 1, 2, 3 threads: %d failures (worst relative error %.2e); "
-                    "activations: %d failures (worst %.2e)\n",
-                    name.c_str(), cases.size(), t.failures, t.worst, a.failures, a.worst);
-        if (t.failures || a.failures) failed = 1;
+                    "bfloat16: %d failures (worst %.2e); activations: %d failures (worst %.2e)\n",
+                    name.c_str(), cases.size(), t.failures, t.worst, b.failures, b.worst, a.failures, a.worst);
+        if (t.failures || b.failures || a.failures) failed = 1;
     }
     return failed;
 }

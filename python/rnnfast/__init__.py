@@ -32,11 +32,12 @@ from .data import Batch, Batches, lengths_mask, one_hot, pad_sequences
 from .losses import cross_entropy, mse_loss
 from .nn import Embedding, Linear
 from .optim import clip_grad_norm
+from .quantized import quantize
 from .tbptt import TBPTTResult, tbptt
 
 __version__ = "0.1.0"
 
-__all__ = ["RNN", "LSTM", "GRU", "BiRNN", "RNNCell", "LSTMCell", "GRUCell", "RNNBase", "set_num_threads", "get_num_threads", "set_dynamic_threads", "get_dynamic_threads", "isa", "set_isa", "available_isas",
+__all__ = ["quantize", "RNN", "LSTM", "GRU", "BiRNN", "RNNCell", "LSTMCell", "GRUCell", "RNNBase", "set_num_threads", "get_num_threads", "set_dynamic_threads", "get_dynamic_threads", "isa", "set_isa", "available_isas",
            "__version__",
            # training toolkit
            "Linear", "Embedding", "cross_entropy", "mse_loss", "optim", "clip_grad_norm", "tbptt", "TBPTTResult",
@@ -93,7 +94,9 @@ def isa() -> str:
     """The instruction set the kernels use: 'avx512', 'avx2' or 'scalar' (RNNFAST_ISA overrides; a
     value the CPU or the build lacks is ignored with a RuntimeWarning at import).
 
-    A build with -DRNNFAST_AVX2_W16=ON also has the test-only 'avx2_w16' (tools/avx2_w16.sh).
+    A build with -DRNNFAST_AVX2_W16=ON also has the test-only 'avx2_w16' (tools/avx2_w16.sh). On a
+    CPU with AVX512-BF16 there is also 'avx512_bf16', never picked on its own: avx512 whose bfloat16
+    products (rnnfast.quantize) use vdpbf16ps, with the same results.
     """
     return _core.isa()
 

@@ -69,9 +69,13 @@ class Module(Lockable):
                 raise TypeError(f"load_state_dict: {k}: expected a real array, got dtype {arr.dtype}")
             if arr.shape != p.shape:
                 raise ValueError(f"load_state_dict: {k}: expected shape {p.shape}, got {arr.shape}")
-            new[k] = arr.astype(self.dtype)
+            new[k] = self._loaded(k, arr)
         for k, arr in new.items():
             np.copyto(self._params[k], arr)
+
+    def _loaded(self, name, arr):
+        """A state dict's entry as the parameter `name` holds it (or an error saying why not)."""
+        return arr.astype(self.dtype)
 
     def parameters(self) -> dict:
         """The live parameter arrays (update them in place, e.g. in an optimiser)."""

@@ -51,6 +51,7 @@ __all__ = [
     "gru_forward", "gru_backward",
     "stack_forward", "stack_backward",
     "zoneout_masks",
+    "round_to_bfloat16", "bfloat16_stack_forward",
 ]
 
 
@@ -185,16 +186,17 @@ def _zoneout_at(zoneout, t):
     return zoneout[t] if np.ndim(zoneout) else zoneout
 
 
-def _scan_forward(cell, x, state, weights, reverse, zoneout=None, recurrent_mask=None):
+def _scan_forward(cell, x, state, weights, reverse, zoneout=None, recurrent_mask=None, operand=None):
     w_ih, w_hh, b_ih, b_hh = weights
+    operand = operand or (lambda a: a)  # what the products see of x_t and h_{t-1}
     T = x.shape[0]
     y = np.empty((T,) + state[0].shape, dtype=x.dtype)
     steps = []  # (t, what W_hh multiplied, cell cache, zoneout's m) in the order they ran
     for t in (range(T - 1, -1, -1) if reverse else range(T)):
         h_prev = state[0]
         h_read = h_prev if recurrent_mask is None else recurrent_mask * h_prev  # recurrent dropout
-        gi = x[t] @ w_ih.T + b_ih
-        gh = h_read @ w_hh.T + b_hh
+        gi = operand(x[t]) @ w_ih.T + b_ih
+        gh = operand(h_read) @ w_hh.T + b_hh
         state, cell_cache = cell.forward(gi, gh, state)
         m = _zoneout_at(zoneout, t)
         if m is not None:  # zoneout: h_t = m h_{t-1} + (1 - m) h~_t (an LSTM's c as the cell made it)
@@ -245,7 +247,7 @@ def _check_lengths(lengths, T, B):
     return lengths
 
 
-def _layer_forward(cell, x, state0, weights, reverse, lengths, zoneout=None, recurrent_mask=None):
+def _layer_forward(cell, x, state0, weights, reverse, lengths, zoneout=None, recurrent_mask=None, operand=None):
     x = np.asarray(x)
     if x.ndim != 3 or not np.issubdtype(x.dtype, np.floating):
         raise ValueError(f"x must be a float (T, B, I) array, got shape {x.shape} "
@@ -292,7 +294,7 @@ def _layer_forward(cell, x, state0, weights, reverse, lengths, zoneout=None, rec
         zone_run = zoneout[:L, sel] if zoneout is not None and np.ndim(zoneout) else zoneout
         mask_run = None if recurrent_mask is None else recurrent_mask[sel]
         y_run, state_run, steps = _scan_forward(
-            cell, x[:L, sel], tuple(s[sel] for s in state0), weights, reverse, zone_run, mask_run)
+            cell, x[:L, sel], tuple(s[sel] for s in state0), weights, reverse, zone_run, mask_run, operand)
         y[:L, sel] = y_run
         for s_n, s_run in zip(state_n, state_run):
             s_n[sel] = s_run
@@ -400,7 +402,7 @@ def _param_names(layer, direction):
 
 
 def stack_forward(mode, x, hx, params, num_layers=1, bidirectional=False, lengths=None,
-                  dropout_masks=None):
+                  dropout_masks=None, operand=None):
     """A multi-layer, optionally bidirectional RNN as torch.nn.RNN/LSTM/GRU runs it.
 
     mode: "rnn_tanh", "rnn_relu", "lstm" or "gru"; D = 2 if bidirectional else 1.
@@ -446,7 +448,7 @@ def stack_forward(mode, x, hx, params, num_layers=1, bidirectional=False, length
             weights = (params[w_ih], params[w_hh], params.get(b_ih), params.get(b_hh))
             y, state_n, cache = _layer_forward(
                 cell, layer_input, tuple(s[k * D + d] for s in states0), weights,
-                reverse=(d == 1), lengths=lengths)
+                reverse=(d == 1), lengths=lengths, operand=operand)
             outputs.append(y)
             for s_n, s in zip(states_n, state_n):
                 s_n[k * D + d] = s
@@ -501,3 +503,28 @@ def stack_backward(dy, dhn, cache):
 
     dhx = dstates0 if cache.is_lstm else dstates0[0]
     return d_output, dhx, grads
+
+
+# ----------------------------------------------------------------------------
+# bfloat16 inference (rnnfast.quantize(module, "bfloat16")).
+# ----------------------------------------------------------------------------
+
+def round_to_bfloat16(a):
+    """float32 values rounded to the nearest bfloat16 (the upper 16 bits of a float32; ties to
+    even), returned as float32. NaN stays NaN."""
+    a = np.asarray(a, dtype=np.float32)
+    bits = a.view(np.uint32).astype(np.uint64)
+    high, low = bits >> 16, bits & 0xFFFF
+    up = (low > 0x8000) | ((low == 0x8000) & (high % 2 == 1))
+    rounded = ((high + up) << 16).astype(np.uint32).view(np.float32)
+    return np.where(np.isnan(a), a, rounded)
+
+
+def bfloat16_stack_forward(mode, x, hx, params, num_layers=1, bidirectional=False, lengths=None):
+    """stack_forward with bfloat16 weights: every weight matrix rounded to bfloat16, and every
+    matrix product's activations (x_t, h_{t-1}) rounded to bfloat16 before it multiplies them.
+    Sums, biases, gate math and states in x's dtype (float32). Returns (y, hn) as stack_forward."""
+    rounded = {k: round_to_bfloat16(v) if k.startswith("weight_") else v for k, v in params.items()}
+    y, hn, _ = stack_forward(mode, np.asarray(x, np.float32), hx, rounded, num_layers, bidirectional, lengths,
+                             operand=round_to_bfloat16)
+    return y, hn

@@ -21,6 +21,14 @@ using Index = std::ptrdiff_t;
 
 enum class CellKind : int { rnn_tanh = 0, rnn_relu = 1, lstm = 2, gru = 3 };
 
+// What the layer's matrix products multiply. full: the weights and activations as given (float or
+// double). bfloat16 (inference, float only): the weights are bfloat16 (LayerForward's w_ih_bf16,
+// w_hh_bf16: bit patterns, the upper 16 bits of a float32), and each product rounds its activations
+// (x_t, h_{t-1}) to bfloat16, to nearest even; the products of pairs are exact in float32 and are
+// summed in float32, k in pairs (2j, 2j + 1), the odd term first, denormals flushed. Biases, gate
+// math and the carried state stay float32.
+enum class Precision : int { full = 0, bfloat16 = 1 };
+
 constexpr int gate_count(CellKind c) {
     return c == CellKind::lstm ? 4 : c == CellKind::gru ? 3 : 1;
 }
@@ -30,6 +38,7 @@ struct LayerShape {
     Index T, B, I, H;  // all >= 1
     bool reverse;  // run time from T-1 down to 0 (the backward half of a bidirectional layer)
     bool recurrent_dropout = false;  // the recurrent product reads h_{t-1} times a (B, H) mask (recurrent_mask)
+    Precision precision = Precision::full;  // bfloat16: eval forwards of float layers only
 };
 
 template <class T>
@@ -59,6 +68,8 @@ struct LayerForward {
     std::uint64_t zoneout_seed;    //   probability zoneout_p, from this seed (ZoneoutDraw below)
     const T* recurrent_mask;       // (B, H) if s.recurrent_dropout, else ignored: the recurrent product reads
                                    // m * h_{t-1} (variational dropout; the carried state is h_{t-1} itself)
+    const std::uint16_t* w_ih_bf16;  // s.precision == bfloat16: (G*H, I) and (G*H, H) bfloat16 bit patterns,
+    const std::uint16_t* w_hh_bf16;  //   read instead of w_ih and w_hh (which are then ignored)
 };
 
 template <class T>

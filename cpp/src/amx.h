@@ -1,0 +1,74 @@
+// The bfloat16 products on AMX tiles (the avx512_amx build: Intel's Advanced Matrix Extensions,
+// from Sapphire Rapids on), in place of the micro-kernel: C (16 rows x 16 columns, float32) +=
+// A (16 rows x 16 pairs) . B (16 pairs x 16 columns), one instruction.
+//
+// The operands are the micro-kernel's own: a panel vector's rows of pairs are a B tile at a stride
+// of the panel's row (NV vectors), and the activation pairs' rows an A tile at their row stride.
+// So that every tile is whole, the packed k runs in multiples of 16 pairs (zero past K; see
+// kPairRowsAlign) and the activation buffers have 15 rows to spare past their last (garbage rows
+// give garbage C rows, which are never stored). A tile sums each pair before it adds it to the
+// accumulator (measured: 2^24 + 1 + 1 gives 2^24 + 2), so these products are not the bits of the
+// other paths: they are the reference's sums to float32 rounding, and the same bits for any thread
+// count (each C row is its A row's alone, k in a fixed order).
+#pragma once
+#ifdef RNNFAST_AMX
+#include <immintrin.h>
+
+namespace rnnfast {
+namespace RNNFAST_ISA_NS {
+
+// Tiles 0-1: C for the panel's two vectors; 2: A; 3-4: B for the two vectors. Every tile 16 rows
+// of 64 bytes. Loaded by each thread before its products (the configuration is a thread's).
+inline void configure_tiles() {
+    struct alignas(64) Config {
+        std::uint8_t palette, start_row, reserved[14];
+        std::uint16_t colsb[16];
+        std::uint8_t rows[16];
+    } cfg{};
+    cfg.palette = 1;
+    for (int t = 0; t < 5; ++t) cfg.colsb[t] = 64, cfg.rows[t] = 16;
+    _tile_loadconfig(&cfg);
+}
+
+// gemm_block's work on AMX: rows [m0, m1) x panels [p0, p1) of K-block kb, pairs k0.. of A.
+template <class T, int NV, class Cols, class Panels>
+void amx_block(Index m0, Index m1, Mat<Bf16Pair> A, Index k0, const Panels& P, Index kb, Cols cols, Index p0,
+               Index p1, T* C, Index ldc, Init init, const T* bias) {
+    static_assert(NV == 2 && simd<T>::W == 16 && sizeof(T) == 4, "a panel is two tiles of 16 float columns");
+    const Index kc = P.kc(kb), nvec = cols.nvec();
+    configure_tiles();
+    alignas(64) float out[16 * 16];
+    for (Index p = p0; p < p1; ++p) {
+        const Bf16Pair* b = P.block(kb, p);
+        for (Index m = m0; m < m1; m += 16) {
+            const Bf16Pair* a = A.p + m * A.rs + k0;
+            _tile_zero(0);
+            _tile_zero(1);
+            for (Index j = 0; j < kc; j += 16) {
+                _tile_loadd(2, a + j, A.rs * sizeof(Bf16Pair));
+                _tile_loadd(3, b + (j * NV) * 16, NV * 64);
+                _tile_loadd(4, b + (j * NV + 1) * 16, NV * 64);
+                _tile_dpbf16ps(0, 2, 3);
+                _tile_dpbf16ps(1, 2, 4);
+            }
+            const Index rows = m1 - m < 16 ? m1 - m : 16;
+            for (int vi = 0; vi < NV; ++vi) {
+                const Index v = p * NV + vi;
+                if (v >= nvec) break;
+                if (vi == 0) _tile_stored(0, out, 64);
+                else _tile_stored(1, out, 64);
+                const Index c0 = cols.col(v);
+                const int n = cols.valid(v);
+                const vec<T> b0 = init == Init::bias ? load_n(bias + c0, n) : splat<T>(0);
+                for (Index r = 0; r < rows; ++r) {
+                    T* c = C + (m + r) * ldc + c0;
+                    store_n(c, (init == Init::load ? load_n(c, n) : b0) + load(out + r * 16), n);
+                }
+            }
+        }
+    }
+}
+
+}  // namespace RNNFAST_ISA_NS
+}  // namespace rnnfast
+#endif

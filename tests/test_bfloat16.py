@@ -1,0 +1,219 @@
+"""bfloat16 inference (rnnfast.quantize(module, "bfloat16")): the rounding, the kernels on every
+path against the NumPy reference of the bfloat16 math, the same bits across threads and across
+the paths that share a vector width, and the quantized modules against float32."""
+import numpy as np
+import pytest
+
+import rnnfast
+from rnnfast import _core, functional as F, reference as R
+from rnnfast.quantized import from_bfloat16, to_bfloat16
+
+CELLS = {"rnn_tanh": 1, "lstm": 4, "gru": 3}
+
+
+@pytest.fixture
+def each_isa():
+    """Runs a test body once per instruction set this CPU runs, restoring the active one after."""
+    before = _core.isa()
+    yield list(_core.available_isas())
+    _core.set_isa(before)
+
+
+def test_rounding_is_to_nearest_even():
+    f32 = lambda bits: np.array(bits, np.uint32).view(np.float32)
+    cases = {0x3F808000: 0x3F80,  # a tie, even below: down
+             0x3F818000: 0x3F82,  # a tie, odd below: up
+             0x3F808001: 0x3F81,  # above the tie: up
+             0x3F807FFF: 0x3F80,  # below: down
+             0x7F7FFFFF: 0x7F80,  # the largest float32 rounds to infinity, as it must
+             0x80000001: 0x8000}  # a negative denormal: -0
+    for bits, want in cases.items():
+        assert to_bfloat16(f32([bits]))[0] == want, hex(bits)
+        assert R.round_to_bfloat16(f32([bits])).view(np.uint32)[0] >> 16 == want, hex(bits)
+    special = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0], np.float32)
+    back = from_bfloat16(to_bfloat16(special))
+    assert np.isnan(back[0]) and np.array_equal(back[1:], special[1:]) and np.signbit(back[4])
+    a = np.random.default_rng(0).standard_normal(200000).astype(np.float32) * np.float32(100)
+    assert np.array_equal(from_bfloat16(to_bfloat16(a)), R.round_to_bfloat16(a))
+    rel = np.abs(from_bfloat16(to_bfloat16(a)) - a) / np.abs(a)
+    assert rel.max() <= 2.0 ** -8  # bfloat16 keeps 8 significant bits: unit roundoff 2^-8
+
+
+def test_rounding_matches_torch():
+    torch = pytest.importorskip("torch")
+    a = np.random.default_rng(1).standard_normal(100000).astype(np.float32) * np.float32(10)
+    want = torch.from_numpy(a).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    assert np.array_equal(to_bfloat16(a), want)
+
+
+def _layer(mode, T, B, I, H, seed):
+    rng = np.random.default_rng(seed)
+    G = CELLS[mode]
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    w = [(rng.standard_normal(s) * 0.4).astype(np.float32) for s in ((G * H, I), (G * H, H))]
+    b = [rng.standard_normal(G * H).astype(np.float32) * 0.5 for _ in range(2)]
+    h0 = rng.standard_normal((B, H)).astype(np.float32) * 0.5
+    c0 = rng.standard_normal((B, H)).astype(np.float32) * 0.5 if mode == "lstm" else None
+    return x, w, b, h0, c0
+
+
+def _kernel(mode, x, w, b, h0, c0, reverse=False, lengths=None, threads=0):
+    y, h_n, c_n, _ = F.layer_forward(mode, x, h0, c0, to_bfloat16(w[0]), to_bfloat16(w[1]), b[0], b[1],
+                                     reverse=reverse, lengths=lengths, training=False, threads=threads)
+    return y, h_n, c_n
+
+
+def _reference(mode, x, w, b, h0, c0, reverse=False, lengths=None):
+    params = {"weight_ih_l0": from_bfloat16(to_bfloat16(w[0])), "weight_hh_l0": from_bfloat16(to_bfloat16(w[1])),
+              "bias_ih_l0": b[0], "bias_hh_l0": b[1]}
+    if reverse:  # the reference runs a bidirectional stack's reverse half as direction 1
+        params = {k + "_reverse": v for k, v in params.items()} | {k: v for k, v in params.items()}
+    hx = None if h0 is None else (np.stack([h0] * (2 if reverse else 1)))
+    if mode == "lstm":
+        hx = (hx, np.stack([c0] * (2 if reverse else 1)))
+    y, hn = R.bfloat16_stack_forward(mode, x, hx, params, bidirectional=reverse, lengths=lengths)
+    H = w[1].shape[1]
+    y = y[:, :, H:] if reverse else y
+    h_n = (hn[0] if mode == "lstm" else hn)[-1]
+    return y, h_n, (hn[1][-1] if mode == "lstm" else None)
+
+
+@pytest.mark.parametrize("mode", CELLS)
+@pytest.mark.parametrize("I,H", [(7, 9), (33, 17), (64, 48)])
+def test_one_step_is_the_reference_to_float32_sums(mode, I, H, each_isa):
+    # One step from h0: both sides round the same float32 inputs, so only the order of the float32
+    # sums differs (every product of two bfloat16 values is exact): a wrong rounding would show.
+    x, w, b, h0, c0 = _layer(mode, 1, 5, I, H, seed=I)
+    want, _, _ = _reference(mode, x.astype(np.float64).astype(np.float32), w, b, h0, c0)
+    for isa in each_isa:
+        _core.set_isa(isa)
+        y, _, _ = _kernel(mode, x, w, b, h0, c0)
+        assert np.abs(y - want).max() <= 2e-6 * max(1.0, np.abs(want).max()), isa
+
+
+@pytest.mark.parametrize("mode", CELLS)
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_sequence_matches_the_reference(mode, reverse, with_lengths, each_isa):
+    T, B, I, H = 12, 6, 20, 24
+    x, w, b, h0, c0 = _layer(mode, T, B, I, H, seed=3)
+    lengths = np.array([12, 1, 7, 12, 3, 9]) if with_lengths else None
+    want = _reference(mode, x, w, b, h0, c0, reverse, lengths)
+    for isa in each_isa:
+        _core.set_isa(isa)
+        got = _kernel(mode, x, w, b, h0, c0, reverse, lengths)
+        # States feed back: a state a float32 ulp apart can round to the other bfloat16 (2^-8
+        # apart) on one side, so allow a few such flips' worth.
+        for g, e in zip(got, want):
+            if e is not None:
+                assert np.abs(g - e).max() <= 2e-4, isa
+        if with_lengths:
+            for bi, L in enumerate(lengths):
+                assert not got[0][L:, bi].any()  # padded steps stay exactly zero
+
+
+@pytest.mark.parametrize("mode", CELLS)
+@pytest.mark.parametrize("shape", [(30, 1, 40, 40), (8, 33, 50, 70), (1, 3, 16, 130), (4, 64, 32, 256)])
+def test_same_bits_for_any_thread_count_and_width16_paths(mode, shape, each_isa):
+    x, w, b, h0, c0 = _layer(mode, *shape, seed=5)
+    runs = {}
+    for isa in each_isa:
+        _core.set_isa(isa)
+        one = _kernel(mode, x, w, b, h0, c0, threads=1)
+        for n in (2, 3):
+            for a, c in zip(one, _kernel(mode, x, w, b, h0, c0, threads=n)):
+                assert a is None or np.array_equal(a, c), (isa, n)
+        runs[isa] = one
+    # vdpbf16ps (avx512_bf16) and the pairs widened to float32 (avx512, and the test build's
+    # avx2_w16) sum the same exact products in the same order.
+    wide = [runs[i] for i in ("avx512_bf16", "avx512", "avx2_w16") if i in runs]
+    for other in wide[1:]:
+        for a, c in zip(wide[0], other):
+            assert a is None or np.array_equal(a, c)
+
+
+def test_weights_are_packed_again_when_they_change():
+    x, w, b, h0, c0 = _layer("lstm", 10, 4, 16, 32, seed=7)
+    ws = F.LayerWorkspace()
+    w16 = [to_bfloat16(w[0]), to_bfloat16(w[1])]
+    first = F.layer_forward("lstm", x, h0, c0, *w16, *b, training=False, workspace=ws)[0]
+    w16[1][3, 5] ^= 0x10  # an in-place edit of the cached weights
+    second = F.layer_forward("lstm", x, h0, c0, *w16, *b, training=False, workspace=ws)[0]
+    fresh = F.layer_forward("lstm", x, h0, c0, *w16, *b, training=False)[0]
+    assert not np.array_equal(first, second) and np.array_equal(second, fresh)
+
+
+def test_bfloat16_weights_are_for_float32_inference():
+    x, w, b, h0, c0 = _layer("gru", 3, 2, 4, 5, seed=0)
+    w16 = [to_bfloat16(w[0]), to_bfloat16(w[1])]
+    with pytest.raises(ValueError, match="inference"):
+        F.layer_forward("gru", x, h0, None, *w16, *b, training=True)
+    with pytest.raises(TypeError, match="float32 eval"):
+        F.layer_forward("gru", x.astype(np.float64), h0.astype(np.float64), None, *w16, *[v.astype(np.float64) for v in b],
+                        training=False)
+
+
+# ---- the modules ---------------------------------------------------------------------------
+
+def _relative_error(q, f):
+    return np.abs(q - f).max() / np.abs(f).max()
+
+
+@pytest.mark.parametrize("cls", [rnnfast.RNN, rnnfast.LSTM, rnnfast.GRU])
+@pytest.mark.parametrize("layers,bidirectional,batch_first", [(1, False, False), (3, True, True), (2, False, True)])
+def test_quantized_module_is_within_the_target_of_float32(cls, layers, bidirectional, batch_first):
+    m = cls(48, 64, num_layers=layers, bidirectional=bidirectional, batch_first=batch_first, seed=1).eval()
+    q = rnnfast.quantize(m, "bfloat16")
+    T, B = 60, 5
+    x = np.random.default_rng(2).standard_normal((B, T, 48) if batch_first else (T, B, 48)).astype(np.float32)
+    lengths = np.array([60, 17, 1, 44, 60])
+    yf, hf = m(x, lengths=lengths)
+    yq, hq = q(x, lengths=lengths)
+    assert yq.dtype == np.float32 and yq.shape == yf.shape
+    for a, e in zip([yq] + list(hq if cls is rnnfast.LSTM else [hq]), [yf] + list(hf if cls is rnnfast.LSTM else [hf])):
+        assert _relative_error(a, e) <= 1e-2  # measured 3e-3 to 8e-3 (RESULTS.md); a wrong path gives far more
+    pad = (lambda y, b, L: y[b, L:]) if batch_first else (lambda y, b, L: y[L:, b])
+    for bi, L in enumerate(lengths):
+        assert not pad(yq, bi, L).any()
+
+
+def test_quantize_leaves_the_original_and_is_inference_only(tmp_path):
+    m = rnnfast.LSTM(16, 24, num_layers=2, seed=3)
+    before = {k: v.copy() for k, v in m.state_dict().items()}
+    q = rnnfast.quantize(m, "bfloat16")
+    assert m.training and all(np.array_equal(before[k], v) for k, v in m.state_dict().items())
+    with pytest.raises(RuntimeError, match="inference-only"):
+        q.backward(np.zeros((3, 2, 24), np.float32))
+    with pytest.raises(RuntimeError, match="inference-only"):
+        q.train()
+    with pytest.raises(ValueError, match=r"\['int8', 'bfloat16'\]"):
+        rnnfast.quantize(m, "float16")
+    with pytest.raises(NotImplementedError, match="int8"):
+        rnnfast.quantize(m, "int8")
+    sd = q.state_dict()
+    assert sd["weight_hh_l1"].dtype == np.uint16 and sd["bias_hh_l1"].dtype == np.float32
+    x = np.random.default_rng(4).standard_normal((9, 2, 16)).astype(np.float32)
+    y0 = q(x)[0]
+    other = rnnfast.quantize(rnnfast.LSTM(16, 24, num_layers=2, seed=99), "bfloat16")
+    other.load_state_dict(sd)
+    assert np.array_equal(other(x)[0], y0)
+    with pytest.raises(TypeError, match="uint16"):
+        other.load_state_dict(m.state_dict())
+    path = tmp_path / "q.npz"
+    rnnfast.save(path, q)
+    third = rnnfast.quantize(rnnfast.LSTM(16, 24, num_layers=2, seed=7), "bfloat16")
+    rnnfast.load(path, third)
+    assert np.array_equal(third(x)[0], y0)
+
+
+def test_quantized_error_from_torch_weights_at_a_bench_shape():
+    torch = pytest.importorskip("torch")
+    # torch's default initialisation, N(0, 1) inputs, as the accuracy figures in RESULTS.md.
+    torch.manual_seed(0)
+    t = torch.nn.LSTM(256, 256, num_layers=2)
+    m = rnnfast.LSTM(256, 256, num_layers=2).eval()
+    m.load_state_dict({k: v.detach().numpy() for k, v in t.state_dict().items()})
+    x = np.random.default_rng(0).standard_normal((100, 4, 256)).astype(np.float32)
+    yf, (hf, cf) = m(x)
+    yq, (hq, cq) = rnnfast.quantize(m, "bfloat16")(x)
+    assert max(_relative_error(yq, yf), _relative_error(hq, hf), _relative_error(cq, cf)) <= 1e-2
