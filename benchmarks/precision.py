@@ -12,6 +12,7 @@ pauses (torch's idle threads spin for a while after a call and would steal the c
 the report gives medians over rounds, in ms, and the ratios.
 """
 import argparse
+import copy
 import statistics
 import time
 
@@ -62,7 +63,6 @@ def make(row):
     models["rnnfast f32"] = (lambda: m(x), 0.0)
     models["rnnfast bf16"] = (lambda: q(x), error(flat(*q(x)), ref))
     if torch is not None:
-        import copy
         xt = torch.from_numpy(x)
 
         def torch_call(model, dtype):
@@ -79,7 +79,12 @@ def make(row):
         models["torch f32"] = (torch_call(tm, torch.float32), error(torch_outputs(tm, torch.float32), ref))
         models["torch bf16"] = (torch_call(tb, torch.bfloat16), error(torch_outputs(tb, torch.bfloat16), ref))
         if cell in ("lstm", "gru"):
-            ti = torch.ao.quantization.quantize_dynamic(tm, {type(tm)}, dtype=torch.qint8)
+            # quantize_dynamic swaps a module's children, never the module itself: give it a parent.
+            import warnings
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # its deprecation notice, many lines long
+                parent = torch.nn.ModuleDict({"rnn": copy.deepcopy(tm)})
+                ti = torch.ao.quantization.quantize_dynamic(parent, {type(tm)}, dtype=torch.qint8)["rnn"]
             models["torch int8"] = (torch_call(ti, torch.float32), error(torch_outputs(ti, torch.float32), ref))
     return models
 

@@ -179,3 +179,8 @@ def test_zoneout_and_recurrent_dropout_rows_are_checked_before_timing():
     out = run("variants.py", "rnn,4,3,8,zoneout=0.3", "gru,3,2,8,recurrent_dropout=0.4", "--rounds", "1",
               "--budget", "0.01")
     assert "rnn,4,3,8,zoneout=0.3" in out and "gru,3,2,8,recurrent_dropout=0.4" in out
+
+
+def test_precision_checks_the_quantized_models_before_timing():
+    out = run("precision.py", "lstm,4,3,16", "gru,3,2,8", "--rounds", "1", "--budget", "0.01", "--pause", "0")
+    assert "rnnfast bf16" in out and "lstm,4,3,16" in out and "gru,3,2,8" in out
