@@ -217,3 +217,58 @@ def test_quantized_error_from_torch_weights_at_a_bench_shape():
     yf, (hf, cf) = m(x)
     yq, (hq, cq) = rnnfast.quantize(m, "bfloat16")(x)
     assert max(_relative_error(yq, yf), _relative_error(hq, hf), _relative_error(cq, cf)) <= 1e-2
+
+
+# ---- rnnfast.torch.quantize ----------------------------------------------------------------
+
+@pytest.mark.parametrize("cls", ["RNN", "LSTM", "GRU"])
+def test_torch_quantize_matches_the_numpy_quantized_module(cls):
+    torch = pytest.importorskip("torch")
+    import rnnfast.torch as rt
+    torch.manual_seed(0)
+    t = getattr(torch.nn, cls)(12, 20, num_layers=2, bidirectional=True, batch_first=True)
+    q = rt.quantize(t, "bfloat16")
+    assert isinstance(q, torch.nn.Module) and t.weight_ih_l0.dtype == torch.float32  # t left as it was
+    numpy_q = rnnfast.quantize(rt.from_torch(t).to_numpy(), "bfloat16")
+    x = torch.randn(5, 9, 12)
+    lengths = [9, 4, 1, 9, 6]
+    y, h = q(x, lengths=lengths)
+    want_y, want_h = numpy_q(x.numpy(), lengths=lengths)
+    assert np.array_equal(y.numpy(), want_y)
+    with torch.no_grad():
+        ref = t(x)[0]
+    assert _relative_error(q(x)[0].numpy(), ref.numpy()) <= 1e-2
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, torch.tensor(lengths), batch_first=True, enforce_sorted=False)
+    out, _ = q(packed)
+    unpacked, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=9)
+    assert np.array_equal(unpacked.numpy(), want_y)
+    single, _ = q(x[0])  # one unbatched sequence
+    assert np.array_equal(single.numpy(), q(x[:1])[0][0].numpy())
+
+
+def test_torch_quantize_state_dict_and_refusals():
+    torch = pytest.importorskip("torch")
+    import rnnfast.torch as rt
+    q = rt.quantize(rt.LSTM(8, 16), "bfloat16")
+    sd = q.state_dict()
+    assert sd["weight_hh_l0"].dtype == torch.bfloat16 and sd["bias_hh_l0"].dtype == torch.float32
+    float_module = rt.LSTM(8, 16)
+    q = rt.quantize(float_module, "bfloat16")
+    sd = q.state_dict()
+    bits = sd["weight_hh_l0"].view(torch.int16).numpy().view(np.uint16)  # bfloat16 of the float weights
+    want = rnnfast.quantized.to_bfloat16(float_module.weight_hh_l0.detach().numpy())
+    assert np.array_equal(bits, want)
+    other = rt.quantize(rt.LSTM(8, 16), "bfloat16")
+    other.load_state_dict(sd)
+    x = torch.randn(6, 3, 8)
+    assert torch.equal(other(x)[0], q(x)[0])
+    with pytest.raises(TypeError, match="bfloat16"):
+        other.load_state_dict(rt.LSTM(8, 16).state_dict())
+    with pytest.raises(RuntimeError, match="inference-only"):
+        q(x.requires_grad_())
+    with pytest.raises(ValueError, match="bfloat16"):
+        rt.quantize(rt.GRU(8, 16), "fp8")
+    import pickle
+    again = pickle.loads(pickle.dumps(q))
+    x = torch.randn(6, 3, 8)
+    assert torch.equal(again(x)[0], q(x)[0])

@@ -67,6 +67,7 @@ void amx_block(Index m0, Index m1, Mat<Bf16Pair> A, Index k0, const Panels& P, I
             }
         }
     }
+    _tile_release();  // back to the initial state: no tile data for the OS to save at a switch
 }
 
 }  // namespace RNNFAST_ISA_NS

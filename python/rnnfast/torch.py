@@ -36,7 +36,7 @@ from ._registry import CELLS, REGULARISERS, CellKind, parameter_shapes
 from ._stack import LayerMasks, Stack
 from ._torch_ops import layer_inference, numpy_view as _np, register, run_inference, run_layer as _run_layer
 
-__all__ = ["RNN", "LSTM", "GRU", "RNNBase", "from_torch", "from_numpy"]
+__all__ = ["RNN", "LSTM", "GRU", "RNNBase", "from_torch", "from_numpy", "quantize"]
 
 _DTYPES = (torch.float32, torch.float64)
 
@@ -488,3 +488,19 @@ def from_numpy(module):
     dtype = torch.float64 if module.dtype == np.float64 else torch.float32
     state = {k: torch.from_numpy(v) for k, v in module.state_dict().items()}
     return _build(type(module).__name__, module.input_size, module.hidden_size, dtype, kw, state, module.training)
+
+
+def quantize(module, dtype):
+    """torch.nn.RNN / LSTM / GRU or an rnnfast.torch module -> an inference-only torch.nn.Module with
+    its weights in reduced precision (`dtype`: "bfloat16"; "int8" is not built yet), as
+    rnnfast.quantize does for the NumPy modules. `module` is left as it was."""
+    from ._torch_quantized import Quantized
+    from .quantized import quantize as quantize_numpy
+    if isinstance(module, (torch.nn.RNN, torch.nn.LSTM, torch.nn.GRU)):
+        module = from_torch(module)
+    if not isinstance(module, RNNBase):
+        raise TypeError(f"quantize: expected torch.nn.RNN, LSTM or GRU or an rnnfast.torch module, "
+                        f"got {type(module).__name__}")
+    if module.weight_ih_l0.dtype != torch.float32:
+        raise TypeError(f"quantize: expected a float32 module, got {module.weight_ih_l0.dtype}")
+    return Quantized(quantize_numpy(module.to_numpy(), dtype))
