@@ -272,3 +272,39 @@ def test_torch_quantize_state_dict_and_refusals():
     again = pickle.loads(pickle.dumps(q))
     x = torch.randn(6, 3, 8)
     assert torch.equal(again(x)[0], q(x)[0])
+
+
+@pytest.mark.parametrize("merge", ["concat", "sum", "mul"])
+def test_quantized_birnn(merge):
+    b = rnnfast.BiRNN("gru", 10, 16, num_layers=2, merge=merge, seed=2).eval()
+    q = rnnfast.quantize(b, "bfloat16")
+    x = np.random.default_rng(5).standard_normal((7, 3, 10)).astype(np.float32)
+    lengths = [7, 2, 5]
+    (yq, hq), (yf, hf) = q(x, lengths=lengths), b(x, lengths=lengths)
+    assert yq.shape == yf.shape and _relative_error(yq, yf) <= 1e-2 and _relative_error(hq, hf) <= 1e-2
+    assert not yq[5:, 1].any()  # padded steps stay zero whatever the merge
+    with pytest.raises(RuntimeError, match="inference-only"):
+        q.backward(np.ones_like(yq))
+
+
+@pytest.mark.parametrize("cls", [rnnfast.RNNCell, rnnfast.LSTMCell, rnnfast.GRUCell])
+def test_quantized_cells_step_by_step(cls):
+    cell = cls(12, 40, seed=3).eval()
+    q = rnnfast.quantize(cell, "bfloat16")
+    rng = np.random.default_rng(6)
+    state_f = state_q = None
+    for _ in range(6):
+        x = rng.standard_normal((4, 12)).astype(np.float32)
+        state_f, state_q = cell(x, state_f), q(x, state_q)
+    for a, e in zip(state_q if isinstance(state_q, tuple) else [state_q],
+                    state_f if isinstance(state_f, tuple) else [state_f]):
+        assert a.dtype == np.float32 and _relative_error(a, e) <= 1e-2
+    # A step is one layer call at T = 1: the same bits as that layer in functional form.
+    x = rng.standard_normal((4, 12)).astype(np.float32)
+    p = q.state_dict()
+    h0 = rng.standard_normal((4, 40)).astype(np.float32)
+    c0 = rng.standard_normal((4, 40)).astype(np.float32) if cls is rnnfast.LSTMCell else None
+    got = q(x, (h0, c0) if c0 is not None else h0)
+    want = F.layer_forward(cell.mode, x[None], h0, c0, p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"],
+                           training=False)
+    assert np.array_equal(got[0] if c0 is not None else got, want[1])

@@ -14,6 +14,8 @@ import copy
 
 import numpy as np
 
+from .birnn import BiRNN
+from .cells import _Cell
 from .module import Module
 from .modules import RNNBase
 
@@ -38,40 +40,48 @@ def _is_weight(name) -> bool:
 
 
 class Quantized(Module):
-    """An inference-only copy of an RNN, LSTM or GRU with reduced-precision weights.
+    """An inference-only copy of an RNN, LSTM, GRU, BiRNN or single-step cell with reduced-precision
+    weights.
 
-    forward(x, hx=None, lengths=None) takes float32 input and returns what the original's eval
-    forward returns, in float32. `state_dict()` holds the weights as uint16 bit patterns and the
-    biases in float32; `load_state_dict` takes only such a dict (float weights are refused: quantize
-    the float module instead)."""
+    forward takes what the original's forward takes (float32) and returns what its eval forward
+    returns, in float32. `state_dict()` holds the weights as uint16 bit patterns and the biases in
+    float32; `load_state_dict` takes only such a dict (float weights are refused: quantize the float
+    module instead)."""
 
-    def __init__(self, module: RNNBase, dtype: str):
+    def __init__(self, module, dtype: str):
         super().__init__()
         self.precision = dtype
         self.dtype = np.dtype(np.float32)
         inner = copy.deepcopy(module)
         inner.eval()
-        inner._saved = None
-        inner.grads = {}
-        for name, p in inner._params.items():
-            inner._params[name] = to_bfloat16(p) if _is_weight(name) else np.ascontiguousarray(p, np.float32)
-        inner.dtype = np.dtype(np.float32)
+        core = inner.rnn if isinstance(inner, BiRNN) else inner  # the module holding the parameters
+        core._saved = None
+        core.grads = {}
+        params = core.parameters()
+        for name, p in params.items():
+            params[name] = to_bfloat16(p) if _is_weight(name) else np.ascontiguousarray(p, np.float32)
+        core.dtype = np.dtype(np.float32)
         self._module = inner
-        self._params = inner._params
+        self._params = params
         self.training = False
         for attr in ("mode", "input_size", "hidden_size", "num_layers", "bidirectional", "batch_first", "bias"):
-            setattr(self, attr, getattr(inner, attr))
+            if hasattr(core, attr):
+                setattr(self, attr, getattr(core, attr))
 
     def __repr__(self):
-        m = self._module
-        return (f"Quantized({type(m).__name__}({m.input_size}, {m.hidden_size}, num_layers={m.num_layers}, "
-                f"bidirectional={m.bidirectional}), {self.precision!r})")
+        return f"Quantized({self._module!r}, {self.precision!r})"
 
-    def forward(self, x, hx=None, lengths=None):
-        """As the original module's eval forward: y, h_n (LSTM: y, (h_n, c_n)), all float32."""
-        return self._module.forward(x, hx, lengths)
+    def forward(self, *args, **kwargs):
+        """As the original module's eval forward (RNN, LSTM, GRU, BiRNN: x, hx=None, lengths=None;
+        a cell: x, state=None), all float32. A cell keeps no steps for backward."""
+        return self._module.forward(*args, **kwargs)
 
     __call__ = forward
+
+    def reset(self):
+        """A cell's reset (a no-op otherwise: an inference-only cell records no steps)."""
+        if hasattr(self._module, "reset"):
+            self._module.reset()
 
     def train(self, mode: bool = True):
         if mode:
@@ -94,13 +104,16 @@ class Quantized(Module):
 
 def quantize(module, dtype: str):
     """A new inference-only module with `module`'s weights in reduced precision (`dtype`: "bfloat16";
-    "int8" is not built yet). `module` (rnnfast.RNN, LSTM or GRU) is left as it was."""
+    "int8" is not built yet). `module` (rnnfast.RNN, LSTM, GRU, BiRNN, RNNCell, LSTMCell or GRUCell,
+    float32) is left as it was."""
     if dtype not in PRECISIONS:
         raise ValueError(f"quantize: dtype must be one of {list(PRECISIONS)}, got {dtype!r}")
     if dtype == "int8":
         raise NotImplementedError("quantize: int8 is not built yet; use 'bfloat16'")
-    if not isinstance(module, RNNBase):
-        raise TypeError(f"quantize: expected an rnnfast.RNN, LSTM or GRU, got {type(module).__name__}")
-    if module.dtype != np.float32:
-        raise TypeError(f"quantize: expected a float32 module, got {module.dtype}")
+    if not isinstance(module, (RNNBase, BiRNN, _Cell)):
+        raise TypeError(f"quantize: expected an rnnfast.RNN, LSTM, GRU, BiRNN or a single-step cell, got "
+                        f"{type(module).__name__}")
+    dtype_of = module.rnn.dtype if isinstance(module, BiRNN) else module.dtype
+    if dtype_of != np.float32:
+        raise TypeError(f"quantize: expected a float32 module, got {dtype_of}")
     return Quantized(module, dtype)
