@@ -61,6 +61,9 @@ def parse_args(argv=None):
     p.add_argument("--prompt", help='start of the generated text (default: "The " when the text has those '
                    "characters, else one random character)")
     p.add_argument("--length", type=int, default=300, help="characters to generate (default: %(default)s)")
+    p.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
+                   help="weights of the model that writes the samples (bfloat16: rnnfast.quantize; after training "
+                        "its validation loss is printed beside float32's; default: %(default)s)")
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue from a checkpoint written by this program")
     p.add_argument("--sample-only", action="store_true",
                    help="only generate text from --resume CHECKPOINT, or from the checkpoint in --out")
@@ -127,10 +130,12 @@ class CharModel:
         return {"vocab": self.vocab, "cell": self.cell, "hidden": self.rnn.hidden_size,
                 "layers": self.rnn.num_layers, "epochs_done": epochs_done}
 
-    def stream_loss(self, x, y):
-        """Mean cross-entropy (nats per character) of an eval-mode pass over one-hot streams x, targets y."""
+    def stream_loss(self, x, y, precision="float32"):
+        """Mean cross-entropy (nats per character) of an eval-mode pass over one-hot streams x, targets y,
+        with the recurrent weights in `precision`."""
         self.rnn.eval(), self.head.eval()
-        logits = self.head(self.rnn(x)[0])
+        rnn = self.rnn if precision == "float32" else rnnfast.quantize(self.rnn, precision)
+        logits = self.head(rnn(x)[0])
         self.rnn.train(), self.head.train()
         return rnnfast.cross_entropy(logits, y)[0]
 
@@ -144,8 +149,9 @@ class CharModel:
             return prompt
         return "The " if set("The ") <= set(self.index) else ""
 
-    def sample(self, prompt, length, temperature, rng):
-        """prompt + `length` generated characters, one step at a time through single-step cells."""
+    def sample(self, prompt, length, temperature, rng, precision="float32"):
+        """prompt + `length` generated characters, one step at a time through single-step cells (with
+        their weights in `precision`)."""
         rnn, H = self.rnn, self.rnn.hidden_size
         state = rnn.state_dict()
         kwargs = {"nonlinearity": rnn.nonlinearity} if self.cell == "rnn" else {}
@@ -154,7 +160,7 @@ class CharModel:
         for layer in range(rnn.num_layers):
             cell = CELLS[self.cell][1](rnn.input_size if layer == 0 else H, H, **kwargs).eval()
             cell.load_state_dict({k: state[f"{k}_l{layer}"] for k in cell.state_dict()})
-            cells.append(cell)
+            cells.append(cell if precision == "float32" else rnnfast.quantize(cell, precision))
         head = self.head.train(False)
         states = [None] * len(cells)
         out, V = [], len(self.vocab)
@@ -383,7 +389,12 @@ def train(model, opt, data, args, epochs_done, resumed):
     chars = int(np.sum(chunk_chars))
     print(f"\ntrained {chars:,} characters in {seconds:.1f} s ({chars / max(seconds, 1e-9):,.0f} chars/s); "
           f"validation loss {first_val:.3f} -> {val_points[-1][1]:.3f} nats/char")
-    show("sample after training", model.sample(args.prompt, args.length, args.temperature, rng), args.temperature)
+    if args.precision != "float32":
+        quantized = model.stream_loss(x_val, y_val, args.precision)
+        print(f"validation loss with {args.precision} weights {quantized:.3f} nats/char "
+              f"({(quantized / val_points[-1][1] - 1) * 100:+.2f}% against float32's)")
+    show("sample after training" + ("" if args.precision == "float32" else f" ({args.precision})"),
+         model.sample(args.prompt, args.length, args.temperature, rng, args.precision), args.temperature)
     return history, val_points, completed
 
 
@@ -401,8 +412,9 @@ def main(argv=None) -> int:
         if args.sample_only:
             rnnfast.load(resume, *model.modules)
             args.prompt = model.check_prompt(args.prompt)
-            show("sample", model.sample(args.prompt, args.length, args.temperature, np.random.default_rng(args.seed)),
-                 args.temperature)
+            show("sample" + ("" if args.precision == "float32" else f" ({args.precision})"),
+                 model.sample(args.prompt, args.length, args.temperature, np.random.default_rng(args.seed),
+                              args.precision), args.temperature)
             return 0
         text, source = read_text(args)
         check_text(text, source, args)
