@@ -5,9 +5,10 @@
 // (k = 2j and 2j + 1 in one 32-bit word, the even one in the low half), as AVX512-BF16's vdpbf16ps
 // does: a packed panel's row j holds, per output column, the pair of weights for k = 2j, 2j + 1,
 // and an activation row is a row of pairs. A product of two bfloat16 values is exact in float32,
-// so every path sums the same exact terms in the same order, the odd one first (vdpbf16ps's order),
-// and gives the same bits: the instruction where the CPU has it (the avx512_bf16 build), else the
-// pair widened to float32 as it is loaded (half the weight bytes of float32 all the same).
+// so both ways here sum the same exact terms in the same order, the odd one first (vdpbf16ps's
+// order), and give the same bits: the instruction where the CPU has it (the avx512_bf16 build),
+// else the pair widened to float32 as it is loaded (half the weight bytes of float32 all the same).
+// AMX tiles (amx.h) sum differently.
 #pragma once
 #include <cstring>
 

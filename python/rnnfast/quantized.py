@@ -3,8 +3,9 @@
 bfloat16: each weight matrix is rounded to bfloat16 (to nearest even) and kept as its 16-bit
 patterns (uint16 arrays: the upper half of the float32's bits); each matrix product rounds its
 activations (x_t, h_{t-1}) to bfloat16 and sums the exact products in float32; biases, gate math
-and the states stay float32 (layer.h, `Precision`). Half the weight bytes, and on every path the
-same bits (`rnnfast.reference.bfloat16_stack_forward` is the plain statement of it).
+and the states stay float32 (layer.h, `Precision`). Half the weight bytes; the same bits for any
+thread count; every kernel path within float32 rounding of `rnnfast.reference.bfloat16_stack_forward`,
+the plain statement of it (docs/precision.md says which paths share their bits).
 
 int8 is named in the API and not built yet: asking for it raises NotImplementedError.
 """
