@@ -309,3 +309,11 @@ def test_quantized_cells_step_by_step(cls):
     want = F.layer_forward(cell.mode, x[None], h0, c0, p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"],
                            training=False)
     assert np.array_equal(got[0] if c0 is not None else got, want[1])
+
+
+def test_onnx_export_refuses_a_quantized_module_and_says_why():
+    pytest.importorskip("onnx")
+    import rnnfast.onnx
+    q = rnnfast.quantize(rnnfast.GRU(4, 8), "bfloat16")
+    with pytest.raises(TypeError, match="bfloat16 module.*float weights"):
+        rnnfast.onnx.export(q, "unused.onnx", np.zeros((3, 2, 4), np.float32))

@@ -45,6 +45,11 @@ def _numpy_module(model):
         return model
     if type(model).__module__ == "rnnfast.torch" and hasattr(model, "to_numpy"):
         return model.to_numpy()
+    precision = getattr(model, "precision", None)
+    if precision is not None:  # rnnfast.quantize's, or rnnfast.torch.quantize's
+        raise TypeError(f"export: a {precision} module (rnnfast.quantize) is not exported: ONNX's RNN, LSTM and "
+                        f"GRU operators take float weights, and rnnfast's {precision} products (activations "
+                        f"rounded too) have no ONNX operator; export the float module")
     raise TypeError(f"export: expected rnnfast.RNN, LSTM or GRU (or an rnnfast.torch one), "
                     f"got {type(model).__name__}")
 
