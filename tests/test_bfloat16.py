@@ -269,6 +269,8 @@ def test_torch_quantize_state_dict_and_refusals():
         q(x.requires_grad_())
     with pytest.raises(ValueError, match="bfloat16"):
         rt.quantize(rt.GRU(8, 16), "fp8")
+    with pytest.raises(TypeError, match="must stay a CPU torch.bfloat16"):
+        rt.quantize(rt.LSTM(8, 16), "bfloat16").float()  # would turn the weights into float32 copies
     import pickle
     again = pickle.loads(pickle.dumps(q))
     x = torch.randn(6, 3, 8)

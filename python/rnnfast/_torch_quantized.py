@@ -44,7 +44,20 @@ class Quantized(torch.nn.Module):
 
     def __setstate__(self, state):  # a pickled copy: its NumPy module must read its own buffers
         super().__setstate__(state)
+        self._relink()
+
+    def _apply(self, fn, recurse=True):  # .to(), .float(), .cuda(), ...: the buffers may be new tensors
+        out = super()._apply(fn, recurse)
+        self._relink()
+        return out
+
+    def _relink(self):
+        """Points the NumPy module at the buffers; refuses buffers of another dtype or device."""
         for name, buf in self._buffers.items():
+            want = torch.bfloat16 if name.startswith("weight_") else torch.float32
+            if buf.dtype != want or buf.device.type != "cpu":
+                raise TypeError(f"rnnfast.torch: a {self.precision} module's {name} must stay a CPU {want} tensor, "
+                                f"now {buf.dtype} on {buf.device} (quantize the float module again instead)")
             self._numpy.parameters()[name] = _array_of(buf)
 
     def forward(self, input, hx=None, lengths=None):
