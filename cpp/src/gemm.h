@@ -47,9 +47,10 @@ namespace RNNFAST_ISA_NS {
 // C rows [0, MR) x one panel over kc values of k. cols/valid give each vector's place in C.
 // KS > 1 splits k into KS interleaved partial sums (added in a fixed order at the end), so that
 // a kernel with few rows still has enough independent FMA chains to hide the FMA latency.
-// VA, VB: the operands' types, T, or with bfloat16 weights (bfloat16.h) ActivationPair and Bf16Pair:
-// then kc counts pairs, and each multiply-add takes a pair. Always inlined: with gemm_block's many instances GCC otherwise calls
-// some out of line, and a step at B = 1 is one short call per panel.
+// VA, VB: the operands' types, T, or with bfloat16 weights (bfloat16.h) ActivationPair and
+// Bf16Pair: then kc counts pairs, and each multiply-add takes a pair. Always inlined: with
+// gemm_block's many instances GCC otherwise calls some out of line, and a step at B = 1 is one
+// short call per panel.
 template <class T> inline vec<T> load_operand(const T* b) { return load(b); }
 template <class T> inline vec<T> operand_splat(T a) { return splat(a); }
 template <class Vec> inline Vec madd(Vec acc, Vec b, Vec a) { return acc + a * b; }
@@ -89,7 +90,7 @@ __attribute__((always_inline)) inline void micro(Index kc, const VA* a, Index rs
 }
 
 // Rows [m0, m1) of C against panels [p0, p1) of one packed K block (A: T, or with bfloat16 panels
-// activation pairs). Rows go in blocks of MC so
+// activation pairs; on AMX, amx_block does it all). Rows go in blocks of MC so
 // that a block of A (MC x kc) stays in L2 while every panel passes over it; a panel (kc x NV*W)
 // stays in L1 while the block's rows pass over it. Panels packed as they are used
 // (Panels::kPacksOnUse) go over all rows in one block instead: in blocks, each block would pack
@@ -125,7 +126,8 @@ void gemm_block(Index m0, Index m1, Mat<typename Panels::Activation> A, Index k0
     using V = typename Panels::Value;
     using VA = typename Panels::Activation;
 #ifdef RNNFAST_AMX
-    if constexpr (std::is_same_v<V, Bf16Pair>) return amx_block<T, NV>(m0, m1, A, k0, P, kb, cols, p0, p1, C, ldc, init, bias);
+    if constexpr (std::is_same_v<V, Bf16Pair>)
+        return amx_block<T, NV>(m0, m1, A, k0, P, kb, cols, p0, p1, C, ldc, init, bias);
 #endif
     const Index MC = Panels::kPacksOnUse ? m1 - m0 : gemm_mc<T, MR>();
     assert(!Panels::kPacksOnUse || !apack);
