@@ -39,10 +39,10 @@ template <class T> struct View {
     Index ld = 0;
 };
 
-// T: float, double, or std::uint16_t (bfloat16 weights as bit patterns).
+// T: float, double, std::uint16_t (bfloat16 weights as bit patterns) or std::int8_t (int8 weights).
 template <class T>
 View<T> view(const py::array& a, const char* name, std::vector<Index> shape, bool writable) {
-    const char kind = std::is_floating_point_v<T> ? 'f' : 'u';
+    const char kind = std::is_floating_point_v<T> ? 'f' : std::is_signed_v<T> ? 'i' : 'u';
     if (!py::isinstance<py::array_t<T>>(a) || a.dtype().kind() != kind || a.itemsize() != sizeof(T))
         throw py::type_error(std::string(name) + ": expected dtype " + std::string(py::str(py::dtype::of<T>())) +
                              ", got " + std::string(py::str(a.dtype())));

@@ -22,41 +22,62 @@ constexpr std::pair<const char*, rnnfast::CellKind> kCells[] = {{"rnn_tanh", rnn
                                                               {"gru", rnnfast::CellKind::gru}};
 
 rnnfast::LayerShape make_shape(int cell, Index T, Index B, Index I, Index H, bool reverse,
-                               bool recurrent_dropout = false, bool bf16 = false) {
+                               bool recurrent_dropout = false,
+                               rnnfast::Precision precision = rnnfast::Precision::full) {
     bool known = false;
     for (const auto& c : kCells) known = known || int(c.second) == cell;
     if (!known) throw py::value_error("cell: not a cell code the kernels know, got " + std::to_string(cell));
     if (T < 1 || B < 1 || I < 1 || H < 1) throw py::value_error("sizes must be positive");
-    return {rnnfast::CellKind(cell), T, B, I, H, reverse, recurrent_dropout,
-            bf16 ? rnnfast::Precision::bfloat16 : rnnfast::Precision::full};
+    return {rnnfast::CellKind(cell), T, B, I, H, reverse, recurrent_dropout, precision};
 }
 
-// Weights of dtype uint16 are bfloat16 bit patterns (rnnfast.quantize): a float32 eval forward.
-bool bf16_weights(const py::array& w) { return w.dtype().is(py::dtype::of<std::uint16_t>()); }
+// Weights of dtype uint16 are bfloat16 bit patterns, of dtype int8 int8 weights (rnnfast.quantize):
+// a float32 eval forward.
+rnnfast::Precision weights_precision(const py::array& w) {
+    if (w.dtype().is(py::dtype::of<std::uint16_t>())) return rnnfast::Precision::bfloat16;
+    if (w.dtype().is(py::dtype::of<std::int8_t>())) return rnnfast::Precision::int8;
+    return rnnfast::Precision::full;
+}
+const char* precision_name(rnnfast::Precision p) {
+    return p == rnnfast::Precision::bfloat16 ? "bfloat16 weights (uint16)" : "int8 weights";
+}
 
 // The layer's sizes from x (T, B, I) and w_hh (G*H, H); recurrent dropout if a mask is given;
-// bfloat16 precision with uint16 weights.
+// the precision from w_hh's dtype.
 rnnfast::LayerShape layer_shape(int cell, const py::array& x, const py::array& w_hh, bool reverse,
                                 const OptionalArray& recurrent_mask) {
     if (x.ndim() != 3) throw py::value_error("x: expected 3 dimensions (T, B, I), got " + shape_str(x));
     if (w_hh.ndim() != 2) throw py::value_error("w_hh: expected 2 dimensions, got " + shape_str(w_hh));
     return make_shape(cell, x.shape(0), x.shape(1), x.shape(2), w_hh.shape(1), reverse, recurrent_mask.has_value(),
-                      bf16_weights(w_hh));
+                      weights_precision(w_hh));
 }
 
-// The weights: of T, or a float forward's bfloat16 bit patterns.
-template <class T, class Call> void view_weights(Call& a, const py::array& w_ih, const py::array& w_hh) {
+// The weights: of T, or a float forward's bfloat16 bit patterns, or its int8 weights and their rows'
+// scales (float32, one per row).
+template <class T, class Call>
+void view_weights(Call& a, const py::array& w_ih, const py::array& w_hh, const OptionalArray& w_ih_scale,
+                  const OptionalArray& w_hh_scale) {
     const rnnfast::LayerShape& s = a.s;
     const Index GH = rnnfast::gate_count(s.cell) * s.H;
-    if constexpr (std::is_same_v<Call, rnnfast::LayerForward<float>>)
+    if constexpr (std::is_same_v<Call, rnnfast::LayerForward<float>>) {
         if (s.precision == rnnfast::Precision::bfloat16) {
             a.w_ih_bf16 = dense<std::uint16_t>(w_ih, "w_ih", {GH, s.I}, false);
             a.w_hh_bf16 = dense<std::uint16_t>(w_hh, "w_hh", {GH, s.H}, false);
             return;
         }
-    if (s.precision == rnnfast::Precision::bfloat16)
-        throw py::type_error("w_hh: bfloat16 weights (uint16) run float32 eval forwards only, not a backward "
-                             "or float64");
+        if (s.precision == rnnfast::Precision::int8) {
+            if (!w_ih_scale || !w_hh_scale)
+                throw py::value_error("w_ih_scale, w_hh_scale: int8 weights need their rows' scales (float32)");
+            a.w_ih_i8 = dense<std::int8_t>(w_ih, "w_ih", {GH, s.I}, false);
+            a.w_hh_i8 = dense<std::int8_t>(w_hh, "w_hh", {GH, s.H}, false);
+            a.w_ih_scale = dense<float>(*w_ih_scale, "w_ih_scale", {GH}, false);
+            a.w_hh_scale = dense<float>(*w_hh_scale, "w_hh_scale", {GH}, false);
+            return;
+        }
+    }
+    if (s.precision != rnnfast::Precision::full)
+        throw py::type_error(std::string("w_hh: ") + precision_name(s.precision) +
+                             " run float32 eval forwards only, not a backward or float64");
     a.w_ih = dense<T>(w_ih, "w_ih", {GH, s.I}, false);
     a.w_hh = dense<T>(w_hh, "w_hh", {GH, s.H}, false);
 }
@@ -68,11 +89,12 @@ bool is_lstm(const rnnfast::LayerShape& s) { return s.cell == rnnfast::CellKind:
 template <class T, class Call>
 void view_layer_inputs(Call& a, const py::array& x, const py::array& w_ih, const py::array& w_hh,
                        const OptionalArray& lengths, const OptionalArray& zoneout, double zoneout_p,
-                       std::optional<std::uint64_t> zoneout_seed, const OptionalArray& recurrent_mask) {
+                       std::optional<std::uint64_t> zoneout_seed, const OptionalArray& recurrent_mask,
+                       const OptionalArray& w_ih_scale = std::nullopt, const OptionalArray& w_hh_scale = std::nullopt) {
     const rnnfast::LayerShape& s = a.s;
     const View<T> xv = view<T>(x, "x", {s.T, s.B, s.I}, false);
     a.x = xv.p, a.ldx = xv.ld;
-    view_weights<T>(a, w_ih, w_hh);
+    view_weights<T>(a, w_ih, w_hh, w_ih_scale, w_hh_scale);
     a.lengths = lengths_ptr(lengths, s.T, s.B);
     a.zoneout = optional_in<T>(zoneout, "zoneout", {s.T, s.B, s.H});
     a.zoneout_p = T(zoneout_p);
@@ -88,16 +110,18 @@ py::tuple layer_forward(int cell, py::array x, py::array w_ih, py::array w_hh, O
                         OptionalArray h0, OptionalArray c0, py::array y, bool reverse, OptionalArray lengths,
                         bool training, OptionalArray saved_buf, LayerWorkspace* workspace, int threads,
                         OptionalArray zoneout, double zoneout_p, std::optional<std::uint64_t> zoneout_seed,
-                        OptionalArray recurrent_mask) {
+                        OptionalArray recurrent_mask, OptionalArray w_ih_scale, OptionalArray w_hh_scale) {
     const rnnfast::LayerShape s = layer_shape(cell, x, w_hh, reverse, recurrent_mask);
-    if (s.precision == rnnfast::Precision::bfloat16 && training)
-        throw py::value_error("training: bfloat16 weights (uint16) are for inference; run with training=False");
+    if (s.precision != rnnfast::Precision::full && training)
+        throw py::value_error(std::string("training: ") + precision_name(s.precision) +
+                              " are for inference; run with training=False");
     return by_dtype(x, [&](auto tag) -> py::tuple {
         using T = decltype(tag);
         const Index GH = gates_times(s, s.H);
         rnnfast::LayerForward<T> a{};
         a.s = s;
-        view_layer_inputs<T>(a, x, w_ih, w_hh, lengths, zoneout, zoneout_p, zoneout_seed, recurrent_mask);
+        view_layer_inputs<T>(a, x, w_ih, w_hh, lengths, zoneout, zoneout_p, zoneout_seed, recurrent_mask, w_ih_scale,
+                             w_hh_scale);
         a.h0 = optional_in<T>(h0, "h0", {s.B, s.H});
         a.c0 = is_lstm(s) ? optional_in<T>(c0, "c0", {s.B, s.H}) : nullptr;
         a.b_ih = optional_in<T>(b_ih, "b_ih", {GH});
@@ -189,9 +213,12 @@ void bind_layers(py::module_& m) {
           py::arg("reverse"), py::arg("lengths"), py::arg("training"), py::arg("saved") = py::none(),
           py::arg("workspace") = py::none(), py::arg("threads") = 0, py::arg("zoneout") = py::none(),
           py::arg("zoneout_p") = 0.0, py::arg("zoneout_seed") = py::none(), py::arg("recurrent_mask") = py::none(),
+          py::arg("w_ih_scale") = py::none(), py::arg("w_hh_scale") = py::none(),
           "One layer, one direction: writes y (T, B, H) in place (a view, e.g. a direction's half of a wider "
           "output) and returns (h_n, c_n or None, saved or None). `saved`, an array of saved_size values, is "
-          "reused as the training workspace when it fits; `workspace` keeps caches and scratch between calls.");
+          "reused as the training workspace when it fits; `workspace` keeps caches and scratch between calls. "
+          "Weights of dtype uint16 (bfloat16 bits) or int8 (with w_ih_scale, w_hh_scale: float32, one per row) "
+          "run a float32 eval forward at that precision.");
     m.def("layer_backward", &layer_backward, py::arg("cell"), py::arg("x"), py::arg("w_ih"), py::arg("w_hh"),
           py::arg("saved"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("dx"), py::arg("dw_ih"),
           py::arg("dw_hh"), py::arg("db_ih"), py::arg("db_hh"), py::kw_only(), py::arg("reverse"),

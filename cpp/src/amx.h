@@ -1,6 +1,7 @@
-// The bfloat16 products on AMX tiles (the avx512_amx build: Intel's Advanced Matrix Extensions,
-// from Sapphire Rapids on), in place of the micro-kernel: C (16 rows x 16 columns, float32) +=
-// A (16 rows x 16 pairs) . B (16 pairs x 16 columns), one instruction.
+// The bfloat16 and int8 products on AMX tiles (the avx512_amx build: Intel's Advanced Matrix
+// Extensions, from Sapphire Rapids on), in place of the micro-kernel: C (16 rows x 16 columns,
+// float32) += A (16 rows x 16 pairs) . B (16 pairs x 16 columns), one instruction; with int8, C
+// in int32 and quads for pairs (int8.h: unsigned activations, and the panels' column sums).
 //
 // The operands are the micro-kernel's own: a panel vector's rows of pairs are a B tile at a stride
 // of the panel's row (NV vectors), and the activation pairs' rows an A tile at their row stride.
@@ -9,10 +10,12 @@
 // give garbage C rows, which are never stored). A tile sums each pair before it adds it to the
 // accumulator (measured: 2^24 + 1 + 1 gives 2^24 + 2), so these products are not the bits of the
 // other paths: they are the reference's sums to float32 rounding, and the same bits for any thread
-// count (each C row is its A row's alone, k in a fixed order).
+// count (each C row is its A row's alone, k in a fixed order). Integer sums are exact: the int8
+// products are the other paths' bits.
 #pragma once
 #ifdef RNNFAST_AMX
 #include <immintrin.h>
+#include <type_traits>
 
 namespace rnnfast {
 namespace RNNFAST_ISA_NS {
@@ -30,26 +33,36 @@ inline void configure_tiles() {
     _tile_loadconfig(&cfg);
 }
 
-// gemm_block's work on AMX: rows [m0, m1) x panels [p0, p1) of K-block kb, pairs k0.. of A.
-template <class T, int NV, class Cols, class Panels>
-void amx_block(Index m0, Index m1, Mat<Bf16Pair> A, Index k0, const Panels& P, Index kb, Cols cols, Index p0,
-               Index p1, T* C, Index ldc, Init init, const T* bias) {
+// gemm_block's work on AMX: rows [m0, m1) x panels [p0, p1) of K-block kb, pairs (quads) k0.. of A.
+template <class T, int NV, class Cols, class Panels, class VA>
+void amx_block(Index m0, Index m1, Mat<VA> A, Index k0, const Panels& P, Index kb, Cols cols, Index p0, Index p1,
+               T* C, Index ldc, Init init, const T* bias) {
     static_assert(NV == 2 && simd<T>::W == 16 && sizeof(T) == 4, "a panel is two tiles of 16 float columns");
+    using V = typename Panels::Value;
+    constexpr bool kInt8 = std::is_same_v<V, Int8Quad>;
+    static_assert(sizeof(VA) == 4 && sizeof(V) == 4, "a tile row is 16 words of operands");
     const Index kc = P.kc(kb), nvec = cols.nvec();
     configure_tiles();
-    alignas(64) float out[16 * 16];
+    alignas(64) std::conditional_t<kInt8, std::int32_t, float> out[16 * 16];
     for (Index p = p0; p < p1; ++p) {
-        const Bf16Pair* b = P.block(kb, p);
+        const V* b = P.block(kb, p);
         for (Index m = m0; m < m1; m += 16) {
-            const Bf16Pair* a = A.p + m * A.rs + k0;
+            const VA* a = A.p + m * A.rs + k0;
             _tile_zero(0);
             _tile_zero(1);
             for (Index j = 0; j < kc; j += 16) {
-                _tile_loadd(2, a + j, A.rs * sizeof(Bf16Pair));
+                _tile_loadd(2, a + j, A.rs * sizeof(VA));
                 _tile_loadd(3, b + (j * NV) * 16, NV * 64);
                 _tile_loadd(4, b + (j * NV + 1) * 16, NV * 64);
-                _tile_dpbf16ps(0, 2, 3);
-                _tile_dpbf16ps(1, 2, 4);
+                if constexpr (kInt8) {
+#ifdef RNNFAST_AMX_INT8
+                    _tile_dpbusd(0, 2, 3);
+                    _tile_dpbusd(1, 2, 4);
+#endif
+                } else {
+                    _tile_dpbf16ps(0, 2, 3);
+                    _tile_dpbf16ps(1, 2, 4);
+                }
             }
             const Index rows = m1 - m < 16 ? m1 - m : 16;
             for (int vi = 0; vi < NV; ++vi) {
@@ -62,7 +75,14 @@ void amx_block(Index m0, Index m1, Mat<Bf16Pair> A, Index k0, const Panels& P, I
                 const vec<T> b0 = init == Init::bias ? load_n(bias + c0, n) : splat<T>(0);
                 for (Index r = 0; r < rows; ++r) {
                     T* c = C + (m + r) * ldc + c0;
-                    store_n(c, (init == Init::load ? load_n(c, n) : b0) + load(out + r * 16), n);
+                    const vec<T> base = init == Init::load ? load_n(c, n) : b0;
+                    if constexpr (kInt8) {
+                        const ivec sums = *reinterpret_cast<const ivec*>(out + r * 16);
+                        const ivec correction = load_quads(b + (kc * NV + vi) * 16) << 7;
+                        store_n(c, dequantize<T>(sums, correction, A.scale[m + r], load_n(P.scale + c0, n), base), n);
+                    } else {
+                        store_n(c, base + load(out + r * 16), n);
+                    }
                 }
             }
         }

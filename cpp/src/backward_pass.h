@@ -60,7 +60,7 @@ template <class T, class Cell> class BackwardPass {
         const Range panels = team.split(hidden_panels);
         const Range units = Geo::units_of_panels(panels, H);
         // B(k = g*H + j, u) = w_hh[(g*H + j) * H + u]: dh_{t-1} = dG_hh W_hh.
-        T* const mine = as_used ? scratch.recurrent_packing + team.id * Geo::as_used_buffer(GH, GH) : nullptr;
+        T* const mine = as_used ? scratch.recurrent_packing + team.id * Geo::as_used_buffer(GH, GH, s) : nullptr;
         const AsUsed recurrent_as_used{Mat<T>{a.w_hh, H, 1}, hidden_cols, mine, GH, GH, hidden_panels};
         if (!as_used && (!wcache || !cache.refresh(a.w_hh, H, 0, GH, units.lo, units.hi, fresh)))
             pack_panels(recurrent_packed, recurrent_as_used.B, hidden_cols, panels.lo, panels.hi);

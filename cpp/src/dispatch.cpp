@@ -18,13 +18,15 @@
 namespace rnnfast {
 namespace {
 
-// AMX-BF16 and its tiles: the CPU has them (CPUID 7.0 EDX bits 22 and 24) and Linux lets this
-// process use them (arch_prctl ARCH_REQ_XCOMP_PERM for the tile data, once; other systems: no).
+// AMX-BF16, AMX-INT8 and their tiles: the CPU has them (CPUID 7.0 EDX bits 22, 25 and 24) and Linux
+// lets this process use them (arch_prctl ARCH_REQ_XCOMP_PERM for the tile data, once; other
+// systems: no).
 bool amx_usable() {
 #if defined(__linux__) && (defined(__x86_64__) || defined(_M_X64)) && defined(SYS_arch_prctl)
     static const bool usable = [] {
         unsigned a, b, c, d;
-        if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 22)) || !(d & (1u << 24))) return false;
+        if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 22)) || !(d & (1u << 24)) || !(d & (1u << 25)))
+            return false;
         constexpr long kReqXcompPerm = 0x1023, kXtiledata = 18;
         return syscall(SYS_arch_prctl, kReqXcompPerm, kXtiledata) == 0;
     }();
@@ -39,7 +41,8 @@ bool cpu_has(const KernelTable& t) {
     if (&t == &kernels_avx512)
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
-    if (&t == &kernels_avx512_bf16) return cpu_has(kernels_avx512) && __builtin_cpu_supports("avx512bf16");
+    if (&t == &kernels_avx512_vnni) return cpu_has(kernels_avx512) && __builtin_cpu_supports("avx512vnni");
+    if (&t == &kernels_avx512_bf16) return cpu_has(kernels_avx512_vnni) && __builtin_cpu_supports("avx512bf16");
     if (&t == &kernels_avx512_amx) return cpu_has(kernels_avx512_bf16) && amx_usable();
     if (&t == &kernels_avx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #ifdef RNNFAST_AVX2_W16
@@ -52,7 +55,7 @@ bool cpu_has(const KernelTable& t) {
 
 const KernelTable* const all_tables[] = {
 #ifdef RNNFAST_X86
-    &kernels_avx512_amx, &kernels_avx512, &kernels_avx2,
+    &kernels_avx512_amx, &kernels_avx512_vnni, &kernels_avx512, &kernels_avx2,
     &kernels_avx512_bf16,  // after avx512, so never the default: on the Xeon measured (RESULTS.md), vdpbf16ps
                            // multiply-adds at half the rate of float32 FMAs
 #ifdef RNNFAST_AVX2_W16

@@ -42,6 +42,7 @@ extern const KernelTable kernels_scalar;
 #define RNNFAST_X86 1
 extern const KernelTable kernels_avx2;
 extern const KernelTable kernels_avx512;
+extern const KernelTable kernels_avx512_vnni;
 extern const KernelTable kernels_avx512_bf16;
 extern const KernelTable kernels_avx512_amx;
 #ifdef RNNFAST_AVX2_W16

@@ -7,9 +7,11 @@
 // Entry b is active at time t while t < lengths[b]; an inactive step carries the state through
 // unchanged and writes a zero output, so h_n is the state after each entry's last valid step.
 //
-// V is the products' operand type: T, or bfloat16 pairs (LayerShape::precision, eval only), for
-// which the weights come as bfloat16 and each product reads its activations as pairs, made as they
-// are produced: x_t's for a chunk before its projection, h_t's by each thread for its own units.
+// V is the products' operand type: T, or bfloat16 pairs or int8 quads (LayerShape::precision, eval
+// only), for which the weights come as bfloat16 or int8 and each product reads its activations as
+// pairs or quads: x_t's made for a chunk before its projection; h_t's pairs by each thread for its
+// own units as they are produced, h_{t-1}'s quads (whose scale needs the whole row) by each thread
+// for the rows its product reads, at the start of the step.
 #pragma once
 #include <type_traits>
 
@@ -26,10 +28,10 @@ template <class T, class Cell, class V = T> class ForwardPass {
     using Schedule = LayerSchedule<T, G>;
     using Work = WorkspaceLayout<T, G>;
     static constexpr int NV = Geo::kPanelVectors, MR = Geo::kMicroRows, W = Geo::kWidth;
-    static constexpr bool kPairs = std::is_same_v<V, Bf16Pair>;
+    static constexpr bool kPairs = std::is_same_v<V, Bf16Pair>, kQuads = std::is_same_v<V, Int8Quad>;
     static_assert(sizeof(V) == sizeof(T), "packed operands take the scratch's values one for one");
     using A = typename activation_of<V>::type;  // what the products read of x_t and h_{t-1}
-    using Source = std::conditional_t<kPairs, Bf16Rows, Mat<T>>;  // the weights as stored
+    using Source = std::conditional_t<kPairs, Bf16Rows, std::conditional_t<kQuads, Int8Rows, Mat<T>>>;  // as stored
     using AsUsedRecurrent = PanelsPackedAsUsed<T, NV, GateCols<T>, Source>;
     using AsUsedInput = PanelsPackedAsUsed<T, NV, PlainCols<T>, Source>;
     using Kind = typename WeightCache<T>::Kind;
@@ -44,15 +46,18 @@ template <class T, class Cell, class V = T> class ForwardPass {
           Kh(Geo::operand_rows(H, s)), Ki(Geo::operand_rows(s.I, s)),
           recurrent_cols{G, H}, groups(Geo::unit_groups(H)),
           cache(wcache, Geo::weight_copy_values(GH * H, s)),
-          tag(WeightCache<T>::make_tag(G, H, H, NV, kPairs ? Kind::kRecurrentBf16 : Kind::kRecurrent)),
+          tag(WeightCache<T>::make_tag(G, H, H, NV, kPairs ? Kind::kRecurrentBf16 : kQuads ? Kind::kRecurrentInt8
+                                                                                       : Kind::kRecurrent)),
           fresh(!wcache || cache.tag() != tag),
           recurrent_packed{operands(wcache ? cache.packed : scratch.recurrent_packing), Kh, Kh,
-                           groups * Geo::kPanelsPerGroup},
+                           groups * Geo::kPanelsPerGroup, a.w_hh_scale},
           input_cols{GH}, input_panels(Geo::plain_panels(GH)),
           input_cache(wcache ? wcache + Work::recurrent_cache_size(s) : nullptr, Geo::weight_copy_values(GH * s.I, s)),
-          input_tag(WeightCache<T>::make_tag(G, H, s.I, NV, kPairs ? Kind::kInputBf16 : Kind::kInput)),
+          input_tag(WeightCache<T>::make_tag(G, H, s.I, NV, kPairs ? Kind::kInputBf16 : kQuads ? Kind::kInputInt8
+                                                                                          : Kind::kInput)),
           input_fresh(fresh || input_cache.tag() != input_tag),  // a fresh W_hh part: this one too
-          input_packed{operands(wcache ? input_cache.packed : scratch.input_packing), Ki, Geo::KC, input_panels},
+          input_packed{operands(wcache ? input_cache.packed : scratch.input_packing), Ki, Geo::input_kc(s), input_panels,
+                       a.w_ih_scale},
           chunk(Geo::chunk_steps(s, training)) {}
 
     void run() {
@@ -75,14 +80,19 @@ template <class T, class Cell, class V = T> class ForwardPass {
 
     static V* operands(T* p) { return reinterpret_cast<V*>(p); }
     static A* activations(T* p) { return reinterpret_cast<A*>(p); }
-    // A weight matrix as stored, K values a row: float w, or the bfloat16 w16.
-    static Source source(const T* w, const std::uint16_t* w16, Index K) {
-        if constexpr (kPairs) return Bf16Rows{w16, K};
-        else return Mat<T>{w, 1, K};
+    // W_ih (input) or W_hh as stored: f(the pointer to its values of T, bfloat16 bits or int8).
+    template <class F> auto with_stored(bool input, F&& f) const {
+        if constexpr (kPairs) return f(input ? a.w_ih_bf16 : a.w_hh_bf16);
+        else if constexpr (kQuads) return f(input ? a.w_ih_i8 : a.w_hh_i8);
+        else return f(input ? a.w_ih : a.w_hh);
     }
-    template <class F> auto with_stored(const T* w, const std::uint16_t* w16, F&& f) const {
-        if constexpr (kPairs) return f(w16);
-        else return f(w);
+    // ... as the packings read it, K values a row.
+    Source source(bool input) const {
+        const Index K = input ? s.I : H;
+        return with_stored(input, [&](auto w) {
+            if constexpr (kPairs || kQuads) return Source{w, K};
+            else return Source{w, 1, K};
+        });
     }
 
     // The state after k processed steps: the saved sequence's in training, else a ping-pong buffer.
@@ -97,11 +107,11 @@ template <class T, class Cell, class V = T> class ForwardPass {
         const Range units = Geo::units_of_groups(my_groups, H);
         // A single step packs each panel as it goes, into this thread's buffers.
         T* const mine = as_used ? scratch.recurrent_packing + team.id * scratch.as_used_values : nullptr;
-        const AsUsedRecurrent recurrent_as_used{source(a.w_hh, a.w_hh_bf16, H), recurrent_cols, operands(mine), Kh, Kh,
-                                                recurrent_packed.npanels};
-        const AsUsedInput input_as_used{source(a.w_ih, a.w_ih_bf16, s.I), input_cols,
+        const AsUsedRecurrent recurrent_as_used{source(false), recurrent_cols, operands(mine), Kh, Kh,
+                                                recurrent_packed.npanels, a.w_hh_scale};
+        const AsUsedInput input_as_used{source(true), input_cols,
                                         operands(as_used ? mine + (scratch.input_packing - scratch.recurrent_packing) : nullptr),
-                                        Ki, Geo::KC, input_panels};
+                                        Ki, Geo::input_kc(s), input_panels, a.w_ih_scale};
         pack_weights(team, panels, units);
         fold_biases(units);
         load_state(units);
@@ -126,17 +136,17 @@ template <class T, class Cell, class V = T> class ForwardPass {
     // split by panels of output columns j. A single step packs nothing here.
     void pack_weights(const Team& team, Range panels, Range units) const {
         bool repack = fresh && !as_used;
-        with_stored(a.w_hh, a.w_hh_bf16, [&](auto w) {
+        with_stored(false, [&](auto w) {
             for (int g = 0; wcache && g < G; ++g)
                 repack = !cache.refresh(w, H, g * H + units.lo, g * H + units.hi, 0, H, fresh) || repack;
         });
-        if (repack) pack_panels(recurrent_packed, source(a.w_hh, a.w_hh_bf16, H), recurrent_cols, panels.lo, panels.hi);
+        if (repack) pack_panels(recurrent_packed, source(false), recurrent_cols, panels.lo, panels.hi);
         const Range mine = team.split(input_panels);
         const Range cols = Geo::units_of(mine, NV * W, GH);
-        const bool same = with_stored(a.w_ih, a.w_ih_bf16, [&](auto w) {
+        const bool same = with_stored(true, [&](auto w) {
             return wcache && input_cache.refresh(w, s.I, cols.lo, cols.hi, 0, s.I, input_fresh);
         });
-        if (!as_used && !same) pack_panels(input_packed, source(a.w_ih, a.w_ih_bf16, s.I), input_cols, mine.lo, mine.hi);
+        if (!as_used && !same) pack_panels(input_packed, source(true), input_cols, mine.lo, mine.hi);
     }
 
     // b_hh joins b_ih in the projection, except where the cell needs it inside the recurrent term
@@ -165,22 +175,41 @@ template <class T, class Cell, class V = T> class ForwardPass {
 
     // What step k's recurrent product reads of row b, for units [u0, u1) of h_{t-1} = h: m * h with
     // recurrent dropout, h's bfloat16 pairs with bfloat16 weights (u0 even), else h itself (nothing
-    // to write).
+    // to write; int8's quads are made by recurrent_operand).
     void write_operand(Index k, Index b, const T* h, Index u0, Index u1) const {
         if constexpr (kPairs)
             to_activation_pairs(activations(scratch.state_pairs[k & 1]) + b * Kh, h, u0, u1, H, Kh);
         else if (s.recurrent_dropout)
             mask_units(scratch.masked[k & 1] + b * H, h, a.recurrent_mask + b * H, u0, u1);
     }
-    Mat<A> recurrent_operand(Index k, const T* hp) const {
-        if constexpr (kPairs) return {activations(scratch.state_pairs[k & 1]), Kh, 1};
-        else return {s.recurrent_dropout ? scratch.masked[k & 1] : hp, H, 1};
+    // ... and the matrix it reads, for a thread's rows: with int8 weights those rows of
+    // h_{t-1} = hp quantized into the thread's own buffer.
+    Mat<A> recurrent_operand(Index k, const T* hp, const Share& me) const {
+        if constexpr (kQuads) {
+            T* mine = scratch.state_quads + me.id * scratch.state_quad_values;
+            A* q = activations(mine);
+            float* scale = reinterpret_cast<float*>(mine + ((B + kActivationRowsSpare) * Kh + 15) / 16 * 16);
+            for (Index b = me.b0; b < me.b1; ++b) scale[b] = quantize_row(q + b * Kh, hp + b * H, H, Kh);
+            return {q, Kh, 1, scale};
+        } else if constexpr (kPairs) {
+            return {activations(scratch.state_pairs[k & 1]), Kh, 1};
+        } else {
+            return {s.recurrent_dropout ? scratch.masked[k & 1] : hp, H, 1};
+        }
     }
     // The chunk's inputs as the projection reads them: x in place, or its rows made pairs by the
     // team (then a barrier: the product's threads read every row).
     Mat<A> input_operand(const Team& team, Index t_lo, Index steps) const {
         const T* x = a.x + t_lo * B * a.ldx;
-        if constexpr (kPairs) {
+        if constexpr (kQuads) {  // in two digits: the first here, the second for input_residual
+            const Range rows = team.split(steps * B);
+            A* const q[2] = {activations(scratch.input_quads[0]), activations(scratch.input_quads[1])};
+            for (Index r = rows.lo; r < rows.hi; ++r)
+                scratch.input_scales[0][r] = quantize_row(q[0] + r * Ki, x + r * a.ldx, s.I, Ki, q[1] + r * Ki,
+                                                          scratch.input_scales[1] + r);
+            team.barrier();
+            return {q[0], Ki, 1, scratch.input_scales[0]};
+        } else if constexpr (kPairs) {
             const Range rows = team.split(steps * B);
             for (Index r = rows.lo; r < rows.hi; ++r)
                 to_activation_pairs(activations(scratch.input_pairs) + r * Ki, x + r * a.ldx, 0, s.I, s.I, Ki);
@@ -192,11 +221,15 @@ template <class T, class Cell, class V = T> class ForwardPass {
     }
 
     // The projections of `steps` steps from time t_lo, into the saved gates (training) or the
-    // chunk buffer (eval); returns where they are.
+    // chunk buffer (eval); returns where they are. With int8 weights the inputs' second digits add
+    // their product (the inputs' quantization error was most of int8's: RESULTS.md).
     template <class Panels> T* project_chunk(const Team& team, Index t_lo, Index steps, const Panels& panels) const {
         T* P = training ? saved.gates + t_lo * B * GH : scratch.projection;
         gemm_packed_team<T, MR, NV>(team, steps * B, input_operand(team, t_lo, steps), panels, input_cols, P, GH,
                                     scratch.bias_projection);
+        if constexpr (kQuads)
+            gemm_packed_team<T, MR, NV>(team, steps * B, {activations(scratch.input_quads[1]), Ki, 1, scratch.input_scales[1]},
+                                        panels, input_cols, P, GH, nullptr, true);
         return P;
     }
 
@@ -207,7 +240,7 @@ template <class T, class Cell, class V = T> class ForwardPass {
         T* hn = state_after(scratch.state, saved.states, k + 1);
         const T* cp = G == 4 ? state_after(scratch.cell, saved.cells, k) : nullptr;
         T* cn = G == 4 ? state_after(scratch.cell, saved.cells, k + 1) : nullptr;
-        gemm_block<T, MR, NV, GateCols<T>, Geo::kStepTail>(me.b0, me.b1, recurrent_operand(k, hp), 0, panels, 0,
+        gemm_block<T, MR, NV, GateCols<T>, Geo::kStepTail>(me.b0, me.b1, recurrent_operand(k, hp, me), 0, panels, 0,
                                                            recurrent_cols, me.p0, me.p1, scratch.recurrent, GH,
                                                            Cell::kRecurrentBias ? Init::bias : Init::zero,
                                                            scratch.bias_recurrent);

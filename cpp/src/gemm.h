@@ -40,7 +40,8 @@ enum class Init { zero, load, bias };
 
 }  // namespace RNNFAST_ISA_NS
 }  // namespace rnnfast
-#include "amx.h"  // the bfloat16 products on AMX tiles, which take Init too
+#include "amx.h"        // the bfloat16 and int8 products on AMX tiles, which take Init too
+#include "int8_gemm.h"  // the int8 products elsewhere
 namespace rnnfast {
 namespace RNNFAST_ISA_NS {
 
@@ -89,8 +90,8 @@ __attribute__((always_inline)) inline void micro(Index kc, const VA* a, Index rs
         for (int vi = 0; vi < NV; ++vi) store_n(c + m * ldc + cols[vi], acc[0][m][vi], valid[vi]);
 }
 
-// Rows [m0, m1) of C against panels [p0, p1) of one packed K block (A: T, or with bfloat16 panels
-// activation pairs; on AMX, amx_block does it all). Rows go in blocks of MC so
+// Rows [m0, m1) of C against panels [p0, p1) of one packed K block on the micro-kernel (A: T, or
+// with bfloat16 panels activation pairs). Rows go in blocks of MC so
 // that a block of A (MC x kc) stays in L2 while every panel passes over it; a panel (kc x NV*W)
 // stays in L1 while the block's rows pass over it. Panels packed as they are used
 // (Panels::kPacksOnUse) go over all rows in one block instead: in blocks, each block would pack
@@ -120,18 +121,14 @@ enum class Tail { grid, exact, exact_unless_short };
 template <int NV> constexpr Index kExactRows = (8 + NV - 1) / NV;
 
 template <class T, int MR, int NV, class Cols, Tail tail = Tail::grid, class Panels = Packed<T, NV>>
-void gemm_block(Index m0, Index m1, Mat<typename Panels::Activation> A, Index k0, const Panels& P, Index kb,
-                Cols cols, Index p0, Index p1, T* C, Index ldc, Init init, const T* bias,
-                typename Panels::Activation* apack = nullptr) {
+void micro_block(Index m0, Index m1, Mat<typename Panels::Activation> A, Index k0, const Panels& P, Index kb,
+                 Cols cols, Index p0, Index p1, T* C, Index ldc, Init init, const T* bias,
+                 typename Panels::Activation* apack = nullptr) {
     using V = typename Panels::Value;
     using VA = typename Panels::Activation;
-#ifdef RNNFAST_AMX
-    if constexpr (std::is_same_v<V, Bf16Pair>)
-        return amx_block<T, NV>(m0, m1, A, k0, P, kb, cols, p0, p1, C, ldc, init, bias);
-#endif
     const Index MC = Panels::kPacksOnUse ? m1 - m0 : gemm_mc<T, MR>();
     assert(!Panels::kPacksOnUse || !apack);
-    const Index kc = P.kc(kb), nvec = cols.nvec();
+    const Index kc = P.kc(kb);
     static_assert(tail == Tail::grid || kExactRows<NV> < MR,
                   "exact tails need MR > 8 / NV: the halves of a merged block must be short blocks");
     const Index rest = (m1 - m0) % MR;
@@ -165,13 +162,9 @@ void gemm_block(Index m0, Index m1, Mat<typename Panels::Activation> A, Index k0
             if (rows1) pack(whole + rows0, rows1);
         }
         for (Index p = p0; p < p1; ++p) {
-            Index cv[NV];
-            int nv[NV];
-            for (int vi = 0; vi < NV; ++vi) {
-                const Index v = p * NV + vi;
-                cv[vi] = v < nvec ? cols.col(v) : 0;
-                nv[vi] = v < nvec ? cols.valid(v) : 0;
-            }
+            const PanelColumns<NV> pc = panel_columns<NV>(cols, p);
+            const Index* cv = pc.col;
+            const int* nv = pc.valid;
             const V* b = P.block(kb, p);
             for (Index m = mb; m < whole; m += MR)
                 micro<T, MR, NV>(kc, a_of(m), rs, cs_of(MR), b, C + m * ldc, ldc, cv, nv, init, bias);
@@ -201,6 +194,27 @@ void gemm_block(Index m0, Index m1, Mat<typename Panels::Activation> A, Index k0
     }
 }
 
+// The product of rows [m0, m1) and panels [p0, p1) on the path for the panels' operands: the
+// micro-kernel (float, double, bfloat16 pairs), AMX tiles, or the int8 kernel.
+template <class T, int MR, int NV, class Cols, Tail tail = Tail::grid, class Panels = Packed<T, NV>>
+void gemm_block(Index m0, Index m1, Mat<typename Panels::Activation> A, Index k0, const Panels& P, Index kb,
+                Cols cols, Index p0, Index p1, T* C, Index ldc, Init init, const T* bias,
+                typename Panels::Activation* apack = nullptr) {
+    using V = typename Panels::Value;
+#ifdef RNNFAST_AMX
+    if constexpr (std::is_same_v<V, Bf16Pair>)
+        return amx_block<T, NV>(m0, m1, A, k0, P, kb, cols, p0, p1, C, ldc, init, bias);
+#endif
+#ifdef RNNFAST_AMX_INT8
+    if constexpr (std::is_same_v<V, Int8Quad>)
+        return amx_block<T, NV>(m0, m1, A, k0, P, kb, cols, p0, p1, C, ldc, init, bias);
+#endif
+    if constexpr (std::is_same_v<V, Int8Quad>)
+        int8_block<T, NV>(m0, m1, A, P, cols, p0, p1, C, ldc, init, bias);
+    else
+        micro_block<T, MR, NV, Cols, tail, Panels>(m0, m1, A, k0, P, kb, cols, p0, p1, C, ldc, init, bias, apack);
+}
+
 // Which part of C a thread of the team computes: panels when there are enough for everyone (and
 // not by_rows), else rows in whole MR blocks (so the blocks, and the last one's tail, sit on one
 // grid from row 0 whatever the split). Either way a thread owns the same C tiles in every k-block.
@@ -216,21 +230,21 @@ template <int MR> Part team_part(const Team& team, Index M, Index np, bool by_ro
     return {rb.lo * MR, rb.hi * MR < M ? rb.hi * MR : M, 0, np};
 }
 
-// C (M, N) = A . B + bias row (or + 0), with B already packed whole (every k-block) in P, e.g.
-// weights packed once per call or kept packed between calls. No barrier between k-blocks (a
-// thread owns its tiles of C in all of them); one at the end, after which C is complete.
+// C (M, N) = A . B + bias row (or + 0, or + C if accumulate), with B already packed whole (every
+// k-block) in P, e.g. weights packed once per call or kept packed between calls. No barrier between
+// k-blocks (a thread owns its tiles of C in all of them); one at the end, after which C is complete.
 template <class T, int MR, int NV, class Panels = Packed<T, NV>>
 void gemm_packed_team(const Team& team, Index M, Mat<typename Panels::Activation> A, const Panels& P, PlainCols<T> cols,
-                      T* C, Index ldc, const T* bias) {
+                      T* C, Index ldc, const T* bias, bool accumulate = false) {
     static_assert(MR <= 8, "gemm_block's short blocks have fewer than 8 rows");
-    if (P.K == 0) {  // nothing to sum: C is the bias row, or zero
+    if (P.K == 0 && !accumulate) {  // nothing to sum: C is the bias row, or zero
         const Range r = team.split(M);
         for (Index m = r.lo; m < r.hi; ++m)
             for (Index n = 0; n < cols.N; ++n) C[m * ldc + n] = bias ? bias[n] : T(0);
     }
     const Part part = team_part<MR>(team, M, P.npanels);
     for (Index kb = 0; kb * P.KC < P.K; ++kb) {
-        const Init init = kb > 0 ? Init::load : bias ? Init::bias : Init::zero;
+        const Init init = kb > 0 || accumulate ? Init::load : bias ? Init::bias : Init::zero;
         gemm_block<T, MR, NV, PlainCols<T>, Tail::grid, Panels>(part.m0, part.m1, A, kb * P.KC, P, kb, cols, part.p0,
                                                                part.p1, C, ldc, init, bias);
     }

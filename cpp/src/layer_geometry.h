@@ -45,19 +45,28 @@ template <class T, int G> struct LayerGeometry {
     // the weights once. Through a cache they would be read three times (compared with its copy,
     // then read packed), and a cache holds two more copies of them.
     static bool packs_as_used(const LayerShape& s) { return single_step(s); }
-    static Index as_used_buffer(Index K, Index kc_max) {
-        return PanelsPackedAsUsed<T, kPanelVectors, PlainCols<T>>::buf_size(K < kc_max ? K : kc_max);
+    // A thread's buffer for one panel packed as used: kc_max rows of k (at most K), and the trailer.
+    static Index as_used_buffer(Index K, Index kc_max, const LayerShape& s) {
+        return ((K < kc_max ? K : kc_max) + trailer_rows(s)) * kPanelVectors * kWidth;
     }
 
-    // Rows of a packed operand over K values of k: K, or with bfloat16 weights K / 2 rows of pairs
-    // (rounded up); a pair and a value take the same bytes (bfloat16 runs on float only).
+    // Rows of a packed operand over K values of k: K; with bfloat16 weights K / 2 rows of pairs,
+    // with int8 weights K / 4 rows of quads (rounded up, and to whole AMX tiles where the products
+    // run on them); a pair or a quad takes a value's bytes (reduced precision runs on float only).
     static Index operand_rows(Index K, const LayerShape& s) {
-        return s.precision == Precision::bfloat16 ? ((K + 1) / 2 + kPairRowsAlign - 1) / kPairRowsAlign * kPairRowsAlign
-                                                  : K;
+        const Index per_row = s.precision == Precision::bfloat16 ? 2 : s.precision == Precision::int8 ? 4 : 1;
+        if (per_row == 1) return K;
+        return ((K + per_row - 1) / per_row + kPairRowsAlign - 1) / kPairRowsAlign * kPairRowsAlign;
     }
-    // A weight copy of n values (bfloat16: 16-bit ones), in values of T.
+    // Rows of a packed panel past its k: int8's column sums (int8.h).
+    static Index trailer_rows(const LayerShape& s) { return s.precision == Precision::int8 ? kInt8TrailerRows : 0; }
+    // A packing's rows per panel, for its size.
+    static Index packed_rows(Index K, const LayerShape& s) { return operand_rows(K, s) + trailer_rows(s); }
+    // The input projection's k-block: KC; with int8 all of k, whose integer sum is dequantized once.
+    static Index input_kc(const LayerShape& s) { return s.precision == Precision::int8 ? operand_rows(s.I, s) : KC; }
+    // A weight copy of n values (bfloat16: 16-bit ones; int8: bytes), in values of T.
     static Index weight_copy_values(Index n, const LayerShape& s) {
-        return s.precision == Precision::bfloat16 ? (n + 1) / 2 : n;
+        return s.precision == Precision::bfloat16 ? (n + 1) / 2 : s.precision == Precision::int8 ? (n + 3) / 4 : n;
     }
 
     static Index forward_packed_size(Index K, Index H) {

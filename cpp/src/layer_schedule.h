@@ -18,6 +18,7 @@ namespace RNNFAST_ISA_NS {
 struct Share {
     bool batch;
     Index b0, b1, u0, u1, p0, p1;
+    int id;  // the thread's place in its team
 };
 
 template <class T, int G> struct LayerSchedule {
@@ -75,9 +76,9 @@ template <class T, int G> struct LayerSchedule {
 
     // `panels`: the W_hh panels of this thread in unit mode, `units` their hidden units.
     static Share share(const Team& team, const LayerShape& s, Range panels, Range units, Index all_panels) {
-        if (!batch_mode(s, team.n)) return {false, 0, s.B, units.lo, units.hi, panels.lo, panels.hi};
+        if (!batch_mode(s, team.n)) return {false, 0, s.B, units.lo, units.hi, panels.lo, panels.hi, team.id};
         const Range rows = team.split(s.B);  // B = 64 on 2 threads: 32 rows each, not 30 and 34
-        return {true, rows.lo, rows.hi, 0, s.H, 0, all_panels};
+        return {true, rows.lo, rows.hi, 0, s.H, 0, all_panels, team.id};
     }
 };
 

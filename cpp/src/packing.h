@@ -4,9 +4,13 @@
 // (v % G) of unit tile (v / G), so that one panel carries every gate of its hidden units. Packed
 // holds a whole packing (kept, or made once per call); PanelsPackedAsUsed packs each panel just
 // before it is read (a single step, which reads each panel once). With bfloat16 weights a panel's
-// rows are pairs of k (bfloat16.h), packed from the weights' bit patterns (Bf16Rows).
+// rows are pairs of k (bfloat16.h), packed from the weights' bit patterns (Bf16Rows); with int8
+// weights quads of k (int8.h), and each panel ends in a trailer row of its columns' sums (Int8Rows).
 #pragma once
+#include <type_traits>
+
 #include "bfloat16.h"
+#include "int8.h"
 
 namespace rnnfast {
 namespace RNNFAST_ISA_NS {
@@ -15,6 +19,7 @@ template <class T> struct Mat {  // element (r, c) is p[r * rs + c * cs]
     using Operand = T;  // what its packed panels hold
     const T* p;
     Index rs, cs;
+    const float* scale = nullptr;  // int8 activations (ActivationQuad rows): each row's scale
     T at(Index r, Index c) const { return p[r * rs + c * cs]; }
 };
 
@@ -42,6 +47,31 @@ struct Bf16Rows {
     Index K;
 };
 
+// Where panel p's vectors land in C: each one's first column and valid lanes (none past the map's end).
+template <int NV> struct PanelColumns {
+    Index col[NV];
+    int valid[NV];
+};
+template <int NV, class Cols> PanelColumns<NV> panel_columns(const Cols& cols, Index p) {
+    PanelColumns<NV> pc;
+    for (int vi = 0; vi < NV; ++vi) {
+        const Index v = p * NV + vi;
+        pc.col[vi] = v < cols.nvec() ? cols.col(v) : 0;
+        pc.valid[vi] = v < cols.nvec() ? cols.valid(v) : 0;
+    }
+    return pc;
+}
+
+// int8 weights as stored, (rows, K) row-major: B(k, c) is p[c * K + k].
+struct Int8Rows {
+    using Operand = Int8Quad;
+    const std::int8_t* p;
+    Index K;
+};
+
+// Rows a panel holds past its kc rows of k: int8 panels' column sums.
+template <class V> constexpr Index kTrailerRows = std::is_same_v<V, Int8Quad> ? kInt8TrailerRows : 0;
+
 // The activations (A) that multiply panels of V: T, or with bfloat16 pairs their ActivationPair.
 template <class V> struct activation_of {
     using type = V;
@@ -49,19 +79,27 @@ template <class V> struct activation_of {
 template <> struct activation_of<Bf16Pair> {
     using type = ActivationPair;
 };
+template <> struct activation_of<Int8Quad> {
+    using type = ActivationQuad;
+};
 
 // B packed for the micro-kernel: K-block kb of panel p is a (kc, NV*W) row-major block of V, the
-// operand type (T, or Bf16Pair: then K, KC and kc count rows of pairs).
+// operand type (T, or Bf16Pair: then K, KC and kc count rows of pairs; or Int8Quad: rows of quads,
+// all of K in one block, followed by the trailer row, and `scale` each output column's scale).
 template <class T, int NV, class V = T> struct Packed {
     static constexpr int W = simd<T>::W;
     static constexpr bool kPacksOnUse = false;
+    static constexpr Index kTrailer = kTrailerRows<V>;
     using Value = V;
     using Activation = typename activation_of<V>::type;
     V* data;
     Index K, KC, npanels;
-    static Index size(Index K, Index nvec) { return K * ((nvec + NV - 1) / NV) * NV * W; }
+    const float* scale = nullptr;
+    static Index size(Index K, Index nvec) { return (K + kTrailer) * ((nvec + NV - 1) / NV) * NV * W; }
     Index kc(Index kb) const { return K - kb * KC < KC ? K - kb * KC : KC; }
-    V* block(Index kb, Index p) const { return data + kb * KC * npanels * NV * W + p * kc(kb) * NV * W; }
+    V* block(Index kb, Index p) const {
+        return data + kb * KC * npanels * NV * W + p * (kc(kb) + kTrailer) * NV * W;
+    }
 };
 
 // Packs panel p's rows [k0, k0 + kc) of B into dst (kc x NV vectors); vectors past the map's end
@@ -72,11 +110,10 @@ template <class T, int NV, class V = T> struct Packed {
 template <class T, int NV, class Cols>
 void pack_panel(T* dst, Mat<T> B, Cols cols, Index p, Index k0, Index kc) {
     constexpr int W = simd<T>::W;
-    const Index nvec = cols.nvec();
+    const PanelColumns<NV> pc = panel_columns<NV>(cols, p);
     for (int vi = 0; vi < NV; ++vi) {
-        const Index v = p * NV + vi;
-        const int n = v < nvec ? cols.valid(v) : 0;
-        const Index c0 = v < nvec ? cols.col(v) : 0;
+        const int n = pc.valid[vi];
+        const Index c0 = pc.col[vi];
         T* d = dst + vi * W;  // row k of this vector: d + k * NV * W
         if (n > 0 && B.rs == 1) {
             const T* src = &B.p[c0 * B.cs + k0];  // lane l's values: src + l * B.cs + k
@@ -114,11 +151,10 @@ void pack_panel(T* dst, Mat<T> B, Cols cols, Index p, Index k0, Index kc) {
 template <class T, int NV, class Cols>
 void pack_panel(Bf16Pair* dst, Bf16Rows B, Cols cols, Index p, Index j0, Index jc) {
     constexpr int W = simd<T>::W;
-    const Index nvec = cols.nvec();
+    const PanelColumns<NV> pc = panel_columns<NV>(cols, p);
     for (int vi = 0; vi < NV; ++vi) {
-        const Index v = p * NV + vi;
-        const int n = v < nvec ? cols.valid(v) : 0;
-        const Index c0 = v < nvec ? cols.col(v) : 0;
+        const int n = pc.valid[vi];
+        const Index c0 = pc.col[vi];
         for (Index j = 0; j < jc; ++j) {
             const Index k = 2 * (j0 + j);
             Bf16Pair* d = dst + (j * NV + vi) * W;
@@ -127,6 +163,33 @@ void pack_panel(Bf16Pair* dst, Bf16Rows B, Cols cols, Index p, Index j0, Index j
                 d[l].bits = !w ? 0u
                                 : (k < B.K ? std::uint32_t(w[k]) : 0u) | (k + 1 < B.K ? std::uint32_t(w[k + 1]) << 16 : 0u);
             }
+        }
+    }
+}
+
+// The same for int8 weights: rows [j0, j0 + jc) of quads, quad j of column c being B(4j .. 4j + 3, c)
+// (zero past K), then the trailer: each column's sum of all K weights (j0 == 0, jc all of them).
+template <class T, int NV, class Cols>
+void pack_panel(Int8Quad* dst, Int8Rows B, Cols cols, Index p, Index j0, Index jc) {
+    constexpr int W = simd<T>::W;
+    const PanelColumns<NV> pc = panel_columns<NV>(cols, p);
+    for (int vi = 0; vi < NV; ++vi) {
+        const int n = pc.valid[vi];
+        const Index c0 = pc.col[vi];
+        for (int l = 0; l < W; ++l) {
+            const std::int8_t* w = l < n ? B.p + (c0 + l) * B.K : nullptr;
+            std::int32_t sum = 0;
+            for (Index j = 0; j < jc; ++j) {
+                std::uint32_t bits = 0;
+                for (int i = 0; i < 4; ++i) {
+                    const Index k = 4 * (j0 + j) + i;
+                    const std::int32_t x = w && k < B.K ? w[k] : 0;
+                    bits |= std::uint32_t(std::uint8_t(x)) << (8 * i);
+                    sum += x;
+                }
+                dst[(j * NV + vi) * W + l].bits = bits;
+            }
+            dst[(jc * NV + vi) * W + l].bits = std::uint32_t(sum);
         }
     }
 }
@@ -147,11 +210,13 @@ template <class T, int NV, class Cols, class Source = Mat<T>> struct PanelsPacke
     static constexpr bool kPacksOnUse = true;
     using Value = typename Source::Operand;
     using Activation = typename activation_of<Value>::type;
+    static constexpr Index kTrailer = kTrailerRows<Value>;
     Source B;
     Cols cols;
     Value* buf;
     Index K, KC, npanels;
-    static Index buf_size(Index KC) { return KC * NV * simd<T>::W; }
+    const float* scale = nullptr;  // as Packed's
+    static Index buf_size(Index KC) { return (KC + kTrailerRows<typename Source::Operand>) * NV * simd<T>::W; }
     Index kc(Index kb) const { return K - kb * KC < KC ? K - kb * KC : KC; }
     const Value* block(Index kb, Index p) const {
         pack_panel<T, NV>(buf, B, cols, p, kb * KC, kc(kb));

@@ -19,6 +19,8 @@ template <class T, class Cell> struct Driver {
     static void forward(const LayerForward<T>& a) {
         if constexpr (std::is_same_v<T, float>)
             if (a.s.precision == Precision::bfloat16) return ForwardPass<T, Cell, Bf16Pair>(a).run();
+        if constexpr (std::is_same_v<T, float>)
+            if (a.s.precision == Precision::int8) return ForwardPass<T, Cell, Int8Quad>(a).run();
         ForwardPass<T, Cell>(a).run();
     }
     static void backward(const LayerBackward<T>& a) { BackwardPass<T, Cell>(a).run(); }

@@ -51,8 +51,12 @@ template <class T> struct WeightCache {
     }
     void set_tag(std::uint64_t t) const { std::memcpy(head, &t, sizeof t); }
 
-    // Which weights, which layout; the _bf16 kinds hold bfloat16 weights packed in pairs.
-    enum Kind { kRecurrent = 0, kRecurrentTransposed = 1, kInput = 2, kRecurrentBf16 = 3, kInputBf16 = 4 };
+    // Which weights, which layout; the _bf16 kinds hold bfloat16 weights packed in pairs, the _int8
+    // kinds int8 weights in quads.
+    enum Kind {
+        kRecurrent = 0, kRecurrentTransposed = 1, kInput = 2, kRecurrentBf16 = 3, kInputBf16 = 4,
+        kRecurrentInt8 = 5, kInputInt8 = 6
+    };
     // A weight matrix of G*H rows and `cols` columns (H for W_hh, I for W_ih).
     static std::uint64_t make_tag(int G, Index H, Index cols, int NV, Kind kind) {
         std::uint64_t t = 0x726e6e6661737400ull;  // "rnnfast\0"

@@ -34,10 +34,15 @@ template <class T> struct Saved {
 // dropout, m * h of the last step and of this one (what the recurrent products read).
 // With bfloat16 weights (eval): state_pairs, h of the last step and of this one as bfloat16 pairs
 // (B, H/2), and input_pairs, the chunk's x_t (steps * B, I/2): what the products read.
+// With int8 weights (eval): state_quads, per thread (state_quad_values apart), h_{t-1}'s rows that
+// the thread's recurrent product reads, quantized (B, H/4) and their scales (B); input_quads and
+// input_scales, the chunk's x_t quantized in two digits (int8.h), each (steps * B, I/4) with its
+// scales.
 template <class T> struct ForwardScratch {
     T *recurrent_packing, *input_packing, *bias_projection, *bias_recurrent, *recurrent, *projection;
-    T *state[2], *cell[2], *masked[2], *state_pairs[2], *input_pairs;
-    Index as_used_values;
+    T *state[2], *cell[2], *masked[2], *state_pairs[2], *input_pairs, *state_quads, *input_quads[2];
+    float* input_scales[2];
+    Index as_used_values, state_quad_values;
 };
 
 // The backward's. Gate gradients: dg_ih (T, B, G*H) = dL/d(W_ih x_t + b_ih); for GRU, whose
@@ -74,13 +79,13 @@ template <class T, int G> struct WorkspaceLayout {
         const Index Kh = Geo::operand_rows(s.H, s), Ki = Geo::operand_rows(s.I, s);
         ForwardScratch<T> w{};
         if (Geo::packs_as_used(s)) {
-            const Index recurrent_values = Geo::as_used_buffer(Kh, Kh);
-            w.as_used_values = recurrent_values + Geo::as_used_buffer(Ki, Geo::KC);
+            const Index recurrent_values = Geo::as_used_buffer(Kh, Kh, s);
+            w.as_used_values = recurrent_values + Geo::as_used_buffer(Ki, Geo::input_kc(s), s);
             w.recurrent_packing = cv.take(Schedule::forward_threads(s, threads) * w.as_used_values);
             w.input_packing = w.recurrent_packing + recurrent_values;
         } else {
-            w.recurrent_packing = cv.take(Geo::forward_packed_size(Kh, s.H));
-            w.input_packing = cv.take(Geo::input_packed_size(Ki, s.H));
+            w.recurrent_packing = cv.take(Geo::forward_packed_size(Geo::packed_rows(s.H, s), s.H));
+            w.input_packing = cv.take(Geo::input_packed_size(Geo::packed_rows(s.I, s), s.H));
         }
         w.bias_projection = cv.take(GH);
         w.bias_recurrent = cv.take(GH);
@@ -97,6 +102,15 @@ template <class T, int G> struct WorkspaceLayout {
             for (int i = 0; i < 2; ++i) w.state_pairs[i] = cv.take((s.B + spare) * Kh * pair);
             w.input_pairs = cv.take((Geo::chunk_steps(s, training) * s.B + spare) * Ki * pair);
         }
+        if (s.precision == Precision::int8) {  // a quad takes one value; scales are floats (int8 runs on float)
+            const Index rows = Geo::chunk_steps(s, training) * s.B;
+            w.state_quad_values = ((s.B + kActivationRowsSpare) * Kh + 15) / 16 * 16 + (s.B + 15) / 16 * 16;
+            w.state_quads = cv.take(Schedule::forward_threads(s, threads) * w.state_quad_values);
+            for (int d = 0; d < 2; ++d) {
+                w.input_quads[d] = cv.take((rows + kActivationRowsSpare) * Ki);
+                w.input_scales[d] = reinterpret_cast<float*>(cv.take(rows));
+            }
+        }
         return w;
     }
 
@@ -109,7 +123,7 @@ template <class T, int G> struct WorkspaceLayout {
         w.dg_step = G == 3 ? cv.take(2 * s.B * GH) : nullptr;
         w.dh = cv.take(s.B * s.H);
         w.dc = cv.take(s.B * s.H);
-        w.recurrent_packing = cv.take(Geo::packs_as_used(s) ? threads * Geo::as_used_buffer(GH, GH)
+        w.recurrent_packing = cv.take(Geo::packs_as_used(s) ? threads * Geo::as_used_buffer(GH, GH, s)
                                                             : Geo::backward_packed_size(s.H));
         const Index panels_i = Geo::plain_panels(s.I), panels_h = Geo::plain_panels(s.H);
         w.plain_packing = cv.take(Geo::KC * (panels_i > panels_h ? panels_i : panels_h) * NV * Geo::kWidth);
@@ -143,13 +157,13 @@ template <class T, int G> struct WorkspaceLayout {
     // transposed packing. A single step leaves it alone.
     static Index recurrent_cache_size(const LayerShape& s) {
         return WeightCache<T>::size(Geo::weight_copy_values(G * s.H * s.H, s),
-                                    Geo::forward_packed_size(Geo::operand_rows(s.H, s), s.H));
+                                    Geo::forward_packed_size(Geo::packed_rows(s.H, s), s.H));
     }
     static Index weight_cache(const LayerShape& s, bool backward) {
         if (backward) return WeightCache<T>::size(G * s.H * s.H, Geo::backward_packed_size(s.H)) + kAlignSlack;
         return recurrent_cache_size(s) +
                WeightCache<T>::size(Geo::weight_copy_values(G * s.H * s.I, s),
-                                    Geo::input_packed_size(Geo::operand_rows(s.I, s), s.H)) +
+                                    Geo::input_packed_size(Geo::packed_rows(s.I, s), s.H)) +
                kAlignSlack;
     }
 };

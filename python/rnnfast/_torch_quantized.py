@@ -2,8 +2,9 @@
 
 The module holds the quantized NumPy module (rnnfast.quantized.Quantized) and shares its arrays
 with torch buffers, so that torch's state_dict, load_state_dict and pickling see the weights as
-torch.bfloat16 tensors (the same bits as the NumPy module's uint16 patterns) and the biases as
-float32 ones, and the forward is the NumPy module's."""
+torch.bfloat16 tensors (the same bits as the NumPy module's uint16 patterns) or torch.int8 ones
+(with their float32 `_scale` buffers), and the biases as float32 ones, and the forward is the NumPy
+module's."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,6 +12,9 @@ import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from .quantized import Quantized as _NumpyQuantized
+from .quantized import _is_weight
+
+_WEIGHT_DTYPES = {"bfloat16": torch.bfloat16, "int8": torch.int8}
 
 
 class Quantized(torch.nn.Module):
@@ -35,10 +39,11 @@ class Quantized(torch.nn.Module):
                               error_msgs):
         for name in self._numpy.parameters():
             value = state_dict.get(prefix + name)
-            if name.startswith("weight_") and value is not None and value.dtype != torch.bfloat16:
-                raise TypeError(f"load_state_dict: {name}: expected {self.precision} weights (torch.bfloat16, as "
-                                f"this module's state_dict() holds), got {value.dtype}; for float weights, load "
-                                f"them into the float module and quantize it")
+            want = _WEIGHT_DTYPES[self.precision]
+            if _is_weight(name) and value is not None and value.dtype != want:
+                raise TypeError(f"load_state_dict: {name}: expected {self.precision} weights ({want}, as this "
+                                f"module's state_dict() holds), got {value.dtype}; for float weights, load them "
+                                f"into the float module and quantize it")
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                                       error_msgs)
 
@@ -54,7 +59,7 @@ class Quantized(torch.nn.Module):
     def _relink(self):
         """Points the NumPy module at the buffers; refuses buffers of another dtype or device."""
         for name, buf in self._buffers.items():
-            want = torch.bfloat16 if name.startswith("weight_") else torch.float32
+            want = _WEIGHT_DTYPES[self.precision] if _is_weight(name) else torch.float32
             if buf.dtype != want or buf.device.type != "cpu":
                 raise TypeError(f"rnnfast.torch: a {self.precision} module's {name} must stay a CPU {want} tensor, "
                                 f"now {buf.dtype} on {buf.device} (quantize the float module again instead)")

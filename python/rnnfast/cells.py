@@ -14,6 +14,7 @@ import numpy as np
 from . import _validate as v
 from ._registry import cell_kind
 from ._stack import LayerMasks, Stack
+from .functional import stored_weight
 from .module import Module, serialized
 
 
@@ -64,7 +65,8 @@ class _Cell(Module):
             raise ValueError(f"input: expected shape (batch, {self.input_size}), got {x.shape}")
         h0, c0 = self._state(state, x.shape[0], "state")
         p = self._params
-        weights = [(p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"))]
+        weights = [(stored_weight(p, "weight_ih"), stored_weight(p, "weight_hh"), p.get("bias_ih"),
+                    p.get("bias_hh"))]
         _, h, c, contexts = self._stack.run_layer(0, np.ascontiguousarray(x)[None], None if h0 is None else h0[None],
                                                   None if c0 is None else c0[None], weights, None, self.training,
                                                   masks=self._zoneout_masks())

@@ -61,9 +61,9 @@ def parse_args(argv=None):
     p.add_argument("--prompt", help='start of the generated text (default: "The " when the text has those '
                    "characters, else one random character)")
     p.add_argument("--length", type=int, default=300, help="characters to generate (default: %(default)s)")
-    p.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
-                   help="weights of the model that writes the samples (bfloat16: rnnfast.quantize; after training "
-                        "its validation loss is printed beside float32's; default: %(default)s)")
+    p.add_argument("--precision", choices=("float32", "bfloat16", "int8"), default="float32",
+                   help="weights of the model that writes the samples (bfloat16, int8: rnnfast.quantize; after "
+                        "training its validation loss is printed beside float32's; default: %(default)s)")
     p.add_argument("--resume", metavar="CHECKPOINT", help="continue from a checkpoint written by this program")
     p.add_argument("--sample-only", action="store_true",
                    help="only generate text from --resume CHECKPOINT, or from the checkpoint in --out")

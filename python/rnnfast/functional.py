@@ -11,6 +11,7 @@ validation of user input lives in the modules.
 from __future__ import annotations
 
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 
@@ -55,6 +56,24 @@ class LayerContext:
 
 SPENT_MESSAGE = ("backward: the saved forward was already used by a backward, which freed it (its workspace now "
                  "holds gate gradients); run the forward again, or pass retain_graph=True to the first backward")
+
+
+class Int8Weight(NamedTuple):
+    """An int8 weight matrix as the kernels take it (rnnfast.quantize): `values` (rows, K) int8 and
+    `scale` (rows,) float32, row j standing for values[j] * scale[j]."""
+    values: np.ndarray
+    scale: np.ndarray
+
+    @property
+    def shape(self):
+        return self.values.shape
+
+
+def stored_weight(params, name):
+    """params[name] as the stack takes it: the array, or with a `name + "_scale"` entry beside it
+    (an int8 module's) the Int8Weight of the two."""
+    scale = params.get(name + "_scale")
+    return params[name] if scale is None else Int8Weight(params[name], scale)
 
 
 def _zoneout_kwargs(zoneout):
@@ -104,11 +123,14 @@ def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, length
         zoneout_seed = None  # eval mixes in p
     y = np.empty((T, B, H), x.dtype) if out is None else out
     lens = _lengths(lengths)
+    scales = {}
+    if isinstance(w_hh, Int8Weight):  # int8 (eval only): the scales go beside the int8 values
+        (w_ih, scales["w_ih_scale"]), (w_hh, scales["w_hh_scale"]) = w_ih, w_hh
     h_n, c_n, saved = _core.layer_forward(cell_kind(mode).code, x, w_ih, w_hh, b_ih, b_hh, h0, c0, y=y,
                                           reverse=bool(reverse), lengths=lens, training=bool(training), saved=saved,
                                           workspace=workspace, threads=int(threads), zoneout=zoneout,
                                           zoneout_p=zoneout_p, zoneout_seed=zoneout_seed,
-                                          recurrent_mask=recurrent_mask)
+                                          recurrent_mask=recurrent_mask, **scales)
     ctx = (LayerContext(mode, x, w_ih, w_hh, b_ih is not None, bool(reverse), lens, saved, workspace, w_hh_mask,
                         zoneout if zoneout is not None else zoneout_p or None, zoneout_seed, recurrent_mask)
            if training else None)

@@ -14,7 +14,7 @@ import numpy as np
 from . import _validate as v
 from ._registry import REGULARISERS, cell_kind, parameter_shapes, suffix
 from ._stack import Stack
-from .functional import SPENT_MESSAGE
+from .functional import SPENT_MESSAGE, stored_weight
 from .module import Module, serialized
 
 
@@ -69,7 +69,8 @@ class RNNBase(Module):
     def _layer_params(self, layer):
         """The weights of a layer's directions, as the stack takes them."""
         p = self._params
-        return [(p[wi], p[wh], p.get(bi), p.get(bh)) for wi, wh, bi, bh in self._names[layer]]
+        return [(stored_weight(p, wi), stored_weight(p, wh), p.get(bi), p.get(bh))
+                for wi, wh, bi, bh in self._names[layer]]
 
     def _layer_grads(self, layer):
         g = self.grads

@@ -7,7 +7,12 @@ and the states stay float32 (layer.h, `Precision`). Half the weight bytes; the s
 thread count; every kernel path within float32 rounding of `rnnfast.reference.bfloat16_stack_forward`,
 the plain statement of it (docs/precision.md says which paths share their bits).
 
-int8 is named in the API and not built yet: asking for it raises NotImplementedError.
+int8: each weight matrix is quantized per row (symmetric: row j's int8 values times its float32
+scale, `weight_..._scale`, stand for the row; a quarter of float32's bytes, plus a scale a row),
+and each matrix product quantizes its activations per row as it goes (each row of x_t and of
+h_{t-1}, scale = max |a| / 127), sums q_a q_w exactly in int32 and scales the sum back to float32;
+biases, gate math and the states stay float32 (layer.h, `Precision`). The integer sums are the
+same on every kernel path; `rnnfast.reference.int8_stack_forward` is the plain statement of it.
 """
 from __future__ import annotations
 
@@ -36,8 +41,21 @@ def from_bfloat16(bits) -> np.ndarray:
     return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
 
 
+def to_int8(w):
+    """A float32 weight matrix -> (int8 values, float32 scale per row): with m = max |w| over a row,
+    q = rint(w * (127 / m)) (ties to even), scale = m / 127; a row of zeros gives zeros and scale 0."""
+    w = np.asarray(w, dtype=np.float32)
+    m = np.max(np.abs(w), axis=1) if w.shape[1] else np.zeros(w.shape[0], np.float32)
+    inv = np.divide(np.float32(127), m, out=np.zeros_like(m), where=m > 0)
+    return np.clip(np.rint(w * inv[:, None]), -127, 127).astype(np.int8), (m / np.float32(127)).astype(np.float32)
+
+
 def _is_weight(name) -> bool:
-    return name.startswith("weight_")
+    return name.startswith("weight_") and not name.endswith("_scale")
+
+
+# What state_dict() holds of a weight at each precision.
+_WEIGHT_DTYPES = {"bfloat16": np.uint16, "int8": np.int8}
 
 
 class Quantized(Module):
@@ -45,9 +63,10 @@ class Quantized(Module):
     weights.
 
     forward takes what the original's forward takes (float32) and returns what its eval forward
-    returns, in float32. `state_dict()` holds the weights as uint16 bit patterns and the biases in
-    float32; `load_state_dict` takes only such a dict (float weights are refused: quantize the float
-    module instead)."""
+    returns, in float32. `state_dict()` holds the weights as uint16 bit patterns (bfloat16) or as
+    int8 arrays with a float32 `<name>_scale` array each (int8), and the biases in float32;
+    `load_state_dict` takes only such a dict (float weights are refused: quantize the float module
+    instead)."""
 
     def __init__(self, module, dtype: str):
         super().__init__()
@@ -59,8 +78,13 @@ class Quantized(Module):
         core._saved = None
         core.grads = {}
         params = core.parameters()
-        for name, p in params.items():
-            params[name] = to_bfloat16(p) if _is_weight(name) else np.ascontiguousarray(p, np.float32)
+        for name, p in list(params.items()):
+            if not _is_weight(name):
+                params[name] = np.ascontiguousarray(p, np.float32)
+            elif dtype == "bfloat16":
+                params[name] = to_bfloat16(p)
+            else:
+                params[name], params[name + "_scale"] = to_int8(p)
         core.dtype = np.dtype(np.float32)
         self._module = inner
         self._params = params
@@ -95,22 +119,22 @@ class Quantized(Module):
                            "back-propagate through the float module")
 
     def _loaded(self, name, arr):
-        """Module.load_state_dict's conversion: weights must be uint16 bit patterns, as state_dict() holds."""
-        if _is_weight(name) and arr.dtype != np.uint16:
-            raise TypeError(f"load_state_dict: {name}: expected {self.precision} weights (uint16 bit patterns, as "
-                            f"this module's state_dict() holds), got dtype {arr.dtype}; for float weights, load "
+        """Module.load_state_dict's conversion: weights must be of the dtype state_dict() holds."""
+        want = np.dtype(_WEIGHT_DTYPES[self.precision])
+        if _is_weight(name) and arr.dtype != want:
+            what = "uint16 bit patterns" if self.precision == "bfloat16" else "int8 arrays"
+            raise TypeError(f"load_state_dict: {name}: expected {self.precision} weights ({what}, as this "
+                            f"module's state_dict() holds), got dtype {arr.dtype}; for float weights, load "
                             f"them into the float module and quantize it")
         return arr.astype(self._params[name].dtype)
 
 
 def quantize(module, dtype: str):
-    """A new inference-only module with `module`'s weights in reduced precision (`dtype`: "bfloat16";
-    "int8" is not built yet). `module` (rnnfast.RNN, LSTM, GRU, BiRNN, RNNCell, LSTMCell or GRUCell,
-    float32) is left as it was."""
+    """A new inference-only module with `module`'s weights in reduced precision (`dtype`: "int8" or
+    "bfloat16"). `module` (rnnfast.RNN, LSTM, GRU, BiRNN, RNNCell, LSTMCell or GRUCell, float32) is
+    left as it was."""
     if dtype not in PRECISIONS:
         raise ValueError(f"quantize: dtype must be one of {list(PRECISIONS)}, got {dtype!r}")
-    if dtype == "int8":
-        raise NotImplementedError("quantize: int8 is not built yet; use 'bfloat16'")
     if not isinstance(module, (RNNBase, BiRNN, _Cell)):
         raise TypeError(f"quantize: expected an rnnfast.RNN, LSTM, GRU, BiRNN or a single-step cell, got "
                         f"{type(module).__name__}")

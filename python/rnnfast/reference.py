@@ -52,6 +52,7 @@ __all__ = [
     "stack_forward", "stack_backward",
     "zoneout_masks",
     "round_to_bfloat16", "bfloat16_stack_forward",
+    "quantize_rows", "quantize_input_rows", "int8_product", "int8_stack_forward",
 ]
 
 
@@ -188,15 +189,16 @@ def _zoneout_at(zoneout, t):
 
 def _scan_forward(cell, x, state, weights, reverse, zoneout=None, recurrent_mask=None, operand=None):
     w_ih, w_hh, b_ih, b_hh = weights
-    operand = operand or (lambda a: a)  # what the products see of x_t and h_{t-1}
+    # What the products see of x_t and h_{t-1}: one function for both, or a pair.
+    see_x, see_h = operand if isinstance(operand, tuple) else (operand or (lambda a: a),) * 2
     T = x.shape[0]
     y = np.empty((T,) + state[0].shape, dtype=x.dtype)
     steps = []  # (t, what W_hh multiplied, cell cache, zoneout's m) in the order they ran
     for t in (range(T - 1, -1, -1) if reverse else range(T)):
         h_prev = state[0]
         h_read = h_prev if recurrent_mask is None else recurrent_mask * h_prev  # recurrent dropout
-        gi = operand(x[t]) @ w_ih.T + b_ih
-        gh = operand(h_read) @ w_hh.T + b_hh
+        gi = see_x(x[t]) @ w_ih.T + b_ih
+        gh = see_h(h_read) @ w_hh.T + b_hh
         state, cell_cache = cell.forward(gi, gh, state)
         m = _zoneout_at(zoneout, t)
         if m is not None:  # zoneout: h_t = m h_{t-1} + (1 - m) h~_t (an LSTM's c as the cell made it)
@@ -527,4 +529,69 @@ def bfloat16_stack_forward(mode, x, hx, params, num_layers=1, bidirectional=Fals
     rounded = {k: round_to_bfloat16(v) if k.startswith("weight_") else v for k, v in params.items()}
     y, hn, _ = stack_forward(mode, np.asarray(x, np.float32), hx, rounded, num_layers, bidirectional, lengths,
                              operand=round_to_bfloat16)
+    return y, hn
+
+
+# ----------------------------------------------------------------------------
+# int8 inference (rnnfast.quantize(module, "int8")).
+# ----------------------------------------------------------------------------
+
+def quantize_rows(a):
+    """Symmetric int8 per row of a 2-d array, in float32: with m = max |a| over the row,
+    q = rint(a * (127 / m)) (ties to even) and scale = m / 127, so that a ~ q * scale. A row of zeros
+    gives q = 0 and scale 0. Returns (q as int8, scale as float32)."""
+    a = np.asarray(a, dtype=np.float32)
+    m = np.abs(a).max(axis=1)
+    inv = np.divide(np.float32(127), m, out=np.zeros_like(m), where=m > 0)
+    q = np.clip(np.rint(a * inv[:, None]), -127, 127).astype(np.int8)
+    return q, m / np.float32(127)
+
+
+def quantize_input_rows(a):
+    """An input row in two int8 digits, as the input projections take it: q, scale from
+    quantize_rows, and what q leaves, r = a * (127 / m) - q in [-1/2, 1/2], as q2 = rint(254 r)
+    with scale2 = scale / 254, so that a ~ q * scale + q2 * scale2. Returns (q, scale, q2, scale2)."""
+    a = np.asarray(a, dtype=np.float32)
+    m = np.abs(a).max(axis=1)
+    inv = np.divide(np.float32(127), m, out=np.zeros_like(m), where=m > 0)
+    scaled = a * inv[:, None]
+    q = np.clip(np.rint(scaled), -127, 127)
+    q2 = np.clip(np.rint((scaled - q) * np.float32(254)), -127, 127)
+    scale = m / np.float32(127)
+    return q.astype(np.int8), scale, q2.astype(np.int8), scale / np.float32(254)
+
+
+def int8_product(a, q_w, scale_w):
+    """What an int8 product gives for activations a (rows) and int8 weights q_w (one row per output
+    column) with their scales: a's rows quantized (quantize_rows), the exact integer sums
+    S = q_a q_w^T, then float32(S) * (scale_a * scale_w). (The input projections add the product
+    of the inputs' second digits, quantize_input_rows.)"""
+    q_a, scale_a = quantize_rows(a)
+    S = q_a.astype(np.int64) @ np.asarray(q_w).astype(np.int64).T
+    return S.astype(np.float32) * (scale_a[:, None] * np.asarray(scale_w, np.float32)[None, :])
+
+
+def _fake_quantize(a):
+    """h_{t-1}'s rows as an int8 product sees them: q * scale (float32)."""
+    q, scale = quantize_rows(np.reshape(a, (-1, np.shape(a)[-1])))
+    return (q.astype(np.float32) * scale[:, None]).reshape(np.shape(a))
+
+
+def _fake_quantize_input(a):
+    """x_t's rows as an int8 input projection sees them: q * scale + q2 * scale2 (float32)."""
+    q, scale, q2, scale2 = quantize_input_rows(np.reshape(a, (-1, np.shape(a)[-1])))
+    return (q.astype(np.float32) * scale[:, None] + q2.astype(np.float32) * scale2[:, None]).reshape(np.shape(a))
+
+
+def int8_stack_forward(mode, x, hx, params, num_layers=1, bidirectional=False, lengths=None):
+    """stack_forward with int8 weights: every weight matrix quantized per row (quantize_rows) and
+    every matrix product's activations quantized per row before it multiplies them: each row of x_t
+    in two digits (quantize_input_rows), each row of h_{t-1} in one. Biases, gate math and states in
+    float32. Returns (y, hn) as stack_forward."""
+    def dequantized(w):
+        q, scale = quantize_rows(w)
+        return q.astype(np.float32) * scale[:, None]
+    weights = {k: dequantized(v) if k.startswith("weight_") else v for k, v in params.items()}
+    y, hn, _ = stack_forward(mode, np.asarray(x, np.float32), hx, weights, num_layers, bidirectional, lengths,
+                             operand=(_fake_quantize_input, _fake_quantize))
     return y, hn

@@ -492,7 +492,7 @@ def from_numpy(module):
 
 def quantize(module, dtype):
     """torch.nn.RNN / LSTM / GRU or an rnnfast.torch module -> an inference-only torch.nn.Module with
-    its weights in reduced precision (`dtype`: "bfloat16"; "int8" is not built yet), as
+    its weights in reduced precision (`dtype`: "int8" or "bfloat16"), as
     rnnfast.quantize does for the NumPy modules. `module` is left as it was."""
     from ._torch_quantized import Quantized
     from .quantized import quantize as quantize_numpy

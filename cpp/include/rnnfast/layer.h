@@ -26,8 +26,14 @@ enum class CellKind : int { rnn_tanh = 0, rnn_relu = 1, lstm = 2, gru = 3 };
 // w_hh_bf16: bit patterns, the upper 16 bits of a float32), and each product rounds its activations
 // (x_t, h_{t-1}) to bfloat16, to nearest even; the products of pairs are exact in float32 and are
 // summed in float32, k in pairs (2j, 2j + 1), the odd term first, denormals flushed. Biases, gate
-// math and the carried state stay float32.
-enum class Precision : int { full = 0, bfloat16 = 1 };
+// math and the carried state stay float32. int8 (inference, float only): the weights are int8
+// (w_ih_i8, w_hh_i8), symmetric, with one float32 scale per row (w_ih_scale, w_hh_scale: row j's
+// weights are w_i8[j, k] * scale[j]); each product quantizes its activations per row (a row of x_t,
+// or of h_{t-1}): with m the row's largest |a_k|, q_k = rint(a_k * (127 / m)) (float32 arithmetic,
+// ties to even; a row of zeros gives q = 0) and the row's scale m / 127; the integer sum
+// S = sum_k q_k w_k is exact in int32 (K below 133,000), and the product is float(S) * (row scale *
+// weight scale). Biases, gate math and the carried state stay float32. Inputs must be finite.
+enum class Precision : int { full = 0, bfloat16 = 1, int8 = 2 };
 
 constexpr int gate_count(CellKind c) {
     return c == CellKind::lstm ? 4 : c == CellKind::gru ? 3 : 1;
@@ -38,7 +44,7 @@ struct LayerShape {
     Index T, B, I, H;  // all >= 1
     bool reverse;  // run time from T-1 down to 0 (the backward half of a bidirectional layer)
     bool recurrent_dropout = false;  // the recurrent product reads h_{t-1} times a (B, H) mask (recurrent_mask)
-    Precision precision = Precision::full;  // bfloat16: eval forwards of float layers only
+    Precision precision = Precision::full;  // bfloat16, int8: eval forwards of float layers only
 };
 
 template <class T>
@@ -70,6 +76,10 @@ struct LayerForward {
                                    // m * h_{t-1} (variational dropout; the carried state is h_{t-1} itself)
     const std::uint16_t* w_ih_bf16;  // s.precision == bfloat16: (G*H, I) and (G*H, H) bfloat16 bit patterns,
     const std::uint16_t* w_hh_bf16;  //   read instead of w_ih and w_hh (which are then ignored)
+    const std::int8_t* w_ih_i8;    // s.precision == int8: (G*H, I) and (G*H, H) int8 weights, read instead
+    const std::int8_t* w_hh_i8;    //   of w_ih and w_hh,
+    const float* w_ih_scale;       //   and their rows' scales, (G*H) each
+    const float* w_hh_scale;
 };
 
 template <class T>

@@ -1,0 +1,291 @@
+"""int8 inference (rnnfast.quantize(module, "int8")): the quantization rule, the integer products on
+every path against the NumPy reference (exactly), the layers against the reference of the int8
+math, the same bits across threads and across the paths that share their gate math, and the
+quantized modules against float32."""
+import numpy as np
+import pytest
+
+import rnnfast
+from rnnfast import _core, functional as F, reference as R
+from rnnfast.functional import Int8Weight
+from rnnfast.quantized import to_int8
+from quantized_cases import CELLS, each_isa, layer_case, reference_layer, relative_error  # noqa: F401
+
+def test_input_rows_take_two_digits():
+    rng = np.random.default_rng(1)
+    a = (rng.standard_normal((40, 300)) * rng.uniform(0.01, 100, (40, 1))).astype(np.float32)
+    q, scale, q2, scale2 = R.quantize_input_rows(a)
+    assert np.array_equal(q, R.quantize_rows(a)[0]) and np.array_equal(scale2, scale / np.float32(254))
+    one = q * scale[:, None].astype(np.float64)
+    two = one + q2 * scale2[:, None].astype(np.float64)
+    assert (np.abs(one - a).max(axis=1) / scale <= 0.5001).all()  # half a step of the first digit
+    assert (np.abs(two - a).max(axis=1) / scale <= 0.5 / 254 + 1e-5).all()  # half of the second's
+
+
+def test_weight_quantization_is_the_reference_rule():
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal((50, 70)) * rng.uniform(0.01, 3, (50, 1))).astype(np.float32)
+    w[7] = 0  # a row of zeros: zeros and scale 0
+    q, scale = to_int8(w)
+    rq, rscale = R.quantize_rows(w)
+    assert q.dtype == np.int8 and scale.dtype == np.float32
+    assert np.array_equal(q, rq) and np.array_equal(scale, rscale)
+    assert not q[7].any() and scale[7] == 0
+    assert np.abs(q).max() == 127 and (np.abs(q).max(axis=1)[np.arange(50) != 7] == 127).all()
+    assert np.abs(q * scale[:, None] - w).max() <= 0.5001 * scale.max()  # within half a step
+    ties = np.array([[127.0, 0.5, 1.5, 2.5, -0.5, -1.5]], np.float32)  # scale 1: rint's ties go to even
+    assert R.quantize_rows(ties)[0].tolist() == [[127, 0, 2, 2, 0, -2]]
+
+
+def _int8(w):
+    return Int8Weight(*to_int8(w))
+
+
+@pytest.mark.parametrize("T", [1, 3])  # T = 1 packs the weights as it goes, T = 3 through the cache
+@pytest.mark.parametrize("I,H,B", [(7, 9, 5), (33, 17, 1), (64, 48, 13), (300, 40, 20), (130, 70, 3)])
+def test_products_are_the_exact_integer_sums_on_every_path(T, I, H, B, each_isa):
+    # A relu RNN's first step from h = 0 without biases is relu(P), P the int8 product of x_0 and
+    # W_ih: float32(S) * (scale_x * scale_w) with S the exact integer sum. Negated weights give -S,
+    # so relu(P) - relu(-P) is P, bit for bit, on every path and thread count. Inputs are integers
+    # times a power of two with 127 in each row: q is those integers, and their second digits zero.
+    rng = np.random.default_rng(I + H)
+    ints = rng.integers(-127, 128, (T, B, I))
+    ints[:, :, rng.integers(I)] = 127
+    x = (ints * 2.0 ** rng.integers(-8, 8, (1, B, 1))).astype(np.float32)
+    w_ih = (rng.standard_normal((H, I)) * 0.3).astype(np.float32)
+    w_hh = (rng.standard_normal((H, H)) * 0.3).astype(np.float32)
+    q_ih, s_ih = to_int8(w_ih)
+    want = R.int8_product(x[0], q_ih, s_ih)
+    for isa in each_isa:
+        _core.set_isa(isa)
+        for threads in (1, 2):
+            run = lambda sign: F.layer_forward("rnn_relu", x, None, None, Int8Weight(sign * q_ih, s_ih), _int8(w_hh),
+                                               None, None, training=False, threads=threads)[0][0]
+            got = run(1) - run(-1)
+            assert np.array_equal(got, want), (isa, threads, np.abs(got - want).max())
+
+
+def _kernel(mode, x, w, b, h0, c0, reverse=False, lengths=None, threads=0):
+    y, h_n, c_n, _ = F.layer_forward(mode, x, h0, c0, _int8(w[0]), _int8(w[1]), b[0], b[1], reverse=reverse,
+                                     lengths=lengths, training=False, threads=threads)
+    return y, h_n, c_n
+
+
+def _reference(*case, **kw):
+    return reference_layer(R.int8_stack_forward, *case, **kw)
+
+
+@pytest.mark.parametrize("mode", CELLS)
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_sequence_matches_the_reference(mode, reverse, with_lengths, each_isa):
+    T, B, I, H = 12, 6, 20, 24
+    x, w, b, h0, c0 = layer_case(mode, T, B, I, H, seed=3)
+    lengths = np.array([12, 1, 7, 12, 3, 9]) if with_lengths else None
+    want = _reference(mode, x, w, b, h0, c0, reverse, lengths)
+    for isa in each_isa:
+        _core.set_isa(isa)
+        got = _kernel(mode, x, w, b, h0, c0, reverse, lengths)
+        # The same integer sums; the states differ by float32 rounding (sums in another order), and
+        # a state a float32 ulp apart can quantize one step apart (1/127 of its row's largest).
+        for g, e in zip(got, want):
+            if e is not None:
+                assert np.abs(g - e).max() <= 1e-3, (isa, np.abs(g - e).max())
+        if with_lengths:
+            for bi, L in enumerate(lengths):
+                assert not got[0][L:, bi].any()  # padded steps stay exactly zero
+
+
+@pytest.mark.parametrize("mode", CELLS)
+@pytest.mark.parametrize("shape", [(30, 1, 40, 40), (8, 33, 50, 70), (1, 3, 16, 130), (4, 64, 32, 256)])
+def test_same_bits_for_any_thread_count_and_for_every_avx512_path(mode, shape, each_isa):
+    x, w, b, h0, c0 = layer_case(mode, *shape, seed=5)
+    runs = {}
+    for isa in each_isa:
+        _core.set_isa(isa)
+        one = _kernel(mode, x, w, b, h0, c0, threads=1)
+        for n in (2, 3):
+            for a, c in zip(one, _kernel(mode, x, w, b, h0, c0, threads=n)):
+                assert a is None or np.array_equal(a, c), (isa, n)
+        runs[isa] = one
+    # The integer sums are exact on every path, and the AVX-512 builds share their float32 gate
+    # math: vpmaddubsw (avx512), vpdpbusd (avx512_vnni, avx512_bf16) and AMX tiles (avx512_amx)
+    # give the same bits. (The paths of other vector widths have other gate math bits.)
+    wide = [runs[i] for i in ("avx512", "avx512_vnni", "avx512_bf16", "avx512_amx") if i in runs]
+    for other in wide[1:]:
+        for a, c in zip(wide[0], other):
+            assert a is None or np.array_equal(a, c)
+
+
+def test_weights_and_scales_are_read_again_when_they_change():
+    x, w, b, h0, c0 = layer_case("lstm", 10, 4, 16, 32, seed=7)
+    ws = F.LayerWorkspace()
+    w_ih, w_hh = _int8(w[0]), _int8(w[1])
+    first = F.layer_forward("lstm", x, h0, c0, w_ih, w_hh, *b, training=False, workspace=ws)[0]
+    w_hh.values[3, 5] += 1  # in-place edits of the cached weights
+    second = F.layer_forward("lstm", x, h0, c0, w_ih, w_hh, *b, training=False, workspace=ws)[0]
+    fresh = F.layer_forward("lstm", x, h0, c0, w_ih, w_hh, *b, training=False)[0]
+    assert not np.array_equal(first, second) and np.array_equal(second, fresh)
+    w_ih.scale[:] *= 2
+    third = F.layer_forward("lstm", x, h0, c0, w_ih, w_hh, *b, training=False, workspace=ws)[0]
+    assert np.array_equal(third, F.layer_forward("lstm", x, h0, c0, w_ih, w_hh, *b, training=False)[0])
+    assert not np.array_equal(third, second)
+
+
+def test_int8_weights_are_for_float32_inference():
+    x, w, b, h0, c0 = layer_case("gru", 3, 2, 4, 5, seed=0)
+    with pytest.raises(ValueError, match="int8 weights are for inference"):
+        F.layer_forward("gru", x, h0, None, _int8(w[0]), _int8(w[1]), *b, training=True)
+    with pytest.raises(TypeError, match="float32 eval"):
+        F.layer_forward("gru", x.astype(np.float64), h0.astype(np.float64), None, _int8(w[0]), _int8(w[1]),
+                        *[v.astype(np.float64) for v in b], training=False)
+    with pytest.raises(ValueError, match="scales"):
+        _core.layer_forward(3, x, to_int8(w[0])[0], to_int8(w[1])[0], b[0], b[1], h0, None, y=np.empty((3, 2, 5), np.float32),
+                            reverse=False, lengths=None, training=False)
+    with pytest.raises(ValueError, match="w_hh_scale: expected shape"):
+        F.layer_forward("gru", x, h0, None, _int8(w[0]), Int8Weight(to_int8(w[1])[0], np.ones(3, np.float32)), *b,
+                        training=False)
+
+
+# ---- the modules ---------------------------------------------------------------------------
+
+def _outputs(out, lstm):
+    y, h = out
+    return [y] + (list(h) if lstm else [h])
+
+
+@pytest.mark.parametrize("cls", [rnnfast.RNN, rnnfast.LSTM, rnnfast.GRU])
+@pytest.mark.parametrize("layers,bidirectional,batch_first", [(1, False, False), (3, True, True), (2, False, True)])
+def test_quantized_module_is_within_the_target_of_float32(cls, layers, bidirectional, batch_first):
+    m = cls(48, 64, num_layers=layers, bidirectional=bidirectional, batch_first=batch_first, seed=1).eval()
+    q = rnnfast.quantize(m, "int8")
+    T, B = 60, 5
+    x = np.random.default_rng(2).standard_normal((B, T, 48) if batch_first else (T, B, 48)).astype(np.float32)
+    lengths = np.array([60, 17, 1, 44, 60])
+    lstm = cls is rnnfast.LSTM
+    f, got = _outputs(m(x, lengths=lengths), lstm), _outputs(q(x, lengths=lengths), lstm)
+    assert got[0].dtype == np.float32 and got[0].shape == f[0].shape
+    for a, e in zip(got, f):
+        assert relative_error(a, e) <= 2e-2  # the target; measured 3.5e-3 to 1.7e-2 (the tanh RNN's, 3 layers)
+    pad = (lambda y, b, L: y[b, L:]) if batch_first else (lambda y, b, L: y[L:, b])
+    for bi, L in enumerate(lengths):
+        assert not pad(got[0], bi, L).any()
+
+
+def test_quantized_module_is_the_reference_of_the_int8_math():
+    m = rnnfast.GRU(24, 32, num_layers=2, bidirectional=True, seed=4).eval()
+    x = np.random.default_rng(3).standard_normal((15, 3, 24)).astype(np.float32)
+    y, h = rnnfast.quantize(m, "int8")(x)
+    want_y, want_h = R.int8_stack_forward("gru", x, None, m.state_dict(), num_layers=2, bidirectional=True)
+    assert np.abs(y - want_y).max() <= 1e-3 and np.abs(h - want_h).max() <= 1e-3
+
+
+def test_quantize_leaves_the_original_and_is_inference_only(tmp_path):
+    m = rnnfast.LSTM(16, 24, num_layers=2, seed=3)
+    before = {k: v.copy() for k, v in m.state_dict().items()}
+    q = rnnfast.quantize(m, "int8")
+    assert m.training and all(np.array_equal(before[k], v) for k, v in m.state_dict().items())
+    with pytest.raises(RuntimeError, match="int8 module is inference-only"):
+        q.backward(np.zeros((3, 2, 24), np.float32))
+    with pytest.raises(RuntimeError, match="inference-only"):
+        q.train()
+    sd = q.state_dict()
+    assert sd["weight_hh_l1"].dtype == np.int8 and sd["weight_hh_l1_scale"].dtype == np.float32
+    assert sd["weight_hh_l1_scale"].shape == (96,) and sd["bias_hh_l1"].dtype == np.float32
+    weight_bytes = sum(v.nbytes for k, v in sd.items() if k.startswith("weight_"))
+    float_bytes = sum(v.nbytes for k, v in m.state_dict().items() if k.startswith("weight_"))
+    assert weight_bytes <= 0.3 * float_bytes  # int8 values and a scale a row
+    x = np.random.default_rng(4).standard_normal((9, 2, 16)).astype(np.float32)
+    y0 = q(x)[0]
+    other = rnnfast.quantize(rnnfast.LSTM(16, 24, num_layers=2, seed=99), "int8")
+    other.load_state_dict(sd)
+    assert np.array_equal(other(x)[0], y0)
+    with pytest.raises(TypeError, match="int8 arrays"):
+        other.load_state_dict(m.state_dict() | {k: v for k, v in sd.items() if k.endswith("_scale")})
+    with pytest.raises(TypeError, match="int8 arrays"):
+        other.load_state_dict({k: v.astype(np.int16) if v.dtype == np.int8 else v for k, v in sd.items()})
+    path = tmp_path / "q.npz"
+    rnnfast.save(path, q)
+    third = rnnfast.quantize(rnnfast.LSTM(16, 24, num_layers=2, seed=7), "int8")
+    rnnfast.load(path, third)
+    assert np.array_equal(third(x)[0], y0)
+
+
+@pytest.mark.parametrize("cls", [rnnfast.LSTM, rnnfast.GRU])
+def test_quantized_error_from_torch_weights_at_a_bench_shape(cls):
+    torch = pytest.importorskip("torch")
+    # torch's default initialisation, N(0, 1) inputs, as the accuracy figures in RESULTS.md.
+    torch.manual_seed(0)
+    t = getattr(torch.nn, cls.__name__)(256, 256, num_layers=3)
+    m = cls(256, 256, num_layers=3).eval()
+    m.load_state_dict({k: v.detach().numpy() for k, v in t.state_dict().items()})
+    x = np.random.default_rng(0).standard_normal((100, 4, 256)).astype(np.float32)
+    lstm = cls is rnnfast.LSTM
+    f, q = _outputs(m(x), lstm), _outputs(rnnfast.quantize(m, "int8")(x), lstm)
+    assert max(relative_error(a, e) for a, e in zip(q, f)) <= 2e-2
+
+
+@pytest.mark.parametrize("merge", ["concat", "sum"])
+def test_quantized_birnn(merge):
+    b = rnnfast.BiRNN("lstm", 10, 16, num_layers=2, merge=merge, seed=2).eval()
+    q = rnnfast.quantize(b, "int8")
+    x = np.random.default_rng(5).standard_normal((7, 3, 10)).astype(np.float32)
+    lengths = [7, 2, 5]
+    (yq, hq), (yf, hf) = q(x, lengths=lengths), b(x, lengths=lengths)
+    assert yq.shape == yf.shape and relative_error(yq, yf) <= 2e-2
+    assert not yq[5:, 1].any()  # padded steps stay zero whatever the merge
+
+
+@pytest.mark.parametrize("cls", [rnnfast.RNNCell, rnnfast.LSTMCell, rnnfast.GRUCell])
+def test_quantized_cells_step_by_step(cls):
+    cell = cls(12, 40, seed=3).eval()
+    q = rnnfast.quantize(cell, "int8")
+    rng = np.random.default_rng(6)
+    state_f = state_q = None
+    for _ in range(6):
+        x = rng.standard_normal((4, 12)).astype(np.float32)
+        state_f, state_q = cell(x, state_f), q(x, state_q)
+    for a, e in zip(state_q if isinstance(state_q, tuple) else [state_q],
+                    state_f if isinstance(state_f, tuple) else [state_f]):
+        assert a.dtype == np.float32 and relative_error(a, e) <= 2e-2
+    # A step is one layer call at T = 1: the same bits as that layer in functional form.
+    x = rng.standard_normal((4, 12)).astype(np.float32)
+    p = q.state_dict()
+    h0 = rng.standard_normal((4, 40)).astype(np.float32)
+    c0 = rng.standard_normal((4, 40)).astype(np.float32) if cls is rnnfast.LSTMCell else None
+    got = q(x, (h0, c0) if c0 is not None else h0)
+    want = F.layer_forward(cell.mode, x[None], h0, c0, Int8Weight(p["weight_ih"], p["weight_ih_scale"]),
+                           Int8Weight(p["weight_hh"], p["weight_hh_scale"]), p["bias_ih"], p["bias_hh"], training=False)
+    assert np.array_equal(got[0] if c0 is not None else got, want[1])
+
+
+# ---- rnnfast.torch.quantize ----------------------------------------------------------------
+
+@pytest.mark.parametrize("cls", ["LSTM", "GRU"])
+def test_torch_quantize_matches_the_numpy_quantized_module(cls):
+    torch = pytest.importorskip("torch")
+    import rnnfast.torch as rt
+    torch.manual_seed(0)
+    t = getattr(torch.nn, cls)(12, 20, num_layers=2, bidirectional=True, batch_first=True)
+    q = rt.quantize(t, "int8")
+    assert isinstance(q, torch.nn.Module) and t.weight_ih_l0.dtype == torch.float32  # t left as it was
+    numpy_q = rnnfast.quantize(rt.from_torch(t).to_numpy(), "int8")
+    x = torch.randn(5, 9, 12)
+    lengths = [9, 4, 1, 9, 6]
+    y, h = q(x, lengths=lengths)
+    assert np.array_equal(y.numpy(), numpy_q(x.numpy(), lengths=lengths)[0])
+    with torch.no_grad():
+        ref = t(x)[0]
+    assert relative_error(q(x)[0].numpy(), ref.numpy()) <= 2e-2
+    sd = q.state_dict()
+    assert sd["weight_hh_l1_reverse"].dtype == torch.int8 and sd["weight_hh_l1_reverse_scale"].dtype == torch.float32
+    other = rt.quantize(getattr(torch.nn, cls)(12, 20, num_layers=2, bidirectional=True, batch_first=True), "int8")
+    other.load_state_dict(sd)
+    assert torch.equal(other(x)[0], q(x)[0])
+    with pytest.raises(TypeError, match="torch.int8"):
+        other.load_state_dict(rt.quantize(t, "bfloat16").state_dict())
+    with pytest.raises(TypeError, match="must stay a CPU torch.float32"):
+        rt.quantize(t, "int8").double()  # the scales would turn float64 (.float() leaves int8 and float32 alone)
+    import pickle
+    again = pickle.loads(pickle.dumps(q))
+    assert torch.equal(again(x)[0], q(x)[0])
