@@ -11,8 +11,9 @@
 //    1e-11 (a wrong lane or a dropped block is off by O(1));
 //  - the same bits on 2 and 3 threads as on 1, and from the cached eval forward as from the first;
 //  - eval forwards with bfloat16 weights (float only) within 2e-3 of the portable path's (states
-//    feed back, and a float32 ulp apart can round to the other bfloat16), the same bits on 2 and 3
-//    threads as on 1;
+//    feed back, and a float32 ulp apart can round to the other bfloat16), and with int8 weights
+//    within 5e-3 (the integer sums are exact everywhere; a state a float32 ulp apart can quantize a
+//    step apart), the same bits on 2 and 3 threads as on 1;
 //  - sigmoid and tanh through activation() within 1e-6 relative of double on a grid of [-100, 100]
 //    and at special values (NaN stays NaN; +-inf and +-1e30 saturate, to within 1e-6; tanh keeps
 //    the sign of zero).
@@ -263,10 +264,21 @@ std::uint16_t to_bf16(float f) {
     return std::uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
-// An eval forward with bfloat16 weights: y, then h_n (and c_n) appended.
-std::vector<float> run_bf16(const Case& c, const Inputs& in, int threads) {
+// A (rows, cols) weight matrix as int8 values, each row symmetric with its own scale (layer.h).
+void to_int8(const std::vector<double>& w, Index cols, std::vector<std::int8_t>& q, std::vector<float>& scale) {
+    for (size_t r = 0; r * cols < w.size(); ++r) {
+        float m = 0;
+        for (Index k = 0; k < cols; ++k) m = std::fmax(m, std::fabs(float(w[r * cols + k])));
+        const float inv = m > 0 ? 127.0f / m : 0.0f;
+        for (Index k = 0; k < cols; ++k) q.push_back(std::int8_t(std::nearbyint(float(w[r * cols + k]) * inv)));
+        scale.push_back(m / 127.0f);
+    }
+}
+
+// An eval forward with reduced-precision weights (bfloat16 or int8): y, then h_n (and c_n) appended.
+std::vector<float> run_reduced(const Case& c, const Inputs& in, int threads, rnnfast::Precision precision) {
     rnnfast::LayerShape s{c.cell, c.T, c.B, c.I, c.H, c.reverse};
-    s.precision = rnnfast::Precision::bfloat16;
+    s.precision = precision;
     const bool lstm = c.cell == rnnfast::CellKind::lstm;
     const Index BH = c.B * c.H;
     const std::vector<float> x = as<float>(in.x), h0 = as<float>(in.h0), c0 = as<float>(in.c0),
@@ -274,6 +286,10 @@ std::vector<float> run_bf16(const Case& c, const Inputs& in, int threads) {
     std::vector<std::uint16_t> w_ih, w_hh;
     for (double w : in.w_ih) w_ih.push_back(to_bf16(float(w)));
     for (double w : in.w_hh) w_hh.push_back(to_bf16(float(w)));
+    std::vector<std::int8_t> q_ih, q_hh;
+    std::vector<float> s_ih, s_hh;
+    to_int8(in.w_ih, c.I, q_ih, s_ih);
+    to_int8(in.w_hh, c.H, q_hh, s_hh);
     std::vector<float> out((c.T + 2) * BH);
     std::vector<float> scratch(rnnfast::forward_scratch_size(s, false, 4, threads));
     std::vector<float> cache(rnnfast::weight_cache_size(s, 4, false));
@@ -285,6 +301,10 @@ std::vector<float> run_bf16(const Case& c, const Inputs& in, int threads) {
     a.c0 = lstm ? c0.data() : nullptr;
     a.w_ih_bf16 = w_ih.data();
     a.w_hh_bf16 = w_hh.data();
+    a.w_ih_i8 = q_ih.data();
+    a.w_hh_i8 = q_hh.data();
+    a.w_ih_scale = s_ih.data();
+    a.w_hh_scale = s_hh.data();
     a.b_ih = c.bias ? b_ih.data() : nullptr;
     a.b_hh = c.bias ? b_hh.data() : nullptr;
     a.lengths = c.lengths ? in.lengths.data() : nullptr;
@@ -299,10 +319,13 @@ std::vector<float> run_bf16(const Case& c, const Inputs& in, int threads) {
     return out;
 }
 
-void check_bf16(const Case& c, const Inputs& in, const std::vector<float>& oracle, Tally& t) {
+void check_reduced(const Case& c, const Inputs& in, const std::vector<float>& oracle, rnnfast::Precision precision,
+                   Tally& t) {
+    const bool int8 = precision == rnnfast::Precision::int8;
+    const std::string what = int8 ? " int8" : " bfloat16";
     std::vector<float> first;
     for (int threads : {1, 2, 3}) {
-        const std::vector<float> got = run_bf16(c, in, threads);
+        const std::vector<float> got = run_reduced(c, in, threads, precision);
         double scale = 0, err = 0;
         for (size_t j = 0; j < got.size(); ++j) {
             scale = std::fmax(scale, std::fabs(double(oracle[j])));
@@ -311,12 +334,11 @@ void check_bf16(const Case& c, const Inputs& in, const std::vector<float>& oracl
         }
         const double rel = err / (scale > 0 ? scale : 1.0);
         t.worst = std::fmax(t.worst, rel);
-        if (!(rel <= 2e-3))
-            t.fail(describe(c) + " bfloat16 threads=" + std::to_string(threads) + ": relative error " +
-                   std::to_string(rel));
+        if (!(rel <= (int8 ? 5e-3 : 2e-3)))
+            t.fail(describe(c) + what + " threads=" + std::to_string(threads) + ": relative error " + std::to_string(rel));
         if (threads == 1) first = got;
         else if (std::memcmp(first.data(), got.data(), got.size() * sizeof(float)) != 0)
-            t.fail(describe(c) + " bfloat16: bits differ between 1 and " + std::to_string(threads) + " threads");
+            t.fail(describe(c) + what + ": bits differ between 1 and " + std::to_string(threads) + " threads");
     }
 }
 
@@ -400,13 +422,15 @@ int main(int argc, char** argv) {
     }
     std::vector<Inputs> inputs;
     std::vector<Outputs<double>> oracles;
-    std::vector<std::vector<float>> bf16_oracles;  // bfloat16: the cases without the regularisers
+    std::vector<std::vector<float>> bf16_oracles, int8_oracles;  // the cases without the regularisers
     for (size_t i = 0; i < cases.size(); ++i) {
         inputs.push_back(make_inputs(cases[i], unsigned(1000 + i)));
         oracles.push_back(run<double>(cases[i], inputs.back(), 1));
         const Case& c = cases[i];
-        bf16_oracles.push_back(c.zoneout || c.recurrent_dropout || c.zoneout_draws ? std::vector<float>()
-                                                                                     : run_bf16(c, inputs.back(), 1));
+        const bool plain = !(c.zoneout || c.recurrent_dropout || c.zoneout_draws);
+        bf16_oracles.push_back(plain ? run_reduced(c, inputs.back(), 1, rnnfast::Precision::bfloat16)
+                                     : std::vector<float>());
+        int8_oracles.push_back(plain ? run_reduced(c, inputs.back(), 1, rnnfast::Precision::int8) : std::vector<float>());
     }
 
     int failed = 0;
@@ -417,18 +441,22 @@ int main(int argc, char** argv) {
             continue;
         }
         Tally t;
-        Tally b;
+        Tally b, q;
         for (size_t i = 0; i < cases.size(); ++i) {
             check_case<float>(cases[i], inputs[i], oracles[i], t);
             check_case<double>(cases[i], inputs[i], oracles[i], t);
-            if (!bf16_oracles[i].empty()) check_bf16(cases[i], inputs[i], bf16_oracles[i], b);
+            if (bf16_oracles[i].empty()) continue;
+            check_reduced(cases[i], inputs[i], bf16_oracles[i], rnnfast::Precision::bfloat16, b);
+            check_reduced(cases[i], inputs[i], int8_oracles[i], rnnfast::Precision::int8, q);
         }
         Tally a;
         check_activations(a);
         std::printf("%s: %zu cases x float, double x 1, 2, 3 threads: %d failures (worst relative error %.2e); "
-                    "bfloat16: %d failures (worst %.2e); activations: %d failures (worst %.2e)\n",
-                    name.c_str(), cases.size(), t.failures, t.worst, b.failures, b.worst, a.failures, a.worst);
-        if (t.failures || b.failures || a.failures) failed = 1;
+                    "bfloat16: %d failures (worst %.2e); int8: %d failures (worst %.2e); activations: %d failures "
+                    "(worst %.2e)\n",
+                    name.c_str(), cases.size(), t.failures, t.worst, b.failures, b.worst, q.failures, q.worst,
+                    a.failures, a.worst);
+        if (t.failures || b.failures || q.failures || a.failures) failed = 1;
     }
     return failed;
 }
