@@ -122,26 +122,6 @@ def test_bfloat16_weights_are_for_float32_inference():
                         training=False)
 
 
-# ---- the modules ---------------------------------------------------------------------------
-
-@pytest.mark.parametrize("cls", [rnnfast.RNN, rnnfast.LSTM, rnnfast.GRU])
-@pytest.mark.parametrize("layers,bidirectional,batch_first", [(1, False, False), (3, True, True), (2, False, True)])
-def test_quantized_module_is_within_the_target_of_float32(cls, layers, bidirectional, batch_first):
-    m = cls(48, 64, num_layers=layers, bidirectional=bidirectional, batch_first=batch_first, seed=1).eval()
-    q = rnnfast.quantize(m, "bfloat16")
-    T, B = 60, 5
-    x = np.random.default_rng(2).standard_normal((B, T, 48) if batch_first else (T, B, 48)).astype(np.float32)
-    lengths = np.array([60, 17, 1, 44, 60])
-    yf, hf = m(x, lengths=lengths)
-    yq, hq = q(x, lengths=lengths)
-    assert yq.dtype == np.float32 and yq.shape == yf.shape
-    for a, e in zip([yq] + list(hq if cls is rnnfast.LSTM else [hq]), [yf] + list(hf if cls is rnnfast.LSTM else [hf])):
-        assert relative_error(a, e) <= 1e-2  # measured 3e-3 to 8e-3 (RESULTS.md); a wrong path gives far more
-    pad = (lambda y, b, L: y[b, L:]) if batch_first else (lambda y, b, L: y[L:, b])
-    for bi, L in enumerate(lengths):
-        assert not pad(yq, bi, L).any()
-
-
 def test_quantize_leaves_the_original_and_is_inference_only(tmp_path):
     m = rnnfast.LSTM(16, 24, num_layers=2, seed=3)
     before = {k: v.copy() for k, v in m.state_dict().items()}
@@ -237,42 +217,6 @@ def test_torch_quantize_state_dict_and_refusals():
     again = pickle.loads(pickle.dumps(q))
     x = torch.randn(6, 3, 8)
     assert torch.equal(again(x)[0], q(x)[0])
-
-
-@pytest.mark.parametrize("merge", ["concat", "sum", "mul"])
-def test_quantized_birnn(merge):
-    b = rnnfast.BiRNN("gru", 10, 16, num_layers=2, merge=merge, seed=2).eval()
-    q = rnnfast.quantize(b, "bfloat16")
-    x = np.random.default_rng(5).standard_normal((7, 3, 10)).astype(np.float32)
-    lengths = [7, 2, 5]
-    (yq, hq), (yf, hf) = q(x, lengths=lengths), b(x, lengths=lengths)
-    assert yq.shape == yf.shape and relative_error(yq, yf) <= 1e-2 and relative_error(hq, hf) <= 1e-2
-    assert not yq[5:, 1].any()  # padded steps stay zero whatever the merge
-    with pytest.raises(RuntimeError, match="inference-only"):
-        q.backward(np.ones_like(yq))
-
-
-@pytest.mark.parametrize("cls", [rnnfast.RNNCell, rnnfast.LSTMCell, rnnfast.GRUCell])
-def test_quantized_cells_step_by_step(cls):
-    cell = cls(12, 40, seed=3).eval()
-    q = rnnfast.quantize(cell, "bfloat16")
-    rng = np.random.default_rng(6)
-    state_f = state_q = None
-    for _ in range(6):
-        x = rng.standard_normal((4, 12)).astype(np.float32)
-        state_f, state_q = cell(x, state_f), q(x, state_q)
-    for a, e in zip(state_q if isinstance(state_q, tuple) else [state_q],
-                    state_f if isinstance(state_f, tuple) else [state_f]):
-        assert a.dtype == np.float32 and relative_error(a, e) <= 1e-2
-    # A step is one layer call at T = 1: the same bits as that layer in functional form.
-    x = rng.standard_normal((4, 12)).astype(np.float32)
-    p = q.state_dict()
-    h0 = rng.standard_normal((4, 40)).astype(np.float32)
-    c0 = rng.standard_normal((4, 40)).astype(np.float32) if cls is rnnfast.LSTMCell else None
-    got = q(x, (h0, c0) if c0 is not None else h0)
-    want = F.layer_forward(cell.mode, x[None], h0, c0, p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"],
-                           training=False)
-    assert np.array_equal(got[0] if c0 is not None else got, want[1])
 
 
 def test_onnx_export_refuses_a_quantized_module_and_says_why():

@@ -196,11 +196,12 @@ def test_the_progress_bar_is_tqdm_s_on_a_terminal_where_tqdm_is_installed():
     assert ("4/4" in out and "chunk/s" in out) if have_tqdm else "epoch 1 [" in out
 
 
-def test_bfloat16_weights_sample_and_report_their_validation_loss(tmp_path):
-    out = run(tmp_path, "--quick", "--precision", "bfloat16").stdout
+@pytest.mark.parametrize("precision", ["bfloat16", "int8"])
+def test_quantized_weights_sample_and_report_their_validation_loss(tmp_path, precision):
+    out = run(tmp_path, "--quick", "--precision", precision).stdout
     float_loss = float(re.search(r"validation loss [0-9.]+ -> ([0-9.]+)", out).group(1))
-    bf16_loss, change = re.search(r"validation loss with bfloat16 weights ([0-9.]+) nats/char \(([-+0-9.]+)%", out).groups()
-    assert abs(float(bf16_loss) / float_loss - 1) * 100 == pytest.approx(abs(float(change)), abs=0.05)
-    assert abs(float(change)) < 5  # a broken path would be far off; the measured change is in RESULTS.md
-    assert "sample after training (bfloat16)" in out
-    assert "sample (bfloat16)" in run(tmp_path, "--quick", "--sample-only", "--precision", "bfloat16").stdout
+    loss, change = re.search(rf"validation loss with {precision} weights ([0-9.]+) nats/char \(([-+0-9.]+)%", out).groups()
+    assert abs(float(loss) / float_loss - 1) * 100 == pytest.approx(abs(float(change)), abs=0.05)
+    assert abs(float(change)) < 5  # a broken path would be far off; the measured change is in docs/precision.md
+    assert f"sample after training ({precision})" in out
+    assert f"sample ({precision})" in run(tmp_path, "--quick", "--sample-only", "--precision", precision).stdout

@@ -95,8 +95,10 @@ def isa() -> str:
     value the CPU or the build lacks is ignored with a RuntimeWarning at import).
 
     A build with -DRNNFAST_AVX2_W16=ON also has the test-only 'avx2_w16' (tools/avx2_w16.sh). On a
-    CPU with AVX512-BF16 there is also 'avx512_bf16', never picked on its own: avx512 whose bfloat16
-    products (rnnfast.quantize) use vdpbf16ps, with the same results.
+    CPU with AVX512-VNNI there is also 'avx512_vnni' (picked before 'avx512': its int8 products
+    (rnnfast.quantize) use vpdpbusd); with AVX512-BF16 'avx512_bf16', never picked on its own
+    (bfloat16 products on vdpbf16ps, with the same results); with AMX 'avx512_amx' (picked first:
+    int8 and bfloat16 products on tiles). All are avx512 for float32.
     """
     return _core.isa()
 

@@ -10,7 +10,7 @@ the plain statement of it (docs/precision.md says which paths share their bits).
 int8: each weight matrix is quantized per row (symmetric: row j's int8 values times its float32
 scale, `weight_..._scale`, stand for the row; a quarter of float32's bytes, plus a scale a row),
 and each matrix product quantizes its activations per row as it goes (each row of x_t and of
-h_{t-1}, scale = max |a| / 127), sums q_a q_w exactly in int32 and scales the sum back to float32;
+h_{t-1}, scale = max abs(a) / 127), sums q_a q_w exactly in int32 and scales the sum back to float32;
 biases, gate math and the states stay float32 (layer.h, `Precision`). The integer sums are the
 same on every kernel path; `rnnfast.reference.int8_stack_forward` is the plain statement of it.
 """
@@ -42,7 +42,7 @@ def from_bfloat16(bits) -> np.ndarray:
 
 
 def to_int8(w):
-    """A float32 weight matrix -> (int8 values, float32 scale per row): with m = max |w| over a row,
+    """A float32 weight matrix -> (int8 values, float32 scale per row): with m = max abs(w) over a row,
     q = rint(w * (127 / m)) (ties to even), scale = m / 127; a row of zeros gives zeros and scale 0."""
     w = np.asarray(w, dtype=np.float32)
     m = np.max(np.abs(w), axis=1) if w.shape[1] else np.zeros(w.shape[0], np.float32)

@@ -537,7 +537,7 @@ def bfloat16_stack_forward(mode, x, hx, params, num_layers=1, bidirectional=Fals
 # ----------------------------------------------------------------------------
 
 def quantize_rows(a):
-    """Symmetric int8 per row of a 2-d array, in float32: with m = max |a| over the row,
+    """Symmetric int8 per row of a 2-d array, in float32: with m = max abs(a) over the row,
     q = rint(a * (127 / m)) (ties to even) and scale = m / 127, so that a ~ q * scale. A row of zeros
     gives q = 0 and scale 0. Returns (q as int8, scale as float32)."""
     a = np.asarray(a, dtype=np.float32)
