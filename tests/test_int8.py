@@ -237,3 +237,54 @@ def test_torch_quantize_matches_the_numpy_quantized_module(cls):
     import pickle
     again = pickle.loads(pickle.dumps(q))
     assert torch.equal(again(x)[0], q(x)[0])
+
+
+# ---- ONNX ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bidirectional,batch_first", [(False, False), (True, True)])
+def test_onnx_export_of_an_int8_lstm_runs_in_onnxruntime(bidirectional, batch_first, tmp_path):
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    import rnnfast.onnx
+    m = rnnfast.LSTM(24, 32, num_layers=2, bidirectional=bidirectional, batch_first=batch_first, seed=0).eval()
+    q = rnnfast.quantize(m, "int8")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 20, 24) if batch_first else (20, 3, 24)).astype(np.float32)
+    D = 2 if bidirectional else 1
+    hx = tuple(rng.standard_normal((2 * D, 3, 32)).astype(np.float32) * 0.5 for _ in range(2))
+    lengths = np.array([20, 7, 13])
+    proto = rnnfast.onnx.export(q, tmp_path / "q.onnx", (x, hx, lengths))
+    assert [n.op_type for n in proto.graph.node if n.domain == "com.microsoft"] == ["DynamicQuantizeLSTM"] * 2
+    session = ort.InferenceSession(str(tmp_path / "q.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"input": x, "h0": hx[0], "c0": hx[1], "lengths": lengths})
+    want_q, want_f = _outputs(q(x, hx, lengths), True), _outputs(m(x, hx, lengths), True)
+    for g, wq, wf in zip(got, want_q, want_f):
+        # ONNX Runtime quantizes the activations its own way (per tensor, uint8): near, not the same.
+        assert relative_error(g, wf) <= 2e-2 and relative_error(g, wq) <= 2e-2
+    pad = got[0][1, 7:] if batch_first else got[0][7:, 1]
+    assert not pad.any()
+
+
+def test_onnx_export_refuses_other_int8_modules_and_says_why():
+    pytest.importorskip("onnx")
+    import rnnfast.onnx
+    q = rnnfast.quantize(rnnfast.GRU(4, 8), "int8")
+    with pytest.raises(TypeError, match="int8 GRU.*DynamicQuantizeLSTM.*LSTM's only"):
+        rnnfast.onnx.export(q, "unused.onnx", np.zeros((3, 2, 4), np.float32))
+    with pytest.raises(ValueError, match="float32"):
+        rnnfast.onnx.export(rnnfast.quantize(rnnfast.LSTM(4, 8), "int8"), "unused.onnx", np.zeros((3, 2, 4), np.float32),
+                            dtype="float64")
+
+
+def test_onnx_export_of_a_torch_int8_lstm(tmp_path):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    import rnnfast.onnx
+    import rnnfast.torch as rt
+    torch.manual_seed(0)
+    q = rt.quantize(torch.nn.LSTM(10, 16), "int8")
+    x = torch.randn(8, 2, 10)
+    rnnfast.onnx.export(q, tmp_path / "t.onnx", x.numpy())
+    got = ort.InferenceSession(str(tmp_path / "t.onnx"), providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})
+    assert relative_error(got[0], q(x)[0].numpy()) <= 2e-2

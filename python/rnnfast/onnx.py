@@ -23,6 +23,13 @@ R (D, G*H, H), B (D, 2*G*H) = [b_ih, b_hh], with the gate blocks reordered from 
 torch's GRU). `lengths` go to every node's sequence_lens (cast to int32): outputs past each length
 are 0 and the backward direction starts at each sequence's last valid step, as in rnnfast. Dropout
 is an inference no-op and is left out.
+
+An int8 LSTM (rnnfast.quantize(lstm, "int8"), or rnnfast.torch.quantize's) is written with ONNX
+Runtime's com.microsoft DynamicQuantizeLSTM nodes: its int8 weights (W (D, I, 4H) and R (D, H, 4H),
+transposed as that operator takes them) with their per-row scales as per-channel W_scale and R_scale
+(D, 4H) and zero points 0. ONNX Runtime quantizes the activations its own way (each tensor to uint8
+with a zero point, one digit), so its results are near rnnfast's int8 ones, not the same bits.
+Other quantized modules have no ONNX operator and are refused.
 """
 from __future__ import annotations
 
@@ -32,6 +39,7 @@ from . import __version__
 from . import _validate as v
 from ._onnx_import import from_onnx, load
 from ._registry import CELLS
+from .functional import Int8Weight
 from .modules import GRU, LSTM, RNN
 
 __all__ = ["export", "load", "from_onnx", "DEFAULT_OPSET"]
@@ -40,16 +48,22 @@ DEFAULT_OPSET = 17
 
 
 def _numpy_module(model):
-    """rnnfast.RNN / LSTM / GRU as they are; rnnfast.torch modules through their to_numpy()."""
+    """rnnfast.RNN / LSTM / GRU as they are; rnnfast.torch modules through their to_numpy(); an int8
+    LSTM (rnnfast.quantize's or rnnfast.torch.quantize's) as the LSTM inside it, int8 weights and all."""
     if isinstance(model, (RNN, LSTM, GRU)):
         return model
     if type(model).__module__ == "rnnfast.torch" and hasattr(model, "to_numpy"):
         return model.to_numpy()
     precision = getattr(model, "precision", None)
     if precision is not None:  # rnnfast.quantize's, or rnnfast.torch.quantize's
-        raise TypeError(f"export: a {precision} module (rnnfast.quantize) is not exported: ONNX's RNN, LSTM and "
-                        f"GRU operators take float weights, and rnnfast's {precision} products (activations "
-                        f"rounded too) have no ONNX operator; export the float module")
+        inner = getattr(getattr(model, "_numpy", model), "_module", None)
+        if precision == "int8" and isinstance(inner, LSTM):
+            return inner
+        why = ("ONNX Runtime's int8 recurrent operator (com.microsoft DynamicQuantizeLSTM) is an LSTM's only"
+               if precision == "int8" else
+               "ONNX's RNN, LSTM and GRU operators take float weights, and bfloat16 products have no ONNX operator")
+        raise TypeError(f"export: a {precision} {type(inner).__name__} (rnnfast.quantize) is not exported: {why}; "
+                        f"export the float module")
     raise TypeError(f"export: expected rnnfast.RNN, LSTM or GRU (or an rnnfast.torch one), "
                     f"got {type(model).__name__}")
 
@@ -74,7 +88,8 @@ def _example(model, example_input):
 
 
 def _onnx_weights(model, layer, dtype):
-    """(W, R, B or None) of one layer in ONNX's layout and gate order, as `dtype`."""
+    """(W, R, B or None) of one layer in ONNX's layout and gate order, as `dtype`; for an int8 layer
+    W and R are (int8 values (D, K, G*H), scales (D, G*H)), DynamicQuantizeLSTM's layout."""
     H, order = model.hidden_size, CELLS[model.mode].onnx_gate_order
 
     def reorder(a):  # (G*H, ...) in torch's gate order -> ONNX's
@@ -83,11 +98,16 @@ def _onnx_weights(model, layer, dtype):
     W, R, B = [], [], []
     for d in range(model.num_directions):
         w_ih, w_hh, b_ih, b_hh = model._layer_params(layer)[d]
-        W.append(reorder(w_ih))
-        R.append(reorder(w_hh))
+        W.append(w_ih)
+        R.append(w_hh)
         if b_ih is not None:
             B.append(np.concatenate([reorder(b_ih), reorder(b_hh)]))
-    return np.stack(W).astype(dtype), np.stack(R).astype(dtype), np.stack(B).astype(dtype) if B else None
+    B = np.stack(B).astype(dtype) if B else None
+    if isinstance(W[0], Int8Weight):
+        def int8(ws):
+            return (np.stack([reorder(w.values).T for w in ws]), np.stack([reorder(w.scale) for w in ws]))
+        return int8(W), int8(R), B
+    return np.stack([reorder(w) for w in W]).astype(dtype), np.stack([reorder(w) for w in R]).astype(dtype), B
 
 
 class _Graph:
@@ -111,11 +131,18 @@ def _add_layer(g, model, layer, x, seq_lens, states, dtype):
     returns (y (T, B, D*H), [h_n (D, B, H), c_n]) as value names."""
     mode, D, H, s = model.mode, model.num_directions, model.hidden_size, f"_l{layer}"
     W, R, B = _onnx_weights(model, layer, dtype)
-    inputs = [x, g.const("W" + s, W), g.const("R" + s, R), "" if B is None else g.const("B" + s, B), seq_lens]
+    int8 = isinstance(W, tuple)
+    inputs = [x, g.const("W" + s, W[0] if int8 else W), g.const("R" + s, R[0] if int8 else R),
+              "" if B is None else g.const("B" + s, B), seq_lens]
     if states:  # this layer's rows of h0 (and c0)
         bounds = [g.const(f"start{s}", np.array([layer * D], np.int64)),
                   g.const(f"end{s}", np.array([(layer + 1) * D], np.int64)), g.const("axis0", np.array([0], np.int64))]
         inputs += [g.node("Slice", [name] + bounds, [name + s]) for name in states]
+    if int8:  # no peepholes, then each weight's per-channel scales and zero points
+        inputs += [""] * (8 - len(inputs))
+        zeros = np.zeros_like(W[1], dtype=np.int8)
+        inputs += [g.const("W_scale" + s, W[1]), g.const("W_zero_point" + s, zeros), g.const("R_scale" + s, R[1]),
+                   g.const("R_zero_point" + s, zeros)]
     while inputs[-1] == "":
         inputs.pop()
     outputs = ["Y" + s, "h_n" + s] + (["c_n" + s] if mode == "lstm" else [])
@@ -124,8 +151,8 @@ def _add_layer(g, model, layer, x, seq_lens, states, dtype):
         attrs["activations"] = ["Relu"] * D
     if mode == "gru":
         attrs["linear_before_reset"] = 1  # torch's GRU: r multiplies (W_hn h + b_hn)
-    op = CELLS[mode].onnx_op
-    g.node(op, inputs, outputs, name=op.lower() + s, **attrs)
+    op = "DynamicQuantizeLSTM" if int8 else CELLS[mode].onnx_op
+    g.node(op, inputs, outputs, name=op.lower() + s, **attrs, **({"domain": "com.microsoft"} if int8 else {}))
     # Y (T, D, B, H) -> (T, B, D, H) -> (T, B, D*H): torch's [forward, backward] concatenation
     y = g.node("Transpose", ["Y" + s], ["Y_tbdh" + s], perm=[0, 2, 1, 3])
     y = g.node("Reshape", [y, g.const("shape_tb_", np.array([0, 0, -1], np.int64))], ["y" + s])
@@ -156,6 +183,9 @@ def export(model, path, example_input, opset: int = DEFAULT_OPSET, dtype=None):
     _, has_hx, has_lengths = _example(model, example_input)
     mode, L, D, H = model.mode, model.num_layers, model.num_directions, model.hidden_size
     dtype = model.dtype if dtype is None else v.dtype_of(dtype)
+    int8 = "weight_ih_l0_scale" in model.parameters()
+    if int8 and dtype != np.float32:
+        raise ValueError("export: an int8 LSTM's graph is float32 (DynamicQuantizeLSTM takes float32 only)")
     elem = TensorProto.DOUBLE if dtype == np.float64 else TensorProto.FLOAT
     time_batch = ["batch", "seq_len"] if model.batch_first else ["seq_len", "batch"]
     states = (["h0", "c0"] if mode == "lstm" else ["h0"]) if has_hx else []
@@ -182,10 +212,10 @@ def export(model, path, example_input, opset: int = DEFAULT_OPSET, dtype=None):
         g.node("Concat", [s[k] for s in per_layer], [name], axis=0)
 
     graph = helper.make_graph(g.nodes, f"rnnfast_{type(model).__name__}", inputs, outputs, list(g.inits.values()))
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="rnnfast",
-                              producer_version=__version__)
+    opsets = [helper.make_opsetid("", opset)] + ([helper.make_opsetid("com.microsoft", 1)] if int8 else [])
+    proto = helper.make_model(graph, opset_imports=opsets, producer_name="rnnfast", producer_version=__version__)
     # The oldest IR version that carries this opset, so that older runtimes load the file too.
-    proto.ir_version = helper.find_min_ir_version_for(proto.opset_import)
-    onnx.checker.check_model(proto, full_check=True)
+    proto.ir_version = helper.find_min_ir_version_for(proto.opset_import[:1])
+    onnx.checker.check_model(proto, full_check=not int8)  # (onnx has no schema of ONNX Runtime's operators)
     onnx.save(proto, path)
     return proto
