@@ -108,13 +108,14 @@ def test_same_bits_for_any_thread_count_and_for_every_avx512_path(mode, shape, e
             for a, c in zip(one, _kernel(mode, x, w, b, h0, c0, threads=n)):
                 assert a is None or np.array_equal(a, c), (isa, n)
         runs[isa] = one
-    # The integer sums are exact on every path, and the AVX-512 builds share their float32 gate
-    # math: vpmaddubsw (avx512), vpdpbusd (avx512_vnni, avx512_bf16) and AMX tiles (avx512_amx)
-    # give the same bits. (The paths of other vector widths have other gate math bits.)
-    wide = [runs[i] for i in ("avx512", "avx512_vnni", "avx512_bf16", "avx512_amx") if i in runs]
-    for other in wide[1:]:
-        for a, c in zip(wide[0], other):
-            assert a is None or np.array_equal(a, c)
+    # The integer sums are exact on every path, and the builds of one vector width share their
+    # float32 gate math: vpmaddubsw (avx512, avx2), vpdpbusd (avx512_vnni, avx512_bf16, avx2_vnni)
+    # and AMX tiles (avx512_amx) give the same bits. (Other widths have other gate math bits.)
+    for family in (("avx512", "avx512_vnni", "avx512_bf16", "avx512_amx"), ("avx2", "avx2_vnni")):
+        same = [runs[i] for i in family if i in runs]
+        for other in same[1:]:
+            for a, c in zip(same[0], other):
+                assert a is None or np.array_equal(a, c)
 
 
 def test_weights_and_scales_are_read_again_when_they_change():

@@ -45,6 +45,7 @@ bool cpu_has(const KernelTable& t) {
     if (&t == &kernels_avx512_bf16) return cpu_has(kernels_avx512_vnni) && __builtin_cpu_supports("avx512bf16");
     if (&t == &kernels_avx512_amx) return cpu_has(kernels_avx512_bf16) && amx_usable();
     if (&t == &kernels_avx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (&t == &kernels_avx2_vnni) return cpu_has(kernels_avx2) && __builtin_cpu_supports("avxvnni");
 #ifdef RNNFAST_AVX2_W16
     if (&t == &kernels_avx2_w16) return cpu_has(kernels_avx2);
 #endif
@@ -55,7 +56,7 @@ bool cpu_has(const KernelTable& t) {
 
 const KernelTable* const all_tables[] = {
 #ifdef RNNFAST_X86
-    &kernels_avx512_amx, &kernels_avx512_vnni, &kernels_avx512, &kernels_avx2,
+    &kernels_avx512_amx, &kernels_avx512_vnni, &kernels_avx512, &kernels_avx2_vnni, &kernels_avx2,
     &kernels_avx512_bf16,  // after avx512, so never the default: on the Xeon measured (RESULTS.md), vdpbf16ps
                            // multiply-adds at half the rate of float32 FMAs
 #ifdef RNNFAST_AVX2_W16

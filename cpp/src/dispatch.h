@@ -41,6 +41,7 @@ extern const KernelTable kernels_scalar;
 #if defined(__x86_64__) || defined(_M_X64)
 #define RNNFAST_X86 1
 extern const KernelTable kernels_avx2;
+extern const KernelTable kernels_avx2_vnni;
 extern const KernelTable kernels_avx512;
 extern const KernelTable kernels_avx512_vnni;
 extern const KernelTable kernels_avx512_bf16;

@@ -21,6 +21,8 @@
 #include "simd.h"
 #if defined(__AVX512VNNI__) && RNNFAST_VBYTES == 64
 #define RNNFAST_VNNI 1
+#elif defined(__AVXVNNI__) && RNNFAST_VBYTES == 32
+#define RNNFAST_VNNI 1  // AVX-VNNI (Intel from Alder Lake on): vpdpbusd on ymm, VEX-encoded
 #endif
 #if defined(__AMX_INT8__) && defined(__AMX_TILE__) && defined(RNNFAST_VNNI)
 #define RNNFAST_AMX_INT8 1  // the int8 products on AMX tiles (amx.h)
@@ -116,7 +118,11 @@ inline ivec load_quads(const Int8Quad* p) { return *reinterpret_cast<const ivec_
 #if defined(RNNFAST_VNNI)
 inline ivec quad_splat(ActivationQuad a) { return ivec{} + std::int32_t(a.bits); }
 inline ivec quad_madd(ivec acc, ivec b, ivec a) {  // acc += unsigned a x signed b (in asm: see bfloat16.h's madd)
+#if RNNFAST_VBYTES == 64
     __asm__("vpdpbusd %1, %2, %0" : "+v"(acc) : "v"(b), "v"(a));
+#else
+    __asm__("%{vex%} vpdpbusd %1, %2, %0" : "+x"(acc) : "x"(b), "x"(a));
+#endif
     return acc;
 }
 #elif defined(__AVX512BW__) && RNNFAST_VBYTES == 64

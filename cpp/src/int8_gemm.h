@@ -9,8 +9,8 @@ namespace rnnfast {
 namespace RNNFAST_ISA_NS {
 
 // Rows per block: MR x NV int32 accumulators, with room left for the operands and (without VNNI)
-// the sign and pair products: 16 of AVX-512's 32 registers, 8 of AVX2's 16.
-constexpr int kInt8MR = RNNFAST_VBYTES == 64 ? 8 : 4;
+// the sign and pair products: 16 of AVX-512's 32 registers; of AVX2's 16, 12 with AVX-VNNI, else 8.
+constexpr int kInt8MR = RNNFAST_VBYTES == 64 ? 8 : kUnsignedActivations ? 6 : 4;
 
 // C rows [0, MR) x one panel (kq rows of quads, then the trailer of column sums).
 template <class T, int MR, int NV>

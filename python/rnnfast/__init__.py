@@ -98,7 +98,8 @@ def isa() -> str:
     CPU with AVX512-VNNI there is also 'avx512_vnni' (picked before 'avx512': its int8 products
     (rnnfast.quantize) use vpdpbusd); with AVX512-BF16 'avx512_bf16', never picked on its own
     (bfloat16 products on vdpbf16ps, with the same results); with AMX 'avx512_amx' (picked first:
-    int8 and bfloat16 products on tiles). All are avx512 for float32.
+    int8 and bfloat16 products on tiles). All are avx512 for float32. Likewise 'avx2_vnni' (AVX-VNNI,
+    picked before 'avx2') is avx2 with int8 products on vpdpbusd.
     """
     return _core.isa()
 
