@@ -188,7 +188,7 @@ template <class T, class Cell, class V = T> class ForwardPass {
         if constexpr (kQuads) {
             T* mine = scratch.state_quads + me.id * scratch.state_quad_values;
             A* q = activations(mine);
-            float* scale = reinterpret_cast<float*>(mine + ((B + kActivationRowsSpare) * Kh + 15) / 16 * 16);
+            float* scale = reinterpret_cast<float*>(mine + scratch.state_scales_at);
             for (Index b = me.b0; b < me.b1; ++b) scale[b] = quantize_row(q + b * Kh, hp + b * H, H, Kh);
             return {q, Kh, 1, scale};
         } else if constexpr (kPairs) {
@@ -201,7 +201,7 @@ template <class T, class Cell, class V = T> class ForwardPass {
     // team (then a barrier: the product's threads read every row).
     Mat<A> input_operand(const Team& team, Index t_lo, Index steps) const {
         const T* x = a.x + t_lo * B * a.ldx;
-        if constexpr (kQuads) {  // in two digits: the first here, the second for input_residual
+        if constexpr (kQuads) {  // in two digits: the first's product here, the second's in project_chunk
             const Range rows = team.split(steps * B);
             A* const q[2] = {activations(scratch.input_quads[0]), activations(scratch.input_quads[1])};
             for (Index r = rows.lo; r < rows.hi; ++r)

@@ -210,13 +210,11 @@ template <class T, int NV, class Cols, class Source = Mat<T>> struct PanelsPacke
     static constexpr bool kPacksOnUse = true;
     using Value = typename Source::Operand;
     using Activation = typename activation_of<Value>::type;
-    static constexpr Index kTrailer = kTrailerRows<Value>;
     Source B;
     Cols cols;
     Value* buf;
     Index K, KC, npanels;
     const float* scale = nullptr;  // as Packed's
-    static Index buf_size(Index KC) { return (KC + kTrailerRows<typename Source::Operand>) * NV * simd<T>::W; }
     Index kc(Index kb) const { return K - kb * KC < KC ? K - kb * KC : KC; }
     const Value* block(Index kb, Index p) const {
         pack_panel<T, NV>(buf, B, cols, p, kb * KC, kc(kb));

@@ -35,14 +35,15 @@ template <class T> struct Saved {
 // With bfloat16 weights (eval): state_pairs, h of the last step and of this one as bfloat16 pairs
 // (B, H/2), and input_pairs, the chunk's x_t (steps * B, I/2): what the products read.
 // With int8 weights (eval): state_quads, per thread (state_quad_values apart), h_{t-1}'s rows that
-// the thread's recurrent product reads, quantized (B, H/4) and their scales (B); input_quads and
+// the thread's recurrent product reads, quantized (B, H/4), and from state_scales_at on their scales
+// (B); input_quads and
 // input_scales, the chunk's x_t quantized in two digits (int8.h), each (steps * B, I/4) with its
 // scales.
 template <class T> struct ForwardScratch {
     T *recurrent_packing, *input_packing, *bias_projection, *bias_recurrent, *recurrent, *projection;
     T *state[2], *cell[2], *masked[2], *state_pairs[2], *input_pairs, *state_quads, *input_quads[2];
     float* input_scales[2];
-    Index as_used_values, state_quad_values;
+    Index as_used_values, state_quad_values, state_scales_at;
 };
 
 // The backward's. Gate gradients: dg_ih (T, B, G*H) = dL/d(W_ih x_t + b_ih); for GRU, whose
@@ -104,7 +105,8 @@ template <class T, int G> struct WorkspaceLayout {
         }
         if (s.precision == Precision::int8) {  // a quad takes one value; scales are floats (int8 runs on float)
             const Index rows = Geo::chunk_steps(s, training) * s.B;
-            w.state_quad_values = ((s.B + kActivationRowsSpare) * Kh + 15) / 16 * 16 + (s.B + 15) / 16 * 16;
+            w.state_scales_at = ((s.B + kActivationRowsSpare) * Kh + 15) / 16 * 16;
+            w.state_quad_values = w.state_scales_at + (s.B + 15) / 16 * 16;
             w.state_quads = cv.take(Schedule::forward_threads(s, threads) * w.state_quad_values);
             for (int d = 0; d < 2; ++d) {
                 w.input_quads[d] = cv.take((rows + kActivationRowsSpare) * Ki);
