@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 import rnnfast
-from rnnfast import functional as F
+from rnnfast import _core, functional as F
 from rnnfast.functional import stored_weight
-from quantized_cases import relative_error
+from quantized_cases import each_isa, relative_error  # noqa: F401
 
 # The targets (max |q - f| / max |f|); measured errors are in docs/precision.md.
 LIMITS = {"bfloat16": 1e-2, "int8": 2e-2}
@@ -73,3 +73,15 @@ def test_quantized_cells_step_by_step(precision, cls):
     want = F.layer_forward(cell.mode, x[None], h0, c0, stored_weight(p, "weight_ih"), stored_weight(p, "weight_hh"),
                            p["bias_ih"], p["bias_hh"], training=False)
     assert np.array_equal(got[0] if c0 is not None else got, want[1])
+
+
+@pytest.mark.parametrize("precision", LIMITS)
+def test_a_module_run_again_after_an_isa_switch_repacks_its_weights(precision, each_isa):
+    # A module keeps its packed weights between calls; AMX packs int8 and bfloat16 panels for its
+    # tiles, other paths for their vectors: after set_isa, the next call must not read the old ones.
+    m = rnnfast.LSTM(20, 24, num_layers=2, seed=2).eval()
+    x = np.random.default_rng(0).standard_normal((11, 4, 20)).astype(np.float32)
+    q = rnnfast.quantize(m, precision)
+    for isa in each_isa + each_isa[:1]:
+        _core.set_isa(isa)
+        assert np.array_equal(q(x)[0], rnnfast.quantize(m, precision)(x)[0]), isa

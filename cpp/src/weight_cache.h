@@ -15,9 +15,10 @@
 // (memcmp over contiguous rows, or row pieces: streaming reads, where packing transposes) and
 // repacks its own panels only where they differ. So any change to the weights is seen, in-place updates included,
 // with no version counter for the caller to keep, and a thread count that differs from the last
-// call's is fine: a panel's contents depend on its own rows only. The tag says which layout
-// (vector width, panel width, G, H, I for W_ih, element size, which weights) filled the cache; any
-// other tag (a new, zeroed or foreign cache) makes every thread pack.
+// call's is fine: a panel's contents depend on its own rows only. The tag says which build and
+// layout (the ISA's name, vector width, panel width, G, H, I for W_ih, element size, which weights)
+// filled the cache; any other tag (a new, zeroed or foreign cache, or one an ISA switch left behind:
+// AMX's int8 and bfloat16 panels are laid out for its tiles) makes every thread pack.
 //
 // A single step (T = 1) has no use for a cache (see LayerGeometry::packs_as_used): it reads the weights once
 // and packs each panel as it goes.
@@ -63,6 +64,7 @@ template <class T> struct WeightCache {
         t ^= std::uint64_t(RNNFAST_VBYTES) << 1 ^ std::uint64_t(NV) << 8 ^ std::uint64_t(G) << 12 ^
              std::uint64_t(sizeof(T)) << 16 ^ std::uint64_t(kind) << 20 ^ std::uint64_t(cols) << 24 ^
              std::uint64_t(H) << 44;
+        for (const char* c = RNNFAST_ISA_NAME; *c; ++c) t = (t ^ std::uint8_t(*c)) * 0x100000001b3ull;  // FNV-1a
         return t;
     }
 
