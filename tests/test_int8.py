@@ -37,17 +37,55 @@ def test_weight_quantization_is_the_reference_rule():
     assert R.quantize_rows(ties)[0].tolist() == [[127, 0, 2, 2, 0, -2]]
 
 
+def _activation_rows(rng):
+    """Rows that probe the quantization rule: random scales and lengths around the vector widths,
+    exact ties of the first digit, rows of zeros, below and at 2^-100, denormals, a lone large value."""
+    rows = []
+    for n in (1, 3, 4, 7, 8, 15, 16, 17, 31, 33, 64, 65, 300):
+        rows += [rng.standard_normal(n) * 10.0 ** rng.uniform(-30, 30) for _ in range(40)]
+    ties = np.arange(-127, 128) + 0.5  # scale 1 (127 is the row's largest): k + 1/2 exactly
+    rows.append(np.concatenate([[127.0], ties[:-1]]))
+    tiny = rng.standard_normal(33)
+    rows += [tiny * 0, tiny * 2.0 ** -110, tiny * 1e-40, np.full(5, 2.0 ** -100), np.full(5, 2.0 ** -101),
+             np.concatenate([[1e30], tiny]), np.concatenate([[2.0 ** -99], tiny * 1e-40])]
+    return [np.asarray(r, np.float32) for r in rows]
+
+
+def test_activation_digits_are_the_reference_on_every_path(each_isa):
+    # Each path's quantize_row against the reference's rule, bit for bit: both digits and both
+    # scales. (With FMA, a * (127 / m) + magic contracted into one instruction skips the product's
+    # rounding; the digits then differ now and then.)
+    rows = _activation_rows(np.random.default_rng(11))
+    for isa in each_isa:
+        _core.set_isa(isa)
+        for a in rows:
+            got = _core.quantize_activations(a[None, :])
+            want = R.quantize_input_rows(a[None, :])
+            for g, w, name in zip(got, want, ("q", "scale", "q2", "scale2")):
+                assert g.dtype == w.dtype and np.array_equal(g, w), (isa, name, a.size, a[:3])
+
+
+def test_tiny_rows_count_as_zero():
+    for row in ([2.0 ** -101, -2.0 ** -105], [1e-40, 0.0], [0.0, 0.0]):
+        q, scale, q2, scale2 = R.quantize_input_rows(np.array([row], np.float32))
+        assert not q.any() and not q2.any() and scale[0] == 0 and scale2[0] == 0
+    q, scale = R.quantize_rows(np.array([[2.0 ** -100, -2.0 ** -101]], np.float32))
+    assert q.tolist() == [[127, -64]] and scale[0] == np.float32(2.0 ** -100) / np.float32(127)
+
+
 def _int8(w):
     return Int8Weight(*to_int8(w))
 
 
-@pytest.mark.parametrize("T", [1, 3])  # T = 1 packs the weights as it goes, T = 3 through the cache
+@pytest.mark.parametrize("T", [1, 3])  # T = 1 packs each panel as it goes, T = 3 all panels up front
 @pytest.mark.parametrize("I,H,B", [(7, 9, 5), (33, 17, 1), (64, 48, 13), (300, 40, 20), (130, 70, 3)])
 def test_products_are_the_exact_integer_sums_on_every_path(T, I, H, B, each_isa):
     # A relu RNN's first step from h = 0 without biases is relu(P), P the int8 product of x_0 and
-    # W_ih: float32(S) * (scale_x * scale_w) with S the exact integer sum. Negated weights give -S,
-    # so relu(P) - relu(-P) is P, bit for bit, on every path and thread count. Inputs are integers
-    # times a power of two with 127 in each row: q is those integers, and their second digits zero.
+    # W_ih: float32(S) * (scale_x * scale_w) with S the exact integer sum. Negated inputs quantize
+    # to the negated digits (rint is symmetric) and give -S, so relu(P) - relu(-P) is P, bit for
+    # bit, on every path and thread count. Inputs are integers times a power of two with 127 in each
+    # row: q is those integers, and their second digits zero. The weights hold -128 too (a loaded
+    # state_dict may), which vpmaddubsw's paths must multiply exactly.
     rng = np.random.default_rng(I + H)
     ints = rng.integers(-127, 128, (T, B, I))
     ints[:, :, rng.integers(I)] = 127
@@ -55,11 +93,13 @@ def test_products_are_the_exact_integer_sums_on_every_path(T, I, H, B, each_isa)
     w_ih = (rng.standard_normal((H, I)) * 0.3).astype(np.float32)
     w_hh = (rng.standard_normal((H, H)) * 0.3).astype(np.float32)
     q_ih, s_ih = to_int8(w_ih)
+    q_ih[rng.random(q_ih.shape) < 0.1] = -128
+    q_ih[0] = -128  # a whole row: the largest sums
     want = R.int8_product(x[0], q_ih, s_ih)
     for isa in each_isa:
         _core.set_isa(isa)
         for threads in (1, 2):
-            run = lambda sign: F.layer_forward("rnn_relu", x, None, None, Int8Weight(sign * q_ih, s_ih), _int8(w_hh),
+            run = lambda sign: F.layer_forward("rnn_relu", sign * x, None, None, Int8Weight(q_ih, s_ih), _int8(w_hh),
                                                None, None, training=False, threads=threads)[0][0]
             got = run(1) - run(-1)
             assert np.array_equal(got, want), (isa, threads, np.abs(got - want).max())
@@ -96,26 +136,39 @@ def test_sequence_matches_the_reference(mode, reverse, with_lengths, each_isa):
                 assert not got[0][L:, bi].any()  # padded steps stay exactly zero
 
 
+SHAPES = [(30, 1, 40, 40), (8, 33, 50, 70), (1, 3, 16, 130), (4, 64, 32, 256)]
+
+
 @pytest.mark.parametrize("mode", CELLS)
-@pytest.mark.parametrize("shape", [(30, 1, 40, 40), (8, 33, 50, 70), (1, 3, 16, 130), (4, 64, 32, 256)])
-def test_same_bits_for_any_thread_count_and_for_every_avx512_path(mode, shape, each_isa):
+@pytest.mark.parametrize("shape", SHAPES)
+def test_same_bits_for_any_thread_count(mode, shape, each_isa):
     x, w, b, h0, c0 = layer_case(mode, *shape, seed=5)
-    runs = {}
     for isa in each_isa:
         _core.set_isa(isa)
         one = _kernel(mode, x, w, b, h0, c0, threads=1)
         for n in (2, 3):
             for a, c in zip(one, _kernel(mode, x, w, b, h0, c0, threads=n)):
                 assert a is None or np.array_equal(a, c), (isa, n)
-        runs[isa] = one
-    # The integer sums are exact on every path, and the builds of one vector width share their
-    # float32 gate math: vpmaddubsw (avx512, avx2), vpdpbusd (avx512_vnni, avx512_bf16, avx2_vnni)
-    # and AMX tiles (avx512_amx) give the same bits. (Other widths have other gate math bits.)
-    for family in (("avx512", "avx512_vnni", "avx512_bf16", "avx512_amx"), ("avx2", "avx2_vnni")):
-        same = [runs[i] for i in family if i in runs]
-        for other in same[1:]:
-            for a, c in zip(same[0], other):
-                assert a is None or np.array_equal(a, c)
+
+
+# The integer sums are exact on every path, and the builds of one vector width share their float32
+# gate math: vpmaddubsw (avx512, avx2), vpdpbusd (avx512_vnni, avx512_bf16, avx2_vnni) and AMX tiles
+# (avx512_amx) give the same bits. (Other widths have other gate math bits.)
+@pytest.mark.parametrize("family", [("avx512", "avx512_vnni", "avx512_bf16", "avx512_amx"), ("avx2", "avx2_vnni")])
+@pytest.mark.parametrize("mode", CELLS)
+def test_paths_of_one_width_give_the_same_bits(family, mode, each_isa):
+    paths = [i for i in family if i in each_isa]
+    if len(paths) < 2:
+        pytest.skip(f"this CPU runs {len(paths)} of {family}: nothing to compare")
+    for shape in SHAPES:
+        x, w, b, h0, c0 = layer_case(mode, *shape, seed=5)
+        runs = []
+        for isa in paths:
+            _core.set_isa(isa)
+            runs.append(_kernel(mode, x, w, b, h0, c0))
+        for isa, other in zip(paths[1:], runs[1:]):
+            for a, c in zip(runs[0], other):
+                assert a is None or np.array_equal(a, c), (paths[0], isa, shape)
 
 
 def test_weights_and_scales_are_read_again_when_they_change():
@@ -146,6 +199,31 @@ def test_int8_weights_are_for_float32_inference():
     with pytest.raises(ValueError, match="w_hh_scale: expected shape"):
         F.layer_forward("gru", x, h0, None, _int8(w[0]), Int8Weight(to_int8(w[1])[0], np.ones(3, np.float32)), *b,
                         training=False)
+    with pytest.raises(TypeError, match="both be Int8Weight .* or both arrays, got ndarray and Int8Weight"):
+        F.layer_forward("gru", x, h0, None, w[0], _int8(w[1]), *b, training=False)
+    with pytest.raises(TypeError, match="w_ih: of dtype float32 where w_hh is of dtype int8; both must be float, or "
+                                        "both int8 weights"):
+        _core.layer_forward(3, x, w[0], to_int8(w[1])[0], b[0], b[1], h0, None, y=np.empty((3, 2, 5), np.float32),
+                            reverse=False, lengths=None, training=False)
+    with pytest.raises(ValueError, match="recurrent_mask: int8 weights run eval forwards, which take no recurrent"):
+        F.layer_forward("gru", x, h0, None, _int8(w[0]), _int8(w[1]), *b, training=False,
+                        recurrent_mask=np.ones((2, 5), np.float32))
+
+
+def test_int8_sizes_stop_where_the_int32_sums_would_overflow(each_isa):
+    I = 131_073  # 131,073 * 127 * 128 > 2^31
+    x = np.zeros((1, 1, I), np.float32)
+    w_ih = Int8Weight(np.zeros((1, I), np.int8), np.ones(1, np.float32))
+    w_hh = Int8Weight(np.zeros((1, 1), np.int8), np.ones(1, np.float32))
+    with pytest.raises(ValueError, match="at most 131072"):
+        F.layer_forward("rnn_tanh", x, None, None, w_ih, w_hh, None, None, training=False)
+    ok = Int8Weight(np.full((1, I - 1), -128, np.int8), np.ones(1, np.float32))  # the largest sum there is
+    x = np.full((1, 1, I - 1), -1.0, np.float32)  # q = -127 (+128 on the VNNI paths)
+    want = np.float32(128 * 127 * (I - 1)) * (np.float32(1) / np.float32(127))  # float32(S) * scale_x
+    for isa in each_isa:
+        _core.set_isa(isa)
+        y = F.layer_forward("rnn_relu", x, None, None, ok, w_hh, None, None, training=False)[0]
+        assert y[0, 0, 0] == want, isa
 
 
 # ---- the modules ---------------------------------------------------------------------------
@@ -161,6 +239,25 @@ def test_quantized_module_is_the_reference_of_the_int8_math():
     y, h = rnnfast.quantize(m, "int8")(x)
     want_y, want_h = R.int8_stack_forward("gru", x, None, m.state_dict(), num_layers=2, bidirectional=True)
     assert np.abs(y - want_y).max() <= 1e-3 and np.abs(h - want_h).max() <= 1e-3
+
+
+def test_loaded_weights_of_minus_128_are_the_reference_on_every_path(each_isa):
+    # rnnfast quantizes into [-127, 127]; a state_dict from elsewhere may hold -128.
+    q = rnnfast.quantize(rnnfast.LSTM(20, 24, num_layers=2, seed=2), "int8")
+    sd = q.state_dict()
+    rng = np.random.default_rng(5)
+    for k in sd:
+        if sd[k].dtype == np.int8:
+            sd[k][rng.random(sd[k].shape) < 0.2] = -128
+    q.load_state_dict(sd)
+    pairs = {k: (v, sd[k + "_scale"]) if v.dtype == np.int8 else v for k, v in sd.items() if not k.endswith("_scale")}
+    x = rng.standard_normal((11, 4, 20)).astype(np.float32)
+    want_y, (want_h, want_c) = R.int8_stack_forward("lstm", x, None, pairs, num_layers=2)
+    for isa in each_isa:
+        _core.set_isa(isa)
+        y, (h, c) = q(x)
+        for g, e in ((y, want_y), (h, want_h), (c, want_c)):
+            assert np.abs(g - e).max() <= 1e-3, (isa, np.abs(g - e).max())
 
 
 def test_quantize_leaves_the_original_and_is_inference_only(tmp_path):

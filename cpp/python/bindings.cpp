@@ -43,6 +43,18 @@ PYBIND11_MODULE(_core, m) {
         },
         py::arg("f"), py::arg("x"), "The kernels' vectorised sigmoid (f=0) or tanh (f=1), float32.");
     m.def(
+        "quantize_activations",
+        [](py::array_t<float, py::array::c_style | py::array::forcecast> x) {
+            if (x.ndim() != 2) throw py::value_error("x: expected 2 dimensions (rows, n)");
+            const rnnfast::Index rows = x.shape(0), n = x.shape(1);
+            py::array_t<std::int8_t> q({rows, n}), q2({rows, n});
+            py::array_t<float> scale(rows), scale2(rows);
+            rnnfast::quantize_activations(x.data(), rows, n, q.mutable_data(), scale.mutable_data(), q2.mutable_data(),
+                                          scale2.mutable_data());
+            return py::make_tuple(q, scale, q2, scale2);
+        },
+        py::arg("x"), "Rows of x (float32) in int8 digits as the int8 products quantize them: (q, scale, q2, scale2).");
+    m.def(
         "fma_peak_gflops",
         [](int threads) {
             py::gil_scoped_release nogil;

@@ -21,15 +21,8 @@ constexpr std::pair<const char*, rnnfast::CellKind> kCells[] = {{"rnn_tanh", rnn
                                                               {"lstm", rnnfast::CellKind::lstm},
                                                               {"gru", rnnfast::CellKind::gru}};
 
-rnnfast::LayerShape make_shape(int cell, Index T, Index B, Index I, Index H, bool reverse,
-                               bool recurrent_dropout = false,
-                               rnnfast::Precision precision = rnnfast::Precision::full) {
-    bool known = false;
-    for (const auto& c : kCells) known = known || int(c.second) == cell;
-    if (!known) throw py::value_error("cell: not a cell code the kernels know, got " + std::to_string(cell));
-    if (T < 1 || B < 1 || I < 1 || H < 1) throw py::value_error("sizes must be positive");
-    return {rnnfast::CellKind(cell), T, B, I, H, reverse, recurrent_dropout, precision};
-}
+// The longest input or hidden size of an int8 layer: the products' int32 sums stay exact.
+constexpr Index kInt8MaxK = 131072;
 
 // Weights of dtype uint16 are bfloat16 bit patterns, of dtype int8 int8 weights (rnnfast.quantize):
 // a float32 eval forward.
@@ -40,6 +33,23 @@ rnnfast::Precision weights_precision(const py::array& w) {
 }
 const char* precision_name(rnnfast::Precision p) {
     return p == rnnfast::Precision::bfloat16 ? "bfloat16 weights (uint16)" : "int8 weights";
+}
+
+rnnfast::LayerShape make_shape(int cell, Index T, Index B, Index I, Index H, bool reverse,
+                               bool recurrent_dropout = false,
+                               rnnfast::Precision precision = rnnfast::Precision::full) {
+    bool known = false;
+    for (const auto& c : kCells) known = known || int(c.second) == cell;
+    if (!known) throw py::value_error("cell: not a cell code the kernels know, got " + std::to_string(cell));
+    if (T < 1 || B < 1 || I < 1 || H < 1) throw py::value_error("sizes must be positive");
+    if (precision == rnnfast::Precision::int8 && (I > kInt8MaxK || H > kInt8MaxK))
+        throw py::value_error("int8 weights: input_size and hidden_size must be at most " + std::to_string(kInt8MaxK) +
+                              " (the int32 sums would overflow), got " + std::to_string(I) + " and " +
+                              std::to_string(H));
+    if (precision != rnnfast::Precision::full && recurrent_dropout)
+        throw py::value_error(std::string("recurrent_mask: ") + precision_name(precision) +
+                              " run eval forwards, which take no recurrent dropout");
+    return {rnnfast::CellKind(cell), T, B, I, H, reverse, recurrent_dropout, precision};
 }
 
 // The layer's sizes from x (T, B, I) and w_hh (G*H, H); recurrent dropout if a mask is given;
@@ -59,6 +69,11 @@ void view_weights(Call& a, const py::array& w_ih, const py::array& w_hh, const O
                   const OptionalArray& w_hh_scale) {
     const rnnfast::LayerShape& s = a.s;
     const Index GH = rnnfast::gate_count(s.cell) * s.H;
+    if (weights_precision(w_ih) != s.precision)
+        throw py::type_error("w_ih: of dtype " + std::string(py::str(w_ih.dtype())) + " where w_hh is of dtype " +
+                             std::string(py::str(w_hh.dtype())) + "; both must be float, or both " +
+                             (s.precision == rnnfast::Precision::full ? precision_name(weights_precision(w_ih))
+                                                                      : precision_name(s.precision)));
     if constexpr (std::is_same_v<Call, rnnfast::LayerForward<float>>) {
         if (s.precision == rnnfast::Precision::bfloat16) {
             a.w_ih_bf16 = dense<std::uint16_t>(w_ih, "w_ih", {GH, s.I}, false);

@@ -78,7 +78,7 @@ void amx_block(Index m0, Index m1, Mat<VA> A, Index k0, const Panels& P, Index k
                     const vec<T> base = init == Init::load ? load_n(c, n) : b0;
                     if constexpr (kInt8) {
                         const ivec sums = *reinterpret_cast<const ivec*>(out + r * 16);
-                        const ivec correction = load_quads(b + (kc * NV + vi) * 16) << 7;
+                        const ivec correction = offset_sums(b + (kc * NV + vi) * 16);
                         store_n(c, dequantize<T>(sums, correction, A.scale[m + r], load_n(P.scale + c0, n), base), n);
                     } else {
                         store_n(c, base + load(out + r * 16), n);

@@ -174,6 +174,10 @@ const char* const* available_isas() {
 }
 
 void activation(int f, const float* in, float* out, Index n) { k().activation(f, in, out, n); }
+void quantize_activations(const float* in, Index rows, Index n, std::int8_t* q, float* scale, std::int8_t* q2,
+                          float* scale2) {
+    k().quantize_activations(in, rows, n, q, scale, q2, scale2);
+}
 double fma_peak_gflops(int threads) { return k().fma_peak_gflops(threads < 1 ? 1 : threads); }
 
 }  // namespace rnnfast

@@ -29,6 +29,8 @@ struct KernelTable {
     Kernels<double> f64;
     Index (*saved_size)(const LayerShape&);  // the same for both scalar types (counts values)
     void (*activation)(int f, const float* in, float* out, Index n);
+    void (*quantize_activations)(const float* in, Index rows, Index n, std::int8_t* q, float* scale, std::int8_t* q2,
+                                 float* scale2);
     double (*fma_peak_gflops)(int threads);
 
     template <class T> const Kernels<T>& of() const {

@@ -1,20 +1,22 @@
 // int8 operands of the products (LayerShape::precision == int8): the weights' and activations'
 // quads, each row of activations quantized, and the integer multiply-add of a quad.
 //
-// Weights are symmetric int8, one scale per output column (a row of W_ih or W_hh), quantized by the
-// caller. Activations (a row of x_t, or of h_{t-1}) are quantized here, per row:
+// Weights are int8 in [-128, 127] (rnnfast quantizes them symmetric, in [-127, 127]), one scale per
+// output column (a row of W_ih or W_hh), quantized by the caller. Activations (a row of x_t, or of
+// h_{t-1}) are quantized here, per row:
 //   m = max |a_k|,  q_k = rint(a_k * (127 / m)) in [-127, 127],  scale = m / 127
-// (float32 operations, ties to even; a row of zeros gives q = 0 and scale 0). A product's integer
-// sum over k, S = sum q_k w_k, is exact in int32 (|S| <= K * 127 * 127, any K below 133,000), so
-// every path gives the same S; C = float(S) * (scale_row * scale_column) + bias.
+// (float32 operations, ties to even; a row whose m is below 2^-100, zeros included, gives q = 0 and
+// scale 0). A product's integer sum over k, S = sum q_k w_k, is exact in int32 (|S| <= K * 127 *
+// 128: K up to kInt8MaxK), so every path gives the same S; C = float(S) * (scale_row * scale_column)
+// + bias.
 //
 // Both operands go in quads along k (k = 4j .. 4j + 3 in one 32-bit word, k = 4j in the low byte),
 // as AVX512-VNNI's vpdpbusd takes them: a packed panel's row j holds each output column's quad of
 // weights, and an activation row is a row of quads. vpdpbusd (and AMX's tiles) multiply unsigned
 // bytes by signed ones, so there the activations are stored as q + 128 and each column's sum of
 // weights, kept in the panel's trailer row, takes 128 * sum w back out. Without VNNI the signed
-// quads multiply as |q| times sign(q) w (vpmaddubsw: no pair of such products reaches its 16-bit
-// saturation, 2 * 127 * 127 < 32767), and in the portable build lane by lane.
+// quads multiply as |w| times sign(w) q (vpmaddubsw: no pair of such products reaches its 16-bit
+// saturation, 2 * 128 * 127 < 32767), and in the portable build lane by lane.
 #pragma once
 #include <cstdint>
 
@@ -46,66 +48,88 @@ constexpr bool kUnsignedActivations = true;  // (every AMX build has VNNI too)
 #else
 constexpr bool kUnsignedActivations = false;
 #endif
+// The longest k an int8 product takes (LayerShape's I and H): K * 127 * 128 stays below 2^31.
+constexpr long long kInt8MaxK = 131072;
 // The rows an int8 panel holds past its quads: each column's sum of weights (int32).
 constexpr Index kInt8TrailerRows = 1;
 
 typedef std::int32_t ivec __attribute__((vector_size(RNNFAST_VBYTES)));
+typedef std::uint32_t uvec __attribute__((vector_size(RNNFAST_VBYTES)));  // lanes where wrapping is defined
 typedef std::int32_t ivec_u __attribute__((vector_size(RNNFAST_VBYTES), aligned(4), may_alias));
 typedef std::uint8_t byte_vec __attribute__((vector_size(RNNFAST_VBYTES / 4)));
 
 // float -> nearest integer, ties to even, for |x| < 2^22 (as rint in the default rounding mode):
 // adding and taking away 1.5 * 2^23 leaves x rounded to an integer (without -ffast-math the
-// compiler keeps both).
+// compiler keeps both). x must be a float already: see settled.
 inline vec<float> round_even(vec<float> x) {
     const vec<float> magic = splat(12582912.0f);
     return (x + magic) - magic;
 }
 
-// A row of n floats as `quads` quads (zero past n) and its scale, per the rule above. With
+// v as a float32 value the compiler can no longer contract into a following add: with FMA and
+// -ffp-contract=fast, a * inv + magic (or a * inv - q) would become one fused multiply-add that
+// skips the product's rounding, and the digits would differ from the reference's now and then.
+inline vec<float> settled(vec<float> v) {
+#if defined(__x86_64__) && (RNNFAST_VBYTES < 64 || defined(__AVX512F__)) && (RNNFAST_VBYTES < 32 || defined(__AVX__))
+    __asm__("" : "+v"(v));
+#elif defined(__aarch64__) && RNNFAST_VBYTES == 16
+    __asm__("" : "+w"(v));
+#else
+    __asm__("" : "+m"(v));
+#endif
+    return v;
+}
+
+// Rows whose largest magnitude is below this count as zero (q = 0, scale 0): 127 / m stays finite,
+// and denormals (which a DAZ mode would read as zero) give the same digits either way.
+constexpr float kSmallestRowMax = 0x1p-100f;
+
+// A row of n floats as `quads` quads (zero past n) and its scale, per the rules above. With
 // `residual`, also the row's second digit there: what the first leaves, r = a * (127 / m) - q in
 // [-1/2, 1/2], quantized as rint(r * 254), whose scale is the first's / 254 (returned in
 // *residual_scale): a ~ q * scale + q2 * scale / 254, to about 15 bits.
 inline float quantize_row(ActivationQuad* dst, const float* src, Index n, Index quads,
                           ActivationQuad* residual = nullptr, float* residual_scale = nullptr) {
     constexpr int W = simd<float>::W;
-    vec<float> mv = splat(0.0f);
+    vec<float> largest = splat(0.0f);
     Index i = 0;
     for (; i + W <= n; i += W) {
         const vec<float> a = load(src + i);
         const vec<float> ab = a < 0 ? -a : a;
-        mv = ab > mv ? ab : mv;
+        largest = ab > largest ? ab : largest;
     }
     float m = 0;
-    for (int l = 0; l < W; ++l) m = mv[l] > m ? mv[l] : m;
+    for (int l = 0; l < W; ++l) m = largest[l] > m ? largest[l] : m;
     for (; i < n; ++i) {
         const float ab = src[i] < 0 ? -src[i] : src[i];
         m = ab > m ? ab : m;
     }
+    if (!(m >= kSmallestRowMax)) m = 0;
     const float inv = m > 0 ? 127.0f / m : 0.0f;
     const std::int32_t offset = kUnsignedActivations ? 128 : 0;
-    std::uint8_t* out = reinterpret_cast<std::uint8_t*>(dst);
-    std::uint8_t* out2 = reinterpret_cast<std::uint8_t*>(residual);
+    std::uint8_t* first = reinterpret_cast<std::uint8_t*>(dst);
+    std::uint8_t* second = reinterpret_cast<std::uint8_t*>(residual);
     // Lanes [i, i + W) of a (the first `lanes` of them): q's and, with a residual, q2's bytes.
     auto digits = [&](Index i, int lanes) {
-        const vec<float> scaled = load_n(src + i, lanes) * splat(inv);
+        const vec<float> scaled = settled(load_n(src + i, lanes) * splat(inv));
         vec<float> q = round_even(scaled);
         q = q > 127.0f ? splat(127.0f) : q;
         q = q < -127.0f ? splat(-127.0f) : q;
-        const byte_vec b = __builtin_convertvector(__builtin_convertvector(q, ivec) + offset, byte_vec);
-        std::memcpy(out + i, &b, std::size_t(lanes));
+        const byte_vec first_bytes = __builtin_convertvector(__builtin_convertvector(q, ivec) + offset, byte_vec);
+        std::memcpy(first + i, &first_bytes, std::size_t(lanes));
         if (residual) {
-            vec<float> q2 = round_even((scaled - q) * splat(254.0f));
+            vec<float> q2 = round_even(settled((scaled - q) * splat(254.0f)));
             q2 = q2 > 127.0f ? splat(127.0f) : q2;
             q2 = q2 < -127.0f ? splat(-127.0f) : q2;
-            const byte_vec b2 = __builtin_convertvector(__builtin_convertvector(q2, ivec) + offset, byte_vec);
-            std::memcpy(out2 + i, &b2, std::size_t(lanes));
+            const byte_vec second_bytes = __builtin_convertvector(__builtin_convertvector(q2, ivec) + offset, byte_vec);
+            std::memcpy(second + i, &second_bytes, std::size_t(lanes));
         }
     };
     for (i = 0; i + W <= n; i += W) digits(i, W);
     if (i < n) digits(i, int(n - i));
     for (i = n; i < 4 * quads; ++i) {
-        out[i] = std::uint8_t(offset);
-        if (residual) out2[i] = std::uint8_t(offset);
+        first[i] = std::uint8_t(offset);
+        if (residual) second[i] = std::uint8_t(offset);
     }
     if (residual_scale) *residual_scale = m / 127.0f / 254.0f;
     return m / 127.0f;
@@ -113,46 +137,55 @@ inline float quantize_row(ActivationQuad* dst, const float* src, Index n, Index 
 
 inline ivec load_quads(const Int8Quad* p) { return *reinterpret_cast<const ivec_u*>(p); }
 
-// The micro-kernel's multiply-add of quads: acc + sum over the quad's 4 k of a_k * b_k, for b a
-// quad per lane and a one quad for every lane (splat once per row).
+// The micro-kernel's multiply-add of quads: acc + sum over the quad's 4 k of a_k * w_k, for w a quad
+// of weights per lane (quad_weights, once per vector of them) and a one quad of activations for
+// every lane (quad_splat, once per row). Every path is exact for weights in [-128, 127].
 #if defined(RNNFAST_VNNI)
+inline ivec quad_weights(ivec w) { return w; }
 inline ivec quad_splat(ActivationQuad a) { return ivec{} + std::int32_t(a.bits); }
-inline ivec quad_madd(ivec acc, ivec b, ivec a) {  // acc += unsigned a x signed b (in asm: see bfloat16.h's madd)
+inline ivec quad_madd(ivec acc, ivec w, ivec a) {  // acc += unsigned a x signed w (in asm: see bfloat16.h's madd)
 #if RNNFAST_VBYTES == 64
-    __asm__("vpdpbusd %1, %2, %0" : "+v"(acc) : "v"(b), "v"(a));
+    __asm__("vpdpbusd %1, %2, %0" : "+v"(acc) : "v"(w), "v"(a));
 #else
-    __asm__("%{vex%} vpdpbusd %1, %2, %0" : "+x"(acc) : "x"(b), "x"(a));
+    __asm__("%{vex%} vpdpbusd %1, %2, %0" : "+x"(acc) : "x"(w), "x"(a));
 #endif
     return acc;
 }
+// Without VNNI, vpmaddubsw multiplies unsigned bytes by signed ones: |w| (a weight of -128 gives
+// 128, as an unsigned byte) by a with w's sign. A pair of such products is at most 2 * 128 * 127 =
+// 32512: below the 16-bit saturation, so the sums are exact.
 #elif defined(__AVX512BW__) && RNNFAST_VBYTES == 64
-struct QuadSplat {
+struct QuadWeights {
     __m512i magnitude;
     __mmask64 negative;
 };
-inline QuadSplat quad_splat(ActivationQuad a) {
-    const __m512i s = _mm512_set1_epi32(std::int32_t(a.bits));
-    return {_mm512_abs_epi8(s), _mm512_movepi8_mask(s)};
-}
-inline ivec quad_madd(ivec acc, ivec b, const QuadSplat& a) {
-    const __m512i w = _mm512_mask_sub_epi8((__m512i)b, a.negative, _mm512_setzero_si512(), (__m512i)b);
-    const __m512i pairs = _mm512_maddubs_epi16(a.magnitude, w);
-    return acc + (ivec)_mm512_madd_epi16(pairs, _mm512_set1_epi16(1));
+inline QuadWeights quad_weights(ivec w) { return {_mm512_abs_epi8((__m512i)w), _mm512_movepi8_mask((__m512i)w)}; }
+inline __m512i quad_splat(ActivationQuad a) { return _mm512_set1_epi32(std::int32_t(a.bits)); }
+inline ivec quad_madd(ivec acc, const QuadWeights& w, __m512i a) {
+    const __m512i signed_a = _mm512_mask_sub_epi8(a, w.negative, _mm512_setzero_si512(), a);
+    return acc + (ivec)_mm512_madd_epi16(_mm512_maddubs_epi16(w.magnitude, signed_a), _mm512_set1_epi16(1));
 }
 #elif defined(__AVX2__) && RNNFAST_VBYTES == 32
-struct QuadSplat {
+struct QuadWeights {
     __m256i magnitude, sign;
 };
-inline QuadSplat quad_splat(ActivationQuad a) {
-    const __m256i s = _mm256_set1_epi32(std::int32_t(a.bits));
-    return {_mm256_abs_epi8(s), s};
-}
-inline ivec quad_madd(ivec acc, ivec b, const QuadSplat& a) {
-    const __m256i pairs = _mm256_maddubs_epi16(a.magnitude, _mm256_sign_epi8((__m256i)b, a.sign));
+inline QuadWeights quad_weights(ivec w) { return {_mm256_abs_epi8((__m256i)w), (__m256i)w}; }
+inline __m256i quad_splat(ActivationQuad a) { return _mm256_set1_epi32(std::int32_t(a.bits)); }
+inline ivec quad_madd(ivec acc, const QuadWeights& w, __m256i a) {
+    const __m256i pairs = _mm256_maddubs_epi16(w.magnitude, _mm256_sign_epi8(a, w.sign));
     return acc + (ivec)_mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
 }
 #else
-// Portable (and the test-only avx2_w16 build): each lane's four byte products.
+// Portable (and the test-only avx2_w16 build): each lane's four bytes, sign-extended, times the
+// row's four activations. (Shifts on unsigned lanes: shifting a negative int left is undefined.)
+struct QuadWeights {
+    ivec byte[4];
+};
+inline QuadWeights quad_weights(ivec w) {
+    QuadWeights q;
+    for (int i = 0; i < 4; ++i) q.byte[i] = ivec((uvec)w << (24 - 8 * i)) >> 24;
+    return q;
+}
 struct QuadSplat {
     std::int32_t q[4];
 };
@@ -161,14 +194,15 @@ inline QuadSplat quad_splat(ActivationQuad a) {
     for (int i = 0; i < 4; ++i) s.q[i] = std::int8_t(a.bits >> (8 * i));
     return s;
 }
-inline ivec quad_madd(ivec acc, ivec b, const QuadSplat& a) {
-    acc += ((b << 24) >> 24) * a.q[0];
-    acc += ((b << 16) >> 24) * a.q[1];
-    acc += ((b << 8) >> 24) * a.q[2];
-    acc += (b >> 24) * a.q[3];
+inline ivec quad_madd(ivec acc, const QuadWeights& w, const QuadSplat& a) {
+    for (int i = 0; i < 4; ++i) acc += w.byte[i] * a.q[i];
     return acc;
 }
 #endif
+
+// 128 times each column's sum of weights (the panel's trailer row): what the unsigned activations'
+// offset adds to the sums (on unsigned lanes: it reaches 2^31 for K = 131,072 weights of -128).
+inline ivec offset_sums(const Int8Quad* trailer) { return ivec((uvec)load_quads(trailer) * 128u); }
 
 // The product's row of C from an integer sum: S taken back to float, times the row's and the
 // columns' scales, plus `base` (the bias, zero, or C's value). With unsigned activations S still
@@ -178,7 +212,10 @@ inline ivec quad_madd(ivec acc, ivec b, const QuadSplat& a) {
 template <class T>
 inline vec<T> dequantize(ivec s, ivec correction, float row_scale, vec<T> column_scales, vec<T> base) {
     static_assert(sizeof(T) == 4, "int8 products give float32");
-    const vec<T> sum = __builtin_convertvector(s - correction, vec<T>), scale = splat<T>(row_scale) * column_scales;
+    // The offset sums may have wrapped around in int32 (for K over 66,000); the difference is
+    // exact modulo 2^32, so it is taken on unsigned lanes, where wrapping is defined.
+    const ivec exact = ivec((uvec)s - (uvec)correction);
+    const vec<T> sum = __builtin_convertvector(exact, vec<T>), scale = splat<T>(row_scale) * column_scales;
 #if defined(__AVX512F__) && RNNFAST_VBYTES == 64
     return (vec<T>)_mm512_fmadd_ps((__m512)sum, (__m512)scale, (__m512)base);
 #elif defined(__FMA__) && RNNFAST_VBYTES == 32

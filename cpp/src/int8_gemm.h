@@ -12,9 +12,9 @@ namespace RNNFAST_ISA_NS {
 // the sign and pair products: 16 of AVX-512's 32 registers; of AVX2's 16, 12 with AVX-VNNI, else 8.
 constexpr int kInt8MR = RNNFAST_VBYTES == 64 ? 8 : kUnsignedActivations ? 6 : 4;
 
-// C rows [0, MR) x one panel (kq rows of quads, then the trailer of column sums).
+// C rows [0, MR) x one panel (`quads` rows of weight quads, then the trailer of column sums).
 template <class T, int MR, int NV>
-__attribute__((always_inline)) inline void int8_micro(Index kq, const ActivationQuad* a, Index rs,
+__attribute__((always_inline)) inline void int8_micro(Index quads, const ActivationQuad* a, Index rs,
                                                       const float* row_scale, const Int8Quad* b, T* c, Index ldc,
                                                       const Index* cols, const int* valid, const float* column_scale,
                                                       Init init, const T* bias) {
@@ -22,16 +22,16 @@ __attribute__((always_inline)) inline void int8_micro(Index kq, const Activation
     ivec acc[MR][NV];
     for (int m = 0; m < MR; ++m)
         for (int vi = 0; vi < NV; ++vi) acc[m][vi] = ivec{};
-    for (Index k = 0; k < kq; ++k) {
-        ivec bv[NV];
-        for (int vi = 0; vi < NV; ++vi) bv[vi] = load_quads(b + (k * NV + vi) * W);
+    for (Index k = 0; k < quads; ++k) {
+        decltype(quad_weights(ivec{})) bv[NV];
+        for (int vi = 0; vi < NV; ++vi) bv[vi] = quad_weights(load_quads(b + (k * NV + vi) * W));
         for (int m = 0; m < MR; ++m) {
             const auto am = quad_splat(a[m * rs + k]);
             for (int vi = 0; vi < NV; ++vi) acc[m][vi] = quad_madd(acc[m][vi], bv[vi], am);
         }
     }
     for (int vi = 0; vi < NV; ++vi) {
-        const ivec correction = kUnsignedActivations ? load_quads(b + (kq * NV + vi) * W) << 7 : ivec{};
+        const ivec correction = kUnsignedActivations ? offset_sums(b + (quads * NV + vi) * W) : ivec{};
         const vec<T> ws = load_n(column_scale + cols[vi], valid[vi]);
         const vec<T> b0 = init == Init::bias ? load_n(bias + cols[vi], valid[vi]) : splat<T>(0);
         for (int m = 0; m < MR; ++m) {
@@ -47,21 +47,21 @@ template <class T, int NV, class Cols, class Panels>
 void int8_block(Index m0, Index m1, Mat<ActivationQuad> A, const Panels& P, Cols cols, Index p0, Index p1, T* C,
                 Index ldc, Init init, const T* bias) {
     constexpr int MR = kInt8MR;
-    const Index kq = P.kc(0);
+    const Index quads = P.kc(0);
     for (Index p = p0; p < p1; ++p) {
         const Int8Quad* b = P.block(0, p);
-        const PanelColumns<NV> pc = panel_columns<NV>(cols, p);
-        const Index* cv = pc.col;
-        const int* nv = pc.valid;
+        const PanelColumns<NV> columns = panel_columns<NV>(cols, p);
+        const Index* col = columns.col;
+        const int* valid = columns.valid;
         Index m = m0;
         for (; m + MR <= m1; m += MR)
-            int8_micro<T, MR, NV>(kq, A.p + m * A.rs, A.rs, A.scale + m, b, C + m * ldc, ldc, cv, nv, P.scale, init,
+            int8_micro<T, MR, NV>(quads, A.p + m * A.rs, A.rs, A.scale + m, b, C + m * ldc, ldc, col, valid, P.scale, init,
                                   bias);
         switch (m1 - m) {
 #define RNNFAST_ROWS(R)                                                                                           \
     case R:                                                                                                       \
         if constexpr (R < MR)                                                                                     \
-            int8_micro<T, R, NV>(kq, A.p + m * A.rs, A.rs, A.scale + m, b, C + m * ldc, ldc, cv, nv, P.scale, init, \
+            int8_micro<T, R, NV>(quads, A.p + m * A.rs, A.rs, A.scale + m, b, C + m * ldc, ldc, col, valid, P.scale, init, \
                                  bias);                                                                           \
         break;
             RNNFAST_ROWS(1) RNNFAST_ROWS(2) RNNFAST_ROWS(3) RNNFAST_ROWS(4) RNNFAST_ROWS(5) RNNFAST_ROWS(6)

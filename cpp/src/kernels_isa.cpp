@@ -7,6 +7,8 @@
 #include "linear.h"
 #include "sequence.h"
 
+#include <vector>
+
 namespace rnnfast {
 namespace RNNFAST_ISA_NS {
 
@@ -54,6 +56,24 @@ void activation(int f, const float* in, float* out, Index n) {
         const int m = n - i < W ? int(n - i) : W;
         vec<float> v = load_n(in + i, m);
         store_n(out + i, f == 0 ? vsigmoid(v) : vtanh(v), m);
+    }
+}
+
+// Rows of activations in int8 digits as the int8 products take them (quantize_row), for tests
+// against the reference: q, q2 signed (the unsigned offset taken back out), scales per row.
+void quantize_activations(const float* in, Index rows, Index n, std::int8_t* q, float* scale, std::int8_t* q2,
+                          float* scale2) {
+    const Index quads = (n + 3) / 4;
+    std::vector<ActivationQuad> first(quads), second(quads);
+    const int offset = kUnsignedActivations ? 128 : 0;
+    for (Index r = 0; r < rows; ++r) {
+        scale[r] = quantize_row(first.data(), in + r * n, n, quads, second.data(), scale2 + r);
+        const auto* b1 = reinterpret_cast<const std::uint8_t*>(first.data());
+        const auto* b2 = reinterpret_cast<const std::uint8_t*>(second.data());
+        for (Index k = 0; k < n; ++k) {
+            q[r * n + k] = std::int8_t(int(b1[k]) - offset);
+            q2[r * n + k] = std::int8_t(int(b2[k]) - offset);
+        }
     }
 }
 
@@ -128,6 +148,7 @@ constexpr KernelTable table() {
     t.f64 = kernels<double>();
     t.saved_size = saved_size;
     t.activation = activation;
+    t.quantize_activations = quantize_activations;
     t.fma_peak_gflops = fma_peak_gflops;
     return t;
 }
@@ -139,7 +160,8 @@ template <class T> constexpr bool complete(const Kernels<T>& k) {
            k.embedding_backward && k.cross_entropy;
 }
 constexpr bool complete(const KernelTable& t) {
-    return t.name && complete(t.f32) && complete(t.f64) && t.saved_size && t.activation && t.fma_peak_gflops;
+    return t.name && complete(t.f32) && complete(t.f64) && t.saved_size && t.activation && t.quantize_activations &&
+           t.fma_peak_gflops;
 }
 static_assert(complete(table()), "every entry of the kernel table is filled");
 

@@ -7,6 +7,7 @@
 // rows are pairs of k (bfloat16.h), packed from the weights' bit patterns (Bf16Rows); with int8
 // weights quads of k (int8.h), and each panel ends in a trailer row of its columns' sums (Int8Rows).
 #pragma once
+#include <cassert>
 #include <type_traits>
 
 #include "bfloat16.h"
@@ -171,6 +172,7 @@ void pack_panel(Bf16Pair* dst, Bf16Rows B, Cols cols, Index p, Index j0, Index j
 // (zero past K), then the trailer: each column's sum of all K weights (j0 == 0, jc all of them).
 template <class T, int NV, class Cols>
 void pack_panel(Int8Quad* dst, Int8Rows B, Cols cols, Index p, Index j0, Index jc) {
+    assert(j0 == 0 && 4 * jc >= B.K && "an int8 panel holds all of k (LayerGeometry::input_kc)");
     constexpr int W = simd<T>::W;
     const PanelColumns<NV> pc = panel_columns<NV>(cols, p);
     for (int vi = 0; vi < NV; ++vi) {

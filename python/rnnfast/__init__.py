@@ -105,8 +105,8 @@ def isa() -> str:
 
 
 def set_isa(name: str) -> None:
-    """Forces the kernels' instruction set ('avx512', 'avx2', 'scalar', or a test build's 'avx2_w16');
-    ValueError if the CPU or the build lacks it."""
+    """Forces the kernels' instruction set: any name available_isas() lists (see isa()), or a test
+    build's 'avx2_w16'; ValueError if the CPU or the build lacks it."""
     _core.set_isa(name)
 
 

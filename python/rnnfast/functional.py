@@ -124,6 +124,9 @@ def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, length
     y = np.empty((T, B, H), x.dtype) if out is None else out
     lens = _lengths(lengths)
     scales = {}
+    if isinstance(w_ih, Int8Weight) != isinstance(w_hh, Int8Weight):
+        raise TypeError("layer_forward: w_ih and w_hh must both be Int8Weight (int8 inference) or both arrays, got "
+                        f"{type(w_ih).__name__} and {type(w_hh).__name__}")
     if isinstance(w_hh, Int8Weight):  # int8 (eval only): the scales go beside the int8 values
         (w_ih, scales["w_ih_scale"]), (w_hh, scales["w_hh_scale"]) = w_ih, w_hh
     h_n, c_n, saved = _core.layer_forward(cell_kind(mode).code, x, w_ih, w_hh, b_ih, b_hh, h0, c0, y=y,

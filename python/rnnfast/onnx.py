@@ -183,7 +183,7 @@ def export(model, path, example_input, opset: int = DEFAULT_OPSET, dtype=None):
     _, has_hx, has_lengths = _example(model, example_input)
     mode, L, D, H = model.mode, model.num_layers, model.num_directions, model.hidden_size
     dtype = model.dtype if dtype is None else v.dtype_of(dtype)
-    int8 = "weight_ih_l0_scale" in model.parameters()
+    int8 = isinstance(model._layer_params(0)[0][0], Int8Weight)  # as _onnx_weights tells them apart
     if int8 and dtype != np.float32:
         raise ValueError("export: an int8 LSTM's graph is float32 (DynamicQuantizeLSTM takes float32 only)")
     elem = TensorProto.DOUBLE if dtype == np.float64 else TensorProto.FLOAT

@@ -9,10 +9,12 @@ the plain statement of it (docs/precision.md says which paths share their bits).
 
 int8: each weight matrix is quantized per row (symmetric: row j's int8 values times its float32
 scale, `weight_..._scale`, stand for the row; a quarter of float32's bytes, plus a scale a row),
-and each matrix product quantizes its activations per row as it goes (each row of x_t and of
-h_{t-1}, scale = max abs(a) / 127), sums q_a q_w exactly in int32 and scales the sum back to float32;
-biases, gate math and the states stay float32 (layer.h, `Precision`). The integer sums are the
-same on every kernel path; `rnnfast.reference.int8_stack_forward` is the plain statement of it.
+and each matrix product quantizes its activations per row as it goes (scale = max abs(a) / 127;
+h_{t-1} in one int8 digit, x_t in two: the second quantizes what the first leaves, at 1/254 of its
+step), sums q_a q_w exactly in int32 and scales the sums back to float32; biases, gate math and the
+states stay float32 (layer.h, `Precision`). A loaded state_dict may hold any int8 weight, -128
+included. The digits and the integer sums are the same on every kernel path;
+`rnnfast.reference.int8_stack_forward` is the plain statement of it.
 """
 from __future__ import annotations
 

@@ -187,18 +187,22 @@ def _zoneout_at(zoneout, t):
     return zoneout[t] if np.ndim(zoneout) else zoneout
 
 
-def _scan_forward(cell, x, state, weights, reverse, zoneout=None, recurrent_mask=None, operand=None):
+def _matmul(a, w):
+    return a @ w.T
+
+
+def _scan_forward(cell, x, state, weights, reverse, zoneout=None, recurrent_mask=None, products=None):
     w_ih, w_hh, b_ih, b_hh = weights
-    # What the products see of x_t and h_{t-1}: one function for both, or a pair.
-    see_x, see_h = operand if isinstance(operand, tuple) else (operand or (lambda a: a),) * 2
+    # The products x_t W_ih^T and h_{t-1} W_hh^T, or what a reduced precision makes of them.
+    product_x, product_h = products or (_matmul, _matmul)
     T = x.shape[0]
     y = np.empty((T,) + state[0].shape, dtype=x.dtype)
     steps = []  # (t, what W_hh multiplied, cell cache, zoneout's m) in the order they ran
     for t in (range(T - 1, -1, -1) if reverse else range(T)):
         h_prev = state[0]
         h_read = h_prev if recurrent_mask is None else recurrent_mask * h_prev  # recurrent dropout
-        gi = see_x(x[t]) @ w_ih.T + b_ih
-        gh = see_h(h_read) @ w_hh.T + b_hh
+        gi = product_x(x[t], w_ih) + b_ih
+        gh = product_h(h_read, w_hh) + b_hh
         state, cell_cache = cell.forward(gi, gh, state)
         m = _zoneout_at(zoneout, t)
         if m is not None:  # zoneout: h_t = m h_{t-1} + (1 - m) h~_t (an LSTM's c as the cell made it)
@@ -249,7 +253,7 @@ def _check_lengths(lengths, T, B):
     return lengths
 
 
-def _layer_forward(cell, x, state0, weights, reverse, lengths, zoneout=None, recurrent_mask=None, operand=None):
+def _layer_forward(cell, x, state0, weights, reverse, lengths, zoneout=None, recurrent_mask=None, products=None):
     x = np.asarray(x)
     if x.ndim != 3 or not np.issubdtype(x.dtype, np.floating):
         raise ValueError(f"x must be a float (T, B, I) array, got shape {x.shape} "
@@ -296,7 +300,7 @@ def _layer_forward(cell, x, state0, weights, reverse, lengths, zoneout=None, rec
         zone_run = zoneout[:L, sel] if zoneout is not None and np.ndim(zoneout) else zoneout
         mask_run = None if recurrent_mask is None else recurrent_mask[sel]
         y_run, state_run, steps = _scan_forward(
-            cell, x[:L, sel], tuple(s[sel] for s in state0), weights, reverse, zone_run, mask_run, operand)
+            cell, x[:L, sel], tuple(s[sel] for s in state0), weights, reverse, zone_run, mask_run, products)
         y[:L, sel] = y_run
         for s_n, s_run in zip(state_n, state_run):
             s_n[sel] = s_run
@@ -404,7 +408,7 @@ def _param_names(layer, direction):
 
 
 def stack_forward(mode, x, hx, params, num_layers=1, bidirectional=False, lengths=None,
-                  dropout_masks=None, operand=None):
+                  dropout_masks=None, products=None):
     """A multi-layer, optionally bidirectional RNN as torch.nn.RNN/LSTM/GRU runs it.
 
     mode: "rnn_tanh", "rnn_relu", "lstm" or "gru"; D = 2 if bidirectional else 1.
@@ -415,6 +419,8 @@ def stack_forward(mode, x, hx, params, num_layers=1, bidirectional=False, length
     bias keys mean no bias.
     Layer k > 0 reads layer k-1's output [forward, backward] (T, B, D*H),
     multiplied by dropout_masks[k-1] (T, B, D*H) when masks are given.
+    products: for the reduced precisions, products(name) is the function (a, w) -> a w^T that the
+    weight called name multiplies with (None: the plain product).
     Returns y (T, B, D*H), hn with the structure of hx, and a cache.
     """
     if mode not in _CELLS:
@@ -450,7 +456,8 @@ def stack_forward(mode, x, hx, params, num_layers=1, bidirectional=False, length
             weights = (params[w_ih], params[w_hh], params.get(b_ih), params.get(b_hh))
             y, state_n, cache = _layer_forward(
                 cell, layer_input, tuple(s[k * D + d] for s in states0), weights,
-                reverse=(d == 1), lengths=lengths, operand=operand)
+                reverse=(d == 1), lengths=lengths,
+                products=None if products is None else (products(w_ih), products(w_hh)))
             outputs.append(y)
             for s_n, s in zip(states_n, state_n):
                 s_n[k * D + d] = s
@@ -528,20 +535,31 @@ def bfloat16_stack_forward(mode, x, hx, params, num_layers=1, bidirectional=Fals
     Sums, biases, gate math and states in x's dtype (float32). Returns (y, hn) as stack_forward."""
     rounded = {k: round_to_bfloat16(v) if k.startswith("weight_") else v for k, v in params.items()}
     y, hn, _ = stack_forward(mode, np.asarray(x, np.float32), hx, rounded, num_layers, bidirectional, lengths,
-                             operand=round_to_bfloat16)
+                             products=lambda name: _bfloat16_product)
     return y, hn
+
+
+def _bfloat16_product(a, w):
+    return round_to_bfloat16(a) @ w.T
 
 
 # ----------------------------------------------------------------------------
 # int8 inference (rnnfast.quantize(module, "int8")).
 # ----------------------------------------------------------------------------
 
+def _row_max(a):
+    """Each row's largest magnitude, where a row below 2**-100 counts as zero (so 127 / m stays
+    finite, and denormals give the same digits whether or not the CPU reads them as zero)."""
+    m = np.abs(a).max(axis=1)
+    return np.where(m >= np.float32(2.0 ** -100), m, np.float32(0))
+
+
 def quantize_rows(a):
     """Symmetric int8 per row of a 2-d array, in float32: with m = max abs(a) over the row,
     q = rint(a * (127 / m)) (ties to even) and scale = m / 127, so that a ~ q * scale. A row of zeros
-    gives q = 0 and scale 0. Returns (q as int8, scale as float32)."""
+    (or below 2**-100) gives q = 0 and scale 0. Returns (q as int8, scale as float32)."""
     a = np.asarray(a, dtype=np.float32)
-    m = np.abs(a).max(axis=1)
+    m = _row_max(a)
     inv = np.divide(np.float32(127), m, out=np.zeros_like(m), where=m > 0)
     q = np.clip(np.rint(a * inv[:, None]), -127, 127).astype(np.int8)
     return q, m / np.float32(127)
@@ -552,7 +570,7 @@ def quantize_input_rows(a):
     quantize_rows, and what q leaves, r = a * (127 / m) - q in [-1/2, 1/2], as q2 = rint(254 r)
     with scale2 = scale / 254, so that a ~ q * scale + q2 * scale2. Returns (q, scale, q2, scale2)."""
     a = np.asarray(a, dtype=np.float32)
-    m = np.abs(a).max(axis=1)
+    m = _row_max(a)
     inv = np.divide(np.float32(127), m, out=np.zeros_like(m), where=m > 0)
     scaled = a * inv[:, None]
     q = np.clip(np.rint(scaled), -127, 127)
@@ -561,37 +579,41 @@ def quantize_input_rows(a):
     return q.astype(np.int8), scale, q2.astype(np.int8), scale / np.float32(254)
 
 
-def int8_product(a, q_w, scale_w):
-    """What an int8 product gives for activations a (rows) and int8 weights q_w (one row per output
-    column) with their scales: a's rows quantized (quantize_rows), the exact integer sums
-    S = q_a q_w^T, then float32(S) * (scale_a * scale_w). (The input projections add the product
-    of the inputs' second digits, quantize_input_rows.)"""
-    q_a, scale_a = quantize_rows(a)
+def _dequantized_sum(q_a, scale_a, q_w, scale_w):
+    """The exact integer sums S = q_a q_w^T, then float32(S) * (scale_a * scale_w)."""
     S = q_a.astype(np.int64) @ np.asarray(q_w).astype(np.int64).T
     return S.astype(np.float32) * (scale_a[:, None] * np.asarray(scale_w, np.float32)[None, :])
 
 
-def _fake_quantize(a):
-    """h_{t-1}'s rows as an int8 product sees them: q * scale (float32)."""
-    q, scale = quantize_rows(np.reshape(a, (-1, np.shape(a)[-1])))
-    return (q.astype(np.float32) * scale[:, None]).reshape(np.shape(a))
+def int8_product(a, q_w, scale_w):
+    """What an int8 product gives for activations a (rows) and int8 weights q_w (one row per output
+    column) with their scales: a's rows quantized (quantize_rows), the exact integer sums
+    S = q_a q_w^T, then float32(S) * (scale_a * scale_w)."""
+    return _dequantized_sum(*quantize_rows(a), q_w, scale_w)
 
 
-def _fake_quantize_input(a):
-    """x_t's rows as an int8 input projection sees them: q * scale + q2 * scale2 (float32)."""
-    q, scale, q2, scale2 = quantize_input_rows(np.reshape(a, (-1, np.shape(a)[-1])))
-    return (q.astype(np.float32) * scale[:, None] + q2.astype(np.float32) * scale2[:, None]).reshape(np.shape(a))
+def int8_input_product(a, q_w, scale_w):
+    """An input projection's int8 product: a's rows in two digits (quantize_input_rows), each
+    digit's product as int8_product's, added."""
+    q, scale, q2, scale2 = quantize_input_rows(a)
+    return _dequantized_sum(q, scale, q_w, scale_w) + _dequantized_sum(q2, scale2, q_w, scale_w)
 
 
 def int8_stack_forward(mode, x, hx, params, num_layers=1, bidirectional=False, lengths=None):
-    """stack_forward with int8 weights: every weight matrix quantized per row (quantize_rows) and
-    every matrix product's activations quantized per row before it multiplies them: each row of x_t
-    in two digits (quantize_input_rows), each row of h_{t-1} in one. Biases, gate math and states in
-    float32. Returns (y, hn) as stack_forward."""
-    def dequantized(w):
-        q, scale = quantize_rows(w)
-        return q.astype(np.float32) * scale[:, None]
-    weights = {k: dequantized(v) if k.startswith("weight_") else v for k, v in params.items()}
-    y, hn, _ = stack_forward(mode, np.asarray(x, np.float32), hx, weights, num_layers, bidirectional, lengths,
-                             operand=(_fake_quantize_input, _fake_quantize))
+    """stack_forward with int8 weights: each weight of params is a float array, quantized per row
+    here (quantize_rows), or a pair (q, scale) of int8 weights (any value in [-128, 127]) and their
+    rows' float32 scales. Each product is an int8 product: int8_input_product for x_t (two digits),
+    int8_product for h_{t-1} (one). Biases, gate math and states in float32. Returns (y, hn) as
+    stack_forward."""
+    quantized = {k: tuple(v) if isinstance(v, tuple) else quantize_rows(v)
+                 for k, v in params.items() if k.startswith("weight_")}
+
+    def products(name):
+        q_w, scale_w = quantized[name]
+        int8 = int8_input_product if "_ih_" in name else int8_product
+        return lambda a, w: int8(a, q_w, scale_w)
+    # The stack reads the weights' shapes from params; the products read q and scale.
+    shapes = dict(params) | {k: q.astype(np.float32) for k, (q, _) in quantized.items()}
+    y, hn, _ = stack_forward(mode, np.asarray(x, np.float32), hx, shapes, num_layers, bidirectional, lengths,
+                             products=products)
     return y, hn

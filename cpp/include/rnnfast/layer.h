@@ -27,12 +27,15 @@ enum class CellKind : int { rnn_tanh = 0, rnn_relu = 1, lstm = 2, gru = 3 };
 // (x_t, h_{t-1}) to bfloat16, to nearest even; the products of pairs are exact in float32 and are
 // summed in float32, k in pairs (2j, 2j + 1), the odd term first, denormals flushed. Biases, gate
 // math and the carried state stay float32. int8 (inference, float only): the weights are int8
-// (w_ih_i8, w_hh_i8), symmetric, with one float32 scale per row (w_ih_scale, w_hh_scale: row j's
-// weights are w_i8[j, k] * scale[j]); each product quantizes its activations per row (a row of x_t,
-// or of h_{t-1}): with m the row's largest |a_k|, q_k = rint(a_k * (127 / m)) (float32 arithmetic,
-// ties to even; a row of zeros gives q = 0) and the row's scale m / 127; the integer sum
-// S = sum_k q_k w_k is exact in int32 (K below 133,000), and the product is float(S) * (row scale *
-// weight scale). Biases, gate math and the carried state stay float32. Inputs must be finite.
+// (w_ih_i8, w_hh_i8; any value in [-128, 127]) with one float32 scale per row (w_ih_scale,
+// w_hh_scale: row j's weights are w_i8[j, k] * scale[j]); each product quantizes its activations
+// per row (a row of x_t, or of h_{t-1}): with m the row's largest |a_k|, q_k = rint(a_k * (127 / m))
+// (float32 arithmetic, ties to even; a row with m below 2^-100 gives q = 0) and the row's scale
+// m / 127; the integer sum S = sum_k q_k w_k is exact in int32 (I and H at most 131,072), and the
+// product is float(S) * (row scale * weight scale). A row of x_t also gets a second digit, what the
+// first leaves: q2_k = rint((a_k * (127 / m) - q_k) * 254) with scale m / 127 / 254, whose product
+// is added the same way (about 15 bits for the input, 8 for h_{t-1}). Biases, gate math and the
+// carried state stay float32. Inputs must be finite. Reduced precisions take no recurrent dropout.
 enum class Precision : int { full = 0, bfloat16 = 1, int8 = 2 };
 
 constexpr int gate_count(CellKind c) {
