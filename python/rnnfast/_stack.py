@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _directions
 from ._registry import CellKind
-from .functional import LayerWorkspace, layer_backward, layer_forward
+from .functional import LayerContext, LayerWorkspace, layer_backward, layer_forward
 
 
 class LayerMasks(NamedTuple):
@@ -82,6 +82,13 @@ class Stack:
             split = _directions.thread_split(T * B * G * H * (I + H), D, G * H * H * x.dtype.itemsize, training)
             contexts = _directions.run([lambda n, d=d: direction(d, n) for d in range(D)], split)
         return y, h_n, c_n, contexts if training else None
+
+    def contexts_of(self, layer, x, weights, lengths, saved):
+        """The contexts a training forward of `layer` made, from what it was given and the `saved`
+        workspaces it filled (one per direction): for callers that keep the saved forward as an
+        array of their own (rnnfast.torch's compiled graphs) rather than the contexts."""
+        return [LayerContext(self.cell.name, x, w[0], w[1], w[2] is not None, bool(d), lengths, saved[d],
+                             self._workspaces[layer * self.directions + d]) for d, w in enumerate(weights)]
 
     def backprop_layer(self, contexts, dy, dh_n, dc_n, grads, retain_graph, dh0=None, dc0=None):
         """BPTT through one layer's directions: (dx, dh0, dc0 or None, grads).

@@ -1,5 +1,5 @@
-"""rnnfast's layer inference as a torch custom operator, so that torch.compile and torch.export see
-one graph node per layer instead of breaking the graph at the NumPy code around the kernels.
+"""rnnfast's layers as torch custom operators, so that torch.compile and torch.export see one graph
+node per layer instead of breaking the graph at the NumPy code around the kernels.
 
 `rnnfast::layer_inference` runs one layer (all its directions) without autograd: what
 `rnnfast.torch` calls under `torch.no_grad()` or `torch.inference_mode()`, or wherever nothing
@@ -7,7 +7,15 @@ needs a gradient. Its fake implementation gives the outputs' shapes and dtypes f
 the compilers trace it without running it. A module's Stack (its workspaces and weight caches) is
 reached through an integer handle (`register`) that a graph can carry as a constant; a graph that
 outlives its module, or runs in another process, gets a new Stack: the same results, only without
-the kept caches. Training (autograd) still runs through `rnnfast.torch._Layer`.
+the kept caches.
+
+Training under torch.compile: `rnnfast::layer_train` runs one layer's training forward and returns
+its saved forward as a tensor (D, saved_size) beside the outputs; `rnnfast::layer_train_backward`
+back-propagates through it, registered as the first one's autograd formula. The saved tensor is an
+ordinary tensor to the compilers: they keep it for the backward graph and free it after. The
+backward leaves it as it was (retain_graph's path in the kernels: the same results, and a second
+backward through a retained graph works), where eager training (`rnnfast.torch._Layer`) lets the
+backward write its gate gradients over the saved forward and so needs less memory.
 """
 from __future__ import annotations
 
@@ -16,8 +24,15 @@ from typing import List, Optional, Tuple
 
 import torch
 
+import numpy as np
+
+from . import _core
 from ._registry import CELLS
 from ._stack import LayerMasks, Stack
+
+DOUBLE_BACKWARD = ("rnnfast.torch: double backward is not supported: rnnfast's layers compute first derivatives "
+                   "only (here a gradient taken with create_graph=True through an rnnfast layer was differentiated "
+                   "again); use torch.nn's layer where second derivatives are needed")
 
 _STACKS: "weakref.WeakValueDictionary[int, Stack]" = weakref.WeakValueDictionary()
 
@@ -40,17 +55,23 @@ def numpy_view(t):
     return t.detach().contiguous().numpy()
 
 
-def run_layer(stack, layer, x, h0, c0, weights, lengths, training, masks):
+def _grouped(weights, directions):
+    """A layer's flat parameter tensors -> per direction (w_ih, w_hh, b_ih, b_hh), NumPy views."""
+    per = len(weights) // directions
+    return [tuple(numpy_view(t) for t in weights[d * per:(d + 1) * per]) + (None, None) * (per == 2)
+            for d in range(directions)]
+
+
+def run_layer(stack, layer, x, h0, c0, weights, lengths, training, masks, reuse=None):
     """All directions of one layer through the stack, on NumPy views of the tensors:
     (y (T, B, D*H), h_n (D, B, H), c_n or None, contexts or None). `weights`: the layer's
-    parameters, direction by direction; `masks`: the regularisers' draws, a LayerMasks."""
-    D = stack.directions
-    per = len(weights) // D
-    grouped = [tuple(numpy_view(t) for t in weights[d * per:(d + 1) * per]) + (None, None) * (per == 2)
-               for d in range(D)]
+    parameters, direction by direction; `masks`: the regularisers' draws, a LayerMasks; `reuse`:
+    the saved workspaces to fill (else the stack's recycled ones, in training)."""
+    if training and reuse is None:
+        reuse = stack.take_spare(layer)
     return stack.run_layer(layer, numpy_view(x), None if h0 is None else numpy_view(h0),
-                           None if c0 is None else numpy_view(c0), grouped, lengths, training,
-                           reuse=stack.take_spare(layer) if training else None, masks=masks)
+                           None if c0 is None else numpy_view(c0), _grouped(weights, stack.directions), lengths,
+                           training, reuse=reuse, masks=masks)
 
 
 def run_inference(x: torch.Tensor, h0: Optional[torch.Tensor], c0: Optional[torch.Tensor],
@@ -69,9 +90,101 @@ def run_inference(x: torch.Tensor, h0: Optional[torch.Tensor], c0: Optional[torc
 layer_inference = torch.library.custom_op("rnnfast::layer_inference", run_inference, mutates_args=())
 
 
-@layer_inference.register_fake
-def _(x, h0, c0, weights, lengths, handle, cell, layer, directions, zoneout):
+def _inference_shapes(x, weights, cell, directions):
+    """Empty tensors of a layer's outputs' shapes: y, h_n and c_n (or an empty tensor)."""
     T, B, _ = x.shape
     H = weights[1].shape[1]  # w_hh (G*H, H)
     c_n = x.new_empty(directions, B, H) if CELLS[cell].has_cell_state else x.new_empty(0)
     return x.new_empty(T, B, directions * H), x.new_empty(directions, B, H), c_n
+
+
+@layer_inference.register_fake
+def _(x, h0, c0, weights, lengths, handle, cell, layer, directions, zoneout):
+    return _inference_shapes(x, weights, cell, directions)
+
+
+# ---- training under torch.compile ---------------------------------------------------------
+
+def _saved_values(cell, x, weights):
+    T, B, I = x.shape
+    return _core.saved_size(CELLS[cell].code, int(T), int(B), int(I), int(weights[1].shape[1]))
+
+
+def _lengths_array(lengths):
+    return None if lengths is None else np.ascontiguousarray(lengths.numpy(), dtype=np.int64)
+
+
+def run_training(x: torch.Tensor, h0: Optional[torch.Tensor], c0: Optional[torch.Tensor],
+                 weights: List[torch.Tensor], lengths: Optional[torch.Tensor], handle: int, cell: str, layer: int,
+                 directions: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One layer's training forward: (y, h_n, c_n or an empty tensor, saved (D, saved_size))."""
+    stack = _stack_for(handle, cell, layer, directions)
+    # Zeros: the kernels leave some entries unwritten (padded steps), and an operator's outputs
+    # must be the same bits from call to call.
+    saved = x.new_zeros(directions, _saved_values(cell, x, weights))
+    rows = [saved[d].numpy() for d in range(directions)]
+    y, h_n, c_n, contexts = run_layer(stack, layer, x, h0, c0, weights, _lengths_array(lengths), True,
+                                      LayerMasks(), reuse=rows)
+    assert all(np.shares_memory(ctx.saved, row) for ctx, row in zip(contexts, rows)), "the saved forward moved"
+    c_n = x.new_empty(0) if c_n is None else torch.from_numpy(c_n)
+    return torch.from_numpy(y), torch.from_numpy(h_n), c_n, saved
+
+
+def run_training_backward(x: torch.Tensor, weights: List[torch.Tensor], lengths: Optional[torch.Tensor],
+                          saved: torch.Tensor, dy: Optional[torch.Tensor], dh_n: Optional[torch.Tensor],
+                          dc_n: Optional[torch.Tensor], handle: int, cell: str, layer: int,
+                          directions: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, List[torch.Tensor]]:
+    """Back through run_training's forward: (dx, dh0, dc0 or an empty tensor, the weights' gradients
+    in `weights`' order). `saved` is read, not written."""
+    stack = _stack_for(handle, cell, layer, directions)
+    xs = numpy_view(x)
+    contexts = stack.contexts_of(layer, xs, _grouped(weights, directions), _lengths_array(lengths),
+                                 [saved[d].numpy() for d in range(directions)])
+    T, B, _ = xs.shape
+    H = weights[1].shape[1]
+    dy = np.zeros((T, B, directions * H), xs.dtype) if dy is None else numpy_view(dy)
+    dx, dh0, dc0, dw = stack.backprop_layer(contexts, dy, None if dh_n is None else numpy_view(dh_n),
+                                            None if dc_n is None else numpy_view(dc_n), None, retain_graph=True)
+    dweights = [torch.from_numpy(g) for group in dw for g in group if g is not None]
+    dc0 = x.new_empty(0) if dc0 is None else torch.from_numpy(dc0)
+    return torch.from_numpy(dx), torch.from_numpy(dh0), dc0, dweights
+
+
+layer_train = torch.library.custom_op("rnnfast::layer_train", run_training, mutates_args=())
+layer_train_backward = torch.library.custom_op("rnnfast::layer_train_backward", run_training_backward,
+                                               mutates_args=())
+
+
+@layer_train.register_fake
+def _(x, h0, c0, weights, lengths, handle, cell, layer, directions):
+    y, h_n, c_n = _inference_shapes(x, weights, cell, directions)
+    return y, h_n, c_n, x.new_empty(directions, _saved_values(cell, x, weights))
+
+
+@layer_train_backward.register_fake
+def _(x, weights, lengths, saved, dy, dh_n, dc_n, handle, cell, layer, directions):
+    _, h_n, c_n = _inference_shapes(x, weights, cell, directions)
+    return x.new_empty(x.shape), h_n, c_n, [w.new_empty(w.shape) for w in weights]
+
+
+def _setup_context(ctx, inputs, output):
+    x, h0, c0, weights, lengths, handle, cell, layer, directions = inputs
+    ctx.save_for_backward(x, lengths, output[3], *weights)
+    ctx.has_h0, ctx.has_c0 = h0 is not None, c0 is not None
+    ctx.args = (handle, cell, layer, directions)
+
+
+def _backward(ctx, dy, dh_n, dc_n, _dsaved):
+    x, lengths, saved, *weights = ctx.saved_tensors
+    cell_state = CELLS[ctx.args[1]].has_cell_state
+    dx, dh0, dc0, dweights = layer_train_backward(x, weights, lengths, saved, dy, dh_n,
+                                                  dc_n if cell_state else None, *ctx.args)
+    return (dx, dh0 if ctx.has_h0 else None, dc0 if ctx.has_c0 else None, dweights, None, None, None, None, None)
+
+
+def _no_second_derivative(ctx, *grads):
+    raise RuntimeError(DOUBLE_BACKWARD)
+
+
+layer_train.register_autograd(_backward, setup_context=_setup_context)
+layer_train_backward.register_autograd(_no_second_derivative, setup_context=lambda ctx, inputs, output: None)

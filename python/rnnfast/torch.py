@@ -17,7 +17,9 @@ lengths are given), so for the same `torch.manual_seed` the masks are torch.nn's
 (eval under `torch.no_grad()` or `torch.inference_mode()`, or nothing requiring grad) the layers
 run the kernels' inference path, saving nothing, as the custom operator `rnnfast::layer_inference`
 (`rnnfast._torch_ops`): there torch.compile sees one graph node per layer (no graph break) and
-torch.export exports the model. Training still breaks a compiled graph at each layer.
+torch.export exports the model. Training under torch.compile runs each layer as the operator
+rnnfast::layer_train with its backward operator as autograd formula: no graph break, the eager
+gradients' bits (except with weight drop, zoneout or recurrent dropout, whose masks break the graph).
 
 Shapes: x (T, B, I) or (B, T, I) with batch_first, or (T, I) unbatched; h0, c0 (L*D, B, H) with L
 layers and D = 2 for bidirectional; y (T, B, D*H). `lengths` (B,) as in `rnnfast.RNN.forward`.
@@ -34,7 +36,8 @@ from . import _validate
 from . import modules as _np_modules
 from ._registry import CELLS, REGULARISERS, CellKind, parameter_shapes
 from ._stack import LayerMasks, Stack
-from ._torch_ops import layer_inference, numpy_view as _np, register, run_inference, run_layer as _run_layer
+from ._torch_ops import DOUBLE_BACKWARD, layer_inference, layer_train, numpy_view as _np, register, run_inference
+from ._torch_ops import run_layer as _run_layer
 
 __all__ = ["RNN", "LSTM", "GRU", "RNNBase", "from_torch", "from_numpy", "quantize"]
 
@@ -102,39 +105,50 @@ class _FirstDerivativeOnly(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *_):
-        raise RuntimeError("rnnfast.torch: double backward is not supported: rnnfast's layers compute first "
-                           "derivatives only (here a gradient taken with create_graph=True through an rnnfast "
-                           "layer was differentiated again); use torch.nn's layer where second derivatives "
-                           "are needed")
+        raise RuntimeError(DOUBLE_BACKWARD)
 
 
 def _layer(stack, handle, layer, x, h0, c0, weights, lengths, masks):
-    """Through autograd when a gradient is wanted; otherwise the kernels' inference path, which a
-    compiler or exporter sees as the custom operator rnnfast::layer_inference (one graph node),
-    unless a regulariser drew masks (training under no_grad)."""
+    """Through autograd when a gradient is wanted (`_Layer`; under torch.compile the custom operator
+    rnnfast::layer_train, whose autograd formula is rnnfast::layer_train_backward, unless a
+    regulariser drew masks); otherwise the kernels' inference path, which a compiler or exporter
+    sees as the custom operator rnnfast::layer_inference (one graph node), unless a regulariser drew
+    masks (training under no_grad)."""
     tensors = [x, h0, c0, *weights]
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
         if torch.compiler.is_exporting():
             raise RuntimeError("rnnfast.torch: torch.export traces rnnfast's layers through their inference "
                                "operator only: export under torch.no_grad() (a graph that trains through them "
                                "cannot be exported yet)")
+        if torch.compiler.is_compiling() and masks == LayerMasks():
+            y, h_n, c_n, _ = layer_train(x, h0, c0, list(weights), _lengths_tensor(lengths), handle,
+                                         stack.cell.name, layer, stack.directions)
+            return y, h_n, c_n if stack.cell.has_cell_state else None
         out = _Layer.apply(stack, layer, lengths, masks, x, h0, c0, *weights)
         return out if stack.cell.has_cell_state else (out[0], out[1], None)
     if masks.w_hh is None and masks.zoneout_seeds is None and masks.recurrent is None:
-        lens = None if lengths is None else torch.from_numpy(lengths)
         traced = torch.compiler.is_compiling() or torch.compiler.is_exporting()
         y, h_n, c_n = (layer_inference if traced else run_inference)(
-            x, h0, c0, list(weights), lens, handle, stack.cell.name, layer, stack.directions,
+            x, h0, c0, list(weights), _lengths_tensor(lengths), handle, stack.cell.name, layer, stack.directions,
             float(masks.zoneout or 0.0))
         return y, h_n, c_n if stack.cell.has_cell_state else None
     y, h_n, c_n, _ = _run_layer(stack, layer, x, h0, c0, weights, lengths, False, masks)
     return torch.from_numpy(y), torch.from_numpy(h_n), None if c_n is None else torch.from_numpy(c_n)
 
 
+def _lengths_tensor(lengths):
+    """The lengths as the operators take them: None, or an int64 tensor (B,) (a NumPy array's view;
+    under torch.compile they are a tensor already)."""
+    return lengths if lengths is None or isinstance(lengths, torch.Tensor) else torch.from_numpy(lengths)
+
+
 def _dropout(y, p, lengths, sorted_indices):
     """torch.nn's inter-layer dropout: over the packed data when there are lengths, so that the same
-    seed draws the same mask as torch.nn on the same PackedSequence."""
-    if lengths is None:
+    seed draws the same mask as torch.nn on the same PackedSequence. Under torch.compile (lengths a
+    tensor, where packing would break the graph) over the padded output, whose padded steps are
+    zeros and stay zeros: the same distribution, though not torch.nn's draws (nor are a compiled
+    graph's draws eager's)."""
+    if lengths is None or isinstance(lengths, torch.Tensor):
         return F.dropout(y, p, training=True)
     T = y.shape[0]
     lens = torch.from_numpy(lengths)
@@ -289,10 +303,25 @@ class RNNBase(torch.nn.Module):
         x = input.unsqueeze(1) if not batched else input.transpose(0, 1) if self.batch_first else input
         if lengths is None:
             return x, None, None, batched
+        if torch.compiler.is_compiling():
+            return x, self._traced_lengths(lengths, batched, x.shape[1]), None, batched
         if isinstance(lengths, torch.Tensor):
             lengths = lengths.cpu().numpy()
         lengths = _validate.lengths_array(np.reshape(lengths, -1) if not batched else lengths, x.shape[1], x.shape[0])
         return x, lengths, torch.sort(torch.from_numpy(lengths), descending=True)[1], batched  # as packing sorts
+
+    @staticmethod
+    def _traced_lengths(lengths, batched, B):
+        """lengths under torch.compile: an int64 tensor (B,), its shape checked here and its values
+        (in [1, T]) by the kernels as they run (a check here would break the graph). Lengths not of
+        an integer dtype leave the graph (dynamo runs the eager checks, which take whole floats)."""
+        lengths = torch.as_tensor(lengths)
+        if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
+            raise TypeError(f"lengths: expected integers, got dtype {lengths.dtype}")
+        lengths = lengths.reshape(-1) if not batched else lengths
+        if tuple(lengths.shape) != (B,):
+            raise ValueError(f"lengths: expected shape ({B},) (one per batch entry), got {tuple(lengths.shape)}")
+        return lengths.to(torch.int64).contiguous()
 
     def forward(self, input, hx=None, lengths=None):
         """torch.nn's forward: output, h_n (LSTM: output, (h_n, c_n)); a PackedSequence in gives one out.
