@@ -160,14 +160,20 @@ def test_the_training_operators_registration_and_fake_shapes(cell, directions):
     h0 = torch.randn(directions, B, H, dtype=torch.float64, requires_grad=True)
     c0 = torch.randn(directions, B, H, dtype=torch.float64) if cell == "lstm" else None
     lengths = torch.tensor([4, 2, 3])
-    torch.library.opcheck(layer_train, (x, h0, c0, weights, lengths, 0, cell, 0, directions))
+    torch.library.opcheck(layer_train, (x, h0, c0, weights, lengths, 0, cell, 0, directions, True, 0.0, None, [], []))
+    draws = (0.2, torch.tensor([11, 12][:directions]), [torch.rand(G * H, H, dtype=torch.float64)] * directions,
+             [torch.rand(B, H, dtype=torch.float64)] * directions)  # zoneout, weight drop, recurrent dropout
+    torch.library.opcheck(layer_train, (x, h0, c0, weights, lengths, 0, cell, 0, directions, True, *draws))
+    # Without save (training mode under no_grad): nothing to differentiate.
+    torch.library.opcheck(layer_train, (x.detach(), h0.detach(), c0, [w.detach() for w in weights], lengths, 0, cell,
+                                        0, directions, False, *draws))
     with torch.no_grad():
-        saved = layer_train(x, h0, c0, weights, lengths, 0, cell, 0, directions)[3]
+        saved = layer_train(x, h0, c0, weights, lengths, 0, cell, 0, directions, True, 0.0, None, [], [])[3]
     dy = torch.randn(T, B, directions * H, dtype=torch.float64)
     dh_n = torch.randn(directions, B, H, dtype=torch.float64)
     dc_n = torch.randn(directions, B, H, dtype=torch.float64) if cell == "lstm" else None
     torch.library.opcheck(layer_train_backward, (x.detach(), [w.detach() for w in weights], lengths, saved, dy,
-                                                 dh_n, dc_n, 0, cell, 0, directions))
+                                                 dh_n, dc_n, 0, cell, 0, directions, 0.0, None, [], []))
 
 
 def test_the_training_operator_s_gradients_are_the_eager_layer_s():
@@ -176,7 +182,7 @@ def test_the_training_operator_s_gradients_are_the_eager_layer_s():
     gru = rt.GRU(5, 7, bidirectional=True, dtype=torch.float64)
     x = torch.randn(6, 2, 5, dtype=torch.float64, requires_grad=True)
     weights = list(gru.parameters())
-    y, h_n, _, _ = layer_train(x, None, None, weights, None, gru._stack_handle, "gru", 0, 2)
+    y, h_n, _, _ = layer_train(x, None, None, weights, None, gru._stack_handle, "gru", 0, 2, True, 0.0, None, [], [])
     got = torch.autograd.grad(y.sum() + h_n.sum(), [x, *weights])
     y2, h2 = gru(x)
     want = torch.autograd.grad(y2.sum() + h2.sum(), [x, *weights])
@@ -188,7 +194,8 @@ def test_a_second_derivative_through_the_training_operator_says_it_is_not_suppor
     torch.manual_seed(3)
     gru = rt.GRU(4, 5)
     x = torch.randn(3, 2, 4, requires_grad=True)
-    y = layer_train(x, None, None, list(gru.parameters()), None, gru._stack_handle, "gru", 0, 1)[0]
+    y = layer_train(x, None, None, list(gru.parameters()), None, gru._stack_handle, "gru", 0, 1, True, 0.0, None, [],
+                    [])[0]
     (g,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
     with pytest.raises(RuntimeError, match="double backward is not supported"):
         g.sum().backward()
@@ -236,3 +243,44 @@ def test_compiled_lengths_are_checked_as_they_run():
     compiled = torch.compile(rnn, backend="aot_eager")
     with pytest.raises(ValueError, match=r"lengths: values must lie in \[1, 6\], got 9"):
         compiled(torch.randn(6, 2, 4), lengths=torch.tensor([9, 1]))
+
+
+@pytest.mark.parametrize("kw", [dict(weight_drop=0.3), dict(recurrent_dropout=0.3), dict(zoneout=0.2),
+                                dict(weight_drop=0.3, recurrent_dropout=0.2, zoneout=0.1, dropout=0.4)])
+def test_compiled_training_with_the_regularisers(kw):
+    # The draws come from torch's generator in the same order compiled (aot_eager) as eagerly, so
+    # the same seed gives the same masks, outputs and gradients.
+    torch.manual_seed(0)
+    lstm = rt.LSTM(4, 5, num_layers=2, bidirectional=True, **kw).train()
+    x = torch.randn(6, 3, 4, requires_grad=True)
+
+    def step(model):
+        torch.manual_seed(7)
+        y, (h_n, _) = model(x)
+        return [y, h_n, *torch.autograd.grad(y.square().sum() + h_n.sum(), [x, *lstm.parameters()])]
+
+    explained = torch._dynamo.explain(lambda x: lstm(x)[0])(x)
+    assert explained.graph_break_count == 0, explained.break_reasons
+    want = step(lstm)
+    torch._dynamo.reset()
+    got = step(torch.compile(lstm, backend="aot_eager"))
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    plain = rt.LSTM(4, 5, num_layers=2, bidirectional=True)
+    plain.load_state_dict(lstm.state_dict())
+    with torch.no_grad():
+        assert not torch.equal(plain(x)[0], want[0])  # the draws did something
+
+
+def test_compiled_training_mode_under_no_grad_gives_the_eager_bits():
+    torch.manual_seed(0)
+    gru = rt.GRU(4, 5, num_layers=2, weight_drop=0.3, zoneout=0.2, recurrent_dropout=0.1).train()
+    x = torch.randn(6, 3, 4)
+    with torch.no_grad():
+        explained = torch._dynamo.explain(lambda x: gru(x)[0])(x)
+        torch.manual_seed(1)
+        want = gru(x)[0]
+        torch._dynamo.reset()
+        torch.manual_seed(1)
+        got = torch.compile(gru, backend="aot_eager")(x)[0]
+    assert explained.graph_break_count == 0, explained.break_reasons
+    assert torch.equal(got, want)

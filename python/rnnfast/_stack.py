@@ -83,12 +83,20 @@ class Stack:
             contexts = _directions.run([lambda n, d=d: direction(d, n) for d in range(D)], split)
         return y, h_n, c_n, contexts if training else None
 
-    def contexts_of(self, layer, x, weights, lengths, saved):
-        """The contexts a training forward of `layer` made, from what it was given and the `saved`
-        workspaces it filled (one per direction): for callers that keep the saved forward as an
-        array of their own (rnnfast.torch's compiled graphs) rather than the contexts."""
-        return [LayerContext(self.cell.name, x, w[0], w[1], w[2] is not None, bool(d), lengths, saved[d],
-                             self._workspaces[layer * self.directions + d]) for d, w in enumerate(weights)]
+    def contexts_of(self, layer, x, weights, lengths, saved, masks=LayerMasks()):
+        """The contexts a training forward of `layer` made, from what it was given (the regularisers'
+        draws too) and the `saved` workspaces it filled (one per direction): for callers that keep
+        the saved forward as an array of their own (rnnfast.torch's compiled graphs) rather than the
+        contexts."""
+        contexts = []
+        for d, (w_ih, w_hh, b_ih, _) in enumerate(weights):
+            drawn = masks.of(d)
+            mask = drawn["w_hh_mask"]
+            contexts.append(LayerContext(
+                self.cell.name, x, w_ih, w_hh if mask is None else w_hh * mask, b_ih is not None, bool(d), lengths,
+                saved[d], self._workspaces[layer * self.directions + d], mask, drawn["zoneout"],
+                drawn["zoneout_seed"], drawn["recurrent_mask"]))
+        return contexts
 
     def backprop_layer(self, contexts, dy, dh_n, dc_n, grads, retain_graph, dh0=None, dc0=None):
         """BPTT through one layer's directions: (dx, dh0, dc0 or None, grads).

@@ -114,32 +114,51 @@ def _lengths_array(lengths):
     return None if lengths is None else np.ascontiguousarray(lengths.numpy(), dtype=np.int64)
 
 
+def _layer_masks(zoneout, zoneout_seeds, w_hh_masks, recurrent_masks):
+    """The regularisers' draws as the stack takes them (LayerMasks, NumPy views): zoneout's p (0:
+    none) and its seeds (int64 (D,), or None), weight drop's W_hh masks and recurrent dropout's
+    (B, H) masks, one per direction (an empty list: none)."""
+    views = lambda masks: [numpy_view(m) for m in masks] or None  # noqa: E731
+    return LayerMasks(w_hh=views(w_hh_masks), zoneout=zoneout or None,
+                      zoneout_seeds=None if zoneout_seeds is None else [int(v) for v in zoneout_seeds.tolist()],
+                      recurrent=views(recurrent_masks))
+
+
 def run_training(x: torch.Tensor, h0: Optional[torch.Tensor], c0: Optional[torch.Tensor],
                  weights: List[torch.Tensor], lengths: Optional[torch.Tensor], handle: int, cell: str, layer: int,
-                 directions: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One layer's training forward: (y, h_n, c_n or an empty tensor, saved (D, saved_size))."""
+                 directions: int, save: bool, zoneout: float, zoneout_seeds: Optional[torch.Tensor],
+                 w_hh_masks: List[torch.Tensor], recurrent_masks: List[torch.Tensor]
+                 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One layer's training forward: (y, h_n, c_n or an empty tensor, saved (D, saved_size)), with
+    the regularisers' draws as _layer_masks takes them. Without `save` (a module in training mode
+    under no_grad) the forward saves nothing (saved is (D, 0)) and, as eagerly, zoneout mixes in p
+    instead of drawing masks from its seeds."""
     stack = _stack_for(handle, cell, layer, directions)
     # Zeros: the kernels leave some entries unwritten (padded steps), and an operator's outputs
     # must be the same bits from call to call.
-    saved = x.new_zeros(directions, _saved_values(cell, x, weights))
+    saved = x.new_zeros(directions, _saved_values(cell, x, weights) if save else 0)
     rows = [saved[d].numpy() for d in range(directions)]
-    y, h_n, c_n, contexts = run_layer(stack, layer, x, h0, c0, weights, _lengths_array(lengths), True,
-                                      LayerMasks(), reuse=rows)
-    assert all(np.shares_memory(ctx.saved, row) for ctx, row in zip(contexts, rows)), "the saved forward moved"
+    masks = _layer_masks(zoneout, zoneout_seeds, w_hh_masks, recurrent_masks)
+    y, h_n, c_n, contexts = run_layer(stack, layer, x, h0, c0, weights, _lengths_array(lengths), save, masks,
+                                      reuse=rows if save else None)
+    assert not save or all(np.shares_memory(ctx.saved, row) for ctx, row in zip(contexts, rows)), "the saved moved"
     c_n = x.new_empty(0) if c_n is None else torch.from_numpy(c_n)
     return torch.from_numpy(y), torch.from_numpy(h_n), c_n, saved
 
 
 def run_training_backward(x: torch.Tensor, weights: List[torch.Tensor], lengths: Optional[torch.Tensor],
                           saved: torch.Tensor, dy: Optional[torch.Tensor], dh_n: Optional[torch.Tensor],
-                          dc_n: Optional[torch.Tensor], handle: int, cell: str, layer: int,
-                          directions: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, List[torch.Tensor]]:
-    """Back through run_training's forward: (dx, dh0, dc0 or an empty tensor, the weights' gradients
-    in `weights`' order). `saved` is read, not written."""
+                          dc_n: Optional[torch.Tensor], handle: int, cell: str, layer: int, directions: int,
+                          zoneout: float, zoneout_seeds: Optional[torch.Tensor], w_hh_masks: List[torch.Tensor],
+                          recurrent_masks: List[torch.Tensor]
+                          ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, List[torch.Tensor]]:
+    """Back through run_training's forward (given the same draws): (dx, dh0, dc0 or an empty
+    tensor, the weights' gradients in `weights`' order). `saved` is read, not written."""
     stack = _stack_for(handle, cell, layer, directions)
     xs = numpy_view(x)
     contexts = stack.contexts_of(layer, xs, _grouped(weights, directions), _lengths_array(lengths),
-                                 [saved[d].numpy() for d in range(directions)])
+                                 [saved[d].numpy() for d in range(directions)],
+                                 _layer_masks(zoneout, zoneout_seeds, w_hh_masks, recurrent_masks))
     T, B, _ = xs.shape
     H = weights[1].shape[1]
     dy = np.zeros((T, B, directions * H), xs.dtype) if dy is None else numpy_view(dy)
@@ -156,30 +175,40 @@ layer_train_backward = torch.library.custom_op("rnnfast::layer_train_backward", 
 
 
 @layer_train.register_fake
-def _(x, h0, c0, weights, lengths, handle, cell, layer, directions):
+def _(x, h0, c0, weights, lengths, handle, cell, layer, directions, save, *masks):
     y, h_n, c_n = _inference_shapes(x, weights, cell, directions)
-    return y, h_n, c_n, x.new_empty(directions, _saved_values(cell, x, weights))
+    return y, h_n, c_n, x.new_empty(directions, _saved_values(cell, x, weights) if save else 0)
 
 
 @layer_train_backward.register_fake
-def _(x, weights, lengths, saved, dy, dh_n, dc_n, handle, cell, layer, directions):
+def _(x, weights, lengths, saved, dy, dh_n, dc_n, handle, cell, layer, directions, *masks):
     _, h_n, c_n = _inference_shapes(x, weights, cell, directions)
     return x.new_empty(x.shape), h_n, c_n, [w.new_empty(w.shape) for w in weights]
 
 
 def _setup_context(ctx, inputs, output):
-    x, h0, c0, weights, lengths, handle, cell, layer, directions = inputs
-    ctx.save_for_backward(x, lengths, output[3], *weights)
+    x, h0, c0, weights, lengths, handle, cell, layer, directions, save, zoneout, seeds, w_hh_masks, recurrent = inputs
+    ctx.masks = (len(w_hh_masks), len(recurrent))
+    ctx.save_for_backward(x, lengths, output[3], seeds, *weights, *w_hh_masks, *recurrent)
+    ctx.weights = len(weights)
     ctx.has_h0, ctx.has_c0 = h0 is not None, c0 is not None
-    ctx.args = (handle, cell, layer, directions)
+    ctx.args = (handle, cell, layer, directions, zoneout)
 
 
 def _backward(ctx, dy, dh_n, dc_n, _dsaved):
-    x, lengths, saved, *weights = ctx.saved_tensors
+    x, lengths, saved, seeds, *rest = ctx.saved_tensors
+    if saved.shape[1] == 0:
+        raise RuntimeError("rnnfast::layer_train: a forward run with save=False (training mode under no_grad) "
+                           "saved nothing to back-propagate through")
+    weights, rest = rest[:ctx.weights], rest[ctx.weights:]
+    w_hh_masks, recurrent = rest[:ctx.masks[0]], rest[ctx.masks[0]:]
     cell_state = CELLS[ctx.args[1]].has_cell_state
     dx, dh0, dc0, dweights = layer_train_backward(x, weights, lengths, saved, dy, dh_n,
-                                                  dc_n if cell_state else None, *ctx.args)
-    return (dx, dh0 if ctx.has_h0 else None, dc0 if ctx.has_c0 else None, dweights, None, None, None, None, None)
+                                                  dc_n if cell_state else None, *ctx.args, seeds, w_hh_masks,
+                                                  recurrent)
+    # One gradient per input, lists as lists: none for the lengths, the arguments and the draws.
+    return (dx, dh0 if ctx.has_h0 else None, dc0 if ctx.has_c0 else None, dweights) + (None,) * 8 + \
+        ([None] * ctx.masks[0], [None] * ctx.masks[1])
 
 
 def _no_second_derivative(ctx, *grads):

@@ -18,8 +18,8 @@ lengths are given), so for the same `torch.manual_seed` the masks are torch.nn's
 run the kernels' inference path, saving nothing, as the custom operator `rnnfast::layer_inference`
 (`rnnfast._torch_ops`): there torch.compile sees one graph node per layer (no graph break) and
 torch.export exports the model. Training under torch.compile runs each layer as the operator
-rnnfast::layer_train with its backward operator as autograd formula: no graph break, the eager
-gradients' bits (except with weight drop, zoneout or recurrent dropout, whose masks break the graph).
+rnnfast::layer_train with its backward operator as autograd formula: no graph break (the
+regularisers' draws included), the eager gradients' bits.
 
 Shapes: x (T, B, I) or (B, T, I) with batch_first, or (T, I) unbatched; h0, c0 (L*D, B, H) with L
 layers and D = 2 for bidirectional; y (T, B, D*H). `lengths` (B,) as in `rnnfast.RNN.forward`.
@@ -110,23 +110,24 @@ class _FirstDerivativeOnly(torch.autograd.Function):
 
 def _layer(stack, handle, layer, x, h0, c0, weights, lengths, masks):
     """Through autograd when a gradient is wanted (`_Layer`; under torch.compile the custom operator
-    rnnfast::layer_train, whose autograd formula is rnnfast::layer_train_backward, unless a
-    regulariser drew masks); otherwise the kernels' inference path, which a compiler or exporter
-    sees as the custom operator rnnfast::layer_inference (one graph node), unless a regulariser drew
-    masks (training under no_grad)."""
+    rnnfast::layer_train, whose autograd formula is rnnfast::layer_train_backward); otherwise the
+    kernels' inference path, which a compiler or exporter sees as the custom operator
+    rnnfast::layer_inference (one graph node), unless a regulariser drew masks (training under
+    no_grad: rnnfast::layer_train under torch.compile)."""
     tensors = [x, h0, c0, *weights]
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
         if torch.compiler.is_exporting():
             raise RuntimeError("rnnfast.torch: torch.export traces rnnfast's layers through their inference "
                                "operator only: export under torch.no_grad() (a graph that trains through them "
                                "cannot be exported yet)")
-        if torch.compiler.is_compiling() and masks == LayerMasks():
-            y, h_n, c_n, _ = layer_train(x, h0, c0, list(weights), _lengths_tensor(lengths), handle,
-                                         stack.cell.name, layer, stack.directions)
-            return y, h_n, c_n if stack.cell.has_cell_state else None
+        if torch.compiler.is_compiling():
+            return _traced_training(stack, handle, layer, x, h0, c0, weights, lengths, masks)
         out = _Layer.apply(stack, layer, lengths, masks, x, h0, c0, *weights)
         return out if stack.cell.has_cell_state else (out[0], out[1], None)
-    if masks.w_hh is None and masks.zoneout_seeds is None and masks.recurrent is None:
+    drawn = masks.w_hh is not None or masks.zoneout_seeds is not None or masks.recurrent is not None
+    if drawn and torch.compiler.is_compiling():  # training under no_grad: the draws are the graph's tensors
+        return _traced_training(stack, handle, layer, x, h0, c0, weights, lengths, masks, save=False)
+    if not drawn:
         traced = torch.compiler.is_compiling() or torch.compiler.is_exporting()
         y, h_n, c_n = (layer_inference if traced else run_inference)(
             x, h0, c0, list(weights), _lengths_tensor(lengths), handle, stack.cell.name, layer, stack.directions,
@@ -134,6 +135,14 @@ def _layer(stack, handle, layer, x, h0, c0, weights, lengths, masks):
         return y, h_n, c_n if stack.cell.has_cell_state else None
     y, h_n, c_n, _ = _run_layer(stack, layer, x, h0, c0, weights, lengths, False, masks)
     return torch.from_numpy(y), torch.from_numpy(h_n), None if c_n is None else torch.from_numpy(c_n)
+
+
+def _traced_training(stack, handle, layer, x, h0, c0, weights, lengths, masks, save=True):
+    """A training layer under torch.compile: the operator rnnfast::layer_train, its draws tensors."""
+    y, h_n, c_n, _ = layer_train(x, h0, c0, list(weights), _lengths_tensor(lengths), handle, stack.cell.name, layer,
+                                 stack.directions, save, float(masks.zoneout or 0.0), masks.zoneout_seeds,
+                                 masks.w_hh or [], masks.recurrent or [])
+    return y, h_n, c_n if stack.cell.has_cell_state else None
 
 
 def _lengths_tensor(lengths):
@@ -369,13 +378,16 @@ class RNNBase(torch.nn.Module):
             out = y.transpose(0, 1) if self.batch_first else y
         return (out, (h_n, c_n)) if self._cell.has_cell_state else (out, h_n)
 
+    # The regularisers' draws: NumPy arrays and ints eagerly; under torch.compile tensors, which the
+    # graph draws and hands to the operator rnnfast::layer_train.
     def _weight_drop_masks(self, w_hh):
         """In training with weight drop, one mask per direction's W_hh, drawn from torch's generator
         (entries kept with probability 1 - p, scaled by 1 / (1 - p)); else None."""
         if not (self.training and self.weight_drop > 0):
             return None
         keep = 1.0 - self.weight_drop
-        return [torch.empty_like(w, requires_grad=False).bernoulli_(keep).div_(keep).numpy() for w in w_hh]
+        masks = [torch.empty_like(w, requires_grad=False).bernoulli_(keep).div_(keep) for w in w_hh]
+        return masks if torch.compiler.is_compiling() else [m.numpy() for m in masks]
 
     def _recurrent_masks(self, batch, directions):
         """In training with recurrent dropout, one (B, H) mask per direction from torch's generator
@@ -384,14 +396,16 @@ class RNNBase(torch.nn.Module):
             return None
         keep = 1.0 - self.recurrent_dropout
         shape, dtype = (batch, self.hidden_size), self.weight_ih_l0.dtype
-        return [torch.empty(shape, dtype=dtype).bernoulli_(keep).div_(keep).numpy() for _ in range(directions)]
+        masks = [torch.empty(shape, dtype=dtype).bernoulli_(keep).div_(keep) for _ in range(directions)]
+        return masks if torch.compiler.is_compiling() else [m.numpy() for m in masks]
 
     def _zoneout_seeds(self, directions):
         """In training with zoneout, one seed per direction from torch's generator, from which the
         kernels draw the (T, B, H) masks; else None."""
         if not (self.training and self.zoneout > 0):
             return None
-        return [int(torch.randint(0, 2 ** 63 - 1, ())) for _ in range(directions)]
+        seeds = [torch.randint(0, 2 ** 63 - 1, ()) for _ in range(directions)]  # the same draws either way
+        return torch.stack(seeds) if torch.compiler.is_compiling() else [int(s) for s in seeds]
 
     def train(self, mode=True):
         if not mode:
