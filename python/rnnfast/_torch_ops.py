@@ -22,9 +22,8 @@ from __future__ import annotations
 import weakref
 from typing import List, Optional, Tuple
 
-import torch
-
 import numpy as np
+import torch
 
 from . import _core
 from ._registry import CELLS
