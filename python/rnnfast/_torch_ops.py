@@ -28,6 +28,7 @@ import torch
 from . import _core
 from ._registry import CELLS
 from ._stack import LayerMasks, Stack
+from .functional import _lengths
 
 DOUBLE_BACKWARD = ("rnnfast.torch: double backward is not supported: rnnfast's layers compute first derivatives "
                    "only (here a gradient taken with create_graph=True through an rnnfast layer was differentiated "
@@ -110,7 +111,7 @@ def _saved_values(cell, x, weights):
 
 
 def _lengths_array(lengths):
-    return None if lengths is None else np.ascontiguousarray(lengths.numpy(), dtype=np.int64)
+    return _lengths(None if lengths is None else lengths.numpy())
 
 
 def _layer_masks(zoneout, zoneout_seeds, w_hh_masks, recurrent_masks):
