@@ -7,8 +7,8 @@ installed.
 Each ROW is `cell,T,B,H` (cell: rnn, lstm, gru; I = H; one layer; N(0, 1) inputs; torch's default
 initialisation, the same weights in every model). Every model is checked first: its error against
 float32 (max |q - f| / max |f| over the output and the final states) is printed, and an rnnfast
-model whose error is above its limit (bfloat16 1e-2, int8 2e-2: a broken path; the rounding alone
-gives bfloat16 3e-3 to 8e-3, int8 7e-3 to 1e-2) stops the run before any timing. Then each round times rnnfast's
+model whose error is above its limit (bfloat16 1e-2, int8 2e-2: a broken path; the errors the
+rounding alone gives are in RESULTS.md) stops the run before any timing. Then each round times rnnfast's
 models, alternating, then pauses (torch's idle threads spin for a while after a call and would steal
 the cores), then torch's; the report gives medians over rounds, in ms, and the ratios to rnnfast
 float32's time.

@@ -217,13 +217,18 @@ def test_int8_sizes_stop_where_the_int32_sums_would_overflow(each_isa):
     w_hh = Int8Weight(np.zeros((1, 1), np.int8), np.ones(1, np.float32))
     with pytest.raises(ValueError, match="at most 131072"):
         F.layer_forward("rnn_tanh", x, None, None, w_ih, w_hh, None, None, training=False)
-    ok = Int8Weight(np.full((1, I - 1), -128, np.int8), np.ones(1, np.float32))  # the largest sum there is
-    x = np.full((1, 1, I - 1), -1.0, np.float32)  # q = -127 (+128 on the VNNI paths)
-    want = np.float32(128 * 127 * (I - 1)) * (np.float32(1) / np.float32(127))  # float32(S) * scale_x
-    for isa in each_isa:
-        _core.set_isa(isa)
-        y = F.layer_forward("rnn_relu", x, None, None, ok, w_hh, None, None, training=False)[0]
-        assert y[0, 0, 0] == want, isa
+    K = I - 1
+    # The largest |S| there is: all weights -128, x = -1 (q = -127; the unsigned q + 128 = 1 on the
+    # VNNI paths). And the largest unsigned sum: weights 127, x = +1 (q + 128 = 255, so the VNNI
+    # accumulator holds 255 * 127 * K > 2^31 and wraps; S - 128 * sum(w) = 127 * 127 * K fits).
+    for weight, value in ((-128, -1.0), (127, 1.0)):
+        ok = Int8Weight(np.full((1, K), weight, np.int8), np.ones(1, np.float32))
+        x = np.full((1, 1, K), value, np.float32)
+        want = np.float32(127 * value * weight * K) * (np.float32(1) / np.float32(127))  # float32(S) * scale_x
+        for isa in each_isa:
+            _core.set_isa(isa)
+            y = F.layer_forward("rnn_relu", x, None, None, ok, w_hh, None, None, training=False)[0]
+            assert y[0, 0, 0] == want, (isa, weight)
 
 
 # ---- the modules ---------------------------------------------------------------------------

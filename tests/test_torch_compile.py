@@ -237,12 +237,32 @@ def test_compiled_dropout_between_layers_with_lengths_keeps_padded_steps_zero():
     assert not y[2:, 1].any() and not y[4:, 2].any() and y[:2, 1].all()
 
 
-def test_compiled_lengths_are_checked_as_they_run():
-    rnn = rt.RNN(4, 5).eval()
+@pytest.mark.parametrize("training", [False, True])
+def test_compiled_lengths_are_checked_as_they_run_with_the_eager_messages(training):
+    rnn = rt.RNN(4, 5).train(training)
     torch._dynamo.reset()
-    compiled = torch.compile(rnn, backend="aot_eager")
-    with pytest.raises(ValueError, match=r"lengths: values must lie in \[1, 6\], got 9"):
-        compiled(torch.randn(6, 2, 4), lengths=torch.tensor([9, 1]))
+    compiled = torch.compile(rnn, backend="aot_eager", fullgraph=True)
+    x = torch.randn(6, 2, 4)
+    with pytest.raises(ValueError, match=r"lengths: values must lie in \[1, 6\] \(T = 6\), got min 1 max 9"):
+        compiled(x, lengths=torch.tensor([9, 1]))
+    with pytest.raises(TypeError, match="lengths: expected integers, got dtype float32"):
+        compiled(x, lengths=torch.tensor([5.5, 1.0]))
+    with pytest.raises(TypeError, match="lengths: expected integers, got dtype bool"):
+        compiled(x, lengths=torch.tensor([True, True]))
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_compiled_whole_float_lengths_are_taken_as_eagerly_in_one_graph(training):
+    """Eager code takes lengths of whole floats; so does the compiled model, with fullgraph=True."""
+    gru = rt.GRU(4, 5, num_layers=2).train(training)
+    x = torch.randn(6, 3, 4, requires_grad=training)
+    torch._dynamo.reset()
+    compiled = torch.compile(gru, backend="aot_eager", fullgraph=True)
+    got = compiled(x, lengths=torch.tensor([6.0, 2.0, 4.0]))[0]
+    want = gru(x, lengths=torch.tensor([6, 2, 4]))[0]
+    assert torch.equal(got, want)
+    if training:
+        assert torch.equal(torch.autograd.grad(got.sum(), x)[0], torch.autograd.grad(want.sum(), x)[0])
 
 
 @pytest.mark.parametrize("kw", [dict(weight_drop=0.3), dict(recurrent_dropout=0.3), dict(zoneout=0.2),

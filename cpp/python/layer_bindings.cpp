@@ -21,9 +21,6 @@ constexpr std::pair<const char*, rnnfast::CellKind> kCells[] = {{"rnn_tanh", rnn
                                                               {"lstm", rnnfast::CellKind::lstm},
                                                               {"gru", rnnfast::CellKind::gru}};
 
-// The longest input or hidden size of an int8 layer: the products' int32 sums stay exact.
-constexpr Index kInt8MaxK = 131072;
-
 // Weights of dtype uint16 are bfloat16 bit patterns, of dtype int8 int8 weights (rnnfast.quantize):
 // a float32 eval forward.
 rnnfast::Precision weights_precision(const py::array& w) {
@@ -42,10 +39,10 @@ rnnfast::LayerShape make_shape(int cell, Index T, Index B, Index I, Index H, boo
     for (const auto& c : kCells) known = known || int(c.second) == cell;
     if (!known) throw py::value_error("cell: not a cell code the kernels know, got " + std::to_string(cell));
     if (T < 1 || B < 1 || I < 1 || H < 1) throw py::value_error("sizes must be positive");
-    if (precision == rnnfast::Precision::int8 && (I > kInt8MaxK || H > kInt8MaxK))
-        throw py::value_error("int8 weights: input_size and hidden_size must be at most " + std::to_string(kInt8MaxK) +
-                              " (the int32 sums would overflow), got " + std::to_string(I) + " and " +
-                              std::to_string(H));
+    if (precision == rnnfast::Precision::int8 && (I > rnnfast::kInt8MaxK || H > rnnfast::kInt8MaxK))
+        throw py::value_error("int8 weights: a layer's input size (x's last dimension) and hidden size must be at "
+                              "most " + std::to_string(rnnfast::kInt8MaxK) + " (the int32 sums would overflow), got " +
+                              std::to_string(I) + " and " + std::to_string(H));
     if (precision != rnnfast::Precision::full && recurrent_dropout)
         throw py::value_error(std::string("recurrent_mask: ") + precision_name(precision) +
                               " run eval forwards, which take no recurrent dropout");

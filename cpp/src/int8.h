@@ -7,7 +7,7 @@
 //   m = max |a_k|,  q_k = rint(a_k * (127 / m)) in [-127, 127],  scale = m / 127
 // (float32 operations, ties to even; a row whose m is below 2^-100, zeros included, gives q = 0 and
 // scale 0). A product's integer sum over k, S = sum q_k w_k, is exact in int32 (|S| <= K * 127 *
-// 128: K up to kInt8MaxK), so every path gives the same S; C = float(S) * (scale_row * scale_column)
+// 128: K up to kInt8MaxK, layer.h), so every path gives the same S; C = float(S) * (scale_row * scale_column)
 // + bias.
 //
 // Both operands go in quads along k (k = 4j .. 4j + 3 in one 32-bit word, k = 4j in the low byte),
@@ -48,8 +48,6 @@ constexpr bool kUnsignedActivations = true;  // (every AMX build has VNNI too)
 #else
 constexpr bool kUnsignedActivations = false;
 #endif
-// The longest k an int8 product takes (LayerShape's I and H): K * 127 * 128 stays below 2^31.
-constexpr long long kInt8MaxK = 131072;
 // The rows an int8 panel holds past its quads: each column's sum of weights (int32).
 constexpr Index kInt8TrailerRows = 1;
 
@@ -182,9 +180,9 @@ struct QuadWeights {
     ivec byte[4];
 };
 inline QuadWeights quad_weights(ivec w) {
-    QuadWeights q;
-    for (int i = 0; i < 4; ++i) q.byte[i] = ivec((uvec)w << (24 - 8 * i)) >> 24;
-    return q;
+    QuadWeights bytes;
+    for (int i = 0; i < 4; ++i) bytes.byte[i] = ivec((uvec)w << (24 - 8 * i)) >> 24;
+    return bytes;
 }
 struct QuadSplat {
     std::int32_t q[4];
@@ -201,7 +199,8 @@ inline ivec quad_madd(ivec acc, const QuadWeights& w, const QuadSplat& a) {
 #endif
 
 // 128 times each column's sum of weights (the panel's trailer row): what the unsigned activations'
-// offset adds to the sums (on unsigned lanes: it reaches 2^31 for K = 131,072 weights of -128).
+// offset adds to the sums. It fits int32 (down to -2^31 for K = 131,072 weights of -128); the
+// multiply is on unsigned lanes only because that is where overflow is defined, should it happen.
 inline ivec offset_sums(const Int8Quad* trailer) { return ivec((uvec)load_quads(trailer) * 128u); }
 
 // The product's row of C from an integer sum: S taken back to float, times the row's and the
@@ -212,8 +211,9 @@ inline ivec offset_sums(const Int8Quad* trailer) { return ivec((uvec)load_quads(
 template <class T>
 inline vec<T> dequantize(ivec s, ivec correction, float row_scale, vec<T> column_scales, vec<T> base) {
     static_assert(sizeof(T) == 4, "int8 products give float32");
-    // The offset sums may have wrapped around in int32 (for K over 66,000); the difference is
-    // exact modulo 2^32, so it is taken on unsigned lanes, where wrapping is defined.
+    // With unsigned activations the sums s themselves (of (q + 128) w, up to 255 * 128 * K) wrap
+    // around in int32 for K over 65,793; s - correction is exact modulo 2^32 and fits int32, so
+    // the difference is taken on unsigned lanes, where wrapping is defined.
     const ivec exact = ivec((uvec)s - (uvec)correction);
     const vec<T> sum = __builtin_convertvector(exact, vec<T>), scale = splat<T>(row_scale) * column_scales;
 #if defined(__AVX512F__) && RNNFAST_VBYTES == 64

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _directions
 from ._registry import CellKind
-from .functional import LayerContext, LayerWorkspace, layer_backward, layer_forward
+from .functional import LayerWorkspace, layer_backward, layer_context, layer_forward
 
 
 class LayerMasks(NamedTuple):
@@ -88,15 +88,9 @@ class Stack:
         draws too) and the `saved` workspaces it filled (one per direction): for callers that keep
         the saved forward as an array of their own (rnnfast.torch's compiled graphs) rather than the
         contexts."""
-        contexts = []
-        for d, (w_ih, w_hh, b_ih, _) in enumerate(weights):
-            drawn = masks.of(d)
-            mask = drawn["w_hh_mask"]
-            contexts.append(LayerContext(
-                self.cell.name, x, w_ih, w_hh if mask is None else w_hh * mask, b_ih is not None, bool(d), lengths,
-                saved[d], self._workspaces[layer * self.directions + d], mask, drawn["zoneout"],
-                drawn["zoneout_seed"], drawn["recurrent_mask"]))
-        return contexts
+        return [layer_context(self.cell.name, x, w_ih, w_hh, b_ih, bool(d), lengths, saved[d],
+                              self._workspaces[layer * self.directions + d], **masks.of(d))
+                for d, (w_ih, w_hh, b_ih, _) in enumerate(weights)]
 
     def backprop_layer(self, contexts, dy, dh_n, dc_n, grads, retain_graph, dh0=None, dc0=None):
         """BPTT through one layer's directions: (dx, dh0, dc0 or None, grads).

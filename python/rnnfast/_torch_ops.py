@@ -25,10 +25,9 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
-from . import _core
+from . import _core, _validate
 from ._registry import CELLS
 from ._stack import LayerMasks, Stack
-from .functional import _lengths
 
 DOUBLE_BACKWARD = ("rnnfast.torch: double backward is not supported: rnnfast's layers compute first derivatives "
                    "only (here a gradient taken with create_graph=True through an rnnfast layer was differentiated "
@@ -78,12 +77,12 @@ def run_inference(x: torch.Tensor, h0: Optional[torch.Tensor], c0: Optional[torc
                   weights: List[torch.Tensor], lengths: Optional[torch.Tensor], handle: int, cell: str,
                   layer: int, directions: int, zoneout: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One layer's eval forward: (y (T, B, D*H), h_n (D, B, H), c_n (D, B, H), or an empty tensor
-    for cells without one). lengths: int64 (B,) or None; zoneout: eval's p (0: none). Eager code
+    for cells without one). lengths: (B,) or None; zoneout: eval's p (0: none). Eager code
     calls this directly: the operator's dispatch costs tens of microseconds a call, which only a
     compiler or exporter tracing the model needs."""
     stack = _stack_for(handle, cell, layer, directions)
-    lens = None if lengths is None else lengths.numpy()
-    y, h_n, c_n, _ = run_layer(stack, layer, x, h0, c0, weights, lens, False, LayerMasks(zoneout=zoneout or None))
+    y, h_n, c_n, _ = run_layer(stack, layer, x, h0, c0, weights, _lengths_array(lengths, x), False,
+                               LayerMasks(zoneout=zoneout or None))
     return torch.from_numpy(y), torch.from_numpy(h_n), x.new_empty(0) if c_n is None else torch.from_numpy(c_n)
 
 
@@ -110,8 +109,10 @@ def _saved_values(cell, x, weights):
     return _core.saved_size(CELLS[cell].code, int(T), int(B), int(I), int(weights[1].shape[1]))
 
 
-def _lengths_array(lengths):
-    return _lengths(None if lengths is None else lengths.numpy())
+def _lengths_array(lengths, x):
+    """The lengths tensor as the stack takes them, checked as eager code checks them (under
+    torch.compile they reach the operator unchecked, of any dtype: the checks run here, eagerly)."""
+    return None if lengths is None else _validate.lengths_array(lengths.numpy(), x.shape[1], x.shape[0])
 
 
 def _layer_masks(zoneout, zoneout_seeds, w_hh_masks, recurrent_masks):
@@ -139,7 +140,7 @@ def run_training(x: torch.Tensor, h0: Optional[torch.Tensor], c0: Optional[torch
     saved = x.new_zeros(directions, _saved_values(cell, x, weights) if save else 0)
     rows = [saved[d].numpy() for d in range(directions)]
     masks = _layer_masks(zoneout, zoneout_seeds, w_hh_masks, recurrent_masks)
-    y, h_n, c_n, contexts = run_layer(stack, layer, x, h0, c0, weights, _lengths_array(lengths), save, masks,
+    y, h_n, c_n, contexts = run_layer(stack, layer, x, h0, c0, weights, _lengths_array(lengths, x), save, masks,
                                       reuse=rows if save else None)
     assert not save or all(np.shares_memory(ctx.saved, row) for ctx, row in zip(contexts, rows)), "the saved moved"
     c_n = x.new_empty(0) if c_n is None else torch.from_numpy(c_n)
@@ -156,7 +157,7 @@ def run_training_backward(x: torch.Tensor, weights: List[torch.Tensor], lengths:
     tensor, the weights' gradients in `weights`' order). `saved` is read, not written."""
     stack = _stack_for(handle, cell, layer, directions)
     xs = numpy_view(x)
-    contexts = stack.contexts_of(layer, xs, _grouped(weights, directions), _lengths_array(lengths),
+    contexts = stack.contexts_of(layer, xs, _grouped(weights, directions), _lengths_array(lengths, xs),
                                  [saved[d].numpy() for d in range(directions)],
                                  _layer_masks(zoneout, zoneout_seeds, w_hh_masks, recurrent_masks))
     T, B, _ = xs.shape
@@ -188,6 +189,8 @@ def _(x, weights, lengths, saved, dy, dh_n, dc_n, handle, cell, layer, direction
 
 def _setup_context(ctx, inputs, output):
     x, h0, c0, weights, lengths, handle, cell, layer, directions, save, zoneout, seeds, w_hh_masks, recurrent = inputs
+    ctx.mark_non_differentiable(output[3])  # the saved forward: workspace, not a result
+    ctx.set_materialize_grads(False)  # outputs without a gradient arrive as None, not zeros
     ctx.masks = (len(w_hh_masks), len(recurrent))
     ctx.save_for_backward(x, lengths, output[3], seeds, *weights, *w_hh_masks, *recurrent)
     ctx.weights = len(weights)

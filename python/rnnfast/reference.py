@@ -601,12 +601,14 @@ def int8_input_product(a, q_w, scale_w):
 
 def int8_stack_forward(mode, x, hx, params, num_layers=1, bidirectional=False, lengths=None):
     """stack_forward with int8 weights: each weight of params is a float array, quantized per row
-    here (quantize_rows), or a pair (q, scale) of int8 weights (any value in [-128, 127]) and their
-    rows' float32 scales. Each product is an int8 product: int8_input_product for x_t (two digits),
+    here (quantize_rows), or a pair (q, scale) (a tuple or a list) of int8 weights (any value in
+    [-128, 127]) and their rows' float32 scales. Each product is an int8 product: int8_input_product for x_t (two digits),
     int8_product for h_{t-1} (one). Biases, gate math and states in float32. Returns (y, hn) as
     stack_forward."""
-    quantized = {k: tuple(v) if isinstance(v, tuple) else quantize_rows(v)
+    quantized = {k: tuple(np.asarray(a) for a in v) if isinstance(v, (tuple, list)) else quantize_rows(v)
                  for k, v in params.items() if k.startswith("weight_")}
+    for k, (q, scale) in quantized.items():
+        assert q.dtype == np.int8 and scale.shape == q.shape[:1], f"{k}: expected int8 weights and one scale per row"
 
     def products(name):
         q_w, scale_w = quantized[name]

@@ -19,7 +19,8 @@ run the kernels' inference path, saving nothing, as the custom operator `rnnfast
 (`rnnfast._torch_ops`): there torch.compile sees one graph node per layer (no graph break) and
 torch.export exports the model. Training under torch.compile runs each layer as the operator
 rnnfast::layer_train with its backward operator as autograd formula: no graph break (the
-regularisers' draws included), the eager gradients' bits.
+regularisers' draws included) and the eager gradients' bits; with dropout or the regularisers,
+only under the aot_eager backend (inductor draws its masks from its own generator).
 
 Shapes: x (T, B, I) or (B, T, I) with batch_first, or (T, I) unbatched; h0, c0 (L*D, B, H) with L
 layers and D = 2 for bidirectional; y (T, B, D*H). `lengths` (B,) as in `rnnfast.RNN.forward`.
@@ -146,8 +147,8 @@ def _traced_training(stack, handle, layer, x, h0, c0, weights, lengths, masks, s
 
 
 def _lengths_tensor(lengths):
-    """The lengths as the operators take them: None, or an int64 tensor (B,) (a NumPy array's view;
-    under torch.compile they are a tensor already)."""
+    """The lengths as the operators take them: None, or a tensor (B,) (eagerly a view of the checked
+    int64 array; under torch.compile the caller's tensor, which the operators check)."""
     return lengths if lengths is None or isinstance(lengths, torch.Tensor) else torch.from_numpy(lengths)
 
 
@@ -321,16 +322,14 @@ class RNNBase(torch.nn.Module):
 
     @staticmethod
     def _traced_lengths(lengths, batched, B):
-        """lengths under torch.compile: an int64 tensor (B,), its shape checked here and its values
-        (in [1, T]) by the kernels as they run (a check here would break the graph). Lengths not of
-        an integer dtype leave the graph (dynamo runs the eager checks, which take whole floats)."""
+        """lengths under torch.compile: a tensor (B,) of any dtype, its shape checked here (shapes are
+        known while tracing) and its values by the operators as they run, with the eager checks and
+        messages (whole floats taken, like eager code; a check of values here would break the graph)."""
         lengths = torch.as_tensor(lengths)
-        if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
-            raise TypeError(f"lengths: expected integers, got dtype {lengths.dtype}")
         lengths = lengths.reshape(-1) if not batched else lengths
         if tuple(lengths.shape) != (B,):
             raise ValueError(f"lengths: expected shape ({B},) (one per batch entry), got {tuple(lengths.shape)}")
-        return lengths.to(torch.int64).contiguous()
+        return lengths.contiguous()
 
     def forward(self, input, hx=None, lengths=None):
         """torch.nn's forward: output, h_n (LSTM: output, (h_n, c_n)); a PackedSequence in gives one out.

@@ -31,12 +31,16 @@ enum class CellKind : int { rnn_tanh = 0, rnn_relu = 1, lstm = 2, gru = 3 };
 // w_hh_scale: row j's weights are w_i8[j, k] * scale[j]); each product quantizes its activations
 // per row (a row of x_t, or of h_{t-1}): with m the row's largest |a_k|, q_k = rint(a_k * (127 / m))
 // (float32 arithmetic, ties to even; a row with m below 2^-100 gives q = 0) and the row's scale
-// m / 127; the integer sum S = sum_k q_k w_k is exact in int32 (I and H at most 131,072), and the
+// m / 127; the integer sum S = sum_k q_k w_k is exact in int32 (I and H at most kInt8MaxK), and the
 // product is float(S) * (row scale * weight scale). A row of x_t also gets a second digit, what the
 // first leaves: q2_k = rint((a_k * (127 / m) - q_k) * 254) with scale m / 127 / 254, whose product
 // is added the same way (about 15 bits for the input, 8 for h_{t-1}). Biases, gate math and the
 // carried state stay float32. Inputs must be finite. Reduced precisions take no recurrent dropout.
 enum class Precision : int { full = 0, bfloat16 = 1, int8 = 2 };
+
+// The largest I and H of an int8 layer: |S| <= K * 127 * 128 stays below 2^31. Part of the
+// contract (like the sizes being positive); the Python bindings refuse larger layers.
+constexpr Index kInt8MaxK = 131072;
 
 constexpr int gate_count(CellKind c) {
     return c == CellKind::lstm ? 4 : c == CellKind::gru ? 3 : 1;
