@@ -250,22 +250,26 @@ def test_invalid_arguments_raise():
 # Stacked, bidirectional layers.
 # ----------------------------------------------------------------------------
 
-def make_stack(mode, T, B, I, H, num_layers, D, bias=True, seed=0):
-    """Random x, hx (PyTorch's structure) and params (PyTorch's keys)."""
+def make_stack(mode, T, B, I, H, num_layers, D, bias=True, seed=0, proj_size=0):
+    """Random x, hx (PyTorch's structure) and params (PyTorch's keys); an LSTM with proj_size > 0
+    has projections (weight_hr_l{k}, h of proj_size)."""
     rng = np.random.default_rng(seed)
     G = GATES[mode]
+    P = proj_size or H
     x = rng.standard_normal((T, B, I))
-    h0 = rng.uniform(-1, 1, (num_layers * D, B, H))
-    hx = (h0, rng.uniform(-1, 1, h0.shape)) if mode == "lstm" else h0
+    h0 = rng.uniform(-1, 1, (num_layers * D, B, P))
+    hx = (h0, rng.uniform(-1, 1, (num_layers * D, B, H))) if mode == "lstm" else h0
     params = {}
     for k in range(num_layers):
         for suffix in ("", "_reverse")[:D]:
-            layer_input = I if k == 0 else D * H
+            layer_input = I if k == 0 else D * P
             params[f"weight_ih_l{k}{suffix}"] = rng.uniform(-0.8, 0.8, (G * H, layer_input))
-            params[f"weight_hh_l{k}{suffix}"] = rng.uniform(-0.8, 0.8, (G * H, H))
+            params[f"weight_hh_l{k}{suffix}"] = rng.uniform(-0.8, 0.8, (G * H, P))
             if bias:
                 params[f"bias_ih_l{k}{suffix}"] = rng.uniform(-0.5, 0.5, G * H)
                 params[f"bias_hh_l{k}{suffix}"] = rng.uniform(-0.5, 0.5, G * H)
+            if proj_size:
+                params[f"weight_hr_l{k}{suffix}"] = rng.uniform(-0.8, 0.8, (P, H))
     return x, hx, params
 
 
@@ -273,21 +277,24 @@ def as_tuple(states):
     return tuple(states) if isinstance(states, tuple) else (states,)
 
 
-@pytest.mark.parametrize("mode, bias, dropout, with_dhn", [
-    ("rnn_tanh", True, False, True),
-    ("lstm", True, False, True),
-    ("gru", True, False, True),
-    ("lstm", True, True, False),
-    ("gru", False, True, True),
+@pytest.mark.parametrize("mode, bias, dropout, with_dhn, proj_size", [
+    ("rnn_tanh", True, False, True, 0),
+    ("lstm", True, False, True, 0),
+    ("gru", True, False, True, 0),
+    ("lstm", True, True, False, 0),
+    ("gru", False, True, True, 0),
+    ("lstm", True, True, True, 2),
+    ("lstm", False, False, True, 1),
 ])
-def test_stack_gradients_match_finite_differences(mode, bias, dropout, with_dhn):
-    T, B, I, H, num_layers = 3, 3, 2, 2, 2
+def test_stack_gradients_match_finite_differences(mode, bias, dropout, with_dhn, proj_size):
+    T, B, I, num_layers = 3, 3, 2, 2
+    H = 3 if proj_size else 2
     lengths = [2, 3, 1]
-    x, hx, params = make_stack(mode, T, B, I, H, num_layers, 2, bias)
+    x, hx, params = make_stack(mode, T, B, I, H, num_layers, 2, bias, proj_size=proj_size)
     rng = np.random.default_rng(1)
     masks = None
     if dropout:  # drop with p = 0.5, survivors scaled by 1 / (1 - p)
-        masks = [2.0 * (rng.uniform(size=(T, B, 2 * H)) > 0.5)]
+        masks = [2.0 * (rng.uniform(size=(T, B, 2 * (proj_size or H))) > 0.5)]
     kwargs = dict(num_layers=num_layers, bidirectional=True, lengths=lengths,
                   dropout_masks=masks)
     y, hn, cache = ref.stack_forward(mode, x, hx, params, **kwargs)
@@ -318,6 +325,8 @@ def test_stack_gradients_match_finite_differences(mode, bias, dropout, with_dhn)
 def torch_module(torch, mode, I, H, num_layers, bidirectional, params):
     kwargs = dict(num_layers=num_layers, bidirectional=bidirectional,
                   bias="bias_ih_l0" in params, dtype=torch.float64)
+    if "weight_hr_l0" in params:
+        kwargs["proj_size"] = params["weight_hr_l0"].shape[0]
     if mode == "lstm":
         module = torch.nn.LSTM(I, H, **kwargs)
     elif mode == "gru":
@@ -369,14 +378,15 @@ def test_single_layer_matches_torch(mode, bias, lengths):
             np.testing.assert_allclose(s_n, s_torch[d], **TOL[np.float64])
 
 
-@pytest.mark.parametrize("mode", MODES)
-def test_stack_matches_torch(mode):
+@pytest.mark.parametrize("mode, proj_size", [(m, 0) for m in MODES] + [("lstm", 2)])
+def test_stack_matches_torch(mode, proj_size):
     """Two bidirectional layers over a packed batch: outputs, final states and,
-    through autograd, every gradient."""
+    through autograd, every gradient (an LSTM with projections too)."""
     torch = pytest.importorskip("torch")
-    T, B, I, H, num_layers = 5, 4, 3, 2, 2
+    T, B, I, num_layers = 5, 4, 3, 2
+    H = 3 if proj_size else 2
     lengths = [3, 5, 1, 4]
-    x, hx, params = make_stack(mode, T, B, I, H, num_layers, 2)
+    x, hx, params = make_stack(mode, T, B, I, H, num_layers, 2, proj_size=proj_size)
     module = torch_module(torch, mode, I, H, num_layers, True, params)
     y, hn, cache = ref.stack_forward(mode, x, hx, params, num_layers, True, lengths)
 
@@ -402,3 +412,37 @@ def test_stack_matches_torch(mode):
     for name, p in module.named_parameters():
         np.testing.assert_allclose(grads[name], p.grad.numpy(), err_msg=name,
                                    **TOL[np.float64])
+
+
+def test_projections_with_zoneout_and_recurrent_dropout_match_finite_differences():
+    """One projected LSTM layer (P = 2 of H = 4), reversed, with lengths, zoneout masks and a
+    recurrent mask, both of h's size P: every gradient, dw_hr last."""
+    rng = np.random.default_rng(5)
+    T, B, I, H, P = 4, 3, 2, 4, 2
+    x = rng.standard_normal((T, B, I))
+    h0, c0 = rng.uniform(-1, 1, (B, P)), rng.uniform(-1, 1, (B, H))
+    w = [rng.uniform(-0.8, 0.8, s) for s in ((4 * H, I), (4 * H, P), (4 * H,), (4 * H,), (P, H))]
+    zoneout = (rng.uniform(size=(T, B, P)) < 0.4).astype(np.float64)
+    mask = 2.0 * (rng.uniform(size=(B, P)) < 0.5)
+    kw = dict(reverse=True, lengths=[2, 4, 3], zoneout=zoneout, recurrent_mask=mask)
+    r_y, r_h, r_c = rng.standard_normal((T, B, P)), rng.standard_normal((B, P)), rng.standard_normal((B, H))
+
+    def loss():
+        y, h_n, c_n, _ = ref.lstm_forward(x, h0, c0, *w[:4], w_hr=w[4], **kw)
+        return np.sum(y * r_y) + np.sum(h_n * r_h) + np.sum(c_n * r_c)
+
+    y, h_n, c_n, cache = ref.lstm_forward(x, h0, c0, *w[:4], w_hr=w[4], **kw)
+    assert y.shape == (T, B, P) and h_n.shape == (B, P) and c_n.shape == (B, H)
+    grads = ref.lstm_backward(r_y, r_h, r_c, cache)
+    assert len(grads) == 8
+    for name, g, a in zip(("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "w_hr"), grads, [x, h0, c0] + w):
+        assert g.shape == a.shape, name
+        assert_gradient_matches(g, numeric_grad(loss, a, eps=FD_EPS), name)
+
+
+def test_projections_refuse_bad_shapes():
+    x, w = np.zeros((2, 1, 3)), np.zeros((8, 3))
+    with pytest.raises(ValueError, match=r"w_hr \(projections, LSTM only\): expected shape \(P, 2\) with P < 2"):
+        ref.lstm_forward(x, None, None, w, np.zeros((8, 2)), None, None, w_hr=np.zeros((2, 2)))
+    with pytest.raises(ValueError, match=r"w_hh must have shape \(8, 1\)"):
+        ref.lstm_forward(x, None, None, w, np.zeros((8, 2)), None, None, w_hr=np.zeros((1, 2)))

@@ -17,6 +17,8 @@ Shape convention (the letters are the same everywhere in rnnfast)::
     b_ih, b_hh  (G*H,)      or None: a layer without bias
     y           (T, B, H)   y[t] is the hidden state after step t
     h_n, c_n    (B, H)      final states
+    w_hr        (P, H)      an LSTM with projections (torch's proj_size P < H): h_t = W_hr (o_t *
+                            tanh(c_t)), so h0, h_n, y and w_hh's columns are P where they are H above
 
 Gradients carry a `d` prefix and the shape of what they differentiate. All
 arithmetic is done in the dtype of x (float32 or float64); the other arrays
@@ -191,39 +193,47 @@ def _matmul(a, w):
     return a @ w.T
 
 
-def _scan_forward(cell, x, state, weights, reverse, zoneout=None, recurrent_mask=None, products=None):
+def _scan_forward(cell, x, state, weights, reverse, zoneout=None, recurrent_mask=None, products=None, w_hr=None):
     w_ih, w_hh, b_ih, b_hh = weights
     # The products x_t W_ih^T and h_{t-1} W_hh^T, or what a reduced precision makes of them.
     product_x, product_h = products or (_matmul, _matmul)
     T = x.shape[0]
     y = np.empty((T,) + state[0].shape, dtype=x.dtype)
-    steps = []  # (t, what W_hh multiplied, cell cache, zoneout's m) in the order they ran
+    steps = []  # (t, what W_hh multiplied, cell cache, zoneout's m, what W_hr multiplied) as they ran
     for t in (range(T - 1, -1, -1) if reverse else range(T)):
         h_prev = state[0]
         h_read = h_prev if recurrent_mask is None else recurrent_mask * h_prev  # recurrent dropout
         gi = product_x(x[t], w_ih) + b_ih
         gh = product_h(h_read, w_hh) + b_hh
         state, cell_cache = cell.forward(gi, gh, state)
+        unprojected = state[0]
+        if w_hr is not None:  # LSTM projections: h_t = W_hr (o_t * tanh(c_t)), of size P
+            state = (unprojected @ w_hr.T,) + state[1:]
         m = _zoneout_at(zoneout, t)
         if m is not None:  # zoneout: h_t = m h_{t-1} + (1 - m) h~_t (an LSTM's c as the cell made it)
             state = (m * h_prev + (1 - m) * state[0],) + state[1:]
-        steps.append((t, h_read, cell_cache, m))
+        steps.append((t, h_read, cell_cache, m, unprojected))
         y[t] = state[0]
     return y, state, steps
 
 
-def _scan_backward(cell, dy, dstate, x, weights, steps, recurrent_mask=None):
+def _scan_backward(cell, dy, dstate, x, weights, steps, recurrent_mask=None, w_hr=None):
     w_ih, w_hh, _, _ = weights
     dx = np.zeros_like(x)
     dw_ih, dw_hh = np.zeros_like(w_ih), np.zeros_like(w_hh)
+    dw_hr = None if w_hr is None else np.zeros_like(w_hr)
     db_ih = np.zeros(w_ih.shape[0], dtype=x.dtype)
     db_hh = np.zeros(w_hh.shape[0], dtype=x.dtype)
-    for t, h_read, cell_cache, m in reversed(steps):
+    for t, h_read, cell_cache, m, unprojected in reversed(steps):
         dh = dstate[0] + dy[t]  # y[t] is h after step t
-        if m is None:
-            dgi, dgh, dstate = cell.backward((dh,) + dstate[1:], cell_cache)
-        else:  # zoneout: h~_t gets (1 - m) of dh, h_{t-1} m of it directly
-            dgi, dgh, dstate = cell.backward(((1 - m) * dh,) + dstate[1:], cell_cache)
+        dnew = dh if m is None else (1 - m) * dh  # zoneout: h~_t gets (1 - m) of dh, h_{t-1} m of it
+        if w_hr is not None:  # h~_t = W_hr r_t
+            dw_hr += dnew.T @ unprojected
+            dnew = dnew @ w_hr
+        dgi, dgh, dstate = cell.backward((dnew,) + dstate[1:], cell_cache)
+        if w_hr is not None:  # an LSTM's h_{t-1} reaches h_t only through W_hh: no bypass (of size P)
+            dstate = (np.zeros_like(dh),) + dstate[1:]
+        if m is not None:
             dstate = (dstate[0] + m * dh,) + dstate[1:]
         dh_read = dgh @ w_hh
         if recurrent_mask is not None:  # the product read recurrent_mask * h_{t-1}
@@ -234,7 +244,7 @@ def _scan_backward(cell, dy, dstate, x, weights, steps, recurrent_mask=None):
         dw_hh += dgh.T @ h_read
         db_ih += dgi.sum(axis=0)
         db_hh += dgh.sum(axis=0)
-    return dx, dstate, (dw_ih, dw_hh, db_ih, db_hh)
+    return dx, dstate, (dw_ih, dw_hh, db_ih, db_hh) + (() if w_hr is None else (dw_hr,))
 
 
 # ----------------------------------------------------------------------------
@@ -253,7 +263,8 @@ def _check_lengths(lengths, T, B):
     return lengths
 
 
-def _layer_forward(cell, x, state0, weights, reverse, lengths, zoneout=None, recurrent_mask=None, products=None):
+def _layer_forward(cell, x, state0, weights, reverse, lengths, zoneout=None, recurrent_mask=None, products=None,
+                   w_hr=None):
     x = np.asarray(x)
     if x.ndim != 3 or not np.issubdtype(x.dtype, np.floating):
         raise ValueError(f"x must be a float (T, B, I) array, got shape {x.shape} "
@@ -263,20 +274,26 @@ def _layer_forward(cell, x, state0, weights, reverse, lengths, zoneout=None, rec
     has_bias = b_ih is not None
     if (b_hh is not None) != has_bias:
         raise ValueError("b_ih and b_hh must both be given or both be None")
-    H = np.shape(w_hh)[-1]
-    GH = cell.gates * H
-    expected = {"w_ih": (GH, I), "w_hh": (GH, H), "b_ih": (GH,), "b_hh": (GH,)}
+    GH = np.shape(w_hh)[0]
+    H = GH // cell.gates
+    P = H if w_hr is None else np.shape(w_hr)[0]  # the size of h (projections: P, the size of c H)
+    expected = {"w_ih": (GH, I), "w_hh": (GH, P), "b_ih": (GH,), "b_hh": (GH,)}
     if not has_bias:
         b_ih = b_hh = np.zeros(GH, dtype=x.dtype)
     weights = tuple(np.asarray(w, dtype=x.dtype) for w in (w_ih, w_hh, b_ih, b_hh))
     for (name, shape), w in zip(expected.items(), weights):
         if w.shape != shape:
             raise ValueError(f"{name} must have shape {shape}, got {w.shape}")
-    state0 = tuple(np.zeros((B, H), x.dtype) if s is None else np.asarray(s, dtype=x.dtype)
-                   for s in state0)
-    for s in state0:
-        if s.shape != (B, H):
-            raise ValueError(f"initial states must have shape {(B, H)}, got {s.shape}")
+    if w_hr is not None:
+        w_hr = np.asarray(w_hr, dtype=x.dtype)
+        if not isinstance(cell, _LSTMCell) or w_hr.shape != (P, H) or P >= H:
+            raise ValueError(f"w_hr (projections, LSTM only): expected shape (P, {H}) with P < {H}, got {w_hr.shape}")
+    state_shapes = ((B, P), (B, H))[:len(state0)]
+    state0 = tuple(np.zeros(shape, x.dtype) if s is None else np.asarray(s, dtype=x.dtype)
+                   for s, shape in zip(state0, state_shapes))
+    for s, shape in zip(state0, state_shapes):
+        if s.shape != shape:
+            raise ValueError(f"initial states must have shape {shape}, got {s.shape}")
     lengths = _check_lengths(lengths, T, B)
 
     # A run is a batch selection that shares one length: the whole batch, or
@@ -285,52 +302,52 @@ def _layer_forward(cell, x, state0, weights, reverse, lengths, zoneout=None, rec
         runs = [(slice(None), T)]
     else:
         runs = [(slice(b, b + 1), int(lengths[b])) for b in range(B)]
-    y = np.zeros((T, B, H), dtype=x.dtype)
+    y = np.zeros((T, B, P), dtype=x.dtype)
     state_n = tuple(np.empty_like(s) for s in state0)
     run_caches = []
     if zoneout is not None and np.ndim(zoneout):
         zoneout = np.asarray(zoneout, dtype=x.dtype)
-        if zoneout.shape != (T, B, H):
-            raise ValueError(f"zoneout masks must have shape {(T, B, H)}, got {zoneout.shape}")
+        if zoneout.shape != (T, B, P):
+            raise ValueError(f"zoneout masks must have shape {(T, B, P)}, got {zoneout.shape}")
     if recurrent_mask is not None:
         recurrent_mask = np.asarray(recurrent_mask, dtype=x.dtype)
-        if recurrent_mask.shape != (B, H):
-            raise ValueError(f"recurrent_mask must have shape {(B, H)}, got {recurrent_mask.shape}")
+        if recurrent_mask.shape != (B, P):
+            raise ValueError(f"recurrent_mask must have shape {(B, P)}, got {recurrent_mask.shape}")
     for sel, L in runs:
         zone_run = zoneout[:L, sel] if zoneout is not None and np.ndim(zoneout) else zoneout
         mask_run = None if recurrent_mask is None else recurrent_mask[sel]
         y_run, state_run, steps = _scan_forward(
-            cell, x[:L, sel], tuple(s[sel] for s in state0), weights, reverse, zone_run, mask_run, products)
+            cell, x[:L, sel], tuple(s[sel] for s in state0), weights, reverse, zone_run, mask_run, products, w_hr)
         y[:L, sel] = y_run
         for s_n, s_run in zip(state_n, state_run):
             s_n[sel] = s_run
         run_caches.append((sel, L, steps, mask_run))
-    cache = SimpleNamespace(cell=cell, x=x, weights=weights, has_bias=has_bias,
-                            state_shape=(B, H), runs=run_caches)
+    cache = SimpleNamespace(cell=cell, x=x, weights=weights, w_hr=w_hr, has_bias=has_bias,
+                            state_shapes=state_shapes, runs=run_caches)
     return y, state_n, cache
 
 
 def _layer_backward(dy, dstate_n, cache):
     x, weights = cache.x, cache.weights
     T, B, _ = x.shape
-    H = cache.state_shape[1]
-    dy = np.zeros((T, B, H), x.dtype) if dy is None else np.asarray(dy, dtype=x.dtype)
-    dstate_n = tuple(np.zeros(cache.state_shape, x.dtype) if d is None
-                     else np.asarray(d, dtype=x.dtype) for d in dstate_n)
+    P = cache.state_shapes[0][1]
+    dy = np.zeros((T, B, P), x.dtype) if dy is None else np.asarray(dy, dtype=x.dtype)
+    dstate_n = tuple(np.zeros(shape, x.dtype) if d is None
+                     else np.asarray(d, dtype=x.dtype) for d, shape in zip(dstate_n, cache.state_shapes))
     dx = np.zeros_like(x)
     dstate0 = tuple(np.zeros_like(d) for d in dstate_n)
-    dweights = tuple(np.zeros_like(w) for w in weights)
+    dweights = tuple(np.zeros_like(w) for w in weights + (() if cache.w_hr is None else (cache.w_hr,)))
     for sel, L, steps, mask_run in cache.runs:
         dx_run, dstate_run, dweights_run = _scan_backward(
             cache.cell, dy[:L, sel], tuple(d[sel] for d in dstate_n), x[:L, sel],
-            weights, steps, mask_run)
+            weights, steps, mask_run, cache.w_hr)
         dx[:L, sel] = dx_run
         for d0, d_run in zip(dstate0, dstate_run):
             d0[sel] = d_run
         for dw, dw_run in zip(dweights, dweights_run):
             dw += dw_run
     if not cache.has_bias:
-        dweights = dweights[:2] + (None, None)
+        dweights = dweights[:2] + (None, None) + dweights[4:]
     return dx, dstate0, dweights
 
 
@@ -360,21 +377,26 @@ def rnn_backward(dy, dh_n, cache):
 
 
 def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None, zoneout=None,
-                 recurrent_mask=None):
+                 recurrent_mask=None, w_hr=None):
     """LSTM with gate rows i, f, g, o.
 
     i, f, o = sigmoid(.), g = tanh(.) of W_ih x_t + b_ih + W_hh h_{t-1} + b_hh;
     c_t = f*c_{t-1} + i*g; h_t = o*tanh(c_t).
     Returns y (T, B, H), h_n, c_n (B, H) and a cache for lstm_backward.
+
+    Projections (torch's proj_size): w_hr (P, H) with P < H makes h_t = W_hr (o*tanh(c_t)), of size
+    P: then w_hh is (4H, P), h0, h_n and y have P columns (zoneout's masks and recurrent_mask too),
+    c0 and c_n H.
     """
     y, (h_n, c_n), cache = _layer_forward(_LSTMCell(), x, (h0, c0),
                                           (w_ih, w_hh, b_ih, b_hh), reverse, lengths, zoneout,
-                                          recurrent_mask)
+                                          recurrent_mask, w_hr=w_hr)
     return y, h_n, c_n, cache
 
 
 def lstm_backward(dy, dh_n, dc_n, cache):
-    """Returns dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh (db_* None without bias)."""
+    """Returns dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh (db_* None without bias), and dw_hr after
+    them when the forward had projections."""
     dx, (dh0, dc0), dweights = _layer_backward(dy, (dh_n, dc_n), cache)
     return (dx, dh0, dc0) + dweights
 
@@ -404,7 +426,7 @@ def gru_backward(dy, dh_n, cache):
 
 def _param_names(layer, direction):
     suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
-    return tuple(name + suffix for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+    return tuple(name + suffix for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr"))
 
 
 def stack_forward(mode, x, hx, params, num_layers=1, bidirectional=False, lengths=None,
@@ -416,7 +438,8 @@ def stack_forward(mode, x, hx, params, num_layers=1, bidirectional=False, length
     forward, layer 0 backward, layer 1 forward, ...; None means zeros.
     params: PyTorch's keys weight_ih_l{k}, weight_hh_l{k}, bias_ih_l{k},
     bias_hh_l{k}, with suffix _reverse for the backward direction; absent
-    bias keys mean no bias.
+    bias keys mean no bias. An LSTM with weight_hr_l{k} (P, H) has projections (lstm_forward's
+    w_hr): then its layers' outputs and h0, h_n have P columns where the others have H.
     Layer k > 0 reads layer k-1's output [forward, backward] (T, B, D*H),
     multiplied by dropout_masks[k-1] (T, B, D*H) when masks are given.
     products: for the reduced precisions, products(name) is the function (a, w) -> a w^T that the
@@ -430,7 +453,8 @@ def stack_forward(mode, x, hx, params, num_layers=1, bidirectional=False, length
     D = 2 if bidirectional else 1
     x = np.asarray(x)
     T, B, _ = x.shape
-    H = np.shape(params["weight_hh_l0"])[1]
+    H = np.shape(params["weight_hh_l0"])[0] // cell.gates
+    P = np.shape(params["weight_hr_l0"])[0] if "weight_hr_l0" in params else H  # h's size
     if dropout_masks is not None and len(dropout_masks) != num_layers - 1:
         raise ValueError(f"dropout_masks must hold num_layers - 1 = {num_layers - 1} "
                          f"masks, got {len(dropout_masks)}")
@@ -439,12 +463,12 @@ def stack_forward(mode, x, hx, params, num_layers=1, bidirectional=False, length
         states0 = (None, None) if is_lstm else (None,)
     else:
         states0 = tuple(hx) if is_lstm else (hx,)
-    states0 = tuple(np.zeros((num_layers * D, B, H), x.dtype) if s is None
-                    else np.asarray(s, dtype=x.dtype) for s in states0)
-    for s in states0:
-        if s.shape != (num_layers * D, B, H):
-            raise ValueError(f"hx arrays must have shape {(num_layers * D, B, H)}, "
-                             f"got {s.shape}")
+    shapes = ((num_layers * D, B, P), (num_layers * D, B, H))[:len(states0)]
+    states0 = tuple(np.zeros(shape, x.dtype) if s is None
+                    else np.asarray(s, dtype=x.dtype) for s, shape in zip(states0, shapes))
+    for s, shape in zip(states0, shapes):
+        if s.shape != shape:
+            raise ValueError(f"hx arrays must have shape {shape}, got {s.shape}")
     states_n = tuple(np.empty_like(s) for s in states0)
 
     layer_input = x
@@ -452,12 +476,12 @@ def stack_forward(mode, x, hx, params, num_layers=1, bidirectional=False, length
     for k in range(num_layers):
         outputs = []
         for d in range(D):
-            w_ih, w_hh, b_ih, b_hh = _param_names(k, d)
+            w_ih, w_hh, b_ih, b_hh, w_hr = _param_names(k, d)
             weights = (params[w_ih], params[w_hh], params.get(b_ih), params.get(b_hh))
             y, state_n, cache = _layer_forward(
                 cell, layer_input, tuple(s[k * D + d] for s in states0), weights,
                 reverse=(d == 1), lengths=lengths,
-                products=None if products is None else (products(w_ih), products(w_hh)))
+                products=None if products is None else (products(w_ih), products(w_hh)), w_hr=params.get(w_hr))
             outputs.append(y)
             for s_n, s in zip(states_n, state_n):
                 s_n[k * D + d] = s
@@ -467,9 +491,9 @@ def stack_forward(mode, x, hx, params, num_layers=1, bidirectional=False, length
             layer_input = layer_input * np.asarray(dropout_masks[k], dtype=x.dtype)
 
     hn = states_n if is_lstm else states_n[0]
-    cache = SimpleNamespace(is_lstm=is_lstm, num_layers=num_layers, D=D, H=H,
+    cache = SimpleNamespace(is_lstm=is_lstm, num_layers=num_layers, D=D, P=P,
                             params=params, layers=layer_caches,
-                            dropout_masks=dropout_masks, state_shape=states0[0].shape,
+                            dropout_masks=dropout_masks, state_shapes=shapes,
                             dtype=x.dtype)
     return layer_input, hn, cache
 
@@ -481,14 +505,14 @@ def stack_backward(dy, dhn, cache):
     dy (T, B, D*H); dhn has the structure of hn, and it or its entries may be
     None (zeros).
     """
-    L, D, H = cache.num_layers, cache.D, cache.H
+    L, D, P = cache.num_layers, cache.D, cache.P
     n_states = 2 if cache.is_lstm else 1
     if dhn is None:
         dhn = (None,) * n_states
     elif not cache.is_lstm:
         dhn = (dhn,)
-    dstates_n = tuple(np.zeros(cache.state_shape, cache.dtype) if d is None
-                      else np.asarray(d, dtype=cache.dtype) for d in dhn)
+    dstates_n = tuple(np.zeros(shape, cache.dtype) if d is None
+                      else np.asarray(d, dtype=cache.dtype) for d, shape in zip(dhn, cache.state_shapes))
     dstates0 = tuple(np.zeros_like(d) for d in dstates_n)
     grads = {}
 
@@ -497,7 +521,7 @@ def stack_backward(dy, dhn, cache):
         d_input = 0
         for d in range(D):
             layer_cache = cache.layers[k * D + d]
-            dy_dir = None if d_output is None else d_output[..., d * H:(d + 1) * H]
+            dy_dir = None if d_output is None else d_output[..., d * P:(d + 1) * P]
             dx, dstate0, dweights = _layer_backward(
                 dy_dir, tuple(ds[k * D + d] for ds in dstates_n), layer_cache)
             d_input = d_input + dx
