@@ -277,6 +277,17 @@ def as_tuple(states):
     return tuple(states) if isinstance(states, tuple) else (states,)
 
 
+def check_stack_gradients(loss, backward, x, hx, params):
+    """stack_backward's (dx, dhx, grads) against finite differences of loss() in x, hx and params."""
+    dx, dhx, grads = backward
+    assert grads.keys() == params.keys()
+    assert_gradient_matches(dx, numeric_grad(loss, x, eps=FD_EPS), "x")
+    for i, (dstate, state) in enumerate(zip(as_tuple(dhx), as_tuple(hx))):
+        assert_gradient_matches(dstate, numeric_grad(loss, state, eps=FD_EPS), f"hx[{i}]")
+    for name, p in params.items():
+        assert_gradient_matches(grads[name], numeric_grad(loss, p, eps=FD_EPS), name)
+
+
 @pytest.mark.parametrize("mode, bias, dropout, with_dhn, proj_size", [
     ("rnn_tanh", True, False, True, 0),
     ("lstm", True, False, True, 0),
@@ -309,13 +320,7 @@ def test_stack_gradients_match_finite_differences(mode, bias, dropout, with_dhn,
         return total
 
     dhn = (r_hn if mode == "lstm" else r_hn[0]) if with_dhn else None
-    dx, dhx, grads = ref.stack_backward(r_y, dhn, cache)
-    assert grads.keys() == params.keys()
-    assert_gradient_matches(dx, numeric_grad(loss, x, eps=FD_EPS), "x")
-    for i, (dstate, state) in enumerate(zip(as_tuple(dhx), as_tuple(hx))):
-        assert_gradient_matches(dstate, numeric_grad(loss, state, eps=FD_EPS), f"hx[{i}]")
-    for name, p in params.items():
-        assert_gradient_matches(grads[name], numeric_grad(loss, p, eps=FD_EPS), name)
+    check_stack_gradients(loss, ref.stack_backward(r_y, dhn, cache), x, hx, params)
 
 
 # ----------------------------------------------------------------------------
@@ -446,3 +451,130 @@ def test_projections_refuse_bad_shapes():
         ref.lstm_forward(x, None, None, w, np.zeros((8, 2)), None, None, w_hr=np.zeros((2, 2)))
     with pytest.raises(ValueError, match=r"w_hh must have shape \(8, 1\)"):
         ref.lstm_forward(x, None, None, w, np.zeros((8, 2)), None, None, w_hr=np.zeros((1, 2)))
+
+
+# ----------------------------------------------------------------------------
+# The layer-normalised cells (rnnfast.LayerNormLSTM / LayerNormGRU).
+# ----------------------------------------------------------------------------
+
+def _ln(v):  # the issue's LN, written with np.var: over each row, biased variance, eps 1e-5
+    return (v - v.mean(axis=1, keepdims=True)) / np.sqrt(v.var(axis=1, keepdims=True) + 1e-5)
+
+
+def _sig(v):
+    return 1 / (1 + np.exp(-v))
+
+
+def make_layernorm_inputs(gates, T, B, I, H, bias=True, seed=3):
+    rng = np.random.default_rng(seed)
+    u = lambda *s, r=0.8: rng.uniform(-r, r, s)  # noqa: E731
+    inputs = dict(x=rng.standard_normal((T, B, I)), h0=u(B, H, r=1), c0=u(B, H, r=1) if gates == 4 else None,
+                  w_ih=u(gates * H, I), w_hh=u(gates * H, H), b_ih=u(gates * H, r=0.5) if bias else None,
+                  b_hh=u(gates * H, r=0.5) if bias else None, ln_ih_weight=1 + u(gates * H, r=0.3),
+                  ln_hh_weight=1 + u(gates * H, r=0.3))
+    if gates == 4:
+        inputs.update(ln_cell_weight=1 + u(H, r=0.3), ln_cell_bias=u(H, r=0.3))
+    else:
+        del inputs["c0"]
+    return inputs
+
+
+def layernorm_forward(inputs, **kw):
+    if "c0" in inputs:
+        y, h_n, c_n, cache = ref.layernorm_lstm_forward(**inputs, **kw)
+        return y, (h_n, c_n), cache
+    y, h_n, cache = ref.layernorm_gru_forward(**inputs, **kw)
+    return y, (h_n,), cache
+
+
+def layernorm_backward(inputs, dy, dstates, cache):
+    if "c0" in inputs:
+        return ref.layernorm_lstm_backward(dy, *dstates, cache)
+    return ref.layernorm_gru_backward(dy, *dstates, cache)
+
+
+@pytest.mark.parametrize("gates", [4, 3], ids=["lstm", "gru"])
+def test_layernorm_cells_one_step_is_the_equations(gates):
+    """T = 1 against the issue's equations, written out again here with np.var."""
+    p = make_layernorm_inputs(gates, 1, 3, 4, 5)
+    y, states, _ = layernorm_forward(p)
+    a_ih = _ln(p["x"][0] @ p["w_ih"].T) * p["ln_ih_weight"] + p["b_ih"]
+    a_hh = _ln(p["h0"] @ p["w_hh"].T) * p["ln_hh_weight"] + p["b_hh"]
+    if gates == 4:
+        i, f, g, o = np.split(a_ih + a_hh, 4, axis=1)
+        c = _sig(f) * p["c0"] + _sig(i) * np.tanh(g)
+        h = _sig(o) * np.tanh(_ln(c) * p["ln_cell_weight"] + p["ln_cell_bias"])
+        np.testing.assert_allclose(states[1], c, **TOL[np.float64])
+    else:
+        (ir, iz, i_n), (hr, hz, hn) = np.split(a_ih, 3, axis=1), np.split(a_hh, 3, axis=1)
+        r, z = _sig(ir + hr), _sig(iz + hz)
+        h = (1 - z) * np.tanh(i_n + r * hn) + z * p["h0"]
+    np.testing.assert_allclose(y[0], h, **TOL[np.float64])
+    np.testing.assert_allclose(states[0], h, **TOL[np.float64])
+
+
+@pytest.mark.parametrize("regularised", [False, True], ids=["plain", "zoneout_and_recurrent_mask"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize("reverse, lengths", [(False, None), (True, UNSORTED_LENGTHS)], ids=["forward", "reverse_lengths"])
+@pytest.mark.parametrize("gates", [4, 3], ids=["lstm", "gru"])
+def test_layernorm_gradients_match_finite_differences(gates, reverse, lengths, bias, regularised):
+    T, B, I, H = 4, 3, 2, 3
+    p = make_layernorm_inputs(gates, T, B, I, H, bias)
+    rng = np.random.default_rng(11)
+    kw = dict(reverse=reverse, lengths=lengths)
+    if regularised:
+        kw.update(zoneout=(rng.uniform(size=(T, B, H)) < 0.4).astype(np.float64),
+                  recurrent_mask=2.0 * (rng.uniform(size=(B, H)) < 0.5))
+    y, states, cache = layernorm_forward(p, **kw)
+    r_y = rng.standard_normal(y.shape)
+    r_states = [rng.standard_normal(s.shape) for s in states]
+
+    def loss():
+        y, states, _ = layernorm_forward(p, **kw)
+        return np.sum(y * r_y) + sum(np.sum(s * r) for s, r in zip(states, r_states))
+
+    grads = layernorm_backward(p, r_y, r_states, cache)
+    assert len(grads) == len(p)
+    for (name, a), g in zip(p.items(), grads):
+        if a is None:
+            assert g is None, name
+        else:
+            assert g.shape == a.shape, name
+            assert_gradient_matches(g, numeric_grad(loss, a, eps=FD_EPS), name)
+
+
+@pytest.mark.parametrize("mode", ["layernorm_lstm", "layernorm_gru"])
+def test_layernorm_stack_gradients_match_finite_differences(mode):
+    """Two bidirectional layers, lengths, inter-layer dropout: every parameter by its torch-style
+    name (ln_ih_weight_l{k}, ..., _reverse)."""
+    T, B, I, H, L = 3, 3, 2, 2, 2
+    base = "lstm" if mode == "layernorm_lstm" else "gru"
+    x, hx, params = make_stack(base, T, B, I, H, L, 2)
+    rng = np.random.default_rng(2)
+    G = GATES[base]
+    for k in range(L):
+        for suffix in ("", "_reverse"):
+            params[f"ln_ih_weight_l{k}{suffix}"] = 1 + rng.uniform(-0.3, 0.3, G * H)
+            params[f"ln_hh_weight_l{k}{suffix}"] = 1 + rng.uniform(-0.3, 0.3, G * H)
+            if base == "lstm":
+                params[f"ln_cell_weight_l{k}{suffix}"] = 1 + rng.uniform(-0.3, 0.3, H)
+                params[f"ln_cell_bias_l{k}{suffix}"] = rng.uniform(-0.3, 0.3, H)
+    kwargs = dict(num_layers=L, bidirectional=True, lengths=[2, 3, 1],
+                  dropout_masks=[2.0 * (rng.uniform(size=(T, B, 2 * H)) > 0.5)])
+    y, hn, cache = ref.stack_forward(mode, x, hx, params, **kwargs)
+    r_y = rng.standard_normal(y.shape)
+    r_hn = tuple(rng.standard_normal(s.shape) for s in as_tuple(hn))
+
+    def loss():
+        y, hn, _ = ref.stack_forward(mode, x, hx, params, **kwargs)
+        return np.sum(y * r_y) + sum(np.sum(s * r) for s, r in zip(as_tuple(hn), r_hn))
+
+    check_stack_gradients(loss, ref.stack_backward(r_y, r_hn if base == "lstm" else r_hn[0], cache), x, hx, params)
+
+
+def test_layernorm_shapes_are_checked():
+    p = make_layernorm_inputs(4, 2, 1, 3, 2)
+    with pytest.raises(ValueError, match=r"ln_ih_weight and ln_hh_weight must have shape \(8,\)"):
+        ref.layernorm_lstm_forward(**dict(p, ln_hh_weight=np.ones(2)))
+    with pytest.raises(ValueError, match=r"ln_cell_weight and ln_cell_bias must have shape \(2,\)"):
+        ref.layernorm_lstm_forward(**dict(p, ln_cell_bias=np.ones(8)))

@@ -51,6 +51,7 @@ __all__ = [
     "rnn_forward", "rnn_backward",
     "lstm_forward", "lstm_backward",
     "gru_forward", "gru_backward",
+    "layernorm_lstm_forward", "layernorm_lstm_backward", "layernorm_gru_forward", "layernorm_gru_backward",
     "stack_forward", "stack_backward",
     "zoneout_masks",
     "round_to_bfloat16", "bfloat16_stack_forward",
@@ -65,13 +66,38 @@ def _sigmoid(a):
 
 # ----------------------------------------------------------------------------
 # Cells: gate math for one time step, (B, G*H) projections in, state out.
-# backward(dstate, cache) -> (dgi, dgh, dstate_prev), where dstate_prev leaves
-# out the path through gh; the scan adds dgh @ w_hh to it.
+# backward(dstate, cache) -> (dgi, dgh, dstate_prev, dparams), where dstate_prev
+# leaves out the path through gh (the scan adds dgh @ w_hh to it) and dparams
+# are the gradients of the cell's own parameters (`params`; none but the
+# layer-normalised LSTM's).
 # ----------------------------------------------------------------------------
+
+_LN_EPS = 1e-5
+
+
+def _layer_norm(v, gain, bias=None):
+    """Layer normalisation of each row of v (B, N): LN(v) * gain + bias, where
+    LN(v) = (v - mean(v)) / sqrt(var(v) + 1e-5) over the row's N entries, var
+    biased. Returns the result and what _layer_norm_backward needs."""
+    centred = v - v.mean(axis=1, keepdims=True)
+    inv_std = 1 / np.sqrt((centred * centred).mean(axis=1, keepdims=True) + _LN_EPS)
+    normed = centred * inv_std
+    return normed * gain + (0 if bias is None else bias), (normed, inv_std, gain)
+
+
+def _layer_norm_backward(dout, cache):
+    """(dv, dgain, dbias) of _layer_norm, from dL/d(its result)."""
+    normed, inv_std, gain = cache
+    dnormed = dout * gain
+    dv = inv_std * (dnormed - dnormed.mean(axis=1, keepdims=True)
+                    - normed * (dnormed * normed).mean(axis=1, keepdims=True))
+    return dv, (dout * normed).sum(axis=0), dout.sum(axis=0)
+
 
 class _RNNCell:
     """h = f(gi + gh), f = tanh or relu."""
     gates = 1
+    params = ()
 
     def __init__(self, nonlinearity):
         if nonlinearity not in ("tanh", "relu"):
@@ -89,12 +115,16 @@ class _RNNCell:
             dpre = dh * (1 - h * h)
         else:
             dpre = dh * (h > 0)
-        return dpre, dpre, (np.zeros_like(dh),)
+        return dpre, dpre, (np.zeros_like(dh),), ()
 
 
 class _LSTMCell:
     """Gates i, f, g, o; c = f*c_prev + i*g; h = o*tanh(c)."""
     gates = 4
+    params = ()
+
+    def _squash(self, c):  # what h reads of c: tanh(c), and what its backward needs
+        return np.tanh(c), None
 
     def forward(self, gi, gh, state):
         h_prev, c_prev = state
@@ -104,25 +134,42 @@ class _LSTMCell:
         cellgate = np.tanh(pre_g)
         outgate = _sigmoid(pre_o)
         c = forgetgate * c_prev + ingate * cellgate
-        tanh_c = np.tanh(c)
+        tanh_c, norm_cache = self._squash(c)
         h = outgate * tanh_c
-        return (h, c), (ingate, forgetgate, cellgate, outgate, c_prev, tanh_c)
+        return (h, c), (ingate, forgetgate, cellgate, outgate, c_prev, tanh_c, norm_cache)
 
     def backward(self, dstate, cache):
         dh, dc = dstate
-        ingate, forgetgate, cellgate, outgate, c_prev, tanh_c = cache
-        dc = dc + dh * outgate * (1 - tanh_c * tanh_c)
+        ingate, forgetgate, cellgate, outgate, c_prev, tanh_c, norm_cache = cache
+        dsquashed = dh * outgate * (1 - tanh_c * tanh_c)
+        dparams = ()
+        if norm_cache is not None:  # tanh of LN(c) * gain + bias
+            dsquashed, *dparams = _layer_norm_backward(dsquashed, norm_cache)
+        dc = dc + dsquashed
         dpre_i = dc * cellgate * ingate * (1 - ingate)
         dpre_f = dc * c_prev * forgetgate * (1 - forgetgate)
         dpre_g = dc * ingate * (1 - cellgate * cellgate)
         dpre_o = dh * tanh_c * outgate * (1 - outgate)
         dgates = np.concatenate([dpre_i, dpre_f, dpre_g, dpre_o], axis=1)
-        return dgates, dgates, (np.zeros_like(dh), dc * forgetgate)
+        return dgates, dgates, (np.zeros_like(dh), dc * forgetgate), tuple(dparams)
+
+
+class _LayerNormLSTMCell(_LSTMCell):
+    """The LSTM with h = o*tanh(LN(c) * ln_cell_weight + ln_cell_bias), LN over c's H entries (the
+    layer-normalised LSTM's cell; its products are normalised by the scan)."""
+
+    def __init__(self, ln_cell_weight, ln_cell_bias):
+        self.params = (ln_cell_weight, ln_cell_bias)
+
+    def _squash(self, c):
+        normalised, norm_cache = _layer_norm(c, *self.params)
+        return np.tanh(normalised), norm_cache
 
 
 class _GRUCell:
     """Gates r, z, n; n = tanh(gi_n + r*gh_n); h = (1-z)*n + z*h_prev."""
     gates = 3
+    params = ()
 
     def forward(self, gi, gh, state):
         (h_prev,) = state
@@ -142,7 +189,7 @@ class _GRUCell:
         dpre_r = dpre_n * gh_n * resetgate * (1 - resetgate)
         dgi = np.concatenate([dpre_r, dpre_z, dpre_n], axis=1)
         dgh = np.concatenate([dpre_r, dpre_z, dpre_n * resetgate], axis=1)
-        return dgi, dgh, (dh * updategate,)
+        return dgi, dgh, (dh * updategate,), ()
 
 
 _CELLS = {
@@ -193,18 +240,26 @@ def _matmul(a, w):
     return a @ w.T
 
 
-def _scan_forward(cell, x, state, weights, reverse, zoneout=None, recurrent_mask=None, products=None, w_hr=None):
+def _scan_forward(cell, x, state, weights, reverse, zoneout=None, recurrent_mask=None, products=None, w_hr=None,
+                  norms=None):
     w_ih, w_hh, b_ih, b_hh = weights
     # The products x_t W_ih^T and h_{t-1} W_hh^T, or what a reduced precision makes of them.
     product_x, product_h = products or (_matmul, _matmul)
     T = x.shape[0]
     y = np.empty((T,) + state[0].shape, dtype=x.dtype)
-    steps = []  # (t, what W_hh multiplied, cell cache, zoneout's m, what W_hr multiplied) as they ran
+    # Per step as they ran: t, what W_hh multiplied, the cell's cache, zoneout's m, what W_hr
+    # multiplied, the layer norms' caches.
+    steps = []
     for t in (range(T - 1, -1, -1) if reverse else range(T)):
         h_prev = state[0]
         h_read = h_prev if recurrent_mask is None else recurrent_mask * h_prev  # recurrent dropout
-        gi = product_x(x[t], w_ih) + b_ih
-        gh = product_h(h_read, w_hh) + b_hh
+        gi = product_x(x[t], w_ih)
+        gh = product_h(h_read, w_hh)
+        norm_caches = None
+        if norms is not None:  # the layer-normalised cells: LN(W_ih x_t) * ln_ih_weight, likewise gh
+            (gi, norm_i), (gh, norm_h) = _layer_norm(gi, norms[0]), _layer_norm(gh, norms[1])
+            norm_caches = (norm_i, norm_h)
+        gi, gh = gi + b_ih, gh + b_hh
         state, cell_cache = cell.forward(gi, gh, state)
         unprojected = state[0]
         if w_hr is not None:  # LSTM projections: h_t = W_hr (o_t * tanh(c_t)), of size P
@@ -212,29 +267,42 @@ def _scan_forward(cell, x, state, weights, reverse, zoneout=None, recurrent_mask
         m = _zoneout_at(zoneout, t)
         if m is not None:  # zoneout: h_t = m h_{t-1} + (1 - m) h~_t (an LSTM's c as the cell made it)
             state = (m * h_prev + (1 - m) * state[0],) + state[1:]
-        steps.append((t, h_read, cell_cache, m, unprojected))
+        steps.append((t, h_read, cell_cache, m, unprojected, norm_caches))
         y[t] = state[0]
     return y, state, steps
 
 
-def _scan_backward(cell, dy, dstate, x, weights, steps, recurrent_mask=None, w_hr=None):
+def _scan_backward(cell, dy, dstate, x, weights, steps, recurrent_mask=None, w_hr=None, norms=None):
+    """BPTT over one run's steps: dx, dstate0 and the gradients of weights, then of w_hr, norms and
+    the cell's params (those that exist, in that order)."""
     w_ih, w_hh, _, _ = weights
     dx = np.zeros_like(x)
     dw_ih, dw_hh = np.zeros_like(w_ih), np.zeros_like(w_hh)
     dw_hr = None if w_hr is None else np.zeros_like(w_hr)
     db_ih = np.zeros(w_ih.shape[0], dtype=x.dtype)
     db_hh = np.zeros(w_hh.shape[0], dtype=x.dtype)
-    for t, h_read, cell_cache, m, unprojected in reversed(steps):
+    dnorms = [np.zeros_like(g) for g in (norms or ())]
+    dparams = [np.zeros_like(p) for p in cell.params]
+    for t, h_read, cell_cache, m, unprojected, norm_caches in reversed(steps):
         dh = dstate[0] + dy[t]  # y[t] is h after step t
         dnew = dh if m is None else (1 - m) * dh  # zoneout: h~_t gets (1 - m) of dh, h_{t-1} m of it
         if w_hr is not None:  # h~_t = W_hr r_t
             dw_hr += dnew.T @ unprojected
             dnew = dnew @ w_hr
-        dgi, dgh, dstate = cell.backward((dnew,) + dstate[1:], cell_cache)
+        dgi, dgh, dstate, dcell = cell.backward((dnew,) + dstate[1:], cell_cache)
+        for total, d in zip(dparams, dcell):
+            total += d
         if w_hr is not None:  # an LSTM's h_{t-1} reaches h_t only through W_hh: no bypass (of size P)
             dstate = (np.zeros_like(dh),) + dstate[1:]
         if m is not None:
             dstate = (dstate[0] + m * dh,) + dstate[1:]
+        db_ih += dgi.sum(axis=0)
+        db_hh += dgh.sum(axis=0)
+        if norm_caches is not None:  # back through LN(product) * gain to the products
+            dgi, dgain_i, _ = _layer_norm_backward(dgi, norm_caches[0])
+            dgh, dgain_h, _ = _layer_norm_backward(dgh, norm_caches[1])
+            dnorms[0] += dgain_i
+            dnorms[1] += dgain_h
         dh_read = dgh @ w_hh
         if recurrent_mask is not None:  # the product read recurrent_mask * h_{t-1}
             dh_read = recurrent_mask * dh_read
@@ -242,9 +310,8 @@ def _scan_backward(cell, dy, dstate, x, weights, steps, recurrent_mask=None, w_h
         dx[t] = dgi @ w_ih
         dw_ih += dgi.T @ x[t]
         dw_hh += dgh.T @ h_read
-        db_ih += dgi.sum(axis=0)
-        db_hh += dgh.sum(axis=0)
-    return dx, dstate, (dw_ih, dw_hh, db_ih, db_hh) + (() if w_hr is None else (dw_hr,))
+    return dx, dstate, ((dw_ih, dw_hh, db_ih, db_hh) + (() if w_hr is None else (dw_hr,)) + tuple(dnorms)
+                        + tuple(dparams))
 
 
 # ----------------------------------------------------------------------------
@@ -264,7 +331,7 @@ def _check_lengths(lengths, T, B):
 
 
 def _layer_forward(cell, x, state0, weights, reverse, lengths, zoneout=None, recurrent_mask=None, products=None,
-                   w_hr=None):
+                   w_hr=None, norms=None):
     x = np.asarray(x)
     if x.ndim != 3 or not np.issubdtype(x.dtype, np.floating):
         raise ValueError(f"x must be a float (T, B, I) array, got shape {x.shape} "
@@ -288,6 +355,13 @@ def _layer_forward(cell, x, state0, weights, reverse, lengths, zoneout=None, rec
         w_hr = np.asarray(w_hr, dtype=x.dtype)
         if not isinstance(cell, _LSTMCell) or w_hr.shape != (P, H) or P >= H:
             raise ValueError(f"w_hr (projections, LSTM only): expected shape (P, {H}) with P < {H}, got {w_hr.shape}")
+    if norms is not None:
+        norms = tuple(np.asarray(g, dtype=x.dtype) for g in norms)
+        if any(g.shape != (GH,) for g in norms):
+            raise ValueError(f"ln_ih_weight and ln_hh_weight must have shape {(GH,)}, got {[g.shape for g in norms]}")
+    if any(np.shape(p) != (H,) for p in cell.params):
+        raise ValueError(f"ln_cell_weight and ln_cell_bias must have shape {(H,)}, "
+                         f"got {[np.shape(p) for p in cell.params]}")
     state_shapes = ((B, P), (B, H))[:len(state0)]
     state0 = tuple(np.zeros(shape, x.dtype) if s is None else np.asarray(s, dtype=x.dtype)
                    for s, shape in zip(state0, state_shapes))
@@ -317,12 +391,13 @@ def _layer_forward(cell, x, state0, weights, reverse, lengths, zoneout=None, rec
         zone_run = zoneout[:L, sel] if zoneout is not None and np.ndim(zoneout) else zoneout
         mask_run = None if recurrent_mask is None else recurrent_mask[sel]
         y_run, state_run, steps = _scan_forward(
-            cell, x[:L, sel], tuple(s[sel] for s in state0), weights, reverse, zone_run, mask_run, products, w_hr)
+            cell, x[:L, sel], tuple(s[sel] for s in state0), weights, reverse, zone_run, mask_run, products, w_hr,
+            norms)
         y[:L, sel] = y_run
         for s_n, s_run in zip(state_n, state_run):
             s_n[sel] = s_run
         run_caches.append((sel, L, steps, mask_run))
-    cache = SimpleNamespace(cell=cell, x=x, weights=weights, w_hr=w_hr, has_bias=has_bias,
+    cache = SimpleNamespace(cell=cell, x=x, weights=weights, w_hr=w_hr, norms=norms, has_bias=has_bias,
                             state_shapes=state_shapes, runs=run_caches)
     return y, state_n, cache
 
@@ -336,11 +411,12 @@ def _layer_backward(dy, dstate_n, cache):
                      else np.asarray(d, dtype=x.dtype) for d, shape in zip(dstate_n, cache.state_shapes))
     dx = np.zeros_like(x)
     dstate0 = tuple(np.zeros_like(d) for d in dstate_n)
-    dweights = tuple(np.zeros_like(w) for w in weights + (() if cache.w_hr is None else (cache.w_hr,)))
+    extras = (() if cache.w_hr is None else (cache.w_hr,)) + (cache.norms or ()) + tuple(cache.cell.params)
+    dweights = tuple(np.zeros_like(w) for w in weights + extras)
     for sel, L, steps, mask_run in cache.runs:
         dx_run, dstate_run, dweights_run = _scan_backward(
             cache.cell, dy[:L, sel], tuple(d[sel] for d in dstate_n), x[:L, sel],
-            weights, steps, mask_run, cache.w_hr)
+            weights, steps, mask_run, cache.w_hr, cache.norms)
         dx[:L, sel] = dx_run
         for d0, d_run in zip(dstate0, dstate_run):
             d0[sel] = d_run
@@ -401,6 +477,51 @@ def lstm_backward(dy, dh_n, dc_n, cache):
     return (dx, dh0, dc0) + dweights
 
 
+def layernorm_lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, ln_ih_weight, ln_hh_weight, ln_cell_weight,
+                           ln_cell_bias, reverse=False, lengths=None, zoneout=None, recurrent_mask=None):
+    """The layer-normalised LSTM (rnnfast.LayerNormLSTM). With LN(v) = (v - mean(v)) /
+    sqrt(var(v) + 1e-5) over a row's entries (biased variance):
+
+        a_ih = LN(W_ih x_t) * ln_ih_weight + b_ih      a_hh = LN(W_hh h_{t-1}) * ln_hh_weight + b_hh
+        i, f, g, o = gates of a_ih + a_hh (as the LSTM)
+        c_t = f*c_{t-1} + i*g;  h_t = o*tanh(LN(c_t) * ln_cell_weight + ln_cell_bias)
+
+    LN over the 4H entries of a product's row, and over c_t's H. ln_ih_weight, ln_hh_weight (4H,);
+    ln_cell_weight, ln_cell_bias (H,). Returns y, h_n, c_n and a cache for layernorm_lstm_backward.
+    """
+    dtype = np.asarray(x).dtype
+    cell = _LayerNormLSTMCell(np.asarray(ln_cell_weight, dtype), np.asarray(ln_cell_bias, dtype))
+    y, (h_n, c_n), cache = _layer_forward(cell, x, (h0, c0), (w_ih, w_hh, b_ih, b_hh), reverse, lengths,
+                                          zoneout, recurrent_mask, norms=(ln_ih_weight, ln_hh_weight))
+    return y, h_n, c_n, cache
+
+
+def layernorm_lstm_backward(dy, dh_n, dc_n, cache):
+    """Returns dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh (db_* None without bias), dln_ih_weight,
+    dln_hh_weight, dln_cell_weight, dln_cell_bias."""
+    dx, (dh0, dc0), dweights = _layer_backward(dy, (dh_n, dc_n), cache)
+    return (dx, dh0, dc0) + dweights
+
+
+def layernorm_gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, ln_ih_weight, ln_hh_weight, reverse=False, lengths=None,
+                          zoneout=None, recurrent_mask=None):
+    """The layer-normalised GRU (rnnfast.LayerNormGRU): a_ih = LN(W_ih x_t) * ln_ih_weight + b_ih
+    and a_hh = LN(W_hh h_{t-1}) * ln_hh_weight + b_hh (LN over a row's 3H entries, as in
+    layernorm_lstm_forward; gains (3H,)) take the places of the GRU's two projections:
+    r = sigmoid(a_ih_r + a_hh_r), z = sigmoid(a_ih_z + a_hh_z), n = tanh(a_ih_n + r * a_hh_n),
+    h_t = (1 - z) n + z h_{t-1}. Returns y, h_n and a cache for layernorm_gru_backward."""
+    y, (h_n,), cache = _layer_forward(_GRUCell(), x, (h0,), (w_ih, w_hh, b_ih, b_hh), reverse, lengths, zoneout,
+                                      recurrent_mask, norms=(ln_ih_weight, ln_hh_weight))
+    return y, h_n, cache
+
+
+def layernorm_gru_backward(dy, dh_n, cache):
+    """Returns dx, dh0, dw_ih, dw_hh, db_ih, db_hh (db_* None without bias), dln_ih_weight,
+    dln_hh_weight."""
+    dx, (dh0,), dweights = _layer_backward(dy, (dh_n,), cache)
+    return (dx, dh0) + dweights
+
+
 def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None, zoneout=None,
                 recurrent_mask=None):
     """GRU with gate rows r, z, n.
@@ -424,16 +545,33 @@ def gru_backward(dy, dh_n, cache):
 # Stacked and bidirectional layers, PyTorch's layout.
 # ----------------------------------------------------------------------------
 
+# The layer-normalised cells' stack modes, and the plain cells they normalise.
+_LAYERNORM = {"layernorm_lstm": "lstm", "layernorm_gru": "gru"}
+_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "ln_ih_weight", "ln_hh_weight",
+          "ln_cell_weight", "ln_cell_bias")
+
+
 def _param_names(layer, direction):
+    """Every parameter name a layer of a stack may have, PyTorch's way: weight_ih_l{k}[_reverse], ..."""
     suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
-    return tuple(name + suffix for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr"))
+    return SimpleNamespace(**{name: name + suffix for name in _NAMES})
+
+
+def _gradient_names(names, cache):
+    """The names of a layer's gradients, in _layer_backward's order."""
+    return ([names.weight_ih, names.weight_hh, names.bias_ih, names.bias_hh]
+            + [names.weight_hr] * (cache.w_hr is not None)
+            + [names.ln_ih_weight, names.ln_hh_weight] * (cache.norms is not None)
+            + [names.ln_cell_weight, names.ln_cell_bias] * bool(cache.cell.params))
 
 
 def stack_forward(mode, x, hx, params, num_layers=1, bidirectional=False, lengths=None,
                   dropout_masks=None, products=None):
     """A multi-layer, optionally bidirectional RNN as torch.nn.RNN/LSTM/GRU runs it.
 
-    mode: "rnn_tanh", "rnn_relu", "lstm" or "gru"; D = 2 if bidirectional else 1.
+    mode: "rnn_tanh", "rnn_relu", "lstm", "gru", "layernorm_lstm" or "layernorm_gru" (whose
+    layers also have ln_ih_weight_l{k}, ln_hh_weight_l{k} and, the LSTM's, ln_cell_weight_l{k} and
+    ln_cell_bias_l{k}); D = 2 if bidirectional else 1.
     x (T, B, I). hx: h0 (L*D, B, H), or (h0, c0) for "lstm", ordered layer 0
     forward, layer 0 backward, layer 1 forward, ...; None means zeros.
     params: PyTorch's keys weight_ih_l{k}, weight_hh_l{k}, bias_ih_l{k},
@@ -446,10 +584,11 @@ def stack_forward(mode, x, hx, params, num_layers=1, bidirectional=False, length
     weight called name multiplies with (None: the plain product).
     Returns y (T, B, D*H), hn with the structure of hx, and a cache.
     """
-    if mode not in _CELLS:
-        raise ValueError(f"mode must be one of {sorted(_CELLS)}, got {mode!r}")
-    cell = _CELLS[mode]()
-    is_lstm = mode == "lstm"
+    if mode not in _CELLS and mode not in _LAYERNORM:
+        raise ValueError(f"mode must be one of {sorted(_CELLS) + sorted(_LAYERNORM)}, got {mode!r}")
+    normalised = mode in _LAYERNORM
+    cell = _CELLS[_LAYERNORM.get(mode, mode)]()
+    is_lstm = cell.gates == 4
     D = 2 if bidirectional else 1
     x = np.asarray(x)
     T, B, _ = x.shape
@@ -476,12 +615,16 @@ def stack_forward(mode, x, hx, params, num_layers=1, bidirectional=False, length
     for k in range(num_layers):
         outputs = []
         for d in range(D):
-            w_ih, w_hh, b_ih, b_hh, w_hr = _param_names(k, d)
-            weights = (params[w_ih], params[w_hh], params.get(b_ih), params.get(b_hh))
+            n = _param_names(k, d)
+            weights = (params[n.weight_ih], params[n.weight_hh], params.get(n.bias_ih), params.get(n.bias_hh))
+            if mode == "layernorm_lstm":
+                cell = _LayerNormLSTMCell(*(np.asarray(params[m], x.dtype) for m in (n.ln_cell_weight, n.ln_cell_bias)))
             y, state_n, cache = _layer_forward(
                 cell, layer_input, tuple(s[k * D + d] for s in states0), weights,
                 reverse=(d == 1), lengths=lengths,
-                products=None if products is None else (products(w_ih), products(w_hh)), w_hr=params.get(w_hr))
+                products=None if products is None else (products(n.weight_ih), products(n.weight_hh)),
+                w_hr=params.get(n.weight_hr),
+                norms=(params[n.ln_ih_weight], params[n.ln_hh_weight]) if normalised else None)
             outputs.append(y)
             for s_n, s in zip(states_n, state_n):
                 s_n[k * D + d] = s
@@ -527,7 +670,7 @@ def stack_backward(dy, dhn, cache):
             d_input = d_input + dx
             for ds0, ds in zip(dstates0, dstate0):
                 ds0[k * D + d] = ds
-            for name, dw in zip(_param_names(k, d), dweights):
+            for name, dw in zip(_gradient_names(_param_names(k, d), layer_cache), dweights):
                 if name in cache.params:
                     grads[name] = dw
         d_output = d_input
