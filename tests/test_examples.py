@@ -14,6 +14,7 @@ EXPECTED = {
     "fill_in_the_blank.py": "BiRNN(lstm), both ways",
     "long_memory.py": "gradient reaching step 0",
     "forecast.py": "last-value baseline",
+    "regularisers.py": "recurrent_dropout=0.25",
 }
 
 
