@@ -447,7 +447,8 @@ def test_projections_with_zoneout_and_recurrent_dropout_match_finite_differences
 
 def test_projections_refuse_bad_shapes():
     x, w = np.zeros((2, 1, 3)), np.zeros((8, 3))
-    with pytest.raises(ValueError, match=r"w_hr \(projections, LSTM only\): expected shape \(P, 2\) with P < 2"):
+    with pytest.raises(ValueError, match=r"w_hr \(projections, LSTM only\): expected shape \(P, H\) with 0 < P < H, "
+                                         r"got \(2, 2\)"):
         ref.lstm_forward(x, None, None, w, np.zeros((8, 2)), None, None, w_hr=np.zeros((2, 2)))
     with pytest.raises(ValueError, match=r"w_hh must have shape \(8, 1\)"):
         ref.lstm_forward(x, None, None, w, np.zeros((8, 2)), None, None, w_hr=np.zeros((1, 2)))
@@ -515,7 +516,8 @@ def test_layernorm_cells_one_step_is_the_equations(gates):
 
 @pytest.mark.parametrize("regularised", [False, True], ids=["plain", "zoneout_and_recurrent_mask"])
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
-@pytest.mark.parametrize("reverse, lengths", [(False, None), (True, UNSORTED_LENGTHS)], ids=["forward", "reverse_lengths"])
+@pytest.mark.parametrize("reverse, lengths", [(False, None), (True, UNSORTED_LENGTHS)],
+                         ids=["forward", "reverse_lengths"])
 @pytest.mark.parametrize("gates", [4, 3], ids=["lstm", "gru"])
 def test_layernorm_gradients_match_finite_differences(gates, reverse, lengths, bias, regularised):
     T, B, I, H = 4, 3, 2, 3
@@ -578,3 +580,42 @@ def test_layernorm_shapes_are_checked():
         ref.layernorm_lstm_forward(**dict(p, ln_hh_weight=np.ones(2)))
     with pytest.raises(ValueError, match=r"ln_cell_weight and ln_cell_bias must have shape \(2,\)"):
         ref.layernorm_lstm_forward(**dict(p, ln_cell_bias=np.ones(8)))
+
+
+def test_shapes_are_named_in_the_messages_with_and_without_projections():
+    x = np.zeros((2, 1, 2))
+    with pytest.raises(ValueError, match=r"w_ih must have shape \(8, 2\), got \(9, 2\)"):
+        ref.lstm_forward(x, None, None, np.zeros((9, 2)), np.zeros((9, 2)), None, None)
+    with pytest.raises(ValueError, match=r"w_ih must have shape \(8, 2\), got \(6, 2\)"):
+        ref.lstm_forward(x, None, None, np.zeros((6, 2)), np.zeros((6, 2)), None, None)
+    with pytest.raises(ValueError, match=r"w_hr \(projections, LSTM only\).*for _GRUCell"):
+        ref.stack_forward("gru", x, None, {"weight_ih_l0": np.zeros((12, 2)), "weight_hh_l0": np.zeros((12, 2)),
+                                           "weight_hr_l0": np.zeros((2, 4))})
+    _, _, params = make_stack("lstm", 2, 1, 2, 3, 2, 1, proj_size=2)
+    del params["weight_hr_l1"]
+    with pytest.raises(ValueError, match="every layer and direction has projections or none does"):
+        ref.stack_forward("lstm", x, None, params, num_layers=2)
+
+
+@pytest.mark.parametrize("mode, proj_size", [("lstm", 2), ("layernorm_gru", 0)])
+def test_the_reduced_precisions_refuse_projections_and_layer_norms(mode, proj_size):
+    base = "gru" if mode == "layernorm_gru" else mode
+    x, hx, params = make_stack(base, 2, 1, 2, 3, 1, 1, proj_size=proj_size)
+    if mode == "layernorm_gru":
+        params.update(ln_ih_weight_l0=np.ones(9), ln_hh_weight_l0=np.ones(9))
+    for forward in (ref.bfloat16_stack_forward, ref.int8_stack_forward):
+        with pytest.raises(ValueError, match="defined for the plain RNN, LSTM and GRU only"):
+            forward(mode, x.astype(np.float32), None, params)
+
+
+def test_int8_stack_takes_pairs_as_tuples_or_lists_and_float_weights_as_nested_lists():
+    x, _, params = make_stack("gru", 3, 2, 2, 3, 1, 1)
+    x = x.astype(np.float32)
+    want = ref.int8_stack_forward("gru", x, None, params)[0]
+    as_lists = {k: v.tolist() for k, v in params.items()}
+    as_pairs = {k: list(ref.quantize_rows(v.astype(np.float32))) if k.startswith("weight_") else v
+                for k, v in params.items()}
+    for given in (as_lists, as_pairs):
+        np.testing.assert_array_equal(ref.int8_stack_forward("gru", x, None, given)[0], want)
+    with pytest.raises(ValueError, match=r"weight_ih_l0: expected int8 weights \(N, K\) and N scales"):
+        ref.int8_stack_forward("gru", x, None, dict(params, weight_ih_l0=(np.zeros((9, 2), np.int8), np.ones(3))))

@@ -123,6 +123,19 @@ def test_compiled_training_gives_the_eager_gradients(backend):
                 torch.testing.assert_close(g, want[name], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("which", ["h_n", "c_n"])
+def test_compiled_training_with_a_loss_on_a_final_state_alone(which):
+    """The other outputs get no gradient: they reach the operator's backward as None."""
+    lstm = rt.LSTM(4, 5, num_layers=2, bidirectional=True).train()
+    x = torch.randn(6, 3, 4, requires_grad=True)
+    pick = (lambda out: out[1][0]) if which == "h_n" else (lambda out: out[1][1])
+    want = torch.autograd.grad(pick(lstm(x)).pow(2).sum(), [x, *lstm.parameters()])
+    torch._dynamo.reset()
+    compiled = torch.compile(lstm, backend="aot_eager", fullgraph=True)
+    got = torch.autograd.grad(pick(compiled(x)).pow(2).sum(), [x, *lstm.parameters()])
+    assert all(torch.equal(g, w) for g, w in zip(got, want))
+
+
 def test_compiled_training_with_initial_states_and_a_second_backward():
     torch.manual_seed(1)
     lstm = rt.LSTM(5, 6, num_layers=2, bidirectional=True)

@@ -61,8 +61,7 @@ void activation(int f, const float* in, float* out, Index n) {
 
 // Rows of activations in int8 digits as the int8 products take them (quantize_row), for tests
 // against the reference: q, q2 signed (the unsigned offset taken back out), scales per row. Under
-// the forward's FTZ/DAZ mode, as the layers quantize. (A test hook: the std::vectors' allocation
-// does not matter here.)
+// the forward's FTZ/DAZ mode, as the layers quantize.
 void quantize_activations(const float* in, Index rows, Index n, std::int8_t* q, float* scale, std::int8_t* q2,
                           float* scale2) {
     const FlushDenormals ftz;

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import _directions
 from ._registry import CellKind
-from .functional import LayerWorkspace, layer_backward, layer_context, layer_forward
+from .functional import LayerWorkspace, _layer_context, layer_backward, layer_forward
 
 
 class LayerMasks(NamedTuple):
@@ -88,7 +88,7 @@ class Stack:
         draws too) and the `saved` workspaces it filled (one per direction): for callers that keep
         the saved forward as an array of their own (rnnfast.torch's compiled graphs) rather than the
         contexts."""
-        return [layer_context(self.cell.name, x, w_ih, w_hh, b_ih, bool(d), lengths, saved[d],
+        return [_layer_context(self.cell.name, x, w_ih, w_hh, b_ih, bool(d), lengths, saved[d],
                               self._workspaces[layer * self.directions + d], **masks.of(d))
                 for d, (w_ih, w_hh, b_ih, _) in enumerate(weights)]
 

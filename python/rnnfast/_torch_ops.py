@@ -77,16 +77,26 @@ def run_inference(x: torch.Tensor, h0: Optional[torch.Tensor], c0: Optional[torc
                   weights: List[torch.Tensor], lengths: Optional[torch.Tensor], handle: int, cell: str,
                   layer: int, directions: int, zoneout: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One layer's eval forward: (y (T, B, D*H), h_n (D, B, H), c_n (D, B, H), or an empty tensor
-    for cells without one). lengths: (B,) or None; zoneout: eval's p (0: none). Eager code
-    calls this directly: the operator's dispatch costs tens of microseconds a call, which only a
-    compiler or exporter tracing the model needs."""
+    for cells without one). lengths: int64 (B,), checked, or None; zoneout: eval's p (0: none).
+    Eager code calls this directly: the operator's dispatch costs tens of microseconds a call,
+    which only a compiler or exporter tracing the model needs."""
     stack = _stack_for(handle, cell, layer, directions)
-    y, h_n, c_n, _ = run_layer(stack, layer, x, h0, c0, weights, _lengths_array(lengths, x), False,
+    y, h_n, c_n, _ = run_layer(stack, layer, x, h0, c0, weights, None if lengths is None else lengths.numpy(), False,
                                LayerMasks(zoneout=zoneout or None))
     return torch.from_numpy(y), torch.from_numpy(h_n), x.new_empty(0) if c_n is None else torch.from_numpy(c_n)
 
 
-layer_inference = torch.library.custom_op("rnnfast::layer_inference", run_inference, mutates_args=())
+def _inference_operator(x: torch.Tensor, h0: Optional[torch.Tensor], c0: Optional[torch.Tensor],
+                        weights: List[torch.Tensor], lengths: Optional[torch.Tensor], handle: int, cell: str,
+                        layer: int, directions: int, zoneout: float
+                        ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """rnnfast::layer_inference's body: traced code hands it the lengths unchecked (of any dtype),
+    so they are checked here, as eager code checks them, before run_inference."""
+    lengths = None if lengths is None else torch.from_numpy(_lengths_array(lengths, x))
+    return run_inference(x, h0, c0, weights, lengths, handle, cell, layer, directions, zoneout)
+
+
+layer_inference = torch.library.custom_op("rnnfast::layer_inference", _inference_operator, mutates_args=())
 
 
 def _inference_shapes(x, weights, cell, directions):

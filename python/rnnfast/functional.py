@@ -135,18 +135,19 @@ def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, length
                                           workspace=workspace, threads=int(threads), zoneout=zoneout,
                                           zoneout_p=zoneout_p, zoneout_seed=zoneout_seed,
                                           recurrent_mask=recurrent_mask, **scales)
-    ctx = (layer_context(mode, x, w_ih, w_hh_given, b_ih, reverse, lens, saved, workspace, w_hh_mask,
+    ctx = (_layer_context(mode, x, w_ih, w_hh_given, b_ih, reverse, lens, saved, workspace, w_hh_mask,
                          zoneout if zoneout is not None else zoneout_p, zoneout_seed, recurrent_mask, w_hh_run=w_hh)
            if training else None)
     return y, h_n, c_n, ctx
 
 
-def layer_context(mode, x, w_ih, w_hh, b_ih, reverse, lengths, saved, workspace, w_hh_mask=None, zoneout=None,
-                  zoneout_seed=None, recurrent_mask=None, w_hh_run=None):
+def _layer_context(mode, x, w_ih, w_hh, b_ih, reverse, lengths, saved, workspace, w_hh_mask=None, zoneout=None,
+                   zoneout_seed=None, recurrent_mask=None, w_hh_run=None):
     """The LayerContext of a training forward that `layer_forward` ran with these arguments and
     that filled `saved`: for layer_forward itself, and for callers that keep the saved workspace
-    as an array of their own. `w_hh_run`: w_hh as the kernels ran it (w_hh * w_hh_mask), if the
-    caller has it already."""
+    as an array of their own (rnnfast's stack). w_hh is the parameter; `w_hh_run`, if given, is
+    what the kernels ran instead of w_hh * w_hh_mask (layer_forward has it already) and is taken
+    as it is."""
     if w_hh_run is None:
         w_hh_run = w_hh if w_hh_mask is None else w_hh * w_hh_mask
     if zoneout is not None and not np.ndim(zoneout):

@@ -8,7 +8,8 @@ batch entry at a time. It imports nothing but NumPy.
 Shape convention (the letters are the same everywhere in rnnfast)::
 
     T time steps, B batch, I input size, H hidden size,
-    G gates: 1 for RNN, 4 for LSTM (rows i, f, g, o), 3 for GRU (rows r, z, n).
+    G gates: 1 for RNN, 4 for LSTM (rows i, f, g, o), 3 for GRU (rows r, z, n),
+    P the size of h in an LSTM with projections (P < H; P = H without them).
 
     x           (T, B, I)   time-major input
     h0, c0      (B, H)      initial states
@@ -292,7 +293,7 @@ def _scan_backward(cell, dy, dstate, x, weights, steps, recurrent_mask=None, w_h
         dgi, dgh, dstate, dcell = cell.backward((dnew,) + dstate[1:], cell_cache)
         for total, d in zip(dparams, dcell):
             total += d
-        if w_hr is not None:  # an LSTM's h_{t-1} reaches h_t only through W_hh: no bypass (of size P)
+        if w_hr is not None:  # the cell's zero bypass has the cell's shape (B, H); h_{t-1} has P columns
             dstate = (np.zeros_like(dh),) + dstate[1:]
         if m is not None:
             dstate = (dstate[0] + m * dh,) + dstate[1:]
@@ -341,9 +342,14 @@ def _layer_forward(cell, x, state0, weights, reverse, lengths, zoneout=None, rec
     has_bias = b_ih is not None
     if (b_hh is not None) != has_bias:
         raise ValueError("b_ih and b_hh must both be given or both be None")
-    GH = np.shape(w_hh)[0]
-    H = GH // cell.gates
-    P = H if w_hr is None else np.shape(w_hr)[0]  # the size of h (projections: P, the size of c H)
+    # H from w_hh's columns, or with projections from w_hr's (P, H); P is h's size (H without them).
+    if w_hr is not None and (not isinstance(cell, _LSTMCell) or np.ndim(w_hr) != 2
+                             or not 0 < np.shape(w_hr)[0] < np.shape(w_hr)[1]):
+        raise ValueError(f"w_hr (projections, LSTM only): expected shape (P, H) with 0 < P < H, got "
+                         f"{np.shape(w_hr)} for {type(cell).__name__}")
+    H = np.shape(w_hh)[-1] if w_hr is None else np.shape(w_hr)[1]
+    P = H if w_hr is None else np.shape(w_hr)[0]
+    GH = cell.gates * H
     expected = {"w_ih": (GH, I), "w_hh": (GH, P), "b_ih": (GH,), "b_hh": (GH,)}
     if not has_bias:
         b_ih = b_hh = np.zeros(GH, dtype=x.dtype)
@@ -353,8 +359,6 @@ def _layer_forward(cell, x, state0, weights, reverse, lengths, zoneout=None, rec
             raise ValueError(f"{name} must have shape {shape}, got {w.shape}")
     if w_hr is not None:
         w_hr = np.asarray(w_hr, dtype=x.dtype)
-        if not isinstance(cell, _LSTMCell) or w_hr.shape != (P, H) or P >= H:
-            raise ValueError(f"w_hr (projections, LSTM only): expected shape (P, {H}) with P < {H}, got {w_hr.shape}")
     if norms is not None:
         norms = tuple(np.asarray(g, dtype=x.dtype) for g in norms)
         if any(g.shape != (GH,) for g in norms):
@@ -578,11 +582,11 @@ def stack_forward(mode, x, hx, params, num_layers=1, bidirectional=False, length
     bias_hh_l{k}, with suffix _reverse for the backward direction; absent
     bias keys mean no bias. An LSTM with weight_hr_l{k} (P, H) has projections (lstm_forward's
     w_hr): then its layers' outputs and h0, h_n have P columns where the others have H.
-    Layer k > 0 reads layer k-1's output [forward, backward] (T, B, D*H),
-    multiplied by dropout_masks[k-1] (T, B, D*H) when masks are given.
+    Layer k > 0 reads layer k-1's output [forward, backward] (T, B, D*P) (P = H
+    without projections), multiplied by dropout_masks[k-1] (T, B, D*P) when masks are given.
     products: for the reduced precisions, products(name) is the function (a, w) -> a w^T that the
     weight called name multiplies with (None: the plain product).
-    Returns y (T, B, D*H), hn with the structure of hx, and a cache.
+    Returns y (T, B, D*P), hn with the structure of hx, and a cache.
     """
     if mode not in _CELLS and mode not in _LAYERNORM:
         raise ValueError(f"mode must be one of {sorted(_CELLS) + sorted(_LAYERNORM)}, got {mode!r}")
@@ -592,8 +596,11 @@ def stack_forward(mode, x, hx, params, num_layers=1, bidirectional=False, length
     D = 2 if bidirectional else 1
     x = np.asarray(x)
     T, B, _ = x.shape
-    H = np.shape(params["weight_hh_l0"])[0] // cell.gates
-    P = np.shape(params["weight_hr_l0"])[0] if "weight_hr_l0" in params else H  # h's size
+    projected = [k for k in params if k.startswith("weight_hr_")]
+    if projected and len(projected) != num_layers * D:
+        raise ValueError(f"weight_hr: every layer and direction has projections or none does, got {sorted(projected)}")
+    H = np.shape(params["weight_hr_l0"] if projected else params["weight_hh_l0"])[-1]
+    P = np.shape(params["weight_hr_l0"])[0] if projected else H  # h's size
     if dropout_masks is not None and len(dropout_masks) != num_layers - 1:
         raise ValueError(f"dropout_masks must hold num_layers - 1 = {num_layers - 1} "
                          f"masks, got {len(dropout_masks)}")
@@ -645,7 +652,7 @@ def stack_backward(dy, dhn, cache):
     """Returns dx (T, B, I), dhx with the structure of hx, and grads: a dict
     with the keys and shapes of params.
 
-    dy (T, B, D*H); dhn has the structure of hn, and it or its entries may be
+    dy (T, B, D*P); dhn has the structure of hn, and it or its entries may be
     None (zeros).
     """
     L, D, P = cache.num_layers, cache.D, cache.P
@@ -700,10 +707,18 @@ def bfloat16_stack_forward(mode, x, hx, params, num_layers=1, bidirectional=Fals
     """stack_forward with bfloat16 weights: every weight matrix rounded to bfloat16, and every
     matrix product's activations (x_t, h_{t-1}) rounded to bfloat16 before it multiplies them.
     Sums, biases, gate math and states in x's dtype (float32). Returns (y, hn) as stack_forward."""
+    _plain_cells_only(mode, params, "bfloat16")
     rounded = {k: round_to_bfloat16(v) if k.startswith("weight_") else v for k, v in params.items()}
     y, hn, _ = stack_forward(mode, np.asarray(x, np.float32), hx, rounded, num_layers, bidirectional, lengths,
                              products=lambda name: _bfloat16_product)
     return y, hn
+
+
+def _plain_cells_only(mode, params, precision):
+    """The reduced precisions are defined for the plain cells only (rnnfast.quantize's)."""
+    if mode in _LAYERNORM or any(k.startswith("weight_hr") for k in params):
+        raise ValueError(f"{precision}: defined for the plain RNN, LSTM and GRU only, not {mode!r} with "
+                         f"{'projections' if mode not in _LAYERNORM else 'layer normalisation'}")
 
 
 def _bfloat16_product(a, w):
@@ -766,16 +781,25 @@ def int8_input_product(a, q_w, scale_w):
     return _dequantized_sum(q, scale, q_w, scale_w) + _dequantized_sum(q2, scale2, q_w, scale_w)
 
 
+def _int8_pair(name, weight):
+    """A weight as (q, scale): an int8 pair as given (a tuple or list of two: int8 (N, K) and
+    (N,) scales), or a float array quantized here."""
+    if isinstance(weight, (tuple, list)) and len(weight) == 2 and np.asarray(weight[0]).dtype == np.int8:
+        q, scale = (np.asarray(a) for a in weight)
+        if q.ndim != 2 or scale.shape != q.shape[:1]:
+            raise ValueError(f"{name}: expected int8 weights (N, K) and N scales, got {q.shape} and {scale.shape}")
+        return q, scale
+    return quantize_rows(np.asarray(weight, np.float32))
+
+
 def int8_stack_forward(mode, x, hx, params, num_layers=1, bidirectional=False, lengths=None):
     """stack_forward with int8 weights: each weight of params is a float array, quantized per row
     here (quantize_rows), or a pair (q, scale) (a tuple or a list) of int8 weights (any value in
-    [-128, 127]) and their rows' float32 scales. Each product is an int8 product: int8_input_product for x_t (two digits),
-    int8_product for h_{t-1} (one). Biases, gate math and states in float32. Returns (y, hn) as
-    stack_forward."""
-    quantized = {k: tuple(np.asarray(a) for a in v) if isinstance(v, (tuple, list)) else quantize_rows(v)
-                 for k, v in params.items() if k.startswith("weight_")}
-    for k, (q, scale) in quantized.items():
-        assert q.dtype == np.int8 and scale.shape == q.shape[:1], f"{k}: expected int8 weights and one scale per row"
+    [-128, 127]) and their rows' float32 scales. Each product is an int8 product:
+    int8_input_product for x_t (two digits), int8_product for h_{t-1} (one). Biases, gate math and
+    states in float32. Returns (y, hn) as stack_forward."""
+    _plain_cells_only(mode, params, "int8")
+    quantized = {k: _int8_pair(k, v) for k, v in params.items() if k.startswith("weight_")}
 
     def products(name):
         q_w, scale_w = quantized[name]
