@@ -32,3 +32,6 @@ def test_example_quick_mode_runs(script, tmp_path):
     r = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert EXPECTED[script] in r.stdout, r.stdout
+    if script == "regularisers.py":  # a result line per run: best loss, its epoch, the last loss
+        rows = [line.split() for line in r.stdout.splitlines() if "nats/char" in line]
+        assert len(rows) == 4 and all(float(row[-6]) > 0 and float(row[-3]) > 0 for row in rows), r.stdout

@@ -450,7 +450,7 @@ def test_projections_refuse_bad_shapes():
     with pytest.raises(ValueError, match=r"w_hr \(projections, LSTM only\): expected shape \(P, H\) with 0 < P < H, "
                                          r"got \(2, 2\)"):
         ref.lstm_forward(x, None, None, w, np.zeros((8, 2)), None, None, w_hr=np.zeros((2, 2)))
-    with pytest.raises(ValueError, match=r"w_hh must have shape \(8, 1\)"):
+    with pytest.raises(ValueError, match=r"w_hh must have shape \(G\*H, P\) = \(8, 1\)"):
         ref.lstm_forward(x, None, None, w, np.zeros((8, 2)), None, None, w_hr=np.zeros((1, 2)))
 
 
@@ -584,10 +584,16 @@ def test_layernorm_shapes_are_checked():
 
 def test_shapes_are_named_in_the_messages_with_and_without_projections():
     x = np.zeros((2, 1, 2))
-    with pytest.raises(ValueError, match=r"w_ih must have shape \(8, 2\), got \(9, 2\)"):
-        ref.lstm_forward(x, None, None, np.zeros((9, 2)), np.zeros((9, 2)), None, None)
-    with pytest.raises(ValueError, match=r"w_ih must have shape \(8, 2\), got \(6, 2\)"):
+    with pytest.raises(ValueError, match=r"w_hh must have shape \(G\*H, H\) = \(8, 2\) for G = 4 gates, "
+                                         r"got \(9, 2\)"):
+        ref.lstm_forward(x, None, None, np.zeros((8, 2)), np.zeros((9, 2)), None, None)
+    with pytest.raises(ValueError, match=r"w_hh must have shape \(G\*H, H\) = \(8, 2\) for G = 4 gates, "
+                                         r"got \(6, 2\)"):
         ref.lstm_forward(x, None, None, np.zeros((6, 2)), np.zeros((6, 2)), None, None)
+    with pytest.raises(ValueError, match=r"w_hh must have shape .* got \(\)"):
+        ref.gru_forward(x, None, np.zeros((6, 2)), None, None, None)
+    with pytest.raises(ValueError, match=r"w_ih must have shape \(8, 2\), got \(9, 2\)"):
+        ref.lstm_forward(x, None, None, np.zeros((9, 2)), np.zeros((8, 2)), None, None)
     with pytest.raises(ValueError, match=r"w_hr \(projections, LSTM only\).*for _GRUCell"):
         ref.stack_forward("gru", x, None, {"weight_ih_l0": np.zeros((12, 2)), "weight_hh_l0": np.zeros((12, 2)),
                                            "weight_hr_l0": np.zeros((2, 4))})
@@ -619,3 +625,40 @@ def test_int8_stack_takes_pairs_as_tuples_or_lists_and_float_weights_as_nested_l
         np.testing.assert_array_equal(ref.int8_stack_forward("gru", x, None, given)[0], want)
     with pytest.raises(ValueError, match=r"weight_ih_l0: expected int8 weights \(N, K\) and N scales"):
         ref.int8_stack_forward("gru", x, None, dict(params, weight_ih_l0=(np.zeros((9, 2), np.int8), np.ones(3))))
+
+
+@pytest.mark.parametrize("mode", ["layernorm_lstm", "layernorm_gru"])
+def test_layernorm_stack_names_each_parameter_by_its_role(mode):
+    """One layer of the stack is the layer function on the arrays of the same names (the finite
+    differences alone would pass a stack that swapped two of them consistently)."""
+    lstm = mode == "layernorm_lstm"
+    p = make_layernorm_inputs(4 if lstm else 3, 3, 2, 4, 5)
+    names = dict(w_ih="weight_ih_l0", w_hh="weight_hh_l0", b_ih="bias_ih_l0", b_hh="bias_hh_l0",
+                 ln_ih_weight="ln_ih_weight_l0", ln_hh_weight="ln_hh_weight_l0", ln_cell_weight="ln_cell_weight_l0",
+                 ln_cell_bias="ln_cell_bias_l0")
+    params = {names[k]: v for k, v in p.items() if k in names}
+    hx = (p["h0"][None], p["c0"][None]) if lstm else p["h0"][None]
+    y, hn, _ = ref.stack_forward(mode, p["x"], hx, params)
+    want_y, want_states, _ = layernorm_forward(p)
+    np.testing.assert_array_equal(y, want_y)
+    for got, want in zip(as_tuple(hn), want_states):
+        np.testing.assert_array_equal(got[0], want)
+
+
+def test_stack_parameters_outside_their_mode_are_refused():
+    x, hx, params = make_stack("gru", 2, 1, 2, 3, 1, 1)
+    with pytest.raises(ValueError, match="layer-norm parameters are for the layernorm_\\* modes, not 'gru'"):
+        ref.stack_forward("gru", x, hx, dict(params, ln_ih_weight_l0=np.ones(9)))
+    x, hx, params = make_stack("lstm", 2, 1, 2, 3, 1, 1, proj_size=2)
+    params.update(ln_ih_weight_l0=np.ones(12), ln_hh_weight_l0=np.ones(12), ln_cell_weight_l0=np.ones(3),
+                  ln_cell_bias_l0=np.zeros(3))
+    with pytest.raises(ValueError, match="projections are defined for the plain LSTM only"):
+        ref.stack_forward("layernorm_lstm", x, hx, params)
+
+
+def test_int8_pairs_need_int8_values_and_two_row_float_weights_are_weights():
+    x, _, params = make_stack("rnn_tanh", 3, 2, 2, 2, 1, 1)  # 2-row weights: a nested list of two rows
+    x = x.astype(np.float32)
+    want = ref.int8_stack_forward("rnn_tanh", x, None, params)[0]
+    got = ref.int8_stack_forward("rnn_tanh", x, None, {k: v.tolist() for k, v in params.items()})[0]
+    np.testing.assert_array_equal(got, want)

@@ -123,6 +123,21 @@ def test_compiled_training_gives_the_eager_gradients(backend):
                 torch.testing.assert_close(g, want[name], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # inductor's own use of torch.jit
+def test_inductor_with_fallback_random_draws_the_eager_masks(monkeypatch):
+    """docs/pytorch.md: with torch._inductor.config.fallback_random, inductor's draws are eager's."""
+    import torch._inductor.config as inductor_config
+    monkeypatch.setattr(inductor_config, "fallback_random", True)
+    lstm = rt.LSTM(4, 5, num_layers=2, dropout=0.3, weight_drop=0.3, zoneout=0.1).train()
+    x = torch.randn(6, 3, 4)
+    torch.manual_seed(0)
+    want = lstm(x)[0]
+    torch._dynamo.reset()
+    compiled = torch.compile(lstm, backend="inductor")
+    torch.manual_seed(0)
+    assert torch.equal(compiled(x)[0], want)
+
+
 @pytest.mark.parametrize("which", ["h_n", "c_n"])
 def test_compiled_training_with_a_loss_on_a_final_state_alone(which):
     """The other outputs get no gradient: they reach the operator's backward as None."""

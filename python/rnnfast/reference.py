@@ -39,7 +39,9 @@ Design: a cell is pure gate math on the two projections::
 
     gi = x_t @ w_ih.T + b_ih        gh = h_{t-1} @ w_hh.T + b_hh      (B, G*H)
 
-and returns, in its backward, the gradients of gi and gh. One scan
+(the layer-normalised cells: LN(x_t @ w_ih.T) * ln_ih_weight + b_ih, likewise gh) and
+returns, in its backward, the gradients of gi and gh and of its own parameters (the
+layer-normalised LSTM's ln_cell_weight and ln_cell_bias). One scan
 (`_scan_forward` / `_scan_backward`) runs any cell over time and does all the
 matrix products. A cell's state is a tuple whose first entry is h: (h,), or
 (h, c) for the LSTM.
@@ -124,8 +126,11 @@ class _LSTMCell:
     gates = 4
     params = ()
 
-    def _squash(self, c):  # what h reads of c: tanh(c), and what its backward needs
+    def _squash(self, c):  # what h reads of c, s = tanh(c), and what its backward needs
         return np.tanh(c), None
+
+    def _squash_backward(self, ds, squash_cache):  # -> (dc, the cell's parameters' gradients)
+        return ds, ()
 
     def forward(self, gi, gh, state):
         h_prev, c_prev = state
@@ -135,24 +140,21 @@ class _LSTMCell:
         cellgate = np.tanh(pre_g)
         outgate = _sigmoid(pre_o)
         c = forgetgate * c_prev + ingate * cellgate
-        tanh_c, norm_cache = self._squash(c)
-        h = outgate * tanh_c
-        return (h, c), (ingate, forgetgate, cellgate, outgate, c_prev, tanh_c, norm_cache)
+        squashed, squash_cache = self._squash(c)
+        h = outgate * squashed
+        return (h, c), (ingate, forgetgate, cellgate, outgate, c_prev, squashed, squash_cache)
 
     def backward(self, dstate, cache):
         dh, dc = dstate
-        ingate, forgetgate, cellgate, outgate, c_prev, tanh_c, norm_cache = cache
-        dsquashed = dh * outgate * (1 - tanh_c * tanh_c)
-        dparams = ()
-        if norm_cache is not None:  # tanh of LN(c) * gain + bias
-            dsquashed, *dparams = _layer_norm_backward(dsquashed, norm_cache)
-        dc = dc + dsquashed
+        ingate, forgetgate, cellgate, outgate, c_prev, squashed, squash_cache = cache
+        dc_out, dparams = self._squash_backward(dh * outgate * (1 - squashed * squashed), squash_cache)
+        dc = dc + dc_out
         dpre_i = dc * cellgate * ingate * (1 - ingate)
         dpre_f = dc * c_prev * forgetgate * (1 - forgetgate)
         dpre_g = dc * ingate * (1 - cellgate * cellgate)
-        dpre_o = dh * tanh_c * outgate * (1 - outgate)
+        dpre_o = dh * squashed * outgate * (1 - outgate)
         dgates = np.concatenate([dpre_i, dpre_f, dpre_g, dpre_o], axis=1)
-        return dgates, dgates, (np.zeros_like(dh), dc * forgetgate), tuple(dparams)
+        return dgates, dgates, (np.zeros_like(dh), dc * forgetgate), dparams
 
 
 class _LayerNormLSTMCell(_LSTMCell):
@@ -165,6 +167,10 @@ class _LayerNormLSTMCell(_LSTMCell):
     def _squash(self, c):
         normalised, norm_cache = _layer_norm(c, *self.params)
         return np.tanh(normalised), norm_cache
+
+    def _squash_backward(self, ds, norm_cache):  # through tanh's input LN(c) * gain + bias
+        dc, dgain, dbias = _layer_norm_backward(ds, norm_cache)
+        return dc, (dgain, dbias)
 
 
 class _GRUCell:
@@ -347,9 +353,12 @@ def _layer_forward(cell, x, state0, weights, reverse, lengths, zoneout=None, rec
                              or not 0 < np.shape(w_hr)[0] < np.shape(w_hr)[1]):
         raise ValueError(f"w_hr (projections, LSTM only): expected shape (P, H) with 0 < P < H, got "
                          f"{np.shape(w_hr)} for {type(cell).__name__}")
-    H = np.shape(w_hh)[-1] if w_hr is None else np.shape(w_hr)[1]
+    H = (np.shape(w_hh)[-1] if np.ndim(w_hh) else 0) if w_hr is None else np.shape(w_hr)[1]
     P = H if w_hr is None else np.shape(w_hr)[0]
     GH = cell.gates * H
+    if np.shape(w_hh) != (GH, P):  # first: H and P are read from it (and w_hr)
+        raise ValueError(f"w_hh must have shape (G*H, {'P' if w_hr is not None else 'H'}) = {(GH, P)} for "
+                         f"G = {cell.gates} gates, got {np.shape(w_hh)}")
     expected = {"w_ih": (GH, I), "w_hh": (GH, P), "b_ih": (GH,), "b_hh": (GH,)}
     if not has_bias:
         b_ih = b_hh = np.zeros(GH, dtype=x.dtype)
@@ -483,7 +492,7 @@ def lstm_backward(dy, dh_n, dc_n, cache):
 
 def layernorm_lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, ln_ih_weight, ln_hh_weight, ln_cell_weight,
                            ln_cell_bias, reverse=False, lengths=None, zoneout=None, recurrent_mask=None):
-    """The layer-normalised LSTM (rnnfast.LayerNormLSTM). With LN(v) = (v - mean(v)) /
+    """The layer-normalised LSTM (for rnnfast.LayerNormLSTM, planned: issue 25). With LN(v) = (v - mean(v)) /
     sqrt(var(v) + 1e-5) over a row's entries (biased variance):
 
         a_ih = LN(W_ih x_t) * ln_ih_weight + b_ih      a_hh = LN(W_hh h_{t-1}) * ln_hh_weight + b_hh
@@ -509,7 +518,7 @@ def layernorm_lstm_backward(dy, dh_n, dc_n, cache):
 
 def layernorm_gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, ln_ih_weight, ln_hh_weight, reverse=False, lengths=None,
                           zoneout=None, recurrent_mask=None):
-    """The layer-normalised GRU (rnnfast.LayerNormGRU): a_ih = LN(W_ih x_t) * ln_ih_weight + b_ih
+    """The layer-normalised GRU (for rnnfast.LayerNormGRU, planned: issue 25): a_ih = LN(W_ih x_t) * ln_ih_weight + b_ih
     and a_hh = LN(W_hh h_{t-1}) * ln_hh_weight + b_hh (LN over a row's 3H entries, as in
     layernorm_lstm_forward; gains (3H,)) take the places of the GRU's two projections:
     r = sigmoid(a_ih_r + a_hh_r), z = sigmoid(a_ih_z + a_hh_z), n = tanh(a_ih_n + r * a_hh_n),
@@ -591,6 +600,11 @@ def stack_forward(mode, x, hx, params, num_layers=1, bidirectional=False, length
     if mode not in _CELLS and mode not in _LAYERNORM:
         raise ValueError(f"mode must be one of {sorted(_CELLS) + sorted(_LAYERNORM)}, got {mode!r}")
     normalised = mode in _LAYERNORM
+    norm_keys = [k for k in params if k.startswith("ln_")]
+    if norm_keys and not normalised:
+        raise ValueError(f"{sorted(norm_keys)}: layer-norm parameters are for the layernorm_* modes, not {mode!r}")
+    if normalised and any(k.startswith("weight_hr") for k in params):
+        raise ValueError("weight_hr: projections are defined for the plain LSTM only, not with layer normalisation")
     cell = _CELLS[_LAYERNORM.get(mode, mode)]()
     is_lstm = cell.gates == 4
     D = 2 if bidirectional else 1
@@ -782,8 +796,8 @@ def int8_input_product(a, q_w, scale_w):
 
 
 def _int8_pair(name, weight):
-    """A weight as (q, scale): an int8 pair as given (a tuple or list of two: int8 (N, K) and
-    (N,) scales), or a float array quantized here."""
+    """A weight as (q, scale): an int8 pair as given (a tuple or list of two: an int8 array (N, K)
+    and (N,) scales), or anything else, a float weight (a 2-row nested list too), quantized here."""
     if isinstance(weight, (tuple, list)) and len(weight) == 2 and np.asarray(weight[0]).dtype == np.int8:
         q, scale = (np.asarray(a) for a in weight)
         if q.ndim != 2 or scale.shape != q.shape[:1]:
