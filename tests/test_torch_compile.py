@@ -124,18 +124,20 @@ def test_compiled_training_gives_the_eager_gradients(backend):
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # inductor's own use of torch.jit
-def test_inductor_with_fallback_random_draws_the_eager_masks(monkeypatch):
+def test_inductor_with_fallback_random_draws_the_eager_masks():
     """docs/pytorch.md: with torch._inductor.config.fallback_random, inductor's draws are eager's."""
     import torch._inductor.config as inductor_config
-    monkeypatch.setattr(inductor_config, "fallback_random", True)
     lstm = rt.LSTM(4, 5, num_layers=2, dropout=0.3, weight_drop=0.3, zoneout=0.1).train()
     x = torch.randn(6, 3, 4)
     torch.manual_seed(0)
     want = lstm(x)[0]
     torch._dynamo.reset()
-    compiled = torch.compile(lstm, backend="inductor")
-    torch.manual_seed(0)
-    assert torch.equal(compiled(x)[0], want)
+    with inductor_config.patch(fallback_random=True):  # the config's own patch: restored as it was
+        compiled = torch.compile(lstm, backend="inductor")
+        torch.manual_seed(0)
+        got = compiled(x)[0]
+    torch._dynamo.reset()
+    assert torch.equal(got, want)
 
 
 @pytest.mark.parametrize("which", ["h_n", "c_n"])
