@@ -20,7 +20,8 @@ run the kernels' inference path, saving nothing, as the custom operator `rnnfast
 torch.export exports the model. Training under torch.compile runs each layer as the operator
 rnnfast::layer_train with its backward operator as autograd formula: no graph break (the
 regularisers' draws included) and the eager gradients' bits; with dropout or the regularisers,
-only under the aot_eager backend (inductor draws its masks from its own generator).
+under the aot_eager backend, or inductor with `torch._inductor.config.fallback_random` (else
+inductor draws its masks with its own generator).
 
 Shapes: x (T, B, I) or (B, T, I) with batch_first, or (T, I) unbatched; h0, c0 (L*D, B, H) with L
 layers and D = 2 for bidirectional; y (T, B, D*H). `lengths` (B,) as in `rnnfast.RNN.forward`.
