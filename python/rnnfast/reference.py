@@ -70,7 +70,8 @@ def _sigmoid(a):
 # ----------------------------------------------------------------------------
 # Cells: gate math for one time step, (B, G*H) projections in, state out.
 # backward(dstate, cache) -> (dgi, dgh, dstate_prev, dparams), where dstate_prev
-# leaves out the path through gh (the scan adds dgh @ w_hh to it) and dparams
+# leaves out the path through gh (the scan adds dgh @ w_hh to it; 0 where h_{t-1}
+# reaches h_t only that way, so that h may have another size than the cell's units) and dparams
 # are the gradients of the cell's own parameters (`params`; none but the
 # layer-normalised LSTM's).
 # ----------------------------------------------------------------------------
@@ -154,7 +155,7 @@ class _LSTMCell:
         dpre_g = dc * ingate * (1 - cellgate * cellgate)
         dpre_o = dh * squashed * outgate * (1 - outgate)
         dgates = np.concatenate([dpre_i, dpre_f, dpre_g, dpre_o], axis=1)
-        return dgates, dgates, (np.zeros_like(dh), dc * forgetgate), dparams
+        return dgates, dgates, (0, dc * forgetgate), dparams
 
 
 class _LayerNormLSTMCell(_LSTMCell):
@@ -299,8 +300,6 @@ def _scan_backward(cell, dy, dstate, x, weights, steps, recurrent_mask=None, w_h
         dgi, dgh, dstate, dcell = cell.backward((dnew,) + dstate[1:], cell_cache)
         for total, d in zip(dparams, dcell):
             total += d
-        if w_hr is not None:  # the cell's zero bypass has the cell's shape (B, H); h_{t-1} has P columns
-            dstate = (np.zeros_like(dh),) + dstate[1:]
         if m is not None:
             dstate = (dstate[0] + m * dh,) + dstate[1:]
         db_ih += dgi.sum(axis=0)
@@ -603,14 +602,14 @@ def stack_forward(mode, x, hx, params, num_layers=1, bidirectional=False, length
     norm_keys = [k for k in params if k.startswith("ln_")]
     if norm_keys and not normalised:
         raise ValueError(f"{sorted(norm_keys)}: layer-norm parameters are for the layernorm_* modes, not {mode!r}")
-    if normalised and any(k.startswith("weight_hr") for k in params):
+    projected = [k for k in params if k.startswith("weight_hr_")]
+    if normalised and projected:
         raise ValueError("weight_hr: projections are defined for the plain LSTM only, not with layer normalisation")
     cell = _CELLS[_LAYERNORM.get(mode, mode)]()
     is_lstm = cell.gates == 4
     D = 2 if bidirectional else 1
     x = np.asarray(x)
     T, B, _ = x.shape
-    projected = [k for k in params if k.startswith("weight_hr_")]
     if projected and len(projected) != num_layers * D:
         raise ValueError(f"weight_hr: every layer and direction has projections or none does, got {sorted(projected)}")
     H = np.shape(params["weight_hr_l0"] if projected else params["weight_hh_l0"])[-1]
