@@ -107,7 +107,7 @@ def check_gradients_with_one_draw(module, names, T=5, B=2, seed=11):
     draws the same masks (weight drop, zoneout, recurrent dropout)."""
     rng = np.random.default_rng(4)
     x = rng.standard_normal((T, B, module.input_size))
-    dy = rng.standard_normal((T, B, module.num_directions * module.hidden_size))
+    dy = rng.standard_normal((T, B, module.num_directions * module.state_size))
 
     def loss():
         module._rng = np.random.default_rng(seed)

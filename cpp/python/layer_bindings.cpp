@@ -34,7 +34,7 @@ const char* precision_name(rnnfast::Precision p) {
 
 rnnfast::LayerShape make_shape(int cell, Index T, Index B, Index I, Index H, bool reverse,
                                bool recurrent_dropout = false,
-                               rnnfast::Precision precision = rnnfast::Precision::full) {
+                               rnnfast::Precision precision = rnnfast::Precision::full, Index P = 0) {
     bool known = false;
     for (const auto& c : kCells) known = known || int(c.second) == cell;
     if (!known) throw py::value_error("cell: not a cell code the kernels know, got " + std::to_string(cell));
@@ -46,17 +46,24 @@ rnnfast::LayerShape make_shape(int cell, Index T, Index B, Index I, Index H, boo
     if (precision != rnnfast::Precision::full && recurrent_dropout)
         throw py::value_error(std::string("recurrent_mask: ") + precision_name(precision) +
                               " run eval forwards, which take no recurrent dropout");
-    return {rnnfast::CellKind(cell), T, B, I, H, reverse, recurrent_dropout, precision};
+    if (P && (rnnfast::CellKind(cell) != rnnfast::CellKind::lstm || !(P < H)))
+        throw py::value_error("w_hr: projections are an LSTM's, with P < H (w_hr of shape (P, H)), got P = " +
+                              std::to_string(P) + ", H = " + std::to_string(H));
+    if (P && precision != rnnfast::Precision::full)
+        throw py::value_error(std::string("w_hr: projections run at full precision, not with ") +
+                              precision_name(precision));
+    return {rnnfast::CellKind(cell), T, B, I, H, reverse, recurrent_dropout, precision, P};
 }
 
-// The layer's sizes from x (T, B, I) and w_hh (G*H, H); recurrent dropout if a mask is given;
-// the precision from w_hh's dtype.
+// The layer's sizes from x (T, B, I) and w_hh (G*H, H), or with projections w_hr (P, H); recurrent
+// dropout if a mask is given; the precision from w_hh's dtype.
 rnnfast::LayerShape layer_shape(int cell, const py::array& x, const py::array& w_hh, bool reverse,
-                                const OptionalArray& recurrent_mask) {
+                                const OptionalArray& recurrent_mask, const OptionalArray& w_hr) {
     if (x.ndim() != 3) throw py::value_error("x: expected 3 dimensions (T, B, I), got " + shape_str(x));
     if (w_hh.ndim() != 2) throw py::value_error("w_hh: expected 2 dimensions, got " + shape_str(w_hh));
-    return make_shape(cell, x.shape(0), x.shape(1), x.shape(2), w_hh.shape(1), reverse, recurrent_mask.has_value(),
-                      weights_precision(w_hh));
+    if (w_hr && w_hr->ndim() != 2) throw py::value_error("w_hr: expected 2 dimensions (P, H), got " + shape_str(*w_hr));
+    return make_shape(cell, x.shape(0), x.shape(1), x.shape(2), w_hr ? w_hr->shape(1) : w_hh.shape(1), reverse,
+                      recurrent_mask.has_value(), weights_precision(w_hh), w_hr ? w_hr->shape(0) : 0);
 }
 
 // The weights: of T, or a float forward's bfloat16 bit patterns, or its int8 weights and their rows'
@@ -91,7 +98,7 @@ void view_weights(Call& a, const py::array& w_ih, const py::array& w_hh, const O
         throw py::type_error(std::string("w_hh: ") + precision_name(s.precision) +
                              " run float32 eval forwards only, not a backward or float64");
     a.w_ih = dense<T>(w_ih, "w_ih", {GH, s.I}, false);
-    a.w_hh = dense<T>(w_hh, "w_hh", {GH, s.H}, false);
+    a.w_hh = dense<T>(w_hh, "w_hh", {GH, rnnfast::state_size(s)}, false);
 }
 
 Index gates_times(const rnnfast::LayerShape& s, Index n) { return rnnfast::gate_count(s.cell) * n; }
@@ -100,21 +107,23 @@ bool is_lstm(const rnnfast::LayerShape& s) { return s.cell == rnnfast::CellKind:
 // What a forward and a backward both read, checked and set on their call struct `a` (a.s set).
 template <class T, class Call>
 void view_layer_inputs(Call& a, const py::array& x, const py::array& w_ih, const py::array& w_hh,
-                       const OptionalArray& lengths, const OptionalArray& zoneout, double zoneout_p,
-                       std::optional<std::uint64_t> zoneout_seed, const OptionalArray& recurrent_mask,
+                       const OptionalArray& w_hr, const OptionalArray& lengths, const OptionalArray& zoneout,
+                       double zoneout_p, std::optional<std::uint64_t> zoneout_seed, const OptionalArray& recurrent_mask,
                        const OptionalArray& w_ih_scale = std::nullopt, const OptionalArray& w_hh_scale = std::nullopt) {
     const rnnfast::LayerShape& s = a.s;
+    const Index S = rnnfast::state_size(s);
     const View<T> xv = view<T>(x, "x", {s.T, s.B, s.I}, false);
     a.x = xv.p, a.ldx = xv.ld;
     view_weights<T>(a, w_ih, w_hh, w_ih_scale, w_hh_scale);
+    a.w_hr = s.P ? dense<T>(*w_hr, "w_hr", {s.P, s.H}, false) : nullptr;
     a.lengths = lengths_ptr(lengths, s.T, s.B);
-    a.zoneout = optional_in<T>(zoneout, "zoneout", {s.T, s.B, s.H});
+    a.zoneout = optional_in<T>(zoneout, "zoneout", {s.T, s.B, S});
     a.zoneout_p = T(zoneout_p);
     a.zoneout_draws = zoneout_seed.has_value();
     a.zoneout_seed = zoneout_seed.value_or(0);
     if (a.zoneout_draws && (zoneout || !(zoneout_p >= 0 && zoneout_p < 1)))
         throw py::value_error("zoneout_seed: draws masks with probability zoneout_p in [0, 1), without zoneout masks");
-    a.recurrent_mask = optional_in<T>(recurrent_mask, "recurrent_mask", {s.B, s.H});
+    a.recurrent_mask = optional_in<T>(recurrent_mask, "recurrent_mask", {s.B, S});
 }
 
 // Returns (h_n, c_n or None, saved or None); writes y in place.
@@ -122,25 +131,26 @@ py::tuple layer_forward(int cell, py::array x, py::array w_ih, py::array w_hh, O
                         OptionalArray h0, OptionalArray c0, py::array y, bool reverse, OptionalArray lengths,
                         bool training, OptionalArray saved_buf, LayerWorkspace* workspace, int threads,
                         OptionalArray zoneout, double zoneout_p, std::optional<std::uint64_t> zoneout_seed,
-                        OptionalArray recurrent_mask, OptionalArray w_ih_scale, OptionalArray w_hh_scale) {
-    const rnnfast::LayerShape s = layer_shape(cell, x, w_hh, reverse, recurrent_mask);
+                        OptionalArray recurrent_mask, OptionalArray w_ih_scale, OptionalArray w_hh_scale,
+                        OptionalArray w_hr) {
+    const rnnfast::LayerShape s = layer_shape(cell, x, w_hh, reverse, recurrent_mask, w_hr);
     if (s.precision != rnnfast::Precision::full && training)
         throw py::value_error(std::string("training: ") + precision_name(s.precision) +
                               " are for inference; run with training=False");
     return by_dtype(x, [&](auto tag) -> py::tuple {
         using T = decltype(tag);
-        const Index GH = gates_times(s, s.H);
+        const Index GH = gates_times(s, s.H), S = rnnfast::state_size(s);
         rnnfast::LayerForward<T> a{};
         a.s = s;
-        view_layer_inputs<T>(a, x, w_ih, w_hh, lengths, zoneout, zoneout_p, zoneout_seed, recurrent_mask, w_ih_scale,
-                             w_hh_scale);
-        a.h0 = optional_in<T>(h0, "h0", {s.B, s.H});
+        view_layer_inputs<T>(a, x, w_ih, w_hh, w_hr, lengths, zoneout, zoneout_p, zoneout_seed, recurrent_mask,
+                             w_ih_scale, w_hh_scale);
+        a.h0 = optional_in<T>(h0, "h0", {s.B, S});
         a.c0 = is_lstm(s) ? optional_in<T>(c0, "c0", {s.B, s.H}) : nullptr;
         a.b_ih = optional_in<T>(b_ih, "b_ih", {GH});
         a.b_hh = optional_in<T>(b_hh, "b_hh", {GH});
-        const View<T> yv = view<T>(y, "y", {s.T, s.B, s.H}, true);
+        const View<T> yv = view<T>(y, "y", {s.T, s.B, S}, true);
         a.y = yv.p, a.ldy = yv.ld;
-        py::array_t<T> h_n({s.B, s.H}), c_n = is_lstm(s) ? py::array_t<T>({s.B, s.H}) : py::array_t<T>(0);
+        py::array_t<T> h_n({s.B, S}), c_n = is_lstm(s) ? py::array_t<T>({s.B, s.H}) : py::array_t<T>(0);
         a.h_n = h_n.mutable_data();
         a.c_n = is_lstm(s) ? c_n.mutable_data() : nullptr;
         // The saved workspace: the caller's buffer when it has the right size (reused across calls,
@@ -169,28 +179,31 @@ py::tuple layer_backward(int cell, py::array x, py::array w_ih, py::array w_hh, 
                          OptionalArray db_ih, OptionalArray db_hh, bool reverse, OptionalArray lengths,
                          bool dx_accumulate, bool consume_saved, LayerWorkspace* workspace, OptionalArray scratch,
                          int threads, OptionalArray zoneout, double zoneout_p,
-                         std::optional<std::uint64_t> zoneout_seed, OptionalArray recurrent_mask) {
-    const rnnfast::LayerShape s = layer_shape(cell, x, w_hh, reverse, recurrent_mask);
+                         std::optional<std::uint64_t> zoneout_seed, OptionalArray recurrent_mask, OptionalArray w_hr,
+                         OptionalArray dw_hr) {
+    const rnnfast::LayerShape s = layer_shape(cell, x, w_hh, reverse, recurrent_mask, w_hr);
     return by_dtype(x, [&](auto tag) -> py::tuple {
         using T = decltype(tag);
-        const Index GH = gates_times(s, s.H);
+        const Index GH = gates_times(s, s.H), S = rnnfast::state_size(s);
         rnnfast::LayerBackward<T> a{};
         a.s = s;
-        view_layer_inputs<T>(a, x, w_ih, w_hh, lengths, zoneout, zoneout_p, zoneout_seed, recurrent_mask);
+        view_layer_inputs<T>(a, x, w_ih, w_hh, w_hr, lengths, zoneout, zoneout_p, zoneout_seed, recurrent_mask);
+        if (s.P && !dw_hr) throw py::value_error("dw_hr: a layer with projections (w_hr) needs dw_hr (P, H)");
+        a.dw_hr = s.P ? dense<T>(*dw_hr, "dw_hr", {s.P, s.H}, true) : nullptr;
         a.saved = dense<T>(saved, "saved", {rnnfast::saved_size(s)}, consume_saved);
         a.consume_saved = consume_saved;
-        const View<T> dyv = view<T>(dy, "dy", {s.T, s.B, s.H}, false);
+        const View<T> dyv = view<T>(dy, "dy", {s.T, s.B, S}, false);
         a.dy = dyv.p, a.lddy = dyv.ld;
-        a.dh_n = optional_in<T>(dh_n, "dh_n", {s.B, s.H});
+        a.dh_n = optional_in<T>(dh_n, "dh_n", {s.B, S});
         a.dc_n = is_lstm(s) ? optional_in<T>(dc_n, "dc_n", {s.B, s.H}) : nullptr;
         const View<T> dxv = view<T>(dx, "dx", {s.T, s.B, s.I}, true);
         a.dx = dxv.p, a.lddx = dxv.ld;
         a.dx_accumulate = dx_accumulate;
         a.dw_ih = dense<T>(dw_ih, "dw_ih", {GH, s.I}, true);
-        a.dw_hh = dense<T>(dw_hh, "dw_hh", {GH, s.H}, true);
+        a.dw_hh = dense<T>(dw_hh, "dw_hh", {GH, S}, true);
         a.db_ih = db_ih ? dense<T>(*db_ih, "db_ih", {GH}, true) : nullptr;
         a.db_hh = db_hh ? dense<T>(*db_hh, "db_hh", {GH}, true) : nullptr;
-        py::array_t<T> dh0({s.B, s.H}), dc0 = is_lstm(s) ? py::array_t<T>({s.B, s.H}) : py::array_t<T>(0);
+        py::array_t<T> dh0({s.B, S}), dc0 = is_lstm(s) ? py::array_t<T>({s.B, s.H}) : py::array_t<T>(0);
         a.dh0 = dh0.mutable_data();
         a.dc0 = is_lstm(s) ? dc0.mutable_data() : nullptr;
         a.threads = threads > 0 ? threads : rnnfast::get_num_threads();  // read once: sizes the scratch, runs the kernel
@@ -225,33 +238,38 @@ void bind_layers(py::module_& m) {
           py::arg("reverse"), py::arg("lengths"), py::arg("training"), py::arg("saved") = py::none(),
           py::arg("workspace") = py::none(), py::arg("threads") = 0, py::arg("zoneout") = py::none(),
           py::arg("zoneout_p") = 0.0, py::arg("zoneout_seed") = py::none(), py::arg("recurrent_mask") = py::none(),
-          py::arg("w_ih_scale") = py::none(), py::arg("w_hh_scale") = py::none(),
+          py::arg("w_ih_scale") = py::none(), py::arg("w_hh_scale") = py::none(), py::arg("w_hr") = py::none(),
           "One layer, one direction: writes y (T, B, H) in place (a view, e.g. a direction's half of a wider "
           "output) and returns (h_n, c_n or None, saved or None). `saved`, an array of saved_size values, is "
           "reused as the training workspace when it fits; `workspace` keeps caches and scratch between calls. "
           "Weights of dtype uint16 (bfloat16 bits) or int8 (with w_ih_scale, w_hh_scale: float32, one per row) "
-          "run a float32 eval forward at that precision.");
+          "run a float32 eval forward at that precision. w_hr (P, H): an LSTM with projections, whose h (h0, "
+          "h_n, y, W_hh's columns) has P units.");
     m.def("layer_backward", &layer_backward, py::arg("cell"), py::arg("x"), py::arg("w_ih"), py::arg("w_hh"),
           py::arg("saved"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("dx"), py::arg("dw_ih"),
           py::arg("dw_hh"), py::arg("db_ih"), py::arg("db_hh"), py::kw_only(), py::arg("reverse"),
           py::arg("lengths"), py::arg("dx_accumulate") = false, py::arg("consume_saved") = false,
           py::arg("workspace") = py::none(), py::arg("scratch") = py::none(), py::arg("threads") = 0,
           py::arg("zoneout") = py::none(), py::arg("zoneout_p") = 0.0, py::arg("zoneout_seed") = py::none(),
-          py::arg("recurrent_mask") = py::none(),
+          py::arg("recurrent_mask") = py::none(), py::arg("w_hr") = py::none(), py::arg("dw_hr") = py::none(),
           "BPTT through one layer and direction: writes (or, with dx_accumulate, adds into) dx, adds into the "
-          "weight gradients, returns (dh0, dc0 or None). consume_saved: the gate gradients overwrite `saved` "
-          "(less scratch; `saved` is spent). `scratch`, if given, must hold backward_scratch_size values.");
-    m.def("saved_size", [](int cell, Index T, Index B, Index I, Index H) {
-        return rnnfast::saved_size(make_shape(cell, T, B, I, H, false));
-    }, py::arg("cell"), py::arg("T"), py::arg("B"), py::arg("I"), py::arg("H"));
+          "weight gradients (dw_hr too, with projections), returns (dh0, dc0 or None). consume_saved: the gate "
+          "gradients overwrite `saved` (less scratch; `saved` is spent). `scratch`, if given, must hold "
+          "backward_scratch_size values.");
+    m.def("saved_size", [](int cell, Index T, Index B, Index I, Index H, Index P) {
+        return rnnfast::saved_size(make_shape(cell, T, B, I, H, false, false, rnnfast::Precision::full, P));
+    }, py::arg("cell"), py::arg("T"), py::arg("B"), py::arg("I"), py::arg("H"), py::arg("P") = 0);
     m.def("backward_scratch_size", [](int cell, Index T, Index B, Index I, Index H, int elem_bytes, int threads,
-                                      bool consume_saved, bool recurrent_dropout) {
+                                      bool consume_saved, bool recurrent_dropout, Index P) {
         if (elem_bytes != 4 && elem_bytes != 8) throw py::value_error("elem_bytes: expected 4 or 8");
-        return rnnfast::backward_scratch_size(make_shape(cell, T, B, I, H, false, recurrent_dropout), elem_bytes,
-                                              threads > 0 ? threads : rnnfast::get_num_threads(), consume_saved);
+        return rnnfast::backward_scratch_size(
+            make_shape(cell, T, B, I, H, false, recurrent_dropout, rnnfast::Precision::full, P), elem_bytes,
+            threads > 0 ? threads : rnnfast::get_num_threads(), consume_saved);
     }, py::arg("cell"), py::arg("T"), py::arg("B"), py::arg("I"), py::arg("H"), py::arg("elem_bytes"),
        py::arg("threads") = 0, py::arg("consume_saved") = false, py::arg("recurrent_dropout") = false,
-       "Values of backward scratch for `threads` (0: the current count), consume_saved and recurrent dropout.");
+       py::arg("P") = 0,
+       "Values of backward scratch for `threads` (0: the current count), consume_saved, recurrent dropout and "
+       "projections to P units (0: none).");
     py::dict cells;  // name -> (code, gates per unit)
     for (const auto& [name, kind] : kCells) cells[name] = py::make_tuple(int(kind), rnnfast::gate_count(kind));
     m.attr("cells") = cells;

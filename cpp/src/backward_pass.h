@@ -4,7 +4,9 @@
 // dh into gate gradients and the recurrent product dG_hh W_hh carries dh to the step before. dx,
 // dW_ih and dW_hh are whole-sequence products after the loop; the bias gradients sum each step's
 // gate gradients over the batch, in the order of the time loop (inside it in unit mode, while they
-// are in cache; after it in batch mode), so both modes give the same bits.
+// are in cache; after it in batch mode), so both modes give the same bits. With projections
+// (h = W_hr r) a step first takes dh on h's units and keeps the gradient of W_hr r; after a barrier
+// in unit mode (the product reads all of h's units) the cell gets dr = (that) W_hr on its units.
 #pragma once
 #include "cells.h"
 #include "workspace_layout.h"
@@ -23,15 +25,16 @@ template <class T, class Cell> class BackwardPass {
 
    public:
     explicit BackwardPass(const LayerBackward<T>& a)
-        : a(a), s(a.s), B(s.B), H(s.H), GH(G * s.H), threads(Schedule::backward_threads(s, a.threads)),
+        : a(a), s(a.s), B(s.B), H(s.H), GH(G * s.H), S(state_size(s)), threads(Schedule::backward_threads(s, a.threads)),
           as_used(Geo::packs_as_used(s)), wcache(as_used ? nullptr : align64(a.wcache)),
           saved(carve_saved(a.saved, s)), scratch(carve_scratch(a, threads, saved)),
-          hidden_cols{H}, hidden_panels(Geo::plain_panels(H)),
-          cache(wcache, GH * H),
-          tag(WeightCache<T>::make_tag(G, H, H, NV, WeightCache<T>::kRecurrentTransposed)),
+          hidden_cols{H}, hidden_panels(Geo::plain_panels(H)), state_cols{S}, state_panels(Geo::plain_panels(S)),
+          cache(wcache, GH * S),
+          tag(WeightCache<T>::make_tag(G, H, S, NV, WeightCache<T>::kRecurrentTransposed)),
           fresh(!wcache || cache.tag() != tag),
-          recurrent_packed{wcache ? cache.packed : scratch.recurrent_packing, GH, GH, hidden_panels},
-          h_prev_all(s.recurrent_dropout ? scratch.masked_states : saved.states + (s.reverse ? B * H : 0)) {}
+          recurrent_packed{wcache ? cache.packed : scratch.recurrent_packing, GH, GH, state_panels},
+          projection_packed{scratch.projection_packing, s.P, s.P, hidden_panels},
+          h_prev_all(s.recurrent_dropout ? scratch.masked_states : saved.states + (s.reverse ? B * S : 0)) {}
 
     void run() {
         run_team(threads, [&](const Team& team) { run_thread(team); });
@@ -53,17 +56,24 @@ template <class T, class Cell> class BackwardPass {
         return carved;
     }
 
-    const T* saved_state(const T* seq, Index k) const { return seq + (s.reverse ? s.T - k : k) * B * H; }
+    // h (width S) or c (width H) after k steps, in the saved sequence.
+    const T* saved_h(Index k) const { return saved.states + (s.reverse ? s.T - k : k) * B * S; }
+    const T* saved_c(Index k) const { return saved.cells + (s.reverse ? s.T - k : k) * B * H; }
 
     void run_thread(const Team& team) {
         const FlushDenormals ftz;
         const Range panels = team.split(hidden_panels);
         const Range units = Geo::units_of_panels(panels, H);
-        // B(k = g*H + j, u) = w_hh[(g*H + j) * H + u]: dh_{t-1} = dG_hh W_hh.
+        // With projections h's units have panels of their own (without, these are the same).
+        const Range my_state_panels = team.split(state_panels);
+        const Range state_units = Geo::units_of_panels(my_state_panels, S);
+        // B(k = g*H + j, u) = w_hh[(g*H + j) * S + u]: dh_{t-1} = dG_hh W_hh.
         T* const mine = as_used ? scratch.recurrent_packing + team.id * Geo::as_used_buffer(GH, GH, s) : nullptr;
-        const AsUsed recurrent_as_used{Mat<T>{a.w_hh, H, 1}, hidden_cols, mine, GH, GH, hidden_panels};
-        if (!as_used && (!wcache || !cache.refresh(a.w_hh, H, 0, GH, units.lo, units.hi, fresh)))
-            pack_panels(recurrent_packed, recurrent_as_used.B, hidden_cols, panels.lo, panels.hi);
+        const AsUsed recurrent_as_used{Mat<T>{a.w_hh, S, 1}, state_cols, mine, GH, GH, state_panels};
+        if (!as_used && (!wcache || !cache.refresh(a.w_hh, S, 0, GH, state_units.lo, state_units.hi, fresh)))
+            pack_panels(recurrent_packed, recurrent_as_used.B, state_cols, my_state_panels.lo, my_state_panels.hi);
+        // B(k = j, u) = w_hr[j * H + u]: dr = (dL/d(W_hr r)) W_hr.
+        if (s.P) pack_panels(projection_packed, Mat<T>{a.w_hr, H, 1}, hidden_cols, panels.lo, panels.hi);
         const Share me = Schedule::share(team, s, panels, units, hidden_panels);
         if (me.batch) team.barrier();  // every thread reads every panel
         load_gradients(me, units);
@@ -71,6 +81,10 @@ template <class T, class Cell> class BackwardPass {
             const Index t = s.reverse ? s.T - 1 - k : k;
             T* dg_hh = G == 3 ? scratch.dg_step + (k & 1) * B * GH : scratch.dg_ih + t * B * GH;  // this step's
             step(me, k, dg_hh);
+            if (s.P) {
+                if (!me.batch) team.barrier();
+                cell_step(me, k, dg_hh);
+            }
             if (!me.batch) {  // while this step's gradients are in cache
                 add_bias_gradients(t, units);
                 team.barrier();
@@ -93,7 +107,7 @@ template <class T, class Cell> class BackwardPass {
     // dh, dc from dh_n, dc_n (or zero) for my rows and units; my units' bias sums from zero.
     void load_gradients(const Share& me, Range units) const {
         for (Index b = me.b0; b < me.b1; ++b) {
-            copy_units(scratch.dh + b * H, a.dh_n ? a.dh_n + b * H : nullptr, me.u0, me.u1);
+            copy_units(scratch.dh + b * S, a.dh_n ? a.dh_n + b * S : nullptr, me.v0, me.v1);
             copy_units(scratch.dc + b * H, a.dc_n ? a.dc_n + b * H : nullptr, me.u0, me.u1);
         }
         for (int g = 0; g < G; ++g) {
@@ -102,62 +116,109 @@ template <class T, class Cell> class BackwardPass {
         }
     }
 
+    bool valid(Index t, Index b) const { return !a.lengths || t < a.lengths[b]; }
+
     // Step k (time t): dh += dy_t, then the cell's backward gives the gate gradients (and the part
     // of dh_{t-1} that bypasses W_hh); a padded step passes dh and dc through with no gradient.
+    // With projections only dh's part, on my units of h: the gradient of W_hr r_t (zoneout's 1 - m
+    // of dh) is kept for cell_step, and dh keeps what bypasses the cell (m dh, or 0).
     void step(const Share& me, Index k, T* dg_hh) const {
         const Index t = s.reverse ? s.T - 1 - k : k;
-        const T* hp = saved_state(saved.states, k);
+        const T* hp = saved_h(k);
+        const bool zoned = zones_out(a);
         for (Index b = me.b0; b < me.b1; ++b) {
             if (s.recurrent_dropout)  // dW_hh's operand, padded steps too (their zero gradients meet finite values)
-                mask_units(scratch.masked_states + (t * B + b) * H, hp + b * H, a.recurrent_mask + b * H, me.u0, me.u1);
-            T* dgi = scratch.dg_ih + (t * B + b) * GH;
-            T* dgh = dg_hh + b * GH;
-            T* dgn = G == 3 ? scratch.dg_hn + (t * B + b) * H : nullptr;
-            T* dh = scratch.dh + b * H;
-            if (!a.lengths || t < a.lengths[b]) {
-                const T* dy = a.dy + (t * B + b) * a.lddy;
-                for (Index u = me.u0; u < me.u1; ++u) dh[u] += dy[u];
-                T* kept = scratch.zone_kept + b * H;
-                const bool zoned = zones_out(a);
-                if (zoned) split_zoned(me, t, b, dh, kept);
-                BwdRow<T> r{saved.gates + (t * B + b) * GH,
-                            saved.aux ? saved.aux + (t * B + b) * H : nullptr,
-                            hp + b * H,
-                            G == 4 ? saved_state(saved.cells, k) + b * H : nullptr,
-                            G == 4 ? saved_state(saved.cells, k + 1) + b * H : nullptr,
-                            dh, scratch.dc + b * H, dgi, dgh, dgn, dh};
-                Cell::backward(r, H, me.u0, me.u1);
-                if (zoned) add_units<T>(dh, kept, me.u0, me.u1);
-            } else {
-                for (int g = 0; g < G; ++g) {
-                    copy_units<T>(dgi + g * H, nullptr, me.u0, me.u1);
-                    if (dgh != dgi) copy_units<T>(dgh + g * H, nullptr, me.u0, me.u1);
+                mask_units(scratch.masked_states + (t * B + b) * S, hp + b * S, a.recurrent_mask + b * S, me.v0, me.v1);
+            T* dh = scratch.dh + b * S;
+            if (s.P) {
+                T* dproj = scratch.dprojected + (t * B + b) * S;
+                if (!valid(t, b)) {
+                    copy_units<T>(dproj, nullptr, me.v0, me.v1);
+                    continue;
                 }
-                if (dgn) copy_units<T>(dgn, nullptr, me.u0, me.u1);
+                add_units(dh, a.dy + (t * B + b) * a.lddy, me.v0, me.v1);
+                if (zoned) {
+                    split_zoned(me, t, b, dh, dproj);
+                } else {
+                    copy_units(dproj, dh, me.v0, me.v1);
+                    copy_units<T>(dh, nullptr, me.v0, me.v1);
+                }
+                continue;
+            }
+            if (valid(t, b)) {
+                add_units(dh, a.dy + (t * B + b) * a.lddy, me.u0, me.u1);
+                if (zoned) {  // the cell gets (1 - m) dh in zone_kept, and writes its share of dh_{t-1} there
+                    T* to_cell = scratch.zone_kept + b * S;
+                    split_zoned(me, t, b, dh, to_cell);
+                    backward_cell(me, k, b, to_cell, dg_hh);
+                    add_units<T>(dh, to_cell, me.u0, me.u1);
+                } else {
+                    backward_cell(me, k, b, dh, dg_hh);
+                }
+            } else {
+                zero_gradients(me, t, b, dg_hh);
             }
         }
     }
 
-    // Zoneout (h_t = m h_{t-1} + (1 - m) h~_t): the cell gets (1 - m) dh, and m dh goes straight to
-    // h_{t-1}, kept aside while the cell writes its share of dh_{t-1} over dh.
-    void split_zoned(const Share& me, Index t, Index b, T* dh, T* kept) const {
-        for_zoneout_units<T>(a, B, H, t, b, me.u0, me.u1, [&](Index u, T m) {
-            kept[u] = m * dh[u];
-            dh[u] = (T(1) - m) * dh[u];
+    // Step k with projections, after step(): dr = (dL/d(W_hr r_t)) W_hr for my rows and units,
+    // then the cell's backward on them.
+    void cell_step(const Share& me, Index k, T* dg_hh) const {
+        const Index t = s.reverse ? s.T - 1 - k : k;
+        gemm_block<T, MR, NV, PlainCols<T>, Geo::kStepTail>(me.b0, me.b1, Mat<T>{scratch.dprojected + t * B * S, S, 1},
+                                                            0, projection_packed, 0, hidden_cols, me.p0, me.p1,
+                                                            scratch.dunprojected, H, Init::zero, nullptr);
+        for (Index b = me.b0; b < me.b1; ++b) {
+            if (valid(t, b)) backward_cell(me, k, b, scratch.dunprojected + b * H, dg_hh);
+            else zero_gradients(me, t, b, dg_hh);
+        }
+    }
+
+    // The cell's backward for row b on my units, dh its output's gradient (overwritten with the
+    // part of dh_{t-1} that bypasses W_hh).
+    void backward_cell(const Share& me, Index k, Index b, T* dh, T* dg_hh) const {
+        const Index t = s.reverse ? s.T - 1 - k : k;
+        BwdRow<T> r{saved.gates + (t * B + b) * GH,
+                    saved.aux ? saved.aux + (t * B + b) * H : nullptr,
+                    saved_h(k) + b * S,
+                    G == 4 ? saved_c(k) + b * H : nullptr,
+                    G == 4 ? saved_c(k + 1) + b * H : nullptr,
+                    dh, scratch.dc + b * H, scratch.dg_ih + (t * B + b) * GH, dg_hh + b * GH,
+                    G == 3 ? scratch.dg_hn + (t * B + b) * H : nullptr, dh};
+        Cell::backward(r, H, me.u0, me.u1);
+    }
+
+    // A padded step's gate gradients: zero (dh and dc pass through).
+    void zero_gradients(const Share& me, Index t, Index b, T* dg_hh) const {
+        T* dgi = scratch.dg_ih + (t * B + b) * GH;
+        T* dgh = dg_hh + b * GH;
+        for (int g = 0; g < G; ++g) {
+            copy_units<T>(dgi + g * H, nullptr, me.u0, me.u1);
+            if (dgh != dgi) copy_units<T>(dgh + g * H, nullptr, me.u0, me.u1);
+        }
+        if (G == 3) copy_units<T>(scratch.dg_hn + (t * B + b) * H, nullptr, me.u0, me.u1);
+    }
+
+    // Zoneout (h_t = m h_{t-1} + (1 - m) h~_t): h~_t gets (1 - m) dh, written to `to_new`, and
+    // m dh, what goes straight to h_{t-1}, stays in dh.
+    void split_zoned(const Share& me, Index t, Index b, T* dh, T* to_new) const {
+        for_zoneout_units<T>(a, B, S, t, b, me.v0, me.v1, [&](Index u, T m) {
+            to_new[u] = (T(1) - m) * dh[u];
+            dh[u] = m * dh[u];
         });
     }
 
-    // dh_{t-1} += dG_hh W_hh for my rows and units; with recurrent dropout m * (dG_hh W_hh), since the
-    // product read m * h_{t-1}.
+    // dh_{t-1} += dG_hh W_hh for my rows and units of h; with recurrent dropout m * (dG_hh W_hh),
+    // since the product read m * h_{t-1}.
     template <class Panels> void carry_dh(const Share& me, const T* dg_hh, const Panels& panels) const {
         const bool masked = s.recurrent_dropout;
         gemm_block<T, MR, NV, PlainCols<T>, Geo::kStepTail>(me.b0, me.b1, Mat<T>{dg_hh, GH, 1}, 0, panels, 0,
-                                                            hidden_cols, me.p0, me.p1,
-                                                            masked ? scratch.carried : scratch.dh, H,
+                                                            state_cols, me.q0, me.q1,
+                                                            masked ? scratch.carried : scratch.dh, S,
                                                             masked ? Init::zero : Init::load, nullptr);
         for (Index b = me.b0; masked && b < me.b1; ++b)
-            for (Index u = me.u0; u < me.u1; ++u)
-                scratch.dh[b * H + u] += a.recurrent_mask[b * H + u] * scratch.carried[b * H + u];
+            for (Index u = me.v0; u < me.v1; ++u)
+                scratch.dh[b * S + u] += a.recurrent_mask[b * S + u] * scratch.carried[b * S + u];
     }
 
     // Step t's gate gradients summed over the batch into my units' bias sums. GRU's db_hh differs
@@ -174,13 +235,14 @@ template <class T, class Cell> class BackwardPass {
 
     void store_gradients(const Share& me) const {
         for (Index b = me.b0; b < me.b1; ++b) {
-            copy_units(a.dh0 + b * H, scratch.dh + b * H, me.u0, me.u1);
+            copy_units(a.dh0 + b * S, scratch.dh + b * S, me.v0, me.v1);
             if (G == 4 && a.dc0) copy_units(a.dc0 + b * H, scratch.dc + b * H, me.u0, me.u1);
         }
     }
 
     // After the loop, whole-sequence products: dx = dG_ih W_ih, dW_ih += dG_ih^T x and
-    // dW_hh += dG_hh^T h_prev (for GRU the r and z rows from dG_ih, the n rows from dg_hn).
+    // dW_hh += dG_hh^T h_prev (for GRU the r and z rows from dG_ih, the n rows from dg_hn), and with
+    // projections dW_hr += (dL/d(W_hr r))^T r.
     void weight_and_input_gradients(const Team& team) const {
         const Index TB = s.T * B, I = s.I;
         gemm_team<T, MR, NV>(team, TB, I, GH, Mat<T>{scratch.dg_ih, GH, 1}, Mat<T>{a.w_ih, I, 1}, a.dx, a.lddx,
@@ -189,8 +251,11 @@ template <class T, class Cell> class BackwardPass {
         gemm_team<T, MR, NV>(team, GH, I, TB, Mat<T>{scratch.dg_ih, 1, GH}, Mat<T>{a.x, a.ldx, 1}, a.dw_ih, I, true,
                              nullptr, scratch.plain_packing, Geo::KC, a_packing);
         const Index rows_from_dg_ih = G == 3 ? 2 * H : GH;
-        gemm_team<T, MR, NV>(team, rows_from_dg_ih, H, TB, Mat<T>{scratch.dg_ih, 1, GH}, Mat<T>{h_prev_all, H, 1}, a.dw_hh,
-                             H, true, nullptr, scratch.plain_packing, Geo::KC, a_packing);
+        gemm_team<T, MR, NV>(team, rows_from_dg_ih, S, TB, Mat<T>{scratch.dg_ih, 1, GH}, Mat<T>{h_prev_all, S, 1}, a.dw_hh,
+                             S, true, nullptr, scratch.plain_packing, Geo::KC, a_packing);
+        if (s.P)
+            gemm_team<T, MR, NV>(team, s.P, H, TB, Mat<T>{scratch.dprojected, 1, s.P}, Mat<T>{saved.unprojected, H, 1},
+                                 a.dw_hr, H, true, nullptr, scratch.plain_packing, Geo::KC, a_packing);
         if (G == 3)
             gemm_team<T, MR, NV>(team, H, H, TB, Mat<T>{scratch.dg_hn, 1, H}, Mat<T>{h_prev_all, H, 1},
                                  a.dw_hh + rows_from_dg_ih * H, H, true, nullptr, scratch.plain_packing, Geo::KC, a_packing);
@@ -198,7 +263,7 @@ template <class T, class Cell> class BackwardPass {
 
     const LayerBackward<T>& a;
     const LayerShape& s;
-    const Index B, H, GH;
+    const Index B, H, GH, S;  // S: h's size (state_size)
     const int threads;
     const bool as_used;
     T* const wcache;
@@ -206,10 +271,13 @@ template <class T, class Cell> class BackwardPass {
     const BackwardScratch<T> scratch;
     const PlainCols<T> hidden_cols;
     const Index hidden_panels;
+    const PlainCols<T> state_cols;  // dh_{t-1}'s columns: h's units
+    const Index state_panels;
     const WeightCache<T> cache;
     const std::uint64_t tag;
     const bool fresh;
     const Packed<T, NV> recurrent_packed;
+    const Packed<T, NV> projection_packed;  // W_hr, with projections
     const T* const h_prev_all;  // (T, B, H): what each step's recurrent product read, h_{t-1} (or m * h_{t-1})
 };
 

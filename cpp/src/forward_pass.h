@@ -6,6 +6,9 @@
 // and units, the cell's gate math on it while it is in cache, and (in unit mode) one barrier.
 // Entry b is active at time t while t < lengths[b]; an inactive step carries the state through
 // unchanged and writes a zero output, so h_n is the state after each entry's last valid step.
+// With projections a step has two parts: the cell writes r = o * tanh(c) for the thread's units,
+// and (after a barrier in unit mode: each of h's units reads every unit of r) h = W_hr r for the
+// thread's units of h, where zoneout, the output and the next step's operand are made.
 //
 // V is the products' operand type: T, or bfloat16 pairs or int8 quads (LayerShape::precision, eval
 // only), for which the weights come as bfloat16 or int8 and each product reads its activations as
@@ -38,15 +41,15 @@ template <class T, class Cell, class V = T> class ForwardPass {
 
    public:
     explicit ForwardPass(const LayerForward<T>& a)
-        : a(a), s(a.s), B(s.B), H(s.H), GH(G * s.H), training(a.saved != nullptr),
+        : a(a), s(a.s), B(s.B), H(s.H), GH(G * s.H), S(state_size(s)), training(a.saved != nullptr),
           as_used(Geo::packs_as_used(s)),
           wcache(as_used ? nullptr : align64(a.wcache)),
           scratch(carve_scratch(a, training)),
           saved(training ? carve_saved(a.saved, s) : Saved<T>{}),
-          Kh(Geo::operand_rows(H, s)), Ki(Geo::operand_rows(s.I, s)),
+          Kh(Geo::operand_rows(S, s)), Ki(Geo::operand_rows(s.I, s)),
           recurrent_cols{G, H}, groups(Geo::unit_groups(H)),
-          cache(wcache, Geo::weight_copy_values(GH * H, s)),
-          tag(WeightCache<T>::make_tag(G, H, H, NV, kPairs ? Kind::kRecurrentBf16 : kQuads ? Kind::kRecurrentInt8
+          cache(wcache, Geo::weight_copy_values(GH * S, s)),
+          tag(WeightCache<T>::make_tag(G, H, S, NV, kPairs ? Kind::kRecurrentBf16 : kQuads ? Kind::kRecurrentInt8
                                                                                        : Kind::kRecurrent)),
           fresh(!wcache || cache.tag() != tag),
           recurrent_packed{operands(wcache ? cache.packed : scratch.recurrent_packing), Kh, Kh,
@@ -58,7 +61,9 @@ template <class T, class Cell, class V = T> class ForwardPass {
           input_fresh(fresh || input_cache.tag() != input_tag),  // a fresh W_hh part: this one too
           input_packed{operands(wcache ? input_cache.packed : scratch.input_packing), Ki, Geo::input_kc(s), input_panels,
                        a.w_ih_scale},
-          chunk(Geo::chunk_steps(s, training)) {}
+          chunk(Geo::chunk_steps(s, training)),
+          state_cols{S}, state_panels(Geo::plain_panels(S)),
+          projection_packed{scratch.projection_packing, H, H, state_panels} {}
 
     void run() {
         run_team(Schedule::forward_threads(s, a.threads), [&](const Team& team) { run_thread(team); });
@@ -88,17 +93,20 @@ template <class T, class Cell, class V = T> class ForwardPass {
     }
     // ... as the packings read it, K values a row.
     Source source(bool input) const {
-        const Index K = input ? s.I : H;
+        const Index K = input ? s.I : S;
         return with_stored(input, [&](auto w) {
             if constexpr (kPairs || kQuads) return Source{w, K};
             else return Source{w, 1, K};
         });
     }
 
-    // The state after k processed steps: the saved sequence's in training, else a ping-pong buffer.
-    T* state_after(T* const* pingpong, T* seq, Index k) const {
-        return training ? seq + (s.reverse ? s.T - k : k) * B * H : pingpong[k & 1];
+    // The state after k processed steps (h: `width` S, c: H): the saved sequence's in training,
+    // else a ping-pong buffer.
+    T* state_after(T* const* pingpong, T* seq, Index k, Index width) const {
+        return training ? seq + (s.reverse ? s.T - k : k) * B * width : pingpong[k & 1];
     }
+    T* h_after(Index k) const { return state_after(scratch.state, saved.states, k, S); }
+    T* c_after(Index k) const { return G == 4 ? state_after(scratch.cell, saved.cells, k, H) : nullptr; }
 
     void run_thread(const Team& team) {
         const FlushDenormals ftz;
@@ -114,7 +122,8 @@ template <class T, class Cell, class V = T> class ForwardPass {
                                         Ki, Geo::input_kc(s), input_panels, a.w_ih_scale};
         pack_weights(team, panels, units);
         fold_biases(units);
-        load_state(units);
+        const Range state_units = s.P ? Geo::units_of_panels(team.split(state_panels), S) : units;
+        load_state(units, state_units.lo, state_units.hi);
         team.barrier();
         const Share me = Schedule::share(team, s, panels, units, groups * Geo::kPanelsPerGroup);
         for (Index k0 = 0; k0 < s.T; k0 += chunk) {
@@ -125,20 +134,25 @@ template <class T, class Cell, class V = T> class ForwardPass {
                            : project_chunk(team, t_lo, steps, input_packed);
             for (Index k = k0; k < k0 + steps; ++k) {
                 as_used ? step(me, k, t_lo, P, recurrent_as_used) : step(me, k, t_lo, P, recurrent_packed);
+                if (s.P) {
+                    if (!me.batch) team.barrier();
+                    project(me, k);
+                }
                 if (!me.batch) team.barrier();
             }
         }
         store_state(me);
     }
 
-    // Each thread packs the W_hh panels it will use, B(k, g*H + u) = w_hh[(g*H + u) * H + k], unless
+    // Each thread packs the W_hh panels it will use, B(k, g*H + u) = w_hh[(g*H + u) * S + k], unless
     // the cache holds them packed from the same rows; likewise W_ih, B(k, j) = w_ih[j * I + k],
-    // split by panels of output columns j. A single step packs nothing here.
+    // split by panels of output columns j. A single step packs nothing here. W_hr, B(k, j) =
+    // w_hr[j * H + k], is packed on every call, split by panels of j (a barrier follows).
     void pack_weights(const Team& team, Range panels, Range units) const {
         bool repack = fresh && !as_used;
         with_stored(false, [&](auto w) {
             for (int g = 0; wcache && g < G; ++g)
-                repack = !cache.refresh(w, H, g * H + units.lo, g * H + units.hi, 0, H, fresh) || repack;
+                repack = !cache.refresh(w, S, g * H + units.lo, g * H + units.hi, 0, S, fresh) || repack;
         });
         if (repack) pack_panels(recurrent_packed, source(false), recurrent_cols, panels.lo, panels.hi);
         const Range mine = team.split(input_panels);
@@ -147,6 +161,10 @@ template <class T, class Cell, class V = T> class ForwardPass {
             return wcache && input_cache.refresh(w, s.I, cols.lo, cols.hi, 0, s.I, input_fresh);
         });
         if (!as_used && !same) pack_panels(input_packed, source(true), input_cols, mine.lo, mine.hi);
+        if (s.P) {
+            const Range q = team.split(state_panels);
+            pack_panels(projection_packed, Mat<T>{a.w_hr, 1, H}, state_cols, q.lo, q.hi);
+        }
     }
 
     // b_hh joins b_ih in the projection, except where the cell needs it inside the recurrent term
@@ -162,14 +180,13 @@ template <class T, class Cell, class V = T> class ForwardPass {
             }
     }
 
-    void load_state(Range units) const {
+    // h0's units [v0, v1) and c0's [units.lo, units.hi) (without projections the same).
+    void load_state(Range units, Index v0, Index v1) const {
         for (Index b = 0; b < B; ++b) {
-            T* h = state_after(scratch.state, saved.states, 0) + b * H;
-            copy_units(h, a.h0 ? a.h0 + b * H : nullptr, units.lo, units.hi);
-            if (G == 4)
-                copy_units(state_after(scratch.cell, saved.cells, 0) + b * H, a.c0 ? a.c0 + b * H : nullptr, units.lo,
-                           units.hi);
-            write_operand(0, b, h, units.lo, units.hi);
+            T* h = h_after(0) + b * S;
+            copy_units(h, a.h0 ? a.h0 + b * S : nullptr, v0, v1);
+            if (G == 4) copy_units(c_after(0) + b * H, a.c0 ? a.c0 + b * H : nullptr, units.lo, units.hi);
+            write_operand(0, b, h, v0, v1);
         }
     }
 
@@ -178,9 +195,9 @@ template <class T, class Cell, class V = T> class ForwardPass {
     // to write; int8's quads are made by recurrent_operand).
     void write_operand(Index k, Index b, const T* h, Index u0, Index u1) const {
         if constexpr (kPairs)
-            to_activation_pairs(activations(scratch.state_pairs[k & 1]) + b * Kh, h, u0, u1, H, Kh);
+            to_activation_pairs(activations(scratch.state_pairs[k & 1]) + b * Kh, h, u0, u1, S, Kh);
         else if (s.recurrent_dropout)
-            mask_units(scratch.masked[k & 1] + b * H, h, a.recurrent_mask + b * H, u0, u1);
+            mask_units(scratch.masked[k & 1] + b * S, h, a.recurrent_mask + b * S, u0, u1);
     }
     // ... and the matrix it reads, for a thread's rows: with int8 weights those rows of
     // h_{t-1} = hp quantized into the thread's own buffer.
@@ -189,12 +206,12 @@ template <class T, class Cell, class V = T> class ForwardPass {
             T* mine = scratch.state_quads + me.id * scratch.state_quad_values;
             A* q = activations(mine);
             float* scale = reinterpret_cast<float*>(mine + scratch.state_scales_at);
-            for (Index b = me.b0; b < me.b1; ++b) scale[b] = quantize_row(q + b * Kh, hp + b * H, H, Kh);
+            for (Index b = me.b0; b < me.b1; ++b) scale[b] = quantize_row(q + b * Kh, hp + b * S, S, Kh);
             return {q, Kh, 1, scale};
         } else if constexpr (kPairs) {
             return {activations(scratch.state_pairs[k & 1]), Kh, 1};
         } else {
-            return {s.recurrent_dropout ? scratch.masked[k & 1] : hp, H, 1};
+            return {s.recurrent_dropout ? scratch.masked[k & 1] : hp, S, 1};
         }
     }
     // The chunk's inputs as the projection reads them: x in place, or its rows made pairs by the
@@ -233,48 +250,78 @@ template <class T, class Cell, class V = T> class ForwardPass {
         return P;
     }
 
-    // Step k (time t): the recurrent product of my rows and panels, then the cell on each row.
+    // Where step k's cell writes o * tanh(c) with projections (saved in training).
+    T* unprojected(Index k) const {
+        const Index t = s.reverse ? s.T - 1 - k : k;
+        return training ? saved.unprojected + t * B * H : scratch.unprojected;
+    }
+
+    // Step k (time t): the recurrent product of my rows and panels, then the cell on each row (with
+    // projections the cell's part only: project() makes h).
     template <class Panels> void step(const Share& me, Index k, Index t_lo, T* P, const Panels& panels) const {
         const Index t = s.reverse ? s.T - 1 - k : k;
-        const T* hp = state_after(scratch.state, saved.states, k);
-        T* hn = state_after(scratch.state, saved.states, k + 1);
-        const T* cp = G == 4 ? state_after(scratch.cell, saved.cells, k) : nullptr;
-        T* cn = G == 4 ? state_after(scratch.cell, saved.cells, k + 1) : nullptr;
+        const T* hp = h_after(k);
+        T* hn = h_after(k + 1);
+        const T* cp = c_after(k);
+        T* cn = c_after(k + 1);
+        T* r = s.P ? unprojected(k) : nullptr;
         gemm_block<T, MR, NV, GateCols<T>, Geo::kStepTail>(me.b0, me.b1, recurrent_operand(k, hp, me), 0, panels, 0,
                                                            recurrent_cols, me.p0, me.p1, scratch.recurrent, GH,
                                                            Cell::kRecurrentBias ? Init::bias : Init::zero,
                                                            scratch.bias_recurrent);
         for (Index b = me.b0; b < me.b1; ++b) {
             T* p = P + ((t - t_lo) * B + b) * GH;
-            T* y = a.y + (t * B + b) * a.ldy;
             T* aux = training && saved.aux ? saved.aux + (t * B + b) * H : nullptr;
-            if (!a.lengths || t < a.lengths[b]) {
-                FwdRow<T> r{p, scratch.recurrent + b * GH, hp + b * H, cp ? cp + b * H : nullptr, hn + b * H,
-                            cn ? cn + b * H : nullptr, training ? p : nullptr, aux};
-                Cell::forward(r, H, me.u0, me.u1);
-                if (zones_out(a)) zone_out(me, t, b, hp + b * H, hn + b * H);
-                copy_units(y, hn + b * H, me.u0, me.u1);
+            const bool valid = !a.lengths || t < a.lengths[b];
+            if (valid) {
+                FwdRow<T> row{p, scratch.recurrent + b * GH, hp + b * S, cp ? cp + b * H : nullptr,
+                              r ? r + b * H : hn + b * S, cn ? cn + b * H : nullptr, training ? p : nullptr, aux};
+                Cell::forward(row, H, me.u0, me.u1);
             } else {
-                carry_padded(me, hp + b * H, hn + b * H, cp ? cp + b * H : nullptr, cn ? cn + b * H : nullptr, y,
-                             training ? p : nullptr, aux);
+                carry_padded(me, cp ? cp + b * H : nullptr, cn ? cn + b * H : nullptr, training ? p : nullptr, aux);
+                if (r) copy_units<T>(r + b * H, nullptr, me.u0, me.u1);  // no gradient reaches W_hr
             }
-            write_operand(k + 1, b, hn + b * H, me.u0, me.u1);  // the next step's (the barrier orders it in unit mode)
+            if (!s.P) finish_row(me, k, b, valid);
         }
+    }
+
+    // Step k with projections, after the cell's part: h~ = W_hr r for my rows and units of h.
+    void project(const Share& me, Index k) const {
+        gemm_block<T, MR, NV, PlainCols<T>, Geo::kStepTail>(me.b0, me.b1, Mat<T>{unprojected(k), H, 1}, 0,
+                                                            projection_packed, 0, state_cols, me.q0, me.q1, h_after(k + 1),
+                                                            S, Init::zero, nullptr);
+        const Index t = s.reverse ? s.T - 1 - k : k;
+        for (Index b = me.b0; b < me.b1; ++b) finish_row(me, k, b, !a.lengths || t < a.lengths[b]);
+    }
+
+    // The end of step k for row b and my units of h: zoneout and the output, or a padded step's
+    // carried state and zero output; then the next step's operand (the barrier orders it in unit mode).
+    void finish_row(const Share& me, Index k, Index b, bool valid) const {
+        const Index t = s.reverse ? s.T - 1 - k : k;
+        const T* hp = h_after(k) + b * S;
+        T* hn = h_after(k + 1) + b * S;
+        T* y = a.y + (t * B + b) * a.ldy;
+        if (valid) {
+            if (zones_out(a)) zone_out(me, t, b, hp, hn);
+            copy_units(y, hn, me.v0, me.v1);
+        } else {
+            copy_units(hn, hp, me.v0, me.v1);
+            copy_units<T>(y, nullptr, me.v0, me.v1);
+        }
+        write_operand(k + 1, b, hn, me.v0, me.v1);
     }
 
     // Zoneout: each unit keeps its previous state with mask m (training) or in proportion p (eval):
     // h_t = m h_{t-1} + (1 - m) h~_t over the cell's new state h~_t. The saved gates keep h~_t's.
     void zone_out(const Share& me, Index t, Index b, const T* hp, T* hn) const {
-        for_zoneout_units<T>(a, B, H, t, b, me.u0, me.u1,
+        for_zoneout_units<T>(a, B, S, t, b, me.v0, me.v1,
                              [&](Index u, T keep) { hn[u] = keep * hp[u] + (T(1) - keep) * hn[u]; });
     }
 
-    // Past an entry's end: the state carries through, the output is zero, and so are the saved
-    // gates (and GRU's aux), which a backward then reads as no gradient.
-    void carry_padded(const Share& me, const T* hp, T* hn, const T* cp, T* cn, T* y, T* gates, T* aux) const {
-        copy_units(hn, hp, me.u0, me.u1);
+    // Past an entry's end: the cell state carries through (h in finish_row), and the saved gates
+    // (and GRU's aux) are zero, which a backward then reads as no gradient.
+    void carry_padded(const Share& me, const T* cp, T* cn, T* gates, T* aux) const {
         if (cn) copy_units(cn, cp, me.u0, me.u1);
-        copy_units<T>(y, nullptr, me.u0, me.u1);
         if (gates)
             for (int g = 0; g < G; ++g) copy_units<T>(gates + g * H, nullptr, me.u0, me.u1);
         if (aux) copy_units<T>(aux, nullptr, me.u0, me.u1);
@@ -282,14 +329,14 @@ template <class T, class Cell, class V = T> class ForwardPass {
 
     void store_state(const Share& me) const {
         for (Index b = me.b0; b < me.b1; ++b) {
-            copy_units(a.h_n + b * H, state_after(scratch.state, saved.states, s.T) + b * H, me.u0, me.u1);
-            if (G == 4 && a.c_n) copy_units(a.c_n + b * H, state_after(scratch.cell, saved.cells, s.T) + b * H, me.u0, me.u1);
+            copy_units(a.h_n + b * S, h_after(s.T) + b * S, me.v0, me.v1);
+            if (G == 4 && a.c_n) copy_units(a.c_n + b * H, c_after(s.T) + b * H, me.u0, me.u1);
         }
     }
 
     const LayerForward<T>& a;
     const LayerShape& s;
-    const Index B, H, GH;
+    const Index B, H, GH, S;  // S: h's size (state_size)
     const bool training, as_used;
     T* const wcache;
     const ForwardScratch<T> scratch;
@@ -308,6 +355,9 @@ template <class T, class Cell, class V = T> class ForwardPass {
     const bool input_fresh;
     const Packed<T, NV, V> input_packed;
     const Index chunk;
+    const PlainCols<T> state_cols;  // the projection's columns: h's units
+    const Index state_panels;
+    const Packed<T, NV> projection_packed;  // W_hr, with projections
 };
 
 }  // namespace RNNFAST_ISA_NS

@@ -72,7 +72,13 @@ template <class T, int G> struct LayerGeometry {
     static Index forward_packed_size(Index K, Index H) {
         return Packed<T, kPanelVectors>::size(K, unit_groups(H) * kPanelsPerGroup * kPanelVectors);
     }
-    static Index backward_packed_size(Index H) { return Packed<T, kPanelVectors>::size(G * H, PlainCols<T>{H}.nvec()); }
+    // W_hh transposed for the backward: k over its G*H rows, columns the S of h.
+    static Index backward_packed_size(Index H, Index S) {
+        return Packed<T, kPanelVectors>::size(G * H, PlainCols<T>{S}.nvec());
+    }
+    // W_hr (P, H) for the forward's projection (k over H, P columns) or the backward's (k over P,
+    // H columns): packed on every call, for its K values of k and N columns.
+    static Index projection_packed_size(Index K, Index N) { return Packed<T, kPanelVectors>::size(K, PlainCols<T>{N}.nvec()); }
     static Index input_packed_size(Index K, Index H) { return Packed<T, kPanelVectors>::size(K, PlainCols<T>{G * H}.nvec()); }
 };
 

@@ -14,11 +14,15 @@
 namespace rnnfast {
 namespace RNNFAST_ISA_NS {
 
-// What a thread owns in the time loop: rows [b0, b1), hidden units [u0, u1), W_hh panels [p0, p1).
+// What a thread owns in the time loop: rows [b0, b1), hidden units [u0, u1), W_hh panels [p0, p1),
+// and the units of h [v0, v1) with their panels [q0, q1) of the products that write h (the
+// projection forward, dh_{t-1} backward): with projections P units of h and their own split, else
+// u and p again.
 struct Share {
     bool batch;
     Index b0, b1, u0, u1, p0, p1;
     int id;  // the thread's place in its team
+    Index v0, v1, q0, q1;
 };
 
 template <class T, int G> struct LayerSchedule {
@@ -47,7 +51,7 @@ template <class T, int G> struct LayerSchedule {
     static constexpr Index kSingleStepBatchRows = 64;
 
     static bool batch_mode(const LayerShape& s, int threads) {
-        const Index w = G * s.H * s.H * Index(sizeof(T));
+        const Index w = G * s.H * state_size(s) * Index(sizeof(T));
         if (threads < 2) return false;
         const Index rows = s.B / threads;
         if (Geo::packs_as_used(s)) return rows >= kSingleStepBatchRows;
@@ -60,25 +64,33 @@ template <class T, int G> struct LayerSchedule {
     // more threads than `panels` (the units' groups of panels).
     static int threads_for(const LayerShape& s, Index panels, int requested) {
         const int asked = threads_asked(requested);
-        const Index step = s.B * G * s.H * s.H;  // a step's recurrent multiply-adds
+        const Index step = s.B * s.H * (G * state_size(s) + s.P);  // a step's recurrent multiply-adds
         const bool batch = batch_mode(s, asked);
-        const Index single_step_work = G * s.H * (s.I + s.H) * (s.B + kPackCost);
+        const Index single_step_work = s.H * (G * (s.I + state_size(s)) + s.P) * (s.B + kPackCost);
         const int n = Geo::packs_as_used(s) ? team_size(single_step_work, kTinySingleStep, asked)
                                             : team_size(batch ? s.T * step : step, batch ? kTinyCall : kTinyStep, asked);
         return !batch_mode(s, n) && n > panels ? int(panels) : n;
     }
+    // In unit mode no more threads than the panels of h's units either (with projections).
     static int forward_threads(const LayerShape& s, int requested) {
-        return threads_for(s, Geo::unit_groups(s.H), requested);
+        const Index groups = Geo::unit_groups(s.H), state = Geo::plain_panels(state_size(s));
+        return threads_for(s, s.P && state < groups ? state : groups, requested);
     }
     static int backward_threads(const LayerShape& s, int requested) {
-        return threads_for(s, Geo::plain_panels(s.H), requested);
+        return threads_for(s, Geo::plain_panels(state_size(s)), requested);
     }
 
     // `panels`: the W_hh panels of this thread in unit mode, `units` their hidden units.
     static Share share(const Team& team, const LayerShape& s, Range panels, Range units, Index all_panels) {
-        if (!batch_mode(s, team.n)) return {false, 0, s.B, units.lo, units.hi, panels.lo, panels.hi, team.id};
+        const Index state_panels = Geo::plain_panels(state_size(s));
+        if (!batch_mode(s, team.n)) {
+            const Range q = s.P ? team.split(state_panels) : panels;
+            const Range v = s.P ? Geo::units_of_panels(q, s.P) : units;
+            return {false, 0, s.B, units.lo, units.hi, panels.lo, panels.hi, team.id, v.lo, v.hi, q.lo, q.hi};
+        }
         const Range rows = team.split(s.B);  // B = 64 on 2 threads: 32 rows each, not 30 and 34
-        return {true, rows.lo, rows.hi, 0, s.H, 0, all_panels, team.id};
+        return {true, rows.lo, rows.hi, 0, s.H, 0, all_panels, team.id, 0, state_size(s), 0,
+                s.P ? state_panels : all_panels};
     }
 };
 

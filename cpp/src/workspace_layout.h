@@ -2,9 +2,10 @@
 // scratch of one forward or backward call, and the weight cache kept between calls. Each layout is
 // one carve_* function, used both to size a workspace (counting) and to cut it (pointers).
 //
-// Saved for backward (time-indexed): gates (T, B, G*H) post-activation; states (T+1, B, H), the
+// Saved for backward (time-indexed): gates (T, B, G*H) post-activation; states (T+1, B, S), the
 // step at time t reading states[t + reverse] and writing states[t + !reverse]; for LSTM cells
-// (T+1, B, H) likewise; for GRU aux (T, B, H) = W_hn h_{t-1} + b_hn.
+// (T+1, B, H) likewise; for GRU aux (T, B, H) = W_hn h_{t-1} + b_hn; with projections
+// unprojected (T, B, H), each step's o * tanh(c) (dW_hr's operand).
 #pragma once
 #include "layer_schedule.h"
 #include "weight_cache.h"
@@ -24,7 +25,7 @@ template <class T> struct Carver {
 };
 
 template <class T> struct Saved {
-    T *gates, *states, *cells, *aux;
+    T *gates, *states, *cells, *aux, *unprojected;
 };
 
 // The forward's scratch. recurrent_packing, input_packing: the whole packing of W_hh and W_ih
@@ -32,6 +33,8 @@ template <class T> struct Saved {
 // them instead, as_used_values apart. projection, state, cell: eval only (training writes the
 // projection into the saved gates and the states into the saved sequences). masked: with recurrent
 // dropout, m * h of the last step and of this one (what the recurrent products read).
+// With projections: projection_packing, W_hr packed (k over H) on every call, and (eval) unprojected
+// (B, H), o * tanh(c) of the step in flight.
 // With bfloat16 weights (eval): state_pairs, h of the last step and of this one as bfloat16 pairs
 // (B, H/2), and input_pairs, the chunk's x_t (steps * B, I/2): what the products read.
 // With int8 weights (eval): state_quads, per thread (state_quad_values apart), h_{t-1}'s rows that
@@ -41,6 +44,7 @@ template <class T> struct Saved {
 // scales.
 template <class T> struct ForwardScratch {
     T *recurrent_packing, *input_packing, *bias_projection, *bias_recurrent, *recurrent, *projection;
+    T *projection_packing, *unprojected;
     T *state[2], *cell[2], *masked[2], *state_pairs[2], *input_pairs, *state_quads, *input_quads[2];
     float* input_scales[2];
     Index as_used_values, state_quad_values, state_scales_at;
@@ -52,11 +56,13 @@ template <class T> struct ForwardScratch {
 // product of step t may still read one while a faster thread writes step t-1's into the other).
 // With consume_saved they overwrite the saved gates (and GRU's aux), each value right after it was
 // read, so the backward's scratch is O(B * G * H) and the saved workspace serves one backward.
-// With recurrent dropout: masked_states (T, B, H), m * h_{t-1} of each step (dW_hh's operand), and
-// carried (B, H), a step's dG_hh W_hh before the mask.
+// With recurrent dropout: masked_states (T, B, S), m * h_{t-1} of each step (dW_hh's operand), and
+// carried (B, S), a step's dG_hh W_hh before the mask. With projections: dprojected (T, B, P), the
+// gradient of each step's W_hr r_t (dW_hr's operand), dunprojected (B, H), that of r_t for the step
+// in flight, and projection_packing, W_hr packed (k over P). dh and zone_kept have S units, dc H.
 template <class T> struct BackwardScratch {
     T *dg_ih, *dg_hn, *dg_step, *dh, *dc, *zone_kept, *recurrent_packing, *plain_packing, *a_packing, *db_ih, *db_hh;
-    T *masked_states, *carried;
+    T *masked_states, *carried, *dprojected, *dunprojected, *projection_packing;
 };
 
 template <class T, int G> struct WorkspaceLayout {
@@ -68,16 +74,17 @@ template <class T, int G> struct WorkspaceLayout {
         const Index TB = s.T * s.B, BH = s.B * s.H;
         Saved<T> sv;
         sv.gates = cv.take(TB * G * s.H);
-        sv.states = cv.take((s.T + 1) * BH);
+        sv.states = cv.take((s.T + 1) * s.B * state_size(s));
         sv.cells = G == 4 ? cv.take((s.T + 1) * BH) : nullptr;
         sv.aux = G == 3 ? cv.take(TB * s.H) : nullptr;
+        sv.unprojected = s.P ? cv.take(TB * s.H) : nullptr;
         return sv;
     }
 
     template <class C>
     static ForwardScratch<T> carve_forward(const LayerShape& s, bool training, int threads, C& cv) {
-        const Index GH = G * s.H, BH = s.B * s.H;
-        const Index Kh = Geo::operand_rows(s.H, s), Ki = Geo::operand_rows(s.I, s);
+        const Index GH = G * s.H, BH = s.B * s.H, S = state_size(s), BS = s.B * S;
+        const Index Kh = Geo::operand_rows(S, s), Ki = Geo::operand_rows(s.I, s);
         ForwardScratch<T> w{};
         if (Geo::packs_as_used(s)) {
             const Index recurrent_values = Geo::as_used_buffer(Kh, Kh, s);
@@ -85,7 +92,7 @@ template <class T, int G> struct WorkspaceLayout {
             w.recurrent_packing = cv.take(Schedule::forward_threads(s, threads) * w.as_used_values);
             w.input_packing = w.recurrent_packing + recurrent_values;
         } else {
-            w.recurrent_packing = cv.take(Geo::forward_packed_size(Geo::packed_rows(s.H, s), s.H));
+            w.recurrent_packing = cv.take(Geo::forward_packed_size(Geo::packed_rows(S, s), s.H));
             w.input_packing = cv.take(Geo::input_packed_size(Geo::packed_rows(s.I, s), s.H));
         }
         w.bias_projection = cv.take(GH);
@@ -93,10 +100,12 @@ template <class T, int G> struct WorkspaceLayout {
         w.recurrent = cv.take(s.B * GH);
         if (!training) {
             w.projection = cv.take(Geo::chunk_steps(s, false) * s.B * GH);
-            for (int i = 0; i < 2; ++i) w.state[i] = cv.take(BH);
+            for (int i = 0; i < 2; ++i) w.state[i] = cv.take(BS);
             for (int i = 0; i < 2; ++i) w.cell[i] = G == 4 ? cv.take(BH) : nullptr;
+            w.unprojected = s.P ? cv.take(BH) : nullptr;
         }
-        for (int i = 0; i < 2; ++i) w.masked[i] = s.recurrent_dropout ? cv.take(BH) : nullptr;  // last (see zone_kept)
+        w.projection_packing = s.P ? cv.take(Geo::projection_packed_size(s.H, s.P)) : nullptr;
+        for (int i = 0; i < 2; ++i) w.masked[i] = s.recurrent_dropout ? cv.take(BS) : nullptr;  // last (see zone_kept)
         if (s.precision == Precision::bfloat16) {
             const Index pair = (sizeof(ActivationPair) + sizeof(T) - 1) / sizeof(T);  // values of T a pair takes
             const Index spare = kActivationRowsSpare;
@@ -118,24 +127,27 @@ template <class T, int G> struct WorkspaceLayout {
 
     template <class C>
     static BackwardScratch<T> carve_backward(const LayerShape& s, int threads, bool consume, C& cv) {
-        const Index GH = G * s.H, TB = s.T * s.B;
+        const Index GH = G * s.H, TB = s.T * s.B, S = state_size(s);
         BackwardScratch<T> w{};
         w.dg_ih = consume ? nullptr : cv.take(TB * GH);
         w.dg_hn = G == 3 && !consume ? cv.take(TB * s.H) : nullptr;
         w.dg_step = G == 3 ? cv.take(2 * s.B * GH) : nullptr;
-        w.dh = cv.take(s.B * s.H);
+        w.dh = cv.take(s.B * S);
         w.dc = cv.take(s.B * s.H);
         w.recurrent_packing = cv.take(Geo::packs_as_used(s) ? threads * Geo::as_used_buffer(GH, GH, s)
-                                                            : Geo::backward_packed_size(s.H));
+                                                            : Geo::backward_packed_size(s.H, S));
         const Index panels_i = Geo::plain_panels(s.I), panels_h = Geo::plain_panels(s.H);
         w.plain_packing = cv.take(Geo::KC * (panels_i > panels_h ? panels_i : panels_h) * NV * Geo::kWidth);
         w.a_packing = cv.take(threads * gemm_mc<T, Geo::kMicroRows>() * Geo::KC);
         w.db_ih = cv.take(GH);
         w.db_hh = G == 3 ? cv.take(GH) : w.db_ih;
-        w.zone_kept = cv.take(s.B * s.H);  // zoneout's share of dh that bypasses the cell; last, so that
-                                           // the buffers before it sit where they did without zoneout
-        w.masked_states = s.recurrent_dropout ? cv.take(TB * s.H) : nullptr;
-        w.carried = s.recurrent_dropout ? cv.take(s.B * s.H) : nullptr;
+        w.zone_kept = cv.take(s.B * S);  // zoneout's share of dh that goes through the cell; last, so that
+                                         // the buffers before it sit where they did without zoneout
+        w.masked_states = s.recurrent_dropout ? cv.take(TB * S) : nullptr;
+        w.carried = s.recurrent_dropout ? cv.take(s.B * S) : nullptr;
+        w.dprojected = s.P ? cv.take(TB * s.P) : nullptr;
+        w.dunprojected = s.P ? cv.take(s.B * s.H) : nullptr;
+        w.projection_packing = s.P ? cv.take(Geo::projection_packed_size(s.P, s.H)) : nullptr;
         return w;
     }
 
@@ -158,11 +170,14 @@ template <class T, int G> struct WorkspaceLayout {
     // The forward's cache: W_hh's, then W_ih's (at recurrent_cache_size()); the backward's: W_hh's
     // transposed packing. A single step leaves it alone.
     static Index recurrent_cache_size(const LayerShape& s) {
-        return WeightCache<T>::size(Geo::weight_copy_values(G * s.H * s.H, s),
-                                    Geo::forward_packed_size(Geo::packed_rows(s.H, s), s.H));
+        const Index S = state_size(s);
+        return WeightCache<T>::size(Geo::weight_copy_values(G * s.H * S, s),
+                                    Geo::forward_packed_size(Geo::packed_rows(S, s), s.H));
     }
     static Index weight_cache(const LayerShape& s, bool backward) {
-        if (backward) return WeightCache<T>::size(G * s.H * s.H, Geo::backward_packed_size(s.H)) + kAlignSlack;
+        if (backward)
+            return WeightCache<T>::size(G * s.H * state_size(s), Geo::backward_packed_size(s.H, state_size(s))) +
+                   kAlignSlack;
         return recurrent_cache_size(s) +
                WeightCache<T>::size(Geo::weight_copy_values(G * s.H * s.I, s),
                                     Geo::input_packed_size(Geo::packed_rows(s.I, s), s.H)) +

@@ -5,7 +5,7 @@
 // training forward and its backward (every output and gradient), and an eval forward twice through
 // one weight cache, for each cell on shapes that take the kernels' different roads (a single step
 // of one row and of a batch large enough for batch mode; B = 1, whose products split k; unit and
-// batch mode; odd H; reverse; per-entry lengths; no bias; eval's input projection in chunks). The oracle is the portable path in
+// batch mode; odd H; reverse; per-entry lengths; no bias; eval's input projection in chunks; LSTM projections). The oracle is the portable path in
 // double on one thread (the Python suite checks that path against the NumPy reference). Checks:
 //  - agreement with the oracle, as max |a - oracle| / max |oracle| per array: float 1e-4, double
 //    1e-11 (a wrong lane or a dropped block is off by O(1));
@@ -38,24 +38,26 @@ struct Case {
     Index T, B, I, H;
     bool reverse, lengths, bias;
     bool zoneout = false;  // training with zoneout masks, eval with p = 0.3
-    bool recurrent_dropout = false;  // a (B, H) mask on h_{t-1} in every recurrent product (eval's too)
+    bool recurrent_dropout = false;  // a (B, S) mask on h_{t-1} in every recurrent product (eval's too)
     bool zoneout_draws = false;  // training with zoneout masks drawn in the kernels (p = 0.3), eval with p
+    Index P = 0;  // LSTM projections: h of P units (w_hr (P, H)); 0: none
+    Index S() const { return P ? P : H; }  // h's size
 };
 
 // The arrays one case reads, in double (converted for float runs).
 struct Inputs {
-    std::vector<double> x, h0, c0, w_ih, w_hh, b_ih, b_hh, dy, dh_n, dc_n, zoneout, recurrent_mask;
+    std::vector<double> x, h0, c0, w_ih, w_hh, w_hr, b_ih, b_hh, dy, dh_n, dc_n, zoneout, recurrent_mask;
     std::vector<std::int64_t> lengths;
 };
 
 // Everything one run writes.
 template <class T> struct Outputs {
-    std::vector<T> y, h_n, c_n, dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh;
+    std::vector<T> y, h_n, c_n, dx, dh0, dc0, dw_ih, dw_hh, dw_hr, db_ih, db_hh;
     std::vector<T> y_eval, h_eval, c_eval, y_cached, h_cached, c_cached;  // eval, then eval from the cache
 };
 
 Inputs make_inputs(const Case& c, unsigned seed) {
-    const Index G = rnnfast::gate_count(c.cell), GH = G * c.H;
+    const Index G = rnnfast::gate_count(c.cell), GH = G * c.H, S = c.S();
     std::mt19937 rng(seed);
     std::uniform_real_distribution<double> u(-1.0, 1.0);
     auto fill = [&](std::vector<double>& v, Index n, double scale) {
@@ -65,38 +67,41 @@ Inputs make_inputs(const Case& c, unsigned seed) {
     Inputs in;
     const double k = 1.0 / std::sqrt(double(c.H));  // torch.nn's init range
     fill(in.x, c.T * c.B * c.I, 1.0);
-    fill(in.h0, c.B * c.H, 0.5);
+    fill(in.h0, c.B * S, 0.5);
     fill(in.c0, c.B * c.H, 0.5);
     fill(in.w_ih, GH * c.I, k);
-    fill(in.w_hh, GH * c.H, k);
+    fill(in.w_hh, GH * S, k);
+    fill(in.w_hr, c.P * c.H, k);
     fill(in.b_ih, GH, k);
     fill(in.b_hh, GH, k);
-    fill(in.dy, c.T * c.B * c.H, 1.0);
-    fill(in.dh_n, c.B * c.H, 1.0);
+    fill(in.dy, c.T * c.B * S, 1.0);
+    fill(in.dh_n, c.B * S, 1.0);
     fill(in.dc_n, c.B * c.H, 1.0);
     if (c.lengths)
         for (Index b = 0; b < c.B; ++b) in.lengths.push_back(1 + std::int64_t(rng() % std::uint32_t(c.T)));
     if (c.zoneout)
-        for (Index i = 0; i < c.T * c.B * c.H; ++i) in.zoneout.push_back(rng() % 3 == 0 ? 1.0 : 0.0);
+        for (Index i = 0; i < c.T * c.B * S; ++i) in.zoneout.push_back(rng() % 3 == 0 ? 1.0 : 0.0);
     if (c.recurrent_dropout)  // p = 1/3: kept units scaled by 1.5
-        for (Index i = 0; i < c.B * c.H; ++i) in.recurrent_mask.push_back(rng() % 3 == 0 ? 0.0 : 1.5);
+        for (Index i = 0; i < c.B * S; ++i) in.recurrent_mask.push_back(rng() % 3 == 0 ? 0.0 : 1.5);
     return in;
 }
 
 template <class T> std::vector<T> as(const std::vector<double>& v) { return std::vector<T>(v.begin(), v.end()); }
 
 template <class T> Outputs<T> run(const Case& c, const Inputs& in, int threads) {
-    const rnnfast::LayerShape s{c.cell, c.T, c.B, c.I, c.H, c.reverse, c.recurrent_dropout};
+    const rnnfast::LayerShape s{c.cell, c.T, c.B, c.I, c.H, c.reverse, c.recurrent_dropout,
+                                rnnfast::Precision::full, c.P};
     const bool lstm = c.cell == rnnfast::CellKind::lstm;
-    const Index G = rnnfast::gate_count(c.cell), GH = G * c.H, BH = c.B * c.H;
+    const Index G = rnnfast::gate_count(c.cell), GH = G * c.H, BH = c.B * c.H, BS = c.B * c.S();
     const std::vector<T> x = as<T>(in.x), h0 = as<T>(in.h0), c0 = as<T>(in.c0), w_ih = as<T>(in.w_ih),
-                         w_hh = as<T>(in.w_hh), b_ih = as<T>(in.b_ih), b_hh = as<T>(in.b_hh),
+                         w_hh = as<T>(in.w_hh), w_hr = as<T>(in.w_hr), b_ih = as<T>(in.b_ih), b_hh = as<T>(in.b_hh),
                          dy = as<T>(in.dy), dh_n = as<T>(in.dh_n), dc_n = as<T>(in.dc_n),
                          zoneout = as<T>(in.zoneout), recurrent_mask = as<T>(in.recurrent_mask);
     const std::int64_t* lengths = c.lengths ? in.lengths.data() : nullptr;
     Outputs<T> o;
-    for (auto* v : {&o.y, &o.y_eval, &o.y_cached}) v->resize(c.T * BH);
-    for (auto* v : {&o.h_n, &o.c_n, &o.h_eval, &o.c_eval, &o.h_cached, &o.c_cached}) v->resize(BH);
+    for (auto* v : {&o.y, &o.y_eval, &o.y_cached}) v->resize(c.T * BS);
+    for (auto* v : {&o.h_n, &o.h_eval, &o.h_cached}) v->resize(BS);
+    for (auto* v : {&o.c_n, &o.c_eval, &o.c_cached}) v->resize(BH);
     std::vector<T> saved(rnnfast::saved_size(s));
 
     auto forward = [&](std::vector<T>& y, std::vector<T>& h_n, std::vector<T>& c_n, T* sv, T* wcache) {
@@ -109,11 +114,12 @@ template <class T> Outputs<T> run(const Case& c, const Inputs& in, int threads) 
         a.c0 = lstm ? c0.data() : nullptr;
         a.w_ih = w_ih.data();
         a.w_hh = w_hh.data();
+        a.w_hr = w_hr.data();
         a.b_ih = c.bias ? b_ih.data() : nullptr;
         a.b_hh = c.bias ? b_hh.data() : nullptr;
         a.lengths = lengths;
         a.y = y.data();
-        a.ldy = c.H;
+        a.ldy = c.S();
         a.h_n = h_n.data();
         a.c_n = lstm ? c_n.data() : nullptr;
         a.saved = sv;
@@ -130,10 +136,11 @@ template <class T> Outputs<T> run(const Case& c, const Inputs& in, int threads) 
     forward(o.y, o.h_n, o.c_n, saved.data(), nullptr);
 
     o.dx.resize(x.size());
-    o.dh0.resize(BH);
+    o.dh0.resize(BS);
     o.dc0.resize(BH);
     o.dw_ih.assign(w_ih.size(), T(0));
     o.dw_hh.assign(w_hh.size(), T(0));
+    o.dw_hr.assign(w_hr.size(), T(0));
     o.db_ih.assign(GH, T(0));
     o.db_hh.assign(GH, T(0));
     std::vector<T> scratch(rnnfast::backward_scratch_size(s, sizeof(T), threads, true));
@@ -143,11 +150,12 @@ template <class T> Outputs<T> run(const Case& c, const Inputs& in, int threads) 
     b.ldx = c.I;
     b.w_ih = w_ih.data();
     b.w_hh = w_hh.data();
+    b.w_hr = w_hr.data();
     b.lengths = lengths;
     b.saved = saved.data();
     b.consume_saved = true;
     b.dy = dy.data();
-    b.lddy = c.H;
+    b.lddy = c.S();
     b.dh_n = dh_n.data();
     b.dc_n = lstm ? dc_n.data() : nullptr;
     b.dx = o.dx.data();
@@ -156,6 +164,7 @@ template <class T> Outputs<T> run(const Case& c, const Inputs& in, int threads) 
     b.dc0 = lstm ? o.dc0.data() : nullptr;
     b.dw_ih = o.dw_ih.data();
     b.dw_hh = o.dw_hh.data();
+    b.dw_hr = o.dw_hr.data();
     b.db_ih = c.bias ? o.db_ih.data() : nullptr;
     b.db_hh = c.bias ? o.db_hh.data() : nullptr;
     b.scratch = scratch.data();
@@ -180,7 +189,7 @@ template <class T> Outputs<T> run(const Case& c, const Inputs& in, int threads) 
 template <class T> std::vector<std::pair<const char*, const std::vector<T>*>> arrays(const Outputs<T>& o) {
     return {{"y", &o.y},         {"h_n", &o.h_n},     {"c_n", &o.c_n},     {"dx", &o.dx},
             {"dh0", &o.dh0},     {"dc0", &o.dc0},     {"dw_ih", &o.dw_ih}, {"dw_hh", &o.dw_hh},
-            {"db_ih", &o.db_ih}, {"db_hh", &o.db_hh}, {"y_eval", &o.y_eval}, {"h_eval", &o.h_eval},
+            {"db_ih", &o.db_ih}, {"db_hh", &o.db_hh}, {"dw_hr", &o.dw_hr}, {"y_eval", &o.y_eval}, {"h_eval", &o.h_eval},
             {"c_eval", &o.c_eval}, {"y_cached", &o.y_cached}, {"h_cached", &o.h_cached},
             {"c_cached", &o.c_cached}};
 }
@@ -196,7 +205,8 @@ const char* cell_name(rnnfast::CellKind c) {
 
 std::string describe(const Case& c) {
     char buf[200];
-    std::snprintf(buf, sizeof buf, "%s T=%td B=%td I=%td H=%td%s%s%s%s%s%s", cell_name(c.cell), c.T, c.B, c.I, c.H,
+    std::snprintf(buf, sizeof buf, "%s T=%td B=%td I=%td H=%td P=%td%s%s%s%s%s%s", cell_name(c.cell), c.T, c.B, c.I,
+                  c.H, c.P,
                   c.reverse ? " reverse" : "", c.lengths ? " lengths" : "", c.bias ? "" : " no-bias",
                   c.zoneout ? " zoneout" : "", c.recurrent_dropout ? " recurrent-dropout" : "",
                   c.zoneout_draws ? " zoneout-drawn" : "");
@@ -406,6 +416,21 @@ int main(int argc, char** argv) {
         cases.push_back({cell, 5, 13, 11, 37, true, true, true, false, false, true});  // zoneout drawn, batch mode
         cases.push_back({cell, 4, 3, 20, 100, false, true, true, false, true, true});  // drawn, unit mode
     }
+    // LSTM projections (h of P units): the roads above, and the regularisers on h.
+    auto projected = [](Case c, Index P) {
+        c.P = P;
+        return c;
+    };
+    cases.push_back(projected({K::lstm, 1, 1, 3, 5, false, false, true}, 2));      // a single step
+    cases.push_back(projected({K::lstm, 1, 200, 9, 37, false, false, true}, 11));  // a single step, batch mode
+    cases.push_back(projected({K::lstm, 6, 1, 7, 37, true, false, true}, 20));     // B = 1
+    cases.push_back(projected({K::lstm, 5, 13, 11, 37, false, true, true}, 9));    // batch mode
+    cases.push_back(projected({K::lstm, 4, 9, 16, 64, true, true, false}, 33));    // no bias
+    cases.push_back(projected({K::lstm, 3, 7, 33, 130, false, true, true}, 70));   // unit mode, odd tiles
+    cases.push_back(projected({K::lstm, 60, 13, 5, 20, true, true, true}, 7));     // eval in 2 chunks
+    cases.push_back(projected({K::lstm, 4, 3, 20, 100, false, true, true, true}, 45));  // zoneout, unit mode
+    cases.push_back(projected({K::lstm, 5, 13, 11, 37, true, true, true, false, true}, 17));  // recurrent dropout
+    cases.push_back(projected({K::lstm, 4, 3, 20, 100, false, true, true, false, true, true}, 45));  // drawn
 
     const char* const* isas = rnnfast::available_isas();
     std::vector<std::string> names;
@@ -427,7 +452,7 @@ int main(int argc, char** argv) {
         inputs.push_back(make_inputs(cases[i], unsigned(1000 + i)));
         oracles.push_back(run<double>(cases[i], inputs.back(), 1));
         const Case& c = cases[i];
-        const bool plain = !(c.zoneout || c.recurrent_dropout || c.zoneout_draws);
+        const bool plain = !(c.zoneout || c.recurrent_dropout || c.zoneout_draws || c.P);
         bf16_oracles.push_back(plain ? run_reduced(c, inputs.back(), 1, rnnfast::Precision::bfloat16)
                                      : std::vector<float>());
         int8_oracles.push_back(plain ? run_reduced(c, inputs.back(), 1, rnnfast::Precision::int8) : std::vector<float>());

@@ -51,18 +51,23 @@ def cell_kind(name) -> CellKind:
         raise ValueError(f"mode: expected one of {sorted(CELLS)}, got {name!r}") from None
 
 
-def parameter_shapes(cell: CellKind, input_size, hidden_size, num_layers, directions, bias):
-    """(name, shape) of every parameter in torch.nn's names and registration order."""
+def parameter_shapes(cell: CellKind, input_size, hidden_size, num_layers, directions, bias, proj_size=0):
+    """(name, shape) of every parameter in torch.nn's names and registration order. proj_size > 0
+    (an LSTM's projections): h has proj_size units, W_hh as many columns, and each layer and
+    direction has weight_hr (proj_size, hidden_size)."""
     GH = cell.gates * hidden_size
+    S = proj_size or hidden_size  # h's size
     for layer in range(num_layers):
-        inputs = input_size if layer == 0 else hidden_size * directions
+        inputs = input_size if layer == 0 else S * directions
         for d in range(directions):
             s = suffix(layer, d)
             yield "weight_ih" + s, (GH, inputs)
-            yield "weight_hh" + s, (GH, hidden_size)
+            yield "weight_hh" + s, (GH, S)
             if bias:
                 yield "bias_ih" + s, (GH,)
                 yield "bias_hh" + s, (GH,)
+            if proj_size:
+                yield "weight_hr" + s, (proj_size, hidden_size)
 
 
 def suffix(layer, direction) -> str:

@@ -9,7 +9,9 @@ keep what is theirs: argument checks and messages in their users' terms, paramet
 (in rnnfast.torch) autograd and torch's own dropout between layers.
 
 Shapes: x (T, B, I); states (D, B, H) per layer, (L*D, B, H) for the stack; y (T, B, D*H).
-`weights` of a layer: D tuples (w_ih, w_hh, b_ih or None, b_hh or None), forward direction first.
+`weights` of a layer: D tuples (w_ih, w_hh, b_ih or None, b_hh or None), forward direction first,
+with w_hr (P, H) after them for an LSTM with projections: then h (h0, h_n, y) has P units where
+the shapes above say H (c keeps H).
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ class LayerMasks(NamedTuple):
     w_hh: Optional[list] = None                     # weight drop: masks of W_hh's shape
     zoneout: Union[list, float, None] = None        # p (with zoneout_seeds in training), or (T, B, H) masks
     zoneout_seeds: Optional[list] = None            # zoneout in training: the kernels draw the masks
-    recurrent: Optional[list] = None                # recurrent dropout: (B, H) masks on h_{t-1}
+    recurrent: Optional[list] = None                # recurrent dropout: (B, H) masks on h_{t-1} (H: h's size)
 
     def of(self, d):
         """Direction d's, as functional.layer_forward's keyword arguments."""
@@ -35,6 +37,17 @@ class LayerMasks(NamedTuple):
                     zoneout=self.zoneout[d] if isinstance(self.zoneout, list) else self.zoneout,
                     zoneout_seed=None if self.zoneout_seeds is None else self.zoneout_seeds[d],
                     recurrent_mask=None if self.recurrent is None else self.recurrent[d])
+
+
+def _sizes(weights):
+    """(h's size, c's size) of a direction's weights: (P, H) with projections, else (H, H)."""
+    S = weights[1].shape[1]
+    return S, (weights[4].shape[1] if len(weights) > 4 else S)
+
+
+def _kernel_weights(weights):
+    """A direction's weights as layer_forward's positional (w_ih, w_hh, b_ih, b_hh) and its w_hr."""
+    return weights[:4], (weights[4] if len(weights) > 4 else None)
 
 
 class Stack:
@@ -59,18 +72,19 @@ class Stack:
         the regularisers' draws (LayerMasks)."""
         D, G = self.directions, self.cell.gates
         T, B, I = x.shape
-        H = weights[0][1].shape[1]
-        y = np.empty((T, B, D * H), x.dtype)
-        h_n = np.empty((D, B, H), x.dtype) if h_n is None else h_n
+        S, H = _sizes(weights[0])
+        y = np.empty((T, B, D * S), x.dtype)
+        h_n = np.empty((D, B, S), x.dtype) if h_n is None else h_n
         lstm = self.cell.has_cell_state
         c_n = (np.empty((D, B, H), x.dtype) if c_n is None else c_n) if lstm else None
 
         def direction(d, threads):
+            plain, w_hr = _kernel_weights(weights[d])
             _, hn, cn, ctx = layer_forward(
-                self.cell.name, x, None if h0 is None else h0[d], None if c0 is None else c0[d], *weights[d],
-                reverse=bool(d), lengths=lengths, training=training, out=y[:, :, d * H:(d + 1) * H],
+                self.cell.name, x, None if h0 is None else h0[d], None if c0 is None else c0[d], *plain,
+                reverse=bool(d), lengths=lengths, training=training, out=y[:, :, d * S:(d + 1) * S],
                 saved=None if reuse is None else reuse[d], workspace=self._workspaces[layer * D + d], threads=threads,
-                **masks.of(d))
+                w_hr=w_hr, **masks.of(d))
             h_n[d] = hn
             if lstm:
                 c_n[d] = cn
@@ -79,7 +93,8 @@ class Stack:
         if D == 1:
             contexts = [direction(0, 0)]
         else:
-            split = _directions.thread_split(T * B * G * H * (I + H), D, G * H * H * x.dtype.itemsize, training)
+            split = _directions.thread_split(T * B * H * (G * (I + S) + (S if S < H else 0)), D,
+                                             G * H * S * x.dtype.itemsize, training)
             contexts = _directions.run([lambda n, d=d: direction(d, n) for d in range(D)], split)
         return y, h_n, c_n, contexts if training else None
 
@@ -88,9 +103,9 @@ class Stack:
         draws too) and the `saved` workspaces it filled (one per direction): for callers that keep
         the saved forward as an array of their own (rnnfast.torch's compiled graphs) rather than the
         contexts."""
-        return [_layer_context(self.cell.name, x, w_ih, w_hh, b_ih, bool(d), lengths, saved[d],
-                              self._workspaces[layer * self.directions + d], **masks.of(d))
-                for d, (w_ih, w_hh, b_ih, _) in enumerate(weights)]
+        return [_layer_context(self.cell.name, x, w[0], w[1], w[2], bool(d), lengths, saved[d],
+                              self._workspaces[layer * self.directions + d], w_hr=_kernel_weights(w)[1], **masks.of(d))
+                for d, w in enumerate(weights)]
 
     def backprop_layer(self, contexts, dy, dh_n, dc_n, grads, retain_graph, dh0=None, dc0=None):
         """BPTT through one layer's directions: (dx, dh0, dc0 or None, grads).
@@ -100,16 +115,17 @@ class Stack:
         they can run together) and their sum is dx: the same bits whichever way they ran."""
         D = self.directions
         T, B, I = contexts[0].x.shape
-        H = contexts[0].w_hh.shape[1]
+        S = contexts[0].w_hh.shape[1]
+        H = S if contexts[0].w_hr is None else contexts[0].w_hr.shape[1]
         dtype = contexts[0].x.dtype
         lstm = self.cell.has_cell_state
-        dh0 = np.empty((D, B, H), dtype) if dh0 is None else dh0
+        dh0 = np.empty((D, B, S), dtype) if dh0 is None else dh0
         dc0 = (np.empty((D, B, H), dtype) if dc0 is None else dc0) if lstm else None
         dxs = [np.empty((T, B, I), dtype) for _ in range(D)]
 
         def direction(d, threads):
             _, dh, dc, *dw = layer_backward(
-                contexts[d], dy[:, :, d * H:(d + 1) * H], None if dh_n is None else dh_n[d],
+                contexts[d], dy[:, :, d * S:(d + 1) * S], None if dh_n is None else dh_n[d],
                 None if dc_n is None else dc_n[d], grads=None if grads is None else grads[d], dx_out=dxs[d],
                 threads=threads, retain_graph=retain_graph)
             dh0[d] = dh
@@ -120,7 +136,7 @@ class Stack:
         if D == 1:
             dweights = [direction(0, 0)]
         else:
-            split = _directions.thread_split(T * B * self.cell.gates * H * (I + H), D)
+            split = _directions.thread_split(T * B * H * (self.cell.gates * (I + S) + (S if S < H else 0)), D)
             dweights = _directions.run([lambda n, d=d: direction(d, n) for d in range(D)], split)
         dx = dxs[0] if D == 1 else np.add(dxs[0], dxs[1], out=dxs[0])
         return dx, dh0, dc0, dweights
@@ -155,9 +171,9 @@ class Stack:
         overwrites. `saved` is a list of (contexts, mask) per layer, for backward."""
         L, D = self.num_layers, self.directions
         T, B, _ = x.shape
-        H = weights(0)[0][1].shape[1]
-        h_n = np.empty((L * D, B, H), x.dtype)
-        c_n = np.empty_like(h_n) if self.cell.has_cell_state else None
+        S, H = _sizes(weights(0)[0])
+        h_n = np.empty((L * D, B, S), x.dtype)
+        c_n = np.empty((L * D, B, H), x.dtype) if self.cell.has_cell_state else None
         masks = [None] * L
 
         def run(layer, inp, h0_rows, c0_rows):
@@ -168,7 +184,7 @@ class Stack:
                 w_hh=[weight_drop(w[1]) for w in layer_weights] if training and weight_drop is not None else None,
                 zoneout=zoneout,
                 zoneout_seeds=[seed() for _ in range(D)] if training and zoneout and seed else None,
-                recurrent=[recurrent_dropout((B, H)) for _ in range(D)] if training and recurrent_dropout else None)
+                recurrent=[recurrent_dropout((B, S)) for _ in range(D)] if training and recurrent_dropout else None)
             y, _, _, contexts = self.run_layer(layer, inp, h0_rows, c0_rows, layer_weights, lengths, training,
                                                reuse=old, h_n=h_n[rows], c_n=None if c_n is None else c_n[rows],
                                                masks=masks)
@@ -186,9 +202,10 @@ class Stack:
         of arrays that each layer's weight gradients are added into."""
         L, D = self.num_layers, self.directions
         contexts = saved[0][0]
-        B, H, dtype = contexts[0].x.shape[1], contexts[0].w_hh.shape[1], contexts[0].x.dtype
-        dh0 = np.empty((L * D, B, H), dtype)
-        dc0 = np.empty_like(dh0) if self.cell.has_cell_state else None
+        B, S, dtype = contexts[0].x.shape[1], contexts[0].w_hh.shape[1], contexts[0].x.dtype
+        H = S if contexts[0].w_hr is None else contexts[0].w_hr.shape[1]
+        dh0 = np.empty((L * D, B, S), dtype)
+        dc0 = np.empty((L * D, B, H), dtype) if self.cell.has_cell_state else None
         for layer in reversed(range(L)):
             k = slice(layer * D, (layer + 1) * D)
             dx, *_ = self.backprop_layer(saved[layer][0], dy, None if dh_n is None else dh_n[k],

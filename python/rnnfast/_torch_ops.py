@@ -55,10 +55,21 @@ def numpy_view(t):
 
 
 def _grouped(weights, directions):
-    """A layer's flat parameter tensors -> per direction (w_ih, w_hh, b_ih, b_hh), NumPy views."""
+    """A layer's flat parameter tensors (torch's order: w_ih, w_hh[, b_ih, b_hh][, w_hr]) -> per
+    direction (w_ih, w_hh, b_ih, b_hh[, w_hr]) as the stack takes them, NumPy views."""
     per = len(weights) // directions
-    return [tuple(numpy_view(t) for t in weights[d * per:(d + 1) * per]) + (None, None) * (per == 2)
-            for d in range(directions)]
+    groups = []
+    for d in range(directions):
+        mine = [numpy_view(t) for t in weights[d * per:(d + 1) * per]]
+        plain, w_hr = (mine[:-1], mine[-1:]) if per % 2 else (mine, [])  # 3 or 5: with projections
+        groups.append(tuple(plain) + (None, None) * (len(plain) == 2) + tuple(w_hr))
+    return groups
+
+
+def _sizes(weights, directions):
+    """(h's size, c's size) of a layer's flat parameter tensors: (P, H) with projections, else (H, H)."""
+    S = weights[1].shape[1]  # w_hh (G*H, S)
+    return S, (weights[len(weights) // directions - 1].shape[1] if len(weights) // directions % 2 else S)
 
 
 def run_layer(stack, layer, x, h0, c0, weights, lengths, training, masks, reuse=None):
@@ -102,9 +113,9 @@ layer_inference = torch.library.custom_op("rnnfast::layer_inference", _inference
 def _inference_shapes(x, weights, cell, directions):
     """Empty tensors of a layer's outputs' shapes: y, h_n and c_n (or an empty tensor)."""
     T, B, _ = x.shape
-    H = weights[1].shape[1]  # w_hh (G*H, H)
+    S, H = _sizes(weights, directions)
     c_n = x.new_empty(directions, B, H) if CELLS[cell].has_cell_state else x.new_empty(0)
-    return x.new_empty(T, B, directions * H), x.new_empty(directions, B, H), c_n
+    return x.new_empty(T, B, directions * S), x.new_empty(directions, B, S), c_n
 
 
 @layer_inference.register_fake
@@ -114,9 +125,10 @@ def _(x, h0, c0, weights, lengths, handle, cell, layer, directions, zoneout):
 
 # ---- training under torch.compile ---------------------------------------------------------
 
-def _saved_values(cell, x, weights):
+def _saved_values(cell, x, weights, directions):
     T, B, I = x.shape
-    return _core.saved_size(CELLS[cell].code, int(T), int(B), int(I), int(weights[1].shape[1]))
+    S, H = _sizes(weights, directions)
+    return _core.saved_size(CELLS[cell].code, int(T), int(B), int(I), int(H), int(S) if S != H else 0)
 
 
 def _lengths_array(lengths, x):
@@ -147,7 +159,7 @@ def run_training(x: torch.Tensor, h0: Optional[torch.Tensor], c0: Optional[torch
     stack = _stack_for(handle, cell, layer, directions)
     # Zeros: the kernels leave some entries unwritten (padded steps), and an operator's outputs
     # must be the same bits from call to call.
-    saved = x.new_zeros(directions, _saved_values(cell, x, weights) if save else 0)
+    saved = x.new_zeros(directions, _saved_values(cell, x, weights, directions) if save else 0)
     rows = [saved[d].numpy() for d in range(directions)]
     masks = _layer_masks(zoneout, zoneout_seeds, w_hh_masks, recurrent_masks)
     y, h_n, c_n, contexts = run_layer(stack, layer, x, h0, c0, weights, _lengths_array(lengths, x), save, masks,
@@ -188,7 +200,7 @@ layer_train_backward = torch.library.custom_op("rnnfast::layer_train_backward", 
 @layer_train.register_fake
 def _(x, h0, c0, weights, lengths, handle, cell, layer, directions, save, *masks):
     y, h_n, c_n = _inference_shapes(x, weights, cell, directions)
-    return y, h_n, c_n, x.new_empty(directions, _saved_values(cell, x, weights) if save else 0)
+    return y, h_n, c_n, x.new_empty(directions, _saved_values(cell, x, weights, directions) if save else 0)
 
 
 @layer_train_backward.register_fake

@@ -67,16 +67,33 @@ def shaped(value, name: str, dtype: np.dtype, shape: tuple, what: str = "") -> n
     return arr
 
 
-def states(value, name: str, owner: str, has_cell: bool, shape: tuple, dtype: np.dtype, what: str = ""):
+def proj_size(value, hidden_size: int, mode: str) -> int:
+    """An LSTM's proj_size: 0 (none) or an int in [1, hidden_size); torch.nn's messages."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"proj_size should be of type int, got: {type(value).__name__}")
+    if value < 0:
+        raise ValueError("proj_size should be a positive integer or zero to disable projections")
+    if value and mode != "lstm":
+        raise ValueError(f"proj_size argument is only supported for LSTM, not {mode}")
+    if value >= hidden_size:
+        raise ValueError("proj_size has to be smaller than hidden_size")
+    return int(value)
+
+
+def states(value, name: str, owner: str, has_cell: bool, shape: tuple, dtype: np.dtype, what: str = "",
+           cell_shape: tuple = None, cell_what: str = None):
     """A recurrent state argument (an initial state or its gradient): None, one array h, or with a
-    cell state (LSTM) a pair (h, c); each of `shape`. Returns (h, c) as contiguous arrays of
-    `dtype` (the kernels read rows back to back), None where absent."""
+    cell state (LSTM) a pair (h, c); h of `shape`, c of `cell_shape` (default: `shape`; an LSTM
+    with projections has fewer units in h). Returns (h, c) as contiguous arrays of `dtype` (the
+    kernels read rows back to back), None where absent."""
     if value is None:
         return None, None
     if has_cell != isinstance(value, (tuple, list)) or (has_cell and len(value) != 2):
         want = "a tuple (h, c)" if has_cell else "one array h"
         raise TypeError(f"{name}: {owner} expects {want}, got {type(value).__name__}")
-    parts = [np.ascontiguousarray(shaped(p, f"{name}[{i}]" if has_cell else name, dtype, shape, what))
+    shapes = (shape, shape if cell_shape is None else cell_shape)
+    whats = (what, what if cell_what is None else cell_what)
+    parts = [np.ascontiguousarray(shaped(p, f"{name}[{i}]" if has_cell else name, dtype, shapes[i], whats[i]))
              for i, p in enumerate(value if has_cell else (value,))]
     return (parts[0], parts[1]) if has_cell else (parts[0], None)
 

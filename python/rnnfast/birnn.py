@@ -47,14 +47,15 @@ class BiRNN(Lockable):
 
     @property
     def output_size(self) -> int:
-        return 2 * self.hidden_size if self.merge == "concat" else self.hidden_size
+        S = self.rnn.state_size  # h's size (an LSTM's proj_size, if it has projections)
+        return 2 * S if self.merge == "concat" else S
 
     @serialized
     def forward(self, x, hx=None, lengths=None):
         """(y, h_n): y has output_size features; h_n as the underlying bidirectional module's."""
         y, h_n = self.rnn.forward(x, hx, lengths)
-        H = self.hidden_size
-        fwd, bwd = y[..., :H], y[..., H:]
+        S = self.rnn.state_size
+        fwd, bwd = y[..., :S], y[..., S:]
         if self.rnn.training:  # an eval forward leaves the last training forward's halves for backward
             self._halves = (fwd, bwd) if self.merge == "mul" else None
         if self.merge == "concat":

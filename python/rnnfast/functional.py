@@ -2,7 +2,8 @@
 
 The signatures mirror `rnnfast.reference` (the NumPy oracle), so each fast path can be checked
 against its reference call for call. Shapes: x (T, B, I); h0, c0 (B, H); w_ih (G*H, I);
-w_hh (G*H, H); b_ih, b_hh (G*H,) or None; lengths (B,) ints in [1, T] or None; y (T, B, H).
+w_hh (G*H, H); b_ih, b_hh (G*H,) or None; lengths (B,) ints in [1, T] or None; y (T, B, H). An
+LSTM with projections (w_hr (P, H), P < H) has h of P units: h0, y and W_hh's columns P.
 
 The `*_forward` functions return a context as their last value; pass it to the matching
 `*_backward` to run BPTT. Arrays are taken as they are (dtype float32 or float64, all alike):
@@ -36,10 +37,10 @@ class LayerContext:
     gate gradients, and only a new forward (which may reuse the memory) makes a new context."""
 
     __slots__ = ("mode", "x", "w_ih", "w_hh", "has_bias", "reverse", "lengths", "saved", "workspace", "spent",
-                 "w_hh_mask", "zoneout", "zoneout_seed", "recurrent_mask")
+                 "w_hh_mask", "zoneout", "zoneout_seed", "recurrent_mask", "w_hr")
 
     def __init__(self, mode, x, w_ih, w_hh, has_bias, reverse, lengths, saved, workspace, w_hh_mask=None,
-                 zoneout=None, zoneout_seed=None, recurrent_mask=None):
+                 zoneout=None, zoneout_seed=None, recurrent_mask=None, w_hr=None):
         self.mode, self.x, self.w_ih, self.w_hh = mode, x, w_ih, w_hh  # w_hh as the kernels ran it (masked)
         self.has_bias, self.reverse, self.lengths, self.saved = has_bias, reverse, lengths, saved
         self.workspace = workspace
@@ -47,9 +48,10 @@ class LayerContext:
         self.w_hh_mask = w_hh_mask
         self.zoneout, self.zoneout_seed = zoneout, zoneout_seed
         self.recurrent_mask = recurrent_mask
+        self.w_hr = w_hr
 
     def __setstate__(self, state):  # contexts pickled by an older rnnfast held a weight cache
-        self.w_hh_mask = self.zoneout = self.zoneout_seed = self.recurrent_mask = None
+        self.w_hh_mask = self.zoneout = self.zoneout_seed = self.recurrent_mask = self.w_hr = None
         for name, value in (state[1] if isinstance(state, tuple) else state).items():
             setattr(self, "workspace" if name == "cache" else name, value)
 
@@ -89,8 +91,11 @@ def _lengths(lengths):
 
 def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None, training=True, out=None,
                   saved=None, workspace=None, threads=0, cache=None, w_hh_mask=None, zoneout=None,
-                  zoneout_seed=None, recurrent_mask=None):
+                  zoneout_seed=None, recurrent_mask=None, w_hr=None):
     """Runs one layer: returns (y, h_n, c_n or None, LayerContext or None).
+
+    `w_hr` (P, H), an LSTM's projections (torch's proj_size): h_t = W_hr (o_t * tanh(c_t)) has P
+    units (h0, h_n, y, W_hh's columns, zoneout's and recurrent dropout's masks), c keeps H.
 
     `w_hh_mask` (weight drop), if given, is an array of w_hh's shape that multiplies w_hh for this
     call (the parameter itself is left alone); the backward then adds dL/dw_hh through the mask.
@@ -111,7 +116,7 @@ def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, length
         warnings.warn("layer_forward: `cache` is now called `workspace`", DeprecationWarning, stacklevel=2)
         workspace = cache if workspace is None else workspace
     T, B, _ = x.shape
-    H = w_hh.shape[1]
+    S = w_hh.shape[1]  # h's size
     w_hh_given = w_hh
     if w_hh_mask is not None:
         w_hh = w_hh * w_hh_mask
@@ -122,7 +127,7 @@ def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, length
         raise ValueError("layer_forward: zoneout_seed draws the masks with probability p: give zoneout=p (a number)")
     if zoneout_seed is not None and not training:
         zoneout_seed = None  # eval mixes in p
-    y = np.empty((T, B, H), x.dtype) if out is None else out
+    y = np.empty((T, B, S), x.dtype) if out is None else out
     lens = _lengths(lengths)
     scales = {}
     if isinstance(w_ih, Int8Weight) != isinstance(w_hh, Int8Weight):
@@ -134,15 +139,16 @@ def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, length
                                           reverse=bool(reverse), lengths=lens, training=bool(training), saved=saved,
                                           workspace=workspace, threads=int(threads), zoneout=zoneout,
                                           zoneout_p=zoneout_p, zoneout_seed=zoneout_seed,
-                                          recurrent_mask=recurrent_mask, **scales)
+                                          recurrent_mask=recurrent_mask, w_hr=w_hr, **scales)
     ctx = (_layer_context(mode, x, w_ih, w_hh_given, b_ih, reverse, lens, saved, workspace, w_hh_mask,
-                         zoneout if zoneout is not None else zoneout_p, zoneout_seed, recurrent_mask, w_hh_run=w_hh)
+                         zoneout if zoneout is not None else zoneout_p, zoneout_seed, recurrent_mask, w_hh_run=w_hh,
+                         w_hr=w_hr)
            if training else None)
     return y, h_n, c_n, ctx
 
 
 def _layer_context(mode, x, w_ih, w_hh, b_ih, reverse, lengths, saved, workspace, w_hh_mask=None, zoneout=None,
-                   zoneout_seed=None, recurrent_mask=None, w_hh_run=None):
+                   zoneout_seed=None, recurrent_mask=None, w_hh_run=None, w_hr=None):
     """The LayerContext of a training forward that `layer_forward` ran with these arguments and
     that filled `saved`: for layer_forward itself, and for callers that keep the saved workspace
     as an array of their own (rnnfast's stack). w_hh is the parameter; `w_hh_run`, if given, is
@@ -153,19 +159,20 @@ def _layer_context(mode, x, w_ih, w_hh, b_ih, reverse, lengths, saved, workspace
     if zoneout is not None and not np.ndim(zoneout):
         zoneout = float(zoneout) or None
     return LayerContext(mode, x, w_ih, w_hh_run, b_ih is not None, bool(reverse), _lengths(lengths), saved, workspace,
-                        w_hh_mask, zoneout, zoneout_seed, recurrent_mask)
+                        w_hh_mask, zoneout, zoneout_seed, recurrent_mask, w_hr)
 
 
 def layer_backward(ctx, dy, dh_n=None, dc_n=None, grads=None, dx_out=None, dx_accumulate=False, scratch=None,
                    threads=0, retain_graph=False):
-    """BPTT through a layer_forward: returns (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh).
+    """BPTT through a layer_forward: returns (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh), and dw_hr
+    after them for a layer with projections.
 
     As in torch, a backward frees what the forward saved unless `retain_graph`: the gate gradients
     are written over the saved gates (the backward's workspace is then O(B*G*H) instead of
     O(T*B*G*H)) and a second backward through `ctx` raises. The results are the same either way.
 
-    `grads`, if given, is (dw_ih, dw_hh, db_ih, db_hh) arrays that the weight gradients are added
-    into (the returned ones are those arrays); otherwise fresh arrays are returned. `dx_out` with
+    `grads`, if given, is (dw_ih, dw_hh, db_ih, db_hh[, dw_hr]) arrays that the weight gradients are
+    added into (the returned ones are those arrays); otherwise fresh arrays are returned. `dx_out` with
     `dx_accumulate` adds dx into an existing array (layers whose input feeds two directions).
     `scratch`: caller-owned memory of `backward_scratch_size` values (for the same `threads` and
     `retain_graph`) to use instead of the workspace's. `threads` > 0: this call's thread count
@@ -180,6 +187,10 @@ def layer_backward(ctx, dy, dh_n=None, dc_n=None, grads=None, dx_out=None, dx_ac
         grads = (np.zeros_like(ctx.w_ih), np.zeros_like(ctx.w_hh),
                  np.zeros(ctx.w_hh.shape[0], dt) if ctx.has_bias else None,
                  np.zeros(ctx.w_hh.shape[0], dt) if ctx.has_bias else None)
+        grads += () if ctx.w_hr is None else (np.zeros_like(ctx.w_hr),)
+    elif (len(grads) == 5) != (ctx.w_hr is not None):
+        raise ValueError(f"grads: a layer {'with' if ctx.w_hr is not None else 'without'} projections takes "
+                         f"{5 if ctx.w_hr is not None else 4} arrays, got {len(grads)}")
     dx = np.empty(x.shape, dt) if dx_out is None else dx_out
     # Weight drop: the kernels give dL/d(w_hh * mask); the parameter's share is that times the mask.
     kernel_grads = grads if ctx.w_hh_mask is None else (grads[0], np.zeros_like(grads[1])) + tuple(grads[2:])
@@ -189,7 +200,8 @@ def layer_backward(ctx, dy, dh_n=None, dc_n=None, grads=None, dx_out=None, dx_ac
     ctx.spent = not retain_graph
     try:
         dh0, dc0 = _core.layer_backward(cell_kind(ctx.mode).code, x, ctx.w_ih, ctx.w_hh, ctx.saved, dy, dh_n, dc_n, dx,
-                                        *kernel_grads, reverse=ctx.reverse, lengths=ctx.lengths,
+                                        *kernel_grads[:4], reverse=ctx.reverse, lengths=ctx.lengths,
+                                        w_hr=ctx.w_hr, dw_hr=kernel_grads[4] if len(kernel_grads) > 4 else None,
                                         dx_accumulate=bool(dx_accumulate), consume_saved=not retain_graph,
                                         workspace=ctx.workspace, scratch=scratch, threads=int(threads),
                                         recurrent_mask=ctx.recurrent_mask, zoneout_seed=ctx.zoneout_seed,
@@ -214,8 +226,8 @@ def rnn_backward(dy, dh_n, ctx, retain_graph=False):
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
 
 
-def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None):
-    return layer_forward("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, lengths)
+def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None, w_hr=None):
+    return layer_forward("lstm", x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, lengths, w_hr=w_hr)
 
 
 def lstm_backward(dy, dh_n, dc_n, ctx, retain_graph=False):
@@ -231,10 +243,11 @@ def gru_backward(dy, dh_n, ctx, retain_graph=False):
     return rnn_backward(dy, dh_n, ctx, retain_graph)
 
 
-def backward_scratch_size(mode, T, B, I, H, dtype, threads=0, retain_graph=False, recurrent_dropout=False):
+def backward_scratch_size(mode, T, B, I, H, dtype, threads=0, retain_graph=False, recurrent_dropout=False,
+                          proj_size=0):
     """Values of scratch `layer_backward` needs with `threads` threads (0: the current count),
     `retain_graph` (without it the gate gradients live in the saved workspace: this does not grow
-    with T) and a forward with or without a `recurrent_mask`. Only for a caller that brings its own
-    `scratch`: a workspace sizes its own."""
+    with T), a forward with or without a `recurrent_mask`, and projections to `proj_size` units (0:
+    none). Only for a caller that brings its own `scratch`: a workspace sizes its own."""
     return _core.backward_scratch_size(cell_kind(mode).code, T, B, I, H, np.dtype(dtype).itemsize, int(threads),
-                                       not retain_graph, bool(recurrent_dropout))
+                                       not retain_graph, bool(recurrent_dropout), int(proj_size))

@@ -5,7 +5,8 @@ kernels layer by layer and direction by direction, and keeps what its last train
 so that `backward` can run BPTT. Parameter gradients are added into `grads`.
 
 Shapes: x (T, B, I) or (B, T, I) with batch_first; h0, c0 (L*D, B, H) with L layers and D = 2 for
-bidirectional; y (T, B, D*H).
+bidirectional; y (T, B, D*H). An LSTM with projections (proj_size = P) has h of P units: h0, h_n
+(L*D, B, P), y (T, B, D*P); c keeps H.
 """
 from __future__ import annotations
 
@@ -23,12 +24,13 @@ class RNNBase(Module):
 
     def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, dtype="float32", seed=None, weight_drop=0.0, zoneout=0.0,
-                 recurrent_dropout=0.0):
+                 recurrent_dropout=0.0, proj_size=0):
         super().__init__()
         self._cell = cell_kind(mode)
         self.mode = mode
         self.input_size = v.positive_int(input_size, "input_size")
         self.hidden_size = v.positive_int(hidden_size, "hidden_size")
+        self.proj_size = v.proj_size(proj_size, self.hidden_size, mode)
         self.num_layers = v.positive_int(num_layers, "num_layers")
         self.dropout = v.probability(dropout, "dropout")
         self.weight_drop = v.probability(weight_drop, "weight_drop")
@@ -57,30 +59,38 @@ class RNNBase(Module):
     def gate_size(self) -> int:
         return self._cell.gates * self.hidden_size
 
+    @property
+    def state_size(self) -> int:
+        """h's size: proj_size with projections, else hidden_size."""
+        return self.proj_size or self.hidden_size
+
     def _param_shapes(self):
         return parameter_shapes(self._cell, self.input_size, self.hidden_size, self.num_layers,
-                                self.num_directions, self.bias)
+                                self.num_directions, self.bias, self.proj_size)
 
     def _layer_names(self, layer):
-        """(weight_ih, weight_hh, bias_ih, bias_hh) names of each of a layer's directions."""
-        return [tuple(n + suffix(layer, d) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-                for d in range(self.num_directions)]
+        """(weight_ih, weight_hh, bias_ih, bias_hh[, weight_hr]) names of each of a layer's directions."""
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") + (("weight_hr",) if self.proj_size else ())
+        return [tuple(n + suffix(layer, d) for n in names) for d in range(self.num_directions)]
 
     def _layer_params(self, layer):
         """The weights of a layer's directions, as the stack takes them."""
         p = self._params
-        return [(stored_weight(p, wi), stored_weight(p, wh), p.get(bi), p.get(bh))
-                for wi, wh, bi, bh in self._names[layer]]
+        return [(stored_weight(p, wi), stored_weight(p, wh), p.get(bi), p.get(bh)) + tuple(p[n] for n in hr)
+                for wi, wh, bi, bh, *hr in self._names[layer]]
 
     def _layer_grads(self, layer):
         g = self.grads
-        return [(g[wi], g[wh], g.get(bi), g.get(bh)) for wi, wh, bi, bh in self._names[layer]]
+        return [(g[wi], g[wh], g.get(bi), g.get(bh)) + tuple(g[n] for n in hr)
+                for wi, wh, bi, bh, *hr in self._names[layer]]
 
     # ---- forward ---------------------------------------------------------------------------
     def _check_hx(self, hx, batch, name="hx"):
-        shape = (self.num_layers * self.num_directions, batch, self.hidden_size)
-        return v.states(hx, name, type(self).__name__, self._cell.has_cell_state, shape, self.dtype,
-                        "(num_layers * num_directions, batch, hidden_size)")
+        rows = self.num_layers * self.num_directions
+        what = "(num_layers * num_directions, batch, hidden_size)"
+        return v.states(hx, name, type(self).__name__, self._cell.has_cell_state, (rows, batch, self.state_size),
+                        self.dtype, what.replace("hidden", "proj") if self.proj_size else what,
+                        cell_shape=(rows, batch, self.hidden_size), cell_what=what)
 
     def _check_input(self, x):
         x = v.float_array(x, "input", self.dtype)
@@ -105,8 +115,8 @@ class RNNBase(Module):
         lens = None if lengths is None else v.lengths_array(lengths, B, T)
         H, D = self.hidden_size, self.num_directions
         G = self.gate_size // H
-        v.check_allocation(self.num_layers * D * T * B * H * ((G + 3) if self.training else 2) * self.dtype.itemsize,
-                           "this forward's outputs and saved workspace")
+        v.check_allocation(self.num_layers * D * T * B * H * ((G + 3 + (self.proj_size > 0)) if self.training else 2)
+                           * self.dtype.itemsize, "this forward's outputs and saved workspace")
         # A training forward reuses the last one's saved workspaces: that forward is spent from here
         # on. An eval forward (a validation pass between forward and backward) leaves it alone.
         old = self._saved["layers"] if self.training and self._saved else None
@@ -165,7 +175,7 @@ class RNNBase(Module):
         sv = self._saved_forward()
         if self._spent():
             raise RuntimeError(SPENT_MESSAGE)
-        T, B, H, D = sv["T"], sv["B"], self.hidden_size, self.num_directions
+        T, B, H, D = sv["T"], sv["B"], self.state_size, self.num_directions
         layout = (B, T, D * H) if self.batch_first else (T, B, D * H)
         dy = v.shaped(grad_output, "grad_output", self.dtype, layout)
         if self.batch_first:
@@ -180,6 +190,7 @@ class RNNBase(Module):
         super().__setstate__(state)
         for name in REGULARISERS:  # absent from a module pickled before it existed
             self.__dict__.setdefault(name, 0.0)
+        self.__dict__.setdefault("proj_size", 0)
         if "_stack" not in state:
             for old in ("_workspace", "_packed"):
                 self.__dict__.pop(old, None)
@@ -189,7 +200,7 @@ class RNNBase(Module):
 
     def __repr__(self):
         defaults = {"num_layers": 1, "bias": True, "batch_first": False, "dropout": 0.0, "bidirectional": False,
-                    **dict.fromkeys(REGULARISERS, 0.0)}
+                    "proj_size": 0, **dict.fromkeys(REGULARISERS, 0.0)}
         extra = "".join(f", {k}={getattr(self, k)!r}" for k, d in defaults.items() if getattr(self, k, d) != d)
         return f"{type(self).__name__}({self.input_size}, {self.hidden_size}{extra}, dtype={self.dtype.name})"
 
@@ -206,13 +217,17 @@ class RNN(RNNBase):
 
 
 class LSTM(RNNBase):
-    """LSTM with gates (i, f, g, o): c_t = f*c_{t-1} + i*g, h_t = o*tanh(c_t)."""
+    """LSTM with gates (i, f, g, o): c_t = f*c_{t-1} + i*g, h_t = o*tanh(c_t).
+
+    proj_size = P > 0 (torch.nn.LSTM's projections, P < hidden_size): h_t = W_hr (o*tanh(c_t)) with
+    weight_hr_l{k} (P, hidden_size); h (h0, h_n, the output's features per direction) and W_hh's
+    columns have P units, c hidden_size."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, dtype="float32", seed=None, weight_drop=0.0, zoneout=0.0,
-                 recurrent_dropout=0.0):
+                 recurrent_dropout=0.0, proj_size=0):
         super().__init__("lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         dtype, seed, weight_drop, zoneout, recurrent_dropout)
+                         dtype, seed, weight_drop, zoneout, recurrent_dropout, proj_size)
 
 
 class GRU(RNNBase):

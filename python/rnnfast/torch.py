@@ -186,7 +186,7 @@ class RNNBase(torch.nn.Module):
 
     def __init__(self, cell, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, device=None, dtype=None, weight_drop=0.0, zoneout=0.0,
-                 recurrent_dropout=0.0):
+                 recurrent_dropout=0.0, proj_size=0):
         super().__init__()
         name = type(self).__name__
         if device is not None and torch.device(device).type != "cpu":
@@ -218,10 +218,10 @@ class RNNBase(torch.nn.Module):
         self.weight_drop = _validate.probability(weight_drop, "weight_drop")
         self.zoneout = _validate.probability(zoneout, "zoneout")
         self.recurrent_dropout = _validate.probability(recurrent_dropout, "recurrent_dropout")
-        self.proj_size = 0
+        self.proj_size = _validate.proj_size(proj_size, hidden_size, cell)
         self._flat_weights_names = []
         for pname, shape in parameter_shapes(self._cell, input_size, hidden_size, num_layers, self.num_directions,
-                                             bias):  # torch.nn's names, shapes and registration order
+                                             bias, self.proj_size):  # torch.nn's names, shapes and registration order
             self.register_parameter(pname, torch.nn.Parameter(torch.empty(shape, dtype=dtype)))
             self._flat_weights_names.append(pname)
         self._stack = Stack(self._cell, num_layers, self.num_directions)
@@ -256,7 +256,7 @@ class RNNBase(torch.nn.Module):
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
         for k, default in (("bias", True), ("batch_first", False), ("dropout", 0.0), ("bidirectional", False),
-                           *((own, 0.0) for own in REGULARISERS)):  # the regularisers rnnfast's
+                           ("proj_size", 0), *((own, 0.0) for own in REGULARISERS)):  # the regularisers rnnfast's
             if getattr(self, k) != default:
                 s += f", {k}={getattr(self, k)}"
         return s
@@ -274,7 +274,8 @@ class RNNBase(torch.nn.Module):
                              f"Convert {what}: {what}.to({dtype}), or convert model: model.to({t.dtype})")
 
     def _check_hx(self, hx, B, batched, dtype):
-        shape = (self.num_layers * self.num_directions, B, self.hidden_size)
+        rows = self.num_layers * self.num_directions
+        shapes = ((rows, B, self.proj_size or self.hidden_size), (rows, B, self.hidden_size))  # h's, c's
         names = ("hx", "cx") if self._cell.has_cell_state else ("hx",)
         if hx is None:
             return (None,) * 2
@@ -287,7 +288,7 @@ class RNNBase(torch.nn.Module):
                 raise TypeError(f"{type(self).__name__}: hx must be a tensor, got a {type(hx).__name__}")
             states = (hx,)
         out = []
-        for name, h in zip(names, states):
+        for name, h, shape in zip(names, states, shapes):
             self._check_tensor(h, name, dtype)
             want = 3 if batched else 2
             if h.dim() != want:
@@ -295,7 +296,8 @@ class RNNBase(torch.nn.Module):
                                    f"also be {want}-D but got {h.dim()}-D tensor")
             h = h if batched else h.unsqueeze(1)
             if tuple(h.shape) != shape:
-                raise RuntimeError(f"Expected hidden size {shape}, got {list(h.shape)}")
+                which = "" if len(names) == 1 else f"[{names.index(name)}]"
+                raise RuntimeError(f"Expected hidden{which} size {shape}, got {list(h.shape)}")
             out.append(h)
         return tuple(out) + (None,) * (2 - len(out))
 
@@ -391,11 +393,12 @@ class RNNBase(torch.nn.Module):
 
     def _recurrent_masks(self, batch, directions):
         """In training with recurrent dropout, one (B, H) mask per direction from torch's generator
-        (units kept with probability 1 - p, scaled by 1 / (1 - p)); else None."""
+        (units kept with probability 1 - p, scaled by 1 / (1 - p); H: h's size, proj_size with
+        projections); else None."""
         if not (self.training and self.recurrent_dropout > 0):
             return None
         keep = 1.0 - self.recurrent_dropout
-        shape, dtype = (batch, self.hidden_size), self.weight_ih_l0.dtype
+        shape, dtype = (batch, self.proj_size or self.hidden_size), self.weight_ih_l0.dtype
         masks = [torch.empty(shape, dtype=dtype).bernoulli_(keep).div_(keep) for _ in range(directions)]
         return masks if torch.compiler.is_compiling() else [m.numpy() for m in masks]
 
@@ -463,16 +466,13 @@ class RNN(RNNBase):
 
 
 class LSTM(RNNBase):
-    """LSTM with torch.nn.LSTM's API and gate order (i, f, g, o); projections (proj_size) are not supported."""
+    """LSTM with torch.nn.LSTM's API and gate order (i, f, g, o), projections (proj_size) included."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, proj_size=0, device=None, dtype=None, weight_drop=0.0, zoneout=0.0,
                  recurrent_dropout=0.0):
-        if proj_size != 0:
-            raise ValueError(f"rnnfast.torch.LSTM: proj_size must be 0 (projections are not supported), "
-                             f"got {proj_size}")
         super().__init__("lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         device, dtype, weight_drop, zoneout, recurrent_dropout)
+                         device, dtype, weight_drop, zoneout, recurrent_dropout, proj_size)
 
 
 class GRU(RNNBase):
@@ -495,6 +495,8 @@ def _constructor_kwargs(module):
     for own in REGULARISERS:  # rnnfast's own (torch.nn has none of them)
         if getattr(module, own, 0.0):
             kw[own] = getattr(module, own)
+    if getattr(module, "proj_size", 0):
+        kw["proj_size"] = module.proj_size
     return kw
 
 
@@ -512,8 +514,6 @@ def from_torch(module):
     kinds = (torch.nn.RNN, torch.nn.LSTM, torch.nn.GRU)
     if not isinstance(module, kinds):
         raise TypeError(f"from_torch: expected torch.nn.RNN, LSTM or GRU, got {type(module).__name__}")
-    if getattr(module, "proj_size", 0):
-        raise ValueError(f"from_torch: LSTM projections are not supported (proj_size={module.proj_size})")
     dtype = module.weight_ih_l0.dtype
     if dtype not in _DTYPES:
         raise TypeError(f"from_torch: parameters must be float32 or float64, got {dtype}")

@@ -5,7 +5,10 @@
 // features, H hidden units, G gates per unit (1 RNN, 4 LSTM in order i f g o, 3 GRU in order
 // r z n). Arrays are row-major, the rightmost dimension fastest; "(T, B, I) with stride ldx"
 // means element (t, b, i) sits at x[(t * B + b) * ldx + i]. Weights use PyTorch's layouts:
-// w_ih (G*H, I), w_hh (G*H, H), b_ih and b_hh (G*H), so they move between the two unchanged.
+// w_ih (G*H, I), w_hh (G*H, S), b_ih and b_hh (G*H), so they move between the two unchanged.
+// S = state_size(s) is the size of h (h0, h_n, y, W_hh's columns): H, or P for an LSTM with
+// projections (PyTorch's proj_size): h_t = W_hr (o_t * tanh(c_t)), w_hr (P, H), 0 < P < H, while c
+// keeps H units.
 //
 // Ownership: the caller allocates every array, outputs and workspaces included; the kernels
 // keep no pointer after they return and allocate nothing. Sizes come from the *_size functions.
@@ -50,36 +53,41 @@ struct LayerShape {
     CellKind cell;
     Index T, B, I, H;  // all >= 1
     bool reverse;  // run time from T-1 down to 0 (the backward half of a bidirectional layer)
-    bool recurrent_dropout = false;  // the recurrent product reads h_{t-1} times a (B, H) mask (recurrent_mask)
+    bool recurrent_dropout = false;  // the recurrent product reads h_{t-1} times a (B, S) mask (recurrent_mask)
     Precision precision = Precision::full;  // bfloat16, int8: eval forwards of float layers only
+    Index P = 0;  // LSTM projections: h's size (0 < P < H, full precision); 0: none
 };
+
+// The size of h: P with projections, else H.
+inline Index state_size(const LayerShape& s) { return s.P ? s.P : s.H; }
 
 template <class T>
 struct LayerForward {
     LayerShape s;
     const T* x;                    // (T, B, I), stride ldx
     Index ldx;
-    const T* h0;                   // (B, H), or nullptr for zeros
+    const T* h0;                   // (B, S), or nullptr for zeros
     const T* c0;                   // (B, H), LSTM only, or nullptr for zeros
     const T* w_ih;                 // (G*H, I)
-    const T* w_hh;                 // (G*H, H)
+    const T* w_hh;                 // (G*H, S)
+    const T* w_hr;                 // (P, H) if s.P, else ignored
     const T* b_ih;                 // (G*H) or nullptr (no bias)
     const T* b_hh;                 // (G*H) or nullptr
     const std::int64_t* lengths;   // (B), 1 <= lengths[b] <= T, or nullptr for all T
-    T* y;                          // out (T, B, H), stride ldy; zero where t >= lengths[b]
+    T* y;                          // out (T, B, S), stride ldy; zero where t >= lengths[b]
     Index ldy;
-    T* h_n;                        // out (B, H): state after each entry's last valid step
+    T* h_n;                        // out (B, S): state after each entry's last valid step
     T* c_n;                        // out (B, H), LSTM only
     T* saved;                      // training: saved_size() values for backward; nullptr in eval
     T* scratch;                    // forward_scratch_size() values (for the same threads), free after the call
     T* wcache;                     // weight_cache_size(s, .., false) values kept between calls, or nullptr
     int threads;                   // threads to use at most, or 0 for get_num_threads()
-    const T* zoneout;              // (T, B, H) or nullptr: zoneout masks, 1 where a unit keeps its previous
+    const T* zoneout;              // (T, B, S) or nullptr: zoneout masks, 1 where a unit keeps its previous
                                    // state: h_t = m h_{t-1} + (1 - m) h~_t, h~_t the cell's new state
     T zoneout_p;                   // without masks: h_t = p h_{t-1} + (1 - p) h~_t (zoneout in eval); 0: none
     bool zoneout_draws;            // training without a mask array: the kernels draw the masks, with
     std::uint64_t zoneout_seed;    //   probability zoneout_p, from this seed (ZoneoutDraw below)
-    const T* recurrent_mask;       // (B, H) if s.recurrent_dropout, else ignored: the recurrent product reads
+    const T* recurrent_mask;       // (B, S) if s.recurrent_dropout, else ignored: the recurrent product reads
                                    // m * h_{t-1} (variational dropout; the carried state is h_{t-1} itself)
     const std::uint16_t* w_ih_bf16;  // s.precision == bfloat16: (G*H, I) and (G*H, H) bfloat16 bit patterns,
     const std::uint16_t* w_hh_bf16;  //   read instead of w_ih and w_hh (which are then ignored)
@@ -95,23 +103,25 @@ struct LayerBackward {
     const T* x;                    // (T, B, I), stride ldx: the forward's input
     Index ldx;
     const T* w_ih;                 // (G*H, I)
-    const T* w_hh;                 // (G*H, H)
+    const T* w_hh;                 // (G*H, S)
+    const T* w_hr;                 // (P, H) if s.P
     const std::int64_t* lengths;   // as in the forward
     T* saved;                      // what the training forward saved; overwritten if consume_saved
     bool consume_saved;            // the gate gradients overwrite the saved gates: the backward's scratch
                                    // shrinks by T*B*G*H values (GRU: T*B*(G+1)*H) and `saved` serves
                                    // this one backward only. Same results either way.
-    const T* dy;                   // (T, B, H), stride lddy; ignored where t >= lengths[b]
+    const T* dy;                   // (T, B, S), stride lddy; ignored where t >= lengths[b]
     Index lddy;
-    const T* dh_n;                 // (B, H) or nullptr
+    const T* dh_n;                 // (B, S) or nullptr
     const T* dc_n;                 // (B, H), LSTM only, or nullptr
     T* dx;                         // (T, B, I), stride lddx: overwritten, or added into if dx_accumulate
     Index lddx;
     bool dx_accumulate;
-    T* dh0;                        // (B, H) overwritten
+    T* dh0;                        // (B, S) overwritten
     T* dc0;                        // (B, H) overwritten, LSTM only
     T* dw_ih;                      // (G*H, I) added into
-    T* dw_hh;                      // (G*H, H) added into
+    T* dw_hh;                      // (G*H, S) added into
+    T* dw_hr;                      // (P, H) added into, if s.P
     T* db_ih;                      // (G*H) added into, or nullptr
     T* db_hh;                      // (G*H) added into, or nullptr
     T* scratch;                    // backward_scratch_size() values (for the same threads, consume_saved)
