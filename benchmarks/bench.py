@@ -3,7 +3,8 @@
     python benchmarks/bench.py            # every cell and shape, a few minutes
     python benchmarks/bench.py --quick    # two shapes, fewer repeats, under a minute
 
-Shapes follow rnnfast's convention: x is (T, B, I), H = I, G gates (1 RNN, 4 LSTM, 3 GRU).
+Shapes follow rnnfast's convention: x is (T, B, I), H = I, G gates (1 RNN, 4 LSTM, 3 GRU);
+lstm_proj is an LSTM with projections to P = H / 4 units (torch.nn.LSTM's proj_size).
 Each (cell, shape, mode) row is first checked: rnnfast against torch autograd with the same
 weights (without torch, against the float64 NumPy reference); a wrong result gets no timing.
 Then one rnnfast call and one torch call alternate, so that both see the same machine state
@@ -35,7 +36,12 @@ try:
 except ImportError:  # torch is optional: rnnfast alone is still checked and timed
     torch = None
 
-CELLS = {"rnn_tanh": ("RNN", 1), "lstm": ("LSTM", 4), "gru": ("GRU", 3)}  # class (tanh by default), G
+# class (tanh by default), G, H / proj_size (0: no projections)
+CELLS = {"rnn_tanh": ("RNN", 1, 0), "lstm": ("LSTM", 4, 0), "lstm_proj": ("LSTM", 4, 4), "gru": ("GRU", 3, 0)}
+
+
+def proj_size(cell, H):
+    return H // CELLS[cell][2] if CELLS[cell][2] else 0
 SHAPES = [(100, 1, 256), (100, 16, 256), (100, 64, 256), (50, 64, 512), (25, 32, 1024)]
 QUICK_SHAPES = [(100, 1, 256), (100, 64, 256)]
 MODES = ("inference", "training")
@@ -71,13 +77,15 @@ def make_calls(cell, shape, training, use_torch):
     """The rnnfast model and the calls to time: [rnnfast] or [rnnfast, torch], same weights."""
     T, B, I = shape
     cls = CELLS[cell][0]
+    P = proj_size(cell, I)
+    kw = {"proj_size": P} if P else {}
     rng = np.random.default_rng(0)
-    x, dy = rng.standard_normal(shape, dtype=np.float32), rng.standard_normal(shape, dtype=np.float32)
-    m = getattr(rnnfast, cls)(I, I, seed=0).train(training)
+    x, dy = rng.standard_normal(shape, dtype=np.float32), rng.standard_normal((T, B, P or I), dtype=np.float32)
+    m = getattr(rnnfast, cls)(I, I, seed=0, **kw).train(training)
     calls = [lambda: rnnfast_step(m, x, dy, training)]
     if use_torch:
         torch.manual_seed(0)
-        tm = getattr(torch.nn, cls)(I, I).train(training)
+        tm = getattr(torch.nn, cls)(I, I, **kw).train(training)
         m.load_state_dict({k: v.detach().numpy() for k, v in tm.state_dict().items()})
         tx, tdy = torch.from_numpy(x).requires_grad_(training), torch.from_numpy(dy)
         calls.append(lambda: torch_step(tm, tx, tdy, training))
@@ -112,9 +120,11 @@ def torch_to_numpy(result):
 def reference_step(cell, params, x, dy, training):
     """The float64 NumPy reference for the same call (the oracle when torch is absent)."""
     p64 = {k: v.astype(np.float64) for k, v in params.items()}
-    h0 = np.zeros((1,) + x.shape[1:])  # explicit zeros: stack_forward("lstm", hx=None) raises TypeError
-    hx = (h0, h0) if cell == "lstm" else h0
-    y, _, cache = rnnfast.reference.stack_forward(cell, x.astype(np.float64), hx, p64)
+    B, H = x.shape[1:]
+    h0 = np.zeros((1, B, proj_size(cell, H) or H))  # explicit zeros: stack_forward("lstm", hx=None) raises TypeError
+    hx = (h0, np.zeros((1, B, H))) if CELLS[cell][0] == "LSTM" else h0
+    mode = "lstm" if cell == "lstm_proj" else cell
+    y, _, cache = rnnfast.reference.stack_forward(mode, x.astype(np.float64), hx, p64)
     if not training:
         return y, None, None
     dx, _, grads = rnnfast.reference.stack_backward(dy.astype(np.float64), None, cache)
@@ -259,8 +269,8 @@ def bench_row(cell, shape, training, use_torch, budget_s, min_reps, repeats):
         times, row["others_cpu"] = min([(times, row["others_cpu"]), time_interleaved(calls, n)],
                                        key=lambda t: t[1])
 
-    G = CELLS[cell][1]
-    flop = 2 * T * B * (I + I) * G * I * (3 if training else 1)  # backward: about two forwards
+    G, P = CELLS[cell][1], proj_size(cell, I)
+    flop = 2 * T * B * (G * I * (I + (P or I)) + P * I) * (3 if training else 1)  # backward: about two forwards
     row.update(status="ok", repeats=n, gflop=flop / 1e9)
     for name, ts in zip(("rnnfast", "torch"), times):
         row[name + "_ms"] = statistics.median(ts) * 1e3

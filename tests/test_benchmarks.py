@@ -24,7 +24,7 @@ def test_bench_quick_checks_every_row_against_the_reference(tmp_path):
     out = run("bench.py", "--quick", "--no-torch", "--repeats", "1", "--out", str(tmp_path))
     res = json.loads((tmp_path / "results.json").read_text())
     rows = res["rows"]
-    assert len(rows) == 3 * 2 * 2  # cells x quick shapes x (inference, training)
+    assert len(rows) == 4 * 2 * 2  # cells (rnn_tanh, lstm, lstm_proj, gru) x quick shapes x (inference, training)
     assert all(r["status"] == "ok" and r["max_rel_err"] <= res["rtol"] for r in rows), rows
     assert res["machine"]["fp32_peak_gflops"] > 0
     assert (tmp_path / "results.md").read_text() in out  # the report printed is the one written

@@ -114,7 +114,7 @@ def test_every_option_has_one_help_line_with_its_default_once(tmp_path):
     out = run(tmp_path, "--help").stdout
     options = out[re.search(r"\n(options|optional arguments):", out).start():]  # the heading before Python 3.10
     entries = re.split(r"\n  (?=-)", options)[1:]  # one per option, with its wrapped help lines
-    assert len(entries) == 23, entries
+    assert len(entries) == 24, entries
     for entry in entries:
         head, _, help_text = entry.partition("  ")
         if "\n" in head:  # a long option name: the help starts on the next line
@@ -156,6 +156,26 @@ def test_regularisers_train_and_are_checked(tmp_path, option, says):
     assert f"{says} 0.3" in r.stdout and "validation loss" in r.stdout
     bad = run(tmp_path, "--quick", option, "1", ok=False)
     assert f"{option} must be in [0, 1)" in bad.stderr
+
+
+def test_projections_train_resume_sample_and_are_checked(tmp_path):
+    r = run(tmp_path, "--quick", "--proj", "12", "--text", text_file(tmp_path, TEXT))
+    assert "32 (projected to 12)" in r.stdout and "sample after training" in r.stdout
+    ckpt = tmp_path / "rnnfast_charlm.npz"
+    assert int(rnnfast.checkpoint.read_metadata(ckpt)["proj"]) == 12
+    again = run(tmp_path, "--quick", "--sample-only", "--resume", str(ckpt), "--length", "20",
+                "--temperature", "0")
+    sample = again.stdout.split("sample")[-1]
+    assert "The " in sample
+    assert run(tmp_path, "--quick", "--sample-only", "--resume", str(ckpt), "--length", "20",
+               "--temperature", "0").stdout.split("sample")[-1] == sample  # greedy: the same text again
+    conflict = run(tmp_path, "--quick", "--resume", str(ckpt), "--proj", "8", "--text", text_file(tmp_path, TEXT),
+                   ok=False)
+    assert "--proj 8 conflicts with the checkpoint" in conflict.stderr
+    for args, says in [(("--proj", "32"), "must be smaller than the hidden size (32)"),
+                       (("--cell", "gru", "--proj", "8"), "projections are an LSTM's"),
+                       (("--proj", "8", "--precision", "int8"), "have no projections")]:
+        assert says in run(tmp_path, "--quick", *args, ok=False).stderr
 
 
 def on_a_terminal(code):

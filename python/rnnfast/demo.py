@@ -29,7 +29,7 @@ CELLS = {"lstm": (rnnfast.LSTM, rnnfast.LSTMCell), "gru": (rnnfast.GRU, rnnfast.
 CHECKPOINT, PLOT = "rnnfast_charlm.npz", "rnnfast_loss.png"
 
 
-MODEL_DEFAULTS = {"cell": "lstm", "hidden": 128, "layers": 1}  # a checkpoint's own replace these
+MODEL_DEFAULTS = {"cell": "lstm", "hidden": 128, "layers": 1, "proj": 0}  # a checkpoint's own replace these
 HINT_STEPS = 500  # Adam steps after which the default model's samples read as words, on small texts
 EPOCHS = 12
 
@@ -41,6 +41,9 @@ def parse_args(argv=None):
     p.add_argument("--cell", choices=sorted(CELLS), help="recurrent layer (default: lstm, or the checkpoint's)")
     p.add_argument("--hidden", type=int, help="hidden size (default: 128, or the checkpoint's)")
     p.add_argument("--layers", type=int, help="stacked recurrent layers (default: 1, or the checkpoint's)")
+    p.add_argument("--proj", type=int, metavar="P",
+                   help="LSTM projections: the hidden state has P units, fewer than --hidden (torch's proj_size; "
+                        "default: none, or the checkpoint's)")
     p.add_argument("--epochs", type=int, default=EPOCHS, help="passes over the training text (default: %(default)s)")
     p.add_argument("--seq-len", type=int, default=64, help="steps per truncated-BPTT chunk (default: %(default)s)")
     p.add_argument("--batch", type=int, default=32, help="parallel streams (default: %(default)s)")
@@ -81,6 +84,16 @@ def parse_args(argv=None):
     for name in ("hidden", "layers", "seq_len", "batch", "length"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.proj is not None:
+        if args.proj < 0:
+            p.error("--proj must be at least 0 (0: no projections)")
+        if args.proj and args.cell not in (None, "lstm"):
+            p.error(f"--proj: projections are an LSTM's, not --cell {args.cell}'s")
+        if args.proj and args.proj >= (args.hidden or MODEL_DEFAULTS["hidden"]) and not args.resume:
+            p.error(f"--proj {args.proj} must be smaller than the hidden size "
+                    f"({args.hidden or MODEL_DEFAULTS['hidden']})")
+        if args.proj and args.precision != "float32":
+            p.error(f"--proj with --precision {args.precision}: the reduced-precision kernels have no projections")
     if args.epochs < 0:
         p.error("--epochs must be at least 0")
     for name in REGULARISERS:
@@ -109,12 +122,13 @@ def regularisers(args):
 class CharModel:
     """Recurrent stack + Linear head over one-hot characters of `vocab`."""
 
-    def __init__(self, vocab, cell, hidden, layers, seed, **regularisers):
+    def __init__(self, vocab, cell, hidden, layers, seed, proj=0, **regularisers):
         self.vocab, self.cell = vocab, cell
         self.index = {ch: i for i, ch in enumerate(vocab)}
         V = len(vocab)
-        self.rnn = CELLS[cell][0](V, hidden, num_layers=layers, seed=seed, **regularisers)
-        self.head = rnnfast.Linear(hidden, V, seed=seed + 1)
+        self.rnn = CELLS[cell][0](V, hidden, num_layers=layers, seed=seed, **({"proj_size": proj} if proj else {}),
+                                  **regularisers)
+        self.head = rnnfast.Linear(proj or hidden, V, seed=seed + 1)
 
     @property
     def modules(self):
@@ -128,7 +142,7 @@ class CharModel:
 
     def metadata(self, epochs_done):
         return {"vocab": self.vocab, "cell": self.cell, "hidden": self.rnn.hidden_size,
-                "layers": self.rnn.num_layers, "epochs_done": epochs_done}
+                "layers": self.rnn.num_layers, "proj": self.rnn.proj_size, "epochs_done": epochs_done}
 
     def stream_loss(self, x, y, precision="float32"):
         """Mean cross-entropy (nats per character) of an eval-mode pass over one-hot streams x, targets y,
@@ -151,26 +165,35 @@ class CharModel:
 
     def sample(self, prompt, length, temperature, rng, precision="float32"):
         """prompt + `length` generated characters, one step at a time through single-step cells (with
-        their weights in `precision`)."""
+        their weights in `precision`), or with projections (which the cells do not have) through the
+        layer itself, one step a call."""
         rnn, H = self.rnn, self.rnn.hidden_size
         state = rnn.state_dict()
         kwargs = {"nonlinearity": rnn.nonlinearity} if self.cell == "rnn" else {}
         kwargs["zoneout"] = rnn.zoneout  # the layer's eval: h = p h_prev + (1 - p) h~
         cells = []
-        for layer in range(rnn.num_layers):
+        for layer in range(0 if rnn.proj_size else rnn.num_layers):
             cell = CELLS[self.cell][1](rnn.input_size if layer == 0 else H, H, **kwargs).eval()
             cell.load_state_dict({k: state[f"{k}_l{layer}"] for k in cell.state_dict()})
             cells.append(cell if precision == "float32" else rnnfast.quantize(cell, precision))
-        head = self.head.train(False)
-        states = [None] * len(cells)
-        out, V = [], len(self.vocab)
-        ids = list(self.encode(prompt)) if prompt else [int(rng.integers(V))]
-        for step in range(len(ids) - 1 + length):
-            x = rnnfast.one_hot(np.array([ids[step] if step < len(ids) else out[-1]]), V)
+        states = [None] * max(len(cells), 1)  # each cell's state, or the projected stack's (h_n, c_n)
+        was_training = rnn.training
+
+        def step(x):  # one character through the recurrent layers: the top layer's h (1, features)
+            if rnn.proj_size:
+                y, states[0] = rnn.eval()(x[None], states[0])
+                return y[0]
             for layer, cell in enumerate(cells):
                 states[layer] = cell(x, states[layer])
                 x = states[layer][0] if self.cell == "lstm" else states[layer]
-            if step < len(ids) - 1:
+            return x
+
+        head = self.head.train(False)
+        out, V = [], len(self.vocab)
+        ids = list(self.encode(prompt)) if prompt else [int(rng.integers(V))]
+        for i in range(len(ids) - 1 + length):
+            x = step(rnnfast.one_hot(np.array([ids[i] if i < len(ids) else out[-1]]), V))
+            if i < len(ids) - 1:
                 continue
             logits = head(x)[0].astype(np.float64)
             if temperature == 0:
@@ -180,6 +203,7 @@ class CharModel:
                 p = np.exp(z - z.max())
                 out.append(int(rng.choice(V, p=p / p.sum())))
         head.train()
+        rnn.train(was_training)
         return "".join(self.vocab[i] for i in ids) + "".join(self.vocab[i] for i in out)
 
 
@@ -332,7 +356,8 @@ def from_checkpoint(path, args):
     ValueError when --cell, --hidden or --layers ask for another model than the checkpoint holds."""
     meta = rnnfast.checkpoint.read_metadata(path)
     try:
-        shape = {"cell": str(meta["cell"]), "hidden": int(meta["hidden"]), "layers": int(meta["layers"])}
+        shape = {"cell": str(meta["cell"]), "hidden": int(meta["hidden"]), "layers": int(meta["layers"]),
+                 "proj": int(meta.get("proj", 0))}  # checkpoints from before --proj have none
         vocab = str(meta["vocab"])
     except KeyError as exc:
         raise ValueError(f"not a checkpoint of this program (no {exc} in its metadata)") from None
@@ -342,7 +367,8 @@ def from_checkpoint(path, args):
             raise ValueError(f"--{name} {asked} conflicts with the checkpoint {path}, whose model has {name} "
                              f"{value}: leave --{name} out to continue it, or train a new model without "
                              f"{'--resume' if args.resume else '--sample-only'}")
-    model = CharModel(vocab, shape["cell"], shape["hidden"], shape["layers"], args.seed, **regularisers(args))
+    model = CharModel(vocab, shape["cell"], shape["hidden"], shape["layers"], args.seed, shape["proj"],
+                      **regularisers(args))
     return model, int(meta.get("epochs_done", 0))
 
 
@@ -435,7 +461,9 @@ def main(argv=None) -> int:
     V = len(model.vocab)
     print(f"text: {source}, {len(text):,} characters, {V} distinct; {len(text) - training_chars(len(text)):,} "
           f"held out for validation")
-    print(f"model: {model.cell.upper()} {V} -> {model.rnn.hidden_size} x {model.rnn.num_layers} layer(s) -> Linear -> "
+    proj = f" (projected to {model.rnn.proj_size})" if model.rnn.proj_size else ""
+    print(f"model: {model.cell.upper()} {V} -> {model.rnn.hidden_size}{proj} x {model.rnn.num_layers} layer(s) -> "
+          f"Linear -> "
           f"{V}; {sum(p.size for m in model.modules for p in m.parameters().values()):,} parameters")
     print(f"training: {args.epochs} epoch(s), {args.batch} streams x chunks of {args.seq_len} steps, Adam lr {args.lr}"
           + "".join(f", {what} {getattr(args, own)}" for own, what in REGULARISERS.items() if getattr(args, own)))
