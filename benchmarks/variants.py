@@ -2,10 +2,11 @@
 
     python benchmarks/variants.py [--rounds R] [--budget S] [ROW ...]
 
-Each ROW is `cell,T,B,H,variant` (cell: rnn, lstm, gru; I = H; variant: weight_drop=P, zoneout=P
-or recurrent_dropout=P). Each row is checked first. Weight drop: in eval the variant gives the
-plain module's bits, and its training step is the plain step run on W_hh times its masks (the same
-bits). Zoneout and recurrent dropout: the eval and training forwards are one `rnnfast.functional`
+Each ROW is `cell,T,B,H,variant` (cell: rnn, lstm, gru; I = H; variant: weight_drop=P, zoneout=P,
+recurrent_dropout=P, or layernorm=1: rnnfast.LayerNormLSTM / LayerNormGRU against LSTM / GRU). Each
+row is checked first. Weight drop: in eval the variant gives the plain module's bits, and its
+training step is the plain step run on W_hh times its masks (the same bits). Zoneout, recurrent
+dropout and the layer-normalised cells: the eval and training forwards are one `rnnfast.functional`
 layer run with what the module used (zoneout's p in eval; in training the masks the kernels drew
 from the module's seed, as rnnfast.reference.zoneout_masks gives them): the same bits
 (tests/test_zoneout.py and tests/test_recurrent_dropout.py hold the layer to the reference). Then each round times a training step (forward + backward) of the plain module and of the variant,
@@ -22,17 +23,19 @@ DEFAULT_ROWS = ["lstm,50,64,512,weight_drop=0.5", "lstm,100,16,256,weight_drop=0
                 "rnn,100,16,256,weight_drop=0.5", "lstm,50,64,512,zoneout=0.1", "lstm,100,16,256,zoneout=0.1",
                 "gru,100,64,256,zoneout=0.1", "rnn,100,16,256,zoneout=0.1", "lstm,50,64,512,recurrent_dropout=0.25",
                 "lstm,100,16,256,recurrent_dropout=0.25", "gru,100,64,256,recurrent_dropout=0.25",
-                "rnn,100,16,256,recurrent_dropout=0.25"]
+                "rnn,100,16,256,recurrent_dropout=0.25", "lstm,100,1,256,layernorm=1", "lstm,100,16,256,layernorm=1",
+                "lstm,100,64,256,layernorm=1", "lstm,50,64,512,layernorm=1", "gru,100,16,256,layernorm=1",
+                "gru,100,64,256,layernorm=1"]
 CLASSES = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
-VARIANTS = {"weight_drop": float, "zoneout": float, "recurrent_dropout": float}
+VARIANTS = {"weight_drop": float, "zoneout": float, "recurrent_dropout": float, "layernorm": int}
 
 
 def parse_row(text):
     cell, T, B, H, variant = text.split(",")
     name, _, value = variant.partition("=")
-    if cell not in CLASSES or name not in VARIANTS or not value:
+    if cell not in CLASSES or name not in VARIANTS or not value or (name == "layernorm" and cell == "rnn"):
         raise argparse.ArgumentTypeError(f"row {text!r}: expected cell,T,B,H,variant=value "
-                                         f"(variants: {', '.join(VARIANTS)})")
+                                         f"(variants: {', '.join(VARIANTS)}; layernorm=1 for lstm and gru)")
     return cell, int(T), int(B), int(H), {name: VARIANTS[name](value)}
 
 
@@ -40,7 +43,10 @@ def make(row):
     import rnnfast
     cell, T, B, H, variant = row
     cls = getattr(rnnfast, CLASSES[cell])
-    plain, varied = cls(H, H, seed=0), cls(H, H, seed=0, **variant)
+    if "layernorm" in variant:
+        plain, varied = cls(H, H, seed=0), getattr(rnnfast, "LayerNorm" + CLASSES[cell])(H, H, seed=0)
+    else:
+        plain, varied = cls(H, H, seed=0), cls(H, H, seed=0, **variant)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((T, B, H), dtype=np.float32)
     dy = rng.standard_normal((T, B, H), dtype=np.float32)
@@ -63,10 +69,12 @@ def check_against_layer(row, plain, varied, x, dy):
     """The module's forwards against one functional layer with the same p (eval) and masks (training)."""
     from rnnfast import functional as F
     from rnnfast.reference import zoneout_masks
-    p = plain.parameters()
+    p = varied.parameters()
     weights = (p["weight_ih_l0"], p["weight_hh_l0"], p["bias_ih_l0"], p["bias_hh_l0"])
+    norms = tuple(p[k] for k in p if k.startswith("ln_")) or None  # the layer-normalised cells'
     mode = varied.mode
-    eval_y = F.layer_forward(mode, x, None, None, *weights, training=False, zoneout=varied.zoneout or None)[0]
+    eval_y = F.layer_forward(mode, x, None, None, *weights, training=False, zoneout=varied.zoneout or None,
+                             norms=norms)[0]
     same = np.array_equal(varied.eval()(x)[0], eval_y)
     varied.train()
     y = varied(x)[0]
@@ -74,7 +82,8 @@ def check_against_layer(row, plain, varied, x, dy):
     zoneout = ctx.zoneout if ctx.zoneout_seed is None else zoneout_masks(ctx.zoneout_seed, ctx.zoneout, *y.shape,
                                                                           dtype=y.dtype)  # the kernels' draws
     same = same and np.array_equal(y, F.layer_forward(mode, x, None, None, *weights, training=False,
-                                                      zoneout=zoneout, recurrent_mask=ctx.recurrent_mask)[0])
+                                                      zoneout=zoneout, recurrent_mask=ctx.recurrent_mask,
+                                                      norms=norms)[0])
     if not same:
         raise SystemExit(f"{row}: the variant's module does not match its layer; not timed")
 

@@ -134,3 +134,21 @@ def gradcheck_with_one_draw(module, x, seed):
             return torch.func.functional_call(module, dict(zip(names, params)), (x,))[0]
 
     return torch.autograd.gradcheck(f, (x, *module.parameters()))
+
+
+def assert_compiled_matches_eager(module, x):
+    """A torch module compiled (aot_eager, fullgraph) gives its eager outputs and parameter
+    gradients bit for bit, in training and under no_grad."""
+    import torch
+    compiled = torch.compile(module, backend="aot_eager", fullgraph=True)
+    eager_out, got = module(x), compiled(x)
+    for a, b in zip((eager_out[0], *eager_out[1]), (got[0], *got[1])):
+        assert torch.equal(a, b)
+    got[0].sum().backward()
+    g_compiled = [p.grad.clone() for p in module.parameters()]
+    module.zero_grad()
+    eager_out[0].sum().backward()
+    for a, b in zip(g_compiled, (p.grad for p in module.parameters())):
+        assert torch.equal(a, b)
+    with torch.no_grad():
+        assert torch.equal(compiled(x)[0], module(x)[0])

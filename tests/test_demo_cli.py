@@ -178,6 +178,17 @@ def test_projections_train_resume_sample_and_are_checked(tmp_path):
         assert says in run(tmp_path, "--quick", *args, ok=False).stderr
 
 
+@pytest.mark.parametrize("cell", ["lnlstm", "lngru"])
+def test_layer_normalised_cells_train_resume_and_sample(tmp_path, cell):
+    r = run(tmp_path, "--quick", "--cell", cell, "--zoneout", "0.1", "--text", text_file(tmp_path, TEXT))
+    assert f"model: {cell.upper()} " in r.stdout and "sample after training" in r.stdout
+    ckpt = tmp_path / "rnnfast_charlm.npz"
+    again = run(tmp_path, "--quick", "--sample-only", "--resume", str(ckpt), "--length", "20", "--temperature", "0")
+    assert "sample" in again.stdout
+    bad = run(tmp_path, "--quick", "--cell", cell, "--precision", "bfloat16", ok=False)
+    assert "no layer-normalised cells" in bad.stderr
+
+
 def on_a_terminal(code):
     """What a Python snippet writes on a pseudo-terminal of 120 columns (stdout and stderr)."""
     import fcntl

@@ -259,16 +259,6 @@ def test_torch_module_round_trips_and_gradcheck():
 
 def test_torch_compile_matches_eager():
     torch = pytest.importorskip("torch")
+    from conftest import assert_compiled_matches_eager
     _, ours = _torch_pair(torch, True, dtype=torch.float32)
-    x = torch.randn(6, 3, 5, requires_grad=True)
-    compiled = torch.compile(ours, backend="aot_eager", fullgraph=True)
-    eager_out = ours(x)
-    got = compiled(x)
-    for a, b in zip((eager_out[0], *eager_out[1]), (got[0], *got[1])):
-        assert torch.equal(a, b)
-    got[0].sum().backward()
-    g_compiled = [p.grad.clone() for p in ours.parameters()]
-    ours.zero_grad()
-    eager_out[0].sum().backward()
-    for a, b in zip(g_compiled, (p.grad for p in ours.parameters())):
-        assert torch.equal(a, b)
+    assert_compiled_matches_eager(ours, torch.randn(6, 3, 5, requires_grad=True))

@@ -223,8 +223,7 @@ def test_conversions_round_trip():
         assert torch.equal(again.state_dict()[k], v)
     rnn = rt.from_torch(torch.nn.RNN(3, 4, nonlinearity="relu"))
     assert rnn.nonlinearity == "relu" and rnn.weight_ih_l0.dtype == torch.float32
-    with pytest.raises(ValueError, match="proj_size"):
-        rt.from_torch(torch.nn.LSTM(3, 4, proj_size=2))
+    assert rt.from_torch(torch.nn.LSTM(3, 4, proj_size=2)).proj_size == 2  # tests/test_projections.py for more
     with pytest.raises(TypeError, match="expected torch.nn.RNN, LSTM or GRU"):
         rt.from_torch(torch.nn.Linear(3, 4))
 
@@ -260,8 +259,12 @@ def test_devices_and_dtypes_are_checked():
         m(torch.empty(5, 2, 3, device="meta"))
     with pytest.raises(ValueError, match="does not match weight dtype"):
         m(torch.randn(5, 2, 3, dtype=F64))
-    with pytest.raises(RuntimeError, match="Expected hidden size"):
+    with pytest.raises(RuntimeError, match=r"Expected hidden\[0\] size \(1, 2, 4\), got \[1, 3, 4\]"):  # torch.nn's
         m(torch.randn(5, 2, 3), (torch.zeros(1, 3, 4), torch.zeros(1, 3, 4)))
+    with pytest.raises(RuntimeError, match=r"Expected hidden\[1\] size"):
+        m(torch.randn(5, 2, 3), (torch.zeros(1, 2, 4), torch.zeros(1, 3, 4)))
+    with pytest.raises(RuntimeError, match=r"Expected hidden size \(1, 2, 4\)"):
+        rt.GRU(3, 4)(torch.randn(5, 2, 3), torch.zeros(1, 3, 4))
     with pytest.raises(RuntimeError, match="input_size"):
         m(torch.randn(5, 2, 7))
     with pytest.raises(TypeError, match="tuple"):

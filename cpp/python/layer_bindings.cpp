@@ -2,7 +2,10 @@
 // arrays, with a LayerWorkspace that keeps the caches and the scratch between calls.
 #include <pybind11/stl.h>
 
+#include <array>
 #include <cstdint>
+#include <string>
+#include <vector>
 #include <optional>
 #include <utility>
 
@@ -19,7 +22,9 @@ namespace {
 constexpr std::pair<const char*, rnnfast::CellKind> kCells[] = {{"rnn_tanh", rnnfast::CellKind::rnn_tanh},
                                                               {"rnn_relu", rnnfast::CellKind::rnn_relu},
                                                               {"lstm", rnnfast::CellKind::lstm},
-                                                              {"gru", rnnfast::CellKind::gru}};
+                                                              {"gru", rnnfast::CellKind::gru},
+                                                              {"layernorm_lstm", rnnfast::CellKind::layernorm_lstm},
+                                                              {"layernorm_gru", rnnfast::CellKind::layernorm_gru}};
 
 // Weights of dtype uint16 are bfloat16 bit patterns, of dtype int8 int8 weights (rnnfast.quantize):
 // a float32 eval forward.
@@ -49,6 +54,9 @@ rnnfast::LayerShape make_shape(int cell, Index T, Index B, Index I, Index H, boo
     if (P && (rnnfast::CellKind(cell) != rnnfast::CellKind::lstm || !(P < H)))
         throw py::value_error("w_hr: projections are an LSTM's, with P < H (w_hr of shape (P, H)), got P = " +
                               std::to_string(P) + ", H = " + std::to_string(H));
+    if (rnnfast::layer_normalised(rnnfast::CellKind(cell)) && precision != rnnfast::Precision::full)
+        throw py::value_error(std::string("cell: the layer-normalised cells run at full precision, not with ") +
+                              precision_name(precision));
     if (P && precision != rnnfast::Precision::full)
         throw py::value_error(std::string("w_hr: projections run at full precision, not with ") +
                               precision_name(precision));
@@ -102,8 +110,29 @@ void view_weights(Call& a, const py::array& w_ih, const py::array& w_hh, const O
 }
 
 Index gates_times(const rnnfast::LayerShape& s, Index n) { return rnnfast::gate_count(s.cell) * n; }
-bool is_lstm(const rnnfast::LayerShape& s) { return s.cell == rnnfast::CellKind::lstm; }
+bool is_lstm(const rnnfast::LayerShape& s) { return rnnfast::has_cell_state(s.cell); }
 
+// The layer-normalised cells' gains (G*H each) and the LSTM's cell gain and bias (H), or their
+// gradients (`prefix` "d", writable): required for those cells, refused for the others.
+template <class T>
+std::array<T*, 4> norm_arrays(const rnnfast::LayerShape& s, const std::vector<OptionalArray>& arrays,
+                              const std::string& prefix, bool writable) {
+    if (arrays.size() != 4)
+        throw py::value_error(prefix + "norms: expected 4 entries (ln_ih_weight, ln_hh_weight, ln_cell_weight, "
+                              "ln_cell_bias; None where absent), got " + std::to_string(arrays.size()));
+    const bool normalised = rnnfast::layer_normalised(s.cell);
+    const char* names[] = {"ln_ih_weight", "ln_hh_weight", "ln_cell_weight", "ln_cell_bias"};
+    const Index sizes[] = {gates_times(s, s.H), gates_times(s, s.H), s.H, s.H};
+    std::array<T*, 4> out{};
+    for (int i = 0; i < 4; ++i) {
+        const std::string name = prefix + names[i];
+        const bool wanted = normalised && (i < 2 || is_lstm(s));
+        if (arrays[i].has_value() != wanted)
+            throw py::value_error(name + (wanted ? ": this cell needs it" : ": only a layer-normalised cell takes it"));
+        out[i] = wanted ? dense<T>(*arrays[i], name.c_str(), {sizes[i]}, writable) : nullptr;
+    }
+    return out;
+}
 // What a forward and a backward both read, checked and set on their call struct `a` (a.s set).
 template <class T, class Call>
 void view_layer_inputs(Call& a, const py::array& x, const py::array& w_ih, const py::array& w_hh,
@@ -132,7 +161,7 @@ py::tuple layer_forward(int cell, py::array x, py::array w_ih, py::array w_hh, O
                         bool training, OptionalArray saved_buf, LayerWorkspace* workspace, int threads,
                         OptionalArray zoneout, double zoneout_p, std::optional<std::uint64_t> zoneout_seed,
                         OptionalArray recurrent_mask, OptionalArray w_ih_scale, OptionalArray w_hh_scale,
-                        OptionalArray w_hr) {
+                        OptionalArray w_hr, std::vector<OptionalArray> norms) {
     const rnnfast::LayerShape s = layer_shape(cell, x, w_hh, reverse, recurrent_mask, w_hr);
     if (s.precision != rnnfast::Precision::full && training)
         throw py::value_error(std::string("training: ") + precision_name(s.precision) +
@@ -145,6 +174,8 @@ py::tuple layer_forward(int cell, py::array x, py::array w_ih, py::array w_hh, O
         view_layer_inputs<T>(a, x, w_ih, w_hh, w_hr, lengths, zoneout, zoneout_p, zoneout_seed, recurrent_mask,
                              w_ih_scale, w_hh_scale);
         a.h0 = optional_in<T>(h0, "h0", {s.B, S});
+        const std::array<T*, 4> ln = norm_arrays<T>(s, norms, "", false);
+        a.ln_ih_weight = ln[0], a.ln_hh_weight = ln[1], a.ln_cell_weight = ln[2], a.ln_cell_bias = ln[3];
         a.c0 = is_lstm(s) ? optional_in<T>(c0, "c0", {s.B, s.H}) : nullptr;
         a.b_ih = optional_in<T>(b_ih, "b_ih", {GH});
         a.b_hh = optional_in<T>(b_hh, "b_hh", {GH});
@@ -180,7 +211,7 @@ py::tuple layer_backward(int cell, py::array x, py::array w_ih, py::array w_hh, 
                          bool dx_accumulate, bool consume_saved, LayerWorkspace* workspace, OptionalArray scratch,
                          int threads, OptionalArray zoneout, double zoneout_p,
                          std::optional<std::uint64_t> zoneout_seed, OptionalArray recurrent_mask, OptionalArray w_hr,
-                         OptionalArray dw_hr) {
+                         OptionalArray dw_hr, std::vector<OptionalArray> norms, std::vector<OptionalArray> dnorms) {
     const rnnfast::LayerShape s = layer_shape(cell, x, w_hh, reverse, recurrent_mask, w_hr);
     return by_dtype(x, [&](auto tag) -> py::tuple {
         using T = decltype(tag);
@@ -190,6 +221,9 @@ py::tuple layer_backward(int cell, py::array x, py::array w_ih, py::array w_hh, 
         view_layer_inputs<T>(a, x, w_ih, w_hh, w_hr, lengths, zoneout, zoneout_p, zoneout_seed, recurrent_mask);
         if (s.P && !dw_hr) throw py::value_error("dw_hr: a layer with projections (w_hr) needs dw_hr (P, H)");
         a.dw_hr = s.P ? dense<T>(*dw_hr, "dw_hr", {s.P, s.H}, true) : nullptr;
+        const std::array<T*, 4> ln = norm_arrays<T>(s, norms, "", false), dln = norm_arrays<T>(s, dnorms, "d", true);
+        a.ln_ih_weight = ln[0], a.ln_hh_weight = ln[1], a.ln_cell_weight = ln[2], a.ln_cell_bias = ln[3];
+        a.dln_ih_weight = dln[0], a.dln_hh_weight = dln[1], a.dln_cell_weight = dln[2], a.dln_cell_bias = dln[3];
         a.saved = dense<T>(saved, "saved", {rnnfast::saved_size(s)}, consume_saved);
         a.consume_saved = consume_saved;
         const View<T> dyv = view<T>(dy, "dy", {s.T, s.B, S}, false);
@@ -239,12 +273,14 @@ void bind_layers(py::module_& m) {
           py::arg("workspace") = py::none(), py::arg("threads") = 0, py::arg("zoneout") = py::none(),
           py::arg("zoneout_p") = 0.0, py::arg("zoneout_seed") = py::none(), py::arg("recurrent_mask") = py::none(),
           py::arg("w_ih_scale") = py::none(), py::arg("w_hh_scale") = py::none(), py::arg("w_hr") = py::none(),
+          py::arg("norms") = std::vector<OptionalArray>(4),
           "One layer, one direction: writes y (T, B, H) in place (a view, e.g. a direction's half of a wider "
           "output) and returns (h_n, c_n or None, saved or None). `saved`, an array of saved_size values, is "
           "reused as the training workspace when it fits; `workspace` keeps caches and scratch between calls. "
           "Weights of dtype uint16 (bfloat16 bits) or int8 (with w_ih_scale, w_hh_scale: float32, one per row) "
           "run a float32 eval forward at that precision. w_hr (P, H): an LSTM with projections, whose h (h0, "
-          "h_n, y, W_hh's columns) has P units.");
+          "h_n, y, W_hh's columns) has P units. norms: the layer-normalised cells' [ln_ih_weight, ln_hh_weight, "
+          "ln_cell_weight, ln_cell_bias] (None where the cell has none).");
     m.def("layer_backward", &layer_backward, py::arg("cell"), py::arg("x"), py::arg("w_ih"), py::arg("w_hh"),
           py::arg("saved"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("dx"), py::arg("dw_ih"),
           py::arg("dw_hh"), py::arg("db_ih"), py::arg("db_hh"), py::kw_only(), py::arg("reverse"),
@@ -252,8 +288,10 @@ void bind_layers(py::module_& m) {
           py::arg("workspace") = py::none(), py::arg("scratch") = py::none(), py::arg("threads") = 0,
           py::arg("zoneout") = py::none(), py::arg("zoneout_p") = 0.0, py::arg("zoneout_seed") = py::none(),
           py::arg("recurrent_mask") = py::none(), py::arg("w_hr") = py::none(), py::arg("dw_hr") = py::none(),
+          py::arg("norms") = std::vector<OptionalArray>(4), py::arg("dnorms") = std::vector<OptionalArray>(4),
           "BPTT through one layer and direction: writes (or, with dx_accumulate, adds into) dx, adds into the "
-          "weight gradients (dw_hr too, with projections), returns (dh0, dc0 or None). consume_saved: the gate "
+          "weight gradients (dw_hr too, with projections; dnorms, the layer-normalised cells' parameters' "
+          "gradients, in norms' order), returns (dh0, dc0 or None). consume_saved: the gate "
           "gradients overwrite `saved` (less scratch; `saved` is spent). `scratch`, if given, must hold "
           "backward_scratch_size values.");
     m.def("saved_size", [](int cell, Index T, Index B, Index I, Index H, Index P) {

@@ -8,7 +8,7 @@
 // (h = W_hr r) a step first takes dh on h's units and keeps the gradient of W_hr r; after a barrier
 // in unit mode (the product reads all of h's units) the cell gets dr = (that) W_hr on its units.
 #pragma once
-#include "cells.h"
+#include "layer_norm_cells.h"
 #include "workspace_layout.h"
 #include "zoneout.h"
 
@@ -17,6 +17,7 @@ namespace RNNFAST_ISA_NS {
 
 template <class T, class Cell> class BackwardPass {
     static constexpr int G = Cell::G;
+    static constexpr bool kNorm = Cell::kLayerNorm;  // the layer-normalised cells: their own dG_hh and sums
     using Geo = LayerGeometry<T, G>;
     using Schedule = LayerSchedule<T, G>;
     using Work = WorkspaceLayout<T, G>;
@@ -34,7 +35,9 @@ template <class T, class Cell> class BackwardPass {
           fresh(!wcache || cache.tag() != tag),
           recurrent_packed{wcache ? cache.packed : scratch.recurrent_packing, GH, GH, state_panels},
           projection_packed{scratch.projection_packing, s.P, s.P, hidden_panels},
-          h_prev_all(s.recurrent_dropout ? scratch.masked_states : saved.states + (s.reverse ? B * S : 0)) {}
+          h_prev_all(s.recurrent_dropout ? scratch.masked_states : saved.states + (s.reverse ? B * S : 0)),
+          norms{a.ln_ih_weight, a.ln_hh_weight, a.ln_cell_weight, a.ln_cell_bias, nullptr, nullptr},
+          norm_row(NormRow<T>::size(G, H)) {}
 
     void run() {
         run_team(threads, [&](const Team& team) { run_thread(team); });
@@ -51,7 +54,7 @@ template <class T, class Cell> class BackwardPass {
         BackwardScratch<T> carved = Work::carve_backward(a.s, threads, a.consume_saved, cv);
         if (a.consume_saved) {  // each gate gradient replaces the saved value it was computed from
             carved.dg_ih = saved.gates;
-            carved.dg_hn = saved.aux;
+            carved.dg_hn = kNorm ? nullptr : saved.aux;
         }
         return carved;
     }
@@ -79,7 +82,8 @@ template <class T, class Cell> class BackwardPass {
         load_gradients(me, units);
         for (Index k = s.T - 1; k >= 0; --k) {
             const Index t = s.reverse ? s.T - 1 - k : k;
-            T* dg_hh = G == 3 ? scratch.dg_step + (k & 1) * B * GH : scratch.dg_ih + t * B * GH;  // this step's
+            T* dg_hh = kNorm ? scratch.dg_hh + t * B * GH
+                             : G == 3 ? scratch.dg_step + (k & 1) * B * GH : scratch.dg_ih + t * B * GH;  // this step's
             step(me, k, dg_hh);
             if (s.P) {
                 if (!me.batch) team.barrier();
@@ -102,6 +106,7 @@ template <class T, class Cell> class BackwardPass {
         }
         team.barrier();
         weight_and_input_gradients(team);
+        if constexpr (kNorm) norm_gradients(team);
     }
 
     // dh, dc from dh_n, dc_n (or zero) for my rows and units; my units' bias sums from zero.
@@ -184,7 +189,14 @@ template <class T, class Cell> class BackwardPass {
                     G == 4 ? saved_c(k) + b * H : nullptr,
                     G == 4 ? saved_c(k + 1) + b * H : nullptr,
                     dh, scratch.dc + b * H, scratch.dg_ih + (t * B + b) * GH, dg_hh + b * GH,
-                    G == 3 ? scratch.dg_hn + (t * B + b) * H : nullptr, dh};
+                    G == 3 && !kNorm ? scratch.dg_hn + (t * B + b) * H : nullptr, dh};
+        if constexpr (kNorm) {
+            r.ln = &norms;
+            r.norm = saved.norms + (t * B + b) * norm_row;
+            r.da_ih = scratch.da_ih + (t * B + b) * GH;
+            r.da_hh = scratch.da_hh + (t * B + b) * GH;
+            r.dcell_norm = G == 4 ? scratch.dcell_norm + (t * B + b) * H : nullptr;
+        }
         Cell::backward(r, H, me.u0, me.u1);
     }
 
@@ -196,7 +208,12 @@ template <class T, class Cell> class BackwardPass {
             copy_units<T>(dgi + g * H, nullptr, me.u0, me.u1);
             if (dgh != dgi) copy_units<T>(dgh + g * H, nullptr, me.u0, me.u1);
         }
-        if (G == 3) copy_units<T>(scratch.dg_hn + (t * B + b) * H, nullptr, me.u0, me.u1);
+        if (G == 3 && !kNorm) copy_units<T>(scratch.dg_hn + (t * B + b) * H, nullptr, me.u0, me.u1);
+        if constexpr (kNorm) {  // whole rows (the schedule's): the sums after the loop read them
+            copy_units<T>(scratch.da_ih + (t * B + b) * GH, nullptr, 0, GH);
+            copy_units<T>(scratch.da_hh + (t * B + b) * GH, nullptr, 0, GH);
+            if (G == 4) copy_units<T>(scratch.dcell_norm + (t * B + b) * H, nullptr, 0, H);
+        }
     }
 
     // Zoneout (h_t = m h_{t-1} + (1 - m) h~_t): h~_t gets (1 - m) dh, written to `to_new`, and
@@ -222,8 +239,17 @@ template <class T, class Cell> class BackwardPass {
     }
 
     // Step t's gate gradients summed over the batch into my units' bias sums. GRU's db_hh differs
-    // from db_ih only in the n block.
+    // from db_ih only in the n block. The layer-normalised cells' biases come after the norms:
+    // their gradients are those of a_ih and a_hh.
     void add_bias_gradients(Index t, Range units) const {
+        if constexpr (kNorm) {
+            for (Index b = 0; b < B; ++b)
+                for (int g = 0; g < G; ++g) {
+                    add_units(scratch.db_ih + g * H, scratch.da_ih + (t * B + b) * GH + g * H, units.lo, units.hi);
+                    if (G == 3) add_units(scratch.db_hh + g * H, scratch.da_hh + (t * B + b) * GH + g * H, units.lo, units.hi);
+                }
+            return;
+        }
         for (Index b = 0; b < B; ++b) {
             for (int g = 0; g < G; ++g) {
                 add_units(scratch.db_ih + g * H, scratch.dg_ih + (t * B + b) * GH + g * H, units.lo, units.hi);
@@ -250,15 +276,30 @@ template <class T, class Cell> class BackwardPass {
         T* a_packing = scratch.a_packing + team.id * gemm_mc<T, MR>() * Geo::KC;  // dG^T is read transposed: pack it
         gemm_team<T, MR, NV>(team, GH, I, TB, Mat<T>{scratch.dg_ih, 1, GH}, Mat<T>{a.x, a.ldx, 1}, a.dw_ih, I, true,
                              nullptr, scratch.plain_packing, Geo::KC, a_packing);
-        const Index rows_from_dg_ih = G == 3 ? 2 * H : GH;
-        gemm_team<T, MR, NV>(team, rows_from_dg_ih, S, TB, Mat<T>{scratch.dg_ih, 1, GH}, Mat<T>{h_prev_all, S, 1}, a.dw_hh,
-                             S, true, nullptr, scratch.plain_packing, Geo::KC, a_packing);
+        const Index rows_from_dg_ih = G == 3 && !kNorm ? 2 * H : GH;
+        gemm_team<T, MR, NV>(team, rows_from_dg_ih, S, TB, Mat<T>{kNorm ? scratch.dg_hh : scratch.dg_ih, 1, GH},
+                             Mat<T>{h_prev_all, S, 1}, a.dw_hh, S, true, nullptr, scratch.plain_packing, Geo::KC,
+                             a_packing);
         if (s.P)
             gemm_team<T, MR, NV>(team, s.P, H, TB, Mat<T>{scratch.dprojected, 1, s.P}, Mat<T>{saved.unprojected, H, 1},
                                  a.dw_hr, H, true, nullptr, scratch.plain_packing, Geo::KC, a_packing);
-        if (G == 3)
+        if (G == 3 && !kNorm)
             gemm_team<T, MR, NV>(team, H, H, TB, Mat<T>{scratch.dg_hn, 1, H}, Mat<T>{h_prev_all, H, 1},
                                  a.dw_hh + rows_from_dg_ih * H, H, true, nullptr, scratch.plain_packing, Geo::KC, a_packing);
+    }
+
+    // The layer-normalised cells' gains and the LSTM's cell bias: sums over every row and step of
+    // dL/da times the normalised values (and of dL/d(LN(c) g + b) alone), in the rows' order, by
+    // columns (so the same bits on any thread count).
+    void norm_gradients(const Team& team) const {
+        const Index TB = s.T * B;
+        const T* x = saved.norms;
+        column_sums_team(team, TB, GH, scratch.da_ih, GH, a.dln_ih_weight, x, norm_row);
+        column_sums_team(team, TB, GH, scratch.da_hh, GH, a.dln_hh_weight, x + GH, norm_row);
+        if (G == 4) {
+            column_sums_team(team, TB, H, scratch.dcell_norm, H, a.dln_cell_weight, x + 2 * GH, norm_row);
+            column_sums_team<T>(team, TB, H, scratch.dcell_norm, H, a.dln_cell_bias);
+        }
     }
 
     const LayerBackward<T>& a;
@@ -279,6 +320,8 @@ template <class T, class Cell> class BackwardPass {
     const Packed<T, NV> recurrent_packed;
     const Packed<T, NV> projection_packed;  // W_hr, with projections
     const T* const h_prev_all;  // (T, B, H): what each step's recurrent product read, h_{t-1} (or m * h_{t-1})
+    const LayerNorms<T> norms;  // the layer-normalised cells' parameters
+    const Index norm_row;       // their saved values per row (NormRow)
 };
 
 }  // namespace RNNFAST_ISA_NS

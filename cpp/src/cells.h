@@ -13,8 +13,16 @@
 namespace rnnfast {
 namespace RNNFAST_ISA_NS {
 
+// The layer-normalised cells' parameters (layer_norm_cells.h): the gains of the two products' norms
+// (G*H), the LSTM's gain and bias of LN(c) (H), and the products' biases, which these cells add
+// after the gains (nullptr: none).
+template <class T> struct LayerNorms {
+    const T *ih_weight, *hh_weight, *cell_weight, *cell_bias, *b_ih, *b_hh;
+};
+
 template <class T> struct FwdRow {
-    const T* p;       // (G*H) input projection, biases folded in
+    T* p;             // (G*H) input projection, biases folded in (the layer-normalised cells write a_ih
+                      // over it)
     T* rec;           // (G*H) recurrent product W_hh h_{t-1} (GRU: + b_hn in the n block); scratch,
                       // which the cell may overwrite
     const T* h_prev;  // (H)
@@ -23,6 +31,10 @@ template <class T> struct FwdRow {
     T* c;             // (H) new cell state, LSTM only
     T* gates;         // (G*H) saved post-activation gates, or nullptr in eval; may alias p
     T* aux;           // (H) GRU: saved W_hn h_{t-1} + b_hn; nullptr in eval
+    // The layer-normalised cells only: their parameters, and where the row's normalised values go
+    // (saved in training, the row's scratch in eval; layer_norm_cells.h's NormRow).
+    const LayerNorms<T>* ln = nullptr;
+    T* norm = nullptr;
 };
 
 template <class T> struct BwdRow {
@@ -37,6 +49,14 @@ template <class T> struct BwdRow {
     T* dg_hh;         // (G*H) out: dL/d(W_hh h_{t-1} + b_hh); equals dg_ih except for GRU
     T* dg_hn;         // (H) GRU: out: dg_hh's n block again (kept for dW_hh); may alias aux
     T* dh_prev;       // (H) out: the part of dL/dh_{t-1} that bypasses W_hh
+    // The layer-normalised cells only: their parameters and the forward's normalised values; out:
+    // dL/da_ih and dL/da_hh (G*H each, the gains' and biases' gradients come from them; the same
+    // array for the LSTM) and the LSTM's dL/d(LN(c) * ln_cell_weight + ln_cell_bias) (H).
+    const LayerNorms<T>* ln = nullptr;
+    const T* norm = nullptr;
+    T* da_ih = nullptr;
+    T* da_hh = nullptr;
+    T* dcell_norm = nullptr;
 };
 
 // Inline everything a cell's step calls (the unit loop's lambda, the activations), so constants
@@ -55,6 +75,7 @@ template <class T, class F> inline void for_units(Index u0, Index u1, F&& f) {
 template <class T, bool Relu> struct RnnCell {
     static constexpr int G = 1;
     static constexpr bool kRecurrentBias = false;  // b_hh folds into the projection
+    static constexpr bool kLayerNorm = false;
 
     static vec<T> act(vec<T> x) { return Relu ? vrelu(x) : vtanh(x); }
 
@@ -80,6 +101,7 @@ template <class T, bool Relu> struct RnnCell {
 template <class T> struct LstmCell {
     static constexpr int G = 4;
     static constexpr bool kRecurrentBias = false;
+    static constexpr bool kLayerNorm = false;
 
     // Two passes: the gates, then the cell. In one pass a vector of units is a chain of two
     // activations (a gate, then tanh of the new cell), too long for the core to overlap with the
@@ -119,6 +141,7 @@ template <class T> struct LstmCell {
 template <class T> struct GruCell {
     static constexpr int G = 3;
     static constexpr bool kRecurrentBias = true;  // b_hn stays inside r * (W_hn h + b_hn)
+    static constexpr bool kLayerNorm = false;
 
     // Two passes, as in LstmCell: r and z, then n (which needs r) and the new state.
     RNNFAST_FLATTEN static void forward(const FwdRow<T>& r, Index H, Index u0, Index u1) {

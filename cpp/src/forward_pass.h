@@ -18,7 +18,7 @@
 #pragma once
 #include <type_traits>
 
-#include "cells.h"
+#include "layer_norm_cells.h"
 #include "workspace_layout.h"
 #include "zoneout.h"
 
@@ -63,7 +63,9 @@ template <class T, class Cell, class V = T> class ForwardPass {
                        a.w_ih_scale},
           chunk(Geo::chunk_steps(s, training)),
           state_cols{S}, state_panels(Geo::plain_panels(S)),
-          projection_packed{scratch.projection_packing, H, H, state_panels} {}
+          projection_packed{scratch.projection_packing, H, H, state_panels},
+          norms{a.ln_ih_weight, a.ln_hh_weight, a.ln_cell_weight, a.ln_cell_bias, a.b_ih, a.b_hh},
+          norm_row(NormRow<T>::size(G, H)) {}
 
     void run() {
         run_team(Schedule::forward_threads(s, a.threads), [&](const Team& team) { run_thread(team); });
@@ -168,12 +170,13 @@ template <class T, class Cell, class V = T> class ForwardPass {
     }
 
     // b_hh joins b_ih in the projection, except where the cell needs it inside the recurrent term
-    // (GRU's n gate: r * (W_hn h + b_hn)).
+    // (GRU's n gate: r * (W_hn h + b_hn)). The layer-normalised cells add both after their norms.
     void fold_biases(Range units) const {
         for (int g = 0; g < G; ++g)
             for (Index u = units.lo; u < units.hi; ++u) {
                 const Index j = g * H + u;
-                const T bi = a.b_ih ? a.b_ih[j] : T(0), bh = a.b_hh ? a.b_hh[j] : T(0);
+                const bool raw = Cell::kLayerNorm;
+                const T bi = a.b_ih && !raw ? a.b_ih[j] : T(0), bh = a.b_hh && !raw ? a.b_hh[j] : T(0);
                 const bool in_recurrent = Cell::kRecurrentBias && g == G - 1;
                 scratch.bias_projection[j] = in_recurrent ? bi : bi + bh;
                 scratch.bias_recurrent[j] = in_recurrent ? bh : T(0);
@@ -273,12 +276,15 @@ template <class T, class Cell, class V = T> class ForwardPass {
             T* p = P + ((t - t_lo) * B + b) * GH;
             T* aux = training && saved.aux ? saved.aux + (t * B + b) * H : nullptr;
             const bool valid = !a.lengths || t < a.lengths[b];
+            T* norm = !Cell::kLayerNorm ? nullptr : (training ? saved.norms + t * B * norm_row : scratch.norms) + b * norm_row;
             if (valid) {
                 FwdRow<T> row{p, scratch.recurrent + b * GH, hp + b * S, cp ? cp + b * H : nullptr,
-                              r ? r + b * H : hn + b * S, cn ? cn + b * H : nullptr, training ? p : nullptr, aux};
+                              r ? r + b * H : hn + b * S, cn ? cn + b * H : nullptr, training ? p : nullptr, aux,
+                              &norms, norm};
                 Cell::forward(row, H, me.u0, me.u1);
             } else {
                 carry_padded(me, cp ? cp + b * H : nullptr, cn ? cn + b * H : nullptr, training ? p : nullptr, aux);
+                if (norm && training) copy_units<T>(norm, nullptr, 0, norm_row);  // their products meet zeros
                 if (r) copy_units<T>(r + b * H, nullptr, me.u0, me.u1);  // no gradient reaches W_hr
             }
             if (!s.P) finish_row(me, k, b, valid);
@@ -358,6 +364,8 @@ template <class T, class Cell, class V = T> class ForwardPass {
     const PlainCols<T> state_cols;  // the projection's columns: h's units
     const Index state_panels;
     const Packed<T, NV> projection_packed;  // W_hr, with projections
+    const LayerNorms<T> norms;  // the layer-normalised cells' parameters
+    const Index norm_row;       // their saved values per row (NormRow)
 };
 
 }  // namespace RNNFAST_ISA_NS

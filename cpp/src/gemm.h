@@ -289,16 +289,21 @@ void gemm_team(const Team& team, Index M, Index N, Index K, Mat<T> A, Mat<T> B, 
     }
 }
 
-// out[c] += sum over rows r of A[r * lda + c]: columns split over the team, rows summed in order.
+// out[c] += sum over rows r of A[r * lda + c], or with X of A[r * lda + c] * X[r * ldx + c]: columns
+// split over the team, rows summed in order.
 template <class T>
-void column_sums_team(const Team& team, Index rows, Index ncols, const T* A, Index lda, T* out) {
+void column_sums_team(const Team& team, Index rows, Index ncols, const T* A, Index lda, T* out,
+                      const T* X = nullptr, Index ldx = 0) {
     constexpr int W = simd<T>::W;
     const Range vr = team.split((ncols + W - 1) / W);
     for (Index v = vr.lo; v < vr.hi; ++v) {
         const Index c = v * W;
         const int n = c + W <= ncols ? W : int(ncols - c);
         vec<T> s = splat<T>(0);
-        for (Index r = 0; r < rows; ++r) s += load_n(A + r * lda + c, n);
+        if (X)
+            for (Index r = 0; r < rows; ++r) s += load_n(A + r * lda + c, n) * load_n(X + r * ldx + c, n);
+        else
+            for (Index r = 0; r < rows; ++r) s += load_n(A + r * lda + c, n);
         store_n(out + c, load_n(out + c, n) + s, n);
     }
     team.barrier();

@@ -54,6 +54,7 @@ template <class T, int G> struct LayerSchedule {
         const Index w = G * s.H * state_size(s) * Index(sizeof(T));
         if (threads < 2) return false;
         const Index rows = s.B / threads;
+        if (layer_normalised(s.cell)) return rows >= kBatchRows;  // rows whole, or one thread
         if (Geo::packs_as_used(s)) return rows >= kSingleStepBatchRows;
         if (w > kBatchWeightBytes) return false;
         return rows >= (threads == 2 || w <= kL2Bytes ? kBatchRows : kManyThreadRows);
@@ -61,7 +62,8 @@ template <class T, int G> struct LayerSchedule {
 
     // The mode is judged at the number of threads asked for, and the team judges it again from its
     // actual size (share()): with fewer threads, unit mode may become batch mode. In unit mode no
-    // more threads than `panels` (the units' groups of panels).
+    // more threads than `panels` (the units' groups of panels). A layer-normalised cell's row norms
+    // read whole rows: batch mode, or one thread (whose unit mode has every unit).
     static int threads_for(const LayerShape& s, Index panels, int requested) {
         const int asked = threads_asked(requested);
         const Index step = s.B * s.H * (G * state_size(s) + s.P);  // a step's recurrent multiply-adds
@@ -69,6 +71,7 @@ template <class T, int G> struct LayerSchedule {
         const Index single_step_work = s.H * (G * (s.I + state_size(s)) + s.P) * (s.B + kPackCost);
         const int n = Geo::packs_as_used(s) ? team_size(single_step_work, kTinySingleStep, asked)
                                             : team_size(batch ? s.T * step : step, batch ? kTinyCall : kTinyStep, asked);
+        if (layer_normalised(s.cell)) return batch_mode(s, n) ? n : 1;
         return !batch_mode(s, n) && n > panels ? int(panels) : n;
     }
     // In unit mode no more threads than the panels of h's units either (with projections).

@@ -6,7 +6,8 @@
 //   workspace_layout.h the saved workspace, the calls' scratch and the weight cache: layouts, sizes
 //   forward_pass.h     the forward: pack, fold biases, load state, project a chunk, step, store
 //   backward_pass.h    BPTT: pack, load gradients, step, carry dh, bias sums, weight products
-// The cells' gate math is cells.h; the products gemm.h; zoneout's masks zoneout.h.
+// The cells' gate math is cells.h (the layer-normalised cells' layer_norm_cells.h); the products
+// gemm.h; zoneout's masks zoneout.h.
 #pragma once
 #include "backward_pass.h"
 #include "forward_pass.h"
@@ -41,6 +42,8 @@ template <class T, class F> void with_cell(CellKind c, F&& f) {
         case CellKind::rnn_relu: f(Driver<T, RnnCell<T, true>>{}); break;
         case CellKind::lstm: f(Driver<T, LstmCell<T>>{}); break;
         case CellKind::gru: f(Driver<T, GruCell<T>>{}); break;
+        case CellKind::layernorm_lstm: f(Driver<T, LayerNormLstmCell<T>>{}); break;
+        case CellKind::layernorm_gru: f(Driver<T, LayerNormGruCell<T>>{}); break;
     }
 }
 

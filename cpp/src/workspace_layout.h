@@ -5,8 +5,10 @@
 // Saved for backward (time-indexed): gates (T, B, G*H) post-activation; states (T+1, B, S), the
 // step at time t reading states[t + reverse] and writing states[t + !reverse]; for LSTM cells
 // (T+1, B, H) likewise; for GRU aux (T, B, H) = W_hn h_{t-1} + b_hn; with projections
-// unprojected (T, B, H), each step's o * tanh(c) (dW_hr's operand).
+// unprojected (T, B, H), each step's o * tanh(c) (dW_hr's operand); for the layer-normalised
+// cells norms (T, B, NormRow size), each row's normalised values.
 #pragma once
+#include "layer_norm_cells.h"
 #include "layer_schedule.h"
 #include "weight_cache.h"
 
@@ -25,7 +27,7 @@ template <class T> struct Carver {
 };
 
 template <class T> struct Saved {
-    T *gates, *states, *cells, *aux, *unprojected;
+    T *gates, *states, *cells, *aux, *unprojected, *norms;
 };
 
 // The forward's scratch. recurrent_packing, input_packing: the whole packing of W_hh and W_ih
@@ -34,7 +36,8 @@ template <class T> struct Saved {
 // projection into the saved gates and the states into the saved sequences). masked: with recurrent
 // dropout, m * h of the last step and of this one (what the recurrent products read).
 // With projections: projection_packing, W_hr packed (k over H) on every call, and (eval) unprojected
-// (B, H), o * tanh(c) of the step in flight.
+// (B, H), o * tanh(c) of the step in flight. The layer-normalised cells' norms (eval): each row's
+// normalised values of the step in flight (B, NormRow size).
 // With bfloat16 weights (eval): state_pairs, h of the last step and of this one as bfloat16 pairs
 // (B, H/2), and input_pairs, the chunk's x_t (steps * B, I/2): what the products read.
 // With int8 weights (eval): state_quads, per thread (state_quad_values apart), h_{t-1}'s rows that
@@ -44,7 +47,7 @@ template <class T> struct Saved {
 // scales.
 template <class T> struct ForwardScratch {
     T *recurrent_packing, *input_packing, *bias_projection, *bias_recurrent, *recurrent, *projection;
-    T *projection_packing, *unprojected;
+    T *projection_packing, *unprojected, *norms;
     T *state[2], *cell[2], *masked[2], *state_pairs[2], *input_pairs, *state_quads, *input_quads[2];
     float* input_scales[2];
     Index as_used_values, state_quad_values, state_scales_at;
@@ -60,9 +63,14 @@ template <class T> struct ForwardScratch {
 // carried (B, S), a step's dG_hh W_hh before the mask. With projections: dprojected (T, B, P), the
 // gradient of each step's W_hr r_t (dW_hr's operand), dunprojected (B, H), that of r_t for the step
 // in flight, and projection_packing, W_hr packed (k over P). dh and zone_kept have S units, dc H.
+// The layer-normalised cells: da_ih and da_hh (T, B, G*H), the gradients of a_ih and a_hh (the
+// LSTM's one array), dcell_norm (T, B, H), the LSTM's of LN(c) g + b (the gains' and biases'
+// gradients are their sums after the loop), and dg_hh (T, B, G*H), each step's dL/d(W_hh h_{t-1})
+// (no longer dg_ih's or GRU's dg_step and dg_hn).
 template <class T> struct BackwardScratch {
     T *dg_ih, *dg_hn, *dg_step, *dh, *dc, *zone_kept, *recurrent_packing, *plain_packing, *a_packing, *db_ih, *db_hh;
     T *masked_states, *carried, *dprojected, *dunprojected, *projection_packing;
+    T *da_ih, *da_hh, *dcell_norm, *dg_hh;
 };
 
 template <class T, int G> struct WorkspaceLayout {
@@ -78,6 +86,7 @@ template <class T, int G> struct WorkspaceLayout {
         sv.cells = G == 4 ? cv.take((s.T + 1) * BH) : nullptr;
         sv.aux = G == 3 ? cv.take(TB * s.H) : nullptr;
         sv.unprojected = s.P ? cv.take(TB * s.H) : nullptr;
+        sv.norms = layer_normalised(s.cell) ? cv.take(TB * NormRow<T>::size(G, s.H)) : nullptr;
         return sv;
     }
 
@@ -103,6 +112,7 @@ template <class T, int G> struct WorkspaceLayout {
             for (int i = 0; i < 2; ++i) w.state[i] = cv.take(BS);
             for (int i = 0; i < 2; ++i) w.cell[i] = G == 4 ? cv.take(BH) : nullptr;
             w.unprojected = s.P ? cv.take(BH) : nullptr;
+            w.norms = layer_normalised(s.cell) ? cv.take(s.B * NormRow<T>::size(G, s.H)) : nullptr;
         }
         w.projection_packing = s.P ? cv.take(Geo::projection_packed_size(s.H, s.P)) : nullptr;
         for (int i = 0; i < 2; ++i) w.masked[i] = s.recurrent_dropout ? cv.take(BS) : nullptr;  // last (see zone_kept)
@@ -128,10 +138,11 @@ template <class T, int G> struct WorkspaceLayout {
     template <class C>
     static BackwardScratch<T> carve_backward(const LayerShape& s, int threads, bool consume, C& cv) {
         const Index GH = G * s.H, TB = s.T * s.B, S = state_size(s);
+        const bool normalised = layer_normalised(s.cell);
         BackwardScratch<T> w{};
         w.dg_ih = consume ? nullptr : cv.take(TB * GH);
-        w.dg_hn = G == 3 && !consume ? cv.take(TB * s.H) : nullptr;
-        w.dg_step = G == 3 ? cv.take(2 * s.B * GH) : nullptr;
+        w.dg_hn = G == 3 && !consume && !normalised ? cv.take(TB * s.H) : nullptr;
+        w.dg_step = G == 3 && !normalised ? cv.take(2 * s.B * GH) : nullptr;
         w.dh = cv.take(s.B * S);
         w.dc = cv.take(s.B * s.H);
         w.recurrent_packing = cv.take(Geo::packs_as_used(s) ? threads * Geo::as_used_buffer(GH, GH, s)
@@ -148,6 +159,12 @@ template <class T, int G> struct WorkspaceLayout {
         w.dprojected = s.P ? cv.take(TB * s.P) : nullptr;
         w.dunprojected = s.P ? cv.take(s.B * s.H) : nullptr;
         w.projection_packing = s.P ? cv.take(Geo::projection_packed_size(s.P, s.H)) : nullptr;
+        if (normalised) {
+            w.da_ih = cv.take(TB * GH);
+            w.da_hh = G == 3 ? cv.take(TB * GH) : w.da_ih;
+            w.dcell_norm = G == 4 ? cv.take(TB * s.H) : nullptr;
+            w.dg_hh = cv.take(TB * GH);
+        }
         return w;
     }
 

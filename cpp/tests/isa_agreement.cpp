@@ -5,10 +5,11 @@
 // training forward and its backward (every output and gradient), and an eval forward twice through
 // one weight cache, for each cell on shapes that take the kernels' different roads (a single step
 // of one row and of a batch large enough for batch mode; B = 1, whose products split k; unit and
-// batch mode; odd H; reverse; per-entry lengths; no bias; eval's input projection in chunks; LSTM projections). The oracle is the portable path in
-// double on one thread (the Python suite checks that path against the NumPy reference). Checks:
-//  - agreement with the oracle, as max |a - oracle| / max |oracle| per array: float 1e-4, double
-//    1e-11 (a wrong lane or a dropped block is off by O(1));
+// batch mode; odd H; reverse; per-entry lengths; no bias; eval's input projection in chunks; LSTM
+// projections; the layer-normalised cells). The oracle is the portable path in double on one
+// thread (the Python suite checks that path against the NumPy reference). Checks:
+//  - agreement with the oracle, as max |a - oracle| / max |oracle| per array: float 1e-4 (the
+//    layer-normalised cells 5e-4), double 1e-11 (a wrong lane or a dropped block is off by O(1));
 //  - the same bits on 2 and 3 threads as on 1, and from the cached eval forward as from the first;
 //  - eval forwards with bfloat16 weights (float only) within 2e-3 of the portable path's (states
 //    feed back, and a float32 ulp apart can round to the other bfloat16), and with int8 weights
@@ -47,12 +48,14 @@ struct Case {
 // The arrays one case reads, in double (converted for float runs).
 struct Inputs {
     std::vector<double> x, h0, c0, w_ih, w_hh, w_hr, b_ih, b_hh, dy, dh_n, dc_n, zoneout, recurrent_mask;
+    std::vector<double> ln_ih, ln_hh, ln_cell_weight, ln_cell_bias;  // the layer-normalised cells
     std::vector<std::int64_t> lengths;
 };
 
 // Everything one run writes.
 template <class T> struct Outputs {
     std::vector<T> y, h_n, c_n, dx, dh0, dc0, dw_ih, dw_hh, dw_hr, db_ih, db_hh;
+    std::vector<T> dln_ih, dln_hh, dln_cell_weight, dln_cell_bias;
     std::vector<T> y_eval, h_eval, c_eval, y_cached, h_cached, c_cached;  // eval, then eval from the cache
 };
 
@@ -74,6 +77,12 @@ Inputs make_inputs(const Case& c, unsigned seed) {
     fill(in.w_hr, c.P * c.H, k);
     fill(in.b_ih, GH, k);
     fill(in.b_hh, GH, k);
+    fill(in.ln_ih, GH, 0.3);
+    fill(in.ln_hh, GH, 0.3);
+    fill(in.ln_cell_weight, c.H, 0.3);
+    fill(in.ln_cell_bias, c.H, 0.3);
+    for (auto* g : {&in.ln_ih, &in.ln_hh, &in.ln_cell_weight})
+        for (double& v : *g) v += 1.0;  // gains about 1
     fill(in.dy, c.T * c.B * S, 1.0);
     fill(in.dh_n, c.B * S, 1.0);
     fill(in.dc_n, c.B * c.H, 1.0);
@@ -91,8 +100,10 @@ template <class T> std::vector<T> as(const std::vector<double>& v) { return std:
 template <class T> Outputs<T> run(const Case& c, const Inputs& in, int threads) {
     const rnnfast::LayerShape s{c.cell, c.T, c.B, c.I, c.H, c.reverse, c.recurrent_dropout,
                                 rnnfast::Precision::full, c.P};
-    const bool lstm = c.cell == rnnfast::CellKind::lstm;
+    const bool lstm = rnnfast::has_cell_state(c.cell);
     const Index G = rnnfast::gate_count(c.cell), GH = G * c.H, BH = c.B * c.H, BS = c.B * c.S();
+    const std::vector<T> ln_ih = as<T>(in.ln_ih), ln_hh = as<T>(in.ln_hh), ln_cw = as<T>(in.ln_cell_weight),
+                         ln_cb = as<T>(in.ln_cell_bias);
     const std::vector<T> x = as<T>(in.x), h0 = as<T>(in.h0), c0 = as<T>(in.c0), w_ih = as<T>(in.w_ih),
                          w_hh = as<T>(in.w_hh), w_hr = as<T>(in.w_hr), b_ih = as<T>(in.b_ih), b_hh = as<T>(in.b_hh),
                          dy = as<T>(in.dy), dh_n = as<T>(in.dh_n), dc_n = as<T>(in.dc_n),
@@ -131,6 +142,8 @@ template <class T> Outputs<T> run(const Case& c, const Inputs& in, int threads) 
         a.zoneout_draws = c.zoneout_draws && sv;
         a.zoneout_seed = 0x0123456789abcdefULL;
         a.recurrent_mask = c.recurrent_dropout ? recurrent_mask.data() : nullptr;
+        a.ln_ih_weight = ln_ih.data(), a.ln_hh_weight = ln_hh.data();  // read by the layer-normalised cells only
+        a.ln_cell_weight = ln_cw.data(), a.ln_cell_bias = ln_cb.data();
         rnnfast::layer_forward(a);
     };
     forward(o.y, o.h_n, o.c_n, saved.data(), nullptr);
@@ -141,6 +154,10 @@ template <class T> Outputs<T> run(const Case& c, const Inputs& in, int threads) 
     o.dw_ih.assign(w_ih.size(), T(0));
     o.dw_hh.assign(w_hh.size(), T(0));
     o.dw_hr.assign(w_hr.size(), T(0));
+    o.dln_ih.assign(GH, T(0));
+    o.dln_hh.assign(GH, T(0));
+    o.dln_cell_weight.assign(c.H, T(0));
+    o.dln_cell_bias.assign(c.H, T(0));
     o.db_ih.assign(GH, T(0));
     o.db_hh.assign(GH, T(0));
     std::vector<T> scratch(rnnfast::backward_scratch_size(s, sizeof(T), threads, true));
@@ -174,6 +191,10 @@ template <class T> Outputs<T> run(const Case& c, const Inputs& in, int threads) 
     b.zoneout_draws = c.zoneout_draws;
     b.zoneout_seed = 0x0123456789abcdefULL;
     b.recurrent_mask = c.recurrent_dropout ? recurrent_mask.data() : nullptr;
+    b.ln_ih_weight = ln_ih.data(), b.ln_hh_weight = ln_hh.data(), b.ln_cell_weight = ln_cw.data();
+    b.ln_cell_bias = ln_cb.data();
+    b.dln_ih_weight = o.dln_ih.data(), b.dln_hh_weight = o.dln_hh.data();
+    b.dln_cell_weight = o.dln_cell_weight.data(), b.dln_cell_bias = o.dln_cell_bias.data();
     rnnfast::layer_backward(b);
 
     // Eval twice through one cache: the first call fills it, the second reads it.
@@ -189,7 +210,8 @@ template <class T> Outputs<T> run(const Case& c, const Inputs& in, int threads) 
 template <class T> std::vector<std::pair<const char*, const std::vector<T>*>> arrays(const Outputs<T>& o) {
     return {{"y", &o.y},         {"h_n", &o.h_n},     {"c_n", &o.c_n},     {"dx", &o.dx},
             {"dh0", &o.dh0},     {"dc0", &o.dc0},     {"dw_ih", &o.dw_ih}, {"dw_hh", &o.dw_hh},
-            {"db_ih", &o.db_ih}, {"db_hh", &o.db_hh}, {"dw_hr", &o.dw_hr}, {"y_eval", &o.y_eval}, {"h_eval", &o.h_eval},
+            {"db_ih", &o.db_ih}, {"db_hh", &o.db_hh}, {"dw_hr", &o.dw_hr}, {"dln_ih", &o.dln_ih},
+            {"dln_hh", &o.dln_hh}, {"dln_cell_weight", &o.dln_cell_weight}, {"dln_cell_bias", &o.dln_cell_bias}, {"y_eval", &o.y_eval}, {"h_eval", &o.h_eval},
             {"c_eval", &o.c_eval}, {"y_cached", &o.y_cached}, {"h_cached", &o.h_cached},
             {"c_cached", &o.c_cached}};
 }
@@ -199,6 +221,8 @@ const char* cell_name(rnnfast::CellKind c) {
         case rnnfast::CellKind::rnn_tanh: return "rnn_tanh";
         case rnnfast::CellKind::rnn_relu: return "rnn_relu";
         case rnnfast::CellKind::lstm: return "lstm";
+        case rnnfast::CellKind::layernorm_lstm: return "layernorm_lstm";
+        case rnnfast::CellKind::layernorm_gru: return "layernorm_gru";
         default: return "gru";
     }
 }
@@ -224,7 +248,9 @@ struct Tally {
 // Agreement of one run with the oracle, and (for threads > 1) bits equal to the 1-thread run.
 template <class T> void compare(const Case& c, const Outputs<double>& oracle, const Outputs<T>& got,
                                 const Outputs<T>* one_thread, int threads, Tally& t) {
-    const double tol = sizeof(T) == 4 ? 1e-4 : 1e-11;
+    // The layer-normalised cells divide by rows' standard deviations, which scales float32's
+    // rounding up (a long reversed run with lengths reaches 1.7e-4); a wrong lane is still off by O(1).
+    const double tol = sizeof(T) == 4 ? (rnnfast::layer_normalised(c.cell) ? 5e-4 : 1e-4) : 1e-11;
     const auto want = arrays(oracle), have = arrays(got);
     for (size_t i = 0; i < want.size(); ++i) {
         const std::vector<double>& w = *want[i].second;
@@ -397,7 +423,7 @@ void check_activations(Tally& t) {
 int main(int argc, char** argv) {
     using K = rnnfast::CellKind;
     std::vector<Case> cases;
-    for (K cell : {K::rnn_tanh, K::rnn_relu, K::lstm, K::gru}) {
+    for (K cell : {K::rnn_tanh, K::rnn_relu, K::lstm, K::gru, K::layernorm_lstm, K::layernorm_gru}) {
         cases.push_back({cell, 1, 1, 3, 5, false, false, true});      // a single step of one row
         cases.push_back({cell, 1, 200, 9, 37, false, false, true});   // a single step in batch mode
         cases.push_back({cell, 6, 1, 7, 37, true, false, true});      // B = 1: the products split k
@@ -452,7 +478,8 @@ int main(int argc, char** argv) {
         inputs.push_back(make_inputs(cases[i], unsigned(1000 + i)));
         oracles.push_back(run<double>(cases[i], inputs.back(), 1));
         const Case& c = cases[i];
-        const bool plain = !(c.zoneout || c.recurrent_dropout || c.zoneout_draws || c.P);
+        const bool plain = !(c.zoneout || c.recurrent_dropout || c.zoneout_draws || c.P ||
+                             rnnfast::layer_normalised(c.cell));
         bf16_oracles.push_back(plain ? run_reduced(c, inputs.back(), 1, rnnfast::Precision::bfloat16)
                                      : std::vector<float>());
         int8_oracles.push_back(plain ? run_reduced(c, inputs.back(), 1, rnnfast::Precision::int8) : std::vector<float>());

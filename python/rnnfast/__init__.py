@@ -25,7 +25,7 @@ else:
         del _os.environ["GOMP_SPINCOUNT"]
 from .birnn import BiRNN
 from .cells import GRUCell, LSTMCell, RNNCell
-from .modules import GRU, LSTM, RNN, RNNBase
+from .modules import GRU, LSTM, RNN, LayerNormGRU, LayerNormLSTM, RNNBase
 from . import optim
 from .checkpoint import load, save
 from .data import Batch, Batches, lengths_mask, one_hot, pad_sequences
@@ -37,7 +37,7 @@ from .tbptt import TBPTTResult, tbptt
 
 __version__ = "0.1.0"
 
-__all__ = ["quantize", "RNN", "LSTM", "GRU", "BiRNN", "RNNCell", "LSTMCell", "GRUCell", "RNNBase", "set_num_threads", "get_num_threads", "set_dynamic_threads", "get_dynamic_threads", "isa", "set_isa", "available_isas",
+__all__ = ["quantize", "RNN", "LSTM", "GRU", "LayerNormLSTM", "LayerNormGRU", "BiRNN", "RNNCell", "LSTMCell", "GRUCell", "RNNBase", "set_num_threads", "get_num_threads", "set_dynamic_threads", "get_dynamic_threads", "isa", "set_isa", "available_isas",
            "__version__",
            # training toolkit
            "Linear", "Embedding", "cross_entropy", "mse_loss", "optim", "clip_grad_norm", "tbptt", "TBPTTResult",

@@ -23,7 +23,8 @@ def layer_forward(cell: int, x: Float, w_ih: Float, w_hh: Float, b_ih: Optional[
                   zoneout_p: float = 0.0, zoneout_seed: Optional[int] = None,
                   recurrent_mask: Optional[Float] = None, w_ih_scale: Optional[Float] = None,
                   w_hh_scale: Optional[Float] = None,
-                  w_hr: Optional[Float] = None) -> Tuple[Float, Optional[Float], Optional[Float]]: ...
+                  w_hr: Optional[Float] = None,
+                  norms: List[Optional[Float]] = ...) -> Tuple[Float, Optional[Float], Optional[Float]]: ...
 def layer_backward(cell: int, x: Float, w_ih: Float, w_hh: Float, saved: Float, dy: Float, dh_n: Optional[Float],
                    dc_n: Optional[Float], dx: Float, dw_ih: Float, dw_hh: Float, db_ih: Optional[Float],
                    db_hh: Optional[Float], *, reverse: bool, lengths: Optional[Int64], dx_accumulate: bool = False,
@@ -31,7 +32,8 @@ def layer_backward(cell: int, x: Float, w_ih: Float, w_hh: Float, saved: Float, 
                    scratch: Optional[Float] = None, threads: int = 0,
                    zoneout: Optional[Float] = None, zoneout_p: float = 0.0, zoneout_seed: Optional[int] = None,
                    recurrent_mask: Optional[Float] = None, w_hr: Optional[Float] = None,
-                   dw_hr: Optional[Float] = None) -> Tuple[Float, Optional[Float]]: ...
+                   dw_hr: Optional[Float] = None, norms: List[Optional[Float]] = ...,
+                   dnorms: List[Optional[Float]] = ...) -> Tuple[Float, Optional[Float]]: ...
 def saved_size(cell: int, T: int, B: int, I: int, H: int, P: int = 0) -> int: ...
 def backward_scratch_size(cell: int, T: int, B: int, I: int, H: int, elem_bytes: int, threads: int = 0,
                           consume_saved: bool = False, recurrent_dropout: bool = False, P: int = 0) -> int: ...

@@ -19,9 +19,11 @@ class CellKind(NamedTuple):
     has_cell_state: bool               # LSTM: a state (h, c); the others: h only
     torch_class: str                   # torch.nn's module: "RNN", "LSTM", "GRU"
     torch_mode: str                    # torch.nn.RNNBase's `mode`
-    onnx_op: str                       # ONNX's operator
+    onnx_op: Optional[str]             # ONNX's operator (None: ONNX has none)
     onnx_gate_order: Tuple[int, ...]   # torch's gate blocks, in ONNX's order (LSTM: i o f c; GRU: z r h)
     nonlinearity: Optional[str]        # RNN's "tanh" / "relu"; None for the gated cells
+    layer_norm: bool = False           # the layer-normalised cells: gains ln_ih_weight, ln_hh_weight
+                                       # (and the LSTM's ln_cell_weight, ln_cell_bias)
 
 
 _FRONT_ENDS = {
@@ -33,6 +35,10 @@ _FRONT_ENDS = {
                  onnx_gate_order=(0, 3, 1, 2), nonlinearity=None),
     "gru": dict(has_cell_state=False, torch_class="GRU", torch_mode="GRU", onnx_op="GRU",
                 onnx_gate_order=(1, 0, 2), nonlinearity=None),
+    "layernorm_lstm": dict(has_cell_state=True, torch_class="LayerNormLSTM", torch_mode="LAYERNORM_LSTM", onnx_op=None,
+                           onnx_gate_order=(), nonlinearity=None, layer_norm=True),
+    "layernorm_gru": dict(has_cell_state=False, torch_class="LayerNormGRU", torch_mode="LAYERNORM_GRU", onnx_op=None,
+                          onnx_gate_order=(), nonlinearity=None, layer_norm=True),
 }
 
 CELLS = {name: CellKind(name=name, code=code, gates=gates, **_FRONT_ENDS[name])
@@ -54,7 +60,8 @@ def cell_kind(name) -> CellKind:
 def parameter_shapes(cell: CellKind, input_size, hidden_size, num_layers, directions, bias, proj_size=0):
     """(name, shape) of every parameter in torch.nn's names and registration order. proj_size > 0
     (an LSTM's projections): h has proj_size units, W_hh as many columns, and each layer and
-    direction has weight_hr (proj_size, hidden_size)."""
+    direction has weight_hr (proj_size, hidden_size). The layer-normalised cells add their gains
+    (and the LSTM's cell bias) after the biases, as haste names them."""
     GH = cell.gates * hidden_size
     S = proj_size or hidden_size  # h's size
     for layer in range(num_layers):
@@ -68,6 +75,12 @@ def parameter_shapes(cell: CellKind, input_size, hidden_size, num_layers, direct
                 yield "bias_hh" + s, (GH,)
             if proj_size:
                 yield "weight_hr" + s, (proj_size, hidden_size)
+            if cell.layer_norm:
+                yield "ln_ih_weight" + s, (GH,)
+                yield "ln_hh_weight" + s, (GH,)
+                if cell.has_cell_state:
+                    yield "ln_cell_weight" + s, (hidden_size,)
+                    yield "ln_cell_bias" + s, (hidden_size,)
 
 
 def suffix(layer, direction) -> str:

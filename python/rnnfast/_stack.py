@@ -10,8 +10,8 @@ keep what is theirs: argument checks and messages in their users' terms, paramet
 
 Shapes: x (T, B, I); states (D, B, H) per layer, (L*D, B, H) for the stack; y (T, B, D*H).
 `weights` of a layer: D tuples (w_ih, w_hh, b_ih or None, b_hh or None), forward direction first,
-with w_hr (P, H) after them for an LSTM with projections: then h (h0, h_n, y) has P units where
-the shapes above say H (c keeps H).
+with w_hr (P, H) after them for an LSTM with projections (then h (h0, h_n, y) has P units where
+the shapes above say H; c keeps H), or a layer-normalised cell's gains (functional's `norms`).
 """
 from __future__ import annotations
 
@@ -39,15 +39,19 @@ class LayerMasks(NamedTuple):
                     recurrent_mask=None if self.recurrent is None else self.recurrent[d])
 
 
-def _sizes(weights):
+def _kernel_weights(cell, weights):
+    """A direction's weights as layer_forward takes them: the positional (w_ih, w_hh, b_ih, b_hh),
+    w_hr (or None) and norms (or None)."""
+    if cell.layer_norm:
+        return weights[:4], None, weights[4:]
+    return weights[:4], (weights[4] if len(weights) > 4 else None), None
+
+
+def _sizes(cell, weights):
     """(h's size, c's size) of a direction's weights: (P, H) with projections, else (H, H)."""
+    _, w_hr, _ = _kernel_weights(cell, weights)
     S = weights[1].shape[1]
-    return S, (weights[4].shape[1] if len(weights) > 4 else S)
-
-
-def _kernel_weights(weights):
-    """A direction's weights as layer_forward's positional (w_ih, w_hh, b_ih, b_hh) and its w_hr."""
-    return weights[:4], (weights[4] if len(weights) > 4 else None)
+    return S, (S if w_hr is None else w_hr.shape[1])
 
 
 class Stack:
@@ -72,19 +76,19 @@ class Stack:
         the regularisers' draws (LayerMasks)."""
         D, G = self.directions, self.cell.gates
         T, B, I = x.shape
-        S, H = _sizes(weights[0])
+        S, H = _sizes(self.cell, weights[0])
         y = np.empty((T, B, D * S), x.dtype)
         h_n = np.empty((D, B, S), x.dtype) if h_n is None else h_n
         lstm = self.cell.has_cell_state
         c_n = (np.empty((D, B, H), x.dtype) if c_n is None else c_n) if lstm else None
 
         def direction(d, threads):
-            plain, w_hr = _kernel_weights(weights[d])
+            plain, w_hr, norms = _kernel_weights(self.cell, weights[d])
             _, hn, cn, ctx = layer_forward(
                 self.cell.name, x, None if h0 is None else h0[d], None if c0 is None else c0[d], *plain,
                 reverse=bool(d), lengths=lengths, training=training, out=y[:, :, d * S:(d + 1) * S],
                 saved=None if reuse is None else reuse[d], workspace=self._workspaces[layer * D + d], threads=threads,
-                w_hr=w_hr, **masks.of(d))
+                w_hr=w_hr, norms=norms, **masks.of(d))
             h_n[d] = hn
             if lstm:
                 c_n[d] = cn
@@ -104,7 +108,8 @@ class Stack:
         the saved forward as an array of their own (rnnfast.torch's compiled graphs) rather than the
         contexts."""
         return [_layer_context(self.cell.name, x, w[0], w[1], w[2], bool(d), lengths, saved[d],
-                              self._workspaces[layer * self.directions + d], w_hr=_kernel_weights(w)[1], **masks.of(d))
+                              self._workspaces[layer * self.directions + d], w_hr=_kernel_weights(self.cell, w)[1],
+                              norms=_kernel_weights(self.cell, w)[2], **masks.of(d))
                 for d, w in enumerate(weights)]
 
     def backprop_layer(self, contexts, dy, dh_n, dc_n, grads, retain_graph, dh0=None, dc0=None):
@@ -171,7 +176,7 @@ class Stack:
         overwrites. `saved` is a list of (contexts, mask) per layer, for backward."""
         L, D = self.num_layers, self.directions
         T, B, _ = x.shape
-        S, H = _sizes(weights(0)[0])
+        S, H = _sizes(self.cell, weights(0)[0])
         h_n = np.empty((L * D, B, S), x.dtype)
         c_n = np.empty((L * D, B, H), x.dtype) if self.cell.has_cell_state else None
         masks = [None] * L

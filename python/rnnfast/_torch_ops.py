@@ -54,15 +54,17 @@ def numpy_view(t):
     return t.detach().contiguous().numpy()
 
 
-def _grouped(weights, directions):
-    """A layer's flat parameter tensors (torch's order: w_ih, w_hh[, b_ih, b_hh][, w_hr]) -> per
-    direction (w_ih, w_hh, b_ih, b_hh[, w_hr]) as the stack takes them, NumPy views."""
+def _grouped(weights, directions, cell):
+    """A layer's flat parameter tensors (torch's order: w_ih, w_hh[, b_ih, b_hh], then w_hr or the
+    layer norms' gains) -> per direction (w_ih, w_hh, b_ih, b_hh, ...) as the stack takes them,
+    NumPy views."""
     per = len(weights) // directions
+    extra = (4 if cell.has_cell_state else 2) if cell.layer_norm else per % 2  # 3 or 5: with projections
     groups = []
     for d in range(directions):
         mine = [numpy_view(t) for t in weights[d * per:(d + 1) * per]]
-        plain, w_hr = (mine[:-1], mine[-1:]) if per % 2 else (mine, [])  # 3 or 5: with projections
-        groups.append(tuple(plain) + (None, None) * (len(plain) == 2) + tuple(w_hr))
+        plain, tail = mine[:per - extra], mine[per - extra:]
+        groups.append(tuple(plain) + (None, None) * (len(plain) == 2) + tuple(tail))
     return groups
 
 
@@ -80,7 +82,7 @@ def run_layer(stack, layer, x, h0, c0, weights, lengths, training, masks, reuse=
     if training and reuse is None:
         reuse = stack.take_spare(layer)
     return stack.run_layer(layer, numpy_view(x), None if h0 is None else numpy_view(h0),
-                           None if c0 is None else numpy_view(c0), _grouped(weights, stack.directions), lengths,
+                           None if c0 is None else numpy_view(c0), _grouped(weights, stack.directions, stack.cell), lengths,
                            training, reuse=reuse, masks=masks)
 
 
@@ -179,7 +181,7 @@ def run_training_backward(x: torch.Tensor, weights: List[torch.Tensor], lengths:
     tensor, the weights' gradients in `weights`' order). `saved` is read, not written."""
     stack = _stack_for(handle, cell, layer, directions)
     xs = numpy_view(x)
-    contexts = stack.contexts_of(layer, xs, _grouped(weights, directions), _lengths_array(lengths, xs),
+    contexts = stack.contexts_of(layer, xs, _grouped(weights, directions, stack.cell), _lengths_array(lengths, xs),
                                  [saved[d].numpy() for d in range(directions)],
                                  _layer_masks(zoneout, zoneout_seeds, w_hh_masks, recurrent_masks))
     T, B, _ = xs.shape

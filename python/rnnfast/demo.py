@@ -24,8 +24,10 @@ import rnnfast
 from rnnfast import corpus
 from rnnfast._registry import REGULARISERS
 
+# The layer, and the single-step cell that samples (None: the layer samples, a step a call).
 CELLS = {"lstm": (rnnfast.LSTM, rnnfast.LSTMCell), "gru": (rnnfast.GRU, rnnfast.GRUCell),
-         "rnn": (rnnfast.RNN, rnnfast.RNNCell)}
+         "rnn": (rnnfast.RNN, rnnfast.RNNCell), "lnlstm": (rnnfast.LayerNormLSTM, None),
+         "lngru": (rnnfast.LayerNormGRU, None)}
 CHECKPOINT, PLOT = "rnnfast_charlm.npz", "rnnfast_loss.png"
 
 
@@ -38,7 +40,9 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m rnnfast", description=__doc__.split("\n\n")[0])
     p.add_argument("--text", metavar="FILE", help="train on this text file (default: the built-in corpus)")
     p.add_argument("--encoding", default="utf-8", help="the text file's encoding (default: %(default)s)")
-    p.add_argument("--cell", choices=sorted(CELLS), help="recurrent layer (default: lstm, or the checkpoint's)")
+    p.add_argument("--cell", choices=sorted(CELLS),
+                   help="recurrent layer, lnlstm and lngru the layer-normalised LSTM and GRU (default: lstm, or "
+                        "the checkpoint's)")
     p.add_argument("--hidden", type=int, help="hidden size (default: 128, or the checkpoint's)")
     p.add_argument("--layers", type=int, help="stacked recurrent layers (default: 1, or the checkpoint's)")
     p.add_argument("--proj", type=int, metavar="P",
@@ -94,6 +98,9 @@ def parse_args(argv=None):
                     f"({args.hidden or MODEL_DEFAULTS['hidden']})")
         if args.proj and args.precision != "float32":
             p.error(f"--proj with --precision {args.precision}: the reduced-precision kernels have no projections")
+    if args.cell in ("lnlstm", "lngru") and args.precision != "float32":
+        p.error(f"--cell {args.cell} with --precision {args.precision}: the reduced-precision kernels have no "
+                f"layer-normalised cells")
     if args.epochs < 0:
         p.error("--epochs must be at least 0")
     for name in REGULARISERS:
@@ -165,22 +172,23 @@ class CharModel:
 
     def sample(self, prompt, length, temperature, rng, precision="float32"):
         """prompt + `length` generated characters, one step at a time through single-step cells (with
-        their weights in `precision`), or with projections (which the cells do not have) through the
-        layer itself, one step a call."""
+        their weights in `precision`), or with projections or layer norms (which the cells do not
+        have) through the layer itself, one step a call."""
         rnn, H = self.rnn, self.rnn.hidden_size
+        by_layer = bool(rnn.proj_size) or CELLS[self.cell][1] is None
         state = rnn.state_dict()
         kwargs = {"nonlinearity": rnn.nonlinearity} if self.cell == "rnn" else {}
         kwargs["zoneout"] = rnn.zoneout  # the layer's eval: h = p h_prev + (1 - p) h~
         cells = []
-        for layer in range(0 if rnn.proj_size else rnn.num_layers):
+        for layer in range(0 if by_layer else rnn.num_layers):
             cell = CELLS[self.cell][1](rnn.input_size if layer == 0 else H, H, **kwargs).eval()
             cell.load_state_dict({k: state[f"{k}_l{layer}"] for k in cell.state_dict()})
             cells.append(cell if precision == "float32" else rnnfast.quantize(cell, precision))
-        states = [None] * max(len(cells), 1)  # each cell's state, or the projected stack's (h_n, c_n)
+        states = [None] * max(len(cells), 1)  # each cell's state, or the layer's
         was_training = rnn.training
 
         def step(x):  # one character through the recurrent layers: the top layer's h (1, features)
-            if rnn.proj_size:
+            if by_layer:
                 y, states[0] = rnn.eval()(x[None], states[0])
                 return y[0]
             for layer, cell in enumerate(cells):

@@ -3,7 +3,9 @@
 The signatures mirror `rnnfast.reference` (the NumPy oracle), so each fast path can be checked
 against its reference call for call. Shapes: x (T, B, I); h0, c0 (B, H); w_ih (G*H, I);
 w_hh (G*H, H); b_ih, b_hh (G*H,) or None; lengths (B,) ints in [1, T] or None; y (T, B, H). An
-LSTM with projections (w_hr (P, H), P < H) has h of P units: h0, y and W_hh's columns P.
+LSTM with projections (w_hr (P, H), P < H) has h of P units: h0, y and W_hh's columns P. The
+layer-normalised cells ("layernorm_lstm", "layernorm_gru") take `norms`: (ln_ih_weight,
+ln_hh_weight) (G*H,) each, and the LSTM's ln_cell_weight, ln_cell_bias (H,) after them.
 
 The `*_forward` functions return a context as their last value; pass it to the matching
 `*_backward` to run BPTT. Arrays are taken as they are (dtype float32 or float64, all alike):
@@ -37,10 +39,10 @@ class LayerContext:
     gate gradients, and only a new forward (which may reuse the memory) makes a new context."""
 
     __slots__ = ("mode", "x", "w_ih", "w_hh", "has_bias", "reverse", "lengths", "saved", "workspace", "spent",
-                 "w_hh_mask", "zoneout", "zoneout_seed", "recurrent_mask", "w_hr")
+                 "w_hh_mask", "zoneout", "zoneout_seed", "recurrent_mask", "w_hr", "norms")
 
     def __init__(self, mode, x, w_ih, w_hh, has_bias, reverse, lengths, saved, workspace, w_hh_mask=None,
-                 zoneout=None, zoneout_seed=None, recurrent_mask=None, w_hr=None):
+                 zoneout=None, zoneout_seed=None, recurrent_mask=None, w_hr=None, norms=None):
         self.mode, self.x, self.w_ih, self.w_hh = mode, x, w_ih, w_hh  # w_hh as the kernels ran it (masked)
         self.has_bias, self.reverse, self.lengths, self.saved = has_bias, reverse, lengths, saved
         self.workspace = workspace
@@ -49,9 +51,10 @@ class LayerContext:
         self.zoneout, self.zoneout_seed = zoneout, zoneout_seed
         self.recurrent_mask = recurrent_mask
         self.w_hr = w_hr
+        self.norms = norms
 
     def __setstate__(self, state):  # contexts pickled by an older rnnfast held a weight cache
-        self.w_hh_mask = self.zoneout = self.zoneout_seed = self.recurrent_mask = self.w_hr = None
+        self.w_hh_mask = self.zoneout = self.zoneout_seed = self.recurrent_mask = self.w_hr = self.norms = None
         for name, value in (state[1] if isinstance(state, tuple) else state).items():
             setattr(self, "workspace" if name == "cache" else name, value)
 
@@ -89,10 +92,19 @@ def _lengths(lengths):
     return None if lengths is None else np.ascontiguousarray(lengths, dtype=np.int64)
 
 
+def _norms_list(norms):
+    """The layer-normalised cells' parameters as the kernels take them: 4 entries, None where absent."""
+    norms = tuple(norms or ())
+    return list(norms) + [None] * (4 - len(norms))
+
+
 def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, lengths=None, training=True, out=None,
                   saved=None, workspace=None, threads=0, cache=None, w_hh_mask=None, zoneout=None,
-                  zoneout_seed=None, recurrent_mask=None, w_hr=None):
+                  zoneout_seed=None, recurrent_mask=None, w_hr=None, norms=None):
     """Runs one layer: returns (y, h_n, c_n or None, LayerContext or None).
+
+    `norms`, the layer-normalised cells' parameters: (ln_ih_weight, ln_hh_weight) of shape (G*H,),
+    the LSTM's ln_cell_weight and ln_cell_bias (H,) after them.
 
     `w_hr` (P, H), an LSTM's projections (torch's proj_size): h_t = W_hr (o_t * tanh(c_t)) has P
     units (h0, h_n, y, W_hh's columns, zoneout's and recurrent dropout's masks), c keeps H.
@@ -139,16 +151,17 @@ def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, length
                                           reverse=bool(reverse), lengths=lens, training=bool(training), saved=saved,
                                           workspace=workspace, threads=int(threads), zoneout=zoneout,
                                           zoneout_p=zoneout_p, zoneout_seed=zoneout_seed,
-                                          recurrent_mask=recurrent_mask, w_hr=w_hr, **scales)
+                                          recurrent_mask=recurrent_mask, w_hr=w_hr, norms=_norms_list(norms),
+                                          **scales)
     ctx = (_layer_context(mode, x, w_ih, w_hh_given, b_ih, reverse, lens, saved, workspace, w_hh_mask,
                          zoneout if zoneout is not None else zoneout_p, zoneout_seed, recurrent_mask, w_hh_run=w_hh,
-                         w_hr=w_hr)
+                         w_hr=w_hr, norms=norms)
            if training else None)
     return y, h_n, c_n, ctx
 
 
 def _layer_context(mode, x, w_ih, w_hh, b_ih, reverse, lengths, saved, workspace, w_hh_mask=None, zoneout=None,
-                   zoneout_seed=None, recurrent_mask=None, w_hh_run=None, w_hr=None):
+                   zoneout_seed=None, recurrent_mask=None, w_hh_run=None, w_hr=None, norms=None):
     """The LayerContext of a training forward that `layer_forward` ran with these arguments and
     that filled `saved`: for layer_forward itself, and for callers that keep the saved workspace
     as an array of their own (rnnfast's stack). w_hh is the parameter; `w_hh_run`, if given, is
@@ -159,20 +172,21 @@ def _layer_context(mode, x, w_ih, w_hh, b_ih, reverse, lengths, saved, workspace
     if zoneout is not None and not np.ndim(zoneout):
         zoneout = float(zoneout) or None
     return LayerContext(mode, x, w_ih, w_hh_run, b_ih is not None, bool(reverse), _lengths(lengths), saved, workspace,
-                        w_hh_mask, zoneout, zoneout_seed, recurrent_mask, w_hr)
+                        w_hh_mask, zoneout, zoneout_seed, recurrent_mask, w_hr, tuple(norms) if norms else None)
 
 
 def layer_backward(ctx, dy, dh_n=None, dc_n=None, grads=None, dx_out=None, dx_accumulate=False, scratch=None,
                    threads=0, retain_graph=False):
-    """BPTT through a layer_forward: returns (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh), and dw_hr
-    after them for a layer with projections.
+    """BPTT through a layer_forward: returns (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh), then dw_hr
+    for a layer with projections and the gradients of a layer-normalised cell's `norms`.
 
     As in torch, a backward frees what the forward saved unless `retain_graph`: the gate gradients
     are written over the saved gates (the backward's workspace is then O(B*G*H) instead of
     O(T*B*G*H)) and a second backward through `ctx` raises. The results are the same either way.
 
-    `grads`, if given, is (dw_ih, dw_hh, db_ih, db_hh[, dw_hr]) arrays that the weight gradients are
-    added into (the returned ones are those arrays); otherwise fresh arrays are returned. `dx_out` with
+    `grads`, if given, is (dw_ih, dw_hh, db_ih, db_hh[, dw_hr], then the norms' gradients) arrays that the weight
+    gradients are added into (the returned ones are those arrays); otherwise fresh arrays are
+    returned. `dx_out` with
     `dx_accumulate` adds dx into an existing array (layers whose input feeds two directions).
     `scratch`: caller-owned memory of `backward_scratch_size` values (for the same `threads` and
     `retain_graph`) to use instead of the workspace's. `threads` > 0: this call's thread count
@@ -188,9 +202,12 @@ def layer_backward(ctx, dy, dh_n=None, dc_n=None, grads=None, dx_out=None, dx_ac
                  np.zeros(ctx.w_hh.shape[0], dt) if ctx.has_bias else None,
                  np.zeros(ctx.w_hh.shape[0], dt) if ctx.has_bias else None)
         grads += () if ctx.w_hr is None else (np.zeros_like(ctx.w_hr),)
-    elif (len(grads) == 5) != (ctx.w_hr is not None):
-        raise ValueError(f"grads: a layer {'with' if ctx.w_hr is not None else 'without'} projections takes "
-                         f"{5 if ctx.w_hr is not None else 4} arrays, got {len(grads)}")
+        grads += tuple(np.zeros_like(g) for g in ctx.norms or ())
+    extras = (ctx.w_hr is not None) + len(ctx.norms or ())
+    if len(grads) != 4 + extras:
+        raise ValueError(f"grads: this layer takes {4 + extras} arrays (dw_ih, dw_hh, db_ih, db_hh"
+                         f"{', dw_hr' if ctx.w_hr is not None else ''}{', the norms' if ctx.norms else ''}), "
+                         f"got {len(grads)}")
     dx = np.empty(x.shape, dt) if dx_out is None else dx_out
     # Weight drop: the kernels give dL/d(w_hh * mask); the parameter's share is that times the mask.
     kernel_grads = grads if ctx.w_hh_mask is None else (grads[0], np.zeros_like(grads[1])) + tuple(grads[2:])
@@ -201,7 +218,9 @@ def layer_backward(ctx, dy, dh_n=None, dc_n=None, grads=None, dx_out=None, dx_ac
     try:
         dh0, dc0 = _core.layer_backward(cell_kind(ctx.mode).code, x, ctx.w_ih, ctx.w_hh, ctx.saved, dy, dh_n, dc_n, dx,
                                         *kernel_grads[:4], reverse=ctx.reverse, lengths=ctx.lengths,
-                                        w_hr=ctx.w_hr, dw_hr=kernel_grads[4] if len(kernel_grads) > 4 else None,
+                                        w_hr=ctx.w_hr, dw_hr=kernel_grads[4] if ctx.w_hr is not None else None,
+                                        norms=_norms_list(ctx.norms),
+                                        dnorms=_norms_list(kernel_grads[4 + (ctx.w_hr is not None):]),
                                         dx_accumulate=bool(dx_accumulate), consume_saved=not retain_graph,
                                         workspace=ctx.workspace, scratch=scratch, threads=int(threads),
                                         recurrent_mask=ctx.recurrent_mask, zoneout_seed=ctx.zoneout_seed,

@@ -1,4 +1,5 @@
-"""Recurrent layers with PyTorch's conventions on NumPy arrays: RNN, LSTM, GRU.
+"""Recurrent layers with PyTorch's conventions on NumPy arrays: RNN, LSTM, GRU, and the
+layer-normalised LayerNormLSTM and LayerNormGRU.
 
 A module holds its parameters (`state_dict()` names and layouts are torch.nn's), runs the C++
 kernels layer by layer and direction by direction, and keeps what its last training forward saved
@@ -47,8 +48,11 @@ class RNNBase(Module):
         self._names = [self._layer_names(layer) for layer in range(self.num_layers)]
         v.check_allocation(sum(int(np.prod(shape, dtype=object)) for _, shape in self._param_shapes())
                            * 2 * self.dtype.itemsize, "the parameters and their gradients")
-        # torch.nn's order and init: U(-1/sqrt(H), 1/sqrt(H))
+        # torch.nn's order and init: U(-1/sqrt(H), 1/sqrt(H)); the layer norms' gains 1, the cell bias 0
         self._init_params(dict(self._param_shapes()), self._rng, 1.0 / np.sqrt(self.hidden_size))
+        for name, p in self._params.items():
+            if name.startswith("ln_"):
+                p[...] = 0 if name.startswith("ln_cell_bias") else 1
 
     # ---- structure -------------------------------------------------------------------------
     @property
@@ -69,20 +73,24 @@ class RNNBase(Module):
                                 self.num_directions, self.bias, self.proj_size)
 
     def _layer_names(self, layer):
-        """(weight_ih, weight_hh, bias_ih, bias_hh[, weight_hr]) names of each of a layer's directions."""
+        """(weight_ih, weight_hh, bias_ih, bias_hh) names of each of a layer's directions, then
+        weight_hr's with projections or the layer norms' (as the stack takes them)."""
         names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") + (("weight_hr",) if self.proj_size else ())
+        if self._cell.layer_norm:
+            names += ("ln_ih_weight", "ln_hh_weight") + (("ln_cell_weight", "ln_cell_bias")
+                                                         if self._cell.has_cell_state else ())
         return [tuple(n + suffix(layer, d) for n in names) for d in range(self.num_directions)]
 
     def _layer_params(self, layer):
         """The weights of a layer's directions, as the stack takes them."""
         p = self._params
-        return [(stored_weight(p, wi), stored_weight(p, wh), p.get(bi), p.get(bh)) + tuple(p[n] for n in hr)
-                for wi, wh, bi, bh, *hr in self._names[layer]]
+        return [(stored_weight(p, wi), stored_weight(p, wh), p.get(bi), p.get(bh)) + tuple(p[n] for n in extra)
+                for wi, wh, bi, bh, *extra in self._names[layer]]
 
     def _layer_grads(self, layer):
         g = self.grads
-        return [(g[wi], g[wh], g.get(bi), g.get(bh)) + tuple(g[n] for n in hr)
-                for wi, wh, bi, bh, *hr in self._names[layer]]
+        return [(g[wi], g[wh], g.get(bi), g.get(bh)) + tuple(g[n] for n in extra)
+                for wi, wh, bi, bh, *extra in self._names[layer]]
 
     # ---- forward ---------------------------------------------------------------------------
     def _check_hx(self, hx, batch, name="hx"):
@@ -132,7 +140,7 @@ class RNNBase(Module):
             self._saved = None  # nothing left to back-propagate: free its workspace
         out = y.swapaxes(0, 1) if self.batch_first else y
         out = np.ascontiguousarray(out)
-        return out, ((h_n, c_n) if self.mode == "lstm" else h_n)
+        return out, ((h_n, c_n) if self._cell.has_cell_state else h_n)
 
     __call__ = forward
 
@@ -184,7 +192,7 @@ class RNNBase(Module):
         dh_n, dc_n = self._check_hx(grad_hx, B, "grad_hx")
         dx, dh0, dc0 = self._stack.backward(sv["layers"], dy, dh_n, dc_n, self._layer_grads, retain_graph)
         grad_x = np.ascontiguousarray(dx.swapaxes(0, 1)) if self.batch_first else dx
-        return grad_x, ((dh0, dc0) if self.mode == "lstm" else dh0)
+        return grad_x, ((dh0, dc0) if self._cell.has_cell_state else dh0)
 
     def __setstate__(self, state):  # a module pickled by an rnnfast without the stack gets one
         super().__setstate__(state)
@@ -238,3 +246,33 @@ class GRU(RNNBase):
                  recurrent_dropout=0.0):
         super().__init__("gru", input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
                          dtype, seed, weight_drop, zoneout, recurrent_dropout)
+
+
+class LayerNormLSTM(RNNBase):
+    """The layer-normalised LSTM (Ba et al. 2016; haste's LayerNormLSTM), constructed as LSTM. With
+    LN(v) = (v - mean(v)) / sqrt(var(v) + 1e-5) over a row's entries (biased variance):
+    a = LN(W_ih x_t) * ln_ih_weight + b_ih + LN(W_hh h_{t-1}) * ln_hh_weight + b_hh gives the gates
+    (i, f, g, o); c_t = f*c_{t-1} + i*g; h_t = o*tanh(LN(c_t) * ln_cell_weight + ln_cell_bias).
+    Parameters: LSTM's, and ln_ih_weight_l{k}, ln_hh_weight_l{k} (4H, init 1), ln_cell_weight_l{k}
+    (H, init 1), ln_cell_bias_l{k} (H, init 0). A row's norms read all of it: the kernels split
+    rows between threads (from 4 rows a thread; fewer rows run on one thread)."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, dtype="float32", seed=None, weight_drop=0.0, zoneout=0.0,
+                 recurrent_dropout=0.0):
+        super().__init__("layernorm_lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, dtype, seed, weight_drop, zoneout, recurrent_dropout)
+
+
+class LayerNormGRU(RNNBase):
+    """The layer-normalised GRU, constructed as GRU: a_ih = LN(W_ih x_t) * ln_ih_weight + b_ih and
+    a_hh = LN(W_hh h_{t-1}) * ln_hh_weight + b_hh (LN as in LayerNormLSTM, over a row's 3H entries)
+    take the places of the GRU's products: r = sigmoid(a_ih_r + a_hh_r), z likewise,
+    n = tanh(a_ih_n + r * a_hh_n), h_t = (1 - z) n + z h_{t-1}. Parameters: GRU's, and
+    ln_ih_weight_l{k}, ln_hh_weight_l{k} (3H, init 1)."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, dtype="float32", seed=None, weight_drop=0.0, zoneout=0.0,
+                 recurrent_dropout=0.0):
+        super().__init__("layernorm_gru", input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, dtype, seed, weight_drop, zoneout, recurrent_dropout)

@@ -143,7 +143,11 @@ def quantize(module, dtype: str):
     dtype_of = module.rnn.dtype if isinstance(module, BiRNN) else module.dtype
     if dtype_of != np.float32:
         raise TypeError(f"quantize: expected a float32 module, got {dtype_of}")
-    if getattr(module.rnn if isinstance(module, BiRNN) else module, "proj_size", 0):
+    inner = module.rnn if isinstance(module, BiRNN) else module
+    if isinstance(inner, RNNBase) and inner._cell.layer_norm:
+        raise ValueError(f"quantize: a {type(inner).__name__} runs in float32 or float64 only: the "
+                         f"reduced-precision kernels have no layer-normalised cells yet")
+    if getattr(inner, "proj_size", 0):
         raise ValueError("quantize: an LSTM with projections (proj_size) runs in float32 or float64 only: the "
                          "reduced-precision kernels have no projection yet")
     return Quantized(module, dtype)

@@ -41,7 +41,7 @@ def main() -> int:
     print(f"self-check on T={T} B={B} I={I} H={H}, float64, forward + backward\n")
     print(f"{'cell':9} {'max rel. diff':>14} {'rnnfast ms':>11} {'numpy ms':>9} {'speed-up':>9}")
     ok = True
-    for mode, G in ((c.name, c.gates) for c in CELLS.values()):
+    for mode, G in ((c.name, c.gates) for c in CELLS.values() if not c.layer_norm):
         k = 1 / np.sqrt(H)
         p = {"x": rng.standard_normal((T, B, I)), "h0": rng.standard_normal((B, H)) * 0.5,
              "w_ih": rng.uniform(-k, k, (G * H, I)), "w_hh": rng.uniform(-k, k, (G * H, H)),

@@ -41,7 +41,7 @@ from ._stack import LayerMasks, Stack
 from ._torch_ops import DOUBLE_BACKWARD, layer_inference, layer_train, numpy_view as _np, register, run_inference
 from ._torch_ops import run_layer as _run_layer
 
-__all__ = ["RNN", "LSTM", "GRU", "RNNBase", "from_torch", "from_numpy", "quantize"]
+__all__ = ["RNN", "LSTM", "GRU", "LayerNormLSTM", "LayerNormGRU", "RNNBase", "from_torch", "from_numpy", "quantize"]
 
 _DTYPES = (torch.float32, torch.float64)
 
@@ -233,10 +233,15 @@ class RNNBase(torch.nn.Module):
         return 2 if self.bidirectional else 1
 
     def reset_parameters(self):
-        """torch.nn's init: every parameter U(-1/sqrt(H), 1/sqrt(H)), in registration order."""
+        """torch.nn's init: every parameter U(-1/sqrt(H), 1/sqrt(H)), in registration order; the
+        layer-normalised cells' gains 1 and cell bias 0 (after the draws, which stay torch.nn's)."""
         stdv = 1.0 / math.sqrt(self.hidden_size)
         for weight in self.parameters():
             torch.nn.init.uniform_(weight, -stdv, stdv)
+        with torch.no_grad():
+            for name, p in self.named_parameters():
+                if name.startswith("ln_"):
+                    p.fill_(0.0 if name.startswith("ln_cell_bias") else 1.0)
 
     def flatten_parameters(self):
         """A no-op, there for code written for torch.nn (cuDNN's packed weights do not apply here)."""
@@ -431,6 +436,8 @@ class RNNBase(torch.nn.Module):
 
     def to_torch(self):
         """The torch.nn module with the same arguments, weights and train/eval mode."""
+        if self._cell.layer_norm:
+            raise ValueError(f"to_torch: torch.nn has no {type(self).__name__}")
         for own, what in REGULARISERS.items():
             if getattr(self, own):
                 raise ValueError(f"to_torch: torch.nn has no {what} (this module has {own}={getattr(self, own)})")
@@ -485,6 +492,28 @@ class GRU(RNNBase):
                          device, dtype, weight_drop, zoneout, recurrent_dropout)
 
 
+class LayerNormLSTM(RNNBase):
+    """rnnfast.LayerNormLSTM (the layer-normalised LSTM) with torch.nn.LSTM's API: parameters
+    torch.nn.LSTM's and ln_ih_weight_l{k}, ln_hh_weight_l{k}, ln_cell_weight_l{k}, ln_cell_bias_l{k}."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, device=None, dtype=None, weight_drop=0.0, zoneout=0.0,
+                 recurrent_dropout=0.0):
+        super().__init__("layernorm_lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, device, dtype, weight_drop, zoneout, recurrent_dropout)
+
+
+class LayerNormGRU(RNNBase):
+    """rnnfast.LayerNormGRU (the layer-normalised GRU) with torch.nn.GRU's API: parameters
+    torch.nn.GRU's and ln_ih_weight_l{k}, ln_hh_weight_l{k}."""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                 bidirectional=False, device=None, dtype=None, weight_drop=0.0, zoneout=0.0,
+                 recurrent_dropout=0.0):
+        super().__init__("layernorm_gru", input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, device, dtype, weight_drop, zoneout, recurrent_dropout)
+
+
 def _constructor_kwargs(module):
     """The constructor arguments (besides sizes, device and dtype) that rebuild `module`: any of
     torch.nn's, rnnfast.torch's or rnnfast's NumPy RNN / LSTM / GRU."""
@@ -524,9 +553,12 @@ def from_torch(module):
 
 
 def from_numpy(module):
-    """rnnfast.RNN / LSTM / GRU (NumPy) -> the rnnfast.torch module with the same arguments and weights."""
-    if not isinstance(module, (_np_modules.RNN, _np_modules.LSTM, _np_modules.GRU)):
-        raise TypeError(f"from_numpy: expected rnnfast.RNN, LSTM or GRU, got {type(module).__name__}")
+    """rnnfast.RNN / LSTM / GRU / LayerNormLSTM / LayerNormGRU (NumPy) -> the rnnfast.torch module with
+    the same arguments and weights."""
+    if not isinstance(module, (_np_modules.RNN, _np_modules.LSTM, _np_modules.GRU, _np_modules.LayerNormLSTM,
+                               _np_modules.LayerNormGRU)):
+        raise TypeError(f"from_numpy: expected rnnfast.RNN, LSTM, GRU, LayerNormLSTM or LayerNormGRU, got "
+                        f"{type(module).__name__}")
     kw = _constructor_kwargs(module)
     dtype = torch.float64 if module.dtype == np.float64 else torch.float32
     state = {k: torch.from_numpy(v) for k, v in module.state_dict().items()}

@@ -22,7 +22,13 @@ namespace rnnfast {
 
 using Index = std::ptrdiff_t;
 
-enum class CellKind : int { rnn_tanh = 0, rnn_relu = 1, lstm = 2, gru = 3 };
+// The layer-normalised cells normalise each product's row (and the LSTM's c) before the gates:
+// with LN(v) = (v - mean(v)) / sqrt(var(v) + 1e-5) over a row's entries (biased variance),
+// a_ih = LN(W_ih x_t) * ln_ih_weight + b_ih and a_hh = LN(W_hh h_{t-1}) * ln_hh_weight + b_hh take
+// the places of the plain cells' two products; the LSTM's h_t = o tanh(LN(c_t) * ln_cell_weight +
+// ln_cell_bias). A row's norm needs all its units, so these layers split rows between threads,
+// never units (LayerSchedule).
+enum class CellKind : int { rnn_tanh = 0, rnn_relu = 1, lstm = 2, gru = 3, layernorm_lstm = 4, layernorm_gru = 5 };
 
 // What the layer's matrix products multiply. full: the weights and activations as given (float or
 // double). bfloat16 (inference, float only): the weights are bfloat16 (LayerForward's w_ih_bf16,
@@ -46,8 +52,11 @@ enum class Precision : int { full = 0, bfloat16 = 1, int8 = 2 };
 constexpr Index kInt8MaxK = 131072;
 
 constexpr int gate_count(CellKind c) {
-    return c == CellKind::lstm ? 4 : c == CellKind::gru ? 3 : 1;
+    return c == CellKind::lstm || c == CellKind::layernorm_lstm ? 4
+           : c == CellKind::gru || c == CellKind::layernorm_gru ? 3 : 1;
 }
+constexpr bool has_cell_state(CellKind c) { return c == CellKind::lstm || c == CellKind::layernorm_lstm; }
+constexpr bool layer_normalised(CellKind c) { return c == CellKind::layernorm_lstm || c == CellKind::layernorm_gru; }
 
 struct LayerShape {
     CellKind cell;
@@ -95,6 +104,10 @@ struct LayerForward {
     const std::int8_t* w_hh_i8;    //   of w_ih and w_hh,
     const float* w_ih_scale;       //   and their rows' scales, (G*H) each
     const float* w_hh_scale;
+    const T* ln_ih_weight;         // the layer-normalised cells: (G*H) gains of LN(W_ih x_t) and
+    const T* ln_hh_weight;         //   LN(W_hh h_{t-1}) (full precision only),
+    const T* ln_cell_weight;       //   and the LSTM's (H) gain and bias of LN(c_t)
+    const T* ln_cell_bias;
 };
 
 template <class T>
@@ -132,6 +145,14 @@ struct LayerBackward {
     bool zoneout_draws;
     std::uint64_t zoneout_seed;
     const T* recurrent_mask;       // the forward's recurrent mask, if s.recurrent_dropout
+    const T* ln_ih_weight;         // the layer-normalised cells: the forward's gains and bias,
+    const T* ln_hh_weight;
+    const T* ln_cell_weight;
+    const T* ln_cell_bias;
+    T* dln_ih_weight;              //   and their gradients, added into
+    T* dln_hh_weight;
+    T* dln_cell_weight;
+    T* dln_cell_bias;
 };
 
 // The zoneout masks the kernels draw (zoneout_draws): unit u of batch entry b at time t keeps its
