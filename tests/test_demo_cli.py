@@ -169,6 +169,8 @@ def test_projections_train_resume_sample_and_are_checked(tmp_path):
     assert "The " in sample
     assert run(tmp_path, "--quick", "--sample-only", "--resume", str(ckpt), "--length", "20",
                "--temperature", "0").stdout.split("sample")[-1] == sample  # greedy: the same text again
+    refused = run(tmp_path, "--quick", "--sample-only", "--resume", str(ckpt), "--precision", "int8", ok=False)
+    assert "no reduced-precision kernels" in refused.stderr
     conflict = run(tmp_path, "--quick", "--resume", str(ckpt), "--proj", "8", "--text", text_file(tmp_path, TEXT),
                    ok=False)
     assert "--proj 8 conflicts with the checkpoint" in conflict.stderr

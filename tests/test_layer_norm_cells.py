@@ -176,6 +176,10 @@ def test_module_repr_checkpoint_and_refusals(tmp_path):
     from rnnfast import onnx as rnnfast_onnx
     with pytest.raises(ValueError, match="no operator for the layer-normalised cells"):
         rnnfast_onnx.export(rnnfast.LayerNormGRU(4, 8), tmp_path / "m.onnx", x)
+    torch = pytest.importorskip("torch")
+    import rnnfast.torch as rt
+    with pytest.raises(ValueError, match="no operator for the layer-normalised cells"):
+        rnnfast_onnx.export(rt.LayerNormLSTM(4, 8), tmp_path / "m.onnx", torch.from_numpy(x))
 
 
 # ---- rnnfast.torch ------------------------------------------------------------------------

@@ -46,7 +46,7 @@ def test_a_numpy_module_pickled_before_the_stack_loads_and_runs():
     import rnnfast
     m = rnnfast.GRU(3, 5, num_layers=2, bidirectional=True, seed=1)
     state = m.__getstate__()
-    for k in ("_stack", "_names", "_cell"):
+    for k in ("_stack", "_names", "_cell", "proj_size"):  # proj_size: absent before projections
         del state[k]
     state.update(_workspace={}, _packed={})  # what such a module held then
     old = rnnfast.GRU.__new__(rnnfast.GRU)

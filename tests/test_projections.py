@@ -39,9 +39,11 @@ def reference(p, **kw):
 
 NAMES = ["y", "h_n", "c_n", "dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh", "dw_hr"]
 
-# (T, B, I, H, P): B = 1 (the products split k), unit mode below and above 4 rows, batch mode on
-# 2 threads (B = 40), odd sizes that leave partial vectors and panels, a single step.
-SHAPES = [(6, 1, 5, 20, 7), (4, 3, 6, 37, 11), (5, 9, 7, 64, 33), (4, 40, 5, 24, 10), (1, 5, 4, 19, 3)]
+# (T, B, I, H, P): B = 1 (the products split k), one thread below the schedule's smallest shared
+# step, unit mode on 2 threads (two barriers a step: B = 3 and 7 with H 100 and 130), batch mode on
+# 2 threads (B = 9, 40), odd sizes that leave partial vectors and panels, a single step.
+SHAPES = [(6, 1, 5, 20, 7), (4, 3, 6, 37, 11), (4, 3, 20, 100, 45), (3, 7, 33, 130, 70), (5, 9, 7, 64, 33),
+          (4, 40, 5, 24, 10), (1, 5, 4, 19, 3)]
 
 
 def _regularisers(kind, T, B, P, dtype):

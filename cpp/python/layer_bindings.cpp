@@ -69,7 +69,8 @@ rnnfast::LayerShape layer_shape(int cell, const py::array& x, const py::array& w
                                 const OptionalArray& recurrent_mask, const OptionalArray& w_hr) {
     if (x.ndim() != 3) throw py::value_error("x: expected 3 dimensions (T, B, I), got " + shape_str(x));
     if (w_hh.ndim() != 2) throw py::value_error("w_hh: expected 2 dimensions, got " + shape_str(w_hh));
-    if (w_hr && w_hr->ndim() != 2) throw py::value_error("w_hr: expected 2 dimensions (P, H), got " + shape_str(*w_hr));
+    if (w_hr && (w_hr->ndim() != 2 || w_hr->shape(0) < 1))
+        throw py::value_error("w_hr: expected 2 dimensions (P, H) with P >= 1, got " + shape_str(*w_hr));
     return make_shape(cell, x.shape(0), x.shape(1), x.shape(2), w_hr ? w_hr->shape(1) : w_hh.shape(1), reverse,
                       recurrent_mask.has_value(), weights_precision(w_hh), w_hr ? w_hr->shape(0) : 0);
 }
@@ -219,7 +220,9 @@ py::tuple layer_backward(int cell, py::array x, py::array w_ih, py::array w_hh, 
         rnnfast::LayerBackward<T> a{};
         a.s = s;
         view_layer_inputs<T>(a, x, w_ih, w_hh, w_hr, lengths, zoneout, zoneout_p, zoneout_seed, recurrent_mask);
-        if (s.P && !dw_hr) throw py::value_error("dw_hr: a layer with projections (w_hr) needs dw_hr (P, H)");
+        if (bool(s.P) != dw_hr.has_value())
+            throw py::value_error(s.P ? "dw_hr: a layer with projections (w_hr) needs dw_hr (P, H)"
+                                      : "dw_hr: only a layer with projections (w_hr) takes it");
         a.dw_hr = s.P ? dense<T>(*dw_hr, "dw_hr", {s.P, s.H}, true) : nullptr;
         const std::array<T*, 4> ln = norm_arrays<T>(s, norms, "", false), dln = norm_arrays<T>(s, dnorms, "d", true);
         a.ln_ih_weight = ln[0], a.ln_hh_weight = ln[1], a.ln_cell_weight = ln[2], a.ln_cell_bias = ln[3];

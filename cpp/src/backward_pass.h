@@ -26,7 +26,8 @@ template <class T, class Cell> class BackwardPass {
 
    public:
     explicit BackwardPass(const LayerBackward<T>& a)
-        : a(a), s(a.s), B(s.B), H(s.H), GH(G * s.H), S(state_size(s)), threads(Schedule::backward_threads(s, a.threads)),
+        : a(a), s(a.s), B(s.B), H(s.H), GH(G * s.H), S(state_size(s)),
+          threads(Schedule::backward_threads(s, a.threads)),
           as_used(Geo::packs_as_used(s)), wcache(as_used ? nullptr : align64(a.wcache)),
           saved(carve_saved(a.saved, s)), scratch(carve_scratch(a, threads, saved)),
           hidden_cols{H}, hidden_panels(Geo::plain_panels(H)), state_cols{S}, state_panels(Geo::plain_panels(S)),
@@ -34,7 +35,7 @@ template <class T, class Cell> class BackwardPass {
           tag(WeightCache<T>::make_tag(G, H, S, NV, WeightCache<T>::kRecurrentTransposed)),
           fresh(!wcache || cache.tag() != tag),
           recurrent_packed{wcache ? cache.packed : scratch.recurrent_packing, GH, GH, state_panels},
-          projection_packed{scratch.projection_packing, s.P, s.P, hidden_panels},
+          hr_packed{scratch.hr_packing, s.P, s.P, hidden_panels},
           h_prev_all(s.recurrent_dropout ? scratch.masked_states : saved.states + (s.reverse ? B * S : 0)),
           norms{a.ln_ih_weight, a.ln_hh_weight, a.ln_cell_weight, a.ln_cell_bias, nullptr, nullptr},
           norm_row(NormRow<T>::size(G, H)) {}
@@ -76,7 +77,7 @@ template <class T, class Cell> class BackwardPass {
         if (!as_used && (!wcache || !cache.refresh(a.w_hh, S, 0, GH, state_units.lo, state_units.hi, fresh)))
             pack_panels(recurrent_packed, recurrent_as_used.B, state_cols, my_state_panels.lo, my_state_panels.hi);
         // B(k = j, u) = w_hr[j * H + u]: dr = (dL/d(W_hr r)) W_hr.
-        if (s.P) pack_panels(projection_packed, Mat<T>{a.w_hr, H, 1}, hidden_cols, panels.lo, panels.hi);
+        if (s.P) pack_panels(hr_packed, Mat<T>{a.w_hr, H, 1}, hidden_cols, panels.lo, panels.hi);
         const Share me = Schedule::share(team, s, panels, units, hidden_panels);
         if (me.batch) team.barrier();  // every thread reads every panel
         load_gradients(me, units);
@@ -112,7 +113,7 @@ template <class T, class Cell> class BackwardPass {
     // dh, dc from dh_n, dc_n (or zero) for my rows and units; my units' bias sums from zero.
     void load_gradients(const Share& me, Range units) const {
         for (Index b = me.b0; b < me.b1; ++b) {
-            copy_units(scratch.dh + b * S, a.dh_n ? a.dh_n + b * S : nullptr, me.v0, me.v1);
+            copy_units(scratch.dh + b * S, a.dh_n ? a.dh_n + b * S : nullptr, me.h_units.lo, me.h_units.hi);
             copy_units(scratch.dc + b * H, a.dc_n ? a.dc_n + b * H : nullptr, me.u0, me.u1);
         }
         for (int g = 0; g < G; ++g) {
@@ -133,30 +134,31 @@ template <class T, class Cell> class BackwardPass {
         const bool zoned = zones_out(a);
         for (Index b = me.b0; b < me.b1; ++b) {
             if (s.recurrent_dropout)  // dW_hh's operand, padded steps too (their zero gradients meet finite values)
-                mask_units(scratch.masked_states + (t * B + b) * S, hp + b * S, a.recurrent_mask + b * S, me.v0, me.v1);
+                mask_units(scratch.masked_states + (t * B + b) * S, hp + b * S, a.recurrent_mask + b * S, me.h_units.lo,
+                           me.h_units.hi);
             T* dh = scratch.dh + b * S;
             if (s.P) {
                 T* dproj = scratch.dprojected + (t * B + b) * S;
                 if (!valid(t, b)) {
-                    copy_units<T>(dproj, nullptr, me.v0, me.v1);
+                    copy_units<T>(dproj, nullptr, me.h_units.lo, me.h_units.hi);
                     continue;
                 }
-                add_units(dh, a.dy + (t * B + b) * a.lddy, me.v0, me.v1);
+                add_units(dh, a.dy + (t * B + b) * a.lddy, me.h_units.lo, me.h_units.hi);
                 if (zoned) {
                     split_zoned(me, t, b, dh, dproj);
                 } else {
-                    copy_units(dproj, dh, me.v0, me.v1);
-                    copy_units<T>(dh, nullptr, me.v0, me.v1);
+                    copy_units(dproj, dh, me.h_units.lo, me.h_units.hi);
+                    copy_units<T>(dh, nullptr, me.h_units.lo, me.h_units.hi);
                 }
                 continue;
             }
             if (valid(t, b)) {
-                add_units(dh, a.dy + (t * B + b) * a.lddy, me.u0, me.u1);
+                add_units(dh, a.dy + (t * B + b) * a.lddy, me.h_units.lo, me.h_units.hi);
                 if (zoned) {  // the cell gets (1 - m) dh in zone_kept, and writes its share of dh_{t-1} there
                     T* to_cell = scratch.zone_kept + b * S;
                     split_zoned(me, t, b, dh, to_cell);
                     backward_cell(me, k, b, to_cell, dg_hh);
-                    add_units<T>(dh, to_cell, me.u0, me.u1);
+                    add_units<T>(dh, to_cell, me.h_units.lo, me.h_units.hi);
                 } else {
                     backward_cell(me, k, b, dh, dg_hh);
                 }
@@ -171,7 +173,7 @@ template <class T, class Cell> class BackwardPass {
     void cell_step(const Share& me, Index k, T* dg_hh) const {
         const Index t = s.reverse ? s.T - 1 - k : k;
         gemm_block<T, MR, NV, PlainCols<T>, Geo::kStepTail>(me.b0, me.b1, Mat<T>{scratch.dprojected + t * B * S, S, 1},
-                                                            0, projection_packed, 0, hidden_cols, me.p0, me.p1,
+                                                            0, hr_packed, 0, hidden_cols, me.p0, me.p1,
                                                             scratch.dunprojected, H, Init::zero, nullptr);
         for (Index b = me.b0; b < me.b1; ++b) {
             if (valid(t, b)) backward_cell(me, k, b, scratch.dunprojected + b * H, dg_hh);
@@ -219,7 +221,7 @@ template <class T, class Cell> class BackwardPass {
     // Zoneout (h_t = m h_{t-1} + (1 - m) h~_t): h~_t gets (1 - m) dh, written to `to_new`, and
     // m dh, what goes straight to h_{t-1}, stays in dh.
     void split_zoned(const Share& me, Index t, Index b, T* dh, T* to_new) const {
-        for_zoneout_units<T>(a, B, S, t, b, me.v0, me.v1, [&](Index u, T m) {
+        for_zoneout_units<T>(a, B, S, t, b, me.h_units.lo, me.h_units.hi, [&](Index u, T m) {
             to_new[u] = (T(1) - m) * dh[u];
             dh[u] = m * dh[u];
         });
@@ -230,11 +232,11 @@ template <class T, class Cell> class BackwardPass {
     template <class Panels> void carry_dh(const Share& me, const T* dg_hh, const Panels& panels) const {
         const bool masked = s.recurrent_dropout;
         gemm_block<T, MR, NV, PlainCols<T>, Geo::kStepTail>(me.b0, me.b1, Mat<T>{dg_hh, GH, 1}, 0, panels, 0,
-                                                            state_cols, me.q0, me.q1,
+                                                            state_cols, me.h_panels.lo, me.h_panels.hi,
                                                             masked ? scratch.carried : scratch.dh, S,
                                                             masked ? Init::zero : Init::load, nullptr);
         for (Index b = me.b0; masked && b < me.b1; ++b)
-            for (Index u = me.v0; u < me.v1; ++u)
+            for (Index u = me.h_units.lo; u < me.h_units.hi; ++u)
                 scratch.dh[b * S + u] += a.recurrent_mask[b * S + u] * scratch.carried[b * S + u];
     }
 
@@ -246,7 +248,8 @@ template <class T, class Cell> class BackwardPass {
             for (Index b = 0; b < B; ++b)
                 for (int g = 0; g < G; ++g) {
                     add_units(scratch.db_ih + g * H, scratch.da_ih + (t * B + b) * GH + g * H, units.lo, units.hi);
-                    if (G == 3) add_units(scratch.db_hh + g * H, scratch.da_hh + (t * B + b) * GH + g * H, units.lo, units.hi);
+                    if (G == 3)
+                        add_units(scratch.db_hh + g * H, scratch.da_hh + (t * B + b) * GH + g * H, units.lo, units.hi);
                 }
             return;
         }
@@ -261,7 +264,7 @@ template <class T, class Cell> class BackwardPass {
 
     void store_gradients(const Share& me) const {
         for (Index b = me.b0; b < me.b1; ++b) {
-            copy_units(a.dh0 + b * S, scratch.dh + b * S, me.v0, me.v1);
+            copy_units(a.dh0 + b * S, scratch.dh + b * S, me.h_units.lo, me.h_units.hi);
             if (G == 4 && a.dc0) copy_units(a.dc0 + b * H, scratch.dc + b * H, me.u0, me.u1);
         }
     }
@@ -284,8 +287,9 @@ template <class T, class Cell> class BackwardPass {
             gemm_team<T, MR, NV>(team, s.P, H, TB, Mat<T>{scratch.dprojected, 1, s.P}, Mat<T>{saved.unprojected, H, 1},
                                  a.dw_hr, H, true, nullptr, scratch.plain_packing, Geo::KC, a_packing);
         if (G == 3 && !kNorm)
-            gemm_team<T, MR, NV>(team, H, H, TB, Mat<T>{scratch.dg_hn, 1, H}, Mat<T>{h_prev_all, H, 1},
-                                 a.dw_hh + rows_from_dg_ih * H, H, true, nullptr, scratch.plain_packing, Geo::KC, a_packing);
+            gemm_team<T, MR, NV>(team, H, S, TB, Mat<T>{scratch.dg_hn, 1, H}, Mat<T>{h_prev_all, S, 1},
+                                 a.dw_hh + rows_from_dg_ih * S, S, true, nullptr, scratch.plain_packing, Geo::KC,
+                                 a_packing);
     }
 
     // The layer-normalised cells' gains and the LSTM's cell bias: sums over every row and step of
@@ -318,8 +322,8 @@ template <class T, class Cell> class BackwardPass {
     const std::uint64_t tag;
     const bool fresh;
     const Packed<T, NV> recurrent_packed;
-    const Packed<T, NV> projection_packed;  // W_hr, with projections
-    const T* const h_prev_all;  // (T, B, H): what each step's recurrent product read, h_{t-1} (or m * h_{t-1})
+    const Packed<T, NV> hr_packed;  // W_hr, with projections
+    const T* const h_prev_all;  // (T, B, S): what each step's recurrent product read, h_{t-1} (or m * h_{t-1})
     const LayerNorms<T> norms;  // the layer-normalised cells' parameters
     const Index norm_row;       // their saved values per row (NormRow)
 };

@@ -18,8 +18,8 @@
 #pragma once
 #include <type_traits>
 
+#include "forward_operands.h"
 #include "layer_norm_cells.h"
-#include "workspace_layout.h"
 #include "zoneout.h"
 
 namespace rnnfast {
@@ -33,7 +33,7 @@ template <class T, class Cell, class V = T> class ForwardPass {
     static constexpr int NV = Geo::kPanelVectors, MR = Geo::kMicroRows, W = Geo::kWidth;
     static constexpr bool kPairs = std::is_same_v<V, Bf16Pair>, kQuads = std::is_same_v<V, Int8Quad>;
     static_assert(sizeof(V) == sizeof(T), "packed operands take the scratch's values one for one");
-    using A = typename activation_of<V>::type;  // what the products read of x_t and h_{t-1}
+    using Operands = ForwardOperands<T, G, V>;
     using Source = std::conditional_t<kPairs, Bf16Rows, std::conditional_t<kQuads, Int8Rows, Mat<T>>>;  // as stored
     using AsUsedRecurrent = PanelsPackedAsUsed<T, NV, GateCols<T>, Source>;
     using AsUsedInput = PanelsPackedAsUsed<T, NV, PlainCols<T>, Source>;
@@ -63,9 +63,10 @@ template <class T, class Cell, class V = T> class ForwardPass {
                        a.w_ih_scale},
           chunk(Geo::chunk_steps(s, training)),
           state_cols{S}, state_panels(Geo::plain_panels(S)),
-          projection_packed{scratch.projection_packing, H, H, state_panels},
+          hr_packed{scratch.hr_packing, H, H, state_panels},
           norms{a.ln_ih_weight, a.ln_hh_weight, a.ln_cell_weight, a.ln_cell_bias, a.b_ih, a.b_hh},
-          norm_row(NormRow<T>::size(G, H)) {}
+          norm_row(NormRow<T>::size(G, H)),
+          operands_of{a, scratch, Kh, Ki} {}
 
     void run() {
         run_team(Schedule::forward_threads(s, a.threads), [&](const Team& team) { run_thread(team); });
@@ -86,7 +87,6 @@ template <class T, class Cell, class V = T> class ForwardPass {
     }
 
     static V* operands(T* p) { return reinterpret_cast<V*>(p); }
-    static A* activations(T* p) { return reinterpret_cast<A*>(p); }
     // W_ih (input) or W_hh as stored: f(the pointer to its values of T, bfloat16 bits or int8).
     template <class F> auto with_stored(bool input, F&& f) const {
         if constexpr (kPairs) return f(input ? a.w_ih_bf16 : a.w_hh_bf16);
@@ -125,20 +125,21 @@ template <class T, class Cell, class V = T> class ForwardPass {
         pack_weights(team, panels, units);
         fold_biases(units);
         const Range state_units = s.P ? Geo::units_of_panels(team.split(state_panels), S) : units;
-        load_state(units, state_units.lo, state_units.hi);
+        load_state(units, state_units);
         team.barrier();
         const Share me = Schedule::share(team, s, panels, units, groups * Geo::kPanelsPerGroup);
         for (Index k0 = 0; k0 < s.T; k0 += chunk) {
             const Index steps = s.T - k0 < chunk ? s.T - k0 : chunk;
             const Index t_lo = s.reverse ? s.T - k0 - steps : k0;  // the chunk covers times [t_lo, t_lo + steps)
             if (k0 > 0 && me.batch) team.barrier();  // no one still reads the last chunk's projection
-            T* P = as_used ? project_chunk(team, t_lo, steps, input_as_used)
-                           : project_chunk(team, t_lo, steps, input_packed);
+            T* inputs_projected = as_used ? project_chunk(team, t_lo, steps, input_as_used)
+                                          : project_chunk(team, t_lo, steps, input_packed);
             for (Index k = k0; k < k0 + steps; ++k) {
-                as_used ? step(me, k, t_lo, P, recurrent_as_used) : step(me, k, t_lo, P, recurrent_packed);
+                as_used ? step(me, k, t_lo, inputs_projected, recurrent_as_used)
+                        : step(me, k, t_lo, inputs_projected, recurrent_packed);
                 if (s.P) {
                     if (!me.batch) team.barrier();
-                    project(me, k);
+                    project_state(me, k);
                 }
                 if (!me.batch) team.barrier();
             }
@@ -165,7 +166,7 @@ template <class T, class Cell, class V = T> class ForwardPass {
         if (!as_used && !same) pack_panels(input_packed, source(true), input_cols, mine.lo, mine.hi);
         if (s.P) {
             const Range q = team.split(state_panels);
-            pack_panels(projection_packed, Mat<T>{a.w_hr, 1, H}, state_cols, q.lo, q.hi);
+            pack_panels(hr_packed, Mat<T>{a.w_hr, 1, H}, state_cols, q.lo, q.hi);
         }
     }
 
@@ -183,60 +184,13 @@ template <class T, class Cell, class V = T> class ForwardPass {
             }
     }
 
-    // h0's units [v0, v1) and c0's [units.lo, units.hi) (without projections the same).
-    void load_state(Range units, Index v0, Index v1) const {
+    // h0's units h_units and c0's units (without projections the same).
+    void load_state(Range units, Range h_units) const {
         for (Index b = 0; b < B; ++b) {
             T* h = h_after(0) + b * S;
-            copy_units(h, a.h0 ? a.h0 + b * S : nullptr, v0, v1);
+            copy_units(h, a.h0 ? a.h0 + b * S : nullptr, h_units.lo, h_units.hi);
             if (G == 4) copy_units(c_after(0) + b * H, a.c0 ? a.c0 + b * H : nullptr, units.lo, units.hi);
-            write_operand(0, b, h, v0, v1);
-        }
-    }
-
-    // What step k's recurrent product reads of row b, for units [u0, u1) of h_{t-1} = h: m * h with
-    // recurrent dropout, h's bfloat16 pairs with bfloat16 weights (u0 even), else h itself (nothing
-    // to write; int8's quads are made by recurrent_operand).
-    void write_operand(Index k, Index b, const T* h, Index u0, Index u1) const {
-        if constexpr (kPairs)
-            to_activation_pairs(activations(scratch.state_pairs[k & 1]) + b * Kh, h, u0, u1, S, Kh);
-        else if (s.recurrent_dropout)
-            mask_units(scratch.masked[k & 1] + b * S, h, a.recurrent_mask + b * S, u0, u1);
-    }
-    // ... and the matrix it reads, for a thread's rows: with int8 weights those rows of
-    // h_{t-1} = hp quantized into the thread's own buffer.
-    Mat<A> recurrent_operand(Index k, const T* hp, const Share& me) const {
-        if constexpr (kQuads) {
-            T* mine = scratch.state_quads + me.id * scratch.state_quad_values;
-            A* q = activations(mine);
-            float* scale = reinterpret_cast<float*>(mine + scratch.state_scales_at);
-            for (Index b = me.b0; b < me.b1; ++b) scale[b] = quantize_row(q + b * Kh, hp + b * S, S, Kh);
-            return {q, Kh, 1, scale};
-        } else if constexpr (kPairs) {
-            return {activations(scratch.state_pairs[k & 1]), Kh, 1};
-        } else {
-            return {s.recurrent_dropout ? scratch.masked[k & 1] : hp, S, 1};
-        }
-    }
-    // The chunk's inputs as the projection reads them: x in place, or its rows made pairs by the
-    // team (then a barrier: the product's threads read every row).
-    Mat<A> input_operand(const Team& team, Index t_lo, Index steps) const {
-        const T* x = a.x + t_lo * B * a.ldx;
-        if constexpr (kQuads) {  // in two digits: the first's product here, the second's in project_chunk
-            const Range rows = team.split(steps * B);
-            A* const q[2] = {activations(scratch.input_quads[0]), activations(scratch.input_quads[1])};
-            for (Index r = rows.lo; r < rows.hi; ++r)
-                scratch.input_scales[0][r] = quantize_row(q[0] + r * Ki, x + r * a.ldx, s.I, Ki, q[1] + r * Ki,
-                                                          scratch.input_scales[1] + r);
-            team.barrier();
-            return {q[0], Ki, 1, scratch.input_scales[0]};
-        } else if constexpr (kPairs) {
-            const Range rows = team.split(steps * B);
-            for (Index r = rows.lo; r < rows.hi; ++r)
-                to_activation_pairs(activations(scratch.input_pairs) + r * Ki, x + r * a.ldx, 0, s.I, s.I, Ki);
-            team.barrier();
-            return {activations(scratch.input_pairs), Ki, 1};
-        } else {
-            return {x, a.ldx, 1};
+            operands_of.write(0, b, h, h_units.lo, h_units.hi);
         }
     }
 
@@ -244,13 +198,13 @@ template <class T, class Cell, class V = T> class ForwardPass {
     // chunk buffer (eval); returns where they are. With int8 weights the inputs' second digits add
     // their product (the inputs' quantization error was most of int8's: RESULTS.md).
     template <class Panels> T* project_chunk(const Team& team, Index t_lo, Index steps, const Panels& panels) const {
-        T* P = training ? saved.gates + t_lo * B * GH : scratch.projection;
-        gemm_packed_team<T, MR, NV>(team, steps * B, input_operand(team, t_lo, steps), panels, input_cols, P, GH,
+        T* out = training ? saved.gates + t_lo * B * GH : scratch.projection;
+        gemm_packed_team<T, MR, NV>(team, steps * B, operands_of.input(team, t_lo, steps), panels, input_cols, out, GH,
                                     scratch.bias_projection);
         if constexpr (kQuads)
-            gemm_packed_team<T, MR, NV>(team, steps * B, {activations(scratch.input_quads[1]), Ki, 1, scratch.input_scales[1]},
-                                        panels, input_cols, P, GH, nullptr, true);
-        return P;
+            gemm_packed_team<T, MR, NV>(team, steps * B, {Operands::activations(scratch.input_quads[1]), Ki, 1, scratch.input_scales[1]},
+                                        panels, input_cols, out, GH, nullptr, true);
+        return out;
     }
 
     // Where step k's cell writes o * tanh(c) with projections (saved in training).
@@ -260,23 +214,25 @@ template <class T, class Cell, class V = T> class ForwardPass {
     }
 
     // Step k (time t): the recurrent product of my rows and panels, then the cell on each row (with
-    // projections the cell's part only: project() makes h).
-    template <class Panels> void step(const Share& me, Index k, Index t_lo, T* P, const Panels& panels) const {
+    // projections the cell's part only: project_state() makes h).
+    template <class Panels>
+    void step(const Share& me, Index k, Index t_lo, T* inputs_projected, const Panels& panels) const {
         const Index t = s.reverse ? s.T - 1 - k : k;
         const T* hp = h_after(k);
         T* hn = h_after(k + 1);
         const T* cp = c_after(k);
         T* cn = c_after(k + 1);
         T* r = s.P ? unprojected(k) : nullptr;
-        gemm_block<T, MR, NV, GateCols<T>, Geo::kStepTail>(me.b0, me.b1, recurrent_operand(k, hp, me), 0, panels, 0,
+        gemm_block<T, MR, NV, GateCols<T>, Geo::kStepTail>(me.b0, me.b1, operands_of.recurrent(k, hp, me), 0, panels, 0,
                                                            recurrent_cols, me.p0, me.p1, scratch.recurrent, GH,
                                                            Cell::kRecurrentBias ? Init::bias : Init::zero,
                                                            scratch.bias_recurrent);
         for (Index b = me.b0; b < me.b1; ++b) {
-            T* p = P + ((t - t_lo) * B + b) * GH;
+            T* p = inputs_projected + ((t - t_lo) * B + b) * GH;
             T* aux = training && saved.aux ? saved.aux + (t * B + b) * H : nullptr;
             const bool valid = !a.lengths || t < a.lengths[b];
-            T* norm = !Cell::kLayerNorm ? nullptr : (training ? saved.norms + t * B * norm_row : scratch.norms) + b * norm_row;
+            T* norm = !Cell::kLayerNorm ? nullptr
+                                        : (training ? saved.norms + t * B * norm_row : scratch.norms) + b * norm_row;
             if (valid) {
                 FwdRow<T> row{p, scratch.recurrent + b * GH, hp + b * S, cp ? cp + b * H : nullptr,
                               r ? r + b * H : hn + b * S, cn ? cn + b * H : nullptr, training ? p : nullptr, aux,
@@ -292,10 +248,10 @@ template <class T, class Cell, class V = T> class ForwardPass {
     }
 
     // Step k with projections, after the cell's part: h~ = W_hr r for my rows and units of h.
-    void project(const Share& me, Index k) const {
+    void project_state(const Share& me, Index k) const {
         gemm_block<T, MR, NV, PlainCols<T>, Geo::kStepTail>(me.b0, me.b1, Mat<T>{unprojected(k), H, 1}, 0,
-                                                            projection_packed, 0, state_cols, me.q0, me.q1, h_after(k + 1),
-                                                            S, Init::zero, nullptr);
+                                                            hr_packed, 0, state_cols, me.h_panels.lo, me.h_panels.hi,
+                                                            h_after(k + 1), S, Init::zero, nullptr);
         const Index t = s.reverse ? s.T - 1 - k : k;
         for (Index b = me.b0; b < me.b1; ++b) finish_row(me, k, b, !a.lengths || t < a.lengths[b]);
     }
@@ -309,18 +265,18 @@ template <class T, class Cell, class V = T> class ForwardPass {
         T* y = a.y + (t * B + b) * a.ldy;
         if (valid) {
             if (zones_out(a)) zone_out(me, t, b, hp, hn);
-            copy_units(y, hn, me.v0, me.v1);
+            copy_units(y, hn, me.h_units.lo, me.h_units.hi);
         } else {
-            copy_units(hn, hp, me.v0, me.v1);
-            copy_units<T>(y, nullptr, me.v0, me.v1);
+            copy_units(hn, hp, me.h_units.lo, me.h_units.hi);
+            copy_units<T>(y, nullptr, me.h_units.lo, me.h_units.hi);
         }
-        write_operand(k + 1, b, hn, me.v0, me.v1);
+        operands_of.write(k + 1, b, hn, me.h_units.lo, me.h_units.hi);
     }
 
     // Zoneout: each unit keeps its previous state with mask m (training) or in proportion p (eval):
     // h_t = m h_{t-1} + (1 - m) h~_t over the cell's new state h~_t. The saved gates keep h~_t's.
     void zone_out(const Share& me, Index t, Index b, const T* hp, T* hn) const {
-        for_zoneout_units<T>(a, B, S, t, b, me.v0, me.v1,
+        for_zoneout_units<T>(a, B, S, t, b, me.h_units.lo, me.h_units.hi,
                              [&](Index u, T keep) { hn[u] = keep * hp[u] + (T(1) - keep) * hn[u]; });
     }
 
@@ -335,7 +291,7 @@ template <class T, class Cell, class V = T> class ForwardPass {
 
     void store_state(const Share& me) const {
         for (Index b = me.b0; b < me.b1; ++b) {
-            copy_units(a.h_n + b * S, h_after(s.T) + b * S, me.v0, me.v1);
+            copy_units(a.h_n + b * S, h_after(s.T) + b * S, me.h_units.lo, me.h_units.hi);
             if (G == 4 && a.c_n) copy_units(a.c_n + b * H, c_after(s.T) + b * H, me.u0, me.u1);
         }
     }
@@ -363,9 +319,10 @@ template <class T, class Cell, class V = T> class ForwardPass {
     const Index chunk;
     const PlainCols<T> state_cols;  // the projection's columns: h's units
     const Index state_panels;
-    const Packed<T, NV> projection_packed;  // W_hr, with projections
+    const Packed<T, NV> hr_packed;  // W_hr, with projections
     const LayerNorms<T> norms;  // the layer-normalised cells' parameters
     const Index norm_row;       // their saved values per row (NormRow)
+    const Operands operands_of;  // what the products read of x_t and h_{t-1}
 };
 
 }  // namespace RNNFAST_ISA_NS

@@ -15,14 +15,13 @@ namespace rnnfast {
 namespace RNNFAST_ISA_NS {
 
 // What a thread owns in the time loop: rows [b0, b1), hidden units [u0, u1), W_hh panels [p0, p1),
-// and the units of h [v0, v1) with their panels [q0, q1) of the products that write h (the
-// projection forward, dh_{t-1} backward): with projections P units of h and their own split, else
-// u and p again.
+// and h's units with their panels of the products that write h (the projection forward, dh_{t-1}
+// backward): with projections P units of h and their own split, else u and p again.
 struct Share {
     bool batch;
     Index b0, b1, u0, u1, p0, p1;
     int id;  // the thread's place in its team
-    Index v0, v1, q0, q1;
+    Range h_units, h_panels;
 };
 
 template <class T, int G> struct LayerSchedule {
@@ -89,11 +88,11 @@ template <class T, int G> struct LayerSchedule {
         if (!batch_mode(s, team.n)) {
             const Range q = s.P ? team.split(state_panels) : panels;
             const Range v = s.P ? Geo::units_of_panels(q, s.P) : units;
-            return {false, 0, s.B, units.lo, units.hi, panels.lo, panels.hi, team.id, v.lo, v.hi, q.lo, q.hi};
+            return {false, 0, s.B, units.lo, units.hi, panels.lo, panels.hi, team.id, v, q};
         }
         const Range rows = team.split(s.B);  // B = 64 on 2 threads: 32 rows each, not 30 and 34
-        return {true, rows.lo, rows.hi, 0, s.H, 0, all_panels, team.id, 0, state_size(s), 0,
-                s.P ? state_panels : all_panels};
+        return {true, rows.lo, rows.hi, 0, s.H, 0, all_panels, team.id, {0, state_size(s)},
+                {0, s.P ? state_panels : all_panels}};
     }
 };
 

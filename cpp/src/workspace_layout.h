@@ -35,7 +35,7 @@ template <class T> struct Saved {
 // them instead, as_used_values apart. projection, state, cell: eval only (training writes the
 // projection into the saved gates and the states into the saved sequences). masked: with recurrent
 // dropout, m * h of the last step and of this one (what the recurrent products read).
-// With projections: projection_packing, W_hr packed (k over H) on every call, and (eval) unprojected
+// With projections: hr_packing, W_hr packed (k over H) on every call, and (eval) unprojected
 // (B, H), o * tanh(c) of the step in flight. The layer-normalised cells' norms (eval): each row's
 // normalised values of the step in flight (B, NormRow size).
 // With bfloat16 weights (eval): state_pairs, h of the last step and of this one as bfloat16 pairs
@@ -47,7 +47,7 @@ template <class T> struct Saved {
 // scales.
 template <class T> struct ForwardScratch {
     T *recurrent_packing, *input_packing, *bias_projection, *bias_recurrent, *recurrent, *projection;
-    T *projection_packing, *unprojected, *norms;
+    T *hr_packing, *unprojected, *norms;
     T *state[2], *cell[2], *masked[2], *state_pairs[2], *input_pairs, *state_quads, *input_quads[2];
     float* input_scales[2];
     Index as_used_values, state_quad_values, state_scales_at;
@@ -62,14 +62,14 @@ template <class T> struct ForwardScratch {
 // With recurrent dropout: masked_states (T, B, S), m * h_{t-1} of each step (dW_hh's operand), and
 // carried (B, S), a step's dG_hh W_hh before the mask. With projections: dprojected (T, B, P), the
 // gradient of each step's W_hr r_t (dW_hr's operand), dunprojected (B, H), that of r_t for the step
-// in flight, and projection_packing, W_hr packed (k over P). dh and zone_kept have S units, dc H.
+// in flight, and hr_packing, W_hr packed (k over P). dh and zone_kept have S units, dc H.
 // The layer-normalised cells: da_ih and da_hh (T, B, G*H), the gradients of a_ih and a_hh (the
 // LSTM's one array), dcell_norm (T, B, H), the LSTM's of LN(c) g + b (the gains' and biases'
 // gradients are their sums after the loop), and dg_hh (T, B, G*H), each step's dL/d(W_hh h_{t-1})
 // (no longer dg_ih's or GRU's dg_step and dg_hn).
 template <class T> struct BackwardScratch {
     T *dg_ih, *dg_hn, *dg_step, *dh, *dc, *zone_kept, *recurrent_packing, *plain_packing, *a_packing, *db_ih, *db_hh;
-    T *masked_states, *carried, *dprojected, *dunprojected, *projection_packing;
+    T *masked_states, *carried, *dprojected, *dunprojected, *hr_packing;
     T *da_ih, *da_hh, *dcell_norm, *dg_hh;
 };
 
@@ -114,7 +114,7 @@ template <class T, int G> struct WorkspaceLayout {
             w.unprojected = s.P ? cv.take(BH) : nullptr;
             w.norms = layer_normalised(s.cell) ? cv.take(s.B * NormRow<T>::size(G, s.H)) : nullptr;
         }
-        w.projection_packing = s.P ? cv.take(Geo::projection_packed_size(s.H, s.P)) : nullptr;
+        w.hr_packing = s.P ? cv.take(Geo::hr_packed_size(s.H, s.P)) : nullptr;
         for (int i = 0; i < 2; ++i) w.masked[i] = s.recurrent_dropout ? cv.take(BS) : nullptr;  // last (see zone_kept)
         if (s.precision == Precision::bfloat16) {
             const Index pair = (sizeof(ActivationPair) + sizeof(T) - 1) / sizeof(T);  // values of T a pair takes
@@ -158,7 +158,7 @@ template <class T, int G> struct WorkspaceLayout {
         w.carried = s.recurrent_dropout ? cv.take(s.B * S) : nullptr;
         w.dprojected = s.P ? cv.take(TB * s.P) : nullptr;
         w.dunprojected = s.P ? cv.take(s.B * s.H) : nullptr;
-        w.projection_packing = s.P ? cv.take(Geo::projection_packed_size(s.P, s.H)) : nullptr;
+        w.hr_packing = s.P ? cv.take(Geo::hr_packed_size(s.P, s.H)) : nullptr;
         if (normalised) {
             w.da_ih = cv.take(TB * GH);
             w.da_hh = G == 3 ? cv.take(TB * GH) : w.da_ih;

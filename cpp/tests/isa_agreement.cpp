@@ -249,7 +249,7 @@ struct Tally {
 template <class T> void compare(const Case& c, const Outputs<double>& oracle, const Outputs<T>& got,
                                 const Outputs<T>* one_thread, int threads, Tally& t) {
     // The layer-normalised cells divide by rows' standard deviations, which scales float32's
-    // rounding up (a long reversed run with lengths reaches 1.7e-4); a wrong lane is still off by O(1).
+    // rounding up; a wrong lane is still off by O(1).
     const double tol = sizeof(T) == 4 ? (rnnfast::layer_normalised(c.cell) ? 5e-4 : 1e-4) : 1e-11;
     const auto want = arrays(oracle), have = arrays(got);
     for (size_t i = 0; i < want.size(); ++i) {

@@ -27,9 +27,9 @@ from .functional import LayerWorkspace, _layer_context, layer_backward, layer_fo
 class LayerMasks(NamedTuple):
     """One layer's regularisers, per direction: each a list of D arrays, or None for off."""
     w_hh: Optional[list] = None                     # weight drop: masks of W_hh's shape
-    zoneout: Union[list, float, None] = None        # p (with zoneout_seeds in training), or (T, B, H) masks
+    zoneout: Union[list, float, None] = None        # p (with zoneout_seeds in training), or (T, B, S) masks
     zoneout_seeds: Optional[list] = None            # zoneout in training: the kernels draw the masks
-    recurrent: Optional[list] = None                # recurrent dropout: (B, H) masks on h_{t-1} (H: h's size)
+    recurrent: Optional[list] = None                # recurrent dropout: (B, S) masks on h_{t-1} (S: h's size)
 
     def of(self, d):
         """Direction d's, as functional.layer_forward's keyword arguments."""
@@ -47,11 +47,16 @@ def _kernel_weights(cell, weights):
     return weights[:4], (weights[4] if len(weights) > 4 else None), None
 
 
-def _sizes(cell, weights):
-    """(h's size, c's size) of a direction's weights: (P, H) with projections, else (H, H)."""
-    _, w_hr, _ = _kernel_weights(cell, weights)
-    S = weights[1].shape[1]
+def _sizes(w_hh, w_hr):
+    """(S, H), h's size and c's, from a direction's W_hh (G*H, S) and W_hr (P, H) or None:
+    (P, H) with projections, else (H, H)."""
+    S = w_hh.shape[1]
     return S, (S if w_hr is None else w_hr.shape[1])
+
+
+def _step_work(T, B, I, H, S, G):
+    """A direction's multiply-adds: the products with W_ih and W_hh, and W_hr's with projections (S < H)."""
+    return T * B * H * (G * (I + S) + (S if S < H else 0))
 
 
 class Stack:
@@ -76,7 +81,7 @@ class Stack:
         the regularisers' draws (LayerMasks)."""
         D, G = self.directions, self.cell.gates
         T, B, I = x.shape
-        S, H = _sizes(self.cell, weights[0])
+        S, H = _sizes(weights[0][1], _kernel_weights(self.cell, weights[0])[1])
         y = np.empty((T, B, D * S), x.dtype)
         h_n = np.empty((D, B, S), x.dtype) if h_n is None else h_n
         lstm = self.cell.has_cell_state
@@ -97,8 +102,8 @@ class Stack:
         if D == 1:
             contexts = [direction(0, 0)]
         else:
-            split = _directions.thread_split(T * B * H * (G * (I + S) + (S if S < H else 0)), D,
-                                             G * H * S * x.dtype.itemsize, training)
+            split = _directions.thread_split(_step_work(T, B, I, H, S, G), D, G * H * S * x.dtype.itemsize,
+                                             training)
             contexts = _directions.run([lambda n, d=d: direction(d, n) for d in range(D)], split)
         return y, h_n, c_n, contexts if training else None
 
@@ -107,10 +112,13 @@ class Stack:
         draws too) and the `saved` workspaces it filled (one per direction): for callers that keep
         the saved forward as an array of their own (rnnfast.torch's compiled graphs) rather than the
         contexts."""
-        return [_layer_context(self.cell.name, x, w[0], w[1], w[2], bool(d), lengths, saved[d],
-                              self._workspaces[layer * self.directions + d], w_hr=_kernel_weights(self.cell, w)[1],
-                              norms=_kernel_weights(self.cell, w)[2], **masks.of(d))
-                for d, w in enumerate(weights)]
+        contexts = []
+        for d, w in enumerate(weights):
+            (w_ih, w_hh, b_ih, _), w_hr, norms = _kernel_weights(self.cell, w)
+            contexts.append(_layer_context(self.cell.name, x, w_ih, w_hh, b_ih, bool(d), lengths, saved[d],
+                                           self._workspaces[layer * self.directions + d], w_hr=w_hr, norms=norms,
+                                           **masks.of(d)))
+        return contexts
 
     def backprop_layer(self, contexts, dy, dh_n, dc_n, grads, retain_graph, dh0=None, dc0=None):
         """BPTT through one layer's directions: (dx, dh0, dc0 or None, grads).
@@ -120,8 +128,7 @@ class Stack:
         they can run together) and their sum is dx: the same bits whichever way they ran."""
         D = self.directions
         T, B, I = contexts[0].x.shape
-        S = contexts[0].w_hh.shape[1]
-        H = S if contexts[0].w_hr is None else contexts[0].w_hr.shape[1]
+        S, H = _sizes(contexts[0].w_hh, contexts[0].w_hr)
         dtype = contexts[0].x.dtype
         lstm = self.cell.has_cell_state
         dh0 = np.empty((D, B, S), dtype) if dh0 is None else dh0
@@ -141,7 +148,7 @@ class Stack:
         if D == 1:
             dweights = [direction(0, 0)]
         else:
-            split = _directions.thread_split(T * B * H * (self.cell.gates * (I + S) + (S if S < H else 0)), D)
+            split = _directions.thread_split(_step_work(T, B, I, H, S, self.cell.gates), D)
             dweights = _directions.run([lambda n, d=d: direction(d, n) for d in range(D)], split)
         dx = dxs[0] if D == 1 else np.add(dxs[0], dxs[1], out=dxs[0])
         return dx, dh0, dc0, dweights
@@ -176,7 +183,7 @@ class Stack:
         overwrites. `saved` is a list of (contexts, mask) per layer, for backward."""
         L, D = self.num_layers, self.directions
         T, B, _ = x.shape
-        S, H = _sizes(self.cell, weights(0)[0])
+        S, H = _sizes(weights(0)[0][1], _kernel_weights(self.cell, weights(0)[0])[1])
         h_n = np.empty((L * D, B, S), x.dtype)
         c_n = np.empty((L * D, B, H), x.dtype) if self.cell.has_cell_state else None
         masks = [None] * L
@@ -207,8 +214,8 @@ class Stack:
         of arrays that each layer's weight gradients are added into."""
         L, D = self.num_layers, self.directions
         contexts = saved[0][0]
-        B, S, dtype = contexts[0].x.shape[1], contexts[0].w_hh.shape[1], contexts[0].x.dtype
-        H = S if contexts[0].w_hr is None else contexts[0].w_hr.shape[1]
+        B, dtype = contexts[0].x.shape[1], contexts[0].x.dtype
+        S, H = _sizes(contexts[0].w_hh, contexts[0].w_hr)
         dh0 = np.empty((L * D, B, S), dtype)
         dc0 = np.empty((L * D, B, H), dtype) if self.cell.has_cell_state else None
         for layer in reversed(range(L)):

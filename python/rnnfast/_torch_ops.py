@@ -68,10 +68,12 @@ def _grouped(weights, directions, cell):
     return groups
 
 
-def _sizes(weights, directions):
-    """(h's size, c's size) of a layer's flat parameter tensors: (P, H) with projections, else (H, H)."""
-    S = weights[1].shape[1]  # w_hh (G*H, S)
-    return S, (weights[len(weights) // directions - 1].shape[1] if len(weights) // directions % 2 else S)
+def _sizes(weights, directions, cell):
+    """(S, H), h's size and c's, of a layer's flat parameter tensors (fake ones too, so no NumPy
+    views): (P, H) with projections, else (H, H)."""
+    per = len(weights) // directions
+    w_hr = weights[per - 1] if per % 2 and not CELLS[cell].layer_norm else None  # 3 or 5: projections
+    return weights[1].shape[1], (weights[1].shape[1] if w_hr is None else w_hr.shape[1])
 
 
 def run_layer(stack, layer, x, h0, c0, weights, lengths, training, masks, reuse=None):
@@ -115,7 +117,7 @@ layer_inference = torch.library.custom_op("rnnfast::layer_inference", _inference
 def _inference_shapes(x, weights, cell, directions):
     """Empty tensors of a layer's outputs' shapes: y, h_n and c_n (or an empty tensor)."""
     T, B, _ = x.shape
-    S, H = _sizes(weights, directions)
+    S, H = _sizes(weights, directions, cell)
     c_n = x.new_empty(directions, B, H) if CELLS[cell].has_cell_state else x.new_empty(0)
     return x.new_empty(T, B, directions * S), x.new_empty(directions, B, S), c_n
 
@@ -129,7 +131,7 @@ def _(x, h0, c0, weights, lengths, handle, cell, layer, directions, zoneout):
 
 def _saved_values(cell, x, weights, directions):
     T, B, I = x.shape
-    S, H = _sizes(weights, directions)
+    S, H = _sizes(weights, directions, cell)
     return _core.saved_size(CELLS[cell].code, int(T), int(B), int(I), int(H), int(S) if S != H else 0)
 
 
@@ -185,8 +187,8 @@ def run_training_backward(x: torch.Tensor, weights: List[torch.Tensor], lengths:
                                  [saved[d].numpy() for d in range(directions)],
                                  _layer_masks(zoneout, zoneout_seeds, w_hh_masks, recurrent_masks))
     T, B, _ = xs.shape
-    H = weights[1].shape[1]
-    dy = np.zeros((T, B, directions * H), xs.dtype) if dy is None else numpy_view(dy)
+    S = weights[1].shape[1]  # h's size
+    dy = np.zeros((T, B, directions * S), xs.dtype) if dy is None else numpy_view(dy)
     dx, dh0, dc0, dw = stack.backprop_layer(contexts, dy, None if dh_n is None else numpy_view(dh_n),
                                             None if dc_n is None else numpy_view(dc_n), None, retain_graph=True)
     dweights = [torch.from_numpy(g) for group in dw for g in group if g is not None]

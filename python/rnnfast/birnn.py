@@ -10,13 +10,15 @@ import numpy as np
 
 from . import _validate as v
 from .module import Lockable, serialized
-from .modules import GRU, LSTM, RNN
+from .modules import GRU, LSTM, RNN, LayerNormGRU, LayerNormLSTM
 
 _CELLS = {
     "rnn_tanh": lambda **k: RNN(nonlinearity="tanh", **k),
     "rnn_relu": lambda **k: RNN(nonlinearity="relu", **k),
     "lstm": lambda **k: LSTM(**k),
     "gru": lambda **k: GRU(**k),
+    "layernorm_lstm": lambda **k: LayerNormLSTM(**k),
+    "layernorm_gru": lambda **k: LayerNormGRU(**k),
 }
 MERGES = ("concat", "sum", "mul", "ave")
 
@@ -109,4 +111,5 @@ class BiRNN(Lockable):
         return self.train(False)
 
     def __repr__(self):
-        return f"BiRNN({self.cell!r}, {self.rnn.input_size}, {self.hidden_size}, merge={self.merge!r})"
+        proj = f", proj_size={self.rnn.proj_size}" if self.rnn.proj_size else ""
+        return f"BiRNN({self.cell!r}, {self.rnn.input_size}, {self.hidden_size}{proj}, merge={self.merge!r})"

@@ -441,6 +441,10 @@ def main(argv=None) -> int:
     try:
         if resume:
             model, epochs_done = from_checkpoint(resume, args)
+            if args.precision != "float32" and (model.rnn.proj_size or CELLS[model.cell][1] is None):
+                raise ValueError(f"--precision {args.precision}: the checkpoint's model ({model.cell}"
+                                 f"{', projections' if model.rnn.proj_size else ''}) has no reduced-precision "
+                                 f"kernels; sample it in float32")
             print(f"checkpoint {resume}: {model.cell}, hidden {model.rnn.hidden_size}, "
                   f"{model.rnn.num_layers} layer(s), {epochs_done} epoch(s) trained")
         if args.sample_only:

@@ -182,7 +182,9 @@ def layer_backward(ctx, dy, dh_n=None, dc_n=None, grads=None, dx_out=None, dx_ac
 
     As in torch, a backward frees what the forward saved unless `retain_graph`: the gate gradients
     are written over the saved gates (the backward's workspace is then O(B*G*H) instead of
-    O(T*B*G*H)) and a second backward through `ctx` raises. The results are the same either way.
+    O(T*B*G*H); the layer-normalised cells' keeps two or three arrays of T*B*G*H, their dL/da and
+    dL/d(W_hh h) of every step) and a second backward through `ctx` raises. The results are the
+    same either way.
 
     `grads`, if given, is (dw_ih, dw_hh, db_ih, db_hh[, dw_hr], then the norms' gradients) arrays that the weight
     gradients are added into (the returned ones are those arrays); otherwise fresh arrays are
@@ -266,7 +268,7 @@ def backward_scratch_size(mode, T, B, I, H, dtype, threads=0, retain_graph=False
                           proj_size=0):
     """Values of scratch `layer_backward` needs with `threads` threads (0: the current count),
     `retain_graph` (without it the gate gradients live in the saved workspace: this does not grow
-    with T), a forward with or without a `recurrent_mask`, and projections to `proj_size` units (0:
-    none). Only for a caller that brings its own `scratch`: a workspace sizes its own."""
+    with T, except for the layer-normalised cells), a forward with or without a `recurrent_mask`,
+    and projections to `proj_size` units (0: none). Only for a caller that brings its own `scratch`: a workspace sizes its own."""
     return _core.backward_scratch_size(cell_kind(mode).code, T, B, I, H, np.dtype(dtype).itemsize, int(threads),
                                        not retain_graph, bool(recurrent_dropout), int(proj_size))

@@ -50,6 +50,9 @@ DEFAULT_OPSET = 17
 def _numpy_module(model):
     """rnnfast.RNN / LSTM / GRU as they are; rnnfast.torch modules through their to_numpy(); an int8
     LSTM (rnnfast.quantize's or rnnfast.torch.quantize's) as the LSTM inside it, int8 weights and all."""
+    if getattr(getattr(model, "_cell", None), "layer_norm", False):  # NumPy's or rnnfast.torch's
+        raise ValueError(f"export: ONNX has no operator for the layer-normalised cells (this module is a "
+                         f"{type(model).__name__})")
     if isinstance(model, (RNN, LSTM, GRU)):
         return model
     if type(model).__module__ == "rnnfast.torch" and hasattr(model, "to_numpy"):
@@ -172,9 +175,6 @@ def export(model, path, example_input, opset: int = DEFAULT_OPSET, dtype=None):
     if getattr(model, "zoneout", 0.0):
         raise ValueError(f"export: ONNX's RNN, LSTM and GRU have no zoneout, whose eval mixes p of h_{{t-1}} "
                          f"into every step (this module has zoneout={model.zoneout})")
-    if getattr(model, "mode", None) in CELLS and CELLS[model.mode].onnx_op is None:
-        raise ValueError(f"export: ONNX has no operator for the layer-normalised cells (this module is a "
-                         f"{type(model).__name__})")
     if getattr(model, "proj_size", 0):
         raise ValueError(f"export: ONNX's LSTM has no projection (h_t = W_hr (o_t * tanh(c_t))); this module has "
                          f"proj_size={model.proj_size}")

@@ -83,9 +83,9 @@ class _Layer(torch.autograd.Function):
         stack, contexts = ctx.stack, ctx.contexts
         if any(c.spent for c in contexts):  # a second backward through this graph
             contexts = _run_layer(stack, ctx.layer, x, h0, c0, weights, ctx.lengths, True, ctx.masks)[3]
-        D, H = stack.directions, weights[1].shape[1]
+        D, S = stack.directions, weights[1].shape[1]  # S: h's size
         T, B, _ = x.shape
-        dy = np.zeros((T, B, D * H), contexts[0].x.dtype) if dy is None else _np(dy)
+        dy = np.zeros((T, B, D * S), contexts[0].x.dtype) if dy is None else _np(dy)
         dx, dh0, dc0, dw = stack.backprop_layer(contexts, dy, None if dh_n is None else _np(dh_n),
                                                 None if dc_n is None else _np(dc_n), None, retain_graph=False)
         ctx.contexts = contexts
@@ -397,8 +397,8 @@ class RNNBase(torch.nn.Module):
         return masks if torch.compiler.is_compiling() else [m.numpy() for m in masks]
 
     def _recurrent_masks(self, batch, directions):
-        """In training with recurrent dropout, one (B, H) mask per direction from torch's generator
-        (units kept with probability 1 - p, scaled by 1 / (1 - p); H: h's size, proj_size with
+        """In training with recurrent dropout, one (B, S) mask per direction from torch's generator
+        (units kept with probability 1 - p, scaled by 1 / (1 - p); S: h's size, proj_size with
         projections); else None."""
         if not (self.training and self.recurrent_dropout > 0):
             return None

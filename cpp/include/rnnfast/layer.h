@@ -122,7 +122,9 @@ struct LayerBackward {
     T* saved;                      // what the training forward saved; overwritten if consume_saved
     bool consume_saved;            // the gate gradients overwrite the saved gates: the backward's scratch
                                    // shrinks by T*B*G*H values (GRU: T*B*(G+1)*H) and `saved` serves
-                                   // this one backward only. Same results either way.
+                                   // this one backward only. Same results either way. (The
+                                   // layer-normalised cells' scratch still grows with T: their
+                                   // dL/da and dL/d(W_hh h) of every step, 2-3 arrays of T*B*G*H.)
     const T* dy;                   // (T, B, S), stride lddy; ignored where t >= lengths[b]
     Index lddy;
     const T* dh_n;                 // (B, S) or nullptr
@@ -197,7 +199,7 @@ inline bool single_step(const LayerShape& s) { return s.T == 1; }
 // and repack only what changed, so in-place weight updates are always seen. Start from zeros (a
 // cache filled for another layout or other weights is then refilled as needed; arbitrary memory
 // could hold a valid tag over stale panels); one cache per layer and direction, never shared by
-// concurrent calls. Its size depends on the element size, the cell, I (forward), H and the
+// concurrent calls. Its size depends on the element size, the cell, I (forward), H, P and the
 // instruction sets the CPU runs; not on the sequence length or the batch. A single step uses none:
 // its size is 0, and a cache passed to it is left untouched.
 Index weight_cache_size(const LayerShape& s, int elem_bytes, bool backward);

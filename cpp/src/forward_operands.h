@@ -1,0 +1,76 @@
+// What a layer's forward products read of x_t and h_{t-1} (ForwardPass's operands): the arrays as
+// they are, m * h with recurrent dropout, or with reduced-precision weights the activations made
+// into bfloat16 pairs or int8 quads (LayerShape::precision). V is the products' operand type: T,
+// Bf16Pair or Int8Quad.
+#pragma once
+#include <type_traits>
+
+#include "workspace_layout.h"
+
+namespace rnnfast {
+namespace RNNFAST_ISA_NS {
+
+template <class T, int G, class V> struct ForwardOperands {
+    static constexpr bool kPairs = std::is_same_v<V, Bf16Pair>, kQuads = std::is_same_v<V, Int8Quad>;
+    using A = typename activation_of<V>::type;
+    static A* activations(T* p) { return reinterpret_cast<A*>(p); }
+
+    ForwardOperands(const LayerForward<T>& a, const ForwardScratch<T>& scratch, Index Kh, Index Ki)
+        : a(a), s(a.s), scratch(scratch), B(a.s.B), S(state_size(a.s)), Kh(Kh), Ki(Ki) {}
+
+    // What step k's recurrent product reads of row b, for units [u0, u1) of h_{t-1} = h: m * h with
+    // recurrent dropout, h's bfloat16 pairs with bfloat16 weights (u0 even), else h itself (nothing
+    // to write; int8's quads are made by recurrent()).
+    void write(Index k, Index b, const T* h, Index u0, Index u1) const {
+        if constexpr (kPairs)
+            to_activation_pairs(activations(scratch.state_pairs[k & 1]) + b * Kh, h, u0, u1, S, Kh);
+        else if (s.recurrent_dropout)
+            mask_units(scratch.masked[k & 1] + b * S, h, a.recurrent_mask + b * S, u0, u1);
+    }
+    // ... and the matrix it reads, for a thread's rows: with int8 weights those rows of
+    // h_{t-1} = hp quantized into the thread's own buffer.
+    Mat<A> recurrent(Index k, const T* hp, const Share& me) const {
+        if constexpr (kQuads) {
+            T* mine = scratch.state_quads + me.id * scratch.state_quad_values;
+            A* q = activations(mine);
+            float* scale = reinterpret_cast<float*>(mine + scratch.state_scales_at);
+            for (Index b = me.b0; b < me.b1; ++b) scale[b] = quantize_row(q + b * Kh, hp + b * S, S, Kh);
+            return {q, Kh, 1, scale};
+        } else if constexpr (kPairs) {
+            return {activations(scratch.state_pairs[k & 1]), Kh, 1};
+        } else {
+            return {s.recurrent_dropout ? scratch.masked[k & 1] : hp, S, 1};
+        }
+    }
+    // The chunk's inputs as the projection reads them: x in place, or its rows made pairs by the
+    // team (then a barrier: the product's threads read every row).
+    Mat<A> input(const Team& team, Index t_lo, Index steps) const {
+        const T* x = a.x + t_lo * B * a.ldx;
+        if constexpr (kQuads) {  // in two digits: the first's product here, the second's in ForwardPass::project_chunk
+            const Range rows = team.split(steps * B);
+            A* const q[2] = {activations(scratch.input_quads[0]), activations(scratch.input_quads[1])};
+            for (Index r = rows.lo; r < rows.hi; ++r)
+                scratch.input_scales[0][r] = quantize_row(q[0] + r * Ki, x + r * a.ldx, s.I, Ki, q[1] + r * Ki,
+                                                          scratch.input_scales[1] + r);
+            team.barrier();
+            return {q[0], Ki, 1, scratch.input_scales[0]};
+        } else if constexpr (kPairs) {
+            const Range rows = team.split(steps * B);
+            for (Index r = rows.lo; r < rows.hi; ++r)
+                to_activation_pairs(activations(scratch.input_pairs) + r * Ki, x + r * a.ldx, 0, s.I, s.I, Ki);
+            team.barrier();
+            return {activations(scratch.input_pairs), Ki, 1};
+        } else {
+            return {x, a.ldx, 1};
+        }
+    }
+
+    const LayerForward<T>& a;
+    const LayerShape& s;
+    const ForwardScratch<T>& scratch;
+    const Index B, S;    // S: h's size
+    const Index Kh, Ki;  // rows of the packed operands of W_hh and W_ih
+};
+
+}  // namespace RNNFAST_ISA_NS
+}  // namespace rnnfast
