@@ -54,12 +54,18 @@ def numpy_view(t):
     return t.detach().contiguous().numpy()
 
 
+def _trailing(per, cell):
+    """How many of a direction's `per` parameter tensors follow w_ih, w_hh (and the biases): the
+    layer norms' gains, or W_hr (then `per` is odd: 3 or 5)."""
+    return (4 if cell.has_cell_state else 2) if cell.layer_norm else per % 2
+
+
 def _grouped(weights, directions, cell):
     """A layer's flat parameter tensors (torch's order: w_ih, w_hh[, b_ih, b_hh], then w_hr or the
     layer norms' gains) -> per direction (w_ih, w_hh, b_ih, b_hh, ...) as the stack takes them,
     NumPy views."""
     per = len(weights) // directions
-    extra = (4 if cell.has_cell_state else 2) if cell.layer_norm else per % 2  # 3 or 5: with projections
+    extra = _trailing(per, cell)
     groups = []
     for d in range(directions):
         mine = [numpy_view(t) for t in weights[d * per:(d + 1) * per]]
@@ -72,7 +78,7 @@ def _sizes(weights, directions, cell):
     """(S, H), h's size and c's, of a layer's flat parameter tensors (fake ones too, so no NumPy
     views): (P, H) with projections, else (H, H)."""
     per = len(weights) // directions
-    w_hr = weights[per - 1] if per % 2 and not CELLS[cell].layer_norm else None  # 3 or 5: projections
+    w_hr = weights[per - 1] if per % 2 and not CELLS[cell].layer_norm else None  # _trailing's W_hr
     return weights[1].shape[1], (weights[1].shape[1] if w_hr is None else w_hr.shape[1])
 
 

@@ -186,10 +186,12 @@ class CharModel:
             cells.append(cell if precision == "float32" else rnnfast.quantize(cell, precision))
         states = [None] * max(len(cells), 1)  # each cell's state, or the layer's
         was_training = rnn.training
+        if by_layer:
+            rnn.eval()
 
         def step(x):  # one character through the recurrent layers: the top layer's h (1, features)
             if by_layer:
-                y, states[0] = rnn.eval()(x[None], states[0])
+                y, states[0] = rnn(x[None], states[0])
                 return y[0]
             for layer, cell in enumerate(cells):
                 states[layer] = cell(x, states[layer])
