@@ -182,5 +182,7 @@ def test_zoneout_and_recurrent_dropout_rows_are_checked_before_timing():
 
 
 def test_precision_checks_the_quantized_models_before_timing():
-    out = run("precision.py", "lstm,4,3,16", "gru,3,2,8", "--rounds", "1", "--budget", "0.01", "--pause", "0")
+    out = run("precision.py", "lstm,4,3,16", "gru,3,2,8", "lstm_proj,3,2,8", "lngru,3,2,8", "--rounds", "1",
+              "--budget", "0.01", "--pause", "0")
     assert "rnnfast bf16" in out and "lstm,4,3,16" in out and "gru,3,2,8" in out
+    assert "lstm_proj,3,2,8" in out and "lngru,3,2,8" in out

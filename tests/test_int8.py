@@ -201,8 +201,8 @@ def test_int8_weights_are_for_float32_inference():
                         training=False)
     with pytest.raises(TypeError, match="both be Int8Weight .* or both arrays, got ndarray and Int8Weight"):
         F.layer_forward("gru", x, h0, None, w[0], _int8(w[1]), *b, training=False)
-    with pytest.raises(TypeError, match="w_ih: of dtype float32 where w_hh is of dtype int8; both must be float, or "
-                                        "both int8 weights"):
+    with pytest.raises(TypeError, match="w_ih: of dtype float32 where w_hh is of dtype int8; all weights must be float, or "
+                                        "all int8 weights"):
         _core.layer_forward(3, x, w[0], to_int8(w[1])[0], b[0], b[1], h0, None, y=np.empty((3, 2, 5), np.float32),
                             reverse=False, lengths=None, training=False)
     with pytest.raises(ValueError, match="recurrent_mask: int8 weights run eval forwards, which take no recurrent"):

@@ -170,8 +170,7 @@ def test_module_repr_checkpoint_and_refusals(tmp_path):
     again = rnnfast.LayerNormLSTM(4, 8, num_layers=2, seed=5, zoneout=0.1)
     rnnfast.load(tmp_path / "m.npz", again)
     assert np.array_equal(m.eval()(x)[0], again.eval()(x)[0])
-    with pytest.raises(ValueError, match="layer-normalised"):
-        rnnfast.quantize(m, "bfloat16")
+    assert rnnfast.quantize(m, "bfloat16").state_dict().keys() == m.state_dict().keys()  # test_quantized_variants.py
     pytest.importorskip("onnx")
     from rnnfast import onnx as rnnfast_onnx
     with pytest.raises(ValueError, match="no operator for the layer-normalised cells"):

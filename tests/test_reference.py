@@ -603,15 +603,36 @@ def test_shapes_are_named_in_the_messages_with_and_without_projections():
         ref.stack_forward("lstm", x, None, params, num_layers=2)
 
 
-@pytest.mark.parametrize("mode, proj_size", [("lstm", 2), ("layernorm_gru", 0)])
-def test_the_reduced_precisions_refuse_projections_and_layer_norms(mode, proj_size):
-    base = "gru" if mode == "layernorm_gru" else mode
-    x, hx, params = make_stack(base, 2, 1, 2, 3, 1, 1, proj_size=proj_size)
-    if mode == "layernorm_gru":
-        params.update(ln_ih_weight_l0=np.ones(9), ln_hh_weight_l0=np.ones(9))
-    for forward in (ref.bfloat16_stack_forward, ref.int8_stack_forward):
-        with pytest.raises(ValueError, match="defined for the plain RNN, LSTM and GRU only"):
-            forward(mode, x.astype(np.float32), None, params)
+def test_the_reduced_precisions_round_what_a_variant_multiplies():
+    # One step from given states, written out from the equations: bfloat16 rounds W_hr and the
+    # o * tanh(c) it multiplies; a layer-normalised GRU normalises the rounded products in float32.
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    rb = ref.round_to_bfloat16
+    x, (h0, c0), p = make_stack("lstm", 1, 2, 3, 4, 1, 1, proj_size=2)
+    x, h0, c0 = (a.astype(np.float32) for a in (x, h0, c0))
+    p = {k: v.astype(np.float32) for k, v in p.items()}
+    y, _ = ref.bfloat16_stack_forward("lstm", x, (h0, c0), p)
+    a = (rb(x[0]) @ rb(p["weight_ih_l0"]).T + p["bias_ih_l0"] + rb(h0[0]) @ rb(p["weight_hh_l0"]).T
+         + p["bias_hh_l0"])
+    i, f, g, o = np.split(a, 4, axis=1)
+    c = sig(f) * c0[0] + sig(i) * np.tanh(g)
+    want = rb(sig(o) * np.tanh(c)) @ rb(p["weight_hr_l0"]).T
+    np.testing.assert_allclose(y[0], want, rtol=1e-5, atol=1e-6)
+
+    x, h0, p = make_stack("gru", 1, 2, 3, 4, 1, 1)
+    x, h0 = x.astype(np.float32), h0.astype(np.float32)
+    p = {k: v.astype(np.float32) for k, v in p.items()}
+    p.update(ln_ih_weight_l0=np.linspace(0.5, 1.5, 12, dtype=np.float32),
+             ln_hh_weight_l0=np.linspace(1.5, 0.5, 12, dtype=np.float32))
+    y, _ = ref.bfloat16_stack_forward("layernorm_gru", x, h0, p)
+
+    def ln(v, gain):
+        return (v - v.mean(axis=1, keepdims=True)) / np.sqrt(v.var(axis=1, keepdims=True) + 1e-5) * gain
+    ai = ln(rb(x[0]) @ rb(p["weight_ih_l0"]).T, p["ln_ih_weight_l0"]) + p["bias_ih_l0"]
+    ah = ln(rb(h0[0]) @ rb(p["weight_hh_l0"]).T, p["ln_hh_weight_l0"]) + p["bias_hh_l0"]
+    r, z = sig(ai[:, :4] + ah[:, :4]), sig(ai[:, 4:8] + ah[:, 4:8])
+    n = np.tanh(ai[:, 8:] + r * ah[:, 8:])
+    np.testing.assert_allclose(y[0], (1 - z) * n + z * h0[0], rtol=1e-5, atol=1e-6)
 
 
 def test_int8_stack_takes_pairs_as_tuples_or_lists_and_float_weights_as_nested_lists():

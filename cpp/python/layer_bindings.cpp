@@ -54,12 +54,6 @@ rnnfast::LayerShape make_shape(int cell, Index T, Index B, Index I, Index H, boo
     if (P && (rnnfast::CellKind(cell) != rnnfast::CellKind::lstm || !(P < H)))
         throw py::value_error("w_hr: projections are an LSTM's, with P < H (w_hr of shape (P, H)), got P = " +
                               std::to_string(P) + ", H = " + std::to_string(H));
-    if (rnnfast::layer_normalised(rnnfast::CellKind(cell)) && precision != rnnfast::Precision::full)
-        throw py::value_error(std::string("cell: the layer-normalised cells run at full precision, not with ") +
-                              precision_name(precision));
-    if (P && precision != rnnfast::Precision::full)
-        throw py::value_error(std::string("w_hr: projections run at full precision, not with ") +
-                              precision_name(precision));
     return {rnnfast::CellKind(cell), T, B, I, H, reverse, recurrent_dropout, precision, P};
 }
 
@@ -75,31 +69,40 @@ rnnfast::LayerShape layer_shape(int cell, const py::array& x, const py::array& w
                       recurrent_mask.has_value(), weights_precision(w_hh), w_hr ? w_hr->shape(0) : 0);
 }
 
-// The weights: of T, or a float forward's bfloat16 bit patterns, or its int8 weights and their rows'
-// scales (float32, one per row).
+// The weights (w_hr with projections): of T, or a float forward's bfloat16 bit patterns, or its
+// int8 weights and their rows' scales (float32, one per row).
 template <class T, class Call>
-void view_weights(Call& a, const py::array& w_ih, const py::array& w_hh, const OptionalArray& w_ih_scale,
-                  const OptionalArray& w_hh_scale) {
+void view_weights(Call& a, const py::array& w_ih, const py::array& w_hh, const OptionalArray& w_hr,
+                  const OptionalArray& w_ih_scale, const OptionalArray& w_hh_scale, const OptionalArray& w_hr_scale) {
     const rnnfast::LayerShape& s = a.s;
-    const Index GH = rnnfast::gate_count(s.cell) * s.H;
-    if (weights_precision(w_ih) != s.precision)
-        throw py::type_error("w_ih: of dtype " + std::string(py::str(w_ih.dtype())) + " where w_hh is of dtype " +
-                             std::string(py::str(w_hh.dtype())) + "; both must be float, or both " +
-                             (s.precision == rnnfast::Precision::full ? precision_name(weights_precision(w_ih))
-                                                                      : precision_name(s.precision)));
+    const Index GH = rnnfast::gate_count(s.cell) * s.H, S = rnnfast::state_size(s);
+    for (const auto& [w, name] : {std::pair{&w_ih, "w_ih"}, std::pair{s.P ? &*w_hr : &w_ih, "w_hr"}})
+        if (weights_precision(*w) != s.precision)
+            throw py::type_error(std::string(name) + ": of dtype " + std::string(py::str(w->dtype())) +
+                                 " where w_hh is of dtype " + std::string(py::str(w_hh.dtype())) +
+                                 "; all weights must be float, or all " +
+                                 (s.precision == rnnfast::Precision::full ? precision_name(weights_precision(*w))
+                                                                          : precision_name(s.precision)));
+    if (!s.P && w_hr_scale) throw py::value_error("w_hr_scale: only int8 projections (w_hr) take it");
     if constexpr (std::is_same_v<Call, rnnfast::LayerForward<float>>) {
         if (s.precision == rnnfast::Precision::bfloat16) {
             a.w_ih_bf16 = dense<std::uint16_t>(w_ih, "w_ih", {GH, s.I}, false);
-            a.w_hh_bf16 = dense<std::uint16_t>(w_hh, "w_hh", {GH, s.H}, false);
+            a.w_hh_bf16 = dense<std::uint16_t>(w_hh, "w_hh", {GH, S}, false);
+            a.w_hr_bf16 = s.P ? dense<std::uint16_t>(*w_hr, "w_hr", {s.P, s.H}, false) : nullptr;
             return;
         }
         if (s.precision == rnnfast::Precision::int8) {
-            if (!w_ih_scale || !w_hh_scale)
-                throw py::value_error("w_ih_scale, w_hh_scale: int8 weights need their rows' scales (float32)");
+            if (!w_ih_scale || !w_hh_scale || (s.P && !w_hr_scale))
+                throw py::value_error(std::string("w_ih_scale, w_hh_scale") + (s.P ? ", w_hr_scale" : "") +
+                                      ": int8 weights need their rows' scales (float32)");
             a.w_ih_i8 = dense<std::int8_t>(w_ih, "w_ih", {GH, s.I}, false);
-            a.w_hh_i8 = dense<std::int8_t>(w_hh, "w_hh", {GH, s.H}, false);
+            a.w_hh_i8 = dense<std::int8_t>(w_hh, "w_hh", {GH, S}, false);
             a.w_ih_scale = dense<float>(*w_ih_scale, "w_ih_scale", {GH}, false);
             a.w_hh_scale = dense<float>(*w_hh_scale, "w_hh_scale", {GH}, false);
+            if (s.P) {
+                a.w_hr_i8 = dense<std::int8_t>(*w_hr, "w_hr", {s.P, s.H}, false);
+                a.w_hr_scale = dense<float>(*w_hr_scale, "w_hr_scale", {s.P}, false);
+            }
             return;
         }
     }
@@ -107,7 +110,8 @@ void view_weights(Call& a, const py::array& w_ih, const py::array& w_hh, const O
         throw py::type_error(std::string("w_hh: ") + precision_name(s.precision) +
                              " run float32 eval forwards only, not a backward or float64");
     a.w_ih = dense<T>(w_ih, "w_ih", {GH, s.I}, false);
-    a.w_hh = dense<T>(w_hh, "w_hh", {GH, rnnfast::state_size(s)}, false);
+    a.w_hh = dense<T>(w_hh, "w_hh", {GH, S}, false);
+    a.w_hr = s.P ? dense<T>(*w_hr, "w_hr", {s.P, s.H}, false) : nullptr;
 }
 
 Index gates_times(const rnnfast::LayerShape& s, Index n) { return rnnfast::gate_count(s.cell) * n; }
@@ -139,13 +143,13 @@ template <class T, class Call>
 void view_layer_inputs(Call& a, const py::array& x, const py::array& w_ih, const py::array& w_hh,
                        const OptionalArray& w_hr, const OptionalArray& lengths, const OptionalArray& zoneout,
                        double zoneout_p, std::optional<std::uint64_t> zoneout_seed, const OptionalArray& recurrent_mask,
-                       const OptionalArray& w_ih_scale = std::nullopt, const OptionalArray& w_hh_scale = std::nullopt) {
+                       const OptionalArray& w_ih_scale = std::nullopt, const OptionalArray& w_hh_scale = std::nullopt,
+                       const OptionalArray& w_hr_scale = std::nullopt) {
     const rnnfast::LayerShape& s = a.s;
     const Index S = rnnfast::state_size(s);
     const View<T> xv = view<T>(x, "x", {s.T, s.B, s.I}, false);
     a.x = xv.p, a.ldx = xv.ld;
-    view_weights<T>(a, w_ih, w_hh, w_ih_scale, w_hh_scale);
-    a.w_hr = s.P ? dense<T>(*w_hr, "w_hr", {s.P, s.H}, false) : nullptr;
+    view_weights<T>(a, w_ih, w_hh, w_hr, w_ih_scale, w_hh_scale, w_hr_scale);
     a.lengths = lengths_ptr(lengths, s.T, s.B);
     a.zoneout = optional_in<T>(zoneout, "zoneout", {s.T, s.B, S});
     a.zoneout_p = T(zoneout_p);
@@ -162,7 +166,7 @@ py::tuple layer_forward(int cell, py::array x, py::array w_ih, py::array w_hh, O
                         bool training, OptionalArray saved_buf, LayerWorkspace* workspace, int threads,
                         OptionalArray zoneout, double zoneout_p, std::optional<std::uint64_t> zoneout_seed,
                         OptionalArray recurrent_mask, OptionalArray w_ih_scale, OptionalArray w_hh_scale,
-                        OptionalArray w_hr, std::vector<OptionalArray> norms) {
+                        OptionalArray w_hr, std::vector<OptionalArray> norms, OptionalArray w_hr_scale) {
     const rnnfast::LayerShape s = layer_shape(cell, x, w_hh, reverse, recurrent_mask, w_hr);
     if (s.precision != rnnfast::Precision::full && training)
         throw py::value_error(std::string("training: ") + precision_name(s.precision) +
@@ -173,7 +177,7 @@ py::tuple layer_forward(int cell, py::array x, py::array w_ih, py::array w_hh, O
         rnnfast::LayerForward<T> a{};
         a.s = s;
         view_layer_inputs<T>(a, x, w_ih, w_hh, w_hr, lengths, zoneout, zoneout_p, zoneout_seed, recurrent_mask,
-                             w_ih_scale, w_hh_scale);
+                             w_ih_scale, w_hh_scale, w_hr_scale);
         a.h0 = optional_in<T>(h0, "h0", {s.B, S});
         const std::array<T*, 4> ln = norm_arrays<T>(s, norms, "", false);
         a.ln_ih_weight = ln[0], a.ln_hh_weight = ln[1], a.ln_cell_weight = ln[2], a.ln_cell_bias = ln[3];
@@ -276,13 +280,13 @@ void bind_layers(py::module_& m) {
           py::arg("workspace") = py::none(), py::arg("threads") = 0, py::arg("zoneout") = py::none(),
           py::arg("zoneout_p") = 0.0, py::arg("zoneout_seed") = py::none(), py::arg("recurrent_mask") = py::none(),
           py::arg("w_ih_scale") = py::none(), py::arg("w_hh_scale") = py::none(), py::arg("w_hr") = py::none(),
-          py::arg("norms") = std::vector<OptionalArray>(4),
+          py::arg("norms") = std::vector<OptionalArray>(4), py::arg("w_hr_scale") = py::none(),
           "One layer, one direction: writes y (T, B, H) in place (a view, e.g. a direction's half of a wider "
           "output) and returns (h_n, c_n or None, saved or None). `saved`, an array of saved_size values, is "
           "reused as the training workspace when it fits; `workspace` keeps caches and scratch between calls. "
           "Weights of dtype uint16 (bfloat16 bits) or int8 (with w_ih_scale, w_hh_scale: float32, one per row) "
           "run a float32 eval forward at that precision. w_hr (P, H): an LSTM with projections, whose h (h0, "
-          "h_n, y, W_hh's columns) has P units. norms: the layer-normalised cells' [ln_ih_weight, ln_hh_weight, "
+          "h_n, y, W_hh's columns) has P units (of w_hh's dtype; int8 with w_hr_scale). norms: the layer-normalised cells' [ln_ih_weight, ln_hh_weight, "
           "ln_cell_weight, ln_cell_bias] (None where the cell has none).");
     m.def("layer_backward", &layer_backward, py::arg("cell"), py::arg("x"), py::arg("w_ih"), py::arg("w_hh"),
           py::arg("saved"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("dx"), py::arg("dw_ih"),

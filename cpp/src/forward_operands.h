@@ -1,7 +1,7 @@
-// What a layer's forward products read of x_t and h_{t-1} (ForwardPass's operands): the arrays as
-// they are, m * h with recurrent dropout, or with reduced-precision weights the activations made
-// into bfloat16 pairs or int8 quads (LayerShape::precision). V is the products' operand type: T,
-// Bf16Pair or Int8Quad.
+// What a layer's forward products read of x_t, h_{t-1} and, with projections, r_t = o_t tanh(c_t)
+// (ForwardPass's operands): the arrays as they are, m * h with recurrent dropout, or with
+// reduced-precision weights the activations made into bfloat16 pairs or int8 quads
+// (LayerShape::precision). V is the products' operand type: T, Bf16Pair or Int8Quad.
 #pragma once
 #include <type_traits>
 
@@ -15,8 +15,8 @@ template <class T, int G, class V> struct ForwardOperands {
     using A = typename activation_of<V>::type;
     static A* activations(T* p) { return reinterpret_cast<A*>(p); }
 
-    ForwardOperands(const LayerForward<T>& a, const ForwardScratch<T>& scratch, Index Kh, Index Ki)
-        : a(a), s(a.s), scratch(scratch), B(a.s.B), S(state_size(a.s)), Kh(Kh), Ki(Ki) {}
+    ForwardOperands(const LayerForward<T>& a, const ForwardScratch<T>& scratch, Index Kh, Index Ki, Index Kr)
+        : a(a), s(a.s), scratch(scratch), B(a.s.B), S(state_size(a.s)), Kh(Kh), Ki(Ki), Kr(Kr) {}
 
     // What step k's recurrent product reads of row b, for units [u0, u1) of h_{t-1} = h: m * h with
     // recurrent dropout, h's bfloat16 pairs with bfloat16 weights (u0 even), else h itself (nothing
@@ -31,16 +31,24 @@ template <class T, int G, class V> struct ForwardOperands {
     // h_{t-1} = hp quantized into the thread's own buffer.
     Mat<A> recurrent(Index k, const T* hp, const Share& me) const {
         if constexpr (kQuads) {
-            T* mine = scratch.state_quads + me.id * scratch.state_quad_values;
-            A* q = activations(mine);
-            float* scale = reinterpret_cast<float*>(mine + scratch.state_scales_at);
-            for (Index b = me.b0; b < me.b1; ++b) scale[b] = quantize_row(q + b * Kh, hp + b * S, S, Kh);
-            return {q, Kh, 1, scale};
+            return quantized_rows(hp, S, Kh, me);
         } else if constexpr (kPairs) {
             return {activations(scratch.state_pairs[k & 1]), Kh, 1};
         } else {
             return {s.recurrent_dropout ? scratch.masked[k & 1] : hp, S, 1};
         }
+    }
+    // With projections, what W_hr's product reads of r = o * tanh(c) (rows of H): with bfloat16
+    // weights the pairs that write_unprojected() made of row b's units [u0, u1) (u0 even) as the
+    // cell wrote them; with int8 the thread's rows of r quantized now (every unit of a row written:
+    // after the barrier in unit mode); else r itself.
+    void write_unprojected(Index b, const T* r, Index u0, Index u1) const {
+        if constexpr (kPairs) to_activation_pairs(activations(scratch.unprojected_pairs) + b * Kr, r, u0, u1, s.H, Kr);
+    }
+    Mat<A> unprojected(const T* r, const Share& me) const {
+        if constexpr (kQuads) return quantized_rows(r, s.H, Kr, me);
+        else if constexpr (kPairs) return {activations(scratch.unprojected_pairs), Kr, 1};
+        else return {r, s.H, 1};
     }
     // The chunk's inputs as the projection reads them: x in place, or its rows made pairs by the
     // team (then a barrier: the product's threads read every row).
@@ -65,11 +73,22 @@ template <class T, int G, class V> struct ForwardOperands {
         }
     }
 
+   private:
+    // Rows [me.b0, me.b1) of `rows` (n values each) in one int8 digit, into the thread's own buffer
+    // (K quads a row), with their scales.
+    Mat<A> quantized_rows(const T* rows, Index n, Index K, const Share& me) const {
+        T* mine = scratch.state_quads + me.id * scratch.state_quad_values;
+        A* q = activations(mine);
+        float* scale = reinterpret_cast<float*>(mine + scratch.state_scales_at);
+        for (Index b = me.b0; b < me.b1; ++b) scale[b] = quantize_row(q + b * K, rows + b * n, n, K);
+        return {q, K, 1, scale};
+    }
+
     const LayerForward<T>& a;
     const LayerShape& s;
     const ForwardScratch<T>& scratch;
-    const Index B, S;    // S: h's size
-    const Index Kh, Ki;  // rows of the packed operands of W_hh and W_ih
+    const Index B, S;        // S: h's size
+    const Index Kh, Ki, Kr;  // rows of the packed operands of W_hh, W_ih and W_hr
 };
 
 }  // namespace RNNFAST_ISA_NS

@@ -14,7 +14,8 @@
 // only), for which the weights come as bfloat16 or int8 and each product reads its activations as
 // pairs or quads: x_t's made for a chunk before its projection; h_t's pairs by each thread for its
 // own units as they are produced, h_{t-1}'s quads (whose scale needs the whole row) by each thread
-// for the rows its product reads, at the start of the step.
+// for the rows its product reads, at the start of the step; with projections W_hr comes the same
+// way and its product reads r = o * tanh(c) as W_hh's reads h.
 #pragma once
 #include <type_traits>
 
@@ -46,7 +47,7 @@ template <class T, class Cell, class V = T> class ForwardPass {
           wcache(as_used ? nullptr : align64(a.wcache)),
           scratch(carve_scratch(a, training)),
           saved(training ? carve_saved(a.saved, s) : Saved<T>{}),
-          Kh(Geo::operand_rows(S, s)), Ki(Geo::operand_rows(s.I, s)),
+          Kh(Geo::operand_rows(S, s)), Ki(Geo::operand_rows(s.I, s)), Kr(s.P ? Geo::operand_rows(H, s) : 0),
           recurrent_cols{G, H}, groups(Geo::unit_groups(H)),
           cache(wcache, Geo::weight_copy_values(GH * S, s)),
           tag(WeightCache<T>::make_tag(G, H, S, NV, kPairs ? Kind::kRecurrentBf16 : kQuads ? Kind::kRecurrentInt8
@@ -63,10 +64,10 @@ template <class T, class Cell, class V = T> class ForwardPass {
                        a.w_ih_scale},
           chunk(Geo::chunk_steps(s, training)),
           state_cols{S}, state_panels(Geo::plain_panels(S)),
-          hr_packed{scratch.hr_packing, H, H, state_panels},
+          hr_packed{operands(scratch.hr_packing), Kr, Kr, state_panels, a.w_hr_scale},
           norms{a.ln_ih_weight, a.ln_hh_weight, a.ln_cell_weight, a.ln_cell_bias, a.b_ih, a.b_hh},
           norm_row(NormRow<T>::size(G, H)),
-          operands_of{a, scratch, Kh, Ki} {}
+          operands_of{a, scratch, Kh, Ki, Kr} {}
 
     void run() {
         run_team(Schedule::forward_threads(s, a.threads), [&](const Team& team) { run_thread(team); });
@@ -95,11 +96,17 @@ template <class T, class Cell, class V = T> class ForwardPass {
     }
     // ... as the packings read it, K values a row.
     Source source(bool input) const {
-        const Index K = input ? s.I : S;
-        return with_stored(input, [&](auto w) {
-            if constexpr (kPairs || kQuads) return Source{w, K};
-            else return Source{w, 1, K};
-        });
+        return with_stored(input, [&](auto w) { return source_of(w, input ? s.I : S); });
+    }
+    // W_hr likewise (H values a row).
+    Source hr_source() const {
+        if constexpr (kPairs) return source_of(a.w_hr_bf16, H);
+        else if constexpr (kQuads) return source_of(a.w_hr_i8, H);
+        else return source_of(a.w_hr, H);
+    }
+    template <class P> static Source source_of(P w, Index K) {
+        if constexpr (kPairs || kQuads) return Source{w, K};
+        else return Source{w, 1, K};
     }
 
     // The state after k processed steps (h: `width` S, c: H): the saved sequence's in training,
@@ -166,7 +173,7 @@ template <class T, class Cell, class V = T> class ForwardPass {
         if (!as_used && !same) pack_panels(input_packed, source(true), input_cols, mine.lo, mine.hi);
         if (s.P) {
             const Range q = team.split(state_panels);
-            pack_panels(hr_packed, Mat<T>{a.w_hr, 1, H}, state_cols, q.lo, q.hi);
+            pack_panels(hr_packed, hr_source(), state_cols, q.lo, q.hi);
         }
     }
 
@@ -243,13 +250,14 @@ template <class T, class Cell, class V = T> class ForwardPass {
                 if (norm && training) copy_units<T>(norm, nullptr, 0, norm_row);  // their products meet zeros
                 if (r) copy_units<T>(r + b * H, nullptr, me.u0, me.u1);  // no gradient reaches W_hr
             }
+            if (r) operands_of.write_unprojected(b, r + b * H, me.u0, me.u1);
             if (!s.P) finish_row(me, k, b, valid);
         }
     }
 
     // Step k with projections, after the cell's part: h~ = W_hr r for my rows and units of h.
     void project_state(const Share& me, Index k) const {
-        gemm_block<T, MR, NV, PlainCols<T>, Geo::kStepTail>(me.b0, me.b1, Mat<T>{unprojected(k), H, 1}, 0,
+        gemm_block<T, MR, NV, PlainCols<T>, Geo::kStepTail>(me.b0, me.b1, operands_of.unprojected(unprojected(k), me), 0,
                                                             hr_packed, 0, state_cols, me.h_panels.lo, me.h_panels.hi,
                                                             h_after(k + 1), S, Init::zero, nullptr);
         const Index t = s.reverse ? s.T - 1 - k : k;
@@ -303,7 +311,7 @@ template <class T, class Cell, class V = T> class ForwardPass {
     T* const wcache;
     const ForwardScratch<T> scratch;
     const Saved<T> saved;
-    const Index Kh, Ki;  // rows of the packed operands of W_hh and W_ih
+    const Index Kh, Ki, Kr;  // rows of the packed operands of W_hh, W_ih and W_hr
     const GateCols<T> recurrent_cols;
     const Index groups;
     const WeightCache<T> cache;
@@ -319,7 +327,7 @@ template <class T, class Cell, class V = T> class ForwardPass {
     const Index chunk;
     const PlainCols<T> state_cols;  // the projection's columns: h's units
     const Index state_panels;
-    const Packed<T, NV> hr_packed;  // W_hr, with projections
+    const Packed<T, NV, V> hr_packed;  // W_hr, with projections
     const LayerNorms<T> norms;  // the layer-normalised cells' parameters
     const Index norm_row;       // their saved values per row (NormRow)
     const Operands operands_of;  // what the products read of x_t and h_{t-1}

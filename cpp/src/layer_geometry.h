@@ -77,7 +77,8 @@ template <class T, int G> struct LayerGeometry {
         return Packed<T, kPanelVectors>::size(G * H, PlainCols<T>{S}.nvec());
     }
     // W_hr (P, H) for the forward's projection (k over H, P columns) or the backward's (k over P,
-    // H columns): packed on every call, for its K values of k and N columns.
+    // H columns): packed on every call, for its K rows of k (the forward's packed_rows(H): pairs or
+    // quads at reduced precision) and N columns.
     static Index hr_packed_size(Index K, Index N) { return Packed<T, kPanelVectors>::size(K, PlainCols<T>{N}.nvec()); }
     static Index input_packed_size(Index K, Index H) { return Packed<T, kPanelVectors>::size(K, PlainCols<T>{G * H}.nvec()); }
 };

@@ -39,15 +39,16 @@ template <class T> struct Saved {
 // (B, H), o * tanh(c) of the step in flight. The layer-normalised cells' norms (eval): each row's
 // normalised values of the step in flight (B, NormRow size).
 // With bfloat16 weights (eval): state_pairs, h of the last step and of this one as bfloat16 pairs
-// (B, H/2), and input_pairs, the chunk's x_t (steps * B, I/2): what the products read.
-// With int8 weights (eval): state_quads, per thread (state_quad_values apart), h_{t-1}'s rows that
-// the thread's recurrent product reads, quantized (B, H/4), and from state_scales_at on their scales
-// (B); input_quads and
-// input_scales, the chunk's x_t quantized in two digits (int8.h), each (steps * B, I/4) with its
-// scales.
+// (B, S/2), input_pairs, the chunk's x_t (steps * B, I/2), and with projections unprojected_pairs,
+// the step's o * tanh(c) (B, H/2): what the products read.
+// With int8 weights (eval): state_quads, per thread (state_quad_values apart), the rows of h_{t-1}
+// that the thread's recurrent product reads, quantized (B, S/4), and from state_scales_at on their
+// scales (B); with projections the same buffer then holds the rows of o * tanh(c) that W_hr's
+// product reads (B, H/4); input_quads and input_scales, the chunk's x_t quantized in two digits
+// (int8.h), each (steps * B, I/4) with its scales.
 template <class T> struct ForwardScratch {
     T *recurrent_packing, *input_packing, *bias_projection, *bias_recurrent, *recurrent, *projection;
-    T *hr_packing, *unprojected, *norms;
+    T *hr_packing, *unprojected, *unprojected_pairs, *norms;
     T *state[2], *cell[2], *masked[2], *state_pairs[2], *input_pairs, *state_quads, *input_quads[2];
     float* input_scales[2];
     Index as_used_values, state_quad_values, state_scales_at;
@@ -94,6 +95,7 @@ template <class T, int G> struct WorkspaceLayout {
     static ForwardScratch<T> carve_forward(const LayerShape& s, bool training, int threads, C& cv) {
         const Index GH = G * s.H, BH = s.B * s.H, S = state_size(s), BS = s.B * S;
         const Index Kh = Geo::operand_rows(S, s), Ki = Geo::operand_rows(s.I, s);
+        const Index Kr = s.P ? Geo::operand_rows(s.H, s) : 0;  // W_hr's product reads rows of H
         ForwardScratch<T> w{};
         if (Geo::packs_as_used(s)) {
             const Index recurrent_values = Geo::as_used_buffer(Kh, Kh, s);
@@ -114,17 +116,18 @@ template <class T, int G> struct WorkspaceLayout {
             w.unprojected = s.P ? cv.take(BH) : nullptr;
             w.norms = layer_normalised(s.cell) ? cv.take(s.B * NormRow<T>::size(G, s.H)) : nullptr;
         }
-        w.hr_packing = s.P ? cv.take(Geo::hr_packed_size(s.H, s.P)) : nullptr;
+        w.hr_packing = s.P ? cv.take(Geo::hr_packed_size(Geo::packed_rows(s.H, s), s.P)) : nullptr;
         for (int i = 0; i < 2; ++i) w.masked[i] = s.recurrent_dropout ? cv.take(BS) : nullptr;  // last (see zone_kept)
         if (s.precision == Precision::bfloat16) {
             const Index pair = (sizeof(ActivationPair) + sizeof(T) - 1) / sizeof(T);  // values of T a pair takes
             const Index spare = kActivationRowsSpare;
             for (int i = 0; i < 2; ++i) w.state_pairs[i] = cv.take((s.B + spare) * Kh * pair);
             w.input_pairs = cv.take((Geo::chunk_steps(s, training) * s.B + spare) * Ki * pair);
+            w.unprojected_pairs = s.P ? cv.take((s.B + spare) * Kr * pair) : nullptr;
         }
         if (s.precision == Precision::int8) {  // a quad takes one value; scales are floats (int8 runs on float)
             const Index rows = Geo::chunk_steps(s, training) * s.B;
-            w.state_scales_at = ((s.B + kActivationRowsSpare) * Kh + 15) / 16 * 16;
+            w.state_scales_at = ((s.B + kActivationRowsSpare) * (Kr > Kh ? Kr : Kh) + 15) / 16 * 16;
             w.state_quad_values = w.state_scales_at + (s.B + 15) / 16 * 16;
             w.state_quads = cv.take(Schedule::forward_threads(s, threads) * w.state_quad_values);
             for (int d = 0; d < 2; ++d) {

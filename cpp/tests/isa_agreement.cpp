@@ -315,18 +315,23 @@ void to_int8(const std::vector<double>& w, Index cols, std::vector<std::int8_t>&
 std::vector<float> run_reduced(const Case& c, const Inputs& in, int threads, rnnfast::Precision precision) {
     rnnfast::LayerShape s{c.cell, c.T, c.B, c.I, c.H, c.reverse};
     s.precision = precision;
-    const bool lstm = c.cell == rnnfast::CellKind::lstm;
-    const Index BH = c.B * c.H;
+    s.P = c.P;
+    const bool lstm = rnnfast::has_cell_state(c.cell);
+    const Index BS = c.B * c.S();
     const std::vector<float> x = as<float>(in.x), h0 = as<float>(in.h0), c0 = as<float>(in.c0),
-                             b_ih = as<float>(in.b_ih), b_hh = as<float>(in.b_hh);
-    std::vector<std::uint16_t> w_ih, w_hh;
+                             b_ih = as<float>(in.b_ih), b_hh = as<float>(in.b_hh), ln_ih = as<float>(in.ln_ih),
+                             ln_hh = as<float>(in.ln_hh), ln_cw = as<float>(in.ln_cell_weight),
+                             ln_cb = as<float>(in.ln_cell_bias);
+    std::vector<std::uint16_t> w_ih, w_hh, w_hr;
     for (double w : in.w_ih) w_ih.push_back(to_bf16(float(w)));
     for (double w : in.w_hh) w_hh.push_back(to_bf16(float(w)));
-    std::vector<std::int8_t> q_ih, q_hh;
-    std::vector<float> s_ih, s_hh;
+    for (double w : in.w_hr) w_hr.push_back(to_bf16(float(w)));
+    std::vector<std::int8_t> q_ih, q_hh, q_hr;
+    std::vector<float> s_ih, s_hh, s_hr;
     to_int8(in.w_ih, c.I, q_ih, s_ih);
-    to_int8(in.w_hh, c.H, q_hh, s_hh);
-    std::vector<float> out((c.T + 2) * BH);
+    to_int8(in.w_hh, c.S(), q_hh, s_hh);
+    to_int8(in.w_hr, c.H, q_hr, s_hr);
+    std::vector<float> out((c.T + 1) * BS + c.B * c.H);
     std::vector<float> scratch(rnnfast::forward_scratch_size(s, false, 4, threads));
     std::vector<float> cache(rnnfast::weight_cache_size(s, 4, false));
     rnnfast::LayerForward<float> a{};
@@ -341,13 +346,18 @@ std::vector<float> run_reduced(const Case& c, const Inputs& in, int threads, rnn
     a.w_hh_i8 = q_hh.data();
     a.w_ih_scale = s_ih.data();
     a.w_hh_scale = s_hh.data();
+    a.w_hr_bf16 = w_hr.data();
+    a.w_hr_i8 = q_hr.data();
+    a.w_hr_scale = s_hr.data();
+    a.ln_ih_weight = ln_ih.data(), a.ln_hh_weight = ln_hh.data();  // read by the layer-normalised cells only
+    a.ln_cell_weight = ln_cw.data(), a.ln_cell_bias = ln_cb.data();
     a.b_ih = c.bias ? b_ih.data() : nullptr;
     a.b_hh = c.bias ? b_hh.data() : nullptr;
     a.lengths = c.lengths ? in.lengths.data() : nullptr;
     a.y = out.data();
-    a.ldy = c.H;
-    a.h_n = out.data() + c.T * BH;
-    a.c_n = lstm ? out.data() + (c.T + 1) * BH : nullptr;
+    a.ldy = c.S();
+    a.h_n = out.data() + c.T * BS;
+    a.c_n = lstm ? out.data() + (c.T + 1) * BS : nullptr;
     a.scratch = scratch.data();
     a.wcache = cache.empty() ? nullptr : cache.data();
     a.threads = threads;
@@ -370,7 +380,10 @@ void check_reduced(const Case& c, const Inputs& in, const std::vector<float>& or
         }
         const double rel = err / (scale > 0 ? scale : 1.0);
         t.worst = std::fmax(t.worst, rel);
-        if (!(rel <= (int8 ? 5e-3 : 2e-3)))
+        // The layer-normalised cells carry a rounding flip (a state an ulp apart rounding to the other
+        // bfloat16 or int8 step) on to whole rows and later steps: seen up to 2.5e-3 over 60 steps.
+        const double tolerance = rnnfast::layer_normalised(c.cell) ? 2e-2 : int8 ? 5e-3 : 2e-3;
+        if (!(rel <= tolerance))
             t.fail(describe(c) + what + " threads=" + std::to_string(threads) + ": relative error " + std::to_string(rel));
         if (threads == 1) first = got;
         else if (std::memcmp(first.data(), got.data(), got.size() * sizeof(float)) != 0)
@@ -478,8 +491,7 @@ int main(int argc, char** argv) {
         inputs.push_back(make_inputs(cases[i], unsigned(1000 + i)));
         oracles.push_back(run<double>(cases[i], inputs.back(), 1));
         const Case& c = cases[i];
-        const bool plain = !(c.zoneout || c.recurrent_dropout || c.zoneout_draws || c.P ||
-                             rnnfast::layer_normalised(c.cell));
+        const bool plain = !(c.zoneout || c.recurrent_dropout || c.zoneout_draws);
         bf16_oracles.push_back(plain ? run_reduced(c, inputs.back(), 1, rnnfast::Precision::bfloat16)
                                      : std::vector<float>());
         int8_oracles.push_back(plain ? run_reduced(c, inputs.back(), 1, rnnfast::Precision::int8) : std::vector<float>());

@@ -24,7 +24,8 @@ def layer_forward(cell: int, x: Float, w_ih: Float, w_hh: Float, b_ih: Optional[
                   recurrent_mask: Optional[Float] = None, w_ih_scale: Optional[Float] = None,
                   w_hh_scale: Optional[Float] = None,
                   w_hr: Optional[Float] = None,
-                  norms: List[Optional[Float]] = ...) -> Tuple[Float, Optional[Float], Optional[Float]]: ...
+                  norms: List[Optional[Float]] = ..., w_hr_scale: Optional[Float] = None,
+                  ) -> Tuple[Float, Optional[Float], Optional[Float]]: ...
 def layer_backward(cell: int, x: Float, w_ih: Float, w_hh: Float, saved: Float, dy: Float, dh_n: Optional[Float],
                    dc_n: Optional[Float], dx: Float, dw_ih: Float, dw_hh: Float, db_ih: Optional[Float],
                    db_hh: Optional[Float], *, reverse: bool, lengths: Optional[Int64], dx_accumulate: bool = False,

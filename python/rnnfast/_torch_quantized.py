@@ -19,7 +19,7 @@ _WEIGHT_DTYPES = {"bfloat16": torch.bfloat16, "int8": torch.int8}
 
 class Quantized(torch.nn.Module):
     """torch.nn.RNN / LSTM / GRU's forward (float32 tensors, batch_first, PackedSequence, `lengths`,
-    hx) on rnnfast's reduced-precision kernels, for inference: an input that requires a gradient is
+    hx; an LSTM's proj_size; rnnfast.torch's layer-normalised modules) on rnnfast's reduced-precision kernels, for inference: an input that requires a gradient is
     refused, and the outputs carry none."""
 
     def __init__(self, numpy_module: _NumpyQuantized):
@@ -28,12 +28,14 @@ class Quantized(torch.nn.Module):
         self.precision = numpy_module.precision
         for name in ("mode", "input_size", "hidden_size", "num_layers", "bidirectional", "batch_first", "bias"):
             setattr(self, name, getattr(numpy_module, name))
+        self.proj_size = getattr(numpy_module, "proj_size", 0)
         for name, array in numpy_module.parameters().items():
             self.register_buffer(name, _tensor(array))  # shares the array's memory
 
     def extra_repr(self):
         return (f"{self.mode}, {self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
-                f"bidirectional={self.bidirectional}, batch_first={self.batch_first}, {self.precision}")
+                f"bidirectional={self.bidirectional}, batch_first={self.batch_first}"
+                + (f", proj_size={self.proj_size}" if self.proj_size else "") + f", {self.precision}")
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):

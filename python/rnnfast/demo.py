@@ -96,11 +96,6 @@ def parse_args(argv=None):
         if args.proj and args.proj >= (args.hidden or MODEL_DEFAULTS["hidden"]) and not args.resume:
             p.error(f"--proj {args.proj} must be smaller than the hidden size "
                     f"({args.hidden or MODEL_DEFAULTS['hidden']})")
-        if args.proj and args.precision != "float32":
-            p.error(f"--proj with --precision {args.precision}: the reduced-precision kernels have no projections")
-    if args.cell in ("lnlstm", "lngru") and args.precision != "float32":
-        p.error(f"--cell {args.cell} with --precision {args.precision}: the reduced-precision kernels have no "
-                f"layer-normalised cells")
     if args.epochs < 0:
         p.error("--epochs must be at least 0")
     for name in REGULARISERS:
@@ -173,9 +168,11 @@ class CharModel:
     def sample(self, prompt, length, temperature, rng, precision="float32"):
         """prompt + `length` generated characters, one step at a time through single-step cells (with
         their weights in `precision`), or with projections or layer norms (which the cells do not
-        have) through the layer itself, one step a call."""
+        have) through the layer itself (likewise), one step a call."""
         rnn, H = self.rnn, self.rnn.hidden_size
         by_layer = bool(rnn.proj_size) or CELLS[self.cell][1] is None
+        # The layer at `precision`: with reduced precision an eval copy, the model's own left alone.
+        whole = rnnfast.quantize(rnn, precision) if by_layer and precision != "float32" else rnn
         state = rnn.state_dict()
         kwargs = {"nonlinearity": rnn.nonlinearity} if self.cell == "rnn" else {}
         kwargs["zoneout"] = rnn.zoneout  # the layer's eval: h = p h_prev + (1 - p) h~
@@ -191,7 +188,7 @@ class CharModel:
 
         def step(x):  # one character through the recurrent layers: the top layer's h (1, features)
             if by_layer:
-                y, states[0] = rnn(x[None], states[0])
+                y, states[0] = whole(x[None], states[0])
                 return y[0]
             for layer, cell in enumerate(cells):
                 states[layer] = cell(x, states[layer])
@@ -443,10 +440,6 @@ def main(argv=None) -> int:
     try:
         if resume:
             model, epochs_done = from_checkpoint(resume, args)
-            if args.precision != "float32" and (model.rnn.proj_size or CELLS[model.cell][1] is None):
-                raise ValueError(f"--precision {args.precision}: the checkpoint's model ({model.cell}"
-                                 f"{', projections' if model.rnn.proj_size else ''}) has no reduced-precision "
-                                 f"kernels; sample it in float32")
             print(f"checkpoint {resume}: {model.cell}, hidden {model.rnn.hidden_size}, "
                   f"{model.rnn.num_layers} layer(s), {epochs_done} epoch(s) trained")
         if args.sample_only:

@@ -145,8 +145,13 @@ def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, length
     if isinstance(w_ih, Int8Weight) != isinstance(w_hh, Int8Weight):
         raise TypeError("layer_forward: w_ih and w_hh must both be Int8Weight (int8 inference) or both arrays, got "
                         f"{type(w_ih).__name__} and {type(w_hh).__name__}")
+    if w_hr is not None and isinstance(w_hr, Int8Weight) != isinstance(w_hh, Int8Weight):
+        raise TypeError("layer_forward: w_hr must be an Int8Weight exactly when w_ih and w_hh are, got "
+                        f"{type(w_hr).__name__} beside {type(w_hh).__name__}")
     if isinstance(w_hh, Int8Weight):  # int8 (eval only): the scales go beside the int8 values
         (w_ih, scales["w_ih_scale"]), (w_hh, scales["w_hh_scale"]) = w_ih, w_hh
+        if w_hr is not None:
+            w_hr, scales["w_hr_scale"] = w_hr
     h_n, c_n, saved = _core.layer_forward(cell_kind(mode).code, x, w_ih, w_hh, b_ih, b_hh, h0, c0, y=y,
                                           reverse=bool(reverse), lengths=lens, training=bool(training), saved=saved,
                                           workspace=workspace, threads=int(threads), zoneout=zoneout,

@@ -50,16 +50,16 @@ DEFAULT_OPSET = 17
 def _numpy_module(model):
     """rnnfast.RNN / LSTM / GRU as they are; rnnfast.torch modules through their to_numpy(); an int8
     LSTM (rnnfast.quantize's or rnnfast.torch.quantize's) as the LSTM inside it, int8 weights and all."""
-    if getattr(getattr(model, "_cell", None), "layer_norm", False):  # NumPy's or rnnfast.torch's
+    precision = getattr(model, "precision", None)  # rnnfast.quantize's, or rnnfast.torch.quantize's
+    inner = getattr(getattr(model, "_numpy", model), "_module", None) if precision is not None else model
+    if getattr(getattr(inner, "_cell", None), "layer_norm", False):  # NumPy's or rnnfast.torch's, quantized too
         raise ValueError(f"export: ONNX has no operator for the layer-normalised cells (this module is a "
-                         f"{type(model).__name__})")
+                         f"{type(inner).__name__})")
     if isinstance(model, (RNN, LSTM, GRU)):
         return model
     if type(model).__module__ == "rnnfast.torch" and hasattr(model, "to_numpy"):
         return model.to_numpy()
-    precision = getattr(model, "precision", None)
-    if precision is not None:  # rnnfast.quantize's, or rnnfast.torch.quantize's
-        inner = getattr(getattr(model, "_numpy", model), "_module", None)
+    if precision is not None:
         if precision == "int8" and isinstance(inner, LSTM):
             return inner
         why = ("ONNX Runtime's int8 recurrent operator (com.microsoft DynamicQuantizeLSTM) is an LSTM's only"

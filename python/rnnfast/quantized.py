@@ -61,8 +61,8 @@ _WEIGHT_DTYPES = {"bfloat16": np.uint16, "int8": np.int8}
 
 
 class Quantized(Module):
-    """An inference-only copy of an RNN, LSTM, GRU, BiRNN or single-step cell with reduced-precision
-    weights.
+    """An inference-only copy of an RNN, LSTM (with projections too), GRU, LayerNormLSTM, LayerNormGRU,
+    BiRNN or single-step cell with reduced-precision weights.
 
     forward takes what the original's forward takes (float32) and returns what its eval forward
     returns, in float32. `state_dict()` holds the weights as uint16 bit patterns (bfloat16) or as
@@ -91,7 +91,8 @@ class Quantized(Module):
         self._module = inner
         self._params = params
         self.training = False
-        for attr in ("mode", "input_size", "hidden_size", "num_layers", "bidirectional", "batch_first", "bias"):
+        for attr in ("mode", "input_size", "hidden_size", "num_layers", "bidirectional", "batch_first", "bias",
+                     "proj_size"):
             if hasattr(core, attr):
                 setattr(self, attr, getattr(core, attr))
 
@@ -133,21 +134,15 @@ class Quantized(Module):
 
 def quantize(module, dtype: str):
     """A new inference-only module with `module`'s weights in reduced precision (`dtype`: "int8" or
-    "bfloat16"). `module` (rnnfast.RNN, LSTM, GRU, BiRNN, RNNCell, LSTMCell or GRUCell, float32) is
-    left as it was."""
+    "bfloat16"). `module` (rnnfast.RNN, LSTM (with projections too), GRU, LayerNormLSTM, LayerNormGRU,
+    BiRNN, RNNCell, LSTMCell or GRUCell, float32) is left as it was. Every weight matrix (weight_*,
+    W_hr too) is quantized; the layer norms' gains and biases stay float32, as do the products' norms."""
     if dtype not in PRECISIONS:
         raise ValueError(f"quantize: dtype must be one of {list(PRECISIONS)}, got {dtype!r}")
     if not isinstance(module, (RNNBase, BiRNN, _Cell)):
-        raise TypeError(f"quantize: expected an rnnfast.RNN, LSTM, GRU, BiRNN or a single-step cell, got "
-                        f"{type(module).__name__}")
+        raise TypeError(f"quantize: expected an rnnfast.RNN, LSTM, GRU, LayerNormLSTM, LayerNormGRU, BiRNN or a "
+                        f"single-step cell, got {type(module).__name__}")
     dtype_of = module.rnn.dtype if isinstance(module, BiRNN) else module.dtype
     if dtype_of != np.float32:
         raise TypeError(f"quantize: expected a float32 module, got {dtype_of}")
-    inner = module.rnn if isinstance(module, BiRNN) else module
-    if isinstance(inner, RNNBase) and inner._cell.layer_norm:
-        raise ValueError(f"quantize: a {type(inner).__name__} runs in float32 or float64 only: the "
-                         f"reduced-precision kernels have no layer-normalised cells yet")
-    if getattr(inner, "proj_size", 0):
-        raise ValueError("quantize: an LSTM with projections (proj_size) runs in float32 or float64 only: the "
-                         "reduced-precision kernels have no projection yet")
     return Quantized(module, dtype)

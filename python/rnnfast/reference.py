@@ -251,8 +251,9 @@ def _matmul(a, w):
 def _scan_forward(cell, x, state, weights, reverse, zoneout=None, recurrent_mask=None, products=None, w_hr=None,
                   norms=None):
     w_ih, w_hh, b_ih, b_hh = weights
-    # The products x_t W_ih^T and h_{t-1} W_hh^T, or what a reduced precision makes of them.
-    product_x, product_h = products or (_matmul, _matmul)
+    # The products x_t W_ih^T, h_{t-1} W_hh^T and (projections) r_t W_hr^T, or what a reduced
+    # precision makes of them.
+    product_x, product_h, product_r = products or (_matmul, _matmul, _matmul)
     T = x.shape[0]
     y = np.empty((T,) + state[0].shape, dtype=x.dtype)
     # Per step as they ran: t, what W_hh multiplied, the cell's cache, zoneout's m, what W_hr
@@ -271,7 +272,7 @@ def _scan_forward(cell, x, state, weights, reverse, zoneout=None, recurrent_mask
         state, cell_cache = cell.forward(gi, gh, state)
         unprojected = state[0]
         if w_hr is not None:  # LSTM projections: h_t = W_hr (o_t * tanh(c_t)), of size P
-            state = (unprojected @ w_hr.T,) + state[1:]
+            state = (product_r(unprojected, w_hr),) + state[1:]
         m = _zoneout_at(zoneout, t)
         if m is not None:  # zoneout: h_t = m h_{t-1} + (1 - m) h~_t (an LSTM's c as the cell made it)
             state = (m * h_prev + (1 - m) * state[0],) + state[1:]
@@ -593,7 +594,7 @@ def stack_forward(mode, x, hx, params, num_layers=1, bidirectional=False, length
     Layer k > 0 reads layer k-1's output [forward, backward] (T, B, D*P) (P = H
     without projections), multiplied by dropout_masks[k-1] (T, B, D*P) when masks are given.
     products: for the reduced precisions, products(name) is the function (a, w) -> a w^T that the
-    weight called name multiplies with (None: the plain product).
+    weight called name (weight_ih, weight_hh, weight_hr) multiplies with (None: the plain product).
     Returns y (T, B, D*P), hn with the structure of hx, and a cache.
     """
     if mode not in _CELLS and mode not in _LAYERNORM:
@@ -642,7 +643,8 @@ def stack_forward(mode, x, hx, params, num_layers=1, bidirectional=False, length
             y, state_n, cache = _layer_forward(
                 cell, layer_input, tuple(s[k * D + d] for s in states0), weights,
                 reverse=(d == 1), lengths=lengths,
-                products=None if products is None else (products(n.weight_ih), products(n.weight_hh)),
+                products=None if products is None else (products(n.weight_ih), products(n.weight_hh),
+                                                        products(n.weight_hr) if projected else _matmul),
                 w_hr=params.get(n.weight_hr),
                 norms=(params[n.ln_ih_weight], params[n.ln_hh_weight]) if normalised else None)
             outputs.append(y)
@@ -717,21 +719,14 @@ def round_to_bfloat16(a):
 
 
 def bfloat16_stack_forward(mode, x, hx, params, num_layers=1, bidirectional=False, lengths=None):
-    """stack_forward with bfloat16 weights: every weight matrix rounded to bfloat16, and every
-    matrix product's activations (x_t, h_{t-1}) rounded to bfloat16 before it multiplies them.
-    Sums, biases, gate math and states in x's dtype (float32). Returns (y, hn) as stack_forward."""
-    _plain_cells_only(mode, params, "bfloat16")
+    """stack_forward with bfloat16 weights: every weight matrix (weight_*) rounded to bfloat16, and
+    every matrix product's activations (x_t, h_{t-1}, an LSTM's o_t tanh(c_t) with projections)
+    rounded to bfloat16 before it multiplies them. Sums, biases, layer norms (their gains too), gate
+    math and states in x's dtype (float32). Returns (y, hn) as stack_forward."""
     rounded = {k: round_to_bfloat16(v) if k.startswith("weight_") else v for k, v in params.items()}
     y, hn, _ = stack_forward(mode, np.asarray(x, np.float32), hx, rounded, num_layers, bidirectional, lengths,
                              products=lambda name: _bfloat16_product)
     return y, hn
-
-
-def _plain_cells_only(mode, params, precision):
-    """The reduced precisions are defined for the plain cells only (rnnfast.quantize's)."""
-    if mode in _LAYERNORM or any(k.startswith("weight_hr") for k in params):
-        raise ValueError(f"{precision}: defined for the plain RNN, LSTM and GRU only, not {mode!r} with "
-                         f"{'projections' if mode not in _LAYERNORM else 'layer normalisation'}")
 
 
 def _bfloat16_product(a, w):
@@ -809,9 +804,9 @@ def int8_stack_forward(mode, x, hx, params, num_layers=1, bidirectional=False, l
     """stack_forward with int8 weights: each weight of params is a float array, quantized per row
     here (quantize_rows), or a pair (q, scale) (a tuple or a list) of int8 weights (any value in
     [-128, 127]) and their rows' float32 scales. Each product is an int8 product:
-    int8_input_product for x_t (two digits), int8_product for h_{t-1} (one). Biases, gate math and
-    states in float32. Returns (y, hn) as stack_forward."""
-    _plain_cells_only(mode, params, "int8")
+    int8_input_product for x_t (two digits), int8_product for h_{t-1} and, with projections, for
+    o_t tanh(c_t) (one). Biases, layer norms, gate math and states in float32. Returns (y, hn) as
+    stack_forward."""
     quantized = {k: _int8_pair(k, v) for k, v in params.items() if k.startswith("weight_")}
 
     def products(name):

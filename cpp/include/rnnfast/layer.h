@@ -45,6 +45,9 @@ enum class CellKind : int { rnn_tanh = 0, rnn_relu = 1, lstm = 2, gru = 3, layer
 // first leaves: q2_k = rint((a_k * (127 / m) - q_k) * 254) with scale m / 127 / 254, whose product
 // is added the same way (about 15 bits for the input, 8 for h_{t-1}). Biases, gate math and the
 // carried state stay float32. Inputs must be finite. Reduced precisions take no recurrent dropout.
+// With projections W_hr is stored the same way (w_hr_bf16, or w_hr_i8 and w_hr_scale), and its
+// product reads r_t = o_t * tanh(c_t) as W_hh's reads h_{t-1} (bfloat16, or one int8 digit a row).
+// The layer-normalised cells normalise the products as they come out, in float32.
 enum class Precision : int { full = 0, bfloat16 = 1, int8 = 2 };
 
 // The largest I and H of an int8 layer: |S| <= K * 127 * 128 stays below 2^31. Part of the
@@ -64,7 +67,7 @@ struct LayerShape {
     bool reverse;  // run time from T-1 down to 0 (the backward half of a bidirectional layer)
     bool recurrent_dropout = false;  // the recurrent product reads h_{t-1} times a (B, S) mask (recurrent_mask)
     Precision precision = Precision::full;  // bfloat16, int8: eval forwards of float layers only
-    Index P = 0;  // LSTM projections: h's size (0 < P < H, full precision); 0: none
+    Index P = 0;  // LSTM projections: h's size (0 < P < H); 0: none
 };
 
 // The size of h: P with projections, else H.
@@ -98,16 +101,19 @@ struct LayerForward {
     std::uint64_t zoneout_seed;    //   probability zoneout_p, from this seed (ZoneoutDraw below)
     const T* recurrent_mask;       // (B, S) if s.recurrent_dropout, else ignored: the recurrent product reads
                                    // m * h_{t-1} (variational dropout; the carried state is h_{t-1} itself)
-    const std::uint16_t* w_ih_bf16;  // s.precision == bfloat16: (G*H, I) and (G*H, H) bfloat16 bit patterns,
+    const std::uint16_t* w_ih_bf16;  // s.precision == bfloat16: (G*H, I) and (G*H, S) bfloat16 bit patterns,
     const std::uint16_t* w_hh_bf16;  //   read instead of w_ih and w_hh (which are then ignored)
-    const std::int8_t* w_ih_i8;    // s.precision == int8: (G*H, I) and (G*H, H) int8 weights, read instead
+    const std::int8_t* w_ih_i8;    // s.precision == int8: (G*H, I) and (G*H, S) int8 weights, read instead
     const std::int8_t* w_hh_i8;    //   of w_ih and w_hh,
     const float* w_ih_scale;       //   and their rows' scales, (G*H) each
     const float* w_hh_scale;
     const T* ln_ih_weight;         // the layer-normalised cells: (G*H) gains of LN(W_ih x_t) and
-    const T* ln_hh_weight;         //   LN(W_hh h_{t-1}) (full precision only),
+    const T* ln_hh_weight;         //   LN(W_hh h_{t-1}) (float32 at reduced precision),
     const T* ln_cell_weight;       //   and the LSTM's (H) gain and bias of LN(c_t)
     const T* ln_cell_bias;
+    const std::uint16_t* w_hr_bf16;  // with projections at bfloat16: (P, H) bit patterns, read instead of w_hr;
+    const std::int8_t* w_hr_i8;      //   at int8: (P, H) int8 weights
+    const float* w_hr_scale;         //   and their rows' scales (P)
 };
 
 template <class T>
