@@ -605,7 +605,8 @@ def test_shapes_are_named_in_the_messages_with_and_without_projections():
 
 def test_the_reduced_precisions_round_what_a_variant_multiplies():
     # One step from given states, written out from the equations: bfloat16 rounds W_hr and the
-    # o * tanh(c) it multiplies; a layer-normalised GRU normalises the rounded products in float32.
+    # o * tanh(c) it multiplies, int8 quantizes them; a layer-normalised GRU normalises the rounded
+    # products in float32.
     sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
     rb = ref.round_to_bfloat16
     x, (h0, c0), p = make_stack("lstm", 1, 2, 3, 4, 1, 1, proj_size=2)
@@ -617,6 +618,15 @@ def test_the_reduced_precisions_round_what_a_variant_multiplies():
     i, f, g, o = np.split(a, 4, axis=1)
     c = sig(f) * c0[0] + sig(i) * np.tanh(g)
     want = rb(sig(o) * np.tanh(c)) @ rb(p["weight_hr_l0"]).T
+    np.testing.assert_allclose(y[0], want, rtol=1e-5, atol=1e-6)
+    # int8: x_t in two digits, h_{t-1} and o * tanh(c) in one, each weight's rows quantized.
+    y, _ = ref.int8_stack_forward("lstm", x, (h0, c0), p)
+    q = {k: ref.quantize_rows(v) for k, v in p.items() if k.startswith("weight_")}
+    a = (ref.int8_input_product(x[0], *q["weight_ih_l0"]) + p["bias_ih_l0"]
+         + ref.int8_product(h0[0], *q["weight_hh_l0"]) + p["bias_hh_l0"])
+    i, f, g, o = np.split(a, 4, axis=1)
+    c = sig(f) * c0[0] + sig(i) * np.tanh(g)
+    want = ref.int8_product(sig(o) * np.tanh(c), *q["weight_hr_l0"])
     np.testing.assert_allclose(y[0], want, rtol=1e-5, atol=1e-6)
 
     x, h0, p = make_stack("gru", 1, 2, 3, 4, 1, 1)

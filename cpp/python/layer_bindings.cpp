@@ -76,14 +76,17 @@ void view_weights(Call& a, const py::array& w_ih, const py::array& w_hh, const O
                   const OptionalArray& w_ih_scale, const OptionalArray& w_hh_scale, const OptionalArray& w_hr_scale) {
     const rnnfast::LayerShape& s = a.s;
     const Index GH = rnnfast::gate_count(s.cell) * s.H, S = rnnfast::state_size(s);
-    for (const auto& [w, name] : {std::pair{&w_ih, "w_ih"}, std::pair{s.P ? &*w_hr : &w_ih, "w_hr"}})
+    std::vector<std::pair<const py::array*, const char*>> others{{&w_ih, "w_ih"}};
+    if (s.P) others.push_back({&*w_hr, "w_hr"});
+    for (const auto& [w, name] : others)
         if (weights_precision(*w) != s.precision)
             throw py::type_error(std::string(name) + ": of dtype " + std::string(py::str(w->dtype())) +
                                  " where w_hh is of dtype " + std::string(py::str(w_hh.dtype())) +
                                  "; all weights must be float, or all " +
                                  (s.precision == rnnfast::Precision::full ? precision_name(weights_precision(*w))
                                                                           : precision_name(s.precision)));
-    if (!s.P && w_hr_scale) throw py::value_error("w_hr_scale: only int8 projections (w_hr) take it");
+    if (w_hr_scale && !(s.P && s.precision == rnnfast::Precision::int8))
+        throw py::value_error("w_hr_scale: only int8 projections (w_hr) take it");
     if constexpr (std::is_same_v<Call, rnnfast::LayerForward<float>>) {
         if (s.precision == rnnfast::Precision::bfloat16) {
             a.w_ih_bf16 = dense<std::uint16_t>(w_ih, "w_ih", {GH, s.I}, false);
@@ -92,9 +95,12 @@ void view_weights(Call& a, const py::array& w_ih, const py::array& w_hh, const O
             return;
         }
         if (s.precision == rnnfast::Precision::int8) {
-            if (!w_ih_scale || !w_hh_scale || (s.P && !w_hr_scale))
-                throw py::value_error(std::string("w_ih_scale, w_hh_scale") + (s.P ? ", w_hr_scale" : "") +
-                                      ": int8 weights need their rows' scales (float32)");
+            std::string missing;
+            for (const auto& [absent, name] :
+                 {std::pair{!w_ih_scale, "w_ih_scale"}, std::pair{!w_hh_scale, "w_hh_scale"},
+                  std::pair{s.P && !w_hr_scale, "w_hr_scale"}})
+                if (absent) missing += (missing.empty() ? "" : ", ") + std::string(name);
+            if (!missing.empty()) throw py::value_error(missing + ": int8 weights need their rows' scales (float32)");
             a.w_ih_i8 = dense<std::int8_t>(w_ih, "w_ih", {GH, s.I}, false);
             a.w_hh_i8 = dense<std::int8_t>(w_hh, "w_hh", {GH, S}, false);
             a.w_ih_scale = dense<float>(*w_ih_scale, "w_ih_scale", {GH}, false);
@@ -286,7 +292,8 @@ void bind_layers(py::module_& m) {
           "reused as the training workspace when it fits; `workspace` keeps caches and scratch between calls. "
           "Weights of dtype uint16 (bfloat16 bits) or int8 (with w_ih_scale, w_hh_scale: float32, one per row) "
           "run a float32 eval forward at that precision. w_hr (P, H): an LSTM with projections, whose h (h0, "
-          "h_n, y, W_hh's columns) has P units (of w_hh's dtype; int8 with w_hr_scale). norms: the layer-normalised cells' [ln_ih_weight, ln_hh_weight, "
+          "h_n, y, W_hh's columns) has P units (of w_hh's dtype; int8 with w_hr_scale). norms: the "
+          "layer-normalised cells' [ln_ih_weight, ln_hh_weight, "
           "ln_cell_weight, ln_cell_bias] (None where the cell has none).");
     m.def("layer_backward", &layer_backward, py::arg("cell"), py::arg("x"), py::arg("w_ih"), py::arg("w_hh"),
           py::arg("saved"), py::arg("dy"), py::arg("dh_n"), py::arg("dc_n"), py::arg("dx"), py::arg("dw_ih"),

@@ -39,13 +39,13 @@ template <class T, int G, class V> struct ForwardOperands {
         }
     }
     // With projections, what W_hr's product reads of r = o * tanh(c) (rows of H): with bfloat16
-    // weights the pairs that write_unprojected() made of row b's units [u0, u1) (u0 even) as the
+    // weights the pairs that write_projection_operand() made of row b's units [u0, u1) (u0 even) as the
     // cell wrote them; with int8 the thread's rows of r quantized now (every unit of a row written:
     // after the barrier in unit mode); else r itself.
-    void write_unprojected(Index b, const T* r, Index u0, Index u1) const {
+    void write_projection_operand(Index b, const T* r, Index u0, Index u1) const {
         if constexpr (kPairs) to_activation_pairs(activations(scratch.unprojected_pairs) + b * Kr, r, u0, u1, s.H, Kr);
     }
-    Mat<A> unprojected(const T* r, const Share& me) const {
+    Mat<A> projection_operand(const T* r, const Share& me) const {
         if constexpr (kQuads) return quantized_rows(r, s.H, Kr, me);
         else if constexpr (kPairs) return {activations(scratch.unprojected_pairs), Kr, 1};
         else return {r, s.H, 1};

@@ -88,25 +88,21 @@ template <class T, class Cell, class V = T> class ForwardPass {
     }
 
     static V* operands(T* p) { return reinterpret_cast<V*>(p); }
-    // W_ih (input) or W_hh as stored: f(the pointer to its values of T, bfloat16 bits or int8).
-    template <class F> auto with_stored(bool input, F&& f) const {
-        if constexpr (kPairs) return f(input ? a.w_ih_bf16 : a.w_hh_bf16);
-        else if constexpr (kQuads) return f(input ? a.w_ih_i8 : a.w_hh_i8);
-        else return f(input ? a.w_ih : a.w_hh);
+    // A weight matrix as stored: f(the pointer to its values of T, bfloat16 bits or int8).
+    enum class Weight { input, recurrent, projection };  // W_ih, W_hh, W_hr
+    template <class F> auto with_stored(Weight w, F&& f) const {
+        const bool in = w == Weight::input, rec = w == Weight::recurrent;
+        if constexpr (kPairs) return f(in ? a.w_ih_bf16 : rec ? a.w_hh_bf16 : a.w_hr_bf16);
+        else if constexpr (kQuads) return f(in ? a.w_ih_i8 : rec ? a.w_hh_i8 : a.w_hr_i8);
+        else return f(in ? a.w_ih : rec ? a.w_hh : a.w_hr);
     }
-    // ... as the packings read it, K values a row.
-    Source source(bool input) const {
-        return with_stored(input, [&](auto w) { return source_of(w, input ? s.I : S); });
-    }
-    // W_hr likewise (H values a row).
-    Source hr_source() const {
-        if constexpr (kPairs) return source_of(a.w_hr_bf16, H);
-        else if constexpr (kQuads) return source_of(a.w_hr_i8, H);
-        else return source_of(a.w_hr, H);
-    }
-    template <class P> static Source source_of(P w, Index K) {
-        if constexpr (kPairs || kQuads) return Source{w, K};
-        else return Source{w, 1, K};
+    // ... as the packings read it: its rows of I, S or H values.
+    Source source(Weight which) const {
+        const Index K = which == Weight::input ? s.I : which == Weight::recurrent ? S : H;
+        return with_stored(which, [&](auto w) {
+            if constexpr (kPairs || kQuads) return Source{w, K};
+            else return Source{w, 1, K};
+        });
     }
 
     // The state after k processed steps (h: `width` S, c: H): the saved sequence's in training,
@@ -124,9 +120,9 @@ template <class T, class Cell, class V = T> class ForwardPass {
         const Range units = Geo::units_of_groups(my_groups, H);
         // A single step packs each panel as it goes, into this thread's buffers.
         T* const mine = as_used ? scratch.recurrent_packing + team.id * scratch.as_used_values : nullptr;
-        const AsUsedRecurrent recurrent_as_used{source(false), recurrent_cols, operands(mine), Kh, Kh,
+        const AsUsedRecurrent recurrent_as_used{source(Weight::recurrent), recurrent_cols, operands(mine), Kh, Kh,
                                                 recurrent_packed.npanels, a.w_hh_scale};
-        const AsUsedInput input_as_used{source(true), input_cols,
+        const AsUsedInput input_as_used{source(Weight::input), input_cols,
                                         operands(as_used ? mine + (scratch.input_packing - scratch.recurrent_packing) : nullptr),
                                         Ki, Geo::input_kc(s), input_panels, a.w_ih_scale};
         pack_weights(team, panels, units);
@@ -160,20 +156,20 @@ template <class T, class Cell, class V = T> class ForwardPass {
     // w_hr[j * H + k], is packed on every call, split by panels of j (a barrier follows).
     void pack_weights(const Team& team, Range panels, Range units) const {
         bool repack = fresh && !as_used;
-        with_stored(false, [&](auto w) {
+        with_stored(Weight::recurrent, [&](auto w) {
             for (int g = 0; wcache && g < G; ++g)
                 repack = !cache.refresh(w, S, g * H + units.lo, g * H + units.hi, 0, S, fresh) || repack;
         });
-        if (repack) pack_panels(recurrent_packed, source(false), recurrent_cols, panels.lo, panels.hi);
+        if (repack) pack_panels(recurrent_packed, source(Weight::recurrent), recurrent_cols, panels.lo, panels.hi);
         const Range mine = team.split(input_panels);
         const Range cols = Geo::units_of(mine, NV * W, GH);
-        const bool same = with_stored(true, [&](auto w) {
+        const bool same = with_stored(Weight::input, [&](auto w) {
             return wcache && input_cache.refresh(w, s.I, cols.lo, cols.hi, 0, s.I, input_fresh);
         });
-        if (!as_used && !same) pack_panels(input_packed, source(true), input_cols, mine.lo, mine.hi);
+        if (!as_used && !same) pack_panels(input_packed, source(Weight::input), input_cols, mine.lo, mine.hi);
         if (s.P) {
             const Range q = team.split(state_panels);
-            pack_panels(hr_packed, hr_source(), state_cols, q.lo, q.hi);
+            pack_panels(hr_packed, source(Weight::projection), state_cols, q.lo, q.hi);
         }
     }
 
@@ -250,14 +246,15 @@ template <class T, class Cell, class V = T> class ForwardPass {
                 if (norm && training) copy_units<T>(norm, nullptr, 0, norm_row);  // their products meet zeros
                 if (r) copy_units<T>(r + b * H, nullptr, me.u0, me.u1);  // no gradient reaches W_hr
             }
-            if (r) operands_of.write_unprojected(b, r + b * H, me.u0, me.u1);
+            if (r) operands_of.write_projection_operand(b, r + b * H, me.u0, me.u1);
             if (!s.P) finish_row(me, k, b, valid);
         }
     }
 
     // Step k with projections, after the cell's part: h~ = W_hr r for my rows and units of h.
     void project_state(const Share& me, Index k) const {
-        gemm_block<T, MR, NV, PlainCols<T>, Geo::kStepTail>(me.b0, me.b1, operands_of.unprojected(unprojected(k), me), 0,
+        gemm_block<T, MR, NV, PlainCols<T>, Geo::kStepTail>(me.b0, me.b1,
+                                                            operands_of.projection_operand(unprojected(k), me), 0,
                                                             hr_packed, 0, state_cols, me.h_panels.lo, me.h_panels.hi,
                                                             h_after(k + 1), S, Init::zero, nullptr);
         const Index t = s.reverse ? s.T - 1 - k : k;
@@ -330,7 +327,7 @@ template <class T, class Cell, class V = T> class ForwardPass {
     const Packed<T, NV, V> hr_packed;  // W_hr, with projections
     const LayerNorms<T> norms;  // the layer-normalised cells' parameters
     const Index norm_row;       // their saved values per row (NormRow)
-    const Operands operands_of;  // what the products read of x_t and h_{t-1}
+    const Operands operands_of;  // what the products read of x_t, h_{t-1} and o * tanh(c)
 };
 
 }  // namespace RNNFAST_ISA_NS

@@ -381,7 +381,9 @@ void check_reduced(const Case& c, const Inputs& in, const std::vector<float>& or
         const double rel = err / (scale > 0 ? scale : 1.0);
         t.worst = std::fmax(t.worst, rel);
         // The layer-normalised cells carry a rounding flip (a state an ulp apart rounding to the other
-        // bfloat16 or int8 step) on to whole rows and later steps: seen up to 2.5e-3 over 60 steps.
+        // bfloat16 or int8 step) on to whole rows and, the LSTM being chaotic at this initialisation,
+        // grow it over the 60-step cases (docs/precision.md); tests/test_quantized_variants.py holds
+        // each step from the kernels' own state to float32 rounding.
         const double tolerance = rnnfast::layer_normalised(c.cell) ? 2e-2 : int8 ? 5e-3 : 2e-3;
         if (!(rel <= tolerance))
             t.fail(describe(c) + what + " threads=" + std::to_string(threads) + ": relative error " + std::to_string(rel));

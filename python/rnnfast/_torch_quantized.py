@@ -19,8 +19,8 @@ _WEIGHT_DTYPES = {"bfloat16": torch.bfloat16, "int8": torch.int8}
 
 class Quantized(torch.nn.Module):
     """torch.nn.RNN / LSTM / GRU's forward (float32 tensors, batch_first, PackedSequence, `lengths`,
-    hx; an LSTM's proj_size; rnnfast.torch's layer-normalised modules) on rnnfast's reduced-precision kernels, for inference: an input that requires a gradient is
-    refused, and the outputs carry none."""
+    hx; an LSTM's proj_size; rnnfast.torch's layer-normalised modules) on rnnfast's reduced-precision
+    kernels, for inference: an input that requires a gradient is refused, and the outputs carry none."""
 
     def __init__(self, numpy_module: _NumpyQuantized):
         super().__init__()

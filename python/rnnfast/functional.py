@@ -107,7 +107,8 @@ def layer_forward(mode, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, length
     the LSTM's ln_cell_weight and ln_cell_bias (H,) after them.
 
     `w_hr` (P, H), an LSTM's projections (torch's proj_size): h_t = W_hr (o_t * tanh(c_t)) has P
-    units (h0, h_n, y, W_hh's columns, zoneout's and recurrent dropout's masks), c keeps H.
+    units (h0, h_n, y, W_hh's columns, zoneout's and recurrent dropout's masks), c keeps H. With
+    reduced-precision weights it is of their kind: uint16 bit patterns, or an Int8Weight.
 
     `w_hh_mask` (weight drop), if given, is an array of w_hh's shape that multiplies w_hh for this
     call (the parameter itself is left alone); the backward then adds dL/dw_hh through the mask.

@@ -84,7 +84,8 @@ class RNNBase(Module):
     def _layer_params(self, layer):
         """The weights of a layer's directions, as the stack takes them."""
         p = self._params
-        return [(stored_weight(p, wi), stored_weight(p, wh), p.get(bi), p.get(bh)) + tuple(stored_weight(p, n) for n in extra)
+        return [(stored_weight(p, wi), stored_weight(p, wh), p.get(bi), p.get(bh))
+                + tuple(stored_weight(p, n) for n in extra)
                 for wi, wh, bi, bh, *extra in self._names[layer]]
 
     def _layer_grads(self, layer):

@@ -15,6 +15,10 @@ step), sums q_a q_w exactly in int32 and scales the sums back to float32; biases
 states stay float32 (layer.h, `Precision`). A loaded state_dict may hold any int8 weight, -128
 included. The digits and the integer sums are the same on every kernel path;
 `rnnfast.reference.int8_stack_forward` is the plain statement of it.
+
+An LSTM's projections (W_hr) are stored the same way, and their product reads o_t tanh(c_t) as
+W_hh's reads h_{t-1} (bfloat16; one int8 digit a row). The layer-normalised cells normalise the
+products as they come out, in float32; their gains and biases stay float32.
 """
 from __future__ import annotations
 
