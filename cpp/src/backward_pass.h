@@ -244,21 +244,16 @@ template <class T, class Cell> class BackwardPass {
     // from db_ih only in the n block. The layer-normalised cells' biases come after the norms:
     // their gradients are those of a_ih and a_hh.
     void add_bias_gradients(Index t, Range units) const {
-        if constexpr (kNorm) {
-            for (Index b = 0; b < B; ++b)
-                for (int g = 0; g < G; ++g) {
-                    add_units(scratch.db_ih + g * H, scratch.da_ih + (t * B + b) * GH + g * H, units.lo, units.hi);
-                    if (G == 3)
-                        add_units(scratch.db_hh + g * H, scratch.da_hh + (t * B + b) * GH + g * H, units.lo, units.hi);
-                }
-            return;
-        }
         for (Index b = 0; b < B; ++b) {
+            const Index row = t * B + b;
+            const T* dg = (kNorm ? scratch.da_ih : scratch.dg_ih) + row * GH;
             for (int g = 0; g < G; ++g) {
-                add_units(scratch.db_ih + g * H, scratch.dg_ih + (t * B + b) * GH + g * H, units.lo, units.hi);
-                if (G == 3 && g < 2) add_units(scratch.db_hh + g * H, scratch.dg_ih + (t * B + b) * GH + g * H, units.lo, units.hi);
+                add_units(scratch.db_ih + g * H, dg + g * H, units.lo, units.hi);
+                if (G == 3 && g < 2) add_units(scratch.db_hh + g * H, dg + g * H, units.lo, units.hi);
             }
-            if (G == 3) add_units(scratch.db_hh + 2 * H, scratch.dg_hn + (t * B + b) * H, units.lo, units.hi);
+            if (G == 3)  // b_hn's: the n block of dL/da_hh, or dg_hn
+                add_units(scratch.db_hh + 2 * H, kNorm ? scratch.da_hh + row * GH + 2 * H : scratch.dg_hn + row * H,
+                          units.lo, units.hi);
         }
     }
 
