@@ -1,4 +1,4 @@
-"""Tests of the NumPy reference alone (rnnfast/reference.py).
+"""Tests of the NumPy reference alone (rnnfast/reference/).
 
 The reference is the oracle for the C++ core, so it is checked against things
 that do not share its code: central finite differences in float64 for every
