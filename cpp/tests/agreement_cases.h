@@ -3,6 +3,7 @@
 #include <rnnfast/rnnfast.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <random>
 #include <string>

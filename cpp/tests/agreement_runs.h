@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "agreement_cases.h"
@@ -21,13 +22,13 @@ template <class T> std::vector<T> as(const std::vector<double>& v) { return std:
 // A case's arrays as T.
 template <class T> struct Converted {
     std::vector<T> x, h0, c0, w_ih, w_hh, w_hr, b_ih, b_hh, dy, dh_n, dc_n, zoneout, recurrent_mask;
-    std::vector<T> ln_ih, ln_hh, ln_cw, ln_cb;
+    std::vector<T> ln_ih, ln_hh, ln_cell_weight, ln_cell_bias;
     explicit Converted(const Inputs& in)
         : x(as<T>(in.x)), h0(as<T>(in.h0)), c0(as<T>(in.c0)), w_ih(as<T>(in.w_ih)), w_hh(as<T>(in.w_hh)),
           w_hr(as<T>(in.w_hr)), b_ih(as<T>(in.b_ih)), b_hh(as<T>(in.b_hh)), dy(as<T>(in.dy)), dh_n(as<T>(in.dh_n)),
           dc_n(as<T>(in.dc_n)), zoneout(as<T>(in.zoneout)), recurrent_mask(as<T>(in.recurrent_mask)),
-          ln_ih(as<T>(in.ln_ih)), ln_hh(as<T>(in.ln_hh)), ln_cw(as<T>(in.ln_cell_weight)),
-          ln_cb(as<T>(in.ln_cell_bias)) {}
+          ln_ih(as<T>(in.ln_ih)), ln_hh(as<T>(in.ln_hh)), ln_cell_weight(as<T>(in.ln_cell_weight)),
+          ln_cell_bias(as<T>(in.ln_cell_bias)) {}
 };
 
 inline rnnfast::LayerShape shape_of(const Case& c) {
@@ -66,7 +67,7 @@ template <class T> void forward(const Case& c, const Inputs& in, const Converted
     a.zoneout_seed = 0x0123456789abcdefULL;
     a.recurrent_mask = c.recurrent_dropout ? v.recurrent_mask.data() : nullptr;
     a.ln_ih_weight = v.ln_ih.data(), a.ln_hh_weight = v.ln_hh.data();  // read by the layer-normalised cells only
-    a.ln_cell_weight = v.ln_cw.data(), a.ln_cell_bias = v.ln_cb.data();
+    a.ln_cell_weight = v.ln_cell_weight.data(), a.ln_cell_bias = v.ln_cell_bias.data();
     rnnfast::layer_forward(a);
 }
 
@@ -115,8 +116,8 @@ template <class T> void backward(const Case& c, const Inputs& in, const Converte
     b.zoneout_draws = c.zoneout_draws;
     b.zoneout_seed = 0x0123456789abcdefULL;
     b.recurrent_mask = c.recurrent_dropout ? v.recurrent_mask.data() : nullptr;
-    b.ln_ih_weight = v.ln_ih.data(), b.ln_hh_weight = v.ln_hh.data(), b.ln_cell_weight = v.ln_cw.data();
-    b.ln_cell_bias = v.ln_cb.data();
+    b.ln_ih_weight = v.ln_ih.data(), b.ln_hh_weight = v.ln_hh.data(), b.ln_cell_weight = v.ln_cell_weight.data();
+    b.ln_cell_bias = v.ln_cell_bias.data();
     b.dln_ih_weight = o.dln_ih.data(), b.dln_hh_weight = o.dln_hh.data();
     b.dln_cell_weight = o.dln_cell_weight.data(), b.dln_cell_bias = o.dln_cell_bias.data();
     rnnfast::layer_backward(b);
@@ -131,12 +132,13 @@ template <class T> Outputs<T> run(const Case& c, const Inputs& in, int threads) 
     for (auto* y : {&o.y, &o.y_eval, &o.y_cached}) y->resize(c.T * BS);
     for (auto* h : {&o.h_n, &o.h_eval, &o.h_cached}) h->resize(BS);
     for (auto* s : {&o.c_n, &o.c_eval, &o.c_cached}) s->resize(BH);
+    T* const none = nullptr;
     std::vector<T> saved(rnnfast::saved_size(shape_of(c)));
-    forward(c, in, v, threads, o.y.data(), o.h_n.data(), o.c_n.data(), saved.data(), static_cast<T*>(nullptr));
+    forward(c, in, v, threads, o.y.data(), o.h_n.data(), o.c_n.data(), saved.data(), none);
     backward(c, in, v, threads, saved.data(), o);
     std::vector<T> wcache(rnnfast::weight_cache_size(shape_of(c), sizeof(T), false), T(0));
-    forward(c, in, v, threads, o.y_eval.data(), o.h_eval.data(), o.c_eval.data(), static_cast<T*>(nullptr), wcache.data());
-    forward(c, in, v, threads, o.y_cached.data(), o.h_cached.data(), o.c_cached.data(), static_cast<T*>(nullptr), wcache.data());
+    forward(c, in, v, threads, o.y_eval.data(), o.h_eval.data(), o.c_eval.data(), none, wcache.data());
+    forward(c, in, v, threads, o.y_cached.data(), o.h_cached.data(), o.c_cached.data(), none, wcache.data());
     if (!rnnfast::has_cell_state(c.cell))
         for (auto* s : {&o.c_n, &o.dc0, &o.c_eval, &o.c_cached}) s->clear();
     return o;

@@ -19,6 +19,7 @@
 //    and at special values (NaN stays NaN; +-inf and +-1e30 saturate, to within 1e-6; tanh keeps
 //    the sign of zero).
 // Usage: isa_agreement [ISA ...] (default: every path in available_isas()). Prints one line per
+// instruction set, and exits non-zero if any check failed or a path named cannot be set.
 #include <rnnfast/rnnfast.h>
 
 #include <cmath>

@@ -47,8 +47,8 @@ matrix products. A cell's state is a tuple whose first entry is h: (h,), or
 (h, c) for the LSTM.
 
 The reference is in parts, each readable alone: `cells` (the gate math of one step), `scan` (a
-cell over time, and a layer with lengths), `layers` (the public single-layer functions), `stack`
-(stacked and bidirectional layers) and `reduced` (bfloat16 and int8 inference).
+cell over time, a layer with lengths, zoneout's masks), `layers` (the public single-layer
+functions), `stack` (stacked and bidirectional layers) and `reduced` (bfloat16 and int8 inference).
 """
 from .layers import (gru_backward, gru_forward, layernorm_gru_backward, layernorm_gru_forward,
                      layernorm_lstm_backward, layernorm_lstm_forward, lstm_backward, lstm_forward, rnn_backward,

@@ -12,15 +12,6 @@ def _sigmoid(a):
     return 0.5 * (1.0 + np.tanh(0.5 * a))
 
 
-# ----------------------------------------------------------------------------
-# Cells: gate math for one time step, (B, G*H) projections in, state out.
-# backward(dstate, cache) -> (dgi, dgh, dstate_prev, dparams), where dstate_prev
-# leaves out the path through gh (the scan adds dgh @ w_hh to it; 0 where h_{t-1}
-# reaches h_t only that way, so that h may have another size than the cell's units) and dparams
-# are the gradients of the cell's own parameters (`params`; none but the
-# layer-normalised LSTM's).
-# ----------------------------------------------------------------------------
-
 _LN_EPS = 1e-5
 
 

@@ -31,10 +31,6 @@ def _bfloat16_product(a, w):
     return round_to_bfloat16(a) @ w.T
 
 
-# ----------------------------------------------------------------------------
-# int8 inference (rnnfast.quantize(module, "int8")).
-# ----------------------------------------------------------------------------
-
 def _row_max(a):
     """Each row's largest magnitude, where a row below 2**-100 counts as zero (so 127 / m stays
     finite, and denormals give the same digits whether or not the CPU reads them as zero)."""

@@ -1,5 +1,6 @@
 """The reference's scan: one cell over time for a batch whose entries all have the same length,
-and a layer: the scan over the whole batch, or one entry at a time with lengths."""
+and a layer: the scan over the whole batch, or one entry at a time with lengths; and zoneout's
+masks as the kernels draw them (zoneout_masks)."""
 from types import SimpleNamespace
 
 import numpy as np
