@@ -179,10 +179,7 @@ inline std::vector<float> run_reduced(const Case& c, const Inputs& in, int threa
     s.P = c.P;
     const bool lstm = rnnfast::has_cell_state(c.cell);
     const Index BS = c.B * c.S();
-    const std::vector<float> x = as<float>(in.x), h0 = as<float>(in.h0), c0 = as<float>(in.c0),
-                             b_ih = as<float>(in.b_ih), b_hh = as<float>(in.b_hh), ln_ih = as<float>(in.ln_ih),
-                             ln_hh = as<float>(in.ln_hh), ln_cw = as<float>(in.ln_cell_weight),
-                             ln_cb = as<float>(in.ln_cell_bias);
+    const Converted<float> v(in);  // its float weights unread: the layer reads the reduced ones below
     std::vector<std::uint16_t> w_ih, w_hh, w_hr;
     for (double w : in.w_ih) w_ih.push_back(to_bf16(float(w)));
     for (double w : in.w_hh) w_hh.push_back(to_bf16(float(w)));
@@ -197,10 +194,10 @@ inline std::vector<float> run_reduced(const Case& c, const Inputs& in, int threa
     std::vector<float> cache(rnnfast::weight_cache_size(s, 4, false));
     rnnfast::LayerForward<float> a{};
     a.s = s;
-    a.x = x.data();
+    a.x = v.x.data();
     a.ldx = c.I;
-    a.h0 = h0.data();
-    a.c0 = lstm ? c0.data() : nullptr;
+    a.h0 = v.h0.data();
+    a.c0 = lstm ? v.c0.data() : nullptr;
     a.w_ih_bf16 = w_ih.data();
     a.w_hh_bf16 = w_hh.data();
     a.w_ih_i8 = q_ih.data();
@@ -210,10 +207,10 @@ inline std::vector<float> run_reduced(const Case& c, const Inputs& in, int threa
     a.w_hr_bf16 = w_hr.data();
     a.w_hr_i8 = q_hr.data();
     a.w_hr_scale = s_hr.data();
-    a.ln_ih_weight = ln_ih.data(), a.ln_hh_weight = ln_hh.data();  // read by the layer-normalised cells only
-    a.ln_cell_weight = ln_cw.data(), a.ln_cell_bias = ln_cb.data();
-    a.b_ih = c.bias ? b_ih.data() : nullptr;
-    a.b_hh = c.bias ? b_hh.data() : nullptr;
+    a.ln_ih_weight = v.ln_ih.data(), a.ln_hh_weight = v.ln_hh.data();  // read by the layer-normalised cells only
+    a.ln_cell_weight = v.ln_cell_weight.data(), a.ln_cell_bias = v.ln_cell_bias.data();
+    a.b_ih = c.bias ? v.b_ih.data() : nullptr;
+    a.b_hh = c.bias ? v.b_hh.data() : nullptr;
     a.lengths = c.lengths ? in.lengths.data() : nullptr;
     a.y = out.data();
     a.ldy = c.S();
