@@ -5,7 +5,8 @@
 OLD and NEW are folders holding an installed `rnnfast` package (for example from
 `pip install --no-deps --target /tmp/old <checkout>` into a new folder: pip leaves a package
 already in the folder as it is, with a warning), or `-` for the one Python imports by default.
-Each ROW is `cell,T,B,H,mode` with cell in rnn, lstm, gru and mode in eval, train, int8, bf16
+Each ROW is `cell,T,B,H,mode` with cell in rnn, lstm, gru, lnlstm, lngru (LayerNormLSTM,
+LayerNormGRU) and mode in eval, train, int8, bf16
 (I = H, as in bench.py; int8 and bf16: the eval forward of `rnnfast.quantize(module, ...)`). Every round runs OLD, then NEW, each in a new process that times every row
 (median of the calls that fit in --budget seconds, at least 5, after two warm-up calls); the
 report gives each row's median time per build and the median over rounds of old time / new time
@@ -24,14 +25,14 @@ from _timing import median_seconds
 
 DEFAULT_ROWS = ["lstm,100,16,256,eval", "lstm,100,16,256,train", "lstm,50,64,512,train",
                 "gru,100,64,256,train", "rnn,25,32,1024,eval"]
-CLASSES = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
+CLASSES = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU", "lnlstm": "LayerNormLSTM", "lngru": "LayerNormGRU"}
 MODES = {"eval": None, "train": None, "int8": "int8", "bf16": "bfloat16"}  # mode: its quantize dtype
 
 
 def parse_row(text):
     cell, T, B, H, mode = text.split(",")
     if cell not in CLASSES or mode not in MODES:
-        raise argparse.ArgumentTypeError(f"row {text!r}: expected cell,T,B,H,mode (cell: rnn|lstm|gru, mode: "
+        raise argparse.ArgumentTypeError(f"row {text!r}: expected cell,T,B,H,mode (cell: {'|'.join(CLASSES)}, mode: "
                                          f"{'|'.join(MODES)})")
     return cell, int(T), int(B), int(H), mode
 

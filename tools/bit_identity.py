@@ -5,12 +5,14 @@
 
 OLD and NEW are folders holding an installed `rnnfast` package (`pip install --no-deps --target
 DIR <checkout>`), `-` for the one Python imports by default, or a .npz written by --dump. Each
-build runs, in its own process, every cell (rnn_tanh, rnn_relu, lstm, gru) in float32 and float64,
+build runs, in its own process, every cell (rnn_tanh, rnn_relu, lstm, gru, layernorm_lstm,
+layernorm_gru) in float32 and float64,
 one and two directions, with and without lengths, stacked with dropout, on 1 and 2 threads, on
 every instruction set the CPU runs, through the public front ends: the NumPy modules (forward,
 backward, parameter gradients), the single-step cells, `rnnfast.functional` (a backward that keeps
-the saved forward and one that consumes it) and `rnnfast.torch` where torch is installed. The
-shapes cover a single step, unit mode, batch mode and a layer with more hidden units than a panel.
+the saved forward and one that consumes it) and `rnnfast.torch` where torch is installed (the
+layer-normalised cells have no single-step cells). The shapes cover a single step, unit mode,
+batch mode and a layer with more hidden units than a panel.
 Exit status 0 when every array is bit-identical and both builds produced the same set.
 
 The one change on record (issue 22): rnnfast.torch's bidirectional layers used to add the reverse
@@ -27,9 +29,12 @@ import tempfile
 
 import numpy as np
 
-CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
-# (T, B, I, H): a single step; unit mode (few rows); batch mode (many rows, small W_hh); H past a panel.
-SHAPES = ((1, 4, 8, 16), (7, 3, 5, 9), (9, 32, 12, 24), (6, 2, 20, 150))
+CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru", "layernorm_lstm", "layernorm_gru")
+LSTMS = ("lstm", "layernorm_lstm")  # the cells with a c state
+GATES = {"lstm": 4, "gru": 3, "layernorm_lstm": 4, "layernorm_gru": 3}
+# (T, B, I, H): a single step; unit mode (few rows); batch mode (many rows, small W_hh); H past a
+# panel; one row, split by units on 2 threads.
+SHAPES = ((1, 4, 8, 16), (7, 3, 5, 9), (9, 32, 12, 24), (6, 2, 20, 150), (5, 1, 6, 160))
 QUICK_SHAPES = ((1, 4, 8, 16), (7, 3, 5, 9))
 
 
@@ -37,7 +42,8 @@ def _module(rnnfast, cell, I, H, layers, bidirectional, dtype, dropout=0.0):
     kw = dict(num_layers=layers, bidirectional=bidirectional, dtype=dtype, seed=3, dropout=dropout)
     if cell.startswith("rnn_"):
         return rnnfast.RNN(I, H, nonlinearity=cell[4:], **kw)
-    return {"lstm": rnnfast.LSTM, "gru": rnnfast.GRU}[cell](I, H, **kw)
+    return {"lstm": rnnfast.LSTM, "gru": rnnfast.GRU, "layernorm_lstm": rnnfast.LayerNormLSTM,
+            "layernorm_gru": rnnfast.LayerNormGRU}[cell](I, H, **kw)
 
 
 def _lengths(T, B):
@@ -54,17 +60,17 @@ def _numpy_modules(rnnfast, out, tag, cell, shape, dtype):
             m = _module(rnnfast, cell, I, H, layers, D == 2, dtype, dropout=0.25 if layers > 1 else 0.0)
             x = rng.standard_normal((T, B, I)).astype(dtype)
             hx = rng.standard_normal((layers * D, B, H)).astype(dtype)
-            hx = (hx, hx * dtype(0.5)) if cell == "lstm" else hx
+            hx = (hx, hx * dtype(0.5)) if cell in LSTMS else hx
             y, h_n = m(x, hx, lengths)
             dy = rng.standard_normal(y.shape).astype(dtype)
             dh = rng.standard_normal((layers * D, B, H)).astype(dtype)
-            dx, dhx = m.backward(dy, (dh, dh * dtype(2)) if cell == "lstm" else dh)
+            dx, dhx = m.backward(dy, (dh, dh * dtype(2)) if cell in LSTMS else dh)
             key = f"{tag}/modules/D{D}/len{int(lens_on)}"
             out[key + "/y"] = y
-            for i, a in enumerate(h_n if cell == "lstm" else (h_n,)):
+            for i, a in enumerate(h_n if cell in LSTMS else (h_n,)):
                 out[f"{key}/state{i}"] = a
             out[key + "/dx"] = dx
-            for i, a in enumerate(dhx if cell == "lstm" else (dhx,)):
+            for i, a in enumerate(dhx if cell in LSTMS else (dhx,)):
                 out[f"{key}/dstate{i}"] = a
             for name, g in m.grads.items():
                 out[f"{key}/grad/{name}"] = g
@@ -73,6 +79,8 @@ def _numpy_modules(rnnfast, out, tag, cell, shape, dtype):
 
 
 def _cells(rnnfast, out, tag, cell, shape, dtype):
+    if cell not in CELLS[:4]:
+        return
     T, B, I, H = shape
     rng = np.random.default_rng(11)
     kw = dict(dtype=dtype, seed=5)
@@ -95,24 +103,28 @@ def _cells(rnnfast, out, tag, cell, shape, dtype):
 def _functional(rnnfast, out, tag, cell, shape, dtype):
     from rnnfast import functional as F
     T, B, I, H = shape
-    G = {"lstm": 4, "gru": 3}.get(cell, 1)
+    G = GATES.get(cell, 1)
     rng = np.random.default_rng(13)
     w_ih, w_hh = (rng.uniform(-0.3, 0.3, (G * H, n)).astype(dtype) for n in (I, H))
     b_ih, b_hh = (rng.uniform(-0.3, 0.3, G * H).astype(dtype) for _ in range(2))
     x = rng.standard_normal((T, B, I)).astype(dtype)
     h0 = rng.standard_normal((B, H)).astype(dtype)
-    c0 = h0 * dtype(0.25) if cell == "lstm" else None
+    c0 = h0 * dtype(0.25) if cell in LSTMS else None
+    sizes = (G * H, G * H, H, H) if cell == "layernorm_lstm" else (G * H, G * H)
+    norms = tuple(rng.uniform(0.5, 1.5, n).astype(dtype) for n in sizes) if cell.startswith("layernorm") else None
     dy = rng.standard_normal((T, B, H)).astype(dtype)
     for reverse in (False, True):
         for retain in (True, False):
             y, h_n, c_n, ctx = F.layer_forward(cell, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=reverse,
-                                               lengths=_lengths(T, B))
+                                               lengths=_lengths(T, B), norms=norms)
             grads = F.layer_backward(ctx, dy, h_n, c_n, retain_graph=retain)
             key = f"{tag}/functional/rev{int(reverse)}/retain{int(retain)}"
             out[key + "/y"] = y
             for name, a in zip(("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh"), grads):
                 if a is not None:
                     out[f"{key}/{name}"] = a
+            for i, a in enumerate(grads[7:]):  # the layer-normalised cells' gains (and cell bias)
+                out[f"{key}/dnorm{i}"] = a
 
 
 def _torch_modules(rnnfast, out, tag, cell, shape, dtype):
@@ -123,7 +135,8 @@ def _torch_modules(rnnfast, out, tag, cell, shape, dtype):
         return
     T, B, I, H = shape
     tdt = torch.float64 if dtype == np.float64 else torch.float32
-    cls = {"lstm": rt.LSTM, "gru": rt.GRU}.get(cell, rt.RNN)
+    cls = {"lstm": rt.LSTM, "gru": rt.GRU, "layernorm_lstm": rt.LayerNormLSTM,
+           "layernorm_gru": rt.LayerNormGRU}.get(cell, rt.RNN)
     kw = {"nonlinearity": cell[4:]} if cell.startswith("rnn_") else {}
     lengths = _lengths(T, B)
     for layers, bidirectional in ((2, True), (1, False)):

@@ -85,7 +85,7 @@ template <class T, class Cell> class BackwardPass {
             const Index t = s.reverse ? s.T - 1 - k : k;
             T* dg_hh = kNorm ? scratch.dg_hh + t * B * GH
                              : G == 3 ? scratch.dg_step + (k & 1) * B * GH : scratch.dg_ih + t * B * GH;  // this step's
-            step(me, k, dg_hh);
+            step(team, me, k, dg_hh);
             if (s.P) {
                 if (!me.batch) team.barrier();
                 cell_step(me, k, dg_hh);
@@ -125,10 +125,12 @@ template <class T, class Cell> class BackwardPass {
     bool valid(Index t, Index b) const { return !a.lengths || t < a.lengths[b]; }
 
     // Step k (time t): dh += dy_t, then the cell's backward gives the gate gradients (and the part
-    // of dh_{t-1} that bypasses W_hh); a padded step passes dh and dc through with no gradient.
-    // With projections only dh's part, on my units of h: the gradient of W_hr r_t (zoneout's 1 - m
-    // of dh) is kept for cell_step, and dh keeps what bypasses the cell (m dh, or 0).
-    void step(const Share& me, Index k, T* dg_hh) const {
+    // of dh_{t-1} that bypasses W_hh), phase by phase (a layer-normalised cell's norms read whole
+    // rows: in unit mode the team meets before each phase after the first); a padded step passes
+    // dh and dc through with no gradient. With projections only dh's part, on my units of h: the
+    // gradient of W_hr r_t (zoneout's 1 - m of dh) is kept for cell_step, and dh keeps what
+    // bypasses the cell (m dh, or 0).
+    void step(const Team& team, const Share& me, Index k, T* dg_hh) const {
         const Index t = s.reverse ? s.T - 1 - k : k;
         const T* hp = saved_h(k);
         const bool zoned = zones_out(a);
@@ -154,19 +156,24 @@ template <class T, class Cell> class BackwardPass {
             }
             if (valid(t, b)) {
                 add_units(dh, a.dy + (t * B + b) * a.lddy, me.h_units.lo, me.h_units.hi);
-                if (zoned) {  // the cell gets (1 - m) dh in zone_kept, and writes its share of dh_{t-1} there
-                    T* to_cell = scratch.zone_kept + b * S;
-                    split_zoned(me, t, b, dh, to_cell);
-                    backward_cell(me, k, b, to_cell, dg_hh);
-                    add_units<T>(dh, to_cell, me.h_units.lo, me.h_units.hi);
-                } else {
-                    backward_cell(me, k, b, dh, dg_hh);
-                }
+                if (zoned) split_zoned(me, t, b, dh, scratch.zone_kept + b * S);
+                backward_cell(me, k, b, cell_dh(b), dg_hh, 0);
             } else {
                 zero_gradients(me, t, b, dg_hh);
             }
         }
+        for (int phase = 1; phase < backward_phases<Cell>(); ++phase) {
+            if (!me.batch) team.barrier();
+            for (Index b = me.b0; b < me.b1; ++b)
+                if (valid(t, b)) backward_cell(me, k, b, cell_dh(b), dg_hh, phase);
+        }
+        for (Index b = me.b0; zoned && !s.P && b < me.b1; ++b)  // the cell's share of dh_{t-1}
+            if (valid(t, b)) add_units<T>(scratch.dh + b * S, cell_dh(b), me.h_units.lo, me.h_units.hi);
     }
+
+    // The gradient the cell gets of its output for row b, and where it writes its share of dh_{t-1}:
+    // dh, or with zoneout (1 - m) dh in zone_kept.
+    T* cell_dh(Index b) const { return (zones_out(a) ? scratch.zone_kept : scratch.dh) + b * S; }
 
     // Step k with projections, after step(): dr = (dL/d(W_hr r_t)) W_hr for my rows and units,
     // then the cell's backward on them.
@@ -176,14 +183,14 @@ template <class T, class Cell> class BackwardPass {
                                                             0, hr_packed, 0, hidden_cols, me.p0, me.p1,
                                                             scratch.dunprojected, H, Init::zero, nullptr);
         for (Index b = me.b0; b < me.b1; ++b) {
-            if (valid(t, b)) backward_cell(me, k, b, scratch.dunprojected + b * H, dg_hh);
+            if (valid(t, b)) backward_cell(me, k, b, scratch.dunprojected + b * H, dg_hh, 0);
             else zero_gradients(me, t, b, dg_hh);
         }
     }
 
-    // The cell's backward for row b on my units, dh its output's gradient (overwritten with the
-    // part of dh_{t-1} that bypasses W_hh).
-    void backward_cell(const Share& me, Index k, Index b, T* dh, T* dg_hh) const {
+    // A phase of the cell's backward for row b on my units, dh its output's gradient (overwritten
+    // with the part of dh_{t-1} that bypasses W_hh).
+    void backward_cell(const Share& me, Index k, Index b, T* dh, T* dg_hh, int phase) const {
         const Index t = s.reverse ? s.T - 1 - k : k;
         BwdRow<T> r{saved.gates + (t * B + b) * GH,
                     saved.aux ? saved.aux + (t * B + b) * H : nullptr,
@@ -199,7 +206,7 @@ template <class T, class Cell> class BackwardPass {
             r.da_hh = scratch.da_hh + (t * B + b) * GH;
             r.dcell_norm = G == 4 ? scratch.dcell_norm + (t * B + b) * H : nullptr;
         }
-        Cell::backward(r, H, me.u0, me.u1);
+        backward_phase<Cell>(r, H, me.u0, me.u1, phase);
     }
 
     // A padded step's gate gradients: zero (dh and dc pass through).
@@ -211,10 +218,13 @@ template <class T, class Cell> class BackwardPass {
             if (dgh != dgi) copy_units<T>(dgh + g * H, nullptr, me.u0, me.u1);
         }
         if (G == 3 && !kNorm) copy_units<T>(scratch.dg_hn + (t * B + b) * H, nullptr, me.u0, me.u1);
-        if constexpr (kNorm) {  // whole rows (the schedule's): the sums after the loop read them
-            copy_units<T>(scratch.da_ih + (t * B + b) * GH, nullptr, 0, GH);
-            copy_units<T>(scratch.da_hh + (t * B + b) * GH, nullptr, 0, GH);
-            if (G == 4) copy_units<T>(scratch.dcell_norm + (t * B + b) * H, nullptr, 0, H);
+        if constexpr (kNorm) {  // the sums after the loop read them
+            for (int g = 0; g < G; ++g) {
+                copy_units<T>(scratch.da_ih + (t * B + b) * GH + g * H, nullptr, me.u0, me.u1);
+                if (scratch.da_hh != scratch.da_ih)
+                    copy_units<T>(scratch.da_hh + (t * B + b) * GH + g * H, nullptr, me.u0, me.u1);
+            }
+            if (G == 4) copy_units<T>(scratch.dcell_norm + (t * B + b) * H, nullptr, me.u0, me.u1);
         }
     }
 

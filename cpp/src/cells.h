@@ -21,8 +21,8 @@ template <class T> struct LayerNorms {
 };
 
 template <class T> struct FwdRow {
-    T* p;             // (G*H) input projection, biases folded in (the layer-normalised cells write a_ih
-                      // over it)
+    T* p;             // (G*H) input projection, biases folded in (the layer-normalised cells': a_ih,
+                      // normalised by the driver before the step)
     T* rec;           // (G*H) recurrent product W_hh h_{t-1} (GRU: + b_hn in the n block); scratch,
                       // which the cell may overwrite
     const T* h_prev;  // (H)
@@ -31,10 +31,12 @@ template <class T> struct FwdRow {
     T* c;             // (H) new cell state, LSTM only
     T* gates;         // (G*H) saved post-activation gates, or nullptr in eval; may alias p
     T* aux;           // (H) GRU: saved W_hn h_{t-1} + b_hn; nullptr in eval
-    // The layer-normalised cells only: their parameters, and where the row's normalised values go
-    // (saved in training, the row's scratch in eval; layer_norm_cells.h's NormRow).
+    // The layer-normalised cells only: their parameters, where the row's normalised values go
+    // (saved in training, the row's scratch in eval; layer_norm_cells.h's NormRow), and where a_hh
+    // goes (G*H; rec, which every thread of a team reads whole, stays the raw product).
     const LayerNorms<T>* ln = nullptr;
     T* norm = nullptr;
+    T* a_hh = nullptr;
 };
 
 template <class T> struct BwdRow {

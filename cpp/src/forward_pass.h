@@ -9,6 +9,9 @@
 // With projections a step has two parts: the cell writes r = o * tanh(c) for the thread's units,
 // and (after a barrier in unit mode: each of h's units reads every unit of r) h = W_hr r for the
 // thread's units of h, where zoneout, the output and the next step's operand are made.
+// The layer-normalised cells: each chunk's input projections are normalised row by row before its
+// steps, and a step's cell work runs in the cell's phases, in unit mode with a barrier before each
+// (layer_norm_cells.h).
 //
 // V is the products' operand type: T, or bfloat16 pairs or int8 quads (LayerShape::precision, eval
 // only), for which the weights come as bfloat16 or int8 and each product reads its activations as
@@ -137,9 +140,10 @@ template <class T, class Cell, class V = T> class ForwardPass {
             if (k0 > 0 && me.batch) team.barrier();  // no one still reads the last chunk's projection
             T* inputs_projected = as_used ? project_chunk(team, t_lo, steps, input_as_used)
                                           : project_chunk(team, t_lo, steps, input_packed);
+            normalise_inputs(team, me, t_lo, steps, inputs_projected);
             for (Index k = k0; k < k0 + steps; ++k) {
-                as_used ? step(me, k, t_lo, inputs_projected, recurrent_as_used)
-                        : step(me, k, t_lo, inputs_projected, recurrent_packed);
+                as_used ? step(team, me, k, t_lo, inputs_projected, recurrent_as_used)
+                        : step(team, me, k, t_lo, inputs_projected, recurrent_packed);
                 if (s.P) {
                     if (!me.batch) team.barrier();
                     project_state(me, k);
@@ -210,6 +214,26 @@ template <class T, class Cell, class V = T> class ForwardPass {
         return out;
     }
 
+    // The layer-normalised cells: the chunk's input projections normalised, a row at a time
+    // (normalise_input; a padded row's saved norms zeroed instead: its products meet zeros in the
+    // backward). In unit mode the team splits the rows and then meets; in batch mode each thread
+    // takes its own rows.
+    void normalise_inputs(const Team& team, const Share& me, Index t_lo, Index steps, T* projected) const {
+        if constexpr (Cell::kLayerNorm) {
+            const Index rows = me.b1 - me.b0;
+            const Range mine = me.batch ? Range{0, steps * rows} : team.split(steps * rows);
+            for (Index m = mine.lo; m < mine.hi; ++m) {
+                const Index t = t_lo + m / rows, b = me.b0 + m % rows;
+                T* saved_norm = training ? saved.norms + (t * B + b) * norm_row : nullptr;
+                if (!a.lengths || t < a.lengths[b])
+                    normalise_input(projected + ((t - t_lo) * B + b) * GH, saved_norm, norms, G, H);
+                else if (saved_norm)
+                    copy_units<T>(saved_norm, nullptr, 0, norm_row);
+            }
+            if (!me.batch) team.barrier();
+        }
+    }
+
     // Where step k's cell writes o * tanh(c) with projections (saved in training).
     T* unprojected(Index k) const {
         const Index t = s.reverse ? s.T - 1 - k : k;
@@ -217,38 +241,49 @@ template <class T, class Cell, class V = T> class ForwardPass {
     }
 
     // Step k (time t): the recurrent product of my rows and panels, then the cell on each row (with
-    // projections the cell's part only: project_state() makes h).
+    // projections the cell's part only: project_state() makes h), phase by phase (a
+    // layer-normalised cell's norms read whole rows: in unit mode the team meets before each phase).
     template <class Panels>
-    void step(const Share& me, Index k, Index t_lo, T* inputs_projected, const Panels& panels) const {
+    void step(const Team& team, const Share& me, Index k, Index t_lo, T* inputs_projected, const Panels& panels) const {
         const Index t = s.reverse ? s.T - 1 - k : k;
-        const T* hp = h_after(k);
-        T* hn = h_after(k + 1);
+        T* r = s.P ? unprojected(k) : nullptr;
+        gemm_block<T, MR, NV, GateCols<T>, Geo::kStepTail>(me.b0, me.b1, operands_of.recurrent(k, h_after(k), me), 0,
+                                                           panels, 0, recurrent_cols, me.p0, me.p1, scratch.recurrent,
+                                                           GH, Cell::kRecurrentBias ? Init::bias : Init::zero,
+                                                           scratch.bias_recurrent);
+        constexpr int phases = forward_phases<Cell>();
+        for (int phase = 0; phase < phases; ++phase) {
+            if (Cell::kLayerNorm && !me.batch) team.barrier();
+            for (Index b = me.b0; b < me.b1; ++b) {
+                const bool valid = !a.lengths || t < a.lengths[b];
+                const FwdRow<T> cell = row(k, t, b, inputs_projected + ((t - t_lo) * B + b) * GH);
+                if (valid) {
+                    forward_phase<Cell>(cell, H, me.u0, me.u1, phase);
+                } else if (phase == 0) {
+                    carry_padded(me, cell.c_prev, cell.c, cell.gates, cell.aux);
+                    if (r) copy_units<T>(cell.h, nullptr, me.u0, me.u1);  // r: no gradient reaches W_hr
+                }
+                if (phase < phases - 1) continue;
+                if (r) operands_of.write_projection_operand(b, r + b * H, me.u0, me.u1);
+                if (!s.P) finish_row(me, k, b, valid);
+            }
+        }
+    }
+
+    // The cell's view of row b at step k (time t), p its input projection.
+    FwdRow<T> row(Index k, Index t, Index b, T* p) const {
         const T* cp = c_after(k);
         T* cn = c_after(k + 1);
         T* r = s.P ? unprojected(k) : nullptr;
-        gemm_block<T, MR, NV, GateCols<T>, Geo::kStepTail>(me.b0, me.b1, operands_of.recurrent(k, hp, me), 0, panels, 0,
-                                                           recurrent_cols, me.p0, me.p1, scratch.recurrent, GH,
-                                                           Cell::kRecurrentBias ? Init::bias : Init::zero,
-                                                           scratch.bias_recurrent);
-        for (Index b = me.b0; b < me.b1; ++b) {
-            T* p = inputs_projected + ((t - t_lo) * B + b) * GH;
-            T* aux = training && saved.aux ? saved.aux + (t * B + b) * H : nullptr;
-            const bool valid = !a.lengths || t < a.lengths[b];
-            T* norm = !Cell::kLayerNorm ? nullptr
-                                        : (training ? saved.norms + t * B * norm_row : scratch.norms) + b * norm_row;
-            if (valid) {
-                FwdRow<T> row{p, scratch.recurrent + b * GH, hp + b * S, cp ? cp + b * H : nullptr,
-                              r ? r + b * H : hn + b * S, cn ? cn + b * H : nullptr, training ? p : nullptr, aux,
-                              &norms, norm};
-                Cell::forward(row, H, me.u0, me.u1);
-            } else {
-                carry_padded(me, cp ? cp + b * H : nullptr, cn ? cn + b * H : nullptr, training ? p : nullptr, aux);
-                if (norm && training) copy_units<T>(norm, nullptr, 0, norm_row);  // their products meet zeros
-                if (r) copy_units<T>(r + b * H, nullptr, me.u0, me.u1);  // no gradient reaches W_hr
-            }
-            if (r) operands_of.write_projection_operand(b, r + b * H, me.u0, me.u1);
-            if (!s.P) finish_row(me, k, b, valid);
+        FwdRow<T> cell{p, scratch.recurrent + b * GH, h_after(k) + b * S, cp ? cp + b * H : nullptr,
+                       r ? r + b * H : h_after(k + 1) + b * S, cn ? cn + b * H : nullptr, training ? p : nullptr,
+                       training && saved.aux ? saved.aux + (t * B + b) * H : nullptr};
+        if constexpr (Cell::kLayerNorm) {
+            cell.ln = &norms;
+            cell.norm = (training ? saved.norms + t * B * norm_row : scratch.norms) + b * norm_row;
+            cell.a_hh = scratch.a_hh + b * GH;
         }
+        return cell;
     }
 
     // Step k with projections, after the cell's part: h~ = W_hr r for my rows and units of h.

@@ -1,13 +1,22 @@
 // The layer-normalised LSTM and GRU as gate-math structs (the equations: rnnfast/layer.h, CellKind).
 // The driver hands them the raw products W_ih x_t and W_hh h_{t-1} (no bias folded in); a cell
 // normalises each row, applies the gains and biases, and runs the plain cell's gates on the
-// result. A row's norm reads every unit of the row, so these cells always get whole rows
-// (u0 = 0, u1 = H: the schedule splits rows between threads, never units).
+// result.
+//
+// A row's norm reads every unit of the row, while in unit mode a thread owns only some units. So
+// a step runs in phases, and in unit mode the team meets before each (the backward's first
+// excepted: its input, dh, is per unit): in each phase every thread computes a norm's statistics
+// over the whole row itself, with the same code in the same order (the same bits on any thread
+// count), and writes only its own units. Forward: the LSTM's phase 0 normalises the recurrent product and runs
+// the gates and c, phase 1 normalises c and makes h; the GRU has phase 0 alone. Backward: the
+// LSTM's phase 0 goes back through h to LN(c), phase 1 through the cell's norm to the gates, phase
+// 2 through the products' norms; the GRU's phase 0 is GruCell's backward, phase 1 the norms'.
+// The input projection's norms need no phase: the driver normalises a chunk's rows whole before
+// its steps (normalise_input).
 //
 // A row's normalised values (NormRow) are saved for the backward: LN(W_ih x_t) and LN(W_hh h_{t-1})
 // (G*H each), the LSTM's LN(c_t) (H), then the reciprocal standard deviations of the three.
 #pragma once
-#include <cassert>
 #include <cmath>
 
 #include "cells.h"
@@ -31,98 +40,150 @@ template <class T> inline T lane_sum(vec<T> v) {
     return sum;
 }
 
-// out = (v - mean(v)) / sqrt(var(v) + eps) over n values (biased variance); returns the reciprocal
-// standard deviation. The sums run lane by lane in a fixed order, so a row's bits never depend on
-// the threads.
-template <class T> T normalise(const T* v, T* out, Index n) {
-    vec<T> sum = splat<T>(0), squares = splat<T>(0);
-    for_units<T>(0, n, [&](Index i, int m) { sum += load_n(v + i, m); });
-    const vec<T> mean = splat<T>(lane_sum<T>(sum) / T(n));
-    for_units<T>(0, n, [&](Index i, int m) {
-        vec<T> d = load_n(v + i, m) - mean;
-        for (int l = m; l < simd<T>::W; ++l) d[l] = 0;  // lanes past the row
-        squares += d * d;
-    });
-    const T rstd = T(1) / std::sqrt(lane_sum<T>(squares) / T(n) + T(kLayerNormEps));
-    for_units<T>(0, n, [&](Index i, int m) { store_n(out + i, (load_n(v + i, m) - mean) * splat<T>(rstd), m); });
-    return rstd;
+// A row's mean and reciprocal standard deviation 1 / sqrt(var + eps) over its n values (biased
+// variance), and out = (v - mean) * rstd for a range of them. The sums run lane by lane in a fixed
+// order, so a row's bits never depend on the threads.
+template <class T> struct RowNorm {
+    T mean, rstd;
+    RowNorm(const T* v, Index n) {
+        vec<T> sum = splat<T>(0), squares = splat<T>(0);
+        for_units<T>(0, n, [&](Index i, int m) { sum += load_n(v + i, m); });
+        mean = lane_sum<T>(sum) / T(n);
+        const vec<T> mu = splat<T>(mean);
+        for_units<T>(0, n, [&](Index i, int m) {
+            vec<T> d = load_n(v + i, m) - mu;
+            for (int l = m; l < simd<T>::W; ++l) d[l] = 0;  // lanes past the row
+            squares += d * d;
+        });
+        rstd = T(1) / std::sqrt(lane_sum<T>(squares) / T(n) + T(kLayerNormEps));
+    }
+    void apply(const T* v, T* out, Index lo, Index hi) const {
+        const vec<T> mu = splat<T>(mean), r = splat<T>(rstd);
+        for_units<T>(lo, hi, [&](Index i, int n) { store_n(out + i, (load_n(v + i, n) - mu) * r, n); });
+    }
+};
+
+// Back through out = LN(v) * gain: dv = rstd (d - mean(d) - x mean(d x)), d = dout * gain, x the
+// normalised values; the two means over the whole row (in RowNorm's order), dv for a range.
+template <class T> struct RowNormGrad {
+    T mean, mean_dot;
+    RowNormGrad(const T* dout, const T* gain, const T* x, Index n) {
+        vec<T> sum = splat<T>(0), dot = splat<T>(0);
+        for_units<T>(0, n, [&](Index i, int m) {  // lanes past the row load as zeros
+            vec<T> d = load_n(dout + i, m) * load_n(gain + i, m);
+            sum += d;
+            dot += d * load_n(x + i, m);
+        });
+        mean = lane_sum<T>(sum) / T(n), mean_dot = lane_sum<T>(dot) / T(n);
+    }
+    void apply(const T* dout, const T* gain, const T* x, T rstd, T* dv, Index lo, Index hi) const {
+        const vec<T> mu = splat<T>(mean), mu_dot = splat<T>(mean_dot), r = splat<T>(rstd);
+        for_units<T>(lo, hi, [&](Index i, int n) {
+            vec<T> d = load_n(dout + i, n) * load_n(gain + i, n);
+            store_n(dv + i, r * (d - mu - load_n(x + i, n) * mu_dot), n);
+        });
+    }
+};
+
+// f(lo, hi) for my units [u0, u1) in each of a row's G gate blocks.
+template <class F> inline void for_gate_blocks(int G, Index H, Index u0, Index u1, F&& f) {
+    for (int g = 0; g < G; ++g) f(g * H + u0, g * H + u1);
 }
 
-// Back through out = normalise(v) * gain: dv = rstd (d - mean(d) - x mean(d x)), d = dout * gain,
-// x the normalised values.
-template <class T> void normalise_backward(const T* dout, const T* gain, const T* x, T rstd, T* dv, Index n) {
-    vec<T> sum = splat<T>(0), dot = splat<T>(0);
-    for_units<T>(0, n, [&](Index i, int m) {  // lanes past the row load as zeros
-        vec<T> d = load_n(dout + i, m) * load_n(gain + i, m);
-        sum += d;
-        dot += d * load_n(x + i, m);
-    });
-    const vec<T> mean = splat<T>(lane_sum<T>(sum) / T(n)), mean_dot = splat<T>(lane_sum<T>(dot) / T(n));
-    for_units<T>(0, n, [&](Index i, int m) {
-        vec<T> d = load_n(dout + i, m) * load_n(gain + i, m);
-        store_n(dv + i, splat<T>(rstd) * (d - mean - load_n(x + i, m) * mean_dot), m);
+// out = x * gain + bias (bias: nullptr for none) over [lo, hi); a loop for each case, so that where
+// the instruction set has FMA x * gain + bias is one fused multiply-add on every path.
+template <class T> void scale_and_shift(const T* x, const T* gain, const T* bias, T* out, Index lo, Index hi) {
+    if (bias)
+        for_units<T>(lo, hi, [&](Index j, int n) {
+            store_n(out + j, load_n(x + j, n) * load_n(gain + j, n) + load_n(bias + j, n), n);
+        });
+    else
+        for_units<T>(lo, hi, [&](Index j, int n) { store_n(out + j, load_n(x + j, n) * load_n(gain + j, n), n); });
+}
+
+// The input projection's row p (G*H), whole, before its step: a_ih = LN(W_ih x_t) * ln_ih_weight +
+// b_ih written over it. Training saves LN(W_ih x_t) and its rstd in the row's NormRow (`saved`);
+// eval (saved nullptr) normalises in place.
+template <class T> void normalise_input(T* p, T* saved, const LayerNorms<T>& ln, int G, Index H) {
+    const RowNorm<T> norm(p, G * H);
+    T* x = saved ? NormRow<T>(saved, G, H).ih : p;
+    norm.apply(p, x, 0, G * H);
+    if (saved) NormRow<T>(saved, G, H).rstd[0] = norm.rstd;
+    scale_and_shift(x, ln.ih_weight, ln.b_ih, p, 0, G * H);
+}
+
+// a_hh = LN(W_hh h_{t-1}) * ln_hh_weight + b_hh for my units, into r.a_hh (the product's row is
+// read whole by every thread: it stays as it is). The thread with unit 0 saves the row's rstd.
+template <class T> void normalise_recurrent(const FwdRow<T>& r, const NormRow<T>& x, int G, Index H, Index u0, Index u1) {
+    const RowNorm<T> norm(r.rec, G * H);
+    if (u0 == 0) x.rstd[1] = norm.rstd;
+    for_gate_blocks(G, H, u0, u1, [&](Index lo, Index hi) {
+        norm.apply(r.rec, x.hh, lo, hi);
+        scale_and_shift(x.hh, r.ln->hh_weight, r.ln->b_hh, r.a_hh, lo, hi);
     });
 }
 
-// The start of a forward step: each product's row normalised (the normalised values and their
-// reciprocal standard deviations saved in x), then a_ih = LN(W_ih x) * gain + b_ih written over
-// the projection's row and a_hh = LN(W_hh h) * gain + b_hh over the product's: the plain cell's
-// inputs, with the biases in them.
-template <class T> void normalise_products(const FwdRow<T>& r, const NormRow<T>& x, Index GH) {
+// The end of a backward step: dL/d(W_ih x) and dL/d(W_hh h) for my units from dL/da_ih and
+// dL/da_hh, whose rows every thread reads whole.
+template <class T>
+void normalise_products_backward(const BwdRow<T>& r, const NormRow<T>& x, int G, Index H, Index u0, Index u1) {
     const LayerNorms<T>& ln = *r.ln;
-    x.rstd[0] = normalise(r.p, x.ih, GH);
-    x.rstd[1] = normalise(r.rec, x.hh, GH);
-    for_units<T>(0, GH, [&](Index j, int n) {
-        vec<T> ih = load_n(x.ih + j, n) * load_n(ln.ih_weight + j, n);
-        vec<T> hh = load_n(x.hh + j, n) * load_n(ln.hh_weight + j, n);
-        store_n(r.p + j, ln.b_ih ? ih + load_n(ln.b_ih + j, n) : ih, n);
-        store_n(r.rec + j, ln.b_hh ? hh + load_n(ln.b_hh + j, n) : hh, n);
+    const RowNormGrad<T> ih(r.da_ih, ln.ih_weight, x.ih, G * H), hh(r.da_hh, ln.hh_weight, x.hh, G * H);
+    for_gate_blocks(G, H, u0, u1, [&](Index lo, Index hi) {
+        ih.apply(r.da_ih, ln.ih_weight, x.ih, x.rstd[0], r.dg_ih, lo, hi);
+        hh.apply(r.da_hh, ln.hh_weight, x.hh, x.rstd[1], r.dg_hh, lo, hi);
     });
-}
-
-// The end of a backward step: dL/d(W_ih x) and dL/d(W_hh h) from dL/da_ih and dL/da_hh.
-template <class T> void normalise_products_backward(const BwdRow<T>& r, const NormRow<T>& x, Index GH) {
-    normalise_backward(r.da_ih, r.ln->ih_weight, x.ih, x.rstd[0], r.dg_ih, GH);
-    normalise_backward(r.da_hh, r.ln->hh_weight, x.hh, x.rstd[1], r.dg_hh, GH);
 }
 
 template <class T> struct LayerNormLstmCell {
     static constexpr int G = 4;
     static constexpr bool kRecurrentBias = false;  // the cell adds both biases itself
     static constexpr bool kLayerNorm = true;
+    static constexpr int kForwardPhases = 2, kBackwardPhases = 3;
 
-    // LstmCell's gates and c on a_ih and a_hh; then h = o tanh(LN(c) g + b) replaces its o tanh(c).
-    RNNFAST_FLATTEN static void forward(const FwdRow<T>& r, Index H, Index u0, Index u1) {
-        assert(u0 == 0 && u1 == H);
+    // Phase 0: LstmCell's gates and c on a_ih and a_hh (its h is replaced in phase 1). Phase 1:
+    // h = o tanh(LN(c) g + b).
+    RNNFAST_FLATTEN static void forward(const FwdRow<T>& r, Index H, Index u0, Index u1, int phase) {
         const LayerNorms<T>& ln = *r.ln;
         const NormRow<T> x(r.norm, G, H);
-        normalise_products(r, x, G * H);
-        LstmCell<T>::forward(r, H, u0, u1);
-        x.rstd[2] = normalise(r.c, x.cell, H);
-        const T* o = (r.gates ? r.gates : r.rec) + 3 * H;  // where LstmCell put the activated gates
-        for_units<T>(0, H, [&](Index u, int n) {
+        if (phase == 0) {
+            normalise_recurrent(r, x, G, H, u0, u1);
+            FwdRow<T> gates = r;
+            gates.rec = r.a_hh;
+            LstmCell<T>::forward(gates, H, u0, u1);
+            return;
+        }
+        const RowNorm<T> norm(r.c, H);
+        if (u0 == 0) x.rstd[2] = norm.rstd;
+        norm.apply(r.c, x.cell, u0, u1);
+        const T* o = (r.gates ? r.gates : r.a_hh) + 3 * H;  // where LstmCell put the activated gates
+        for_units<T>(u0, u1, [&](Index u, int n) {
             vec<T> squashed = vtanh(load_n(x.cell + u, n) * load_n(ln.cell_weight + u, n) + load_n(ln.cell_bias + u, n));
             store_n(r.h + u, load_n(o + u, n) * squashed, n);
         });
     }
 
-    RNNFAST_FLATTEN static void backward(const BwdRow<T>& r, Index H, Index u0, Index u1) {
-        assert(u0 == 0 && u1 == H);
-        (void)u0, (void)u1;
+    // Phase 0: through h = o tanh(LN(c) g + b), the o block and d(LN(c) g + b). Phase 1: through
+    // the cell's norm, then the gates and c. Phase 2: through the products' norms.
+    RNNFAST_FLATTEN static void backward(const BwdRow<T>& r, Index H, Index u0, Index u1, int phase) {
         const LayerNorms<T>& ln = *r.ln;
         const NormRow<T> x(const_cast<T*>(r.norm), G, H);
         const vec<T> one = splat<T>(1);
         T* da = r.da_ih;  // a_ih + a_hh: one gradient for both (da_hh is the same array)
-        // Through h = o tanh(LN(c) g + b): the o block, and d(LN(c) g + b) for the cell's norm.
-        for_units<T>(0, H, [&](Index u, int n) {
-            vec<T> o = load_n(r.gates + 3 * H + u, n), dh = load_n(r.dh + u, n);
-            vec<T> s = vtanh(load_n(x.cell + u, n) * load_n(ln.cell_weight + u, n) + load_n(ln.cell_bias + u, n));
-            store_n(r.dcell_norm + u, dh * o * (one - s * s), n);
-            store_n(da + 3 * H + u, dh * s * o * (one - o), n);
-        });
-        T* dc_norm = r.dh_prev;  // free until the end (dh, which it may alias, was read above)
-        normalise_backward(r.dcell_norm, ln.cell_weight, x.cell, x.rstd[2], dc_norm, H);
-        for_units<T>(0, H, [&](Index u, int n) {
+        if (phase == 0) {
+            for_units<T>(u0, u1, [&](Index u, int n) {
+                vec<T> o = load_n(r.gates + 3 * H + u, n), dh = load_n(r.dh + u, n);
+                vec<T> s = vtanh(load_n(x.cell + u, n) * load_n(ln.cell_weight + u, n) + load_n(ln.cell_bias + u, n));
+                store_n(r.dcell_norm + u, dh * o * (one - s * s), n);
+                store_n(da + 3 * H + u, dh * s * o * (one - o), n);
+            });
+            return;
+        }
+        if (phase == 2) return normalise_products_backward(r, x, G, H, u0, u1);  // dg_ih may overwrite the saved gates
+        T* dc_norm = r.dh_prev;  // free until the end (dh, which it may alias, was read in phase 0)
+        RowNormGrad<T>(r.dcell_norm, ln.cell_weight, x.cell, H)
+            .apply(r.dcell_norm, ln.cell_weight, x.cell, x.rstd[2], dc_norm, u0, u1);
+        for_units<T>(u0, u1, [&](Index u, int n) {
             vec<T> i = load_n(r.gates + u, n), f = load_n(r.gates + H + u, n), g = load_n(r.gates + 2 * H + u, n);
             vec<T> dc = load_n(r.dc + u, n) + load_n(dc_norm + u, n);
             store_n(da + u, dc * g * i * (one - i), n);
@@ -131,7 +192,6 @@ template <class T> struct LayerNormLstmCell {
             store_n(r.dc + u, dc * f, n);
             store_n(r.dh_prev + u, splat<T>(0), n);  // no bypass
         });
-        normalise_products_backward(r, x, G * H);  // dg_ih may overwrite the saved gates: all were read
     }
 };
 
@@ -140,23 +200,42 @@ template <class T> struct LayerNormGruCell {
     static constexpr int G = 3;
     static constexpr bool kRecurrentBias = false;
     static constexpr bool kLayerNorm = true;
+    static constexpr int kForwardPhases = 1, kBackwardPhases = 2;
 
-    RNNFAST_FLATTEN static void forward(const FwdRow<T>& r, Index H, Index u0, Index u1) {
-        assert(u0 == 0 && u1 == H);
-        normalise_products(r, NormRow<T>(r.norm, G, H), G * H);
-        GruCell<T>::forward(r, H, u0, u1);
+    RNNFAST_FLATTEN static void forward(const FwdRow<T>& r, Index H, Index u0, Index u1, int /*phase*/) {
+        normalise_recurrent(r, NormRow<T>(r.norm, G, H), G, H, u0, u1);
+        FwdRow<T> gates = r;
+        gates.rec = r.a_hh;
+        GruCell<T>::forward(gates, H, u0, u1);
     }
 
-    // GruCell's backward writes dL/da_ih and dL/da_hh (its dg_hn, the n block of dL/da_hh again,
-    // lands on that block); then back through the norms.
-    RNNFAST_FLATTEN static void backward(const BwdRow<T>& r, Index H, Index u0, Index u1) {
-        assert(u0 == 0 && u1 == H);
+    // Phase 0: GruCell's backward writes dL/da_ih and dL/da_hh (its dg_hn, the n block of dL/da_hh
+    // again, lands on that block). Phase 1: back through the norms.
+    RNNFAST_FLATTEN static void backward(const BwdRow<T>& r, Index H, Index u0, Index u1, int phase) {
+        if (phase == 1) return normalise_products_backward(r, NormRow<T>(const_cast<T*>(r.norm), G, H), G, H, u0, u1);
         BwdRow<T> gates = r;
         gates.dg_ih = r.da_ih, gates.dg_hh = r.da_hh, gates.dg_hn = r.da_hh + 2 * H;
         GruCell<T>::backward(gates, H, u0, u1);
-        normalise_products_backward(r, NormRow<T>(const_cast<T*>(r.norm), G, H), G * H);
     }
 };
+
+// A step's phases for any cell (the plain cells have one), and a phase of a row.
+template <class Cell> constexpr int forward_phases() {
+    if constexpr (Cell::kLayerNorm) return Cell::kForwardPhases;
+    else return 1;
+}
+template <class Cell> constexpr int backward_phases() {
+    if constexpr (Cell::kLayerNorm) return Cell::kBackwardPhases;
+    else return 1;
+}
+template <class Cell, class T> void forward_phase(const FwdRow<T>& r, Index H, Index u0, Index u1, int phase) {
+    if constexpr (Cell::kLayerNorm) Cell::forward(r, H, u0, u1, phase);
+    else Cell::forward(r, H, u0, u1);
+}
+template <class Cell, class T> void backward_phase(const BwdRow<T>& r, Index H, Index u0, Index u1, int phase) {
+    if constexpr (Cell::kLayerNorm) Cell::backward(r, H, u0, u1, phase);
+    else Cell::backward(r, H, u0, u1);
+}
 
 }  // namespace RNNFAST_ISA_NS
 }  // namespace rnnfast

@@ -1,7 +1,8 @@
 // The scheduling policy of a layer's time loop: how many threads a call uses, and what each owns.
 //
 // Unit mode: every thread has every batch row, a slice of hidden units and their panels of W_hh
-// (which stay in its cache for the whole sequence), and the team meets at one barrier per step.
+// (which stay in its cache for the whole sequence), and the team meets at one barrier per step
+// (the layer-normalised cells: one more per phase of their step, layer_norm_cells.h).
 // Batch mode: each thread has an even slice of rows, every unit and every panel, and no barrier in
 // the loop; each thread then reads all of W_hh every step, which pays only while W_hh stays near
 // the core. The measurements behind every constant here are in benchmarks/RESULTS.md ("The
@@ -36,6 +37,10 @@ template <class T, int G> struct LayerSchedule {
     static constexpr Index kTinyCall = 32768;
     static constexpr Index kPackCost = 8;
     static constexpr Index kTinySingleStep = 262144;
+    // The layer-normalised cells' unit mode meets two or three times a step, and every thread reads
+    // every row of the products whole: they split units only from kTinyNormRow multiply-adds of
+    // W_hh per row (the LSTM from H = 128), else run on one thread.
+    static constexpr Index kTinyNormRow = 65536;
 
     // Batch mode needs kBatchRows rows per thread at least: with fewer, a thread's product would
     // split k (kStepTail) and its rows' bits would depend on the thread count. W_hh above
@@ -53,7 +58,7 @@ template <class T, int G> struct LayerSchedule {
         const Index w = G * s.H * state_size(s) * Index(sizeof(T));
         if (threads < 2) return false;
         const Index rows = s.B / threads;
-        if (layer_normalised(s.cell)) return rows >= kBatchRows;  // rows whole, or one thread
+        if (layer_normalised(s.cell)) return rows >= kBatchRows;  // no barriers for the row norms
         if (Geo::packs_as_used(s)) return rows >= kSingleStepBatchRows;
         if (w > kBatchWeightBytes) return false;
         return rows >= (threads == 2 || w <= kL2Bytes ? kBatchRows : kManyThreadRows);
@@ -61,8 +66,7 @@ template <class T, int G> struct LayerSchedule {
 
     // The mode is judged at the number of threads asked for, and the team judges it again from its
     // actual size (share()): with fewer threads, unit mode may become batch mode. In unit mode no
-    // more threads than `panels` (the units' groups of panels). A layer-normalised cell's row norms
-    // read whole rows: batch mode, or one thread (whose unit mode has every unit).
+    // more threads than `panels` (the units' groups of panels).
     static int threads_for(const LayerShape& s, Index panels, int requested) {
         const int asked = threads_asked(requested);
         const Index step = s.B * s.H * (G * state_size(s) + s.P);  // a step's recurrent multiply-adds
@@ -70,7 +74,7 @@ template <class T, int G> struct LayerSchedule {
         const Index single_step_work = s.H * (G * (s.I + state_size(s)) + s.P) * (s.B + kPackCost);
         const int n = Geo::packs_as_used(s) ? team_size(single_step_work, kTinySingleStep, asked)
                                             : team_size(batch ? s.T * step : step, batch ? kTinyCall : kTinyStep, asked);
-        if (layer_normalised(s.cell)) return batch_mode(s, n) ? n : 1;
+        if (layer_normalised(s.cell) && !batch_mode(s, n) && G * s.H * state_size(s) < kTinyNormRow) return 1;
         return !batch_mode(s, n) && n > panels ? int(panels) : n;
     }
     // In unit mode no more threads than the panels of h's units either (with projections).

@@ -37,7 +37,8 @@ template <class T> struct Saved {
 // dropout, m * h of the last step and of this one (what the recurrent products read).
 // With projections: hr_packing, W_hr packed (k over H) on every call, and (eval) unprojected
 // (B, H), o * tanh(c) of the step in flight. The layer-normalised cells' norms (eval): each row's
-// normalised values of the step in flight (B, NormRow size).
+// normalised values of the step in flight (B, NormRow size); and a_hh (B, G*H), the step's
+// normalised recurrent product (the raw one stays in `recurrent`: every thread reads its rows).
 // With bfloat16 weights (eval): state_pairs, h of the last step and of this one as bfloat16 pairs
 // (B, S/2), input_pairs, the chunk's x_t (steps * B, I/2), and with projections unprojected_pairs,
 // the step's o * tanh(c) (B, H/2): what the products read.
@@ -48,7 +49,7 @@ template <class T> struct Saved {
 // (int8.h), each (steps * B, I/4) with its scales.
 template <class T> struct ForwardScratch {
     T *recurrent_packing, *input_packing, *bias_projection, *bias_recurrent, *recurrent, *projection;
-    T *hr_packing, *unprojected, *unprojected_pairs, *norms;
+    T *hr_packing, *unprojected, *unprojected_pairs, *norms, *a_hh;
     T *state[2], *cell[2], *masked[2], *state_pairs[2], *input_pairs, *state_quads, *input_quads[2];
     float* input_scales[2];
     Index as_used_values, state_quad_values, state_scales_at;
@@ -109,6 +110,7 @@ template <class T, int G> struct WorkspaceLayout {
         w.bias_projection = cv.take(GH);
         w.bias_recurrent = cv.take(GH);
         w.recurrent = cv.take(s.B * GH);
+        w.a_hh = layer_normalised(s.cell) ? cv.take(s.B * GH) : nullptr;
         if (!training) {
             w.projection = cv.take(Geo::chunk_steps(s, false) * s.B * GH);
             for (int i = 0; i < 2; ++i) w.state[i] = cv.take(BS);

@@ -26,8 +26,8 @@ using Index = std::ptrdiff_t;
 // with LN(v) = (v - mean(v)) / sqrt(var(v) + 1e-5) over a row's entries (biased variance),
 // a_ih = LN(W_ih x_t) * ln_ih_weight + b_ih and a_hh = LN(W_hh h_{t-1}) * ln_hh_weight + b_hh take
 // the places of the plain cells' two products; the LSTM's h_t = o tanh(LN(c_t) * ln_cell_weight +
-// ln_cell_bias). A row's norm needs all its units, so these layers split rows between threads,
-// never units (LayerSchedule).
+// ln_cell_bias). A row's norm needs all its units: where threads split units (LayerSchedule's unit
+// mode), each computes every row's statistics itself, in the same order, between barriers.
 enum class CellKind : int { rnn_tanh = 0, rnn_relu = 1, lstm = 2, gru = 3, layernorm_lstm = 4, layernorm_gru = 5 };
 
 // What the layer's matrix products multiply. full: the weights and activations as given (float or
