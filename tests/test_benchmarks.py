@@ -61,7 +61,7 @@ def test_cell_steps_match_torch_before_they_are_timed():
 
 
 def test_ab_builds_alternates_the_two_builds_it_is_given(tmp_path):
-    rows = ["lstm,3,2,8,eval", "gru,3,2,8,train"]
+    rows = ["lstm,3,2,8,eval", "gru,3,2,8,train", "lnlstm,3,2,8,train", "lngru,3,2,8,eval"]
     out = run("ab_builds.py", "-", "-", *rows, "--rounds", "2", "--budget", "0.01", "--threads", "1")
     report = out.splitlines()
     for which, line in zip(("old:", "new:"), report[:2]):  # which extension module each build ran
@@ -167,6 +167,13 @@ def test_bit_identity_tool_finds_one_changed_bit(tmp_path):
     moved = subprocess.run([sys.executable, str(tool), str(dump), str(tmp_path / "b.npz")], capture_output=True,
                            text=True)
     assert moved.returncode == 1 and f"differs: {key}" in moved.stdout
+    # --threads: one build's 1-thread arrays against its 2-thread ones
+    threads = subprocess.run([sys.executable, str(tool), "--threads", str(dump)], capture_output=True, text=True)
+    assert threads.returncode == 0 and " 0 differ" in threads.stdout, threads.stdout
+    one_thread_key = key.replace("/t2/", "/t1/", 1)
+    threads = subprocess.run([sys.executable, str(tool), "--threads", str(tmp_path / "b.npz")], capture_output=True,
+                             text=True)
+    assert threads.returncode == 1 and f"differs: {one_thread_key}" in threads.stdout, threads.stdout
 
 
 def test_variants_are_checked_against_the_plain_module_before_timing():

@@ -49,7 +49,7 @@ def reference(mode, p, **kw):
 
 # (T, B, I, H): steps too small to share (one thread); unit mode on 2 threads (B = 1, 3 and 6, from
 # H = 150: the threads split units, H = 150 into a partial last group; a single step); batch mode
-# on 2 threads (B = 8, 40); odd H; a single step in batch mode.
+# on 2 threads (B = 8, 40); odd H; a single step too small to share.
 SHAPES = [(6, 1, 5, 20), (4, 3, 6, 37), (5, 1, 7, 160), (4, 3, 6, 150), (3, 6, 5, 160), (1, 2, 300, 160),
           (5, 8, 7, 64), (4, 40, 5, 24), (1, 9, 4, 19)]
 VARIANTS = ["plain", "reverse lengths", "no bias", "zoneout", "zoneout drawn", "recurrent dropout"]

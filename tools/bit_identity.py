@@ -1,6 +1,7 @@
 """Two builds of rnnfast give the same bits: outputs, states and every gradient, on a grid.
 
     python tools/bit_identity.py OLD NEW [--quick]
+    python tools/bit_identity.py --threads BUILD [--quick]  # one build: 1 thread against 2
     python tools/bit_identity.py --dump FILE.npz        # the rnnfast Python imports, for later
 
 OLD and NEW are folders holding an installed `rnnfast` package (`pip install --no-deps --target
@@ -13,13 +14,20 @@ backward, parameter gradients), the single-step cells, `rnnfast.functional` (a b
 the saved forward and one that consumes it) and `rnnfast.torch` where torch is installed (the
 layer-normalised cells have no single-step cells). The shapes cover a single step, unit mode,
 batch mode and a layer with more hidden units than a panel.
-Exit status 0 when every array is bit-identical and both builds produced the same set.
+Exit status 0 when every array is bit-identical and both builds produced the same set. With
+--threads, one build's arrays on 1 thread against its own on 2.
 
 The one change on record (issue 22): rnnfast.torch's bidirectional layers used to add the reverse
 direction's dx into the forward one's inside the kernel; they now run the NumPy modules' stack,
 which computes each direction's dx apart and sums them (so that the directions can run at the same
 time), and give the NumPy modules' bits. Against a build before that, only the torch gradients of
 a bidirectional stack's input and of the layers below its top layer differ.
+
+The second (16930e7, the layer-normalised cells splitting hidden units between threads): their
+a = LN(v) * gain + bias became one fused multiply-add on the instruction sets with FMA (before, the
+compiler fused it in some places and not in others). Against a build before it, their results with
+gains other than 1 (the functional grid's) differ by a rounding on those paths; the modules' (whose
+gains are exactly 1 at initialisation, so that x * 1 + b rounds once either way) do not.
 """
 import argparse
 import os
@@ -190,6 +198,17 @@ def compare(a_path, b_path):
     return not (differ or only_a or only_b)
 
 
+def compare_threads(path):
+    """One dump's arrays on 1 thread against the same ones on 2."""
+    a = np.load(path)
+    pairs = [(k, k.replace("/t1/", "/t2/", 1)) for k in a.files if k.split("/")[1] == "t1"]
+    differ = [k for k, k2 in pairs if a[k].tobytes() != a[k2].tobytes()]
+    print(f"{len(pairs)} arrays on 1 thread against 2; {len(differ)} differ")
+    for k in differ[:20]:
+        print(f"  differs: {k}")
+    return not differ
+
+
 def _dumped(build, quick, tmp):
     if build.endswith(".npz"):
         return build
@@ -207,12 +226,18 @@ def main():
     ap.add_argument("builds", nargs="*", help="OLD NEW: package folders, '-' or .npz dumps")
     ap.add_argument("--dump", metavar="FILE", help="write this process's rnnfast's results to FILE (.npz)")
     ap.add_argument("--quick", action="store_true", help="two small shapes only")
+    ap.add_argument("--threads", action="store_true", help="one build (BUILD): its 1-thread results against its 2-thread")
     args = ap.parse_args()
     if args.dump:
         import rnnfast
         n = dump(args.dump, args.quick)
         print(f"{n} arrays from {rnnfast._core.__file__} written to {args.dump}")
         return 0
+    if args.threads:
+        if len(args.builds) != 1:
+            ap.error("--threads takes one BUILD")
+        with tempfile.TemporaryDirectory() as tmp:
+            return 0 if compare_threads(_dumped(args.builds[0], args.quick, tmp)) else 1
     if len(args.builds) != 2:
         ap.error("give OLD and NEW (or --dump FILE)")
     with tempfile.TemporaryDirectory() as tmp:

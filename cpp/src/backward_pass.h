@@ -8,6 +8,8 @@
 // (h = W_hr r) a step first takes dh on h's units and keeps the gradient of W_hr r; after a barrier
 // in unit mode (the product reads all of h's units) the cell gets dr = (that) W_hr on its units.
 #pragma once
+#include <cassert>
+
 #include "layer_norm_cells.h"
 #include "workspace_layout.h"
 #include "zoneout.h"
@@ -162,6 +164,9 @@ template <class T, class Cell> class BackwardPass {
                 zero_gradients(me, t, b, dg_hh);
             }
         }
+        // Only the layer-normalised cells have more phases, and never projections (the binding
+        // refuses them together): the projections' rows above took the `continue`.
+        assert(s.P == 0 || backward_phases<Cell>() == 1);
         for (int phase = 1; phase < backward_phases<Cell>(); ++phase) {
             if (!me.batch) team.barrier();
             for (Index b = me.b0; b < me.b1; ++b)

@@ -24,7 +24,7 @@ template <class T> struct FwdRow {
     T* p;             // (G*H) input projection, biases folded in (the layer-normalised cells': a_ih,
                       // normalised by the driver before the step)
     T* rec;           // (G*H) recurrent product W_hh h_{t-1} (GRU: + b_hn in the n block); scratch,
-                      // which the cell may overwrite
+                      // which the plain cells may overwrite (the layer-normalised ones only read it)
     const T* h_prev;  // (H)
     const T* c_prev;  // (H) LSTM only
     T* h;             // (H) new hidden state
@@ -183,6 +183,25 @@ template <class T> struct GruCell {
         });
     }
 };
+
+// A step's phases for any cell, and a phase of a row: the plain cells have one; the
+// layer-normalised cells (layer_norm_cells.h) split a step where a norm needs a whole row.
+template <class Cell> constexpr int forward_phases() {
+    if constexpr (Cell::kLayerNorm) return Cell::kForwardPhases;
+    else return 1;
+}
+template <class Cell> constexpr int backward_phases() {
+    if constexpr (Cell::kLayerNorm) return Cell::kBackwardPhases;
+    else return 1;
+}
+template <class Cell, class T> void forward_phase(const FwdRow<T>& r, Index H, Index u0, Index u1, int phase) {
+    if constexpr (Cell::kLayerNorm) Cell::forward(r, H, u0, u1, phase);
+    else Cell::forward(r, H, u0, u1);
+}
+template <class Cell, class T> void backward_phase(const BwdRow<T>& r, Index H, Index u0, Index u1, int phase) {
+    if constexpr (Cell::kLayerNorm) Cell::backward(r, H, u0, u1, phase);
+    else Cell::backward(r, H, u0, u1);
+}
 
 }  // namespace RNNFAST_ISA_NS
 }  // namespace rnnfast

@@ -65,9 +65,9 @@ template <class T> struct RowNorm {
 
 // Back through out = LN(v) * gain: dv = rstd (d - mean(d) - x mean(d x)), d = dout * gain, x the
 // normalised values; the two means over the whole row (in RowNorm's order), dv for a range.
-template <class T> struct RowNormGrad {
+template <class T> struct RowNormBackward {
     T mean, mean_dot;
-    RowNormGrad(const T* dout, const T* gain, const T* x, Index n) {
+    RowNormBackward(const T* dout, const T* gain, const T* x, Index n) {
         vec<T> sum = splat<T>(0), dot = splat<T>(0);
         for_units<T>(0, n, [&](Index i, int m) {  // lanes past the row load as zeros
             vec<T> d = load_n(dout + i, m) * load_n(gain + i, m);
@@ -112,11 +112,16 @@ template <class T> void normalise_input(T* p, T* saved, const LayerNorms<T>& ln,
     scale_and_shift(x, ln.ih_weight, ln.b_ih, p, 0, G * H);
 }
 
+// Whether the thread with units [u0, u1) writes a row's values that every thread computes (its
+// NormRow's rstd): the one that has unit 0.
+inline bool writes_row_values(Index u0, Index u1) { return u0 == 0 && u1 > u0; }
+
 // a_hh = LN(W_hh h_{t-1}) * ln_hh_weight + b_hh for my units, into r.a_hh (the product's row is
-// read whole by every thread: it stays as it is). The thread with unit 0 saves the row's rstd.
-template <class T> void normalise_recurrent(const FwdRow<T>& r, const NormRow<T>& x, int G, Index H, Index u0, Index u1) {
+// read whole by every thread: it stays as it is).
+template <class T>
+void normalise_recurrent(const FwdRow<T>& r, const NormRow<T>& x, int G, Index H, Index u0, Index u1) {
     const RowNorm<T> norm(r.rec, G * H);
-    if (u0 == 0) x.rstd[1] = norm.rstd;
+    if (writes_row_values(u0, u1)) x.rstd[1] = norm.rstd;
     for_gate_blocks(G, H, u0, u1, [&](Index lo, Index hi) {
         norm.apply(r.rec, x.hh, lo, hi);
         scale_and_shift(x.hh, r.ln->hh_weight, r.ln->b_hh, r.a_hh, lo, hi);
@@ -128,7 +133,7 @@ template <class T> void normalise_recurrent(const FwdRow<T>& r, const NormRow<T>
 template <class T>
 void normalise_products_backward(const BwdRow<T>& r, const NormRow<T>& x, int G, Index H, Index u0, Index u1) {
     const LayerNorms<T>& ln = *r.ln;
-    const RowNormGrad<T> ih(r.da_ih, ln.ih_weight, x.ih, G * H), hh(r.da_hh, ln.hh_weight, x.hh, G * H);
+    const RowNormBackward<T> ih(r.da_ih, ln.ih_weight, x.ih, G * H), hh(r.da_hh, ln.hh_weight, x.hh, G * H);
     for_gate_blocks(G, H, u0, u1, [&](Index lo, Index hi) {
         ih.apply(r.da_ih, ln.ih_weight, x.ih, x.rstd[0], r.dg_ih, lo, hi);
         hh.apply(r.da_hh, ln.hh_weight, x.hh, x.rstd[1], r.dg_hh, lo, hi);
@@ -154,7 +159,7 @@ template <class T> struct LayerNormLstmCell {
             return;
         }
         const RowNorm<T> norm(r.c, H);
-        if (u0 == 0) x.rstd[2] = norm.rstd;
+        if (writes_row_values(u0, u1)) x.rstd[2] = norm.rstd;
         norm.apply(r.c, x.cell, u0, u1);
         const T* o = (r.gates ? r.gates : r.a_hh) + 3 * H;  // where LstmCell put the activated gates
         for_units<T>(u0, u1, [&](Index u, int n) {
@@ -179,19 +184,22 @@ template <class T> struct LayerNormLstmCell {
             });
             return;
         }
-        if (phase == 2) return normalise_products_backward(r, x, G, H, u0, u1);  // dg_ih may overwrite the saved gates
-        T* dc_norm = r.dh_prev;  // free until the end (dh, which it may alias, was read in phase 0)
-        RowNormGrad<T>(r.dcell_norm, ln.cell_weight, x.cell, H)
-            .apply(r.dcell_norm, ln.cell_weight, x.cell, x.rstd[2], dc_norm, u0, u1);
-        for_units<T>(u0, u1, [&](Index u, int n) {
-            vec<T> i = load_n(r.gates + u, n), f = load_n(r.gates + H + u, n), g = load_n(r.gates + 2 * H + u, n);
-            vec<T> dc = load_n(r.dc + u, n) + load_n(dc_norm + u, n);
-            store_n(da + u, dc * g * i * (one - i), n);
-            store_n(da + H + u, dc * load_n(r.c_prev + u, n) * f * (one - f), n);
-            store_n(da + 2 * H + u, dc * i * (one - g * g), n);
-            store_n(r.dc + u, dc * f, n);
-            store_n(r.dh_prev + u, splat<T>(0), n);  // no bypass
-        });
+        if (phase == 1) {
+            T* dc_norm = r.dh_prev;  // free until the end (dh, which it may alias, was read in phase 0)
+            RowNormBackward<T>(r.dcell_norm, ln.cell_weight, x.cell, H)
+                .apply(r.dcell_norm, ln.cell_weight, x.cell, x.rstd[2], dc_norm, u0, u1);
+            for_units<T>(u0, u1, [&](Index u, int n) {
+                vec<T> i = load_n(r.gates + u, n), f = load_n(r.gates + H + u, n), g = load_n(r.gates + 2 * H + u, n);
+                vec<T> dc = load_n(r.dc + u, n) + load_n(dc_norm + u, n);
+                store_n(da + u, dc * g * i * (one - i), n);
+                store_n(da + H + u, dc * load_n(r.c_prev + u, n) * f * (one - f), n);
+                store_n(da + 2 * H + u, dc * i * (one - g * g), n);
+                store_n(r.dc + u, dc * f, n);
+                store_n(r.dh_prev + u, splat<T>(0), n);  // no bypass
+            });
+            return;
+        }
+        normalise_products_backward(r, x, G, H, u0, u1);  // dg_ih may overwrite the saved gates: all were read
     }
 };
 
@@ -212,30 +220,15 @@ template <class T> struct LayerNormGruCell {
     // Phase 0: GruCell's backward writes dL/da_ih and dL/da_hh (its dg_hn, the n block of dL/da_hh
     // again, lands on that block). Phase 1: back through the norms.
     RNNFAST_FLATTEN static void backward(const BwdRow<T>& r, Index H, Index u0, Index u1, int phase) {
-        if (phase == 1) return normalise_products_backward(r, NormRow<T>(const_cast<T*>(r.norm), G, H), G, H, u0, u1);
-        BwdRow<T> gates = r;
-        gates.dg_ih = r.da_ih, gates.dg_hh = r.da_hh, gates.dg_hn = r.da_hh + 2 * H;
-        GruCell<T>::backward(gates, H, u0, u1);
+        if (phase == 0) {
+            BwdRow<T> gates = r;
+            gates.dg_ih = r.da_ih, gates.dg_hh = r.da_hh, gates.dg_hn = r.da_hh + 2 * H;
+            GruCell<T>::backward(gates, H, u0, u1);
+            return;
+        }
+        normalise_products_backward(r, NormRow<T>(const_cast<T*>(r.norm), G, H), G, H, u0, u1);
     }
 };
-
-// A step's phases for any cell (the plain cells have one), and a phase of a row.
-template <class Cell> constexpr int forward_phases() {
-    if constexpr (Cell::kLayerNorm) return Cell::kForwardPhases;
-    else return 1;
-}
-template <class Cell> constexpr int backward_phases() {
-    if constexpr (Cell::kLayerNorm) return Cell::kBackwardPhases;
-    else return 1;
-}
-template <class Cell, class T> void forward_phase(const FwdRow<T>& r, Index H, Index u0, Index u1, int phase) {
-    if constexpr (Cell::kLayerNorm) Cell::forward(r, H, u0, u1, phase);
-    else Cell::forward(r, H, u0, u1);
-}
-template <class Cell, class T> void backward_phase(const BwdRow<T>& r, Index H, Index u0, Index u1, int phase) {
-    if constexpr (Cell::kLayerNorm) Cell::backward(r, H, u0, u1, phase);
-    else Cell::backward(r, H, u0, u1);
-}
 
 }  // namespace RNNFAST_ISA_NS
 }  // namespace rnnfast

@@ -111,8 +111,10 @@ inline std::vector<Case> all_cases() {
         cases.push_back({cell, 5, 13, 11, 37, true, true, true, false, false, true});  // zoneout drawn, batch mode
         cases.push_back({cell, 4, 3, 20, 100, false, true, true, false, true, true});  // drawn, unit mode
         if (rnnfast::layer_normalised(cell)) {  // their unit mode (from G*H*H = 65536 multiply-adds a row)
-            cases.push_back({cell, 5, 1, 7, 160, true, false, true});            // B = 1
-            cases.push_back({cell, 4, 3, 20, 150, false, true, true, true});  // zoneout, odd tiles
+            cases.push_back({cell, 5, 1, 7, 160, true, false, true});                // B = 1
+            cases.push_back({cell, 4, 3, 20, 150, false, true, true, true});      // zoneout, odd tiles
+            cases.push_back({cell, 4, 3, 20, 150, false, true, true, false, true});  // recurrent dropout
+            cases.push_back({cell, 80, 7, 4, 160, true, true, true});           // eval in 2 chunks (74 steps)
         }
     }
     // LSTM projections (h of P units): the roads above, and the regularisers on h.

@@ -255,8 +255,9 @@ class LayerNormLSTM(RNNBase):
     a = LN(W_ih x_t) * ln_ih_weight + b_ih + LN(W_hh h_{t-1}) * ln_hh_weight + b_hh gives the gates
     (i, f, g, o); c_t = f*c_{t-1} + i*g; h_t = o*tanh(LN(c_t) * ln_cell_weight + ln_cell_bias).
     Parameters: LSTM's, and ln_ih_weight_l{k}, ln_hh_weight_l{k} (4H, init 1), ln_cell_weight_l{k}
-    (H, init 1), ln_cell_bias_l{k} (H, init 0). A row's norms read all of it: the kernels split
-    rows between threads (from 4 rows a thread; fewer rows run on one thread)."""
+    (H, init 1), ln_cell_bias_l{k} (H, init 0). A row's norms read all of it: where the kernels'
+    threads split hidden units, each computes a row's statistics itself, in one order, so results
+    do not depend on the thread count."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
                  bidirectional=False, dtype="float32", seed=None, weight_drop=0.0, zoneout=0.0,
