@@ -17,7 +17,7 @@ batch mode and a layer with more hidden units than a panel.
 Exit status 0 when every array is bit-identical and both builds produced the same set. With
 --threads, one build's arrays on 1 thread against its own on 2.
 
-The one change on record (issue 22): rnnfast.torch's bidirectional layers used to add the reverse
+The first change on record (issue 22): rnnfast.torch's bidirectional layers used to add the reverse
 direction's dx into the forward one's inside the kernel; they now run the NumPy modules' stack,
 which computes each direction's dx apart and sums them (so that the directions can run at the same
 time), and give the NumPy modules' bits. Against a build before that, only the torch gradients of
@@ -26,8 +26,9 @@ a bidirectional stack's input and of the layers below its top layer differ.
 The second (16930e7, the layer-normalised cells splitting hidden units between threads): their
 a = LN(v) * gain + bias became one fused multiply-add on the instruction sets with FMA (before, the
 compiler fused it in some places and not in others). Against a build before it, their results with
-gains other than 1 (the functional grid's) differ by a rounding on those paths; the modules' (whose
-gains are exactly 1 at initialisation, so that x * 1 + b rounds once either way) do not.
+gains other than 1 (the functional grid's) differ by a rounding on those paths; the NumPy and torch
+modules' (whose gains are exactly 1 at initialisation, so that x * 1 + b rounds once either way)
+do not.
 """
 import argparse
 import os
