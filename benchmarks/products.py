@@ -8,7 +8,9 @@ and dW = dy^T x and dx = dy W are its two backward products. rnnfast's run throu
 recurrent layers. The products are first checked against float64 NumPy (exit 1 when they differ
 by more than 1e-5 of the largest value). Each line: GFLOP/s of the fastest of 21 calls, median
 over the rounds, with the share of the FMA peak that rnnfast measures. The two libraries alternate
-within each round. torch is optional; without it only rnnfast's column is printed.
+within each round, each block of calls after a pause (--pause: torch's idle threads spin for a
+while after its last call and would take the cores from rnnfast's). torch is optional; without it
+only rnnfast's column is printed.
 """
 import argparse
 import statistics
@@ -36,6 +38,7 @@ def main():
     ap.add_argument("--outer", type=int, default=1024)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--threads", type=int, default=None, help="default: rnnfast's (all cores)")
+    ap.add_argument("--pause", type=float, default=0.5, help="seconds before each library's block of calls")
     args = ap.parse_args()
     if args.threads:
         rnnfast.set_num_threads(args.threads)
@@ -74,8 +77,10 @@ def main():
         raise SystemExit(f"rnnfast's products differ from NumPy's: max rel err {err:.2e}")
     times = {}
     for _ in range(args.rounds):
-        for name, fn in list(ours.items()) + [("torch " + k, f) for k, f in theirs.items()]:
-            times.setdefault(name, []).append(fastest(fn))
+        for block in (ours.items(), [("torch " + k, f) for k, f in theirs.items()]):
+            time.sleep(args.pause)
+            for name, fn in block:
+                times.setdefault(name, []).append(fastest(fn))
     med = {k: statistics.median(v) for k, v in times.items()}
     med["dx = dy W"] = med["dx + dW"] - med["dW = dy^T x"]
     flops = 2.0 * N * F * O

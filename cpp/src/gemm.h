@@ -7,6 +7,7 @@
 // column maps are in packing.h.
 #pragma once
 #include <cassert>
+#include <cstring>
 #include <type_traits>
 
 #include "packing.h"
@@ -120,6 +121,37 @@ enum class Tail { grid, exact, exact_unless_short };
 // give each thread at least this many, so a row's bits do not depend on the thread count.
 template <int NV> constexpr Index kExactRows = (8 + NV - 1) / NV;
 
+// Rows [mb, m1) of A over k0 .. k0 + kc into apack as groups of MR rows from mb (then the short
+// blocks' rows0 and rows1 from `whole`), each group [k][row]. A transposed operand (rs = 1) goes k
+// outermost: each k is a far-apart row of memory, often a new page, read once for the whole chunk
+// instead of once per group, and a group's MR values are one copy of adjacent memory.
+template <int MR, class VA>
+void pack_row_groups(Mat<VA> A, Index k0, Index kc, Index mb, Index whole, Index rows0, Index rows1, VA* apack) {
+    auto groups = [&](auto&& copy) __attribute__((always_inline)) {
+        for (Index g = mb; g < whole; g += MR) copy(g, MR);
+        if (rows0) copy(whole, rows0);
+        if (rows1) copy(whole + rows0, rows1);
+    };
+    if (A.rs != 1) {
+        groups([&](Index g, Index rows) {
+            VA* dst = apack + (g - mb) * kc;
+            for (Index k = 0; k < kc; ++k)
+                for (Index r = 0; r < rows; ++r) dst[k * rows + r] = A.at(g + r, k0 + k);
+        });
+        return;
+    }
+    for (Index k = 0; k < kc; ++k) {
+        const VA* src = A.p + (k0 + k) * A.cs;  // A(m, k0 + k) is src[m]
+        groups([&](Index g, Index rows) __attribute__((always_inline)) {
+            VA* dst = apack + (g - mb) * kc + k * rows;
+            if (rows == MR)
+                std::memcpy(dst, src + g, MR * sizeof(VA));
+            else
+                for (Index r = 0; r < rows; ++r) dst[r] = src[g + r];
+        });
+    }
+}
+
 template <class T, int MR, int NV, class Cols, Tail tail = Tail::grid, class Panels = Packed<T, NV>>
 void micro_block(Index m0, Index m1, Mat<typename Panels::Activation> A, Index k0, const Panels& P, Index kb,
                  Cols cols, Index p0, Index p1, T* C, Index ldc, Init init, const T* bias,
@@ -151,16 +183,7 @@ void micro_block(Index m0, Index m1, Mat<typename Panels::Activation> A, Index k
         auto a_of = [&](Index m) { return apack ? apack + (m - mb) * kc : &A.p[m * A.rs + k0 * A.cs]; };
         auto cs_of = [&](Index rows) { return apack ? rows : A.cs; };
         const Index rs = apack ? 1 : A.rs;
-        if (apack) {
-            auto pack = [&](Index g, Index rows) {
-                VA* dst = apack + (g - mb) * kc;
-                for (Index k = 0; k < kc; ++k)
-                    for (Index r = 0; r < rows; ++r) dst[k * rows + r] = A.at(g + r, k0 + k);
-            };
-            for (Index g = mb; g < whole; g += MR) pack(g, MR);
-            if (rows0) pack(whole, rows0);
-            if (rows1) pack(whole + rows0, rows1);
-        }
+        if (apack) pack_row_groups<MR>(A, k0, kc, mb, whole, rows0, rows1, apack);
         for (Index p = p0; p < p1; ++p) {
             const PanelColumns<NV> pc = panel_columns<NV>(cols, p);
             const Index* cv = pc.col;
