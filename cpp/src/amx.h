@@ -33,7 +33,56 @@ inline void configure_tiles() {
     _tile_loadconfig(&cfg);
 }
 
+// The float accumulator tiles start from the product's base (zero, the bias row, or C itself) and
+// the pairs' sums are added onto it, so a C element is the same sum whichever way its tile goes:
+// a whole tile (16 rows, 16 valid columns) is loaded from and stored to C directly (a bias row
+// with a row stride of 0), a tile at the edge goes through a staging buffer that holds only its
+// valid rows and lanes. (Staging every tile cost a sixth of a bfloat16 LSTM's time at B = 64:
+// RESULTS.md.) Tile indices are immediates, hence the two-way switches.
+template <class T>
+void start_float_tile(int vi, bool whole, Init init, const T* c, Index ldc, const T* bias, Index rows, int n,
+                      T* stage) {
+    if (init == Init::zero || !whole) {
+        if (init != Init::zero) {
+            const vec<T> b0 = init == Init::bias ? load_n(bias, n) : splat<T>(0);
+            for (Index r = 0; r < 16; ++r)
+                store(stage + r * 16, r >= rows ? splat<T>(0) : init == Init::load ? load_n(c + r * ldc, n) : b0);
+        }
+        if (init == Init::zero) {
+            if (vi == 0) _tile_zero(0); else _tile_zero(1);
+        } else {
+            if (vi == 0) _tile_loadd(0, stage, 64); else _tile_loadd(1, stage, 64);
+        }
+        return;
+    }
+    const T* src = init == Init::bias ? bias : c;
+    const Index stride = init == Init::bias ? 0 : ldc * Index(sizeof(T));
+    if (vi == 0) _tile_loadd(0, src, stride); else _tile_loadd(1, src, stride);
+}
+
+// The k loop of one 16-row block against one panel (NV = 2): C tiles 0 and 1 += A tile . B tiles.
+template <bool kInt8, class VA, class V>
+__attribute__((always_inline)) inline void tile_products(const VA* a, Index lda, const V* b, Index kc) {
+    for (Index j = 0; j < kc; j += 16) {
+        _tile_loadd(2, a + j, lda * sizeof(VA));
+        _tile_loadd(3, b + (j * 2) * 16, 2 * 64);
+        _tile_loadd(4, b + (j * 2 + 1) * 16, 2 * 64);
+        if constexpr (kInt8) {
+#ifdef RNNFAST_AMX_INT8
+            _tile_dpbusd(0, 2, 3);
+            _tile_dpbusd(1, 2, 4);
+#endif
+        } else {
+            _tile_dpbf16ps(0, 2, 3);
+            _tile_dpbf16ps(1, 2, 4);
+        }
+    }
+}
+
 // gemm_block's work on AMX: rows [m0, m1) x panels [p0, p1) of K-block kb, pairs (quads) k0.. of A.
+// int8: integer sums from zero, each row dequantized (its scale, the panels' column sums) onto the
+// base through a staging buffer; bfloat16: sums onto the base (start_float_tile), whole tiles
+// stored straight to C.
 template <class T, int NV, class Cols, class Panels, class VA>
 void amx_block(Index m0, Index m1, Mat<VA> A, Index k0, const Panels& P, Index kb, Cols cols, Index p0, Index p1,
                T* C, Index ldc, Init init, const T* bias) {
@@ -48,41 +97,51 @@ void amx_block(Index m0, Index m1, Mat<VA> A, Index k0, const Panels& P, Index k
         const V* b = P.block(kb, p);
         for (Index m = m0; m < m1; m += 16) {
             const VA* a = A.p + m * A.rs + k0;
-            _tile_zero(0);
-            _tile_zero(1);
-            for (Index j = 0; j < kc; j += 16) {
-                _tile_loadd(2, a + j, A.rs * sizeof(VA));
-                _tile_loadd(3, b + (j * NV) * 16, NV * 64);
-                _tile_loadd(4, b + (j * NV + 1) * 16, NV * 64);
-                if constexpr (kInt8) {
-#ifdef RNNFAST_AMX_INT8
-                    _tile_dpbusd(0, 2, 3);
-                    _tile_dpbusd(1, 2, 4);
-#endif
-                } else {
-                    _tile_dpbf16ps(0, 2, 3);
-                    _tile_dpbf16ps(1, 2, 4);
-                }
-            }
             const Index rows = m1 - m < 16 ? m1 - m : 16;
-            for (int vi = 0; vi < NV; ++vi) {
-                const Index v = p * NV + vi;
-                if (v >= nvec) break;
-                if (vi == 0) _tile_stored(0, out, 64);
-                else _tile_stored(1, out, 64);
-                const Index c0 = cols.col(v);
-                const int n = cols.valid(v);
-                const vec<T> b0 = init == Init::bias ? load_n(bias + c0, n) : splat<T>(0);
-                for (Index r = 0; r < rows; ++r) {
-                    T* c = C + (m + r) * ldc + c0;
-                    const vec<T> base = init == Init::load ? load_n(c, n) : b0;
-                    if constexpr (kInt8) {
+            if constexpr (kInt8) {
+                _tile_zero(0);
+                _tile_zero(1);
+                tile_products<kInt8>(a, A.rs, b, kc);
+                for (int vi = 0; vi < NV; ++vi) {
+                    const Index v = p * NV + vi;
+                    if (v >= nvec) break;
+                    if (vi == 0) _tile_stored(0, out, 64);
+                    else _tile_stored(1, out, 64);
+                    const Index c0 = cols.col(v);
+                    const int n = cols.valid(v);
+                    const vec<T> b0 = init == Init::bias ? load_n(bias + c0, n) : splat<T>(0);
+                    for (Index r = 0; r < rows; ++r) {
+                        T* c = C + (m + r) * ldc + c0;
+                        const vec<T> base = init == Init::load ? load_n(c, n) : b0;
                         const ivec sums = *reinterpret_cast<const ivec*>(out + r * 16);
                         const ivec correction = offset_sums(b + (kc * NV + vi) * 16);
                         store_n(c, dequantize<T>(sums, correction, A.scale[m + r], load_n(P.scale + c0, n), base), n);
-                    } else {
-                        store_n(c, base + load(out + r * 16), n);
                     }
+                }
+            } else {
+                for (int vi = 0; vi < NV; ++vi) {
+                    const Index v = p * NV + vi;
+                    const Index c0 = v < nvec ? cols.col(v) : 0;
+                    const int n = v < nvec ? cols.valid(v) : 0;
+                    start_float_tile<T>(vi, rows == 16 && n == 16, v < nvec ? init : Init::zero, C + m * ldc + c0,
+                                        ldc, bias ? bias + c0 : nullptr, rows, n, out);
+                }
+                tile_products<kInt8>(a, A.rs, b, kc);
+                for (int vi = 0; vi < NV; ++vi) {
+                    const Index v = p * NV + vi;
+                    if (v >= nvec) break;
+                    const Index c0 = cols.col(v);
+                    const int n = cols.valid(v);
+                    T* c = C + m * ldc + c0;
+                    const Index stride = ldc * Index(sizeof(T));
+                    if (rows == 16 && n == 16) {
+                        if (vi == 0) _tile_stored(0, c, stride);
+                        else _tile_stored(1, c, stride);
+                        continue;
+                    }
+                    if (vi == 0) _tile_stored(0, out, 64);
+                    else _tile_stored(1, out, 64);
+                    for (Index r = 0; r < rows; ++r) store_n(c + r * ldc, load(out + r * 16), n);
                 }
             }
         }
