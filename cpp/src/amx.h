@@ -15,6 +15,8 @@
 #pragma once
 #ifdef RNNFAST_AMX
 #include <immintrin.h>
+
+#include <cassert>
 #include <type_traits>
 
 namespace rnnfast {
@@ -33,40 +35,56 @@ inline void configure_tiles() {
     _tile_loadconfig(&cfg);
 }
 
+// A tile load from memory that this thread's code wrote just before (a staged base, C, the bias):
+// GCC's _tile_loadd declares no memory read, so without the barrier those stores could be
+// reordered after it or dropped as dead.
+#define RNNFAST_TILE_LOAD(tile, base, stride) \
+    do {                                     \
+        asm volatile("" ::: "memory");       \
+        _tile_loadd(tile, base, stride);     \
+    } while (0)
+
 // The float accumulator tiles start from the product's base (zero, the bias row, or C itself) and
 // the pairs' sums are added onto it, so a C element is the same sum whichever way its tile goes:
-// a whole tile (16 rows, 16 valid columns) is loaded from and stored to C directly (a bias row
-// with a row stride of 0), a tile at the edge goes through a staging buffer that holds only its
-// valid rows and lanes. (Staging every tile cost a sixth of a bfloat16 LSTM's time at B = 64:
-// RESULTS.md.) Tile indices are immediates, hence the two-way switches.
+// a whole tile (16 rows, 16 valid columns) is loaded from C or the bias row (at a row stride of 0)
+// and stored to C directly; a tile at the edge goes through a staging buffer that holds only its
+// valid rows and lanes. Staging every tile was slower (RESULTS.md, "AMX: the float tiles start
+// from their base"). Tile indices are immediates, hence the two-way switches.
 template <class T>
 void start_float_tile(int vi, bool whole, Init init, const T* c, Index ldc, const T* bias, Index rows, int n,
                       T* stage) {
-    if (init == Init::zero || !whole) {
-        if (init != Init::zero) {
-            const vec<T> b0 = init == Init::bias ? load_n(bias, n) : splat<T>(0);
-            for (Index r = 0; r < 16; ++r)
-                store(stage + r * 16, r >= rows ? splat<T>(0) : init == Init::load ? load_n(c + r * ldc, n) : b0);
+    assert(init != Init::bias || bias);
+    if (init == Init::zero) {
+        if (vi == 0) _tile_zero(0);
+        else _tile_zero(1);
+        return;
+    }
+    if (!whole) {
+        const vec<T> b0 = init == Init::bias ? load_n(bias, n) : splat<T>(0);
+        for (Index r = 0; r < 16; ++r) {
+            vec<T> base = splat<T>(0);
+            if (r < rows) base = init == Init::load ? load_n(c + r * ldc, n) : b0;
+            store(stage + r * 16, base);
         }
-        if (init == Init::zero) {
-            if (vi == 0) _tile_zero(0); else _tile_zero(1);
-        } else {
-            if (vi == 0) _tile_loadd(0, stage, 64); else _tile_loadd(1, stage, 64);
-        }
+        if (vi == 0) RNNFAST_TILE_LOAD(0, stage, 64);
+        else RNNFAST_TILE_LOAD(1, stage, 64);
         return;
     }
     const T* src = init == Init::bias ? bias : c;
     const Index stride = init == Init::bias ? 0 : ldc * Index(sizeof(T));
-    if (vi == 0) _tile_loadd(0, src, stride); else _tile_loadd(1, src, stride);
+    if (vi == 0) RNNFAST_TILE_LOAD(0, src, stride);
+    else RNNFAST_TILE_LOAD(1, src, stride);
 }
 
-// The k loop of one 16-row block against one panel (NV = 2): C tiles 0 and 1 += A tile . B tiles.
-template <bool kInt8, class VA, class V>
+// The k loop of one 16-row block against one panel: C tiles 0 and 1 += A tile . B tiles.
+template <bool kInt8, int NV, class VA, class V>
 __attribute__((always_inline)) inline void tile_products(const VA* a, Index lda, const V* b, Index kc) {
+    static_assert(NV == 2, "two C tiles, two B tiles");
+    asm volatile("" ::: "memory");  // the operands' stores before the loads (RNNFAST_TILE_LOAD)
     for (Index j = 0; j < kc; j += 16) {
         _tile_loadd(2, a + j, lda * sizeof(VA));
-        _tile_loadd(3, b + (j * 2) * 16, 2 * 64);
-        _tile_loadd(4, b + (j * 2 + 1) * 16, 2 * 64);
+        _tile_loadd(3, b + (j * NV) * 16, NV * 64);
+        _tile_loadd(4, b + (j * NV + 1) * 16, NV * 64);
         if constexpr (kInt8) {
 #ifdef RNNFAST_AMX_INT8
             _tile_dpbusd(0, 2, 3);
@@ -101,7 +119,7 @@ void amx_block(Index m0, Index m1, Mat<VA> A, Index k0, const Panels& P, Index k
             if constexpr (kInt8) {
                 _tile_zero(0);
                 _tile_zero(1);
-                tile_products<kInt8>(a, A.rs, b, kc);
+                tile_products<kInt8, NV>(a, A.rs, b, kc);
                 for (int vi = 0; vi < NV; ++vi) {
                     const Index v = p * NV + vi;
                     if (v >= nvec) break;
@@ -126,7 +144,7 @@ void amx_block(Index m0, Index m1, Mat<VA> A, Index k0, const Panels& P, Index k
                     start_float_tile<T>(vi, rows == 16 && n == 16, v < nvec ? init : Init::zero, C + m * ldc + c0,
                                         ldc, bias ? bias + c0 : nullptr, rows, n, out);
                 }
-                tile_products<kInt8>(a, A.rs, b, kc);
+                tile_products<kInt8, NV>(a, A.rs, b, kc);
                 for (int vi = 0; vi < NV; ++vi) {
                     const Index v = p * NV + vi;
                     if (v >= nvec) break;
@@ -148,6 +166,8 @@ void amx_block(Index m0, Index m1, Mat<VA> A, Index k0, const Panels& P, Index k
     }
     _tile_release();  // back to the initial state: no tile data for the OS to save at a switch
 }
+
+#undef RNNFAST_TILE_LOAD
 
 }  // namespace RNNFAST_ISA_NS
 }  // namespace rnnfast

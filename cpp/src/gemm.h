@@ -121,8 +121,8 @@ enum class Tail { grid, exact, exact_unless_short };
 // give each thread at least this many, so a row's bits do not depend on the thread count.
 template <int NV> constexpr Index kExactRows = (8 + NV - 1) / NV;
 
-// Rows [mb, m1) of A over k0 .. k0 + kc into apack as groups of MR rows from mb (then the short
-// blocks' rows0 and rows1 from `whole`), each group [k][row]. A transposed operand (rs = 1) goes k
+// Rows [mb, whole + rows0 + rows1) of A over k0 .. k0 + kc into apack as groups of MR rows from mb
+// (then the short blocks' rows0 and rows1 from `whole`), each group [k][row]. A transposed operand (rs = 1) goes k
 // outermost: each k is a far-apart row of memory, often a new page, read once for the whole chunk
 // instead of once per group, and a group's MR values are one copy of adjacent memory.
 template <int MR, class VA>
@@ -133,7 +133,7 @@ void pack_row_groups(Mat<VA> A, Index k0, Index kc, Index mb, Index whole, Index
         if (rows1) copy(whole + rows0, rows1);
     };
     if (A.rs != 1) {
-        groups([&](Index g, Index rows) {
+        groups([&](Index g, Index rows) __attribute__((always_inline)) {
             VA* dst = apack + (g - mb) * kc;
             for (Index k = 0; k < kc; ++k)
                 for (Index r = 0; r < rows; ++r) dst[k * rows + r] = A.at(g + r, k0 + k);
