@@ -122,9 +122,9 @@ enum class Tail { grid, exact, exact_unless_short };
 template <int NV> constexpr Index kExactRows = (8 + NV - 1) / NV;
 
 // Rows [mb, whole + rows0 + rows1) of A over k0 .. k0 + kc into apack as groups of MR rows from mb
-// (then the short blocks' rows0 and rows1 from `whole`), each group [k][row]. A transposed operand (rs = 1) goes k
-// outermost: each k is a far-apart row of memory, often a new page, read once for the whole chunk
-// instead of once per group, and a group's MR values are one copy of adjacent memory.
+// (then the short blocks' rows0 and rows1 from `whole`), each group [k][row]. A transposed operand
+// (rs = 1) goes k outermost: each k is a far-apart row of memory, often a new page, read once for
+// the whole chunk instead of once per group, and a group's MR values are one copy of adjacent memory.
 template <int MR, class VA>
 void pack_row_groups(Mat<VA> A, Index k0, Index kc, Index mb, Index whole, Index rows0, Index rows1, VA* apack) {
     auto groups = [&](auto&& copy) __attribute__((always_inline)) {
