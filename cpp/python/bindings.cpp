@@ -33,6 +33,15 @@ PYBIND11_MODULE(_core, m) {
         for (const char* const* n = rnnfast::available_isas(); *n; ++n) out.append(*n);
         return out;
     });
+    m.def("cpu_id", [] {
+        const rnnfast::CpuId id = rnnfast::cpu_id();
+        return py::make_tuple(std::string(id.vendor), id.family, id.model);
+    });
+    m.def("isa_order", [](const std::string& vendor, unsigned family) {
+        py::list out;
+        for (const char* const* n = rnnfast::isa_order(vendor.c_str(), family); *n; ++n) out.append(*n);
+        return out;
+    }, py::arg("vendor"), py::arg("family"));
     m.def(
         "activation",
         [](int f, py::array_t<float, py::array::c_style | py::array::forcecast> x) {

@@ -54,16 +54,78 @@ bool cpu_has(const KernelTable& t) {
     return true;
 }
 
+// Every table this build has, in the order a CPU is offered them unless a rule below says
+// otherwise: a CPU gets the first it runs (cpu_has).
 const KernelTable* const all_tables[] = {
 #ifdef RNNFAST_X86
     &kernels_avx512_amx, &kernels_avx512_vnni, &kernels_avx512, &kernels_avx2_vnni, &kernels_avx2,
-    &kernels_avx512_bf16,  // after avx512, so never the default: on the Xeon measured (RESULTS.md), vdpbf16ps
-                           // multiply-adds at half the rate of float32 FMAs
+    &kernels_avx512_bf16,  // after avx512: first only where a rule below puts it there
 #ifdef RNNFAST_AVX2_W16
     &kernels_avx2_w16,  // after avx2, so never the default
 #endif
 #endif
     &kernels_scalar, nullptr};
+constexpr int kTables = sizeof all_tables / sizeof all_tables[0] - 1;
+
+// The kernel table per CPU, where the features alone do not pick the fastest: for the CPUs of one
+// vendor and family range, `first` goes ahead of `ahead_of`. Each rule rests on measurements
+// (benchmarks/RESULTS.md, "The kernel table per CPU"); a CPU no rule names keeps all_tables' order.
+// Deterministic (CPUID only, never a timing); RNNFAST_ISA and set_isa() override it.
+struct CpuRule {
+    const char* vendor;               // CPUID's vendor string
+    unsigned family_min, family_max;  // CPUID's family (base + extended)
+    const KernelTable* first;
+    const KernelTable* ahead_of;
+};
+const CpuRule cpu_rules[] = {
+#ifdef RNNFAST_X86
+    // AMD Zen 5: bfloat16 products on vdpbf16ps rather than widened to float32 FMAs: the bfloat16
+    // speed measured there says vdpbf16ps multiply-adds at about twice the FMAs' rate. (On the
+    // Intel Xeon measured it runs at half their rate, and AMX comes first there anyway.)
+    {"AuthenticAMD", 0x1A, 0x1A, &kernels_avx512_bf16, &kernels_avx512_vnni},
+#endif
+    {nullptr, 0, 0, nullptr, nullptr}};
+
+// all_tables in the order a CPU of `vendor` and `family` is offered them; null-terminated.
+struct TableOrder {
+    const KernelTable* t[kTables + 1];
+};
+TableOrder order_for(const char* vendor, unsigned family) {
+    TableOrder o;
+    for (int i = 0; i <= kTables; ++i) o.t[i] = all_tables[i];
+    auto position = [&](const KernelTable* t) {
+        int i = 0;
+        while (o.t[i] && o.t[i] != t) ++i;
+        return i;
+    };
+    for (const CpuRule* r = cpu_rules; r->vendor; ++r) {
+        if (std::strcmp(r->vendor, vendor) != 0 || family < r->family_min || family > r->family_max) continue;
+        int from = position(r->first);
+        const int to = position(r->ahead_of);
+        if (!o.t[from] || !o.t[to] || from < to) continue;
+        for (; from > to; --from) o.t[from] = o.t[from - 1];
+        o.t[to] = r->first;
+    }
+    return o;
+}
+
+CpuId read_cpu_id() {
+    CpuId id{};
+#if defined(RNNFAST_X86) && defined(__GNUC__)
+    unsigned a, b, c, d;
+    if (!__get_cpuid(0, &a, &b, &c, &d)) return id;
+    std::memcpy(id.vendor, &b, 4);
+    std::memcpy(id.vendor + 4, &d, 4);
+    std::memcpy(id.vendor + 8, &c, 4);
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return id;
+    const unsigned base_family = (a >> 8) & 0xF, base_model = (a >> 4) & 0xF;
+    id.family = base_family == 0xF ? base_family + ((a >> 20) & 0xFF) : base_family;
+    id.model = base_family == 0x6 || base_family == 0xF ? ((a >> 12) & 0xF0) | base_model : base_model;
+#endif
+    return id;
+}
+const CpuId this_cpu = read_cpu_id();
+const TableOrder this_order = order_for(this_cpu.vendor, this_cpu.family);
 
 const KernelTable* find(const char* name) {
     for (const KernelTable* const* t = all_tables; *t; ++t)
@@ -74,7 +136,7 @@ const KernelTable* find(const char* name) {
 const KernelTable* initial_table() {
     if (const char* env = std::getenv("RNNFAST_ISA"))
         if (const KernelTable* t = find(env)) return t;
-    for (const KernelTable* const* t = all_tables; *t; ++t)
+    for (const KernelTable* const* t = this_order.t; *t; ++t)
         if (cpu_has(**t)) return *t;
     return &kernels_scalar;
 }
@@ -166,10 +228,17 @@ bool set_isa(const char* name) {
     return t != nullptr;
 }
 const char* const* available_isas() {
-    static const char* names[sizeof all_tables / sizeof all_tables[0]] = {};
+    static const char* names[kTables + 1] = {};
     int n = 0;
-    for (const KernelTable* const* t = all_tables; *t; ++t)
+    for (const KernelTable* const* t = this_order.t; *t; ++t)
         if (cpu_has(**t)) names[n++] = (*t)->name;
+    return names;
+}
+CpuId cpu_id() { return this_cpu; }
+const char* const* isa_order(const char* vendor, unsigned family) {
+    thread_local const char* names[kTables + 1];
+    const TableOrder o = order_for(vendor ? vendor : "", family);
+    for (int i = 0; i <= kTables; ++i) names[i] = o.t[i] ? o.t[i]->name : nullptr;
     return names;
 }
 

@@ -24,6 +24,19 @@ const char* isa();
 bool set_isa(const char* name);
 const char* const* available_isas();  // null-terminated list, best first
 
+// The kernel table per CPU: most CPUs get the first instruction set of a fixed order that they run;
+// a few, named by CPUID's vendor and family, get another order where that is faster (dispatch.cpp).
+// isa_order() gives the order for any vendor ("GenuineIntel", "AuthenticAMD", ...) and family (base
+// + extended, as CPUID numbers them), of every set this build has, run here or not (null-terminated;
+// valid until the calling thread's next call); cpu_id() this CPU's (vendor "" and 0 where there is no
+// CPUID).
+struct CpuId {
+    char vendor[13];
+    unsigned family, model;
+};
+CpuId cpu_id();
+const char* const* isa_order(const char* vendor, unsigned family);
+
 // Vectorised activations as the kernels compute them, for accuracy tests: out[i] = f(in[i]),
 // f = 0 sigmoid, 1 tanh.
 void activation(int f, const float* in, float* out, Index n);

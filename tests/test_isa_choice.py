@@ -1,0 +1,54 @@
+"""The kernel table per CPU (dispatch.cpp): which instruction set a CPU gets when nothing forces one."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+import rnnfast
+from rnnfast import _core
+
+X86 = "avx2" in _core.isa_order("GenuineIntel", 6)  # an x86-64 build has every x86 path
+
+
+def test_an_order_names_every_set_of_the_build_once():
+    for vendor, family in [("GenuineIntel", 6), ("AuthenticAMD", 0x19), ("AuthenticAMD", 0x1A), ("", 0)]:
+        order = _core.isa_order(vendor, family)
+        assert len(order) == len(set(order)) and order[-1] == "scalar"
+        assert set(order) == set(_core.isa_order("GenuineIntel", 6))
+        assert set(rnnfast.available_isas()) <= set(order)
+
+
+@pytest.mark.skipif(not X86, reason="the rules name x86 paths")
+def test_zen5_alone_puts_vdpbf16ps_ahead_of_widened_bfloat16():
+    plain = _core.isa_order("GenuineIntel", 6)
+    assert plain[:2] == ["avx512_amx", "avx512_vnni"] and plain.index("avx512_bf16") > plain.index("avx512")
+    for vendor, family in [("AuthenticAMD", 0x17), ("AuthenticAMD", 0x19), ("AuthenticAMD", 0x1B),
+                           ("HygonGenuine", 0x1A), ("GenuineIntel", 0x1A), ("", 0)]:
+        assert _core.isa_order(vendor, family) == plain, (vendor, family)
+    zen5 = _core.isa_order("AuthenticAMD", 0x1A)
+    assert zen5[:3] == ["avx512_amx", "avx512_bf16", "avx512_vnni"]
+    assert [n for n in zen5 if n != "avx512_bf16"] == [n for n in plain if n != "avx512_bf16"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not X86, reason="reads /proc/cpuinfo")
+def test_cpu_id_is_what_the_kernel_reports():
+    info = {}
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if not line.strip():
+                break  # the first processor's block
+            key, _, value = line.partition(":")
+            info[key.strip()] = value.strip()
+    assert _core.cpu_id() == (info["vendor_id"], int(info["cpu family"]), int(info["model"]))
+
+
+def test_this_cpu_gets_the_first_set_of_its_order_that_it_runs():
+    vendor, family, _ = _core.cpu_id()
+    available = rnnfast.available_isas()
+    expected = [n for n in _core.isa_order(vendor, family) if n in available]
+    assert available == expected  # best first, in this CPU's order
+    env = {k: v for k, v in os.environ.items() if k != "RNNFAST_ISA"}
+    run = subprocess.run([sys.executable, "-c", "import rnnfast; print(rnnfast.isa())"], env=env,
+                         capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.strip() == expected[0], run.stderr
