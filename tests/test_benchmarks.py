@@ -140,6 +140,22 @@ def test_mca_report_finds_single_block_fma_loops(tmp_path):
     assert all("%zmm31" in ln for ln in mca.fma_only(["vfmadd231ps\t(%rcx,%r11,4), %zmm1, %zmm3"]))
 
 
+def test_mca_report_knows_the_main_micro_kernel_by_its_name():
+    """The gate's loops are micro_block's (gemm.h) full tiles; a kernel renamed would go unseen."""
+    mca = load_tool("mca_report")
+    src = (BENCH.parent / "cpp" / "src" / "gemm.h").read_text()
+    assert "void micro_block(" in src
+    name = "micro_block<float, 8, 2, GateCols<float>, (Tail)2, Packed<float, 2, float> >"
+    assert mca.main_tile(name, 16, (8, 2)) == "float 8 x 2 tile"
+    assert mca.main_tile(name.replace("float", "double"), 16, (8, 2)) == "double 8 x 2 tile"
+    assert mca.main_tile(name, 8, (8, 2)) is None  # a short block's loop
+    assert mca.main_tile("micro_block<float, 4, 2, PlainCols<float>, (Tail)0, Packed<float, 2, float> >", 8,
+                         (8, 2)) is None
+    assert mca.main_tile("LstmCell<float>::forward", 16, (8, 2)) is None
+    assert mca.main_tile("micro_block<float, 8, 2, PlainCols<float>, (Tail)2, Packed<float, 2, Bf16Pair> >", 16,
+                         (8, 2)) is None  # bfloat16 pairs widened: not the float products' loop
+
+
 def test_front_ends_check_both_give_the_same_bits_before_timing():
     pytest.importorskip("torch")
     rows = ["gru,4,3,8,2,2,train", "lstm,3,2,8,1,1,eval"]

@@ -4,8 +4,10 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
-#if defined(__linux__) && (defined(__x86_64__) || defined(_M_X64))
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(_M_X64))
 #include <cpuid.h>
+#endif
+#if defined(__linux__) && (defined(__x86_64__) || defined(_M_X64))
 #include <sys/syscall.h>
 #include <unistd.h>
 #endif
@@ -59,7 +61,7 @@ bool cpu_has(const KernelTable& t) {
 const KernelTable* const all_tables[] = {
 #ifdef RNNFAST_X86
     &kernels_avx512_amx, &kernels_avx512_vnni, &kernels_avx512, &kernels_avx2_vnni, &kernels_avx2,
-    &kernels_avx512_bf16,  // after avx512: first only where a rule below puts it there
+    &kernels_avx512_bf16,  // last of the x86 paths: ahead of others only where a rule below puts it
 #ifdef RNNFAST_AVX2_W16
     &kernels_avx2_w16,  // after avx2, so never the default
 #endif
@@ -79,9 +81,9 @@ struct CpuRule {
 };
 const CpuRule cpu_rules[] = {
 #ifdef RNNFAST_X86
-    // AMD Zen 5: bfloat16 products on vdpbf16ps rather than widened to float32 FMAs: the bfloat16
-    // speed measured there says vdpbf16ps multiply-adds at about twice the FMAs' rate. (On the
-    // Intel Xeon measured it runs at half their rate, and AMX comes first there anyway.)
+    // AMD Zen 5: bfloat16 products on vdpbf16ps rather than widened to float32 FMAs: torch's
+    // bfloat16 LSTM measured there, on vdpbf16ps, says it multiply-adds at about twice the FMAs'
+    // rate. (On the Intel Xeon measured it runs at half their rate, and AMX comes first there.)
     {"AuthenticAMD", 0x1A, 0x1A, &kernels_avx512_bf16, &kernels_avx512_vnni},
 #endif
     {nullptr, 0, 0, nullptr, nullptr}};
