@@ -154,6 +154,10 @@ def test_mca_report_knows_the_main_micro_kernel_by_its_name():
     assert mca.main_tile("LstmCell<float>::forward", 16, (8, 2)) is None
     assert mca.main_tile("micro_block<float, 8, 2, PlainCols<float>, (Tail)2, Packed<float, 2, Bf16Pair> >", 16,
                          (8, 2)) is None  # bfloat16 pairs widened: not the float products' loop
+    demangled = ("void rnnfast::isa_avx512::micro_block<float, 8, 2, rnnfast::isa_avx512::GateCols<float>, "
+                 "(rnnfast::isa_avx512::Tail)2, rnnfast::isa_avx512::Packed<float, 2, float> >(long, long)")
+    assert mca.main_tile(demangled, 16, (8, 2)) == "float 8 x 2 tile"
+    assert mca.main_tile(demangled.replace("float> >(", "Bf16Pair> >("), 16, (8, 2)) is None
 
 
 def test_front_ends_check_both_give_the_same_bits_before_timing():

@@ -31,15 +31,36 @@ def test_zen5_alone_puts_vdpbf16ps_ahead_of_widened_bfloat16():
     assert [n for n in zen5 if n != "avx512_bf16"] == [n for n in plain if n != "avx512_bf16"]
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or not X86, reason="reads /proc/cpuinfo")
-def test_cpu_id_is_what_the_kernel_reports():
+@pytest.mark.parametrize("eax, family, model", [
+    (0x00B00F21, 0x1A, 0x02),  # base family 0xF: the extended family added, the extended model too
+    (0x00A10F11, 0x19, 0x11),
+    (0x00000F29, 0x0F, 0x02),
+    (0x000806F8, 0x06, 0x8F),  # base family 6: the extended model only
+    (0x000C06F1, 0x06, 0xCF),
+    (0x0FF10543, 0x05, 0x04),  # any other: neither
+])
+def test_cpuid_signature_decodes_as_the_vendors_number_it(eax, family, model):
+    assert _core.cpuid_family_model(eax) == (family, model)
+
+
+def _first_processor():
     info = {}
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if not line.strip():
-                break  # the first processor's block
-            key, _, value = line.partition(":")
-            info[key.strip()] = value.strip()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if not line.strip():
+                    break  # the first processor's block
+                key, _, value = line.partition(":")
+                info[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return info
+
+
+@pytest.mark.skipif(not X86 or not {"vendor_id", "cpu family", "model"} <= _first_processor().keys(),
+                    reason="needs x86 and /proc/cpuinfo's vendor, family and model")
+def test_cpu_id_is_what_the_kernel_reports():
+    info = _first_processor()
     assert _core.cpu_id() == (info["vendor_id"], int(info["cpu family"]), int(info["model"]))
 
 

@@ -124,9 +124,10 @@ def short_name(func):
 MAIN = re.compile(r"micro_block<(float|double), (\d+), (\d+),")
 
 
-def main_tile(fname, nfma, tile):
-    m = MAIN.match(fname)
-    if not m or (int(m.group(2)), int(m.group(3))) != tile or nfma != tile[0] * tile[1] or "Bf16" in fname:
+def main_tile(name, nfma, tile):
+    """name: the loop's function, demangled (whole: short_name's cut could drop the panels' type)."""
+    m = MAIN.match(re.sub(r"^void ", "", re.sub(r"rnnfast::isa_\w+::", "", name)))
+    if not m or (int(m.group(2)), int(m.group(3))) != tile or nfma != tile[0] * tile[1] or "Bf16" in name:
         return None
     return f"{m.group(1)} {m.group(2)} x {m.group(3)} tile"
 
@@ -161,7 +162,7 @@ def main():
                 cyc = mca_cycles(mca, cpu, body)
                 bound = mca_cycles(mca, cpu, fma_only(body))
                 figures.append((cpu, round(cyc, 2), round(bound, 2), round(bound / cyc, 2)))
-            what = main_tile(fname, nfma, (mr, nv))
+            what = main_tile(name, nfma, (mr, nv))
             if what is None:
                 others.append((min((f[3] for f in figures), default=1.0), nfma, fname))
                 continue

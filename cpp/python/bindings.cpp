@@ -37,6 +37,11 @@ PYBIND11_MODULE(_core, m) {
         const rnnfast::CpuId id = rnnfast::cpu_id();
         return py::make_tuple(std::string(id.vendor), id.family, id.model);
     });
+    m.def("cpuid_family_model", [](unsigned eax) {
+        unsigned family, model;
+        rnnfast::cpuid_family_model(eax, &family, &model);
+        return py::make_tuple(family, model);
+    }, py::arg("eax"));
     m.def("isa_order", [](const std::string& vendor, unsigned family) {
         py::list out;
         for (const char* const* n = rnnfast::isa_order(vendor.c_str(), family); *n; ++n) out.append(*n);

@@ -81,9 +81,9 @@ struct CpuRule {
 };
 const CpuRule cpu_rules[] = {
 #ifdef RNNFAST_X86
-    // AMD Zen 5: bfloat16 products on vdpbf16ps rather than widened to float32 FMAs: torch's
-    // bfloat16 LSTM measured there, on vdpbf16ps, says it multiply-adds at about twice the FMAs'
-    // rate. (On the Intel Xeon measured it runs at half their rate, and AMX comes first there.)
+    // AMD Zen 5 (the whole family): bfloat16 products on vdpbf16ps rather than widened to float32
+    // FMAs, which the bfloat16 speed measured there says is faster; on the Intel Xeon measured it is
+    // slower (and AMX comes first there). Not yet rnnfast's own measurement: RESULTS.md.
     {"AuthenticAMD", 0x1A, 0x1A, &kernels_avx512_bf16, &kernels_avx512_vnni},
 #endif
     {nullptr, 0, 0, nullptr, nullptr}};
@@ -120,14 +120,19 @@ CpuId read_cpu_id() {
     std::memcpy(id.vendor + 4, &d, 4);
     std::memcpy(id.vendor + 8, &c, 4);
     if (!__get_cpuid(1, &a, &b, &c, &d)) return id;
-    const unsigned base_family = (a >> 8) & 0xF, base_model = (a >> 4) & 0xF;
-    id.family = base_family == 0xF ? base_family + ((a >> 20) & 0xFF) : base_family;
-    id.model = base_family == 0x6 || base_family == 0xF ? ((a >> 12) & 0xF0) | base_model : base_model;
+    cpuid_family_model(a, &id.family, &id.model);
 #endif
     return id;
 }
-const CpuId this_cpu = read_cpu_id();
-const TableOrder this_order = order_for(this_cpu.vendor, this_cpu.family);
+// Function-local, so that no static initialiser depends on the order of the ones above.
+const CpuId& this_cpu() {
+    static const CpuId id = read_cpu_id();
+    return id;
+}
+const TableOrder& this_order() {
+    static const TableOrder o = order_for(this_cpu().vendor, this_cpu().family);
+    return o;
+}
 
 const KernelTable* find(const char* name) {
     for (const KernelTable* const* t = all_tables; *t; ++t)
@@ -138,7 +143,7 @@ const KernelTable* find(const char* name) {
 const KernelTable* initial_table() {
     if (const char* env = std::getenv("RNNFAST_ISA"))
         if (const KernelTable* t = find(env)) return t;
-    for (const KernelTable* const* t = this_order.t; *t; ++t)
+    for (const KernelTable* const* t = this_order().t; *t; ++t)
         if (cpu_has(**t)) return *t;
     return &kernels_scalar;
 }
@@ -232,11 +237,16 @@ bool set_isa(const char* name) {
 const char* const* available_isas() {
     static const char* names[kTables + 1] = {};
     int n = 0;
-    for (const KernelTable* const* t = this_order.t; *t; ++t)
+    for (const KernelTable* const* t = this_order().t; *t; ++t)
         if (cpu_has(**t)) names[n++] = (*t)->name;
     return names;
 }
-CpuId cpu_id() { return this_cpu; }
+CpuId cpu_id() { return this_cpu(); }
+void cpuid_family_model(unsigned eax, unsigned* family, unsigned* model) {
+    const unsigned base_family = (eax >> 8) & 0xF, base_model = (eax >> 4) & 0xF;
+    *family = base_family == 0xF ? base_family + ((eax >> 20) & 0xFF) : base_family;
+    *model = base_family == 0x6 || base_family == 0xF ? ((eax >> 12) & 0xF0) | base_model : base_model;
+}
 const char* const* isa_order(const char* vendor, unsigned family) {
     thread_local const char* names[kTables + 1];
     const TableOrder o = order_for(vendor ? vendor : "", family);

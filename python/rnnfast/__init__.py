@@ -97,9 +97,9 @@ def isa() -> str:
     A build with -DRNNFAST_AVX2_W16=ON also has the test-only 'avx2_w16' (tools/avx2_w16.sh). On a
     CPU with AVX512-VNNI there is also 'avx512_vnni' (picked before 'avx512': its int8 products
     (rnnfast.quantize) use vpdpbusd); with AVX512-BF16 'avx512_bf16' (bfloat16 products on
-    vdpbf16ps, with the same results; picked before 'avx512_vnni' on AMD Zen 5 only, where it is the
-    faster: rnnfast._core.isa_order(vendor, family) gives a CPU's order); with AMX 'avx512_amx'
-    (picked first: int8 and bfloat16 products on tiles). All are avx512 for float32. Likewise 'avx2_vnni' (AVX-VNNI,
+    vdpbf16ps, with the same results; picked before 'avx512_vnni' on AMD Zen 5 only, where it is
+    expected to be the faster); with AMX 'avx512_amx' (picked first: int8 and bfloat16 products on
+    tiles). All are avx512 for float32. Likewise 'avx2_vnni' (AVX-VNNI,
     picked before 'avx2') is avx2 with int8 products on vpdpbusd.
     """
     return _core.isa()
@@ -112,7 +112,8 @@ def set_isa(name: str) -> None:
 
 
 def available_isas() -> list:
-    """The instruction sets this CPU can run, best first."""
+    """The instruction sets this CPU can run, in the order it is offered them: the first is the
+    default (the kernels keep a table of the CPUs for which the order differs)."""
     return list(_core.available_isas())
 
 

@@ -22,7 +22,7 @@ long long dynamic_thread_shrinks();
 // CPU lacks it).
 const char* isa();
 bool set_isa(const char* name);
-const char* const* available_isas();  // null-terminated list, best first
+const char* const* available_isas();  // null-terminated, in this CPU's order: the default first
 
 // The kernel table per CPU: most CPUs get the first instruction set of a fixed order that they run;
 // a few, named by CPUID's vendor and family, get another order where that is faster (dispatch.cpp).
@@ -36,6 +36,8 @@ struct CpuId {
 };
 CpuId cpu_id();
 const char* const* isa_order(const char* vendor, unsigned family);
+// CPUID leaf 1's EAX as family and model, as the vendors number them (cpu_id's; for tests).
+void cpuid_family_model(unsigned eax, unsigned* family, unsigned* model);
 
 // Vectorised activations as the kernels compute them, for accuracy tests: out[i] = f(in[i]),
 // f = 0 sigmoid, 1 tanh.
