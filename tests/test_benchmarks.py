@@ -107,7 +107,7 @@ def test_sweep_checks_products_and_layers_before_timing(capsys):
     for row in ("lstm,4,3,9,eval", "gru,2,5,7,train", "rnn,3,2,17,eval"):
         sweep.check_row(sweep.parse_row(row))  # raises when the layer differs from the reference
     # The report: one line per product and row, a column per variant, medians over rounds.
-    variants = [("a", "256", "20"), ("b", "default", "default")]
+    variants = [sweep.parse_variant("a=256,20"), sweep.parse_variant("b=default,default,4x6")]
     rows = ["lstm,4,3,9,eval"]
     fig = [100.0] + [1.0] * 6 + [0.002]
     sweep.report(variants, {"a": [fig, fig], "b": [fig, [2 * v for v in fig]]}, rows)
@@ -120,8 +120,11 @@ def test_sweep_refuses_malformed_variants():
     import argparse
     import pytest
     sweep = load_tool("sweep")
-    assert sweep.parse_variant("kc=512,default") == ("kc", "512", "default")
-    for bad in ("kc=5x,20", "=512,20", "a b=512,20"):
+    assert sweep.parse_variant("kc=512,default") == (
+        "kc", {"KC": "512", "MC_BLOCKS": "default", "PLAIN_MR": "default", "PLAIN_NV": "default"})
+    assert sweep.parse_variant("t8x2=default,20,8x2") == (
+        "t8x2", {"KC": "default", "MC_BLOCKS": "20", "PLAIN_MR": "8", "PLAIN_NV": "2"})
+    for bad in ("kc=5x,20", "=512,20", "a b=512,20", "t=512,20,8", "t=512,20,8x", "t=512,20,8x2,1"):
         with pytest.raises(argparse.ArgumentTypeError):
             sweep.parse_variant(bad)
 

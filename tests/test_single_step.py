@@ -141,4 +141,6 @@ def test_a_single_step_leaves_the_cache_for_longer_calls():
     fresh = F.layer_forward("lstm", p["x"], None, None, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"],
                             training=False)[0]
     np.testing.assert_array_equal(call(p["x"]), fresh)
-    np.testing.assert_array_equal(step[0], fresh[0])
+    # Not bit for bit: the step's B rows and the sequence's T * B rows fall into other micro-kernel
+    # blocks of the input projection, whose short blocks split k (gemm.h's Tail::grid).
+    np.testing.assert_allclose(step[0], fresh[0], rtol=RTOL[np.float32], atol=1e-6)

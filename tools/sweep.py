@@ -1,11 +1,12 @@
 """Blocking variants of the kernels built side by side and timed in alternation: which is fastest here?
 
-    python tools/sweep.py [--variant NAME=KC,MC ...] [--isa avx512|avx2] [--rounds R] [--threads N]
+    python tools/sweep.py [--variant NAME=KC,MC[,MRxNV] ...] [--isa avx512|avx2] [--rounds R] [--threads N]
                           [--work DIR] [--rows ROW ...]
 
 Each variant is a build of this checkout whose plain products take k-blocks of KC and chunks of MC
-micro-kernel row blocks on the chosen instruction set (the CMake options RNNFAST_AVX512_KC and
-RNNFAST_AVX512_MC_BLOCKS, or RNNFAST_AVX2_*; `default` as a value keeps gemm.h's). The builds go into
+micro-kernel row blocks on the chosen instruction set, and optionally a register tile of MR rows x NV
+vectors (the CMake options RNNFAST_AVX512_KC, RNNFAST_AVX512_MC_BLOCKS, RNNFAST_AVX512_PLAIN_MR and
+RNNFAST_AVX512_PLAIN_NV, or RNNFAST_AVX2_*; `default` as a value, or no tile, keeps gemm.h's). The builds go into
 --work (kept: a second run with the same variants and sources reuses them). Every round then runs each variant in
 a new process that checks and times:
   - the three products of a layer (y = x W^T, dW = dy^T x, dx = dy W) at (3200 x 1024) x (1024 x 4096)
@@ -14,8 +15,8 @@ a new process that checks and times:
     float64 NumPy reference (rnnfast.reference) on its first steps before it is timed.
 The report gives, per variant, the median over rounds of each figure: products in % of the FMA peak
 that the same process measured, layers in ms and % of that peak. On the 2-core Zen 5 of RESULTS.md each
-build took 40-90 s and each variant's round about 12 s: the defaults (three variants, five rounds) take
-about 6 minutes, builds included, and 3 once the builds are kept.
+build took 40-90 s and each variant's round about 12 s: the avx512 defaults (three variants: KC 512,
+the 4 x 6 tile, and gemm.h's defaults; five rounds) take about 6 minutes, builds included, and 3 once the builds are kept.
 """
 import argparse
 import hashlib
@@ -33,20 +34,23 @@ PRODUCT_SHAPES = [(3200, 1024, 4096), (1600, 256, 1024)]
 PRODUCTS = ("y = x W^T", "dW = dy^T x", "dx = dy W")
 DEFAULT_ROWS = ["lstm,100,16,256,eval", "lstm,100,64,256,eval", "lstm,50,64,512,eval",
                 "lstm,50,64,512,train", "gru,100,64,256,train", "rnn,25,32,1024,eval"]
-DEFAULT_VARIANTS = ["kc256=256,20", "kc512=512,20", "default=default,default"]
+DEFAULT_VARIANTS = {"avx512": ["kc512=512,20", "t4x6=default,default,4x6", "default=default,default"],
+                    "avx2": ["kc256=256,20", "kc1024=1024,20", "default=default,default"]}  # 16 registers: no 4 x 6
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 MODES = {"rnn": "rnn_tanh", "lstm": "lstm", "gru": "gru"}
 
 
 def parse_variant(text):
+    """NAME=KC,MC[,MRxNV] -> (NAME, {CMake option suffix: value or 'default'})."""
     name, _, spec = text.partition("=")
-    kc, _, mc = spec.partition(",")
-    for v in (kc, mc):
-        if v != "default" and not v.isdigit():
-            raise argparse.ArgumentTypeError(f"variant {text!r}: expected NAME=KC,MC with numbers or 'default'")
+    parts = spec.split(",")
+    tile = parts[2].split("x") if len(parts) == 3 else ["default", "default"]
+    values = parts[:2] + tile
+    if len(parts) not in (2, 3) or len(values) != 4 or any(v != "default" and not v.isdigit() for v in values):
+        raise argparse.ArgumentTypeError(f"variant {text!r}: expected NAME=KC,MC[,MRxNV] with numbers or 'default'")
     if not name or not name.replace("_", "").isalnum():
         raise argparse.ArgumentTypeError(f"variant {text!r}: NAME must be letters, digits and _")
-    return name, kc, mc
+    return name, dict(zip(("KC", "MC_BLOCKS", "PLAIN_MR", "PLAIN_NV"), values))
 
 
 def flops(row):
@@ -138,18 +142,18 @@ def source_digest():
     return h.hexdigest()
 
 
-def build(name, kc, mc, isa, work):
+def build(name, opts, isa, work):
     """Installs this checkout with the variant's blocking into work/name; kept while the sources and
     options are the same (a stamp file records them)."""
     target = os.path.join(work, name)
     stamp = os.path.join(target, ".sweep-options")
-    options = f"{isa} {kc} {mc} {source_digest()}"
+    options = f"{isa} {sorted(opts.items())} {source_digest()}"
     if os.path.exists(stamp):
         with open(stamp) as f:
             if f.read() == options:
                 return target
     defs = []
-    for opt, value in (("KC", kc), ("MC_BLOCKS", mc)):
+    for opt, value in opts.items():
         defs += ["-C", f"cmake.define.RNNFAST_{isa.upper()}_{opt}={'' if value == 'default' else value}"]
     t0 = time.time()
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--upgrade",
@@ -157,7 +161,7 @@ def build(name, kc, mc, isa, work):
                    check=True)
     with open(stamp, "w") as f:
         f.write(options)
-    print(f"built {name} (KC {kc}, MC {mc} blocks) in {time.time() - t0:.0f} s", flush=True)
+    print(f"built {name} ({', '.join(f'{k} {v}' for k, v in opts.items())}) in {time.time() - t0:.0f} s", flush=True)
     return target
 
 
@@ -174,8 +178,8 @@ def run_variant(target, args):
 
 
 def report(variants, results, rows):
-    med = {name: [statistics.median(col) for col in zip(*results[name])] for name, _, _ in variants}
-    names = [name for name, _, _ in variants]
+    med = {name: [statistics.median(col) for col in zip(*results[name])] for name, _ in variants}
+    names = [name for name, _ in variants]
     print("\n" + " " * 36 + "".join(f"{n:>18}" for n in names))
     print(f"{'FMA peak, GFLOP/s':36}" + "".join(f"{med[n][0]:18.0f}" for n in names))
     i = 1
@@ -199,8 +203,9 @@ def main(argv=None):
     if argv[:1] == ["--worker"]:
         return worker(argv[1:])
     ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
-    ap.add_argument("--variant", action="append", type=parse_variant, metavar="NAME=KC,MC",
-                    help=f"a build to compare (repeatable; default: {' '.join(DEFAULT_VARIANTS)})")
+    ap.add_argument("--variant", action="append", type=parse_variant, metavar="NAME=KC,MC[,MRxNV]",
+                    help="a build to compare (repeatable; default: " +
+                    "; ".join(f"{isa}: {' '.join(v)}" for isa, v in DEFAULT_VARIANTS.items()) + ")")
     ap.add_argument("--isa", choices=["avx512", "avx2"], default="avx512",
                     help="the kernel path the variants change and run (default avx512)")
     ap.add_argument("--rounds", type=int, default=5, help="rounds of every variant (default 5)")
@@ -209,16 +214,16 @@ def main(argv=None):
     ap.add_argument("--rows", nargs="+", default=DEFAULT_ROWS, help=f"layer rows (default: {' '.join(DEFAULT_ROWS)})")
     args = ap.parse_args(argv)
     check_rows(ap, args.rows)
-    variants = args.variant or [parse_variant(v) for v in DEFAULT_VARIANTS]
+    variants = args.variant or [parse_variant(v) for v in DEFAULT_VARIANTS[args.isa]]
     probe = subprocess.run([sys.executable, "-c", "import rnnfast; print(' '.join(rnnfast.available_isas()))"],
                            capture_output=True, text=True, cwd="/")
     if probe.returncode == 0 and args.isa not in probe.stdout.split():
         raise SystemExit(f"this CPU does not run {args.isa} (it runs: {probe.stdout.strip()})")
     os.makedirs(args.work, exist_ok=True)
-    targets = {name: build(name, kc, mc, args.isa, args.work) for name, kc, mc in variants}
-    results = {name: [] for name, _, _ in variants}
+    targets = {name: build(name, opts, args.isa, args.work) for name, opts in variants}
+    results = {name: [] for name, _ in variants}
     for r in range(args.rounds):
-        for name, _, _ in variants:
+        for name, _ in variants:
             results[name].append(run_variant(targets[name], args))
         print(f"round {r + 1} of {args.rounds} done", flush=True)
     report(variants, results, args.rows)

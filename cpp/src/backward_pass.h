@@ -32,7 +32,7 @@ template <class T, class Cell> class BackwardPass {
           threads(Schedule::backward_threads(s, a.threads)),
           as_used(Geo::packs_as_used(s)), wcache(as_used ? nullptr : align64(a.wcache)),
           saved(carve_saved(a.saved, s)), scratch(carve_scratch(a, threads, saved)),
-          hidden_cols{H}, hidden_panels(Geo::plain_panels(H)), state_cols{S}, state_panels(Geo::plain_panels(S)),
+          hidden_cols{H}, hidden_panels(Geo::step_panels(H)), state_cols{S}, state_panels(Geo::step_panels(S)),
           cache(wcache, GH * S),
           tag(WeightCache<T>::make_tag(G, H, S, NV, WeightCache<T>::kRecurrentTransposed)),
           fresh(!wcache || cache.tag() != tag),
@@ -284,20 +284,20 @@ template <class T, class Cell> class BackwardPass {
     // projections dW_hr += (dL/d(W_hr r))^T r.
     void weight_and_input_gradients(const Team& team) const {
         const Index TB = s.T * B, I = s.I;
-        gemm_team<T, MR, NV>(team, TB, I, GH, Mat<T>{scratch.dg_ih, GH, 1}, Mat<T>{a.w_ih, I, 1}, a.dx, a.lddx,
+        gemm_team<T, Geo::kPlainRows, Geo::kPlainVectors>(team, TB, I, GH, Mat<T>{scratch.dg_ih, GH, 1}, Mat<T>{a.w_ih, I, 1}, a.dx, a.lddx,
                              a.dx_accumulate, nullptr, scratch.plain_packing, Geo::KC);
-        T* a_packing = scratch.a_packing + team.id * gemm_mc<T, MR>() * Geo::KC;  // dG^T is read transposed: pack it
-        gemm_team<T, MR, NV>(team, GH, I, TB, Mat<T>{scratch.dg_ih, 1, GH}, Mat<T>{a.x, a.ldx, 1}, a.dw_ih, I, true,
+        T* a_packing = scratch.a_packing + team.id * gemm_mc<T, Geo::kPlainRows>() * Geo::KC;  // dG^T is read transposed: pack it
+        gemm_team<T, Geo::kPlainRows, Geo::kPlainVectors>(team, GH, I, TB, Mat<T>{scratch.dg_ih, 1, GH}, Mat<T>{a.x, a.ldx, 1}, a.dw_ih, I, true,
                              nullptr, scratch.plain_packing, Geo::KC, a_packing);
         const Index rows_from_dg_ih = G == 3 && !kNorm ? 2 * H : GH;
-        gemm_team<T, MR, NV>(team, rows_from_dg_ih, S, TB, Mat<T>{kNorm ? scratch.dg_hh : scratch.dg_ih, 1, GH},
+        gemm_team<T, Geo::kPlainRows, Geo::kPlainVectors>(team, rows_from_dg_ih, S, TB, Mat<T>{kNorm ? scratch.dg_hh : scratch.dg_ih, 1, GH},
                              Mat<T>{h_prev_all, S, 1}, a.dw_hh, S, true, nullptr, scratch.plain_packing, Geo::KC,
                              a_packing);
         if (s.P)
-            gemm_team<T, MR, NV>(team, s.P, H, TB, Mat<T>{scratch.dprojected, 1, s.P}, Mat<T>{saved.unprojected, H, 1},
+            gemm_team<T, Geo::kPlainRows, Geo::kPlainVectors>(team, s.P, H, TB, Mat<T>{scratch.dprojected, 1, s.P}, Mat<T>{saved.unprojected, H, 1},
                                  a.dw_hr, H, true, nullptr, scratch.plain_packing, Geo::KC, a_packing);
         if (G == 3 && !kNorm)
-            gemm_team<T, MR, NV>(team, H, S, TB, Mat<T>{scratch.dg_hn, 1, H}, Mat<T>{h_prev_all, S, 1},
+            gemm_team<T, Geo::kPlainRows, Geo::kPlainVectors>(team, H, S, TB, Mat<T>{scratch.dg_hn, 1, H}, Mat<T>{h_prev_all, S, 1},
                                  a.dw_hh + rows_from_dg_ih * S, S, true, nullptr, scratch.plain_packing, Geo::KC,
                                  a_packing);
     }

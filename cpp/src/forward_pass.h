@@ -36,11 +36,14 @@ template <class T, class Cell, class V = T> class ForwardPass {
     using Work = WorkspaceLayout<T, G>;
     static constexpr int NV = Geo::kPanelVectors, MR = Geo::kMicroRows, W = Geo::kWidth;
     static constexpr bool kPairs = std::is_same_v<V, Bf16Pair>, kQuads = std::is_same_v<V, Int8Quad>;
+    // The input projection's tile: the plain products' on float weights, else the step's.
+    static constexpr int kInputNV = std::is_same_v<V, T> ? Geo::kPlainVectors : NV;
+    static constexpr int kInputMR = std::is_same_v<V, T> ? Geo::kPlainRows : MR;
     static_assert(sizeof(V) == sizeof(T), "packed operands take the scratch's values one for one");
     using Operands = ForwardOperands<T, G, V>;
     using Source = std::conditional_t<kPairs, Bf16Rows, std::conditional_t<kQuads, Int8Rows, Mat<T>>>;  // as stored
     using AsUsedRecurrent = PanelsPackedAsUsed<T, NV, GateCols<T>, Source>;
-    using AsUsedInput = PanelsPackedAsUsed<T, NV, PlainCols<T>, Source>;
+    using AsUsedInput = PanelsPackedAsUsed<T, kInputNV, PlainCols<T>, Source>;
     using Kind = typename WeightCache<T>::Kind;
 
    public:
@@ -58,15 +61,15 @@ template <class T, class Cell, class V = T> class ForwardPass {
           fresh(!wcache || cache.tag() != tag),
           recurrent_packed{operands(wcache ? cache.packed : scratch.recurrent_packing), Kh, Kh,
                            groups * Geo::kPanelsPerGroup, a.w_hh_scale},
-          input_cols{GH}, input_panels(Geo::plain_panels(GH)),
+          input_cols{GH}, input_panels((input_cols.nvec() + kInputNV - 1) / kInputNV),
           input_cache(wcache ? wcache + Work::recurrent_cache_size(s) : nullptr, Geo::weight_copy_values(GH * s.I, s)),
-          input_tag(WeightCache<T>::make_tag(G, H, s.I, NV, kPairs ? Kind::kInputBf16 : kQuads ? Kind::kInputInt8
+          input_tag(WeightCache<T>::make_tag(G, H, s.I, kInputNV, kPairs ? Kind::kInputBf16 : kQuads ? Kind::kInputInt8
                                                                                           : Kind::kInput)),
           input_fresh(fresh || input_cache.tag() != input_tag),  // a fresh W_hh part: this one too
           input_packed{operands(wcache ? input_cache.packed : scratch.input_packing), Ki, Geo::input_kc(s), input_panels,
                        a.w_ih_scale},
           chunk(Geo::chunk_steps(s, training)),
-          state_cols{S}, state_panels(Geo::plain_panels(S)),
+          state_cols{S}, state_panels(Geo::step_panels(S)),
           hr_packed{operands(scratch.hr_packing), Kr, Kr, state_panels, a.w_hr_scale},
           norms{a.ln_ih_weight, a.ln_hh_weight, a.ln_cell_weight, a.ln_cell_bias, a.b_ih, a.b_hh},
           norm_row(NormRow<T>::size(G, H)),
@@ -166,7 +169,7 @@ template <class T, class Cell, class V = T> class ForwardPass {
         });
         if (repack) pack_panels(recurrent_packed, source(Weight::recurrent), recurrent_cols, panels.lo, panels.hi);
         const Range mine = team.split(input_panels);
-        const Range cols = Geo::units_of(mine, NV * W, GH);
+        const Range cols = Geo::units_of(mine, kInputNV * W, GH);
         const bool same = with_stored(Weight::input, [&](auto w) {
             return wcache && input_cache.refresh(w, s.I, cols.lo, cols.hi, 0, s.I, input_fresh);
         });
@@ -206,10 +209,10 @@ template <class T, class Cell, class V = T> class ForwardPass {
     // their product (the inputs' quantization error was most of int8's: RESULTS.md).
     template <class Panels> T* project_chunk(const Team& team, Index t_lo, Index steps, const Panels& panels) const {
         T* out = training ? saved.gates + t_lo * B * GH : scratch.projection;
-        gemm_packed_team<T, MR, NV>(team, steps * B, operands_of.input(team, t_lo, steps), panels, input_cols, out, GH,
+        gemm_packed_team<T, kInputMR, kInputNV>(team, steps * B, operands_of.input(team, t_lo, steps), panels, input_cols, out, GH,
                                     scratch.bias_projection);
         if constexpr (kQuads)
-            gemm_packed_team<T, MR, NV>(team, steps * B, {Operands::activations(scratch.input_quads[1]), Ki, 1, scratch.input_scales[1]},
+            gemm_packed_team<T, kInputMR, kInputNV>(team, steps * B, {Operands::activations(scratch.input_quads[1]), Ki, 1, scratch.input_scales[1]},
                                         panels, input_cols, out, GH, nullptr, true);
         return out;
     }
@@ -355,7 +358,7 @@ template <class T, class Cell, class V = T> class ForwardPass {
     const WeightCache<T> input_cache;
     const std::uint64_t input_tag;
     const bool input_fresh;
-    const Packed<T, NV, V> input_packed;
+    const Packed<T, kInputNV, V> input_packed;
     const Index chunk;
     const PlainCols<T> state_cols;  // the projection's columns: h's units
     const Index state_panels;

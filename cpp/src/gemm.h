@@ -34,6 +34,21 @@ namespace RNNFAST_ISA_NS {
 #endif
 constexpr int kMR = RNNFAST_VBYTES == 64 ? 8 : 6;
 constexpr int kNV = 2;
+// The plain products on float and double panels (the input projection, the backward's dx and
+// weight gradients, Linear) may take another tile than the recurrent step, whose unit groups (G
+// gates of whole vector tiles) must fill its panels: build options RNNFAST_PLAIN_MR and
+// RNNFAST_PLAIN_NV, for tools/sweep.py. The default is the step's tile everywhere: on AVX-512 a
+// 4 x 6 tile (a broadcast feeding 6 FMAs instead of 2) ran faster alone in L1 but slower in the
+// products and layers, whose panels then stream three times the bytes from L2 (RESULTS.md).
+// Reduced-precision panels always take the step's (AMX's tiles take 2 vectors).
+#ifndef RNNFAST_PLAIN_MR
+#define RNNFAST_PLAIN_MR kMR
+#endif
+#ifndef RNNFAST_PLAIN_NV
+#define RNNFAST_PLAIN_NV kNV
+#endif
+constexpr int kPlainMR = RNNFAST_PLAIN_MR;
+constexpr int kPlainNV = RNNFAST_PLAIN_NV;
 constexpr Index kKC = RNNFAST_KC;
 constexpr Index kMCBlocks = RNNFAST_MC_BLOCKS;
 

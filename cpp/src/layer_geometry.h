@@ -20,7 +20,14 @@ template <class T, int G> struct LayerGeometry {
     static constexpr Index KC = kKC;                                 // k-block of the plain products
 
     static Index unit_groups(Index H) { return (GateCols<T>{G, H}.tiles() + kTilesPerGroup - 1) / kTilesPerGroup; }
-    static Index plain_panels(Index N) { return (PlainCols<T>{N}.nvec() + kPanelVectors - 1) / kPanelVectors; }
+    static constexpr int kPlainVectors = kPlainNV;                   // the plain products' tile (gemm.h)
+    static constexpr int kPlainRows = kPlainMR;
+    // Panels over N columns: of the step's products (W_hh^T's and W_hr's), or the plain products'.
+    static Index step_panels(Index N) { return (PlainCols<T>{N}.nvec() + kPanelVectors - 1) / kPanelVectors; }
+    static Index plain_panels(Index N) { return (PlainCols<T>{N}.nvec() + kPlainVectors - 1) / kPlainVectors; }
+    // The input projection's panel width: the plain products' on float weights, the step's on
+    // reduced-precision ones (their kernels take 2 vectors per panel).
+    static constexpr int input_vectors(Precision p) { return p == Precision::full ? kPlainVectors : kPanelVectors; }
 
     // The hidden units [lo, hi) that `items` cover, each item spanning `units_per_item` of them
     // (a group of W_hh's forward panels, or a panel of the backward's plain product over H).
@@ -46,8 +53,8 @@ template <class T, int G> struct LayerGeometry {
     // then read packed), and a cache holds two more copies of them.
     static bool packs_as_used(const LayerShape& s) { return single_step(s); }
     // A thread's buffer for one panel packed as used: kc_max rows of k (at most K), and the trailer.
-    static Index as_used_buffer(Index K, Index kc_max, const LayerShape& s) {
-        return ((K < kc_max ? K : kc_max) + trailer_rows(s)) * kPanelVectors * kWidth;
+    static Index as_used_buffer(Index K, Index kc_max, const LayerShape& s, int nv = kPanelVectors) {
+        return ((K < kc_max ? K : kc_max) + trailer_rows(s)) * nv * kWidth;
     }
 
     // Rows of a packed operand over K values of k: K; with bfloat16 weights K / 2 rows of pairs,
@@ -80,7 +87,10 @@ template <class T, int G> struct LayerGeometry {
     // H columns): packed on every call, for its K rows of k (the forward's packed_rows(H): pairs or
     // quads at reduced precision) and N columns.
     static Index hr_packed_size(Index K, Index N) { return Packed<T, kPanelVectors>::size(K, PlainCols<T>{N}.nvec()); }
-    static Index input_packed_size(Index K, Index H) { return Packed<T, kPanelVectors>::size(K, PlainCols<T>{G * H}.nvec()); }
+    static Index input_packed_size(Index K, const LayerShape& s) {
+        const Index nvec = PlainCols<T>{G * s.H}.nvec(), nv = input_vectors(s.precision);
+        return K * ((nvec + nv - 1) / nv) * nv * kWidth;  // K: packed_rows, the trailer's included
+    }
 };
 
 template <class T> inline void copy_units(T* dst, const T* src, Index u0, Index u1) {

@@ -79,16 +79,16 @@ template <class T, int G> struct LayerSchedule {
     }
     // In unit mode no more threads than the panels of h's units either (with projections).
     static int forward_threads(const LayerShape& s, int requested) {
-        const Index groups = Geo::unit_groups(s.H), state = Geo::plain_panels(state_size(s));
+        const Index groups = Geo::unit_groups(s.H), state = Geo::step_panels(state_size(s));
         return threads_for(s, s.P && state < groups ? state : groups, requested);
     }
     static int backward_threads(const LayerShape& s, int requested) {
-        return threads_for(s, Geo::plain_panels(state_size(s)), requested);
+        return threads_for(s, Geo::step_panels(state_size(s)), requested);
     }
 
     // `panels`: the W_hh panels of this thread in unit mode, `units` their hidden units.
     static Share share(const Team& team, const LayerShape& s, Range panels, Range units, Index all_panels) {
-        const Index state_panels = Geo::plain_panels(state_size(s));
+        const Index state_panels = Geo::step_panels(state_size(s));
         if (!batch_mode(s, team.n)) {
             const Range q = s.P ? team.split(state_panels) : panels;
             const Range v = s.P ? Geo::units_of_panels(q, s.P) : units;

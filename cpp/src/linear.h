@@ -13,11 +13,11 @@ namespace RNNFAST_ISA_NS {
 
 template <class T> struct LinearDriver {
     static constexpr int W = simd<T>::W;
-    static Index panels(Index n) { return (PlainCols<T>{n}.nvec() + kNV - 1) / kNV; }
+    static Index panels(Index n) { return (PlainCols<T>{n}.nvec() + kPlainNV - 1) / kPlainNV; }
     static int threads(Index N, Index F, Index O, int requested) { return team_size(N * F * O, 65536, requested); }
     static Index scratch(Index N, Index F, Index O, int requested) {
         const Index np = panels(O) > panels(F) ? panels(O) : panels(F);
-        return kKC * np * kNV * W + threads(N, F, O, requested) * gemm_mc<T, kMR>() * kKC + kAlignSlack;
+        return kKC * np * kPlainNV * W + threads(N, F, O, requested) * gemm_mc<T, kPlainMR>() * kKC + kAlignSlack;
     }
 
     static void forward(const LinearForward<T>& a) {
@@ -25,7 +25,7 @@ template <class T> struct LinearDriver {
         T* const scratch = align64(a.scratch);
         run_team(nth, [&](const Team& team) {
             const FlushDenormals ftz;
-            gemm_team<T, kMR, kNV, Tail::exact>(team, a.N, a.O, a.F, Mat<T>{a.x, a.F, 1},
+            gemm_team<T, kPlainMR, kPlainNV, Tail::exact>(team, a.N, a.O, a.F, Mat<T>{a.x, a.F, 1},
                                                 Mat<T>{a.w, 1, a.F}, a.y, a.O, false, a.b, scratch, kKC);
         });
     }
@@ -34,14 +34,14 @@ template <class T> struct LinearDriver {
         const int nth = threads(a.N, a.F, a.O, a.threads);
         const Index np = panels(a.O) > panels(a.F) ? panels(a.O) : panels(a.F);
         T* const scratch = align64(a.scratch);
-        T* apack_all = scratch + kKC * np * kNV * W;
+        T* apack_all = scratch + kKC * np * kPlainNV * W;
         run_team(nth, [&](const Team& tm) {
             const FlushDenormals ftz;
             if (a.dx)
-                gemm_team<T, kMR, kNV, Tail::exact>(tm, a.N, a.F, a.O, Mat<T>{a.dy, a.O, 1}, Mat<T>{a.w, a.F, 1},
+                gemm_team<T, kPlainMR, kPlainNV, Tail::exact>(tm, a.N, a.F, a.O, Mat<T>{a.dy, a.O, 1}, Mat<T>{a.w, a.F, 1},
                                                     a.dx, a.F, false, nullptr, scratch, kKC);
-            T* apack = apack_all + tm.id * gemm_mc<T, kMR>() * kKC;  // dy^T is read transposed: pack it
-            gemm_team<T, kMR, kNV, Tail::exact>(tm, a.O, a.F, a.N, Mat<T>{a.dy, 1, a.O}, Mat<T>{a.x, a.F, 1},
+            T* apack = apack_all + tm.id * gemm_mc<T, kPlainMR>() * kKC;  // dy^T is read transposed: pack it
+            gemm_team<T, kPlainMR, kPlainNV, Tail::exact>(tm, a.O, a.F, a.N, Mat<T>{a.dy, 1, a.O}, Mat<T>{a.x, a.F, 1},
                                                 a.dw, a.F, true, nullptr, scratch, kKC, apack);
             if (a.db) column_sums_team(tm, a.N, a.O, a.dy, a.O, a.db);
         });

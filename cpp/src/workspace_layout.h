@@ -100,12 +100,12 @@ template <class T, int G> struct WorkspaceLayout {
         ForwardScratch<T> w{};
         if (Geo::packs_as_used(s)) {
             const Index recurrent_values = Geo::as_used_buffer(Kh, Kh, s);
-            w.as_used_values = recurrent_values + Geo::as_used_buffer(Ki, Geo::input_kc(s), s);
+            w.as_used_values = recurrent_values + Geo::as_used_buffer(Ki, Geo::input_kc(s), s, Geo::input_vectors(s.precision));
             w.recurrent_packing = cv.take(Schedule::forward_threads(s, threads) * w.as_used_values);
             w.input_packing = w.recurrent_packing + recurrent_values;
         } else {
             w.recurrent_packing = cv.take(Geo::forward_packed_size(Geo::packed_rows(S, s), s.H));
-            w.input_packing = cv.take(Geo::input_packed_size(Geo::packed_rows(s.I, s), s.H));
+            w.input_packing = cv.take(Geo::input_packed_size(Geo::packed_rows(s.I, s), s));
         }
         w.bias_projection = cv.take(GH);
         w.bias_recurrent = cv.take(GH);
@@ -153,8 +153,8 @@ template <class T, int G> struct WorkspaceLayout {
         w.recurrent_packing = cv.take(Geo::packs_as_used(s) ? threads * Geo::as_used_buffer(GH, GH, s)
                                                             : Geo::backward_packed_size(s.H, S));
         const Index panels_i = Geo::plain_panels(s.I), panels_h = Geo::plain_panels(s.H);
-        w.plain_packing = cv.take(Geo::KC * (panels_i > panels_h ? panels_i : panels_h) * NV * Geo::kWidth);
-        w.a_packing = cv.take(threads * gemm_mc<T, Geo::kMicroRows>() * Geo::KC);
+        w.plain_packing = cv.take(Geo::KC * (panels_i > panels_h ? panels_i : panels_h) * Geo::kPlainVectors * Geo::kWidth);
+        w.a_packing = cv.take(threads * gemm_mc<T, Geo::kPlainRows>() * Geo::KC);
         w.db_ih = cv.take(GH);
         w.db_hh = G == 3 ? cv.take(GH) : w.db_ih;
         w.zone_kept = cv.take(s.B * S);  // zoneout's share of dh that goes through the cell; last, so that
@@ -202,7 +202,7 @@ template <class T, int G> struct WorkspaceLayout {
                    kAlignSlack;
         return recurrent_cache_size(s) +
                WeightCache<T>::size(Geo::weight_copy_values(G * s.H * s.I, s),
-                                    Geo::input_packed_size(Geo::packed_rows(s.I, s), s.H)) +
+                                    Geo::input_packed_size(Geo::packed_rows(s.I, s), s)) +
                kAlignSlack;
     }
 };
