@@ -124,7 +124,7 @@ def test_sweep_refuses_malformed_variants():
         "kc", {"KC": "512", "MC_BLOCKS": "default", "PLAIN_MR": "default", "PLAIN_NV": "default"})
     assert sweep.parse_variant("t8x2=default,20,8x2") == (
         "t8x2", {"KC": "default", "MC_BLOCKS": "20", "PLAIN_MR": "8", "PLAIN_NV": "2"})
-    for bad in ("kc=5x,20", "=512,20", "a b=512,20", "t=512,20,8", "t=512,20,8x", "t=512,20,8x2,1"):
+    for bad in ("kc=5x,20", "=512,20", "a b=512,20", "t=512,20,8", "t=512,20,8x", "t=512,20,8x2,1", "t=512,20,0x6", "t=512,20,9x2"):
         with pytest.raises(argparse.ArgumentTypeError):
             sweep.parse_variant(bad)
 

@@ -1,6 +1,6 @@
 """Static analysis of the micro-kernels' inner loops with llvm-mca: are they bound by the FMA ports?
 
-    python tools/mca_report.py [--mca PATH] [--cxx g++] [--keep DIR]
+    python tools/mca_report.py [--mca PATH] [--cxx g++] [--keep DIR] [--plain-tile MRxNV]
 
 Compiles cpp/src/kernels_isa.cpp to assembly for each x86 kernel path with the flags CMakeLists.txt
 gives it (no CPU is needed: this runs anywhere g++ and llvm-mca do), finds every inner loop that does
@@ -138,6 +138,9 @@ def main():
     ap.add_argument("--mca", default=None, help="llvm-mca to use (default: llvm-mca-19, else llvm-mca)")
     ap.add_argument("--cxx", default=os.environ.get("CXX", "g++"))
     ap.add_argument("--keep", default=None, help="keep the assembly in this folder")
+    ap.add_argument("--plain-tile", default=None, metavar="MRxNV",
+                    help="build the avx512 plain products with this register tile (RNNFAST_AVX512_PLAIN_MR/_NV "
+                         "as in tools/sweep.py) and check its loops too, e.g. 4x6")
     args = ap.parse_args()
     mca = find_mca(args.mca)
     cpus_known = known_cpus(mca)
@@ -146,6 +149,9 @@ def main():
     failed = []
     print(f"llvm-mca: {mca}; compiler: {args.cxx}")
     for path, (vbytes, flags, cpus, tiles, gate) in PATHS.items():
+        if args.plain_tile and path == "avx512":
+            mr, nv = (int(v) for v in args.plain_tile.split("x"))
+            flags, tiles = flags + [f"-DRNNFAST_PLAIN_MR={mr}", f"-DRNNFAST_PLAIN_NV={nv}"], tiles + [(mr, nv)]
         asm = compile_asm(path, vbytes, flags, args.cxx, outdir)
         found = loops(asm)
         names = demangle([f for f, _ in found])

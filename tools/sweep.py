@@ -48,6 +48,8 @@ def parse_variant(text):
     values = parts[:2] + tile
     if len(parts) not in (2, 3) or len(values) != 4 or any(v != "default" and not v.isdigit() for v in values):
         raise argparse.ArgumentTypeError(f"variant {text!r}: expected NAME=KC,MC[,MRxNV] with numbers or 'default'")
+    if len(parts) == 3 and not (1 <= int(tile[0]) <= 8 and 1 <= int(tile[1]) <= 8):
+        raise argparse.ArgumentTypeError(f"variant {text!r}: a tile of 1 to 8 rows and 1 to 8 vectors (gemm.h)")
     if not name or not name.replace("_", "").isalnum():
         raise argparse.ArgumentTypeError(f"variant {text!r}: NAME must be letters, digits and _")
     return name, dict(zip(("KC", "MC_BLOCKS", "PLAIN_MR", "PLAIN_NV"), values))

@@ -284,22 +284,24 @@ template <class T, class Cell> class BackwardPass {
     // projections dW_hr += (dL/d(W_hr r))^T r.
     void weight_and_input_gradients(const Team& team) const {
         const Index TB = s.T * B, I = s.I;
-        gemm_team<T, Geo::kPlainRows, Geo::kPlainVectors>(team, TB, I, GH, Mat<T>{scratch.dg_ih, GH, 1}, Mat<T>{a.w_ih, I, 1}, a.dx, a.lddx,
-                             a.dx_accumulate, nullptr, scratch.plain_packing, Geo::KC);
-        T* a_packing = scratch.a_packing + team.id * gemm_mc<T, Geo::kPlainRows>() * Geo::KC;  // dG^T is read transposed: pack it
-        gemm_team<T, Geo::kPlainRows, Geo::kPlainVectors>(team, GH, I, TB, Mat<T>{scratch.dg_ih, 1, GH}, Mat<T>{a.x, a.ldx, 1}, a.dw_ih, I, true,
-                             nullptr, scratch.plain_packing, Geo::KC, a_packing);
+        T* a_packing = scratch.a_packing + team.id * gemm_mc<T, Geo::kPlainRows>() * Geo::KC;
+        // C (M, N) = A . B (+ C) on the plain products' tile; an A read transposed (dG^T) is packed.
+        auto product = [&](Index M, Index N, Index K, Mat<T> A, Mat<T> Bm, T* C, Index ldc, bool accumulate,
+                           T* apack) {
+            gemm_team<T, Geo::kPlainRows, Geo::kPlainVectors>(team, M, N, K, A, Bm, C, ldc, accumulate, nullptr,
+                                                              scratch.plain_packing, Geo::KC, apack);
+        };
+        product(TB, I, GH, Mat<T>{scratch.dg_ih, GH, 1}, Mat<T>{a.w_ih, I, 1}, a.dx, a.lddx, a.dx_accumulate, nullptr);
+        product(GH, I, TB, Mat<T>{scratch.dg_ih, 1, GH}, Mat<T>{a.x, a.ldx, 1}, a.dw_ih, I, true, a_packing);
         const Index rows_from_dg_ih = G == 3 && !kNorm ? 2 * H : GH;
-        gemm_team<T, Geo::kPlainRows, Geo::kPlainVectors>(team, rows_from_dg_ih, S, TB, Mat<T>{kNorm ? scratch.dg_hh : scratch.dg_ih, 1, GH},
-                             Mat<T>{h_prev_all, S, 1}, a.dw_hh, S, true, nullptr, scratch.plain_packing, Geo::KC,
-                             a_packing);
+        product(rows_from_dg_ih, S, TB, Mat<T>{kNorm ? scratch.dg_hh : scratch.dg_ih, 1, GH}, Mat<T>{h_prev_all, S, 1},
+                a.dw_hh, S, true, a_packing);
         if (s.P)
-            gemm_team<T, Geo::kPlainRows, Geo::kPlainVectors>(team, s.P, H, TB, Mat<T>{scratch.dprojected, 1, s.P}, Mat<T>{saved.unprojected, H, 1},
-                                 a.dw_hr, H, true, nullptr, scratch.plain_packing, Geo::KC, a_packing);
+            product(s.P, H, TB, Mat<T>{scratch.dprojected, 1, s.P}, Mat<T>{saved.unprojected, H, 1}, a.dw_hr, H, true,
+                    a_packing);
         if (G == 3 && !kNorm)
-            gemm_team<T, Geo::kPlainRows, Geo::kPlainVectors>(team, H, S, TB, Mat<T>{scratch.dg_hn, 1, H}, Mat<T>{h_prev_all, S, 1},
-                                 a.dw_hh + rows_from_dg_ih * S, S, true, nullptr, scratch.plain_packing, Geo::KC,
-                                 a_packing);
+            product(H, S, TB, Mat<T>{scratch.dg_hn, 1, H}, Mat<T>{h_prev_all, S, 1}, a.dw_hh + rows_from_dg_ih * S, S,
+                    true, a_packing);
     }
 
     // The layer-normalised cells' gains and the LSTM's cell bias: sums over every row and step of

@@ -73,7 +73,9 @@ template <class T, class Cell, class V = T> class ForwardPass {
           hr_packed{operands(scratch.hr_packing), Kr, Kr, state_panels, a.w_hr_scale},
           norms{a.ln_ih_weight, a.ln_hh_weight, a.ln_cell_weight, a.ln_cell_bias, a.b_ih, a.b_hh},
           norm_row(NormRow<T>::size(G, H)),
-          operands_of{a, scratch, Kh, Ki, Kr} {}
+          operands_of{a, scratch, Kh, Ki, Kr} {
+        assert(kInputNV == Geo::input_vectors(s.precision));  // the workspace was laid out for it
+    }
 
     void run() {
         run_team(Schedule::forward_threads(s, a.threads), [&](const Team& team) { run_thread(team); });
@@ -209,11 +211,14 @@ template <class T, class Cell, class V = T> class ForwardPass {
     // their product (the inputs' quantization error was most of int8's: RESULTS.md).
     template <class Panels> T* project_chunk(const Team& team, Index t_lo, Index steps, const Panels& panels) const {
         T* out = training ? saved.gates + t_lo * B * GH : scratch.projection;
-        gemm_packed_team<T, kInputMR, kInputNV>(team, steps * B, operands_of.input(team, t_lo, steps), panels, input_cols, out, GH,
-                                    scratch.bias_projection);
-        if constexpr (kQuads)
-            gemm_packed_team<T, kInputMR, kInputNV>(team, steps * B, {Operands::activations(scratch.input_quads[1]), Ki, 1, scratch.input_scales[1]},
-                                        panels, input_cols, out, GH, nullptr, true);
+        gemm_packed_team<T, kInputMR, kInputNV>(team, steps * B, operands_of.input(team, t_lo, steps), panels,
+                                                input_cols, out, GH, scratch.bias_projection);
+        if constexpr (kQuads) {
+            const Mat<typename activation_of<V>::type> second{Operands::activations(scratch.input_quads[1]), Ki, 1,
+                                                              scratch.input_scales[1]};
+            gemm_packed_team<T, kInputMR, kInputNV>(team, steps * B, second, panels, input_cols, out, GH, nullptr,
+                                                    true);
+        }
         return out;
     }
 

@@ -16,8 +16,8 @@
 namespace rnnfast {
 namespace RNNFAST_ISA_NS {
 
-// Register blocking of every product: MR rows x NV vectors of C per micro-kernel call (12 of 16
-// vector registers on AVX2/SSE, 16 of 32 on AVX-512). Cache blocking of the plain products (the
+// Register blocking: MR rows x NV vectors of C per micro-kernel call (12 of 16 vector registers on
+// AVX2/SSE, 16 of 32 on AVX-512), below for the recurrent step and, by default, the plain products. Cache blocking of the plain products (the
 // recurrent ones take all of k in one block): B is packed in k-blocks of at most KC rows, so a
 // panel is KC x NV vectors, and rows of A go in chunks of MC (= MR * kMCBlocks) against each
 // panel. On AVX2 a panel (KC = 512: 32 KiB) stays in L1 while a chunk of A streams from L2. On
@@ -37,10 +37,9 @@ constexpr int kNV = 2;
 // The plain products on float and double panels (the input projection, the backward's dx and
 // weight gradients, Linear) may take another tile than the recurrent step, whose unit groups (G
 // gates of whole vector tiles) must fill its panels: build options RNNFAST_PLAIN_MR and
-// RNNFAST_PLAIN_NV, for tools/sweep.py. The default is the step's tile everywhere: on AVX-512 a
-// 4 x 6 tile (a broadcast feeding 6 FMAs instead of 2) ran faster alone in L1 but slower in the
-// products and layers, whose panels then stream three times the bytes from L2 (RESULTS.md).
-// Reduced-precision panels always take the step's (AMX's tiles take 2 vectors).
+// RNNFAST_PLAIN_NV, for tools/sweep.py. The default is the step's tile (the wider tiles tried
+// and why they lost: benchmarks/RESULTS.md). Reduced-precision panels always take the step's
+// (AMX's tiles take 2 vectors).
 #ifndef RNNFAST_PLAIN_MR
 #define RNNFAST_PLAIN_MR kMR
 #endif

@@ -10,8 +10,8 @@ namespace RNNFAST_ISA_NS {
 
 template <class T, int G> struct LayerGeometry {
     static constexpr int kWidth = simd<T>::W;                        // values per vector
-    static constexpr int kPanelVectors = kNV;                        // vectors per panel (W_hh and plain products)
-    static constexpr int kMicroRows = kMR;                           // rows per micro-kernel call
+    static constexpr int kPanelVectors = kNV;                        // vectors per panel of the step's products
+    static constexpr int kMicroRows = kMR;                           // rows per micro-kernel call (the step's)
     static constexpr Tail kStepTail = Tail::exact_unless_short;     // the recurrent products' (see Share)
     // The recurrent product hands out unit tiles (kWidth hidden units, all G gates) in groups whose
     // G * kTilesPerGroup vectors fill whole panels, so each thread owns every gate of its units.
@@ -25,12 +25,13 @@ template <class T, int G> struct LayerGeometry {
     // Panels over N columns: of the step's products (W_hh^T's and W_hr's), or the plain products'.
     static Index step_panels(Index N) { return (PlainCols<T>{N}.nvec() + kPanelVectors - 1) / kPanelVectors; }
     static Index plain_panels(Index N) { return (PlainCols<T>{N}.nvec() + kPlainVectors - 1) / kPlainVectors; }
-    // The input projection's panel width: the plain products' on float weights, the step's on
-    // reduced-precision ones (their kernels take 2 vectors per panel).
+    // The input projection's panel width: the plain products' on full-precision weights, the
+    // step's on reduced-precision ones (their kernels take 2 vectors per panel). ForwardPass picks
+    // the same by its operand type (reduced precision runs on float only: sequence.h).
     static constexpr int input_vectors(Precision p) { return p == Precision::full ? kPlainVectors : kPanelVectors; }
 
     // The hidden units [lo, hi) that `items` cover, each item spanning `units_per_item` of them
-    // (a group of W_hh's forward panels, or a panel of the backward's plain product over H).
+    // (a group of W_hh's forward panels, or a panel of the backward's step product over H).
     static Range units_of(Range items, Index units_per_item, Index H) {
         const Index lo = items.lo * units_per_item, hi = items.hi * units_per_item;
         return {lo < H ? lo : H, hi < H ? hi : H};

@@ -26,7 +26,7 @@ template <class T> struct LinearDriver {
         run_team(nth, [&](const Team& team) {
             const FlushDenormals ftz;
             gemm_team<T, kPlainMR, kPlainNV, Tail::exact>(team, a.N, a.O, a.F, Mat<T>{a.x, a.F, 1},
-                                                Mat<T>{a.w, 1, a.F}, a.y, a.O, false, a.b, scratch, kKC);
+                                                          Mat<T>{a.w, 1, a.F}, a.y, a.O, false, a.b, scratch, kKC);
         });
     }
 
@@ -38,11 +38,12 @@ template <class T> struct LinearDriver {
         run_team(nth, [&](const Team& tm) {
             const FlushDenormals ftz;
             if (a.dx)
-                gemm_team<T, kPlainMR, kPlainNV, Tail::exact>(tm, a.N, a.F, a.O, Mat<T>{a.dy, a.O, 1}, Mat<T>{a.w, a.F, 1},
-                                                    a.dx, a.F, false, nullptr, scratch, kKC);
+                gemm_team<T, kPlainMR, kPlainNV, Tail::exact>(tm, a.N, a.F, a.O, Mat<T>{a.dy, a.O, 1},
+                                                              Mat<T>{a.w, a.F, 1}, a.dx, a.F, false, nullptr, scratch,
+                                                              kKC);
             T* apack = apack_all + tm.id * gemm_mc<T, kPlainMR>() * kKC;  // dy^T is read transposed: pack it
             gemm_team<T, kPlainMR, kPlainNV, Tail::exact>(tm, a.O, a.F, a.N, Mat<T>{a.dy, 1, a.O}, Mat<T>{a.x, a.F, 1},
-                                                a.dw, a.F, true, nullptr, scratch, kKC, apack);
+                                                          a.dw, a.F, true, nullptr, scratch, kKC, apack);
             if (a.db) column_sums_team(tm, a.N, a.O, a.dy, a.O, a.db);
         });
     }

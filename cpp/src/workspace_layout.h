@@ -100,7 +100,8 @@ template <class T, int G> struct WorkspaceLayout {
         ForwardScratch<T> w{};
         if (Geo::packs_as_used(s)) {
             const Index recurrent_values = Geo::as_used_buffer(Kh, Kh, s);
-            w.as_used_values = recurrent_values + Geo::as_used_buffer(Ki, Geo::input_kc(s), s, Geo::input_vectors(s.precision));
+            const Index input_values = Geo::as_used_buffer(Ki, Geo::input_kc(s), s, Geo::input_vectors(s.precision));
+            w.as_used_values = recurrent_values + input_values;
             w.recurrent_packing = cv.take(Schedule::forward_threads(s, threads) * w.as_used_values);
             w.input_packing = w.recurrent_packing + recurrent_values;
         } else {
@@ -153,7 +154,8 @@ template <class T, int G> struct WorkspaceLayout {
         w.recurrent_packing = cv.take(Geo::packs_as_used(s) ? threads * Geo::as_used_buffer(GH, GH, s)
                                                             : Geo::backward_packed_size(s.H, S));
         const Index panels_i = Geo::plain_panels(s.I), panels_h = Geo::plain_panels(s.H);
-        w.plain_packing = cv.take(Geo::KC * (panels_i > panels_h ? panels_i : panels_h) * Geo::kPlainVectors * Geo::kWidth);
+        const Index panels = panels_i > panels_h ? panels_i : panels_h;
+        w.plain_packing = cv.take(Geo::KC * panels * Geo::kPlainVectors * Geo::kWidth);
         w.a_packing = cv.take(threads * gemm_mc<T, Geo::kPlainRows>() * Geo::KC);
         w.db_ih = cv.take(GH);
         w.db_hh = G == 3 ? cv.take(GH) : w.db_ih;
