@@ -17,15 +17,15 @@ namespace rnnfast {
 namespace RNNFAST_ISA_NS {
 
 // Register blocking: MR rows x NV vectors of C per micro-kernel call (12 of 16 vector registers on
-// AVX2/SSE, 16 of 32 on AVX-512), below for the recurrent step and, by default, the plain products. Cache blocking of the plain products (the
-// recurrent ones take all of k in one block): B is packed in k-blocks of at most KC rows, so a
-// panel is KC x NV vectors, and rows of A go in chunks of MC (= MR * kMCBlocks) against each
-// panel. On AVX2 a panel (KC = 512: 32 KiB) stays in L1 while a chunk of A streams from L2. On
-// AVX-512 a panel of the same size holds half the k (KC = 256) and C, read and written once per
-// k-block, is then what limits large products; there a panel of KC = 1024 (128 KiB) lives in L2
-// instead, and C is passed over a quarter as often. Both are build options (RNNFAST_KC,
-// RNNFAST_MC_BLOCKS, set per ISA by CMake) so that tools/sweep.py can compare builds side by
-// side; the defaults and their measurements are in benchmarks/RESULTS.md.
+// AVX2/SSE, 16 of 32 on AVX-512): kMR x kNV below for the recurrent step and, by default, the plain
+// products. Cache blocking of the plain products (the recurrent ones take all of k in one block): B
+// is packed in k-blocks of at most KC rows, so a panel is KC x NV vectors, and rows of A go in
+// chunks of MC (= MR * kMCBlocks) against each panel. On AVX2 a panel (KC = 512: 32 KiB) stays in
+// L1 while a chunk of A streams from L2. On AVX-512 a panel of the same size holds half the k (KC =
+// 256) and C, read and written once per k-block, is then what limits large products; there a panel
+// of KC = 1024 (128 KiB) lives in L2 instead, and C is passed over a quarter as often. Both are
+// build options (RNNFAST_KC, RNNFAST_MC_BLOCKS, set per ISA by CMake) so that tools/sweep.py can
+// compare builds side by side; the defaults and their measurements are in benchmarks/RESULTS.md.
 #ifndef RNNFAST_KC
 #define RNNFAST_KC (RNNFAST_VBYTES == 64 ? 1024 : 512)
 #endif
