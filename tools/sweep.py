@@ -6,8 +6,8 @@
 Each variant is a build of this checkout whose plain products take k-blocks of KC and chunks of MC
 micro-kernel row blocks on the chosen instruction set, and optionally a register tile of MR rows x NV
 vectors (the CMake options RNNFAST_AVX512_KC, RNNFAST_AVX512_MC_BLOCKS, RNNFAST_AVX512_PLAIN_MR and
-RNNFAST_AVX512_PLAIN_NV, or RNNFAST_AVX2_*; `default` as a value, or no tile, keeps gemm.h's). The builds go into
---work (kept: a second run with the same variants and sources reuses them). Every round then runs each variant in
+RNNFAST_AVX512_PLAIN_NV, or RNNFAST_AVX2_*; `default` as a value, or no tile, keeps gemm.h's). The
+builds go into --work (kept: a second run with the same variants and sources reuses them). Every round then runs each variant in
 a new process that checks and times:
   - the three products of a layer (y = x W^T, dW = dy^T x, dx = dy W) at (3200 x 1024) x (1024 x 4096)
     and (1600 x 256) x (256 x 1024), each checked against float64 NumPy first, as benchmarks/products.py;
@@ -16,7 +16,8 @@ a new process that checks and times:
 The report gives, per variant, the median over rounds of each figure: products in % of the FMA peak
 that the same process measured, layers in ms and % of that peak. On the 2-core Zen 5 of RESULTS.md each
 build took 40-90 s and each variant's round about 12 s: the avx512 defaults (three variants: KC 512,
-the 4 x 6 tile, and gemm.h's defaults; five rounds) take about 6 minutes, builds included, and 3 once the builds are kept.
+the 4 x 6 tile, and gemm.h's defaults; five rounds) take about 6 minutes, builds included, and 3 once
+the builds are kept.
 """
 import argparse
 import hashlib

@@ -88,9 +88,10 @@ template <class T, int G> struct LayerGeometry {
     // H columns): packed on every call, for its K rows of k (the forward's packed_rows(H): pairs or
     // quads at reduced precision) and N columns.
     static Index hr_packed_size(Index K, Index N) { return Packed<T, kPanelVectors>::size(K, PlainCols<T>{N}.nvec()); }
-    static Index input_packed_size(Index K, const LayerShape& s) {
-        const Index nvec = PlainCols<T>{G * s.H}.nvec(), nv = input_vectors(s.precision);
-        return K * ((nvec + nv - 1) / nv) * nv * kWidth;  // K: packed_rows, the trailer's included
+    static Index input_packed_size(Index K, const LayerShape& s) {  // K: packed_rows, the trailer's included
+        const Index nvec = PlainCols<T>{G * s.H}.nvec();
+        return input_vectors(s.precision) == kPlainVectors ? Packed<T, kPlainVectors>::size(K, nvec)
+                                                           : Packed<T, kPanelVectors>::size(K, nvec);
     }
 };
 
