@@ -1,6 +1,6 @@
 """Two builds of rnnfast against each other, alternated in fresh processes: is a change faster?
 
-    python benchmarks/ab_builds.py OLD NEW [--rounds R] [--threads N] [ROW ...]
+    python benchmarks/ab_builds.py OLD NEW [--rounds R] [--threads N] [--side-by-side] [ROW ...]
 
 OLD and NEW are folders holding an installed `rnnfast` package (for example from
 `pip install --no-deps --target /tmp/old <checkout>` into a new folder: pip leaves a package
@@ -13,6 +13,13 @@ report gives each row's median time per build and the median over rounds of old 
 (> 1: NEW faster), with every round's ratio, since on a shared machine one noisy round can move a
 single pair a long way. Both builds run the same inputs and weights (seeded). The report starts with
 the extension module each build imported and its modification time.
+
+With --side-by-side both builds run at the same moment instead, one thread each, each process
+pinned to a core of its own (two CPUs on different physical cores; the two swap cores every round):
+a slow spell of a shared machine that slows both alike cancels in the ratios, which scattered less
+than alternated runs' (benchmarks/RESULTS.md, "Side by side"); a spell on one core alone still
+moves a round. It measures one core's work (the kernels, the cell math), not how threads share a
+call; and both processes share the L3 and memory, as a call's threads do.
 """
 import argparse
 import os
@@ -72,17 +79,41 @@ def time_rows(rows, threads, budget):
     return out
 
 
-def run_build(folder, args):
+def two_cores():
+    """Two CPUs this process may run on, on different physical cores (Linux's topology files; where
+    they are missing every CPU counts as a core of its own), or fewer when there are none."""
+    if not hasattr(os, "sched_getaffinity"):
+        return []
+    chosen, cores = [], set()
+    for cpu in sorted(os.sched_getaffinity(0)):
+        try:
+            with open(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list") as f:
+                core = f.read().strip()
+        except OSError:
+            core = str(cpu)
+        if core not in cores:
+            cores.add(core)
+            chosen.append(cpu)
+    return chosen[:2]
+
+
+def start_build(folder, args, cpu=None):
+    """A worker process timing the rows on `folder`'s build (pinned to `cpu` if given)."""
     env = dict(os.environ)
     if folder != "-":
         env["PYTHONPATH"] = os.path.abspath(folder) + os.pathsep + env.get("PYTHONPATH", "")
     cmd = [sys.executable, __file__, "--worker", "--threads", str(args.threads), "--budget", str(args.budget),
-           *args.rows]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("TIMES ")]
-    if res.returncode != 0 or not lines:
-        raise SystemExit(f"build {folder}: worker failed\n{res.stderr[-2000:]}")
-    built = next((ln[6:] for ln in res.stdout.splitlines() if ln.startswith("BUILD ")), "?")
+           *(["--cpu", str(cpu)] if cpu is not None else []), *args.rows]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish_build(folder, proc):
+    """The worker's times per row and the module it imported."""
+    out, err = proc.communicate()
+    lines = [ln for ln in out.splitlines() if ln.startswith("TIMES ")]
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"build {folder}: worker failed\n{err[-2000:]}")
+    built = next((ln[6:] for ln in out.splitlines() if ln.startswith("BUILD ")), "?")
     return [float(v) for v in lines[-1].split()[1:]], built
 
 
@@ -91,8 +122,11 @@ def worker(argv):
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--budget", type=float, default=1.5)
+    ap.add_argument("--cpu", type=int, default=None)
     ap.add_argument("rows", nargs="+", type=parse_row)
     args = ap.parse_args(argv)
+    if args.cpu is not None:  # before rnnfast loads, so that its thread pool sees the one core
+        os.sched_setaffinity(0, {args.cpu})
     import rnnfast._core as core
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(os.path.getmtime(core.__file__)))
     print(f"BUILD {core.__file__} (modified {stamp})", flush=True)
@@ -110,16 +144,34 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="default: rnnfast's (all cores)")
     ap.add_argument("--budget", type=float, default=1.5, help="seconds of timed calls per row and process")
+    ap.add_argument("--side-by-side", action="store_true",
+                    help="both builds at once, one thread each on a core of its own (swapped every round)")
     args = ap.parse_args(argv)
     check_rows(ap, args.rows)
+    cpus = two_cores() if args.side_by_side else []
+    if args.side_by_side:
+        if len(cpus) < 2:
+            ap.error("--side-by-side needs two physical cores to run on (and Linux's sched_setaffinity)")
+        if args.threads not in (0, 1):
+            ap.error("--side-by-side runs one thread per build")
+        args.threads = 1
     times, built = {"old": [], "new": []}, {}
-    for _ in range(args.rounds):
-        for which, folder in (("old", args.old), ("new", args.new)):
-            t, built[which] = run_build(folder, args)
-            times[which].append(t)
+    builds = (("old", args.old), ("new", args.new))
+    for r in range(args.rounds):
+        procs = [start_build(folder, args, cpus[(i + r) % 2]) for i, (_, folder) in enumerate(builds)] \
+            if args.side_by_side else []
+        try:
+            for i, (which, folder) in enumerate(builds):
+                proc = procs[i] if procs else start_build(folder, args)
+                t, built[which] = finish_build(folder, proc)
+                times[which].append(t)
+        finally:  # a failed worker must not leave its partner running
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
     print(f"old: {built['old']}\nnew: {built['new']}")
-    print(f"{args.rounds} rounds, {args.threads or 'all'} threads; ms old / new (medians), "
-          f"old/new time (median of rounds) and each round's")
+    print(f"{args.rounds} rounds, {args.threads or 'all'} threads{', side by side' if args.side_by_side else ''}; "
+          f"ms old / new (medians), old/new time (median of rounds) and each round's")
     for i, row in enumerate(args.rows):
         old = [r[i] for r in times["old"]]
         new = [r[i] for r in times["new"]]

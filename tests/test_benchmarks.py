@@ -121,10 +121,16 @@ def test_sweep_refuses_malformed_variants():
     import pytest
     sweep = load_tool("sweep")
     assert sweep.parse_variant("kc=512,default") == (
-        "kc", {"KC": "512", "MC_BLOCKS": "default", "PLAIN_MR": "default", "PLAIN_NV": "default"})
+        "kc", {"KC": "512", "MC_BLOCKS": "default", "PLAIN_MR": "default", "PLAIN_NV": "default",
+               "EMBEDDED_ROWS": "default"})
     assert sweep.parse_variant("t8x2=default,20,8x2") == (
-        "t8x2", {"KC": "default", "MC_BLOCKS": "20", "PLAIN_MR": "8", "PLAIN_NV": "2"})
-    for bad in ("kc=5x,20", "=512,20", "a b=512,20", "t=512,20,8", "t=512,20,8x", "t=512,20,8x2,1", "t=512,20,0x6", "t=512,20,9x2"):
+        "t8x2", {"KC": "default", "MC_BLOCKS": "20", "PLAIN_MR": "8", "PLAIN_NV": "2", "EMBEDDED_ROWS": "default"})
+    assert sweep.parse_variant("e0=default,default,default,0") == (
+        "e0", {"KC": "default", "MC_BLOCKS": "default", "PLAIN_MR": "default", "PLAIN_NV": "default",
+               "EMBEDDED_ROWS": "0"})
+    for bad in ("kc=5x,20", "=512,20", "a b=512,20", "t=512,20,8", "t=512,20,8x", "t=512,20,8x2,x", "t=512,20,0x6",
+                "t=512,20,9x2", "t=512,20,8x2,9", "t=512,20,8x2,1,1", "t=512", "t=512,20,defaultx6",
+                "t=512,20,8xdefault"):
         with pytest.raises(argparse.ArgumentTypeError):
             sweep.parse_variant(bad)
 

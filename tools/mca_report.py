@@ -1,6 +1,6 @@
 """Static analysis of the micro-kernels' inner loops with llvm-mca: are they bound by the FMA ports?
 
-    python tools/mca_report.py [--mca PATH] [--cxx g++] [--keep DIR] [--plain-tile MRxNV]
+    python tools/mca_report.py [--mca PATH] [--cxx g++] [--keep DIR] [--plain-tile MRxNV] [--embedded-rows E]
 
 Compiles cpp/src/kernels_isa.cpp to assembly for each x86 kernel path with the flags CMakeLists.txt
 gives it (no CPU is needed: this runs anywhere g++ and llvm-mca do), finds every inner loop that does
@@ -141,6 +141,9 @@ def main():
     ap.add_argument("--plain-tile", default=None, metavar="MRxNV",
                     help="build the avx512 plain products with this register tile (RNNFAST_AVX512_PLAIN_MR/_NV "
                          "as in tools/sweep.py) and check its loops too, e.g. 4x6")
+    ap.add_argument("--embedded-rows", type=int, default=None, metavar="E",
+                    help="build the avx512 kernels with E rows of the full tile taking embedded broadcasts "
+                         "(RNNFAST_AVX512_EMBEDDED_ROWS as in tools/sweep.py; default: gemm.h's, none)")
     args = ap.parse_args()
     mca = find_mca(args.mca)
     cpus_known = known_cpus(mca)
@@ -152,6 +155,8 @@ def main():
         if args.plain_tile and path == "avx512":
             mr, nv = (int(v) for v in args.plain_tile.split("x"))
             flags, tiles = flags + [f"-DRNNFAST_PLAIN_MR={mr}", f"-DRNNFAST_PLAIN_NV={nv}"], tiles + [(mr, nv)]
+        if args.embedded_rows is not None and path == "avx512":
+            flags = flags + [f"-DRNNFAST_EMBEDDED_ROWS={args.embedded_rows}"]
         asm = compile_asm(path, vbytes, flags, args.cxx, outdir)
         found = loops(asm)
         names = demangle([f for f, _ in found])

@@ -1,23 +1,25 @@
 """Blocking variants of the kernels built side by side and timed in alternation: which is fastest here?
 
-    python tools/sweep.py [--variant NAME=KC,MC[,MRxNV] ...] [--isa avx512|avx2] [--rounds R] [--threads N]
-                          [--work DIR] [--rows ROW ...]
+    python tools/sweep.py [--variant NAME=KC,MC[,MRxNV[,E]] ...] [--isa avx512|avx2] [--rounds R]
+                          [--threads N] [--work DIR] [--rows ROW ...]
 
 Each variant is a build of this checkout whose plain products take k-blocks of KC and chunks of MC
-micro-kernel row blocks on the chosen instruction set, and optionally a register tile of MR rows x NV
-vectors (the CMake options RNNFAST_AVX512_KC, RNNFAST_AVX512_MC_BLOCKS, RNNFAST_AVX512_PLAIN_MR and
-RNNFAST_AVX512_PLAIN_NV, or RNNFAST_AVX2_*; `default` as a value, or no tile, keeps gemm.h's). The
-builds go into --work (kept: a second run with the same variants and sources reuses them). Every round then runs each variant in
-a new process that checks and times:
+micro-kernel row blocks on the chosen instruction set, optionally a register tile of MR rows x NV
+vectors, and on avx512 optionally E rows of every full 8-row tile (the recurrent step's, and the
+plain products' when theirs has 8 rows) with their broadcasts embedded in the FMAs (the CMake
+options RNNFAST_AVX512_KC, RNNFAST_AVX512_MC_BLOCKS, RNNFAST_AVX512_PLAIN_MR, RNNFAST_AVX512_PLAIN_NV
+and RNNFAST_AVX512_EMBEDDED_ROWS, or RNNFAST_AVX2_*; `default` as a value, or no tile, keeps
+gemm.h's). The builds go into --work (kept: a second run with the same variants and sources reuses
+them). Every round then runs each variant in a new process that checks and times:
   - the three products of a layer (y = x W^T, dW = dy^T x, dx = dy W) at (3200 x 1024) x (1024 x 4096)
     and (1600 x 256) x (256 x 1024), each checked against float64 NumPy first, as benchmarks/products.py;
   - six layer rows (cell,T,B,H,mode with I = H, as benchmarks/ab_builds.py), each checked against the
     float64 NumPy reference (rnnfast.reference) on its first steps before it is timed.
 The report gives, per variant, the median over rounds of each figure: products in % of the FMA peak
 that the same process measured, layers in ms and % of that peak. On the 2-core Zen 5 of RESULTS.md each
-build took 40-90 s and each variant's round about 12 s: the avx512 defaults (three variants: KC 512,
-the 4 x 6 tile, and gemm.h's defaults; five rounds) take about 6 minutes, builds included, and 3 once
-the builds are kept.
+build took 40-90 s and each variant's round about 12 s: the avx512 defaults (three variants: 3 rows
+of embedded broadcasts, the 4 x 6 tile, and gemm.h's defaults; five rounds) take about 6 minutes, builds
+included, and 3 once the builds are kept.
 """
 import argparse
 import hashlib
@@ -35,25 +37,30 @@ PRODUCT_SHAPES = [(3200, 1024, 4096), (1600, 256, 1024)]
 PRODUCTS = ("y = x W^T", "dW = dy^T x", "dx = dy W")
 DEFAULT_ROWS = ["lstm,100,16,256,eval", "lstm,100,64,256,eval", "lstm,50,64,512,eval",
                 "lstm,50,64,512,train", "gru,100,64,256,train", "rnn,25,32,1024,eval"]
-DEFAULT_VARIANTS = {"avx512": ["kc512=512,20", "t4x6=default,default,4x6", "default=default,default"],
+DEFAULT_VARIANTS = {"avx512": ["e3=default,default,default,3", "t4x6=default,default,4x6", "default=default,default"],
                     "avx2": ["kc256=256,20", "kc1024=1024,20", "default=default,default"]}  # 16 registers: no 4 x 6
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 MODES = {"rnn": "rnn_tanh", "lstm": "lstm", "gru": "gru"}
 
 
 def parse_variant(text):
-    """NAME=KC,MC[,MRxNV] -> (NAME, {CMake option suffix: value or 'default'})."""
+    """NAME=KC,MC[,TILE[,E]] -> (NAME, {CMake option suffix: value or 'default'}). TILE is MRxNV or
+    default; E the rows of the avx512 tile whose broadcasts are embedded in the FMAs (gemm.h)."""
     name, _, spec = text.partition("=")
     parts = spec.split(",")
-    tile = parts[2].split("x") if len(parts) == 3 else ["default", "default"]
-    values = parts[:2] + tile
-    if len(parts) not in (2, 3) or len(values) != 4 or any(v != "default" and not v.isdigit() for v in values):
-        raise argparse.ArgumentTypeError(f"variant {text!r}: expected NAME=KC,MC[,MRxNV] with numbers or 'default'")
-    if len(parts) == 3 and not (1 <= int(tile[0]) <= 8 and 1 <= int(tile[1]) <= 8):
+    tile = ["default", "default"] if len(parts) < 3 or parts[2] == "default" else parts[2].split("x")
+    embedded = parts[3] if len(parts) == 4 else "default"
+    values = parts[:2] + tile + [embedded]
+    if not 2 <= len(parts) <= 4 or len(values) != 5 or any(v != "default" and not v.isdigit() for v in values) \
+            or (tile != ["default", "default"] and not all(v.isdigit() for v in tile)):
+        raise argparse.ArgumentTypeError(f"variant {text!r}: expected NAME=KC,MC[,MRxNV[,E]] with numbers or 'default'")
+    if tile[0] != "default" and not (1 <= int(tile[0]) <= 8 and 1 <= int(tile[1]) <= 8):
         raise argparse.ArgumentTypeError(f"variant {text!r}: a tile of 1 to 8 rows and 1 to 8 vectors (gemm.h)")
+    if embedded != "default" and int(embedded) > 8:
+        raise argparse.ArgumentTypeError(f"variant {text!r}: at most 8 rows with embedded broadcasts")
     if not name or not name.replace("_", "").isalnum():
         raise argparse.ArgumentTypeError(f"variant {text!r}: NAME must be letters, digits and _")
-    return name, dict(zip(("KC", "MC_BLOCKS", "PLAIN_MR", "PLAIN_NV"), values))
+    return name, dict(zip(("KC", "MC_BLOCKS", "PLAIN_MR", "PLAIN_NV", "EMBEDDED_ROWS"), values))
 
 
 def flops(row):
@@ -206,7 +213,7 @@ def main(argv=None):
     if argv[:1] == ["--worker"]:
         return worker(argv[1:])
     ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
-    ap.add_argument("--variant", action="append", type=parse_variant, metavar="NAME=KC,MC[,MRxNV]",
+    ap.add_argument("--variant", action="append", type=parse_variant, metavar="NAME=KC,MC[,MRxNV[,E]]",
                     help="a build to compare (repeatable; default: " +
                     "; ".join(f"{isa}: {' '.join(v)}" for isa, v in DEFAULT_VARIANTS.items()) + ")")
     ap.add_argument("--isa", choices=["avx512", "avx2"], default="avx512",
@@ -218,6 +225,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     check_rows(ap, args.rows)
     variants = args.variant or [parse_variant(v) for v in DEFAULT_VARIANTS[args.isa]]
+    if args.isa != "avx512" and any(opts["EMBEDDED_ROWS"] != "default" for _, opts in variants):
+        ap.error("embedded broadcasts (E) are an avx512 option")
     probe = subprocess.run([sys.executable, "-c", "import rnnfast; print(' '.join(rnnfast.available_isas()))"],
                            capture_output=True, text=True, cwd="/")
     if probe.returncode == 0 and args.isa not in probe.stdout.split():

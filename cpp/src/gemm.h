@@ -48,8 +48,21 @@ constexpr int kNV = 2;
 #endif
 constexpr int kPlainMR = RNNFAST_PLAIN_MR;
 constexpr int kPlainNV = RNNFAST_PLAIN_NV;
+// The last kEmbeddedRows rows of a full kMR-row tile on float or double operands (the recurrent
+// step's, and the plain products' when theirs has kMR rows) may take their value of A as a
+// broadcast memory operand of each FMA (on AVX-512 {1to16} or {1to8}: a load apiece, no broadcast
+// instruction) instead of one broadcast into a register shared by the row's NV FMAs: fewer
+// broadcast instructions for cores whose broadcasts take an arithmetic pipe's cycle besides the
+// load (as llvm-mca models Zen 4), more loads. The same sums, so the same bits. None by default;
+// build option RNNFAST_AVX512_EMBEDDED_ROWS, for tools/sweep.py; why: benchmarks/RESULTS.md.
+#ifndef RNNFAST_EMBEDDED_ROWS
+#define RNNFAST_EMBEDDED_ROWS 0
+#endif
+constexpr int kEmbeddedRows = RNNFAST_EMBEDDED_ROWS;
 constexpr Index kKC = RNNFAST_KC;
 constexpr Index kMCBlocks = RNNFAST_MC_BLOCKS;
+static_assert(kKC > 0 && kMCBlocks > 0 && kPlainMR > 0 && kPlainNV > 0, "blocking options must be positive");
+static_assert(kEmbeddedRows >= 0 && kEmbeddedRows <= kMR, "embedded rows: 0 to the tile's rows");
 
 enum class Init { zero, load, bias };
 
@@ -85,15 +98,40 @@ __attribute__((always_inline)) inline void micro(Index kc, const VA* a, Index rs
         }
     }
     Index k = 0;
-    for (; k + KS <= kc; k += KS)
-        for (int s = 0; s < KS; ++s) {
-            decltype(load_operand(b)) bv[NV];
-            for (int vi = 0; vi < NV; ++vi) bv[vi] = load_operand(b + ((k + s) * NV + vi) * W);
-            for (int m = 0; m < MR; ++m) {
-                const auto am = operand_splat(a[m * rs + (k + s) * cs]);
-                for (int vi = 0; vi < NV; ++vi) acc[s][m][vi] = madd(acc[s][m][vi], bv[vi], am);
+    // Rows from MR - E take A's value once per FMA (kEmbeddedRows above), each load at an offset
+    // of vi * zero, which the compiler cannot see is 0, so that it neither merges the loads nor
+    // broadcasts the value once into a register. Without such rows, the plain loop alone: with the
+    // other loop's branch beside it, never taken, GCC compiled the short blocks' loops otherwise.
+    constexpr int E = std::is_same_v<VA, T> && std::is_same_v<VB, T> && MR == kMR ? kEmbeddedRows : 0;
+    if constexpr (E == 0) {
+        for (; k + KS <= kc; k += KS)
+            for (int s = 0; s < KS; ++s) {
+                decltype(load_operand(b)) bv[NV];
+                for (int vi = 0; vi < NV; ++vi) bv[vi] = load_operand(b + ((k + s) * NV + vi) * W);
+                for (int m = 0; m < MR; ++m) {
+                    const auto am = operand_splat(a[m * rs + (k + s) * cs]);
+                    for (int vi = 0; vi < NV; ++vi) acc[s][m][vi] = madd(acc[s][m][vi], bv[vi], am);
+                }
             }
-        }
+    } else {
+        volatile Index opaque = 0;
+        const Index zero = opaque;
+        for (; k + KS <= kc; k += KS)
+            for (int s = 0; s < KS; ++s) {
+                decltype(load_operand(b)) bv[NV];
+                for (int vi = 0; vi < NV; ++vi) bv[vi] = load_operand(b + ((k + s) * NV + vi) * W);
+                for (int m = 0; m < MR; ++m) {
+                    const VA* am = &a[m * rs + (k + s) * cs];
+                    if (m < MR - E) {
+                        const auto splat_am = operand_splat(*am);
+                        for (int vi = 0; vi < NV; ++vi) acc[s][m][vi] = madd(acc[s][m][vi], bv[vi], splat_am);
+                    } else {
+                        for (int vi = 0; vi < NV; ++vi)
+                            acc[s][m][vi] = madd(acc[s][m][vi], bv[vi], operand_splat(am[vi * zero]));
+                    }
+                }
+            }
+    }
     for (; k < kc; ++k)
         for (int m = 0; m < MR; ++m)
             for (int vi = 0; vi < NV; ++vi)
