@@ -24,7 +24,7 @@ MERGES = ("concat", "sum", "mul", "ave")
 
 
 class BiRNN(Lockable):
-    """BiRNN(cell, input_size, hidden_size, num_layers=1, merge="concat", **kwargs): a bidirectional
+    r"""BiRNN(cell, input_size, hidden_size, num_layers=1, merge="concat", \*\*kwargs): a bidirectional
     `cell` network ("rnn_tanh", "rnn_relu", "lstm", "gru"; kwargs as rnnfast.RNN's, less
     `bidirectional`) whose two directions are merged per step by `merge` ("concat", "sum", "mul",
     "ave"). forward(x, hx=None, lengths=None) -> (y, h_n) with y of `output_size` features;
