@@ -82,6 +82,28 @@ def test_ab_builds_alternates_the_two_builds_it_is_given(tmp_path):
     assert r.returncode == 2 and "cell,T,B,H,mode" in r.stderr
 
 
+def test_ab_builds_side_by_side_runs_both_builds_at_once(tmp_path):
+    import pytest
+    row = "lstm,3,2,8,eval"
+    r = subprocess.run([sys.executable, str(BENCH / "ab_builds.py"), "-", "-", row, "--rounds", "2", "--budget", "0.01",
+                        "--side-by-side"], capture_output=True, text=True, timeout=300)
+    if r.returncode == 2 and "two physical cores" in r.stderr:
+        pytest.skip("fewer than two physical cores to pin the builds to")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "1 threads, side by side" in r.stdout
+    line = next(ln.split() for ln in r.stdout.splitlines() if ln.strip().startswith(row))
+    assert len(line) == 1 + 3 + 2 and all(float(v.strip("()")) > 0 for v in line[1:])
+    # One build failing fails the run.
+    (tmp_path / "rnnfast").mkdir()
+    (tmp_path / "rnnfast" / "__init__.py").write_text("raise ImportError('not a real build')\n")
+    r = subprocess.run([sys.executable, str(BENCH / "ab_builds.py"), str(tmp_path), "-", row, "--rounds", "1",
+                        "--budget", "0.01", "--side-by-side"], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "not a real build" in r.stderr
+    r = subprocess.run([sys.executable, str(BENCH / "ab_builds.py"), "-", "-", row, "--side-by-side", "--threads", "2"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "one thread per build" in r.stderr
+
+
 def test_activation_accuracy_tool_reports_both_functions_within_the_bound():
     r = subprocess.run([sys.executable, str(BENCH.parent / "tools" / "activation_accuracy.py"), "--step", "40009"],
                        capture_output=True, text=True, timeout=300)
