@@ -1,5 +1,8 @@
-"""The benchmarks' shared timer and the reports of paired timings."""
+"""The benchmarks' shared timer, the share of the cores other processes took, and the reports of
+paired timings."""
 import argparse
+import os
+import resource
 import statistics
 import time
 
@@ -15,6 +18,21 @@ def median_seconds(call, budget, warmups=1, at_least=5):
         call()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def cpu_seconds():
+    """(CPU seconds the whole machine has been busy, CPU seconds this process has used)."""
+    with open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK"), me.ru_utime + me.ru_stime
+
+
+def others_share(start, wall):
+    """The share of this process's cores that other processes (or, in a VM, other guests: steal)
+    took since `start`, a cpu_seconds() reading taken `wall` seconds ago."""
+    (busy0, mine0), (busy1, mine1) = start, cpu_seconds()
+    return max(0.0, (busy1 - busy0) - (mine1 - mine0)) / (wall * len(os.sched_getaffinity(0)))
 
 
 def paired_rounds(pairs, rounds, budget):

@@ -18,7 +18,6 @@ import json
 import math
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,7 @@ import numpy as np
 
 import rnnfast
 import rnnfast.reference
+from _timing import cpu_seconds, others_share
 
 try:
     import torch
@@ -191,14 +191,6 @@ def _quiet_stderr():
 
 # ---- timing ------------------------------------------------------------------------------
 
-def cpu_seconds():
-    """(CPU seconds the whole machine has been busy, CPU seconds this process has used)."""
-    with open("/proc/stat") as f:
-        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
-    me = resource.getrusage(resource.RUSAGE_SELF)
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK"), me.ru_utime + me.ru_stime
-
-
 def time_interleaved(calls, n):
     """n rounds of each call in turn; returns (seconds per call, share of the cores others used).
 
@@ -206,15 +198,13 @@ def time_interleaved(calls, n):
     the barrier of every time step: a 5% share can make a row many times slower.
     """
     times = [[] for _ in calls]
-    (busy0, mine0), start = cpu_seconds(), time.perf_counter()
+    cpu0, start = cpu_seconds(), time.perf_counter()
     for _ in range(n):
         for call, ts in zip(calls, times):
             t0 = time.perf_counter()
             call()
             ts.append(time.perf_counter() - t0)
-    (busy1, mine1), wall = cpu_seconds(), time.perf_counter() - start
-    others = max(0.0, (busy1 - busy0) - (mine1 - mine0)) / (wall * len(os.sched_getaffinity(0)))
-    return times, others
+    return times, others_share(cpu0, time.perf_counter() - start)
 
 
 def fp32_peak(threads):

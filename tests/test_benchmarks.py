@@ -128,14 +128,24 @@ def test_sweep_checks_products_and_layers_before_timing(capsys):
     assert len(times) == 3 and all(t > 0 for t in times[:2])
     for row in ("lstm,4,3,9,eval", "gru,2,5,7,train", "rnn,3,2,17,eval"):
         sweep.check_row(sweep.parse_row(row))  # raises when the layer differs from the reference
-    # The report: one line per product and row, a column per variant, medians over rounds.
-    variants = [sweep.parse_variant("a=256,20"), sweep.parse_variant("b=default,default,4x6")]
+    # The report: one line per product and row, a column per variant, medians over the quiet rounds.
+    # A worker's figures: peaks before and after (GFLOP/s), others' share of the cores, then seconds:
+    # 6 products (the first 2 * 3200 * 1024 * 4096 flops: 26.8 GFLOP in 1 s, 27% of 100) and the row.
+    variants = [sweep.parse_variant(v) for v in ("a=256,20", "b=default,default,4x6", "c=default,default")]
     rows = ["lstm,4,3,9,eval"]
-    fig = [100.0] + [1.0] * 6 + [0.002]
-    sweep.report(variants, {"a": [fig, fig], "b": [fig, [2 * v for v in fig]]}, rows)
+    quiet = [100.0, 98.0, 0.01] + [1.0] * 6 + [0.002]
+    taken = [100.0, 98.0, 0.40] + [0.5] * 6 + [0.001]  # another process took 40% of the cores
+    low_peak = [50.0, 100.0, 0.0] + [2.0] * 6 + [0.004]  # the peak fell by half during the timings
+    assert sweep.is_quiet(quiet) and not sweep.is_quiet(taken) and not sweep.is_quiet(low_peak)
+    sweep.report(variants, {"a": [quiet, quiet], "b": [quiet, taken, low_peak], "c": [taken, taken]}, rows)
     out = capsys.readouterr().out
+    lines = out.splitlines()
     assert "lstm,4,3,9,eval" in out and out.count("GFLOP/s") >= 1
-    assert len([ln for ln in out.splitlines() if ln.startswith("(")]) == 6
+    assert len([ln for ln in lines if ln.startswith("(")]) == 6
+    assert [ln.split()[2:] for ln in lines if ln.startswith("quiet rounds")] == [["2/2", "1/3", "0/2"]]
+    first = next(ln for ln in lines if ln.startswith("(3200x1024)x(1024x4096) y")).split()[-3:]
+    assert first == ["27%", "27%", "54%*"]  # b: its busy rounds left out; c: none quiet, marked
+    assert "* no quiet round" in out
 
 
 def test_sweep_refuses_malformed_variants():

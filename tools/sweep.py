@@ -16,7 +16,12 @@ them). Every round then runs each variant in a new process that checks and times
   - six layer rows (cell,T,B,H,mode with I = H, as benchmarks/ab_builds.py), each checked against the
     float64 NumPy reference (rnnfast.reference) on its first steps before it is timed.
 The report gives, per variant, the median over rounds of each figure: products in % of the FMA peak
-that the same process measured, layers in ms and % of that peak. On the 2-core Zen 5 of RESULTS.md each
+that the same process measured, layers in ms and % of that peak. On a shared machine another
+process's busy spell halves a figure (or, caught by the peak alone, doubles a percentage), so each
+process also measures the peak before and after its timings and the share of the cores other
+processes took meanwhile: a round is quiet when that share is at most 5% and the two peaks agree
+within 10%. A busy round is run again (--retries times, after --pause seconds), and the report takes
+the quiet rounds only, saying how many there were; a variant without one is marked. On the 2-core Zen 5 of RESULTS.md each
 build took 40-90 s and each variant's round about 12 s: the avx512 defaults (three variants: 3 rows
 of embedded broadcasts, the 4 x 6 tile, and gemm.h's defaults; five rounds) take about 6 minutes, builds
 included, and 3 once the builds are kept.
@@ -33,12 +38,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 from ab_builds import CLASSES, check_rows, parse_row, time_rows  # noqa: E402  the A/B harness's rows and timing
+from _timing import cpu_seconds, others_share  # noqa: E402
 PRODUCT_SHAPES = [(3200, 1024, 4096), (1600, 256, 1024)]
 PRODUCTS = ("y = x W^T", "dW = dy^T x", "dx = dy W")
 DEFAULT_ROWS = ["lstm,100,16,256,eval", "lstm,100,64,256,eval", "lstm,50,64,512,eval",
                 "lstm,50,64,512,train", "gru,100,64,256,train", "rnn,25,32,1024,eval"]
 DEFAULT_VARIANTS = {"avx512": ["e3=default,default,default,3", "t4x6=default,default,4x6", "default=default,default"],
                     "avx2": ["kc256=256,20", "kc1024=1024,20", "default=default,default"]}  # 16 registers: no 4 x 6
+QUIET_OTHERS = 0.05  # a quiet round: other processes took at most this share of the cores while it timed,
+QUIET_PEAKS = 0.10   # and its FMA peaks before and after the timings differ by at most this share
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 MODES = {"rnn": "rnn_tanh", "lstm": "lstm", "gru": "gru"}
 
@@ -126,14 +134,23 @@ def worker(argv):
     core = rnnfast._core
     nth = rnnfast.get_num_threads()
     core.fma_peak_gflops(nth)
-    peak = max(core.fma_peak_gflops(nth) for _ in range(3))
-    figures = [peak]
+    peak_before = max(core.fma_peak_gflops(nth) for _ in range(3))
+    cpu0, t0 = cpu_seconds(), time.perf_counter()
+    figures = []
     for shape in PRODUCT_SHAPES:
         figures += time_products(core, *shape)
     for row in args.rows:
         check_row(row)
     figures += time_rows(args.rows, args.threads, 1.0)
-    print("FIGURES " + " ".join(f"{v:.6e}" for v in figures), flush=True)
+    others = others_share(cpu0, time.perf_counter() - t0)
+    peak_after = max(core.fma_peak_gflops(nth) for _ in range(3))
+    print("FIGURES " + " ".join(f"{v:.6e}" for v in [peak_before, peak_after, others] + figures), flush=True)
+
+
+# A worker's figures: the FMA peak before and after its timings (GFLOP/s), the share of the cores
+# other processes took meanwhile, then the products' and the layers' seconds.
+def is_quiet(fig):
+    return fig[2] <= QUIET_OTHERS and abs(fig[0] - fig[1]) <= QUIET_PEAKS * max(fig[0], fig[1])
 
 
 # ---- the driver -------------------------------------------------------------------------------
@@ -190,24 +207,39 @@ def run_variant(target, args):
 
 
 def report(variants, results, rows):
-    med = {name: [statistics.median(col) for col in zip(*results[name])] for name, _ in variants}
+    """Per variant, medians over its quiet rounds (over all of them, marked *, when none was quiet);
+    a percentage is taken in each round against that round's peak (the higher of its two)."""
     names = [name for name, _ in variants]
+    used = {n: [f for f in results[n] if is_quiet(f)] or results[n] for n in names}
+    marks = {n: "" if any(is_quiet(f) for f in results[n]) else "*" for n in names}
+
+    def share(n, i, gflop):  # dx's seconds are a difference of two timings: a busy one can make them <= 0
+        shares = [gflop / f[i] / max(f[0], f[1]) for f in used[n] if f[i] > 0]
+        return statistics.median(shares) if shares else float("nan")
+
+    def seconds(n, i):
+        return statistics.median(f[i] for f in used[n])
+
     print("\n" + " " * 36 + "".join(f"{n:>18}" for n in names))
-    print(f"{'FMA peak, GFLOP/s':36}" + "".join(f"{med[n][0]:18.0f}" for n in names))
-    i = 1
+    print(f"{'quiet rounds':36}" + "".join(f"{sum(map(is_quiet, results[n])):>15}/{len(results[n]):<2}" for n in names))
+    print(f"{'FMA peak, GFLOP/s':36}" +
+          "".join(f"{statistics.median(max(f[0], f[1]) for f in used[n]):17.0f}{marks[n] or ' '}" for n in names))
+    i = 3
     for N, F, O in PRODUCT_SHAPES:
         for p in PRODUCTS:
             label = f"({N}x{F})x({F}x{O}) {p}"
-            cells = [2.0 * N * F * O / med[n][i] / 1e9 / med[n][0] for n in names]
-            print(f"{label:36}" + "".join(f"{c:18.0%}" for c in cells))
+            print(f"{label:36}" + "".join(f"{share(n, i, 2.0 * N * F * O / 1e9):17.0%}{marks[n] or ' '}" for n in names))
             i += 1
     for row in rows:
         r = parse_row(row)
-        cells = [f"{med[n][i] * 1e3:.2f} ms {flops(r) / med[n][i] / 1e9 / med[n][0]:4.0%}" for n in names]
+        cells = [f"{seconds(n, i) * 1e3:.2f} ms {share(n, i, flops(r) / 1e9):4.0%}{marks[n]}" for n in names]
         print(f"{row:36}" + "".join(f"{c:>18}" for c in cells))
         i += 1
     print("\nproducts: fastest call's GFLOP/s over the peak; layers: median ms, GFLOP/s over the peak "
-          "(training counted as 3 forwards); medians over rounds.")
+          "(training counted as 3 forwards); medians over the quiet rounds (other processes took at most "
+          f"{QUIET_OTHERS:.0%} of the cores, the peaks before and after within {QUIET_PEAKS:.0%}).")
+    if any(marks.values()):
+        print("* no quiet round: medians over busy rounds, not to be trusted.")
 
 
 def main(argv=None):
@@ -221,6 +253,8 @@ def main(argv=None):
     ap.add_argument("--isa", choices=["avx512", "avx2"], default="avx512",
                     help="the kernel path the variants change and run (default avx512)")
     ap.add_argument("--rounds", type=int, default=5, help="rounds of every variant (default 5)")
+    ap.add_argument("--retries", type=int, default=2, help="runs again of a busy round (default 2)")
+    ap.add_argument("--pause", type=float, default=5.0, help="seconds before running a busy round again (default 5)")
     ap.add_argument("--threads", type=int, default=0, help="threads (default: all cores)")
     ap.add_argument("--work", default=os.path.join("/tmp", "rnnfast-sweep"), help="where builds go (kept)")
     ap.add_argument("--rows", nargs="+", default=DEFAULT_ROWS, help=f"layer rows (default: {' '.join(DEFAULT_ROWS)})")
@@ -237,9 +271,17 @@ def main(argv=None):
     targets = {name: build(name, opts, args.isa, args.work) for name, opts in variants}
     results = {name: [] for name, _ in variants}
     for r in range(args.rounds):
+        busy = []
         for name, _ in variants:
-            results[name].append(run_variant(targets[name], args))
-        print(f"round {r + 1} of {args.rounds} done", flush=True)
+            for attempt in range(args.retries + 1):
+                if attempt:
+                    time.sleep(args.pause)
+                fig = run_variant(targets[name], args)
+                if is_quiet(fig):
+                    break
+                busy.append(f"{name} (others {fig[2]:.0%}, peaks {fig[0]:.0f} / {fig[1]:.0f})")
+            results[name].append(fig)
+        print(f"round {r + 1} of {args.rounds} done" + (f"; busy: {', '.join(busy)}" if busy else ""), flush=True)
     report(variants, results, args.rows)
 
 
