@@ -11,8 +11,9 @@ layernorm_gru) in float32 and float64,
 one and two directions, with and without lengths, stacked with dropout, on 1 and 2 threads, on
 every instruction set the CPU runs, through the public front ends: the NumPy modules (forward,
 backward, parameter gradients), the single-step cells, `rnnfast.functional` (a backward that keeps
-the saved forward and one that consumes it) and `rnnfast.torch` where torch is installed (the
-layer-normalised cells have no single-step cells). The shapes cover a single step, unit mode,
+the saved forward and one that consumes it), `rnnfast.torch` where torch is installed (the
+layer-normalised cells have no single-step cells), and in float32 the int8 and bfloat16 inference
+modules of `rnnfast.quantize` (stacked and bidirectional with lengths, and the cells). The shapes cover a single step, unit mode,
 batch mode and a layer with more hidden units than a panel.
 Exit status 0 when every array is bit-identical and both builds produced the same set. With
 --threads, one build's arrays on 1 thread against its own on 2.
@@ -164,6 +165,29 @@ def _torch_modules(rnnfast, out, tag, cell, shape, dtype):
             out[f"{key}/again/{name}"] = g2.numpy()
 
 
+def _quantized(rnnfast, out, tag, cell, shape, dtype):
+    """The inference modules of rnnfast.quantize, int8 and bfloat16 (float32 only): stacked and
+    bidirectional with lengths, and the single-step cells."""
+    if dtype != np.float32:
+        return
+    T, B, I, H = shape
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    for precision in ("int8", "bfloat16"):
+        m = rnnfast.quantize(_module(rnnfast, cell, I, H, 2, True, dtype), precision)
+        y, h_n = m(x, None, _lengths(T, B))
+        key = f"{tag}/quantized/{precision}"
+        out[key + "/y"] = y
+        for i, a in enumerate(h_n if cell in LSTMS else (h_n,)):
+            out[f"{key}/state{i}"] = a
+        if cell in CELLS[:4]:
+            c = (rnnfast.RNNCell(I, H, nonlinearity=cell[4:], seed=5) if cell.startswith("rnn_")
+                 else {"lstm": rnnfast.LSTMCell, "gru": rnnfast.GRUCell}[cell](I, H, seed=5))
+            state = rnnfast.quantize(c, precision)(x[0])
+            for i, a in enumerate(state if cell == "lstm" else (state,)):
+                out[f"{key}/cell/state{i}"] = a
+
+
 def dump(path, quick):
     import rnnfast
     out = {}
@@ -179,6 +203,7 @@ def dump(path, quick):
                         _cells(rnnfast, out, tag, cell, shape, dtype)
                         _functional(rnnfast, out, tag, cell, shape, dtype)
                         _torch_modules(rnnfast, out, tag, cell, shape, dtype)
+                        _quantized(rnnfast, out, tag, cell, shape, dtype)
     np.savez(path, **out)
     return len(out)
 
