@@ -10,7 +10,8 @@ plain products' when theirs has 8 rows) with their broadcasts embedded in the FM
 options RNNFAST_AVX512_KC, RNNFAST_AVX512_MC_BLOCKS, RNNFAST_AVX512_PLAIN_MR, RNNFAST_AVX512_PLAIN_NV
 and RNNFAST_AVX512_EMBEDDED_ROWS, or RNNFAST_AVX2_*; `default` as a value, or no tile, keeps
 gemm.h's). The builds go into --work (kept: a second run with the same variants and sources reuses
-them). Every round then runs each variant in a new process that checks and times:
+them; the variants share one CMake build folder, so each after the first recompiles only the avx512
+(or avx2) kernels). Every round then runs each variant in a new process that checks and times:
   - the three products of a layer (y = x W^T, dW = dy^T x, dx = dy W) at (3200 x 1024) x (1024 x 4096)
     and (1600 x 256) x (256 x 1024), each checked against float64 NumPy first, as benchmarks/products.py;
   - six layer rows (cell,T,B,H,mode with I = H, as benchmarks/ab_builds.py), each checked against the
@@ -171,7 +172,9 @@ def source_digest():
 
 def build(name, opts, isa, work):
     """Installs this checkout with the variant's blocking into work/name; kept while the sources and
-    options are the same (a stamp file records them)."""
+    options are the same (a stamp file records them). The variants share one CMake build folder, in
+    which every option is set each time (empty for a default), so that a variant recompiles only the
+    kernels its options change."""
     target = os.path.join(work, name)
     stamp = os.path.join(target, ".sweep-options")
     options = f"{isa} {sorted(opts.items())} {source_digest()}"
@@ -186,7 +189,7 @@ def build(name, opts, isa, work):
         defs += ["-C", f"cmake.define.RNNFAST_{isa.upper()}_{opt}={'' if value == 'default' else value}"]
     t0 = time.time()
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--upgrade",
-                    "--target", target, "-C", f"build-dir={os.path.join(work, name + '.build')}", *defs, ROOT],
+                    "--target", target, "-C", f"build-dir={os.path.join(work, 'build-' + isa)}", *defs, ROOT],
                    check=True)
     with open(stamp, "w") as f:
         f.write(options)
