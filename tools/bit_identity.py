@@ -13,8 +13,8 @@ every instruction set the CPU runs, through the public front ends: the NumPy mod
 backward, parameter gradients), the single-step cells, `rnnfast.functional` (a backward that keeps
 the saved forward and one that consumes it), `rnnfast.torch` where torch is installed (the
 layer-normalised cells have no single-step cells), and in float32 the int8 and bfloat16 inference
-modules of `rnnfast.quantize` (stacked and bidirectional with lengths, and the cells). The shapes cover a single step, unit mode,
-batch mode and a layer with more hidden units than a panel.
+modules of `rnnfast.quantize` (stacked and bidirectional with lengths, and the cells). The shapes
+cover a single step, unit mode, batch mode and a layer with more hidden units than a panel.
 Exit status 0 when every array is bit-identical and both builds produced the same set. With
 --threads, one build's arrays on 1 thread against its own on 2.
 

@@ -22,8 +22,8 @@ process's busy spell halves a figure (or, caught by the peak alone, doubles a pe
 process also measures the peak before and after its timings and the share of the cores other
 processes took meanwhile: a round is quiet when that share is at most 5% and the two peaks agree
 within 10%. A busy round is run again (--retries times, after --pause seconds), and the report takes
-the quiet rounds only, saying how many there were; a variant without one is marked. On the 2-core Zen 5 of RESULTS.md each
-build took 40-90 s and each variant's round about 12 s: the avx512 defaults (three variants: 3 rows
+the quiet rounds only, saying how many there were; a variant without one is marked. On the 2-core
+Zen 5 of RESULTS.md each build took 40-90 s and each variant's round about 12 s: the avx512 defaults (three variants: 3 rows
 of embedded broadcasts, the 4 x 6 tile, and gemm.h's defaults; five rounds) take about 6 minutes, builds
 included, and 3 once the builds are kept.
 """
@@ -224,14 +224,16 @@ def report(variants, results, rows):
         return statistics.median(f[i] for f in used[n])
 
     print("\n" + " " * 36 + "".join(f"{n:>18}" for n in names))
-    print(f"{'quiet rounds':36}" + "".join(f"{sum(map(is_quiet, results[n])):>15}/{len(results[n]):<2}" for n in names))
+    quiet = {n: sum(map(is_quiet, results[n])) for n in names}
+    print(f"{'quiet rounds':36}" + "".join(f"{quiet[n]:>15}/{len(results[n]):<2}" for n in names))
     print(f"{'FMA peak, GFLOP/s':36}" +
           "".join(f"{statistics.median(max(f[0], f[1]) for f in used[n]):17.0f}{marks[n] or ' '}" for n in names))
     i = 3
     for N, F, O in PRODUCT_SHAPES:
         for p in PRODUCTS:
             label = f"({N}x{F})x({F}x{O}) {p}"
-            print(f"{label:36}" + "".join(f"{share(n, i, 2.0 * N * F * O / 1e9):17.0%}{marks[n] or ' '}" for n in names))
+            gflop = 2.0 * N * F * O / 1e9
+            print(f"{label:36}" + "".join(f"{share(n, i, gflop):17.0%}{marks[n] or ' '}" for n in names))
             i += 1
     for row in rows:
         r = parse_row(row)
