@@ -23,9 +23,10 @@ process also measures the peak before and after its timings and the share of the
 processes took meanwhile: a round is quiet when that share is at most 5% and the two peaks agree
 within 10%. A busy round is run again (--retries times, after --pause seconds), and the report takes
 the quiet rounds only, saying how many there were; a variant without one is marked. On the 2-core
-Zen 5 of RESULTS.md each build took 40-90 s and each variant's round about 12 s: the avx512 defaults (three variants: 3 rows
-of embedded broadcasts, the 4 x 6 tile, and gemm.h's defaults; five rounds) take about 6 minutes, builds
-included, and 3 once the builds are kept.
+Zen 5 of RESULTS.md each build took 40-90 s and each variant's round about 12 s: the avx512 defaults
+(three variants: 3 rows of embedded broadcasts, the 4 x 6 tile, and gemm.h's defaults; five rounds)
+take about 6 minutes, builds included, and 3 once the builds are kept (on the 2-core Xeon of
+RESULTS.md, whose builds take 3-5 minutes, 16 and 6).
 """
 import argparse
 import hashlib
