@@ -26,7 +26,7 @@ the quiet rounds only, saying how many there were; a variant without one is mark
 Zen 5 of RESULTS.md each build took 40-90 s and each variant's round about 12 s: the avx512 defaults
 (three variants: 3 rows of embedded broadcasts, the 4 x 6 tile, and gemm.h's defaults; five rounds)
 take about 6 minutes, builds included, and 3 once the builds are kept (on the 2-core Xeon of
-RESULTS.md, whose builds take 3-5 minutes, 16 and 6).
+RESULTS.md, whose builds took 3-5 minutes each, 16.5 before the variants shared a build folder, and 6).
 """
 import argparse
 import hashlib
