@@ -56,6 +56,14 @@ def _module(rnnfast, cell, I, H, layers, bidirectional, dtype, dropout=0.0):
             "layernorm_gru": rnnfast.LayerNormGRU}[cell](I, H, **kw)
 
 
+def _cell(rnnfast, cell, I, H, dtype):
+    """The single-step cell of one of CELLS[:4] (the layer-normalised cells have none)."""
+    kw = dict(dtype=dtype, seed=5)
+    if cell.startswith("rnn_"):
+        return rnnfast.RNNCell(I, H, nonlinearity=cell[4:], **kw)
+    return {"lstm": rnnfast.LSTMCell, "gru": rnnfast.GRUCell}[cell](I, H, **kw)
+
+
 def _lengths(T, B):
     return None if T == 1 else np.array([T - (b % T) for b in range(B)], np.int64)
 
@@ -93,9 +101,7 @@ def _cells(rnnfast, out, tag, cell, shape, dtype):
         return
     T, B, I, H = shape
     rng = np.random.default_rng(11)
-    kw = dict(dtype=dtype, seed=5)
-    c = (rnnfast.RNNCell(I, H, nonlinearity=cell[4:], **kw) if cell.startswith("rnn_")
-         else {"lstm": rnnfast.LSTMCell, "gru": rnnfast.GRUCell}[cell](I, H, **kw))
+    c = _cell(rnnfast, cell, I, H, dtype)
     state = None
     xs = [rng.standard_normal((B, I)).astype(dtype) for _ in range(3)]
     for t, x in enumerate(xs):
@@ -181,9 +187,7 @@ def _quantized(rnnfast, out, tag, cell, shape, dtype):
         for i, a in enumerate(h_n if cell in LSTMS else (h_n,)):
             out[f"{key}/state{i}"] = a
         if cell in CELLS[:4]:
-            c = (rnnfast.RNNCell(I, H, nonlinearity=cell[4:], seed=5) if cell.startswith("rnn_")
-                 else {"lstm": rnnfast.LSTMCell, "gru": rnnfast.GRUCell}[cell](I, H, seed=5))
-            state = rnnfast.quantize(c, precision)(x[0])
+            state = rnnfast.quantize(_cell(rnnfast, cell, I, H, dtype), precision)(x[0])
             for i, a in enumerate(state if cell == "lstm" else (state,)):
                 out[f"{key}/cell/state{i}"] = a
 
