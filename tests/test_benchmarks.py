@@ -104,6 +104,25 @@ def test_ab_builds_side_by_side_runs_both_builds_at_once(tmp_path):
     assert r.returncode == 2 and "one thread per build" in r.stderr
 
 
+def test_ab_builds_interleaved_asks_each_build_for_one_call_in_turn(tmp_path):
+    rows = ["lstm,3,2,8,eval", "gru,3,2,8,train"]
+    out = run("ab_builds.py", "-", "-", *rows, "--interleaved", "--rounds", "4", "--pause", "0")
+    assert "4 calls of each, all threads, interleaved" in out
+    lines = {ln.split()[0]: ln.split() for ln in out.splitlines() if ln.strip().split(" ")[0] in rows}
+    assert sorted(lines) == sorted(rows)
+    for row in rows:  # old ms, new ms, median ratio, the ratios' quartiles
+        assert len(lines[row]) == 1 + 3 + 2 and all(float(v.strip("()")) > 0 for v in lines[row][1:])
+    # A build whose worker fails fails the run, with the worker's error.
+    (tmp_path / "rnnfast").mkdir()
+    (tmp_path / "rnnfast" / "__init__.py").write_text("raise ImportError('not a real build')\n")
+    r = subprocess.run([sys.executable, str(BENCH / "ab_builds.py"), "-", str(tmp_path), rows[0], "--interleaved"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "not a real build" in r.stderr
+    r = subprocess.run([sys.executable, str(BENCH / "ab_builds.py"), "-", "-", rows[0], "--interleaved",
+                        "--side-by-side"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "not allowed" in r.stderr
+
+
 def test_activation_accuracy_tool_reports_both_functions_within_the_bound():
     r = subprocess.run([sys.executable, str(BENCH.parent / "tools" / "activation_accuracy.py"), "--step", "40009"],
                        capture_output=True, text=True, timeout=300)
