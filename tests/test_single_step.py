@@ -1,5 +1,5 @@
 """A single step (T = 1: every call of a cell, a layer's call at T = 1) packs each panel of the
-weights as it uses it, with no cache (PanelsPackedAsUsed in gemm.h); longer calls use the kept packing. The
+weights as it uses it, with no cache (PanelsPackedAsUsed in packing.h); longer calls use the kept packing. The
 panels are the same, so the products are the same bits: a step at T = 1 against the first step of
 T = 2 with the same input. B = 24 and 168 rows are whole micro-kernel blocks (6 rows on AVX2 and
 SSE, 8 on AVX-512) in both calls, so the input projection cuts them the same way. At B = 168 on

@@ -3,7 +3,7 @@
 // of steps. Shared by the workspace layout, the schedule and the two passes.
 #pragma once
 #include "rnnfast/layer.h"
-#include "gemm.h"
+#include "gemm_team.h"
 
 namespace rnnfast {
 namespace RNNFAST_ISA_NS {

@@ -5,7 +5,7 @@
 // instead of waking a BLAS library's (whose spinning threads would compete with the recurrent
 // kernels for the cores).
 #pragma once
-#include "gemm.h"
+#include "gemm_team.h"
 #include "rnnfast/toolkit.h"
 
 namespace rnnfast {

@@ -7,7 +7,7 @@
 //   forward_pass.h     the forward: pack, fold biases, load state, project a chunk, step, store
 //   backward_pass.h    BPTT: pack, load gradients, step, carry dh, bias sums, weight products
 // The cells' gate math is cells.h (the layer-normalised cells' layer_norm_cells.h); the products
-// gemm.h; zoneout's masks zoneout.h.
+// gemm.h and gemm_team.h; zoneout's masks zoneout.h.
 #pragma once
 #include "backward_pass.h"
 #include "forward_pass.h"
