@@ -96,8 +96,9 @@ def serve_rows(rows, threads):
     if threads:
         rnnfast.set_num_threads(threads)
     calls = [make_call(row) for row in rows]
-    for call in calls:
-        call(), call()
+    for call in calls:  # two warm-up calls each, as time_rows makes
+        call()
+        call()
     print("READY", flush=True)
     for line in sys.stdin:
         call = calls[int(line)]
