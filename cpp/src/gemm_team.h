@@ -1,6 +1,7 @@
-// The products by a team of threads: which part of C each thread computes, a product whose B is
-// packed already (weights kept packed), one that packs B a k-block at a time, and column sums.
-// Every thread of the team calls them; each ends with a barrier, after which C is complete.
+// The products by a team of threads: which part of C each thread computes (team_part), a product
+// whose B is packed already (weights kept packed), one that packs B a k-block at a time, and column
+// sums. Every thread of the team calls the last three; each ends with a barrier, after which its
+// result is complete.
 #pragma once
 #include "gemm.h"
 #include "team.h"
