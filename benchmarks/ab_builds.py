@@ -137,14 +137,23 @@ def start_build(folder, args, cpu=None):
                             stderr=subprocess.PIPE, text=True)
 
 
+def worker_failed(folder, err):
+    """Ends the run with a worker's error output."""
+    raise SystemExit(f"build {folder}: worker failed\n{err[-2000:]}")
+
+
+def built_module(lines):
+    """The extension module a worker's output lines say it imported."""
+    return next((ln[6:] for ln in lines if ln.startswith("BUILD ")), "?")
+
+
 def finish_build(folder, proc):
     """The worker's times per row and the module it imported."""
     out, err = proc.communicate()
     lines = [ln for ln in out.splitlines() if ln.startswith("TIMES ")]
     if proc.returncode != 0 or not lines:
-        raise SystemExit(f"build {folder}: worker failed\n{err[-2000:]}")
-    built = next((ln[6:] for ln in out.splitlines() if ln.startswith("BUILD ")), "?")
-    return [float(v) for v in lines[-1].split()[1:]], built
+        worker_failed(folder, err)
+    return [float(v) for v in lines[-1].split()[1:]], built_module(out.splitlines())
 
 
 def worker(argv):
@@ -178,9 +187,9 @@ def interleave(args, builds):
             while not lines or lines[-1] != "READY":
                 line = proc.stdout.readline()
                 if not line:  # the worker ended before it was ready
-                    raise SystemExit(f"build {folder}: worker failed\n{proc.communicate()[1][-2000:]}")
+                    worker_failed(folder, proc.communicate()[1])
                 lines.append(line.strip())
-            built.append(next((ln[6:] for ln in lines if ln.startswith("BUILD ")), "?"))
+            built.append(built_module(lines))
         times = [[[] for _ in args.rows] for _ in builds]
         for i in range(len(args.rows)):
             for r in range(args.rounds):
@@ -190,7 +199,7 @@ def interleave(args, builds):
                     procs[b].stdin.flush()
                     line = procs[b].stdout.readline()
                     if not line:
-                        raise SystemExit(f"build {builds[b][1]}: worker failed\n{procs[b].communicate()[1][-2000:]}")
+                        worker_failed(builds[b][1], procs[b].communicate()[1])
                     times[b][i].append(float(line))
         return times, built
     finally:
