@@ -20,15 +20,16 @@ def test_an_order_names_every_set_of_the_build_once():
 
 
 @pytest.mark.skipif(not X86, reason="the rules name x86 paths")
-def test_zen5_alone_puts_vdpbf16ps_ahead_of_widened_bfloat16():
+def test_zen4_and_zen5_alone_put_vdpbf16ps_ahead_of_widened_bfloat16():
     plain = _core.isa_order("GenuineIntel", 6)
     assert plain[:2] == ["avx512_amx", "avx512_vnni"] and plain.index("avx512_bf16") > plain.index("avx512")
-    for vendor, family in [("AuthenticAMD", 0x17), ("AuthenticAMD", 0x19), ("AuthenticAMD", 0x1B),
-                           ("HygonGenuine", 0x1A), ("GenuineIntel", 0x1A), ("", 0)]:
+    for vendor, family in [("AuthenticAMD", 0x17), ("AuthenticAMD", 0x18), ("AuthenticAMD", 0x1B),
+                           ("HygonGenuine", 0x19), ("HygonGenuine", 0x1A), ("GenuineIntel", 0x1A), ("", 0)]:
         assert _core.isa_order(vendor, family) == plain, (vendor, family)
-    zen5 = _core.isa_order("AuthenticAMD", 0x1A)
-    assert zen5[:3] == ["avx512_amx", "avx512_bf16", "avx512_vnni"]
-    assert [n for n in zen5 if n != "avx512_bf16"] == [n for n in plain if n != "avx512_bf16"]
+    for family in (0x19, 0x1A):
+        zen = _core.isa_order("AuthenticAMD", family)
+        assert zen[:3] == ["avx512_amx", "avx512_bf16", "avx512_vnni"], family
+        assert [n for n in zen if n != "avx512_bf16"] == [n for n in plain if n != "avx512_bf16"], family
 
 
 @pytest.mark.parametrize("eax, family, model", [

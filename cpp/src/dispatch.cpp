@@ -81,10 +81,11 @@ struct CpuRule {
 };
 const CpuRule cpu_rules[] = {
 #ifdef RNNFAST_X86
-    // AMD Zen 5 (the whole family): bfloat16 products on vdpbf16ps rather than widened to float32
-    // FMAs, which the bfloat16 speed measured there says is faster; on the Intel Xeon measured it is
-    // slower (and AMX comes first there). Not yet rnnfast's own measurement: RESULTS.md.
-    {"AuthenticAMD", 0x1A, 0x1A, &kernels_avx512_bf16, &kernels_avx512_vnni},
+    // AMD Zen 4 and Zen 5 (families 0x19 and 0x1A; of 0x19 only Zen 4 has AVX512-BF16, Zen 3 runs
+    // neither path): bfloat16 products on vdpbf16ps rather than widened to float32 FMAs, measured
+    // faster on Zen 4 (by rnnfast) and expected so on Zen 5 (by torch's bfloat16 speed there); on
+    // the Intel Xeon measured it is slower (and AMX comes first there). RESULTS.md.
+    {"AuthenticAMD", 0x19, 0x1A, &kernels_avx512_bf16, &kernels_avx512_vnni},
 #endif
     {nullptr, 0, 0, nullptr, nullptr}};
 
