@@ -61,6 +61,26 @@ def test_cell_steps_match_torch_before_they_are_timed():
         assert all(e != e for e in errs)  # NaN: nothing to compare with
 
 
+def test_gaps_checks_its_rows_and_times_each_gap_and_setting():
+    out = run("gaps.py", "lstm,4,2,8", "gru,3,1,5", "--gaps", "0,1", "--calls", "2", "--rounds", "1", "--threads", "2")
+    rows = [ln.split() for ln in out.splitlines()[2:]]
+    assert [(r[0], r[1]) for r in rows] == [(c, g) for c in ("lstm,4,2,8", "gru,3,1,5") for g in ("0", "1")], out
+    assert all(len(r) == 7 and all(float(v) > 0 for v in r[2:]) for r in rows), out
+
+
+def test_gaps_refuses_a_row_that_differs_from_the_reference(monkeypatch):
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench
+        import gaps
+    finally:
+        sys.path.remove(str(BENCH))
+    right = bench.reference_step
+    monkeypatch.setattr(bench, "reference_step", lambda *a: (right(*a)[0] * 1.01, None, None))
+    with pytest.raises(SystemExit, match="against the reference"):
+        gaps.checked_call("lstm", (3, 2, 8))
+
+
 def test_ab_builds_alternates_the_two_builds_it_is_given(tmp_path):
     rows = ["lstm,3,2,8,eval", "gru,3,2,8,train", "lnlstm,3,2,8,train", "lngru,3,2,8,eval"]
     out = run("ab_builds.py", "-", "-", *rows, "--rounds", "2", "--budget", "0.01", "--threads", "1")
