@@ -17,10 +17,10 @@ them; the variants share one CMake build folder, so each after the first recompi
   - six layer rows (cell,T,B,H,mode with I = H, as benchmarks/ab_builds.py), each checked against the
     float64 NumPy reference (rnnfast.reference) on its first steps before it is timed.
 The report gives, per variant, the median over rounds of each figure: products in % of the FMA peak
-that the same process measured, layers in ms and % of that peak. On a shared machine another
-process's busy spell halves a figure (or, caught by the peak alone, doubles a percentage), so each
-process also measures the peak before and after its timings and the share of the cores other
-processes took meanwhile: a round is quiet when that share is at most 5% and the two peaks agree
+that the same process measured, layers in ms and % of that peak, all on a fixed team (dynamic
+threads off). On a shared machine another process's busy spell halves a figure (or, caught by the
+peak alone, doubles a percentage), so each process also measures the peak before and after its
+timings and the share of the cores other processes took meanwhile: a round is quiet when that share is at most 5% and the two peaks agree
 within 10%. A busy round is run again (--retries times, after --pause seconds), and the report takes
 the quiet rounds only, saying how many there were; a variant without one is marked. On the 2-core
 Zen 5 of RESULTS.md each build took 40-90 s and each variant's round about 12 s: the avx512 defaults
@@ -133,6 +133,9 @@ def worker(argv):
     if args.threads:
         rnnfast.set_num_threads(args.threads)
     rnnfast.set_isa(args.isa)
+    # A fixed team: with dynamic threads a moment in which the host takes a core (which the quiet
+    # test below cannot see) would put the rest of the round on fewer threads (RESULTS.md, Zen 4).
+    rnnfast.set_dynamic_threads(False)
     core = rnnfast._core
     nth = rnnfast.get_num_threads()
     core.fma_peak_gflops(nth)
