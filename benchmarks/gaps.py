@@ -76,7 +76,7 @@ def main(argv=None):
     if threads < 2:
         raise SystemExit("gaps.py compares a team with one thread: it needs --threads 2 or more (or 2 cores)")
     names = [name for name, _, _ in settings(threads)]
-    asked, dynamic = rnnfast.get_num_threads(), rnnfast.get_dynamic_threads()
+    asked, was_dynamic = rnnfast.get_num_threads(), rnnfast.get_dynamic_threads()
     print(f"rnnfast {rnnfast.__version__}, isa {rnnfast.isa()}; {args.calls} calls per gap, setting and round, "
           f"{args.rounds} rounds; median ms per call, and the team's time over one thread's")
     print(f"{'row':24s} {'gap ms':>6s} " + " ".join(f"{n:>12s}" for n in names) + "   fixed/1  dynamic/1")
@@ -92,7 +92,7 @@ def main(argv=None):
             print(f"{text:24s} {1e3 * g:6.0f} " + " ".join(f"{v:12.3f}" for v in ms)
                   + f"   {ms[1] / ms[0]:7.2f}  {ms[2] / ms[0]:9.2f}", flush=True)
     rnnfast.set_num_threads(asked)
-    rnnfast.set_dynamic_threads(dynamic)
+    rnnfast.set_dynamic_threads(was_dynamic)
 
 
 if __name__ == "__main__":
