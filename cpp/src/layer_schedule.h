@@ -44,7 +44,8 @@ template <class T, int G> struct LayerSchedule {
 
     // Batch mode needs kBatchRows rows per thread at least: with fewer, a thread's product would
     // split k (kStepTail) and its rows' bits would depend on the thread count. W_hh above
-    // kBatchWeightBytes stays in unit mode at every B. Teams of more than two threads, all
+    // kBatchWeightBytes (counted as the products read it: 2 bytes a weight in bfloat16, 1 in int8)
+    // stays in unit mode at every B. Teams of more than two threads, all
     // streaming W_hh from a shared L3, wait for kManyThreadRows rows unless W_hh fits the smallest
     // current L2 (kL2Bytes). A single step has no barriers in a loop to save, and in batch mode
     // every thread packs every panel: it goes to batch mode from kSingleStepBatchRows rows a thread.
@@ -55,7 +56,8 @@ template <class T, int G> struct LayerSchedule {
     static constexpr Index kSingleStepBatchRows = 64;
 
     static bool batch_mode(const LayerShape& s, int threads) {
-        const Index w = G * s.H * state_size(s) * Index(sizeof(T));
+        const Index bytes = s.precision == Precision::int8 ? 1 : s.precision == Precision::bfloat16 ? 2 : Index(sizeof(T));
+        const Index w = G * s.H * state_size(s) * bytes;
         if (threads < 2) return false;
         const Index rows = s.B / threads;
         if (layer_normalised(s.cell)) return rows >= kBatchRows;  // no barriers for the row norms
