@@ -226,7 +226,7 @@ def test_batch_parallel_mode_gives_the_same_bits(mode):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("B", [8, 9, 12, 13])
 def test_batch_mode_from_four_rows_a_thread_gives_the_same_bits(mode, B):
-    """Batch mode starts at 4 rows a thread (W_hh up to 1 MiB on 2 threads, up to 256 KiB on
+    """Batch mode starts at 4 rows a thread (W_hh up to 2 MiB on 2 threads, up to 256 KiB on
     more): B = 8 and 9 are batch mode on 2 threads (4 + 4, 4 + 5 rows), unit mode on 3; B = 12 and
     13 batch mode on 2 and 3 (4 + 4 + 4, 4 + 4 + 5 on 3). A thread's 4 or 5 rows are one short
     block with k in plain order, so 1, 2 and 3 threads give the same bits, in both directions (2

@@ -52,7 +52,7 @@ template <class T, int G> struct LayerSchedule {
     static constexpr Index kBatchRows = kExactRows<Geo::kPanelVectors>;
     static constexpr Index kManyThreadRows = 24;
     static constexpr Index kL2Bytes = Index(256) << 10;
-    static constexpr Index kBatchWeightBytes = Index(1) << 20;
+    static constexpr Index kBatchWeightBytes = Index(2) << 20;
     static constexpr Index kSingleStepBatchRows = 64;
 
     static bool batch_mode(const LayerShape& s, int threads) {
