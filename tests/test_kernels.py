@@ -238,6 +238,17 @@ def test_batch_mode_from_four_rows_a_thread_gives_the_same_bits(mode, B):
         assert_same_bits_for_threads(mode, p, lengths, (1, 2, 3, 2), check_reference=not reverse, reverse=reverse)
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_batch_mode_up_to_2_mib_of_w_hh_gives_the_same_bits(mode):
+    """An LSTM's or GRU's W_hh at H = 300 in float32 (1.4 and 1.1 MB) is over 1 MiB and under 2: batch
+    mode on 2 threads (9 rows: 4 + 5), unit mode on 3 (fewer than 24 rows a thread), neither on 1:
+    the same bits for all three, forward and backward, both directions, with lengths."""
+    p = make_layer(mode, 3, 9, 16, 300, np.float32, seed=11)
+    lengths = np.random.default_rng(11).integers(1, 4, size=9)
+    for reverse in (False, True):
+        assert_same_bits_for_threads(mode, p, lengths, (1, 2, 3), check_reference=not reverse, reverse=reverse)
+
+
 @pytest.mark.parametrize("B,H", [(7, 64), (100, 40)])
 @pytest.mark.parametrize("mode", MODES)
 def test_eval_forward_in_chunks_matches_reference(mode, B, H):
