@@ -82,7 +82,7 @@ def test_sequence_matches_the_reference(mode, reverse, with_lengths, each_isa):
 
 @pytest.mark.parametrize("mode", CELLS)
 # The last shape: an LSTM or GRU whose W_hh is over 2 MiB in float32 but not in bfloat16, so batch
-# mode on 2 threads (unit mode on 3: 9 rows make fewer than 24 a thread).
+# mode on 2 threads (unit mode on 3: 3 rows a thread, fewer than 4).
 @pytest.mark.parametrize("shape", [(30, 1, 40, 40), (8, 33, 50, 70), (1, 3, 16, 130), (4, 64, 32, 256), (3, 9, 24, 448)])
 def test_same_bits_for_any_thread_count_and_for_vdpbf16ps(mode, shape, each_isa):
     x, w, b, h0, c0 = layer_case(mode, *shape, seed=5)

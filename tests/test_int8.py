@@ -137,7 +137,7 @@ def test_sequence_matches_the_reference(mode, reverse, with_lengths, each_isa):
 
 
 # The last: an LSTM or GRU whose W_hh is over 2 MiB in float32 but not in int8, so batch mode on 2
-# threads (unit mode on 3: 9 rows make fewer than 24 a thread).
+# threads (unit mode on 3: 3 rows a thread, fewer than 4).
 SHAPES = [(30, 1, 40, 40), (8, 33, 50, 70), (1, 3, 16, 130), (4, 64, 32, 256), (3, 9, 24, 448)]
 
 

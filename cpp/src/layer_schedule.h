@@ -4,11 +4,12 @@
 // (which stay in its cache for the whole sequence), and the team meets at one barrier per step
 // (the layer-normalised cells: one more per phase of their step, layer_norm_cells.h).
 // Batch mode: each thread has an even slice of rows, every unit and every panel, and no barrier in
-// the loop; each thread then reads all of W_hh every step, which pays only while W_hh stays near
-// the core. The measurements behind every constant here are in benchmarks/RESULTS.md ("The
-// schedule's constants"). The recurrent products sum k in plain order in every micro-kernel block
-// (kStepTail; only a product of fewer than kExactRows rows splits k: B < 4 in unit mode, where
-// every thread has all rows), so neither the mode nor the thread count ever changes a result.
+// the loop; each thread then reads all of W_hh every step, which pays while that costs less than
+// unit mode's barriers (up to a W_hh of about two L2s). The measurements behind every constant
+// here are in benchmarks/RESULTS.md ("The schedule's constants"). The recurrent products sum k in
+// plain order in every micro-kernel block (kStepTail; only a product of fewer than kExactRows rows
+// splits k: B < 4 in unit mode, where every thread has all rows), so neither the mode nor the
+// thread count ever changes a result.
 #pragma once
 #include "layer_geometry.h"
 
@@ -43,10 +44,10 @@ template <class T, int G> struct LayerSchedule {
     static constexpr Index kTinyNormRow = 65536;
 
     // Batch mode needs kBatchRows rows per thread at least: with fewer, a thread's product would
-    // split k (kStepTail) and its rows' bits would depend on the thread count. W_hh above
-    // kBatchWeightBytes (counted as the products read it: 2 bytes a weight in bfloat16, 1 in int8)
-    // stays in unit mode at every B. Teams of more than two threads, all
-    // streaming W_hh from a shared L3, wait for kManyThreadRows rows unless W_hh fits the smallest
+    // split k (kStepTail) and its rows' bits would depend on the thread count. Weights of more than
+    // kBatchWeightBytes a step (W_hh, and W_hr with projections, in the bytes the products read:
+    // bfloat16's or int8's copy) stay in unit mode at every B. Teams of more than two threads, all
+    // streaming them from a shared L3, wait for kManyThreadRows rows unless they fit the smallest
     // current L2 (kL2Bytes). A single step has no barriers in a loop to save, and in batch mode
     // every thread packs every panel: it goes to batch mode from kSingleStepBatchRows rows a thread.
     static constexpr Index kBatchRows = kExactRows<Geo::kPanelVectors>;
@@ -56,8 +57,7 @@ template <class T, int G> struct LayerSchedule {
     static constexpr Index kSingleStepBatchRows = 64;
 
     static bool batch_mode(const LayerShape& s, int threads) {
-        const Index bytes = s.precision == Precision::int8 ? 1 : s.precision == Precision::bfloat16 ? 2 : Index(sizeof(T));
-        const Index w = G * s.H * state_size(s) * bytes;
+        const Index w = Geo::weight_copy_values(G * s.H * state_size(s) + s.P * s.H, s) * Index(sizeof(T));
         if (threads < 2) return false;
         const Index rows = s.B / threads;
         if (layer_normalised(s.cell)) return rows >= kBatchRows;  // no barriers for the row norms

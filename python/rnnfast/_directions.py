@@ -50,7 +50,7 @@ EVAL_WEIGHT_BYTES = 512 * 1024
 def thread_split(work, directions, weight_bytes=0, training=True):
     """Per-direction thread counts: (n - n // 2, n // 2) to run two together, or None to run them
     one after the other with every thread each. `work`: multiply-adds of one direction;
-    `weight_bytes`: the size of one direction's W_hh."""
+    `weight_bytes`: the size of one direction's W_hh at the inputs' precision."""
     n = _core.get_num_threads()
     if directions != 2 or n < 2 or work < MIN_WORK:
         return None

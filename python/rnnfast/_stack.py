@@ -102,8 +102,8 @@ class Stack:
         if D == 1:
             contexts = [direction(0, 0)]
         else:
-            # W_hh's size at the inputs' precision, a quantized module's too: counted by its own
-            # bytes, the directions ran together at H = 256 and 320 and lost (RESULTS.md, Zen 4).
+            # W_hh's size at the inputs' precision, a quantized module's too: the split follows the
+            # work, which its own bytes understate (RESULTS.md, "The schedule's constants").
             split = _directions.thread_split(_step_work(T, B, I, H, S, G), D, G * H * S * x.dtype.itemsize,
                                              training)
             contexts = _directions.run([lambda n, d=d: direction(d, n) for d in range(D)], split)
