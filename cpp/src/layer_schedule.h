@@ -5,7 +5,7 @@
 // (the layer-normalised cells: one more per phase of their step, layer_norm_cells.h).
 // Batch mode: each thread has an even slice of rows, every unit and every panel, and no barrier in
 // the loop; each thread then reads all of W_hh every step, which pays while that costs less than
-// unit mode's barriers (up to a W_hh of about two L2s). The measurements behind every constant
+// unit mode's barriers (up to kBatchWeightBytes, below). The measurements behind every constant
 // here are in benchmarks/RESULTS.md ("The schedule's constants"). The recurrent products sum k in
 // plain order in every micro-kernel block (kStepTail; only a product of fewer than kExactRows rows
 // splits k: B < 4 in unit mode, where every thread has all rows), so neither the mode nor the
