@@ -94,12 +94,10 @@ template <class T> void check_case(const Case& c, const Inputs& in, const Output
 }
 
 // Whether the reduced-precision check compares entry j of run_reduced's output (y, then the final
-// states): everything, except for the layer-normalised cells, where one flip grows by a factor of
-// 1.5 to 3 a step (on a Zen 4, the avx2 path's int8 on one reverse case: float32 rounding for an
-// entry's first 4 steps, 1.8e-3 after its 5th, 0.23 twenty steps later, where the other paths
-// stayed under 2e-2): there the outputs of each entry's first kEarlySteps steps in its own
-// direction (a wrong lane is off by O(1) at once; a flip in them stays within the tolerance), and
-// its padded steps.
+// states): everything, except for the layer-normalised cells, where one rounding flip grows step
+// by step on any path (benchmarks/RESULTS.md, Zen 4 section): there the outputs of each
+// entry's first kEarlySteps steps in its own direction (a wrong lane is off by O(1) at once; a flip
+// in them stays within the tolerance), and its padded steps.
 constexpr Index kEarlySteps = 4;
 bool early_or_padded(const Case& c, const Inputs& in, size_t j) {
     if (!rnnfast::layer_normalised(c.cell)) return true;
