@@ -54,14 +54,14 @@ template <class T, int G, class V> struct ForwardOperands {
     // team (then a barrier: the product's threads read every row).
     Mat<A> input(const Team& team, Index t_lo, Index steps) const {
         const T* x = a.x + t_lo * B * a.ldx;
-        if constexpr (kQuads) {  // in two digits: the first's product here, the second's in ForwardPass::project_chunk
+        if constexpr (kQuads) {  // in two digits, whose products the int8 kernels add (Mat::second)
             const Range rows = team.split(steps * B);
             A* const q[2] = {activations(scratch.input_quads[0]), activations(scratch.input_quads[1])};
             for (Index r = rows.lo; r < rows.hi; ++r)
                 scratch.input_scales[0][r] = quantize_row(q[0] + r * Ki, x + r * a.ldx, s.I, Ki, q[1] + r * Ki,
                                                           scratch.input_scales[1] + r);
             team.barrier();
-            return {q[0], Ki, 1, scratch.input_scales[0]};
+            return {q[0], Ki, 1, scratch.input_scales[0], q[1], scratch.input_scales[1]};
         } else if constexpr (kPairs) {
             const Range rows = team.split(steps * B);
             for (Index r = rows.lo; r < rows.hi; ++r)

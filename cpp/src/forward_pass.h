@@ -207,18 +207,13 @@ template <class T, class Cell, class V = T> class ForwardPass {
     }
 
     // The projections of `steps` steps from time t_lo, into the saved gates (training) or the
-    // chunk buffer (eval); returns where they are. With int8 weights the inputs' second digits add
-    // their product (the inputs' quantization error was most of int8's: RESULTS.md).
+    // chunk buffer (eval); returns where they are. With int8 weights the inputs come in two digits
+    // (Mat::second), each with its product (the inputs' quantization error was most of int8's:
+    // RESULTS.md).
     template <class Panels> T* project_chunk(const Team& team, Index t_lo, Index steps, const Panels& panels) const {
         T* out = training ? saved.gates + t_lo * B * GH : scratch.projection;
         gemm_packed_team<T, kInputMR, kInputNV>(team, steps * B, operands_of.input(team, t_lo, steps), panels,
                                                 input_cols, out, GH, scratch.bias_projection);
-        if constexpr (kQuads) {
-            const Mat<typename activation_of<V>::type> second{Operands::activations(scratch.input_quads[1]), Ki, 1,
-                                                              scratch.input_scales[1]};
-            gemm_packed_team<T, kInputMR, kInputNV>(team, steps * B, second, panels, input_cols, out, GH, nullptr,
-                                                    true);
-        }
         return out;
     }
 

@@ -280,8 +280,13 @@ void gemm_block(Index m0, Index m1, Mat<typename Panels::Activation> A, Index k0
         return amx_block<T, NV>(m0, m1, A, k0, P, kb, cols, p0, p1, C, ldc, init, bias);
 #endif
 #ifdef RNNFAST_AMX_INT8
-    if constexpr (std::is_same_v<V, Int8Quad>)
-        return amx_block<T, NV>(m0, m1, A, k0, P, kb, cols, p0, p1, C, ldc, init, bias);
+    if constexpr (std::is_same_v<V, Int8Quad>) {  // the inputs' second digit (Mat::second) in a pass of its own
+        amx_block<T, NV>(m0, m1, A, k0, P, kb, cols, p0, p1, C, ldc, init, bias);
+        if (A.second)
+            amx_block<T, NV>(m0, m1, Mat<ActivationQuad>{A.second, A.rs, A.cs, A.second_scale}, k0, P, kb, cols, p0,
+                             p1, C, ldc, Init::load, nullptr);
+        return;
+    }
 #endif
     if constexpr (std::is_same_v<V, Int8Quad>)
         int8_block<T, NV>(m0, m1, A, P, cols, p0, p1, C, ldc, init, bias);

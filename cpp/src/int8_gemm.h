@@ -3,6 +3,8 @@
 // exact in any order, so there are no tails to keep on a grid: rows go in blocks of MR, the last
 // block as many as are left.
 #pragma once
+#include <type_traits>
+
 #include "packing.h"
 
 namespace rnnfast {
@@ -54,15 +56,20 @@ void int8_block(Index m0, Index m1, Mat<ActivationQuad> A, const Panels& P, Cols
         const Index* col = columns.col;
         const int* valid = columns.valid;
         Index m = m0;
-        for (; m + MR <= m1; m += MR)
-            int8_micro<T, MR, NV>(quads, A.p + m * A.rs, A.rs, A.scale + m, b, C + m * ldc, ldc, col, valid, P.scale, init,
-                                  bias);
+        // Rows [m, m + R): the first digit's product onto the base, then the second's (if any) onto that.
+        auto rows = [&](auto rows_tag) __attribute__((always_inline)) {
+            constexpr int R = decltype(rows_tag)::value;
+            T* c = C + m * ldc;
+            int8_micro<T, R, NV>(quads, A.p + m * A.rs, A.rs, A.scale + m, b, c, ldc, col, valid, P.scale, init, bias);
+            if (A.second)
+                int8_micro<T, R, NV>(quads, A.second + m * A.rs, A.rs, A.second_scale + m, b, c, ldc, col, valid,
+                                     P.scale, Init::load, nullptr);
+        };
+        for (; m + MR <= m1; m += MR) rows(std::integral_constant<int, MR>{});
         switch (m1 - m) {
-#define RNNFAST_ROWS(R)                                                                                           \
-    case R:                                                                                                       \
-        if constexpr (R < MR)                                                                                     \
-            int8_micro<T, R, NV>(quads, A.p + m * A.rs, A.rs, A.scale + m, b, C + m * ldc, ldc, col, valid, P.scale, init, \
-                                 bias);                                                                           \
+#define RNNFAST_ROWS(R)                                             \
+    case R:                                                         \
+        if constexpr (R < MR) rows(std::integral_constant<int, R>{}); \
         break;
             RNNFAST_ROWS(1) RNNFAST_ROWS(2) RNNFAST_ROWS(3) RNNFAST_ROWS(4) RNNFAST_ROWS(5) RNNFAST_ROWS(6)
             RNNFAST_ROWS(7)

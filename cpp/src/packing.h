@@ -21,6 +21,11 @@ template <class T> struct Mat {  // element (r, c) is p[r * rs + c * cs]
     const T* p;
     Index rs, cs;
     const float* scale = nullptr;  // int8 activations (ActivationQuad rows): each row's scale
+    // int8 inputs in two digits (ForwardOperands::input): the second digit's rows (the same strides)
+    // and scales. The int8 products add its product onto the first's tile by tile, while the tile
+    // is still in cache, instead of in a second pass over C.
+    const T* second = nullptr;
+    const float* second_scale = nullptr;
     T at(Index r, Index c) const { return p[r * rs + c * cs]; }
 };
 
