@@ -83,16 +83,20 @@ template <class T> inline vec<T> load_operand(const T* b) { return load(b); }
 template <class T> inline vec<T> operand_splat(T a) { return splat(a); }
 template <class Vec> inline Vec madd(Vec acc, Vec b, Vec a) { return acc + a * b; }
 
-template <class T, int MR, int NV, int KS = 1, class VA = T, class VB = T>
+// Full: every vector of the panel is a whole one (valid[vi] == W), so C and the bias are read and
+// written with whole loads and stores; the partial ones go through memory lane by lane, and with
+// them in the function GCC keeps the whole tile's accumulators in memory around the loop.
+template <class T, int MR, int NV, int KS = 1, class VA = T, class VB = T, bool Full = false>
 __attribute__((always_inline)) inline void micro(Index kc, const VA* a, Index rs, Index cs, const VB* b,
                                                  T* c, Index ldc, const Index* cols, const int* valid,
                                                  Init init, const T* bias) {
     constexpr int W = simd<T>::W;
+    auto load_c = [&](const T* p, int vi) __attribute__((always_inline)) { return Full ? load(p) : load_n(p, valid[vi]); };
     vec<T> acc[KS][MR][NV];
     for (int vi = 0; vi < NV; ++vi) {
-        vec<T> b0 = init == Init::bias ? load_n(bias + cols[vi], valid[vi]) : splat<T>(0);
+        vec<T> b0 = init == Init::bias ? load_c(bias + cols[vi], vi) : splat<T>(0);
         for (int m = 0; m < MR; ++m) {
-            acc[0][m][vi] = init == Init::load ? load_n(c + m * ldc + cols[vi], valid[vi]) : b0;
+            acc[0][m][vi] = init == Init::load ? load_c(c + m * ldc + cols[vi], vi) : b0;
             for (int s = 1; s < KS; ++s) acc[s][m][vi] = splat<T>(0);
         }
     }
@@ -139,7 +143,10 @@ __attribute__((always_inline)) inline void micro(Index kc, const VA* a, Index rs
         for (int m = 0; m < MR; ++m)
             for (int vi = 0; vi < NV; ++vi) acc[0][m][vi] += acc[s][m][vi];
     for (int m = 0; m < MR; ++m)
-        for (int vi = 0; vi < NV; ++vi) store_n(c + m * ldc + cols[vi], acc[0][m][vi], valid[vi]);
+        for (int vi = 0; vi < NV; ++vi) {
+            if constexpr (Full) store(c + m * ldc + cols[vi], acc[0][m][vi]);
+            else store_n(c + m * ldc + cols[vi], acc[0][m][vi], valid[vi]);
+        }
 }
 
 // Rows [m0, m1) of C against panels [p0, p1) of one packed K block on the micro-kernel (A: T, or
@@ -240,8 +247,14 @@ void micro_block(Index m0, Index m1, Mat<typename Panels::Activation> A, Index k
             const Index* cv = pc.col;
             const int* nv = pc.valid;
             const V* b = P.block(kb, p);
-            for (Index m = mb; m < whole; m += MR)
-                micro<T, MR, NV>(kc, a_of(m), rs, cs_of(MR), b, C + m * ldc, ldc, cv, nv, init, bias);
+            bool full = true;
+            for (int vi = 0; vi < NV; ++vi) full = full && nv[vi] == simd<T>::W;
+            for (Index m = mb; m < whole; m += MR) {
+                if (full)
+                    micro<T, MR, NV, 1, VA, V, true>(kc, a_of(m), rs, cs_of(MR), b, C + m * ldc, ldc, cv, nv, init, bias);
+                else
+                    micro<T, MR, NV>(kc, a_of(m), rs, cs_of(MR), b, C + m * ldc, ldc, cv, nv, init, bias);
+            }
             // A short block: one kernel instance per row count, so no row past it is read (inlined,
             // like micro).
             auto short_block = [&](Index m, Index rows) __attribute__((always_inline)) {
