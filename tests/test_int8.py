@@ -115,13 +115,16 @@ def _reference(*case, **kw):
     return reference_layer(R.int8_stack_forward, *case, **kw)
 
 
+# The second: rows in short blocks after the whole ones (T * B = 35 and B = 5 on 8, 6 and 4 rows a
+# block), and products whose panels are whole next to ones with a partial vector (G * H = 21, 63, 84
+# on 16 and 8 lanes).
 @pytest.mark.parametrize("mode", CELLS)
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("with_lengths", [False, True])
-def test_sequence_matches_the_reference(mode, reverse, with_lengths, each_isa):
-    T, B, I, H = 12, 6, 20, 24
-    x, w, b, h0, c0 = layer_case(mode, T, B, I, H, seed=3)
-    lengths = np.array([12, 1, 7, 12, 3, 9]) if with_lengths else None
+@pytest.mark.parametrize("shape, steps", [((12, 6, 20, 24), [12, 1, 7, 12, 3, 9]), ((7, 5, 20, 21), [7, 1, 4, 7, 2])])
+def test_sequence_matches_the_reference(mode, reverse, with_lengths, shape, steps, each_isa):
+    x, w, b, h0, c0 = layer_case(mode, *shape, seed=3)
+    lengths = np.array(steps) if with_lengths else None
     want = _reference(mode, x, w, b, h0, c0, reverse, lengths)
     for isa in each_isa:
         _core.set_isa(isa)

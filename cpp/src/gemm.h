@@ -83,20 +83,18 @@ template <class T> inline vec<T> load_operand(const T* b) { return load(b); }
 template <class T> inline vec<T> operand_splat(T a) { return splat(a); }
 template <class Vec> inline Vec madd(Vec acc, Vec b, Vec a) { return acc + a * b; }
 
-// Full: every vector of the panel is a whole one (valid[vi] == W), so C and the bias are read and
-// written with whole loads and stores; the partial ones go through memory lane by lane, and with
-// them in the function GCC keeps the whole tile's accumulators in memory around the loop.
-template <class T, int MR, int NV, int KS = 1, class VA = T, class VB = T, bool Full = false>
+// WholeVectors: every vector of the panel a whole one, C and the bias read and written with whole
+// loads and stores, so that the accumulators stay in registers (load_lanes).
+template <class T, int MR, int NV, int KS = 1, class VA = T, class VB = T, bool WholeVectors = false>
 __attribute__((always_inline)) inline void micro(Index kc, const VA* a, Index rs, Index cs, const VB* b,
                                                  T* c, Index ldc, const Index* cols, const int* valid,
                                                  Init init, const T* bias) {
     constexpr int W = simd<T>::W;
-    auto load_c = [&](const T* p, int vi) __attribute__((always_inline)) { return Full ? load(p) : load_n(p, valid[vi]); };
     vec<T> acc[KS][MR][NV];
     for (int vi = 0; vi < NV; ++vi) {
-        vec<T> b0 = init == Init::bias ? load_c(bias + cols[vi], vi) : splat<T>(0);
+        vec<T> b0 = init == Init::bias ? load_lanes<WholeVectors>(bias + cols[vi], valid[vi]) : splat<T>(0);
         for (int m = 0; m < MR; ++m) {
-            acc[0][m][vi] = init == Init::load ? load_c(c + m * ldc + cols[vi], vi) : b0;
+            acc[0][m][vi] = init == Init::load ? load_lanes<WholeVectors>(c + m * ldc + cols[vi], valid[vi]) : b0;
             for (int s = 1; s < KS; ++s) acc[s][m][vi] = splat<T>(0);
         }
     }
@@ -143,10 +141,7 @@ __attribute__((always_inline)) inline void micro(Index kc, const VA* a, Index rs
         for (int m = 0; m < MR; ++m)
             for (int vi = 0; vi < NV; ++vi) acc[0][m][vi] += acc[s][m][vi];
     for (int m = 0; m < MR; ++m)
-        for (int vi = 0; vi < NV; ++vi) {
-            if constexpr (Full) store(c + m * ldc + cols[vi], acc[0][m][vi]);
-            else store_n(c + m * ldc + cols[vi], acc[0][m][vi], valid[vi]);
-        }
+        for (int vi = 0; vi < NV; ++vi) store_lanes<WholeVectors>(c + m * ldc + cols[vi], acc[0][m][vi], valid[vi]);
 }
 
 // Rows [m0, m1) of C against panels [p0, p1) of one packed K block on the micro-kernel (A: T, or
@@ -216,6 +211,7 @@ void micro_block(Index m0, Index m1, Mat<typename Panels::Activation> A, Index k
                  typename Panels::Activation* apack = nullptr) {
     using V = typename Panels::Value;
     using VA = typename Panels::Activation;
+    assert(!A.second);  // two digits are int8's (int8_block)
     const Index MC = Panels::kPacksOnUse ? m1 - m0 : gemm_mc<T, MR>();
     assert(!Panels::kPacksOnUse || !apack);
     const Index kc = P.kc(kb);
@@ -247,13 +243,13 @@ void micro_block(Index m0, Index m1, Mat<typename Panels::Activation> A, Index k
             const Index* cv = pc.col;
             const int* nv = pc.valid;
             const V* b = P.block(kb, p);
-            bool full = true;
-            for (int vi = 0; vi < NV; ++vi) full = full && nv[vi] == simd<T>::W;
+            const bool whole_panel = whole_vectors<T>(pc);
             for (Index m = mb; m < whole; m += MR) {
-                if (full)
-                    micro<T, MR, NV, 1, VA, V, true>(kc, a_of(m), rs, cs_of(MR), b, C + m * ldc, ldc, cv, nv, init, bias);
+                T* c = C + m * ldc;
+                if (whole_panel)
+                    micro<T, MR, NV, 1, VA, V, true>(kc, a_of(m), rs, cs_of(MR), b, c, ldc, cv, nv, init, bias);
                 else
-                    micro<T, MR, NV>(kc, a_of(m), rs, cs_of(MR), b, C + m * ldc, ldc, cv, nv, init, bias);
+                    micro<T, MR, NV>(kc, a_of(m), rs, cs_of(MR), b, c, ldc, cv, nv, init, bias);
             }
             // A short block: one kernel instance per row count, so no row past it is read (inlined,
             // like micro).
@@ -293,7 +289,9 @@ void gemm_block(Index m0, Index m1, Mat<typename Panels::Activation> A, Index k0
         return amx_block<T, NV>(m0, m1, A, k0, P, kb, cols, p0, p1, C, ldc, init, bias);
 #endif
 #ifdef RNNFAST_AMX_INT8
-    if constexpr (std::is_same_v<V, Int8Quad>) {  // the inputs' second digit (Mat::second) in a pass of its own
+    // The inputs' second digit (Mat::second) in a pass of its own over the block, as int8_block did
+    // before it went tile by tile: this path was not measured since (no AMX CPU at hand).
+    if constexpr (std::is_same_v<V, Int8Quad>) {
         amx_block<T, NV>(m0, m1, A, k0, P, kb, cols, p0, p1, C, ldc, init, bias);
         if (A.second)
             amx_block<T, NV>(m0, m1, Mat<ActivationQuad>{A.second, A.rs, A.cs, A.second_scale}, k0, P, kb, cols, p0,

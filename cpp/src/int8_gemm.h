@@ -15,14 +15,13 @@ namespace RNNFAST_ISA_NS {
 constexpr int kInt8MR = RNNFAST_VBYTES == 64 ? 8 : kUnsignedActivations ? 6 : 4;
 
 // C rows [0, MR) x one panel (`quads` rows of weight quads, then the trailer of column sums).
-// Full: every vector of the panel a whole one (as gemm.h's micro).
-template <class T, int MR, int NV, bool Full = false>
+// WholeVectors: as gemm.h's micro.
+template <class T, int MR, int NV, bool WholeVectors = false>
 __attribute__((always_inline)) inline void int8_micro(Index quads, const ActivationQuad* a, Index rs,
                                                       const float* row_scale, const Int8Quad* b, T* c, Index ldc,
                                                       const Index* cols, const int* valid, const float* column_scale,
                                                       Init init, const T* bias) {
     constexpr int W = simd<T>::W;
-    auto load_c = [&](const T* p, int vi) __attribute__((always_inline)) { return Full ? load(p) : load_n(p, valid[vi]); };
     ivec acc[MR][NV];
     for (int m = 0; m < MR; ++m)
         for (int vi = 0; vi < NV; ++vi) acc[m][vi] = ivec{};
@@ -36,14 +35,12 @@ __attribute__((always_inline)) inline void int8_micro(Index quads, const Activat
     }
     for (int vi = 0; vi < NV; ++vi) {
         const ivec correction = kUnsignedActivations ? offset_sums(b + (quads * NV + vi) * W) : ivec{};
-        const vec<T> ws = load_c(column_scale + cols[vi], vi);
-        const vec<T> b0 = init == Init::bias ? load_c(bias + cols[vi], vi) : splat<T>(0);
+        const vec<T> ws = load_lanes<WholeVectors>(column_scale + cols[vi], valid[vi]);
+        const vec<T> b0 = init == Init::bias ? load_lanes<WholeVectors>(bias + cols[vi], valid[vi]) : splat<T>(0);
         for (int m = 0; m < MR; ++m) {
             T* cm = c + m * ldc + cols[vi];
-            const vec<T> base = init == Init::load ? load_c(cm, vi) : b0;
-            const vec<T> out = dequantize<T>(acc[m][vi], correction, row_scale[m], ws, base);
-            if constexpr (Full) store(cm, out);
-            else store_n(cm, out, valid[vi]);
+            const vec<T> base = init == Init::load ? load_lanes<WholeVectors>(cm, valid[vi]) : b0;
+            store_lanes<WholeVectors>(cm, dequantize<T>(acc[m][vi], correction, row_scale[m], ws, base), valid[vi]);
         }
     }
 }
@@ -59,28 +56,29 @@ void int8_block(Index m0, Index m1, Mat<ActivationQuad> A, const Panels& P, Cols
         const PanelColumns<NV> columns = panel_columns<NV>(cols, p);
         const Index* col = columns.col;
         const int* valid = columns.valid;
-        bool full = true;
-        for (int vi = 0; vi < NV; ++vi) full = full && valid[vi] == simd<T>::W;
+        const bool whole_panel = whole_vectors<T>(columns);
         Index m = m0;
-        // Rows [m, m + R): the first digit's product onto the base, then the second's (if any) onto that.
-        auto digits = [&](auto rows_tag, auto full_tag) __attribute__((always_inline)) {
+        // Rows [m, m + R): the first digit's product onto the base, then the second's (if any) onto
+        // it while the tile and the panel are in cache (a pass of its own would read and write all
+        // of C again).
+        auto rows = [&](auto rows_tag, auto whole_tag) __attribute__((always_inline)) {
             constexpr int R = decltype(rows_tag)::value;
-            constexpr bool F = decltype(full_tag)::value;
+            constexpr bool WholeVectors = decltype(whole_tag)::value;
             T* c = C + m * ldc;
-            int8_micro<T, R, NV, F>(quads, A.p + m * A.rs, A.rs, A.scale + m, b, c, ldc, col, valid, P.scale, init, bias);
+            int8_micro<T, R, NV, WholeVectors>(quads, A.p + m * A.rs, A.rs, A.scale + m, b, c, ldc, col, valid, P.scale,
+                                               init, bias);
             if (A.second)
-                int8_micro<T, R, NV, F>(quads, A.second + m * A.rs, A.rs, A.second_scale + m, b, c, ldc, col, valid,
-                                        P.scale, Init::load, nullptr);
+                int8_micro<T, R, NV, WholeVectors>(quads, A.second + m * A.rs, A.rs, A.second_scale + m, b, c, ldc, col,
+                                                   valid, P.scale, Init::load, nullptr);
         };
-        auto rows = [&](auto rows_tag) __attribute__((always_inline)) {
-            if (full) digits(rows_tag, std::true_type{});
-            else digits(rows_tag, std::false_type{});
-        };
-        for (; m + MR <= m1; m += MR) rows(std::integral_constant<int, MR>{});
+        for (; m + MR <= m1; m += MR) {
+            if (whole_panel) rows(std::integral_constant<int, MR>{}, std::true_type{});
+            else rows(std::integral_constant<int, MR>{}, std::false_type{});
+        }
         switch (m1 - m) {
-#define RNNFAST_ROWS(R)                                             \
-    case R:                                                         \
-        if constexpr (R < MR) rows(std::integral_constant<int, R>{}); \
+#define RNNFAST_ROWS(R)                                                              \
+    case R:                                                                          \
+        if constexpr (R < MR) rows(std::integral_constant<int, R>{}, std::false_type{}); \
         break;
             RNNFAST_ROWS(1) RNNFAST_ROWS(2) RNNFAST_ROWS(3) RNNFAST_ROWS(4) RNNFAST_ROWS(5) RNNFAST_ROWS(6)
             RNNFAST_ROWS(7)

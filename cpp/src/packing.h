@@ -22,8 +22,7 @@ template <class T> struct Mat {  // element (r, c) is p[r * rs + c * cs]
     Index rs, cs;
     const float* scale = nullptr;  // int8 activations (ActivationQuad rows): each row's scale
     // int8 inputs in two digits (ForwardOperands::input): the second digit's rows (the same strides)
-    // and scales. The int8 products add its product onto the first's tile by tile, while the tile
-    // is still in cache, instead of in a second pass over C.
+    // and scales, whose product the int8 products add to the first's (int8_block).
     const T* second = nullptr;
     const float* second_scale = nullptr;
     T at(Index r, Index c) const { return p[r * rs + c * cs]; }
@@ -58,6 +57,13 @@ template <int NV> struct PanelColumns {
     Index col[NV];
     int valid[NV];
 };
+// Every vector of the panel a whole one (valid == W): the micro-kernels' instance with whole loads
+// and stores of C (load_lanes).
+template <class T, int NV> bool whole_vectors(const PanelColumns<NV>& pc) {
+    for (int vi = 0; vi < NV; ++vi)
+        if (pc.valid[vi] != simd<T>::W) return false;
+    return true;
+}
 template <int NV, class Cols> PanelColumns<NV> panel_columns(const Cols& cols, Index p) {
     PanelColumns<NV> pc;
     for (int vi = 0; vi < NV; ++vi) {

@@ -68,6 +68,17 @@ template <class T> inline void store_n(T* p, vec<T> v, int n) {
     if (n == simd<T>::W) return store(p, v);
     for (int i = 0; i < n; ++i) p[i] = v[i];
 }
+// The same, with whole vectors (n == W) known at compile time: where a function also holds the
+// partial ones (lane by lane through memory), GCC otherwise keeps the values it loads and stores
+// in memory too, a micro-kernel's accumulators among them.
+template <bool Whole, class T> inline vec<T> load_lanes(const T* p, int n) {
+    if constexpr (Whole) return load(p);
+    else return load_n(p, n);
+}
+template <bool Whole, class T> inline void store_lanes(T* p, vec<T> v, int n) {
+    if constexpr (Whole) store(p, v);
+    else store_n(p, v, n);
+}
 
 // Transposes a W x W block held as W vectors (r[i] is row i) in place: log2(W) stages, each
 // swapping the off-diagonal d x d blocks of every 2d x 2d block, i.e. element (i, l) of a row i
