@@ -24,21 +24,21 @@ template <int MR> Part team_part(const Team& team, Index M, Index np, bool by_ro
     return {rb.lo * MR, rb.hi * MR < M ? rb.hi * MR : M, 0, np};
 }
 
-// C (M, N) = A . B + bias row (or + 0, or + C if accumulate), with B already packed whole (every
-// k-block) in P, e.g. weights packed once per call or kept packed between calls. No barrier between
-// k-blocks (a thread owns its tiles of C in all of them); one at the end, after which C is complete.
+// C (M, N) = A . B + bias row (or + 0), with B already packed whole (every k-block) in P, e.g.
+// weights packed once per call or kept packed between calls. No barrier between k-blocks (a thread
+// owns its tiles of C in all of them); one at the end, after which C is complete.
 template <class T, int MR, int NV, class Panels = Packed<T, NV>>
 void gemm_packed_team(const Team& team, Index M, Mat<typename Panels::Activation> A, const Panels& P, PlainCols<T> cols,
-                      T* C, Index ldc, const T* bias, bool accumulate = false) {
+                      T* C, Index ldc, const T* bias) {
     static_assert(MR <= 8, "gemm_block's short blocks have fewer than 8 rows");
-    if (P.K == 0 && !accumulate) {  // nothing to sum: C is the bias row, or zero
+    if (P.K == 0) {  // nothing to sum: C is the bias row, or zero
         const Range r = team.split(M);
         for (Index m = r.lo; m < r.hi; ++m)
             for (Index n = 0; n < cols.N; ++n) C[m * ldc + n] = bias ? bias[n] : T(0);
     }
     const Part part = team_part<MR>(team, M, P.npanels);
     for (Index kb = 0; kb * P.KC < P.K; ++kb) {
-        const Init init = kb > 0 || accumulate ? Init::load : bias ? Init::bias : Init::zero;
+        const Init init = kb > 0 ? Init::load : bias ? Init::bias : Init::zero;
         gemm_block<T, MR, NV, PlainCols<T>, Tail::grid, Panels>(part.m0, part.m1, A, kb * P.KC, P, kb, cols, part.p0,
                                                                part.p1, C, ldc, init, bias);
     }
