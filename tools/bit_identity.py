@@ -30,6 +30,12 @@ compiler fused it in some places and not in others). Against a build before it, 
 gains other than 1 (the functional grid's) differ by a rounding on those paths; the NumPy and torch
 modules' (whose gains are exactly 1 at initialisation, so that x * 1 + b rounds once either way)
 do not.
+
+The third (the input projection in batch mode by each thread for its own rows, 2026-12-07): the
+projection's rows now sum k in plain order wherever they sit. Against a build before it, the
+results whose chunk of input rows ended in a block of 1 to 3 rows (which split k) differ by
+roundings: on AVX2 and the portable path (6-row tiles) the grid's 7 x 3 sequences and B = 32
+single steps; its shapes leave no such block on AVX-512's 8-row tiles, whose arrays are identical.
 """
 import argparse
 import os

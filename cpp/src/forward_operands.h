@@ -50,23 +50,33 @@ template <class T, int G, class V> struct ForwardOperands {
         else if constexpr (kPairs) return {activations(scratch.unprojected_pairs), Kr, 1};
         else return {r, s.H, 1};
     }
-    // The chunk's inputs as the projection reads them: x in place, or its rows made pairs by the
-    // team (then a barrier: the product's threads read every row).
-    Mat<A> input(const Team& team, Index t_lo, Index steps) const {
+    // The chunk's inputs as the projection reads them: x in place, or its rows made pairs or quads:
+    // with own_rows by each thread for its rows of each step (only its own product uses them; on
+    // AMX a tile's load of 16 rows may also read the next thread's, whose products it drops), else
+    // split over the team, which then meets (the product's threads read every row).
+    Mat<A> input(const Team& team, const Share& me, bool own_rows, Index t_lo, Index steps) const {
         const T* x = a.x + t_lo * B * a.ldx;
+        auto each_row = [&](auto&& make) {  // make(r) for each row this thread makes; the team's split meets after
+            if (own_rows) {
+                for (Index k = 0; k < steps; ++k)
+                    for (Index b = me.b0; b < me.b1; ++b) make(k * B + b);
+            } else {
+                const Range rows = team.split(steps * B);
+                for (Index r = rows.lo; r < rows.hi; ++r) make(r);
+                team.barrier();
+            }
+        };
         if constexpr (kQuads) {  // in two digits, whose products the int8 kernels add (Mat::second)
-            const Range rows = team.split(steps * B);
             A* const q[2] = {activations(scratch.input_quads[0]), activations(scratch.input_quads[1])};
-            for (Index r = rows.lo; r < rows.hi; ++r)
+            each_row([&](Index r) {
                 scratch.input_scales[0][r] = quantize_row(q[0] + r * Ki, x + r * a.ldx, s.I, Ki, q[1] + r * Ki,
                                                           scratch.input_scales[1] + r);
-            team.barrier();
+            });
             return {q[0], Ki, 1, scratch.input_scales[0], q[1], scratch.input_scales[1]};
         } else if constexpr (kPairs) {
-            const Range rows = team.split(steps * B);
-            for (Index r = rows.lo; r < rows.hi; ++r)
+            each_row([&](Index r) {
                 to_activation_pairs(activations(scratch.input_pairs) + r * Ki, x + r * a.ldx, 0, s.I, s.I, Ki);
-            team.barrier();
+            });
             return {activations(scratch.input_pairs), Ki, 1};
         } else {
             return {x, a.ldx, 1};

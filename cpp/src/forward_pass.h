@@ -1,7 +1,8 @@
 // A layer's forward pass over the whole sequence, for one cell, in named phases.
 //
 // Per call: (1) the input projection P = X W_ih^T + (b_ih + folded b_hh) for many steps in one
-// product (all T in training, written straight into the saved gates; chunks of steps in eval);
+// product (all T in training, written straight into the saved gates; chunks of steps in eval),
+// or in batch mode by each thread for its own rows, a step at a time;
 // (2) the time loop in one team of threads: each step's recurrent product for the thread's rows
 // and units, the cell's gate math on it while it is in cache, and (in unit mode) one barrier.
 // Entry b is active at time t while t < lengths[b]; an inactive step carries the state through
@@ -39,6 +40,12 @@ template <class T, class Cell, class V = T> class ForwardPass {
     // The input projection's tile: the plain products' on float weights, else the step's.
     static constexpr int kInputNV = std::is_same_v<V, T> ? Geo::kPlainVectors : NV;
     static constexpr int kInputMR = std::is_same_v<V, T> ? Geo::kPlainRows : MR;
+    // Its rows sum k in plain order wherever they sit, so that the team's split (panels, rows, or
+    // each thread its own rows in batch mode, at least kBatchRows) never changes a bit; only a
+    // product of fewer than kExactRows rows in all (steps x B < 4: unit mode, where a team of any
+    // size makes the one call with all rows) splits k.
+    static constexpr Tail kInputTail = Tail::exact_unless_short;
+    static_assert(kExactRows<kInputNV> <= Schedule::kBatchRows, "a thread's rows in batch mode split no k");
     static_assert(sizeof(V) == sizeof(T), "packed operands take the scratch's values one for one");
     using Operands = ForwardOperands<T, G, V>;
     using Source = std::conditional_t<kPairs, Bf16Rows, std::conditional_t<kQuads, Int8Rows, Mat<T>>>;  // as stored
@@ -68,7 +75,6 @@ template <class T, class Cell, class V = T> class ForwardPass {
           input_fresh(fresh || input_cache.tag() != input_tag),  // a fresh W_hh part: this one too
           input_packed{operands(wcache ? input_cache.packed : scratch.input_packing), Ki, Geo::input_kc(s), input_panels,
                        a.w_ih_scale},
-          chunk(Geo::chunk_steps(s, training)),
           state_cols{S}, state_panels(Geo::step_panels(S)),
           hr_packed{operands(scratch.hr_packing), Kr, Kr, state_panels, a.w_hr_scale},
           norms{a.ln_ih_weight, a.ln_hh_weight, a.ln_cell_weight, a.ln_cell_bias, a.b_ih, a.b_hh},
@@ -139,12 +145,12 @@ template <class T, class Cell, class V = T> class ForwardPass {
         load_state(units, state_units);
         team.barrier();
         const Share me = Schedule::share(team, s, panels, units, groups * Geo::kPanelsPerGroup);
+        const Index chunk = Schedule::chunk_steps(s, me, training);
         for (Index k0 = 0; k0 < s.T; k0 += chunk) {
             const Index steps = s.T - k0 < chunk ? s.T - k0 : chunk;
             const Index t_lo = s.reverse ? s.T - k0 - steps : k0;  // the chunk covers times [t_lo, t_lo + steps)
-            if (k0 > 0 && me.batch) team.barrier();  // no one still reads the last chunk's projection
-            T* inputs_projected = as_used ? project_chunk(team, t_lo, steps, input_as_used)
-                                          : project_chunk(team, t_lo, steps, input_packed);
+            T* inputs_projected = as_used ? project_chunk(team, me, t_lo, steps, input_as_used)
+                                          : project_chunk(team, me, t_lo, steps, input_packed);
             normalise_inputs(team, me, t_lo, steps, inputs_projected);
             for (Index k = k0; k < k0 + steps; ++k) {
                 as_used ? step(team, me, k, t_lo, inputs_projected, recurrent_as_used)
@@ -209,12 +215,33 @@ template <class T, class Cell, class V = T> class ForwardPass {
     // The projections of `steps` steps from time t_lo, into the saved gates (training) or the
     // chunk buffer (eval); returns where they are. With int8 weights the inputs come in two digits
     // (Mat::second), each with its product (the inputs' quantization error was most of int8's:
-    // RESULTS.md).
-    template <class Panels> T* project_chunk(const Team& team, Index t_lo, Index steps, const Panels& panels) const {
+    // RESULTS.md). In batch mode each thread projects its own rows, which only its steps read: no
+    // barrier before or after, and each row is written by the core that reads it. A single step
+    // packs each panel as it uses it: there the team still splits the panels, so that no two
+    // threads pack the same one.
+    template <class Panels>
+    T* project_chunk(const Team& team, const Share& me, Index t_lo, Index steps, const Panels& panels) const {
         T* out = training ? saved.gates + t_lo * B * GH : scratch.projection;
-        gemm_packed_team<T, kInputMR, kInputNV>(team, steps * B, operands_of.input(team, t_lo, steps), panels,
-                                                input_cols, out, GH, scratch.bias_projection);
+        const bool own_rows = me.batch && !as_used;
+        const auto x = operands_of.input(team, me, own_rows, t_lo, steps);
+        if (own_rows)
+            project_own_rows(me, steps, x, panels, out);
+        else
+            gemm_packed_team<T, kInputMR, kInputNV, kInputTail>(team, steps * B, x, panels, input_cols, out, GH,
+                                                                scratch.bias_projection);
         return out;
+    }
+
+    // A thread's rows [b0, b1) of each of `steps` steps, a step at a time over every panel (as the
+    // recurrent product goes).
+    template <class Panels>
+    void project_own_rows(const Share& me, Index steps, Mat<typename Panels::Activation> x, const Panels& P, T* out) const {
+        for (Index k = 0; k < steps; ++k) {
+            const Index m0 = k * B + me.b0, m1 = k * B + me.b1;
+            if (P.K == 0) bias_rows(m0, m1, GH, out, GH, scratch.bias_projection);
+            gemm_packed_rows<T, kInputMR, kInputNV, kInputTail>(m0, m1, x, P, input_cols, 0, P.npanels, out, GH,
+                                                                scratch.bias_projection);
+        }
     }
 
     // The layer-normalised cells: the chunk's input projections normalised, a row at a time
@@ -359,7 +386,6 @@ template <class T, class Cell, class V = T> class ForwardPass {
     const std::uint64_t input_tag;
     const bool input_fresh;
     const Packed<T, kInputNV, V> input_packed;
-    const Index chunk;
     const PlainCols<T> state_cols;  // the projection's columns: h's units
     const Index state_panels;
     const Packed<T, NV, V> hr_packed;  // W_hr, with projections

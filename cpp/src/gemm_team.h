@@ -12,36 +12,51 @@ namespace RNNFAST_ISA_NS {
 // Which part of C a thread of the team computes: panels when there are enough for everyone (and
 // not by_rows), else rows in whole MR blocks (so the blocks, and the last one's tail, sit on one
 // grid from row 0 whatever the split). Either way a thread owns the same C tiles in every k-block.
+// A tail of fewer than min_tail rows goes with the block before it, so that no thread's rows are
+// only such a tail (with Tail::exact_unless_short and kExactRows: then no thread's block splits k
+// unless all of M is that short).
 struct Part {
     Index m0, m1, p0, p1;
 };
-template <int MR> Part team_part(const Team& team, Index M, Index np, bool by_rows = false) {
+template <int MR> Part team_part(const Team& team, Index M, Index np, bool by_rows = false, Index min_tail = 0) {
     if ((np >= team.n && !by_rows) || M <= MR) {
         const Range q = team.split(np);
         return {0, M, q.lo, q.hi};
     }
-    const Range rb = team.split((M + MR - 1) / MR);
-    return {rb.lo * MR, rb.hi * MR < M ? rb.hi * MR : M, 0, np};
+    const Index rest = M % MR, blocks = M / MR + (rest > 0 && rest >= min_tail ? 1 : 0);
+    const Range rb = team.split(blocks);
+    return {rb.lo * MR, rb.hi == blocks ? M : rb.hi * MR, 0, np};
 }
 
-// C (M, N) = A . B + bias row (or + 0), with B already packed whole (every k-block) in P, e.g.
-// weights packed once per call or kept packed between calls. No barrier between k-blocks (a thread
-// owns its tiles of C in all of them); one at the end, after which C is complete.
-template <class T, int MR, int NV, class Panels = Packed<T, NV>>
-void gemm_packed_team(const Team& team, Index M, Mat<typename Panels::Activation> A, const Panels& P, PlainCols<T> cols,
-                      T* C, Index ldc, const T* bias) {
+// Rows [m0, m1) x panels [p0, p1) of C (M, N) = A . B + bias row (or + 0), with B already packed
+// whole (every k-block) in P, by one thread: the k-blocks in turn, the first from the bias (or
+// zero), the others adding to C. With K = 0 nothing is summed: the rows are the bias row, or zero.
+template <class T, int MR, int NV, Tail tail, class Panels>
+void gemm_packed_rows(Index m0, Index m1, Mat<typename Panels::Activation> A, const Panels& P, PlainCols<T> cols,
+                      Index p0, Index p1, T* C, Index ldc, const T* bias) {
     static_assert(MR <= 8, "gemm_block's short blocks have fewer than 8 rows");
-    if (P.K == 0) {  // nothing to sum: C is the bias row, or zero
-        const Range r = team.split(M);
-        for (Index m = r.lo; m < r.hi; ++m)
-            for (Index n = 0; n < cols.N; ++n) C[m * ldc + n] = bias ? bias[n] : T(0);
-    }
-    const Part part = team_part<MR>(team, M, P.npanels);
     for (Index kb = 0; kb * P.KC < P.K; ++kb) {
         const Init init = kb > 0 ? Init::load : bias ? Init::bias : Init::zero;
-        gemm_block<T, MR, NV, PlainCols<T>, Tail::grid, Panels>(part.m0, part.m1, A, kb * P.KC, P, kb, cols, part.p0,
-                                                               part.p1, C, ldc, init, bias);
+        gemm_block<T, MR, NV, PlainCols<T>, tail, Panels>(m0, m1, A, kb * P.KC, P, kb, cols, p0, p1, C, ldc, init, bias);
     }
+}
+template <class T> void bias_rows(Index m0, Index m1, Index N, T* C, Index ldc, const T* bias) {
+    for (Index m = m0; m < m1; ++m)
+        for (Index n = 0; n < N; ++n) C[m * ldc + n] = bias ? bias[n] : T(0);
+}
+
+// The same product by a team of threads, e.g. of weights packed once per call or kept packed
+// between calls. No barrier between k-blocks (a thread owns its tiles of C in all of them); one at
+// the end, after which C is complete.
+template <class T, int MR, int NV, Tail tail = Tail::grid, class Panels = Packed<T, NV>>
+void gemm_packed_team(const Team& team, Index M, Mat<typename Panels::Activation> A, const Panels& P, PlainCols<T> cols,
+                      T* C, Index ldc, const T* bias) {
+    if (P.K == 0) {
+        const Range r = team.split(M);
+        bias_rows(r.lo, r.hi, cols.N, C, ldc, bias);
+    }
+    const Part part = team_part<MR>(team, M, P.npanels, false, tail == Tail::grid ? 0 : kExactRows<NV>);
+    gemm_packed_rows<T, MR, NV, tail>(part.m0, part.m1, A, P, cols, part.p0, part.p1, C, ldc, bias);
     team.barrier();
 }
 

@@ -5,7 +5,8 @@
 // (the layer-normalised cells: one more per phase of their step, layer_norm_cells.h).
 // Batch mode: each thread has an even slice of rows, every unit and every panel, and no barrier in
 // the loop; each thread then reads all of W_hh every step, which pays while that costs less than
-// unit mode's barriers (up to kBatchWeightBytes, below). The measurements behind every constant
+// unit mode's barriers (up to kBatchWeightBytes, below); each thread also projects the inputs of
+// its own rows, in short chunks (chunk_steps). The measurements behind every constant
 // here are in benchmarks/RESULTS.md ("The schedule's constants"). The recurrent products sum k in
 // plain order in every micro-kernel block (kStepTail; only a product of fewer than kExactRows rows
 // splits k: B < 4 in unit mode, where every thread has all rows), so neither the mode nor the
@@ -64,6 +65,19 @@ template <class T, int G> struct LayerSchedule {
         if (Geo::packs_as_used(s)) return rows >= kSingleStepBatchRows;
         if (w > kBatchWeightBytes) return false;
         return rows >= (threads == 2 || w <= kL2Bytes ? kBatchRows : kManyThreadRows);
+    }
+
+    // Steps per chunk of the input projection (ForwardPass::project_chunk): all T in training (into
+    // the saved gates), else LayerGeometry::chunk_steps; in batch mode, where each thread projects
+    // its own rows with no barrier, fewer: at most kL2Bytes of a thread's projections (at least a
+    // step), which its steps then read from its L2. In unit mode each chunk costs the team's
+    // barriers, and shorter ones lost.
+    static Index chunk_steps(const LayerShape& s, const Share& me, bool training) {
+        const Index steps = Geo::chunk_steps(s, training);
+        if (training || !me.batch) return steps;
+        const Index step_bytes = (me.b1 - me.b0) * G * s.H * Index(sizeof(T));
+        const Index fit = step_bytes > 0 ? kL2Bytes / step_bytes : steps;
+        return fit < 1 ? 1 : fit < steps ? fit : steps;
     }
 
     // The mode is judged at the number of threads asked for, and the team judges it again from its
