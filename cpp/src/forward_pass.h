@@ -235,7 +235,8 @@ template <class T, class Cell, class V = T> class ForwardPass {
     // A thread's rows [b0, b1) of each of `steps` steps, a step at a time over every panel (as the
     // recurrent product goes).
     template <class Panels>
-    void project_own_rows(const Share& me, Index steps, Mat<typename Panels::Activation> x, const Panels& P, T* out) const {
+    void project_own_rows(const Share& me, Index steps, Mat<typename Panels::Activation> x, const Panels& P,
+                          T* out) const {
         for (Index k = 0; k < steps; ++k) {
             const Index m0 = k * B + me.b0, m1 = k * B + me.b1;
             if (P.K == 0) bias_rows(m0, m1, GH, out, GH, scratch.bias_projection);

@@ -30,16 +30,18 @@ template <int MR> Part team_part(const Team& team, Index M, Index np, bool by_ro
 
 // Rows [m0, m1) x panels [p0, p1) of C (M, N) = A . B + bias row (or + 0), with B already packed
 // whole (every k-block) in P, by one thread: the k-blocks in turn, the first from the bias (or
-// zero), the others adding to C. With K = 0 nothing is summed: the rows are the bias row, or zero.
+// zero), the others adding to C. With K = 0 there is no k-block: callers fill the rows (bias_rows).
 template <class T, int MR, int NV, Tail tail, class Panels>
 void gemm_packed_rows(Index m0, Index m1, Mat<typename Panels::Activation> A, const Panels& P, PlainCols<T> cols,
                       Index p0, Index p1, T* C, Index ldc, const T* bias) {
     static_assert(MR <= 8, "gemm_block's short blocks have fewer than 8 rows");
     for (Index kb = 0; kb * P.KC < P.K; ++kb) {
         const Init init = kb > 0 ? Init::load : bias ? Init::bias : Init::zero;
-        gemm_block<T, MR, NV, PlainCols<T>, tail, Panels>(m0, m1, A, kb * P.KC, P, kb, cols, p0, p1, C, ldc, init, bias);
+        gemm_block<T, MR, NV, PlainCols<T>, tail, Panels>(m0, m1, A, kb * P.KC, P, kb, cols, p0, p1, C, ldc, init,
+                                                         bias);
     }
 }
+// Rows [m0, m1) of C (N columns) set to the bias row, or zero: a product over K = 0.
 template <class T> void bias_rows(Index m0, Index m1, Index N, T* C, Index ldc, const T* bias) {
     for (Index m = m0; m < m1; ++m)
         for (Index n = 0; n < N; ++n) C[m * ldc + n] = bias ? bias[n] : T(0);
