@@ -5,6 +5,8 @@
 // or in batch mode by each thread for its own rows, a step at a time;
 // (2) the time loop in one team of threads: each step's recurrent product for the thread's rows
 // and units, the cell's gate math on it while it is in cache, and (in unit mode) one barrier.
+// Before both, each thread packs its panels of the weights unless the cache holds them
+// (forward_weights.h).
 // Entry b is active at time t while t < lengths[b]; an inactive step carries the state through
 // unchanged and writes a zero output, so h_n is the state after each entry's last valid step.
 // With projections a step has two parts: the cell writes r = o * tanh(c) for the thread's units,
@@ -24,6 +26,7 @@
 #include <type_traits>
 
 #include "forward_operands.h"
+#include "forward_weights.h"
 #include "layer_norm_cells.h"
 #include "zoneout.h"
 
@@ -35,10 +38,10 @@ template <class T, class Cell, class V = T> class ForwardPass {
     using Geo = LayerGeometry<T, G>;
     using Schedule = LayerSchedule<T, G>;
     using Work = WorkspaceLayout<T, G>;
-    static constexpr int NV = Geo::kPanelVectors, MR = Geo::kMicroRows, W = Geo::kWidth;
-    static constexpr bool kPairs = std::is_same_v<V, Bf16Pair>, kQuads = std::is_same_v<V, Int8Quad>;
+    using Weights = ForwardWeights<T, G, V>;
+    static constexpr int NV = Geo::kPanelVectors, MR = Geo::kMicroRows;
     // The input projection's tile: the plain products' on float weights, else the step's.
-    static constexpr int kInputNV = std::is_same_v<V, T> ? Geo::kPlainVectors : NV;
+    static constexpr int kInputNV = Weights::kInputNV;
     static constexpr int kInputMR = std::is_same_v<V, T> ? Geo::kPlainRows : MR;
     // Its rows sum k in plain order wherever they sit, so that the team's split (panels, rows, or
     // each thread its own rows in batch mode, at least kBatchRows) never changes a bit; only a
@@ -48,47 +51,21 @@ template <class T, class Cell, class V = T> class ForwardPass {
     static_assert(kExactRows<kInputNV> <= Schedule::kBatchRows, "a thread's rows in batch mode split no k");
     static_assert(sizeof(V) == sizeof(T), "packed operands take the scratch's values one for one");
     using Operands = ForwardOperands<T, G, V>;
-    using Source = std::conditional_t<kPairs, Bf16Rows, std::conditional_t<kQuads, Int8Rows, Mat<T>>>;  // as stored
-    using AsUsedRecurrent = PanelsPackedAsUsed<T, NV, GateCols<T>, Source>;
-    using AsUsedInput = PanelsPackedAsUsed<T, kInputNV, PlainCols<T>, Source>;
-    using Kind = typename WeightCache<T>::Kind;
 
    public:
     explicit ForwardPass(const LayerForward<T>& a)
         : a(a), s(a.s), B(s.B), H(s.H), GH(G * s.H), S(state_size(s)), training(a.saved != nullptr),
-          as_used(Geo::packs_as_used(s)),
-          wcache(as_used ? nullptr : align64(a.wcache)),
-          scratch(carve_scratch(a, training)),
-          saved(training ? carve_saved(a.saved, s) : Saved<T>{}),
-          Kh(Geo::operand_rows(S, s)), Ki(Geo::operand_rows(s.I, s)), Kr(s.P ? Geo::operand_rows(H, s) : 0),
-          recurrent_cols{G, H}, groups(Geo::unit_groups(H)),
-          cache(wcache, Geo::weight_copy_values(GH * S, s)),
-          tag(WeightCache<T>::make_tag(G, H, S, NV, kPairs ? Kind::kRecurrentBf16 : kQuads ? Kind::kRecurrentInt8
-                                                                                       : Kind::kRecurrent)),
-          fresh(!wcache || cache.tag() != tag),
-          recurrent_packed{operands(wcache ? cache.packed : scratch.recurrent_packing), Kh, Kh,
-                           groups * Geo::kPanelsPerGroup, a.w_hh_scale},
-          input_cols{GH}, input_panels((input_cols.nvec() + kInputNV - 1) / kInputNV),
-          input_cache(wcache ? wcache + Work::recurrent_cache_size(s) : nullptr, Geo::weight_copy_values(GH * s.I, s)),
-          input_tag(WeightCache<T>::make_tag(G, H, s.I, kInputNV, kPairs ? Kind::kInputBf16 : kQuads ? Kind::kInputInt8
-                                                                                          : Kind::kInput)),
-          input_fresh(fresh || input_cache.tag() != input_tag),  // a fresh W_hh part: this one too
-          input_packed{operands(wcache ? input_cache.packed : scratch.input_packing), Ki, Geo::input_kc(s), input_panels,
-                       a.w_ih_scale},
-          state_cols{S}, state_panels(Geo::step_panels(S)),
-          hr_packed{operands(scratch.hr_packing), Kr, Kr, state_panels, a.w_hr_scale},
+          as_used(Geo::packs_as_used(s)), scratch(carve_scratch(a, training)),
+          saved(training ? carve_saved(a.saved, s) : Saved<T>{}), weights(a, scratch),
           norms{a.ln_ih_weight, a.ln_hh_weight, a.ln_cell_weight, a.ln_cell_bias, a.b_ih, a.b_hh},
           norm_row(NormRow<T>::size(G, H)),
-          operands_of{a, scratch, Kh, Ki, Kr} {
+          operands_of{a, scratch, weights.Kh, weights.Ki, weights.Kr} {
         assert(kInputNV == Geo::input_vectors(s.precision));  // the workspace was laid out for it
     }
 
     void run() {
         run_team(Schedule::forward_threads(s, a.threads), [&](const Team& team) { run_thread(team); });
-        if (wcache) {
-            cache.set_tag(tag);
-            input_cache.set_tag(input_tag);
-        }
+        weights.mark_cached();
     }
 
    private:
@@ -101,24 +78,6 @@ template <class T, class Cell, class V = T> class ForwardPass {
         return Work::carve_saved(s, cv);
     }
 
-    static V* operands(T* p) { return reinterpret_cast<V*>(p); }
-    // A weight matrix as stored: f(the pointer to its values of T, bfloat16 bits or int8).
-    enum class Weight { input, recurrent, projection };  // W_ih, W_hh, W_hr
-    template <class F> auto with_stored(Weight w, F&& f) const {
-        const bool in = w == Weight::input, rec = w == Weight::recurrent;
-        if constexpr (kPairs) return f(in ? a.w_ih_bf16 : rec ? a.w_hh_bf16 : a.w_hr_bf16);
-        else if constexpr (kQuads) return f(in ? a.w_ih_i8 : rec ? a.w_hh_i8 : a.w_hr_i8);
-        else return f(in ? a.w_ih : rec ? a.w_hh : a.w_hr);
-    }
-    // ... as the packings read it: its rows of I, S or H values.
-    Source source(Weight which) const {
-        const Index K = which == Weight::input ? s.I : which == Weight::recurrent ? S : H;
-        return with_stored(which, [&](auto w) {
-            if constexpr (kPairs || kQuads) return Source{w, K};
-            else return Source{w, 1, K};
-        });
-    }
-
     // The state after k processed steps (h: `width` S, c: H): the saved sequence's in training,
     // else a ping-pong buffer.
     T* state_after(T* const* pingpong, T* seq, Index k, Index width) const {
@@ -129,32 +88,28 @@ template <class T, class Cell, class V = T> class ForwardPass {
 
     void run_thread(const Team& team) {
         const FlushDenormals ftz;
-        const Range my_groups = team.split(groups);
+        const Range my_groups = team.split(weights.groups);
         const Range panels{my_groups.lo * Geo::kPanelsPerGroup, my_groups.hi * Geo::kPanelsPerGroup};
         const Range units = Geo::units_of_groups(my_groups, H);
         // A single step packs each panel as it goes, into this thread's buffers.
-        T* const mine = as_used ? scratch.recurrent_packing + team.id * scratch.as_used_values : nullptr;
-        const AsUsedRecurrent recurrent_as_used{source(Weight::recurrent), recurrent_cols, operands(mine), Kh, Kh,
-                                                recurrent_packed.npanels, a.w_hh_scale};
-        const AsUsedInput input_as_used{source(Weight::input), input_cols,
-                                        operands(as_used ? mine + (scratch.input_packing - scratch.recurrent_packing) : nullptr),
-                                        Ki, Geo::input_kc(s), input_panels, a.w_ih_scale};
-        pack_weights(team, panels, units);
+        const auto recurrent_as_used = weights.recurrent_as_used(team.id);
+        const auto input_as_used = weights.input_as_used(team.id);
+        weights.pack(team, panels, units);
         fold_biases(units);
-        const Range state_units = s.P ? Geo::units_of_panels(team.split(state_panels), S) : units;
+        const Range state_units = s.P ? Geo::units_of_panels(team.split(weights.state_panels), S) : units;
         load_state(units, state_units);
         team.barrier();
-        const Share me = Schedule::share(team, s, panels, units, groups * Geo::kPanelsPerGroup);
+        const Share me = Schedule::share(team, s, panels, units, weights.groups * Geo::kPanelsPerGroup);
         const Index chunk = Schedule::chunk_steps(s, me, training);
         for (Index k0 = 0; k0 < s.T; k0 += chunk) {
             const Index steps = s.T - k0 < chunk ? s.T - k0 : chunk;
             const Index t_lo = s.reverse ? s.T - k0 - steps : k0;  // the chunk covers times [t_lo, t_lo + steps)
             T* inputs_projected = as_used ? project_chunk(team, me, t_lo, steps, input_as_used)
-                                          : project_chunk(team, me, t_lo, steps, input_packed);
+                                          : project_chunk(team, me, t_lo, steps, weights.input);
             normalise_inputs(team, me, t_lo, steps, inputs_projected);
             for (Index k = k0; k < k0 + steps; ++k) {
                 as_used ? step(team, me, k, t_lo, inputs_projected, recurrent_as_used)
-                        : step(team, me, k, t_lo, inputs_projected, recurrent_packed);
+                        : step(team, me, k, t_lo, inputs_projected, weights.recurrent);
                 if (s.P) {
                     if (!me.batch) team.barrier();
                     project_state(me, k);
@@ -163,29 +118,6 @@ template <class T, class Cell, class V = T> class ForwardPass {
             }
         }
         store_state(me);
-    }
-
-    // Each thread packs the W_hh panels it will use, B(k, g*H + u) = w_hh[(g*H + u) * S + k], unless
-    // the cache holds them packed from the same rows; likewise W_ih, B(k, j) = w_ih[j * I + k],
-    // split by panels of output columns j. A single step packs nothing here. W_hr, B(k, j) =
-    // w_hr[j * H + k], is packed on every call, split by panels of j (a barrier follows).
-    void pack_weights(const Team& team, Range panels, Range units) const {
-        bool repack = fresh && !as_used;
-        with_stored(Weight::recurrent, [&](auto w) {
-            for (int g = 0; wcache && g < G; ++g)
-                repack = !cache.refresh(w, S, g * H + units.lo, g * H + units.hi, 0, S, fresh) || repack;
-        });
-        if (repack) pack_panels(recurrent_packed, source(Weight::recurrent), recurrent_cols, panels.lo, panels.hi);
-        const Range mine = team.split(input_panels);
-        const Range cols = Geo::units_of(mine, kInputNV * W, GH);
-        const bool same = with_stored(Weight::input, [&](auto w) {
-            return wcache && input_cache.refresh(w, s.I, cols.lo, cols.hi, 0, s.I, input_fresh);
-        });
-        if (!as_used && !same) pack_panels(input_packed, source(Weight::input), input_cols, mine.lo, mine.hi);
-        if (s.P) {
-            const Range q = team.split(state_panels);
-            pack_panels(hr_packed, source(Weight::projection), state_cols, q.lo, q.hi);
-        }
     }
 
     // b_hh joins b_ih in the projection, except where the cell needs it inside the recurrent term
@@ -227,7 +159,7 @@ template <class T, class Cell, class V = T> class ForwardPass {
         if (own_rows)
             project_own_rows(me, steps, x, panels, out);
         else
-            gemm_packed_team<T, kInputMR, kInputNV, kInputTail>(team, steps * B, x, panels, input_cols, out, GH,
+            gemm_packed_team<T, kInputMR, kInputNV, kInputTail>(team, steps * B, x, panels, weights.input_cols, out, GH,
                                                                 scratch.bias_projection);
         return out;
     }
@@ -240,7 +172,7 @@ template <class T, class Cell, class V = T> class ForwardPass {
         for (Index k = 0; k < steps; ++k) {
             const Index m0 = k * B + me.b0, m1 = k * B + me.b1;
             if (P.K == 0) bias_rows(m0, m1, GH, out, GH, scratch.bias_projection);
-            gemm_packed_rows<T, kInputMR, kInputNV, kInputTail>(m0, m1, x, P, input_cols, 0, P.npanels, out, GH,
+            gemm_packed_rows<T, kInputMR, kInputNV, kInputTail>(m0, m1, x, P, weights.input_cols, 0, P.npanels, out, GH,
                                                                 scratch.bias_projection);
         }
     }
@@ -279,7 +211,7 @@ template <class T, class Cell, class V = T> class ForwardPass {
         const Index t = s.reverse ? s.T - 1 - k : k;
         T* r = s.P ? unprojected(k) : nullptr;
         gemm_block<T, MR, NV, GateCols<T>, Geo::kStepTail>(me.b0, me.b1, operands_of.recurrent(k, h_after(k), me), 0,
-                                                           panels, 0, recurrent_cols, me.p0, me.p1, scratch.recurrent,
+                                                           panels, 0, weights.recurrent_cols, me.p0, me.p1, scratch.recurrent,
                                                            GH, Cell::kRecurrentBias ? Init::bias : Init::zero,
                                                            scratch.bias_recurrent);
         constexpr int phases = forward_phases<Cell>();
@@ -321,7 +253,8 @@ template <class T, class Cell, class V = T> class ForwardPass {
     void project_state(const Share& me, Index k) const {
         gemm_block<T, MR, NV, PlainCols<T>, Geo::kStepTail>(me.b0, me.b1,
                                                             operands_of.projection_operand(unprojected(k), me), 0,
-                                                            hr_packed, 0, state_cols, me.h_panels.lo, me.h_panels.hi,
+                                                            weights.projection, 0, weights.projection_cols,
+                                                            me.h_panels.lo, me.h_panels.hi,
                                                             h_after(k + 1), S, Init::zero, nullptr);
         const Index t = s.reverse ? s.T - 1 - k : k;
         for (Index b = me.b0; b < me.b1; ++b) finish_row(me, k, b, !a.lengths || t < a.lengths[b]);
@@ -371,25 +304,9 @@ template <class T, class Cell, class V = T> class ForwardPass {
     const LayerShape& s;
     const Index B, H, GH, S;  // S: h's size (state_size)
     const bool training, as_used;
-    T* const wcache;
     const ForwardScratch<T> scratch;
     const Saved<T> saved;
-    const Index Kh, Ki, Kr;  // rows of the packed operands of W_hh, W_ih and W_hr
-    const GateCols<T> recurrent_cols;
-    const Index groups;
-    const WeightCache<T> cache;
-    const std::uint64_t tag;
-    const bool fresh;
-    const Packed<T, NV, V> recurrent_packed;
-    const PlainCols<T> input_cols;
-    const Index input_panels;
-    const WeightCache<T> input_cache;
-    const std::uint64_t input_tag;
-    const bool input_fresh;
-    const Packed<T, kInputNV, V> input_packed;
-    const PlainCols<T> state_cols;  // the projection's columns: h's units
-    const Index state_panels;
-    const Packed<T, NV, V> hr_packed;  // W_hr, with projections
+    const Weights weights;  // W_hh, W_ih and W_hr as the products read them
     const LayerNorms<T> norms;  // the layer-normalised cells' parameters
     const Index norm_row;       // their saved values per row (NormRow)
     const Operands operands_of;  // what the products read of x_t, h_{t-1} and o * tanh(c)

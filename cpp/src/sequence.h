@@ -4,7 +4,8 @@
 //   layer_geometry.h   how W_hh's panels map to hidden units; chunks of steps; packing as used
 //   layer_schedule.h   threads per call, unit mode or batch mode, what each thread owns
 //   workspace_layout.h the saved workspace, the calls' scratch and the weight cache: layouts, sizes
-//   forward_pass.h     the forward: pack, fold biases, load state, project a chunk, step, store
+//   forward_pass.h     the forward: fold biases, load state, project a chunk, step, store
+//   forward_weights.h  the forward's weights packed into panels (weight cache, or as used)
 //   backward_pass.h    BPTT: pack, load gradients, step, carry dh, bias sums, weight products
 // The cells' gate math is cells.h (the layer-normalised cells' layer_norm_cells.h); the products
 // gemm.h and gemm_team.h; zoneout's masks zoneout.h.
