@@ -301,7 +301,7 @@ def test_quantize_leaves_the_original_and_is_inference_only(tmp_path):
     assert np.array_equal(third(x)[0], y0)
 
 
-@pytest.mark.parametrize("cls", [rnnfast.LSTM, rnnfast.GRU])
+@pytest.mark.parametrize("cls", [rnnfast.LSTM, rnnfast.GRU, rnnfast.RNN])
 def test_quantized_error_from_torch_weights_at_a_bench_shape(cls):
     torch = pytest.importorskip("torch")
     # torch's default initialisation, N(0, 1) inputs, as the accuracy figures in RESULTS.md.
