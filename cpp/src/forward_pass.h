@@ -55,13 +55,14 @@ template <class T, class Cell, class V = T> class ForwardPass {
    public:
     explicit ForwardPass(const LayerForward<T>& a)
         : a(a), s(a.s), B(s.B), H(s.H), GH(G * s.H), S(state_size(s)), training(a.saved != nullptr),
-          as_used(Geo::packs_as_used(s)), scratch(carve_scratch(a, training)),
+          scratch(carve_scratch(a, training)),
           saved(training ? carve_saved(a.saved, s) : Saved<T>{}), weights(a, scratch),
           norms{a.ln_ih_weight, a.ln_hh_weight, a.ln_cell_weight, a.ln_cell_bias, a.b_ih, a.b_hh},
           norm_row(NormRow<T>::size(G, H)),
           operands_of{a, scratch, weights.Kh, weights.Ki, weights.Kr} {
         assert(kInputNV == Geo::input_vectors(s.precision));  // the workspace was laid out for it
     }
+    ForwardPass(const ForwardPass&) = delete;  // weights and operands_of refer to this one's scratch
 
     void run() {
         run_team(Schedule::forward_threads(s, a.threads), [&](const Team& team) { run_thread(team); });
@@ -104,12 +105,12 @@ template <class T, class Cell, class V = T> class ForwardPass {
         for (Index k0 = 0; k0 < s.T; k0 += chunk) {
             const Index steps = s.T - k0 < chunk ? s.T - k0 : chunk;
             const Index t_lo = s.reverse ? s.T - k0 - steps : k0;  // the chunk covers times [t_lo, t_lo + steps)
-            T* inputs_projected = as_used ? project_chunk(team, me, t_lo, steps, input_as_used)
-                                          : project_chunk(team, me, t_lo, steps, weights.input);
+            T* inputs_projected = weights.as_used ? project_chunk(team, me, t_lo, steps, input_as_used)
+                                                  : project_chunk(team, me, t_lo, steps, weights.input);
             normalise_inputs(team, me, t_lo, steps, inputs_projected);
             for (Index k = k0; k < k0 + steps; ++k) {
-                as_used ? step(team, me, k, t_lo, inputs_projected, recurrent_as_used)
-                        : step(team, me, k, t_lo, inputs_projected, weights.recurrent);
+                weights.as_used ? step(team, me, k, t_lo, inputs_projected, recurrent_as_used)
+                                : step(team, me, k, t_lo, inputs_projected, weights.recurrent);
                 if (s.P) {
                     if (!me.batch) team.barrier();
                     project_state(me, k);
@@ -154,7 +155,7 @@ template <class T, class Cell, class V = T> class ForwardPass {
     template <class Panels>
     T* project_chunk(const Team& team, const Share& me, Index t_lo, Index steps, const Panels& panels) const {
         T* out = training ? saved.gates + t_lo * B * GH : scratch.projection;
-        const bool own_rows = me.batch && !as_used;
+        const bool own_rows = me.batch && !weights.as_used;
         const auto x = operands_of.input(team, me, own_rows, t_lo, steps);
         if (own_rows)
             project_own_rows(me, steps, x, panels, out);
@@ -211,8 +212,9 @@ template <class T, class Cell, class V = T> class ForwardPass {
         const Index t = s.reverse ? s.T - 1 - k : k;
         T* r = s.P ? unprojected(k) : nullptr;
         gemm_block<T, MR, NV, GateCols<T>, Geo::kStepTail>(me.b0, me.b1, operands_of.recurrent(k, h_after(k), me), 0,
-                                                           panels, 0, weights.recurrent_cols, me.p0, me.p1, scratch.recurrent,
-                                                           GH, Cell::kRecurrentBias ? Init::bias : Init::zero,
+                                                           panels, 0, weights.recurrent_cols, me.p0, me.p1,
+                                                           scratch.recurrent, GH,
+                                                           Cell::kRecurrentBias ? Init::bias : Init::zero,
                                                            scratch.bias_recurrent);
         constexpr int phases = forward_phases<Cell>();
         for (int phase = 0; phase < phases; ++phase) {
@@ -253,8 +255,8 @@ template <class T, class Cell, class V = T> class ForwardPass {
     void project_state(const Share& me, Index k) const {
         gemm_block<T, MR, NV, PlainCols<T>, Geo::kStepTail>(me.b0, me.b1,
                                                             operands_of.projection_operand(unprojected(k), me), 0,
-                                                            weights.projection, 0, weights.projection_cols,
-                                                            me.h_panels.lo, me.h_panels.hi,
+                                                            weights.hr, 0, weights.state_cols, me.h_panels.lo,
+                                                            me.h_panels.hi,
                                                             h_after(k + 1), S, Init::zero, nullptr);
         const Index t = s.reverse ? s.T - 1 - k : k;
         for (Index b = me.b0; b < me.b1; ++b) finish_row(me, k, b, !a.lengths || t < a.lengths[b]);
@@ -303,7 +305,7 @@ template <class T, class Cell, class V = T> class ForwardPass {
     const LayerForward<T>& a;
     const LayerShape& s;
     const Index B, H, GH, S;  // S: h's size (state_size)
-    const bool training, as_used;
+    const bool training;
     const ForwardScratch<T> scratch;
     const Saved<T> saved;
     const Weights weights;  // W_hh, W_ih and W_hr as the products read them

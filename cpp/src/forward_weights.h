@@ -2,9 +2,10 @@
 // with projections, W_hr packed into panels. W_hh's and W_ih's panels live in the call's weight
 // cache when it has one (weight_cache.h: each thread repacks only its own panels, and only where
 // the weights differ from the cache's copy), else in the call's scratch; W_hr's are packed on
-// every call. A single step (LayerGeometry::packs_as_used) packs nothing ahead: each thread packs
-// each panel as it uses it, into its own part of the scratch. V is the products' operand type: T,
-// Bf16Pair or Int8Quad, whose weights come as bfloat16 or int8 (LayerShape::precision).
+// every call. A single step (LayerGeometry::packs_as_used) packs nothing of W_hh and W_ih ahead:
+// each thread packs each panel as it uses it, into its own part of the scratch. V is the products'
+// operand type: T, Bf16Pair or Int8Quad, whose weights come as bfloat16 or int8
+// (LayerShape::precision).
 #pragma once
 #include <type_traits>
 
@@ -43,8 +44,8 @@ template <class T, int G, class V> struct ForwardWeights {
           input_fresh(fresh || input_cache.tag() != input_tag),  // a fresh W_hh part: this one too
           input{operands(wcache ? input_cache.packed : scratch.input_packing), Ki, Geo::input_kc(s), input_panels,
                 a.w_ih_scale},
-          projection_cols{S}, state_panels(Geo::step_panels(S)),
-          projection{operands(scratch.hr_packing), Kr, Kr, state_panels, a.w_hr_scale} {}
+          state_cols{S}, state_panels(Geo::step_panels(S)),
+          hr{operands(scratch.hr_packing), Kr, Kr, state_panels, a.w_hr_scale} {}
 
     // Each thread packs the W_hh panels it will use, B(k, g*H + u) = w_hh[(g*H + u) * S + k], unless
     // the cache holds them packed from the same rows; likewise W_ih, B(k, j) = w_ih[j * I + k],
@@ -65,7 +66,7 @@ template <class T, int G, class V> struct ForwardWeights {
         if (!as_used && !same) pack_panels(input, source(Weight::input), input_cols, mine.lo, mine.hi);
         if (s.P) {
             const Range q = team.split(state_panels);
-            pack_panels(projection, source(Weight::projection), projection_cols, q.lo, q.hi);
+            pack_panels(hr, source(Weight::projection), state_cols, q.lo, q.hi);
         }
     }
     // After the call: the cache holds what this call packed.
@@ -77,17 +78,20 @@ template <class T, int G, class V> struct ForwardWeights {
 
     // A single step's panels, packed by thread `id` as it uses them into its part of the scratch.
     AsUsedRecurrent recurrent_as_used(int id) const {
-        return {source(Weight::recurrent), recurrent_cols, operands(as_used_buffer(id)), Kh, Kh, recurrent.npanels,
-                a.w_hh_scale};
+        return {source(Weight::recurrent), recurrent_cols, operands(thread_packing(id)), Kh, Kh,
+                recurrent.npanels, a.w_hh_scale};
     }
     AsUsedInput input_as_used(int id) const {
-        T* const mine = as_used ? as_used_buffer(id) + (scratch.input_packing - scratch.recurrent_packing) : nullptr;
+        T* const mine = as_used ? thread_packing(id) + (scratch.input_packing - scratch.recurrent_packing) : nullptr;
         return {source(Weight::input), input_cols, operands(mine), Ki, Geo::input_kc(s), input_panels, a.w_ih_scale};
     }
 
    private:
     static V* operands(T* p) { return reinterpret_cast<V*>(p); }
-    T* as_used_buffer(int id) const { return as_used ? scratch.recurrent_packing + id * scratch.as_used_values : nullptr; }
+    // Thread id's part of the scratch for packing as used (W_hh's panels, then W_ih's).
+    T* thread_packing(int id) const {
+        return as_used ? scratch.recurrent_packing + id * scratch.as_used_values : nullptr;
+    }
     // A weight matrix as stored: f(the pointer to its values of T, bfloat16 bits or int8).
     enum class Weight { input, recurrent, projection };  // W_ih, W_hh, W_hr
     template <class F> auto with_stored(Weight w, F&& f) const {
@@ -105,29 +109,44 @@ template <class T, int G, class V> struct ForwardWeights {
         });
     }
 
-   public:
+    // The members in the order they are made (each from those before it): the products read the
+    // public ones.
     const LayerForward<T>& a;
     const LayerShape& s;
     const Index H, GH, S;  // S: h's size (state_size)
-    const bool as_used;
+
+   public:
+    const bool as_used;  // a single step: the panels of W_hh and W_ih packed as used
+
+   private:
     T* const wcache;
     const ForwardScratch<T>& scratch;
+
+   public:
     const Index Kh, Ki, Kr;  // rows of the packed operands of W_hh, W_ih and W_hr
     const GateCols<T> recurrent_cols;
     const Index groups;  // the hidden units' groups (LayerGeometry::unit_groups)
+
+   private:
     const WeightCache<T> cache;
     const std::uint64_t tag;
     const bool fresh;
+
+   public:
     const Packed<T, NV, V> recurrent;
     const PlainCols<T> input_cols;
     const Index input_panels;
+
+   private:
     const WeightCache<T> input_cache;
     const std::uint64_t input_tag;
     const bool input_fresh;
+
+   public:
     const Packed<T, kInputNV, V> input;
-    const PlainCols<T> projection_cols;  // the projection's columns: h's units
-    const Index state_panels;            // ... in panels
-    const Packed<T, NV, V> projection;   // W_hr, with projections
+    const PlainCols<T> state_cols;  // W_hr's product's columns: h's units
+    const Index state_panels;       // ... in panels
+    const Packed<T, NV, V> hr;      // W_hr, with projections
 };
 
 }  // namespace RNNFAST_ISA_NS

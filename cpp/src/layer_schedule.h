@@ -75,7 +75,8 @@ template <class T, int G> struct LayerSchedule {
     static Index chunk_steps(const LayerShape& s, const Share& me, bool training) {
         const Index steps = Geo::chunk_steps(s, training);
         if (training || !me.batch) return steps;
-        const Index step_bytes = (me.b1 - me.b0) * G * s.H * Index(sizeof(T));  // > 0: batch mode has rows
+        const Index step_bytes = (me.b1 - me.b0) * G * s.H * Index(sizeof(T));
+        assert(step_bytes > 0);  // batch mode gives each thread kBatchRows rows at least
         const Index fit = kL2Bytes / step_bytes;
         return fit < 1 ? 1 : fit < steps ? fit : steps;
     }
