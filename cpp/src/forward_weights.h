@@ -27,21 +27,22 @@ template <class T, int G, class V> struct ForwardWeights {
     using Kind = typename WeightCache<T>::Kind;
 
     ForwardWeights(const LayerForward<T>& a, const ForwardScratch<T>& scratch)
-        : a(a), s(a.s), H(s.H), GH(G * s.H), S(state_size(s)), as_used(Geo::packs_as_used(s)),
-          wcache(as_used ? nullptr : align64(a.wcache)), scratch(scratch),
-          Kh(Geo::operand_rows(S, s)), Ki(Geo::operand_rows(s.I, s)), Kr(s.P ? Geo::operand_rows(H, s) : 0),
-          recurrent_cols{G, H}, groups(Geo::unit_groups(H)),
+        : a(a), s(a.s), H(s.H), GH(G * s.H), S(state_size(s)),
+          wcache(Geo::packs_as_used(s) ? nullptr : align64(a.wcache)), scratch(scratch),
           cache(wcache, Geo::weight_copy_values(GH * S, s)),
+          input_cache(wcache ? wcache + Work::recurrent_cache_size(s) : nullptr, Geo::weight_copy_values(GH * s.I, s)),
           tag(WeightCache<T>::make_tag(G, H, S, NV, kPairs ? Kind::kRecurrentBf16 : kQuads ? Kind::kRecurrentInt8
                                                                                        : Kind::kRecurrent)),
+          input_tag(WeightCache<T>::make_tag(G, H, s.I, kInputNV, kPairs ? Kind::kInputBf16 : kQuads ? Kind::kInputInt8
+                                                                                          : Kind::kInput)),
           fresh(!wcache || cache.tag() != tag),
+          input_fresh(fresh || input_cache.tag() != input_tag),  // a fresh W_hh part: this one too
+          as_used(Geo::packs_as_used(s)),
+          Kh(Geo::operand_rows(S, s)), Ki(Geo::operand_rows(s.I, s)), Kr(s.P ? Geo::operand_rows(H, s) : 0),
+          recurrent_cols{G, H}, groups(Geo::unit_groups(H)),
           recurrent{operands(wcache ? cache.packed : scratch.recurrent_packing), Kh, Kh,
                     groups * Geo::kPanelsPerGroup, a.w_hh_scale},
           input_cols{GH}, input_panels((input_cols.nvec() + kInputNV - 1) / kInputNV),
-          input_cache(wcache ? wcache + Work::recurrent_cache_size(s) : nullptr, Geo::weight_copy_values(GH * s.I, s)),
-          input_tag(WeightCache<T>::make_tag(G, H, s.I, kInputNV, kPairs ? Kind::kInputBf16 : kQuads ? Kind::kInputInt8
-                                                                                          : Kind::kInput)),
-          input_fresh(fresh || input_cache.tag() != input_tag),  // a fresh W_hh part: this one too
           input{operands(wcache ? input_cache.packed : scratch.input_packing), Ki, Geo::input_kc(s), input_panels,
                 a.w_ih_scale},
           state_cols{S}, state_panels(Geo::step_panels(S)),
@@ -109,40 +110,25 @@ template <class T, int G, class V> struct ForwardWeights {
         });
     }
 
-    // The members in the order they are made (each from those before it): the products read the
-    // public ones.
+    // The members in the order they are made (each from those before it): the call's weights and
+    // caches, then what the products read.
     const LayerForward<T>& a;
     const LayerShape& s;
     const Index H, GH, S;  // S: h's size (state_size)
+    T* const wcache;
+    const ForwardScratch<T>& scratch;
+    const WeightCache<T> cache, input_cache;  // W_hh's, W_ih's
+    const std::uint64_t tag, input_tag;
+    const bool fresh, input_fresh;  // not filled by this build and layout: every panel is packed
 
    public:
     const bool as_used;  // a single step: the panels of W_hh and W_ih packed as used
-
-   private:
-    T* const wcache;
-    const ForwardScratch<T>& scratch;
-
-   public:
     const Index Kh, Ki, Kr;  // rows of the packed operands of W_hh, W_ih and W_hr
     const GateCols<T> recurrent_cols;
     const Index groups;  // the hidden units' groups (LayerGeometry::unit_groups)
-
-   private:
-    const WeightCache<T> cache;
-    const std::uint64_t tag;
-    const bool fresh;
-
-   public:
     const Packed<T, NV, V> recurrent;
     const PlainCols<T> input_cols;
     const Index input_panels;
-
-   private:
-    const WeightCache<T> input_cache;
-    const std::uint64_t input_tag;
-    const bool input_fresh;
-
-   public:
     const Packed<T, kInputNV, V> input;
     const PlainCols<T> state_cols;  // W_hr's product's columns: h's units
     const Index state_panels;       // ... in panels
