@@ -48,9 +48,11 @@ import numpy as np
 CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru", "layernorm_lstm", "layernorm_gru")
 LSTMS = ("lstm", "layernorm_lstm")  # the cells with a c state
 GATES = {"lstm": 4, "gru": 3, "layernorm_lstm": 4, "layernorm_gru": 3}
-# (T, B, I, H): a single step; unit mode (few rows); batch mode (many rows, small W_hh); H past a
-# panel; one row, split by units on 2 threads.
-SHAPES = ((1, 4, 8, 16), (7, 3, 5, 9), (9, 32, 12, 24), (6, 2, 20, 150), (5, 1, 6, 160))
+# (T, B, I, H): a single step; unit mode (few rows); batch mode (many rows, small W_hh; 8 rows a
+# thread on 2 threads, which AVX2's float tile does not fill, so that the team projects the inputs,
+# in eval in two chunks, and 16, which each thread projects itself); H past a panel; one row, split
+# by units on 2 threads.
+SHAPES = ((1, 4, 8, 16), (7, 3, 5, 9), (40, 16, 12, 24), (9, 32, 12, 24), (6, 2, 20, 150), (5, 1, 6, 160))
 QUICK_SHAPES = ((1, 4, 8, 16), (7, 3, 5, 9))
 
 

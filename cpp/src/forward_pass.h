@@ -2,7 +2,7 @@
 //
 // Per call: (1) the input projection P = X W_ih^T + (b_ih + folded b_hh) for many steps in one
 // product (all T in training, written straight into the saved gates; chunks of steps in eval),
-// or in batch mode by each thread for its own rows, a step at a time;
+// or in batch mode by each thread for its own rows, a step at a time (projects_own_rows);
 // (2) the time loop in one team of threads: each step's recurrent product for the thread's rows
 // and units, the cell's gate math on it while it is in cache, and (in unit mode) one barrier.
 // Before both, each thread packs its panels of the weights unless the cache holds them
@@ -101,12 +101,14 @@ template <class T, class Cell, class V = T> class ForwardPass {
         load_state(units, state_units);
         team.barrier();
         const Share me = Schedule::share(team, s, panels, units, weights.groups * Geo::kPanelsPerGroup);
-        const Index chunk = Schedule::chunk_steps(s, me, training);
+        const bool own_rows = projects_own_rows(team, me);
+        const Index chunk = Schedule::chunk_steps(s, me, training, own_rows);
         for (Index k0 = 0; k0 < s.T; k0 += chunk) {
             const Index steps = s.T - k0 < chunk ? s.T - k0 : chunk;
             const Index t_lo = s.reverse ? s.T - k0 - steps : k0;  // the chunk covers times [t_lo, t_lo + steps)
-            T* inputs_projected = weights.as_used ? project_chunk(team, me, t_lo, steps, input_as_used)
-                                                  : project_chunk(team, me, t_lo, steps, weights.input);
+            if (k0 > 0 && me.batch && !own_rows) team.barrier();  // no one still reads the last chunk's projection
+            T* inputs_projected = weights.as_used ? project_chunk(team, me, own_rows, t_lo, steps, input_as_used)
+                                                  : project_chunk(team, me, own_rows, t_lo, steps, weights.input);
             normalise_inputs(team, me, t_lo, steps, inputs_projected);
             for (Index k = k0; k < k0 + steps; ++k) {
                 weights.as_used ? step(team, me, k, t_lo, inputs_projected, recurrent_as_used)
@@ -145,17 +147,27 @@ template <class T, class Cell, class V = T> class ForwardPass {
         }
     }
 
+    // Whether each thread projects its own rows of each step (batch mode), which only its steps
+    // read: no barrier before or after, and each row is written by the core that reads it. With
+    // float weights only where those rows fill the product's tile at least half in whole tiles:
+    // AVX2's 6-row tile at 8 rows a thread runs two short blocks of 4, and there the team's product
+    // of a chunk's rows, panels split, was faster (RESULTS.md). Pairs and quads always take their
+    // own (the team would first make the chunk's and meet). A single step packs each panel as it
+    // uses it: there the team splits the panels, so that no two threads pack the same one.
+    bool projects_own_rows(const Team& team, const Share& me) const {
+        if (!me.batch || weights.as_used) return false;
+        const Index rows = B / team.n;  // (the same answer for every thread of the team)
+        return !std::is_same_v<V, T> || 2 * whole_tile_rows<kInputMR, kInputNV, kInputTail>(rows) >= rows;
+    }
+
     // The projections of `steps` steps from time t_lo, into the saved gates (training) or the
     // chunk buffer (eval); returns where they are. With int8 weights the inputs come in two digits
     // (Mat::second), each with its product (the inputs' quantization error was most of int8's:
-    // RESULTS.md). In batch mode each thread projects its own rows, which only its steps read: no
-    // barrier before or after, and each row is written by the core that reads it. A single step
-    // packs each panel as it uses it: there the team still splits the panels, so that no two
-    // threads pack the same one.
+    // RESULTS.md).
     template <class Panels>
-    T* project_chunk(const Team& team, const Share& me, Index t_lo, Index steps, const Panels& panels) const {
+    T* project_chunk(const Team& team, const Share& me, bool own_rows, Index t_lo, Index steps,
+                     const Panels& panels) const {
         T* out = training ? saved.gates + t_lo * B * GH : scratch.projection;
-        const bool own_rows = me.batch && !weights.as_used;
         const auto x = operands_of.input(team, me, own_rows, t_lo, steps);
         if (own_rows)
             project_own_rows(me, steps, x, panels, out);

@@ -174,6 +174,13 @@ enum class Tail { grid, exact, exact_unless_short };
 // give each thread at least this many, so a row's bits do not depend on the thread count.
 template <int NV> constexpr Index kExactRows = (8 + NV - 1) / NV;
 
+// The rows of a block of `rows` that micro_block runs in whole tiles of MR rows: with an exact tail
+// a rest of fewer than kExactRows rows merges with the last whole tile into two short blocks.
+template <int MR, int NV, Tail tail> constexpr Index whole_tile_rows(Index rows) {
+    const Index rest = rows % MR, body = rows - rest;
+    return tail != Tail::grid && body > 0 && rest > 0 && rest < kExactRows<NV> ? body - MR : body;
+}
+
 // Rows [mb, whole + rows0 + rows1) of A over k0 .. k0 + kc into apack as groups of MR rows from mb
 // (then the short blocks' rows0 and rows1 from `whole`), each group [k][row]. A transposed operand
 // (rs = 1) goes k outermost: each k is a far-apart row of memory, often a new page, read once for
@@ -218,12 +225,8 @@ void micro_block(Index m0, Index m1, Mat<typename Panels::Activation> A, Index k
     static_assert(tail == Tail::grid || kExactRows<NV> < MR,
                   "exact tails need MR > 8 / NV: the halves of a merged block must be short blocks");
     const Index rest = (m1 - m0) % MR;
-    Index body = m1 - rest;  // the whole blocks of MR end here, the short blocks start
-    Index half = 0;          // exact: rows of the first half of a merged short block
-    if (tail != Tail::grid && body > m0 && rest < kExactRows<NV> && rest > 0) {
-        body -= MR;
-        half = (MR + rest + 1) / 2;
-    }
+    const Index body = m0 + whole_tile_rows<MR, NV, tail>(m1 - m0);  // the whole blocks end here, the short start
+    const Index half = body < m1 - rest ? (MR + rest + 1) / 2 : 0;    // rows of a merged short block's first half
     const bool split_k = tail == Tail::grid || (tail == Tail::exact_unless_short && m1 - m0 < kExactRows<NV>);
     // Chunks of at most MC rows; one that would end inside the short blocks ends before them, so
     // the last chunk holds them all.

@@ -4,10 +4,12 @@
 // (which stay in its cache for the whole sequence), and the team meets at one barrier per step
 // (the layer-normalised cells: one more per phase of their step, layer_norm_cells.h).
 // Batch mode: each thread has an even slice of rows, every unit and every panel, and no barrier in
-// the loop; each thread then reads all of W_hh every step, which pays while that costs less than
-// unit mode's barriers (up to kBatchWeightBytes, below); each thread also projects the inputs of
-// its own rows, in short chunks (chunk_steps). The measurements behind every constant
-// here are in benchmarks/RESULTS.md ("The schedule's constants"). The recurrent products sum k in
+// the steps; each thread then reads all of W_hh every step, which pays while that costs less than
+// unit mode's barriers (up to kBatchWeightBytes, below). Each thread also projects the inputs of
+// its own rows, in short chunks (chunk_steps), where those rows fill the product's tile
+// (ForwardPass::projects_own_rows); else the team projects each chunk and meets around it. The
+// measurements behind every constant here are in benchmarks/RESULTS.md ("The schedule's
+// constants"). The recurrent products sum k in
 // plain order in every micro-kernel block (kStepTail; only a product of fewer than kExactRows rows
 // splits k: B < 4 in unit mode, where every thread has all rows), so neither the mode nor the
 // thread count ever changes a result.
@@ -68,13 +70,13 @@ template <class T, int G> struct LayerSchedule {
     }
 
     // Steps per chunk of the input projection (ForwardPass::project_chunk): all T in training (into
-    // the saved gates), else LayerGeometry::chunk_steps; in batch mode, where each thread projects
-    // its own rows with no barrier, fewer: at most kL2Bytes of a thread's projections (at least a
-    // step), which its steps then read from its L2. In unit mode each chunk costs the team's
-    // barriers, and shorter ones lost.
-    static Index chunk_steps(const LayerShape& s, const Share& me, bool training) {
+    // the saved gates), else LayerGeometry::chunk_steps; where each thread projects its own rows
+    // (batch mode, `own_rows`) with no barrier, fewer: at most kL2Bytes of a thread's projections
+    // (at least a step), which its steps then read from its L2. Where the team projects, each
+    // chunk costs the team's barriers, and shorter ones lost.
+    static Index chunk_steps(const LayerShape& s, const Share& me, bool training, bool own_rows) {
         const Index steps = Geo::chunk_steps(s, training);
-        if (training || !me.batch) return steps;
+        if (training || !own_rows) return steps;
         const Index step_bytes = (me.b1 - me.b0) * G * s.H * Index(sizeof(T));
         assert(step_bytes > 0);  // batch mode gives each thread kBatchRows rows at least
         const Index fit = kL2Bytes / step_bytes;
