@@ -250,13 +250,16 @@ def test_batch_mode_up_to_2_mib_of_w_hh_gives_the_same_bits(mode):
         assert_same_bits_for_threads(mode, p, lengths, (1, 2, 3), check_reference=not reverse, reverse=reverse)
 
 
-@pytest.mark.parametrize("B,H", [(7, 64), (100, 40)])
+@pytest.mark.parametrize("B,H", [(7, 64), (100, 40), (18, 40)])
 @pytest.mark.parametrize("mode", MODES)
 def test_eval_forward_in_chunks_matches_reference(mode, B, H):
-    """Eval runs the input projection in chunks of about 512 rows (here 74 and 6 steps per chunk,
-    the last one short); on 2 and 3 threads the time loop is in unit mode at B = 7 (fewer than 4
-    rows a thread) and in batch mode at B = 100. Outputs against the reference, and the same bits
-    for 1, 2 and 3 threads."""
+    """Eval runs the input projection in chunks of about 512 rows (here 74, 6 and 29 steps per
+    chunk, the last one short); on 2 and 3 threads the time loop is in unit mode at B = 7 (fewer
+    than 4 rows a thread) and in batch mode at B = 100 and 18. In batch mode each thread projects
+    its own rows where they fill the float tile at least half (50 or 33-34 rows), else the team
+    projects each chunk and meets between chunks (9 rows a thread, on the 6-row and the 8-row
+    tile; 6 rows on the 8-row one). Outputs against the reference, and the same bits for 1, 2 and
+    3 threads."""
     T = 130 if B == 7 else 31
     p = make_layer(mode, T, B, 9, H, np.float64, seed=5)
     lengths = np.random.default_rng(6).integers(1, T + 1, size=B)
