@@ -363,6 +363,15 @@ def test_onnx_export_of_an_int8_lstm_runs_in_onnxruntime(bidirectional, batch_fi
     lengths = np.array([20, 7, 13])
     proto = rnnfast.onnx.export(q, tmp_path / "q.onnx", (x, hx, lengths))
     assert [n.op_type for n in proto.graph.node if n.domain == "com.microsoft"] == ["DynamicQuantizeLSTM"] * 2
+    # The weights as uint8 with zero point 128 (int8 weights saturate ONNX Runtime's kernel for CPUs
+    # without VNNI): the same values, so their dequantized sum is the quantized module's.
+    from onnx import numpy_helper
+    inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
+    for w in ("W_l0", "R_l1"):
+        assert inits[w].dtype == np.uint8 and (inits[w.replace("_l", "_zero_point_l")] == 128).all()
+    w_ih = q.state_dict()["weight_ih_l0"]  # (4H, I) int8, in torch's gate order
+    assert w_ih.dtype == np.int8
+    assert sorted(inits["W_l0"][0].ravel().astype(int) - 128) == sorted(w_ih.ravel().astype(int))
     session = ort.InferenceSession(str(tmp_path / "q.onnx"), providers=["CPUExecutionProvider"])
     got = session.run(None, {"input": x, "h0": hx[0], "c0": hx[1], "lengths": lengths})
     want_q, want_f = _outputs(q(x, hx, lengths), True), _outputs(m(x, hx, lengths), True)

@@ -27,8 +27,12 @@ is an inference no-op and is left out.
 An int8 LSTM (rnnfast.quantize(lstm, "int8"), or rnnfast.torch.quantize's) is written with ONNX
 Runtime's com.microsoft DynamicQuantizeLSTM nodes: its int8 weights (W (D, I, 4H) and R (D, H, 4H),
 transposed as that operator takes them) with their per-row scales as per-channel W_scale and R_scale
-(D, 4H) and zero points 0. ONNX Runtime quantizes the activations its own way (each tensor to uint8
-with a zero point, one digit), so its results are near rnnfast's int8 ones, not the same bits.
+(D, 4H). The weights go as uint8, w + 128, with zero points 128: the same values, which ONNX
+Runtime also multiplies without saturating on CPUs without VNNI, where with int8 weights its kernel
+(vpmaddubsw on uint8 activations) saturates the 16-bit sums of pairs of products (on a Zen 3 its
+outputs were 12-46% off rnnfast's; with uint8 weights within the tests' 2e-2). ONNX Runtime quantizes the activations its own way (each tensor
+to uint8 with a zero point, one digit), so its results are near rnnfast's int8 ones, not the same
+bits.
 Other quantized modules have no ONNX operator and are refused.
 """
 from __future__ import annotations
@@ -113,6 +117,11 @@ def _onnx_weights(model, layer, dtype):
     return np.stack([reorder(w) for w in W]).astype(dtype), np.stack([reorder(w) for w in R]).astype(dtype), B
 
 
+def _uint8(values):
+    """int8 weights as uint8 with zero point 128 (the module docstring says why)."""
+    return (values.astype(np.int16) + 128).astype(np.uint8)
+
+
 class _Graph:
     """Nodes and initializers (constants) as they are added."""
 
@@ -135,7 +144,7 @@ def _add_layer(g, model, layer, x, seq_lens, states, dtype):
     mode, D, H, s = model.mode, model.num_directions, model.hidden_size, f"_l{layer}"
     W, R, B = _onnx_weights(model, layer, dtype)
     int8 = isinstance(W, tuple)
-    inputs = [x, g.const("W" + s, W[0] if int8 else W), g.const("R" + s, R[0] if int8 else R),
+    inputs = [x, g.const("W" + s, _uint8(W[0]) if int8 else W), g.const("R" + s, _uint8(R[0]) if int8 else R),
               "" if B is None else g.const("B" + s, B), seq_lens]
     if states:  # this layer's rows of h0 (and c0)
         bounds = [g.const(f"start{s}", np.array([layer * D], np.int64)),
@@ -143,7 +152,7 @@ def _add_layer(g, model, layer, x, seq_lens, states, dtype):
         inputs += [g.node("Slice", [name] + bounds, [name + s]) for name in states]
     if int8:  # no peepholes, then each weight's per-channel scales and zero points
         inputs += [""] * (8 - len(inputs))
-        zeros = np.zeros_like(W[1], dtype=np.int8)
+        zeros = np.full(W[1].shape, 128, dtype=np.uint8)  # the weights' zero: _uint8 of 0
         inputs += [g.const("W_scale" + s, W[1]), g.const("W_zero_point" + s, zeros), g.const("R_scale" + s, R[1]),
                    g.const("R_zero_point" + s, zeros)]
     while inputs[-1] == "":
