@@ -83,6 +83,25 @@ template <class T> inline vec<T> load_operand(const T* b) { return load(b); }
 template <class T> inline vec<T> operand_splat(T a) { return splat(a); }
 template <class Vec> inline Vec madd(Vec acc, Vec b, Vec a) { return acc + a * b; }
 
+// The k loop takes each row of the panel in kOperandPhases<VB> phases, every row of A in each:
+// one (the operands as above) but for bfloat16 pairs widened to float32, which go odd values
+// first, then even (the odd term first in every accumulator, as madd adds a pair): with one half
+// widened at a time AVX2's 6 x 2 tile has its 12 accumulators, 2 widened vectors, the mask and a
+// broadcast in its 16 registers, where with both halves at once GCC kept an accumulator in memory.
+template <class VB> constexpr int kOperandPhases = 1;
+template <int Phase, class VB> inline auto load_operand_phase(const VB* b) { return load_operand(b); }
+template <int Phase, class VA> inline auto operand_splat_phase(VA a) { return operand_splat(a); }
+#ifndef RNNFAST_BF16_DOT
+template <> constexpr int kOperandPhases<Bf16Pair> = 2;
+template <int Phase> inline vec<float> load_operand_phase(const Bf16Pair* b) {
+    const pair_vec p = load_pairs(b);
+    return (vec<float>)(Phase == 0 ? p & 0xffff0000u : p << 16);
+}
+template <int Phase> inline vec<float> operand_splat_phase(ActivationPair a) {
+    return splat(Phase == 0 ? a.odd : a.even);
+}
+#endif
+
 // WholeVectors: every vector of the panel a whole one, C and the bias read and written with whole
 // loads and stores, so that the accumulators stay in registers (load_lanes).
 template <class T, int MR, int NV, int KS = 1, class VA = T, class VB = T, bool WholeVectors = false>
@@ -107,12 +126,17 @@ __attribute__((always_inline)) inline void micro(Index kc, const VA* a, Index rs
     if constexpr (E == 0) {
         for (; k + KS <= kc; k += KS)
             for (int s = 0; s < KS; ++s) {
-                decltype(load_operand(b)) bv[NV];
-                for (int vi = 0; vi < NV; ++vi) bv[vi] = load_operand(b + ((k + s) * NV + vi) * W);
-                for (int m = 0; m < MR; ++m) {
-                    const auto am = operand_splat(a[m * rs + (k + s) * cs]);
-                    for (int vi = 0; vi < NV; ++vi) acc[s][m][vi] = madd(acc[s][m][vi], bv[vi], am);
-                }
+                auto phase = [&](auto phase_tag) __attribute__((always_inline)) {
+                    constexpr int P = decltype(phase_tag)::value;
+                    decltype(load_operand_phase<P>(b)) bv[NV];
+                    for (int vi = 0; vi < NV; ++vi) bv[vi] = load_operand_phase<P>(b + ((k + s) * NV + vi) * W);
+                    for (int m = 0; m < MR; ++m) {
+                        const auto am = operand_splat_phase<P>(a[m * rs + (k + s) * cs]);
+                        for (int vi = 0; vi < NV; ++vi) acc[s][m][vi] = madd(acc[s][m][vi], bv[vi], am);
+                    }
+                };
+                phase(std::integral_constant<int, 0>{});
+                if constexpr (kOperandPhases<VB> == 2) phase(std::integral_constant<int, 1>{});
             }
     } else {
         volatile Index opaque = 0;
