@@ -364,7 +364,7 @@ def test_onnx_export_of_an_int8_lstm_runs_in_onnxruntime(bidirectional, batch_fi
     proto = rnnfast.onnx.export(q, tmp_path / "q.onnx", (x, hx, lengths))
     assert [n.op_type for n in proto.graph.node if n.domain == "com.microsoft"] == ["DynamicQuantizeLSTM"] * 2
     # The weights as uint8 with zero point 128 (int8 weights saturate ONNX Runtime's kernel for CPUs
-    # without VNNI): the same values, so their dequantized sum is the quantized module's.
+    # without VNNI): each value w + 128, so that less the zero point they are the module's weights.
     from onnx import numpy_helper
     inits = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
     for w in ("W_l0", "R_l1"):

@@ -9,10 +9,9 @@
 // its own rows, in short chunks (chunk_steps), where those rows fill the product's tile
 // (ForwardPass::projects_own_rows); else the team projects each chunk and meets around it. The
 // measurements behind every constant here are in benchmarks/RESULTS.md ("The schedule's
-// constants"). The recurrent products sum k in
-// plain order in every micro-kernel block (kStepTail; only a product of fewer than kExactRows rows
-// splits k: B < 4 in unit mode, where every thread has all rows), so neither the mode nor the
-// thread count ever changes a result.
+// constants"). The recurrent products sum k in plain order in every micro-kernel block
+// (kStepTail; only a product of fewer than kExactRows rows splits k: B < 4 in unit mode, where
+// every thread has all rows), so neither the mode nor the thread count ever changes a result.
 #pragma once
 #include "layer_geometry.h"
 

@@ -30,9 +30,9 @@ transposed as that operator takes them) with their per-row scales as per-channel
 (D, 4H). The weights go as uint8, w + 128, with zero points 128: the same values, which ONNX
 Runtime also multiplies without saturating on CPUs without VNNI, where with int8 weights its kernel
 (vpmaddubsw on uint8 activations) saturates the 16-bit sums of pairs of products (on a Zen 3 its
-outputs were 12-46% off rnnfast's; with uint8 weights within the tests' 2e-2). ONNX Runtime quantizes the activations its own way (each tensor
-to uint8 with a zero point, one digit), so its results are near rnnfast's int8 ones, not the same
-bits.
+outputs were 12-46% off rnnfast's; with uint8 weights within the tests' 2e-2). ONNX Runtime
+quantizes the activations its own way (each tensor to uint8 with a zero point, one digit), so its
+results are near rnnfast's int8 ones, not the same bits.
 Other quantized modules have no ONNX operator and are refused.
 """
 from __future__ import annotations
