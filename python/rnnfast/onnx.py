@@ -152,7 +152,7 @@ def _add_layer(g, model, layer, x, seq_lens, states, dtype):
         inputs += [g.node("Slice", [name] + bounds, [name + s]) for name in states]
     if int8:  # no peepholes, then each weight's per-channel scales and zero points
         inputs += [""] * (8 - len(inputs))
-        zeros = np.full(W[1].shape, 128, dtype=np.uint8)  # the weights' zero: _uint8 of 0
+        zeros = _uint8(np.zeros_like(W[1], dtype=np.int8))
         inputs += [g.const("W_scale" + s, W[1]), g.const("W_zero_point" + s, zeros), g.const("R_scale" + s, R[1]),
                    g.const("R_zero_point" + s, zeros)]
     while inputs[-1] == "":
